@@ -1,0 +1,5 @@
+//! Benchmarks for the bulkhead layer (being written).
+
+fn main() {
+    divan::main();
+}

@@ -1,0 +1,5 @@
+//! Benchmarks for the circuit_breaker layer (being written).
+
+fn main() {
+    divan::main();
+}

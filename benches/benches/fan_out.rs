@@ -1,0 +1,5 @@
+//! Benchmarks for the fan_out layer (being written).
+
+fn main() {
+    divan::main();
+}

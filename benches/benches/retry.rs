@@ -1,0 +1,5 @@
+//! Benchmarks for the retry layer (being written).
+
+fn main() {
+    divan::main();
+}

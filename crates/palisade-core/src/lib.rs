@@ -1,0 +1,46 @@
+//! The shared vocabulary of Palisade's middleware.
+//!
+//! Every pattern crate (circuit breaker, retry, bulkhead, fan-out, ...) speaks
+//! these few types, so that one layer can understand what another did:
+//!
+//! - [`BoxError`], [`is_caused_by`] and [`cause_ref`]: one error type for
+//!   layers that fail, and a way to find a cause however deeply other layers
+//!   wrapped it.
+//! - [`Classify`] and [`Outcome`]: whether a call succeeded, failed, or says
+//!   nothing ([`ErrorsAsFailures`] for plain results; `http::StatusClassifier`
+//!   for responses, feature `http`).
+//! - [`CircuitOpen`], [`BulkheadFull`] and [`is_rejection`]: the errors that
+//!   mean "refused to add load", which no layer retries.
+//! - [`Listeners`]: event hooks that cost nothing when nobody listens.
+//! - [`Registry`]: named instances for admin APIs and dashboards.
+//! - [`ConfigError`]: what every builder returns for bad settings.
+//! - `http` (feature `http`): `Retry-After`, problem+json responses for
+//!   rejections, status classification.
+//!
+//! # Example
+//!
+//! ```
+//! use palisade_core::{is_rejection, BoxError, Classify, CircuitOpen, ErrorsAsFailures, Outcome};
+//!
+//! let result: Result<(), BoxError> = Err(CircuitOpen::new("orders", None).into());
+//! assert_eq!(ErrorsAsFailures.classify(&result), Outcome::Failure);
+//! assert!(is_rejection(&**result.as_ref().unwrap_err()));
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod classify;
+pub mod config;
+pub mod error;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
+pub mod listener;
+pub mod registry;
+pub mod reject;
+
+pub use classify::{Classify, ErrorsAsFailures, Outcome};
+pub use config::ConfigError;
+pub use error::{BoxError, cause_ref, is_caused_by};
+pub use listener::Listeners;
+pub use registry::Registry;
+pub use reject::{BulkheadFull, CircuitOpen, Rejection, is_rejection, rejection};

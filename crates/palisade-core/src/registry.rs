@@ -1,0 +1,183 @@
+//! A registry of named layer instances, for admin APIs and dashboards.
+//!
+//! Each pattern crate keeps its instances' handles (a breaker's handle, a
+//! bulkhead's handle) in a `Registry<Handle>` so an operator can list them by
+//! name, read their figures and act on them. The registry is off the request
+//! path: it is touched when a layer is built and when someone asks.
+//!
+//! Asking for a name twice gives the same instance
+//! ([`get_or_insert_with`](Registry::get_or_insert_with)): one breaker per
+//! downstream even when a framework builds the stack once per route.
+//!
+//! ```
+//! use palisade_core::Registry;
+//!
+//! let registry = Registry::<u32>::new();
+//! let a = registry.get_or_insert_with("orders", || 1);
+//! let b = registry.get_or_insert_with("orders", || 2);
+//! assert_eq!((a, b), (1, 1));
+//! assert_eq!(registry.names(), vec!["orders".to_owned()]);
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Named handles, sorted by name; clones share the same map.
+pub struct Registry<H> {
+    map: Arc<RwLock<BTreeMap<Arc<str>, H>>>,
+}
+
+impl<H: Clone> Registry<H> {
+    /// An empty registry.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            map: Arc::default(),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Arc<str>, H>> {
+        // A panic while holding the lock cannot leave the map half-updated
+        // (every write is one insert or remove), so a poisoned lock is usable.
+        self.map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<Arc<str>, H>> {
+        self.map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The handle registered under `name`.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<H> {
+        self.read().get(name).cloned()
+    }
+
+    /// The handle registered under `name`, or the one `make` builds, which is
+    /// registered. `make` runs at most once, under the registry's write lock.
+    pub fn get_or_insert_with(&self, name: &str, make: impl FnOnce() -> H) -> H {
+        if let Some(found) = self.get(name) {
+            return found;
+        }
+        self.write()
+            .entry(Arc::from(name))
+            .or_insert_with(make)
+            .clone()
+    }
+
+    /// Registers `handle` under `name`, returning the handle it replaced.
+    pub fn insert(&self, name: &str, handle: H) -> Option<H> {
+        self.write().insert(Arc::from(name), handle)
+    }
+
+    /// Removes and returns the handle registered under `name`.
+    pub fn remove(&self, name: &str) -> Option<H> {
+        self.write().remove(name)
+    }
+
+    /// The registered names, sorted.
+    #[must_use]
+    pub fn names(&self) -> Vec<String> {
+        self.read().keys().map(|k| k.to_string()).collect()
+    }
+
+    /// Every `(name, handle)` pair, sorted by name.
+    #[must_use]
+    pub fn entries(&self) -> Vec<(Arc<str>, H)> {
+        self.read()
+            .iter()
+            .map(|(k, v)| (Arc::clone(k), v.clone()))
+            .collect()
+    }
+
+    /// The number of registered instances.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// `true` when nothing is registered.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+}
+
+impl<H: Clone> Default for Registry<H> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<H> Clone for Registry<H> {
+    fn clone(&self) -> Self {
+        Self {
+            map: Arc::clone(&self.map),
+        }
+    }
+}
+
+impl<H> fmt::Debug for Registry<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<String> = match self.map.read() {
+            Ok(map) => map.keys().map(|k| k.to_string()).collect(),
+            Err(poisoned) => poisoned.get_ref().keys().map(|k| k.to_string()).collect(),
+        };
+        f.debug_struct("Registry").field("names", &names).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_or_insert_keeps_the_first() {
+        let r = Registry::new();
+        assert_eq!(r.get_or_insert_with("a", || 1), 1);
+        assert_eq!(r.get_or_insert_with("a", || 2), 1);
+        assert_eq!(r.get("a"), Some(1));
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn clones_share_entries_and_listing_is_sorted() {
+        let r = Registry::new();
+        let r2 = r.clone();
+        r.insert("b", 2);
+        r2.insert("a", 1);
+        assert_eq!(r.names(), vec!["a".to_owned(), "b".to_owned()]);
+        let entries: Vec<(String, i32)> = r2
+            .entries()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(entries, vec![("a".to_owned(), 1), ("b".to_owned(), 2)]);
+        assert_eq!(r.remove("a"), Some(1));
+        assert!(r2.get("a").is_none());
+        assert!(!r.is_empty());
+    }
+
+    #[test]
+    fn concurrent_get_or_insert_builds_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let r = Registry::new();
+        let built = Arc::new(AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                let r = r.clone();
+                let built = Arc::clone(&built);
+                s.spawn(move || {
+                    for _ in 0..100 {
+                        r.get_or_insert_with("x", || built.fetch_add(1, Ordering::SeqCst));
+                    }
+                });
+            }
+        });
+        assert_eq!(built.load(Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,276 @@
+//! Test support shared by Palisade's crates.
+//!
+//! - [`trace_init`]: tracing output captured by the test harness, level from
+//!   `RUST_LOG`.
+//! - [`MetricsCapture`]: a recorder to assert on the `metrics` a layer emits.
+//! - [`DropProbe`]: observe that a future or value was dropped (cancellation).
+//! - [`assert_send_sync_clone`] and friends: compile-time trait checks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics_util::registry::{AtomicStorage, Registry};
+
+/// Installs a tracing subscriber that writes through the test harness's
+/// captured output. Level from `RUST_LOG` (default `warn`). Safe to call from
+/// every test.
+pub fn trace_init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// Asserts at compile time that `T` is `Send + Sync + Clone + 'static`, as an
+/// axum route or a tonic service needs.
+pub const fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+
+/// Asserts at compile time that `T` is `Send + Sync + 'static`.
+pub const fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+/// Asserts at compile time that `T` is `Send + 'static` (response futures).
+pub const fn assert_send<T: Send + 'static>() {}
+
+// ===== DropProbe =====
+
+/// A value that records when it is dropped; hold one inside a future (or a
+/// mock's response) to observe cancellation.
+///
+/// ```
+/// use palisade_test_util::DropProbe;
+///
+/// let probe = DropProbe::new();
+/// let token = probe.token();
+/// assert!(!probe.dropped());
+/// drop(token);
+/// assert!(probe.dropped());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct DropProbe {
+    dropped: Arc<AtomicUsize>,
+}
+
+/// The token handed out by [`DropProbe::token`]; dropping it is recorded.
+#[derive(Debug)]
+pub struct DropToken {
+    dropped: Arc<AtomicUsize>,
+    armed: AtomicBool,
+}
+
+impl DropProbe {
+    /// A probe with no tokens dropped.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A token whose drop this probe records.
+    #[must_use]
+    pub fn token(&self) -> DropToken {
+        DropToken {
+            dropped: Arc::clone(&self.dropped),
+            armed: AtomicBool::new(true),
+        }
+    }
+
+    /// `true` once at least one token was dropped.
+    #[must_use]
+    pub fn dropped(&self) -> bool {
+        self.count() > 0
+    }
+
+    /// How many tokens were dropped.
+    #[must_use]
+    pub fn count(&self) -> usize {
+        self.dropped.load(Ordering::SeqCst)
+    }
+}
+
+impl DropToken {
+    /// Consumes the token without recording a drop (the work completed).
+    pub fn defuse(self) {
+        self.armed.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for DropToken {
+    fn drop(&mut self) {
+        if self.armed.load(Ordering::SeqCst) {
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+// ===== MetricsCapture =====
+
+/// A `metrics` recorder for tests. Reading never resets a value (unlike
+/// metrics-util's `DebuggingRecorder`).
+///
+/// Install it for the current thread with [`enter`](Self::enter), *before*
+/// building the layer under test (layers resolve their metric handles when
+/// built). Use a `current_thread` runtime so every poll runs on this thread.
+///
+/// ```
+/// use palisade_test_util::MetricsCapture;
+///
+/// let capture = MetricsCapture::new();
+/// let _guard = capture.enter();
+/// metrics::counter!("calls_total", "name" => "orders", "outcome" => "success").increment(2);
+/// assert_eq!(capture.counter("calls_total", &[("name", "orders")]), 2);
+/// assert_eq!(capture.counter("calls_total", &[("name", "users")]), 0);
+/// ```
+#[derive(Clone, Debug)]
+pub struct MetricsCapture {
+    registry: Arc<Registry<Key, AtomicStorage>>,
+}
+
+impl Default for MetricsCapture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn matches(key: &Key, name: &str, labels: &[(&str, &str)]) -> bool {
+    key.name() == name
+        && labels
+            .iter()
+            .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v))
+}
+
+impl MetricsCapture {
+    /// An empty capture.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            registry: Arc::new(Registry::atomic()),
+        }
+    }
+
+    /// Makes this the current thread's recorder until the guard drops.
+    #[must_use]
+    pub fn enter(&self) -> metrics::LocalRecorderGuard<'_> {
+        metrics::set_default_local_recorder(self)
+    }
+
+    /// The sum of every counter called `name` whose labels include `labels`
+    /// (0 when none was registered).
+    #[must_use]
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        self.registry
+            .get_counter_handles()
+            .iter()
+            .filter(|(k, _)| matches(k, name, labels))
+            .map(|(_, c)| c.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// The value of the gauge called `name` with `labels`, if one was
+    /// registered (the first match when several do).
+    #[must_use]
+    pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.registry
+            .get_gauge_handles()
+            .iter()
+            .find(|(k, _)| matches(k, name, labels))
+            .map(|(_, g)| f64::from_bits(g.load(Ordering::SeqCst)))
+    }
+
+    /// Every value recorded in histograms called `name` with `labels`.
+    #[must_use]
+    pub fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+        let mut out = Vec::new();
+        for (_, h) in self
+            .registry
+            .get_histogram_handles()
+            .iter()
+            .filter(|(k, _)| matches(k, name, labels))
+        {
+            h.data_with(|values| out.extend_from_slice(values));
+        }
+        out
+    }
+
+    /// The names of every registered metric, sorted and de-duplicated.
+    #[must_use]
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        names.extend(
+            self.registry
+                .get_counter_handles()
+                .keys()
+                .map(|k| k.name().to_owned()),
+        );
+        names.extend(
+            self.registry
+                .get_gauge_handles()
+                .keys()
+                .map(|k| k.name().to_owned()),
+        );
+        names.extend(
+            self.registry
+                .get_histogram_handles()
+                .keys()
+                .map(|k| k.name().to_owned()),
+        );
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+impl Recorder for MetricsCapture {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        self.registry
+            .get_or_create_counter(key, |c| Counter::from_arc(Arc::clone(c)))
+    }
+
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        self.registry
+            .get_or_create_gauge(key, |g| Gauge::from_arc(Arc::clone(g)))
+    }
+
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        self.registry
+            .get_or_create_histogram(key, |h| Histogram::from_arc(Arc::clone(h)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_all_three_kinds_without_resetting() {
+        let capture = MetricsCapture::new();
+        let _g = capture.enter();
+        metrics::counter!("c", "a" => "1").increment(3);
+        metrics::gauge!("g", "a" => "1").set(2.5);
+        metrics::histogram!("h").record(1.0);
+        metrics::histogram!("h").record(2.0);
+        for _ in 0..2 {
+            assert_eq!(capture.counter("c", &[("a", "1")]), 3);
+            assert_eq!(capture.gauge("g", &[]), Some(2.5));
+            assert_eq!(capture.histogram("h", &[]), vec![1.0, 2.0]);
+        }
+        assert_eq!(capture.gauge("missing", &[]), None);
+        assert_eq!(capture.names(), vec!["c", "g", "h"]);
+    }
+
+    #[test]
+    fn drop_probe_counts_and_defuses() {
+        let probe = DropProbe::new();
+        let a = probe.token();
+        let b = probe.token();
+        b.defuse();
+        assert_eq!(probe.count(), 0);
+        drop(a);
+        assert_eq!(probe.count(), 1);
+    }
+}
