@@ -1,0 +1,201 @@
+//! `palisade-gateway`: the demo gateway's command line.
+//!
+//! With no arguments: the embedded default config, listening on
+//! 127.0.0.1:8080, six demo backends on free loopback ports.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+use palisade_gateway::config::{Config, DEFAULT_CONFIG};
+use palisade_gateway::demo::DemoBackends;
+use palisade_gateway::{ConfigFileError, Gateway};
+use tracing_subscriber::EnvFilter;
+
+/// The name of the environment variable holding the admin token.
+const TOKEN_ENV: &str = "PALISADE_ADMIN_TOKEN";
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The Palisade demo gateway: a reverse proxy over in-process demo backends,
+/// with chaos controls, Prometheus metrics and a live dashboard.
+#[derive(Debug, Parser)]
+#[command(name = "palisade-gateway", version)]
+struct Args {
+    /// The TOML config file (default: the embedded config, see
+    /// --print-default-config).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the embedded default config and exit.
+    #[arg(long)]
+    print_default_config: bool,
+    /// Check the config and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Listen on this address instead of the config's `server.listen`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Run only the demo backends (no gateway), e.g. for load tests.
+    #[arg(long)]
+    backends_only: bool,
+    /// Log format; the level comes from RUST_LOG (default `info`).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+fn load(args: &Args) -> Result<Config, ConfigFileError> {
+    match &args.config {
+        Some(path) => Config::load(path),
+        None => Config::parse(
+            palisade_gateway::config::DEFAULT_CONFIG_NAME,
+            DEFAULT_CONFIG,
+        ),
+    }
+}
+
+/// The admin token in force: the environment, then the config, then (if the
+/// config asks) a random one for this run.
+fn admin_token(config: &Config) -> Option<String> {
+    if let Some(token) = std::env::var(TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        tracing::info!("admin API enabled with the token from {TOKEN_ENV}");
+        return Some(token.trim().to_owned());
+    }
+    if let Some(token) = &config.admin.token {
+        tracing::info!("admin API enabled with the token from the config");
+        return Some(token.clone());
+    }
+    if config.admin.generate_token {
+        let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        tracing::info!(token = %token, "admin API enabled with a token generated for this run (set admin.token or {TOKEN_ENV} to choose one)");
+        return Some(token);
+    }
+    tracing::info!("admin API disabled: no admin token (set admin.token or {TOKEN_ENV})");
+    None
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+async fn run(args: Args, mut config: Config) -> ExitCode {
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if args.backends_only {
+        let Some(demo) = &config.demo else {
+            eprintln!(
+                "palisade-gateway: --backends-only needs `[demo] enabled = true` with backends in the config"
+            );
+            return ExitCode::from(2);
+        };
+        let drain = config.server.drain_timeout;
+        return match DemoBackends::start(demo).await {
+            Ok(backends) => {
+                for b in backends.iter() {
+                    println!("{} http://{}", b.name, b.addr);
+                }
+                shutdown_signal().await;
+                backends.shutdown(drain).await;
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("palisade-gateway: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let token = admin_token(&config);
+    let gateway = match Gateway::bind(config, token).await {
+        Ok(g) => g,
+        Err(err) => {
+            eprintln!("palisade-gateway: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = gateway.local_addr();
+    tracing::info!("dashboard: http://{addr}/dashboard  metrics: http://{addr}/metrics");
+    match gateway.serve(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("palisade-gateway: server error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.print_default_config {
+        print!("{DEFAULT_CONFIG}");
+        return ExitCode::SUCCESS;
+    }
+    init_logs(args.log_format);
+    let config = match load(&args) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("palisade-gateway: bad config: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        println!("config OK");
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("palisade-gateway: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(args, config))
+}

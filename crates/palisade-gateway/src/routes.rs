@@ -1,0 +1,211 @@
+//! The gateway's router: its own endpoints, the proxy route table, and the
+//! middleware around them.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /healthz` | liveness: `200 ok` while the process serves |
+//! | `GET /readyz` | readiness: `200 ready`, `503` once shutdown began |
+//! | `GET /metrics` | Prometheus text exposition |
+//! | `GET /dashboard`, `GET /dashboard/events` | the live dashboard and its event stream |
+//! | `/admin/...` | the admin API (bearer token) |
+//! | `ANY {prefix}`, `ANY {prefix}/{*path}` | one pair per `[[routes]]` entry: proxied to its upstream |
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{HeaderName, StatusCode};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::errors::{error_response, problem};
+use crate::proxy;
+use crate::state::AppState;
+use crate::upstream::Upstream;
+
+/// The request id header, generated when absent, logged, sent upstream and
+/// returned.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Generates request ids: 16 random hex digits.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &http::Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&format!("{:016x}", fastrand::u64(..)))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// Prometheus handles of one proxy route, resolved once.
+struct RouteMetrics {
+    by_class: [metrics::Counter; 5],
+    duration: metrics::Histogram,
+}
+
+impl RouteMetrics {
+    fn new(upstream: &str) -> Self {
+        let counter = |class: &'static str| metrics::counter!("palisade_gateway_requests_total", "upstream" => upstream.to_owned(), "status" => class);
+        Self {
+            by_class: [
+                counter("1xx"),
+                counter("2xx"),
+                counter("3xx"),
+                counter("4xx"),
+                counter("5xx"),
+            ],
+            duration: metrics::histogram!("palisade_gateway_request_duration_seconds", "upstream" => upstream.to_owned()),
+        }
+    }
+
+    fn record(&self, status: StatusCode, took: Duration) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.by_class[class].increment(1);
+        self.duration.record(took.as_secs_f64());
+    }
+}
+
+/// One entry of the route table: a prefix and the upstream it forwards to.
+struct ProxyRoute {
+    prefix_len: usize,
+    upstream: Upstream,
+    metrics: RouteMetrics,
+}
+
+async fn proxy_handler(State(route): State<Arc<ProxyRoute>>, req: Request) -> Response {
+    let start = tokio::time::Instant::now();
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let req = proxy::upstream_request(req, route.prefix_len, client);
+    let res = match route.upstream.service().oneshot(req).await {
+        Ok(res) => proxy::client_response(res),
+        Err(err) => {
+            let res = error_response(
+                route.upstream.name(),
+                route.upstream.timeout().as_millis(),
+                &*err,
+            );
+            tracing::warn!(upstream = route.upstream.name(), status = res.status().as_u16(), error = %err, "upstream call failed");
+            res
+        }
+    };
+    route.metrics.record(res.status(), start.elapsed());
+    res
+}
+
+/// Adds the proxy routes of `state`'s route table to `router`: for each
+/// `[[routes]]` entry, `{prefix}` and `{prefix}/{*path}` on every method.
+///
+/// Routes of other kinds (an aggregator over several upstreams) are added
+/// here too, from their own table.
+fn route_table(mut router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    for route in &state.inner.routes {
+        let Some(upstream) = state.upstream(&route.upstream) else {
+            // Validation guarantees the upstream exists.
+            tracing::error!(prefix = %route.prefix, upstream = %route.upstream, "route names a missing upstream; skipped");
+            continue;
+        };
+        let entry = Arc::new(ProxyRoute {
+            prefix_len: route.prefix.len(),
+            upstream: upstream.clone(),
+            metrics: RouteMetrics::new(&route.upstream),
+        });
+        let handler = any(proxy_handler).with_state(entry);
+        router = router
+            .route(&route.prefix, handler.clone())
+            .route(&format!("{}/{{*path}}", route.prefix), handler);
+    }
+    router
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.lifecycle().is_shutting_down() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        "ready\n".into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.inner.prometheus.render();
+    (
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn not_found(req: Request) -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "not found",
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
+}
+
+/// The gateway's whole router for `state`.
+///
+/// Middleware, outermost first: panic catcher (a belt: a handler panic
+/// becomes a 500, the connection survives), request id (kept from the
+/// client's `x-request-id` or generated), trace span and access log (with
+/// the request id), request id copied onto the response, body limit (413).
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.inner.body_limit;
+    let router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(crate::dashboard::routes())
+        .nest("/admin", crate::admin::routes(&state));
+    let router = route_table(router, &state)
+        .fallback(not_found)
+        .with_state(state);
+
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &http::Request<Body>| {
+            let id = req.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        })
+        .on_request(())
+        .on_response(DefaultOnResponse::new().level(Level::INFO));
+    router.layer(
+        ServiceBuilder::new()
+            .layer(CatchPanicLayer::custom(
+                |_panic: Box<dyn std::any::Any + Send>| {
+                    tracing::error!("a handler panicked");
+                    problem(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal error",
+                        "the gateway failed to handle this request",
+                    )
+                },
+            ))
+            .layer(SetRequestIdLayer::new(X_REQUEST_ID, RandomRequestId))
+            .layer(trace)
+            .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+            .layer(RequestBodyLimitLayer::new(body_limit)),
+    )
+}

@@ -1,0 +1,166 @@
+//! The state every handler shares.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use palisade_chaos::ChaosHandle;
+use palisade_core::Registry;
+use tokio::sync::watch;
+
+use crate::config::RouteConfig;
+use crate::upstream::Upstream;
+
+/// The process-wide Prometheus recorder, installed on first use.
+///
+/// Call it before building any layer: layers resolve their metric handles
+/// when built, and handles resolved before a recorder exists go nowhere.
+/// If another global recorder was installed first, the gateway's `/metrics`
+/// shows only what reaches this one, and a warning says so.
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if let Err(err) = metrics::set_global_recorder(recorder) {
+                tracing::warn!(%err, "a metrics recorder was already installed; /metrics will miss its series");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Whether the gateway is shutting down; `/readyz` and the dashboard's event
+/// streams watch it.
+#[derive(Clone, Debug)]
+pub struct Lifecycle {
+    shutting_down: watch::Sender<bool>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            shutting_down: watch::channel(false).0,
+        }
+    }
+}
+
+impl Lifecycle {
+    /// Marks the gateway as shutting down (idempotent).
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.send_replace(true);
+    }
+
+    /// `true` once shutdown began.
+    #[must_use]
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutting_down.borrow()
+    }
+
+    /// Resolves when shutdown begins.
+    pub async fn wait(&self) {
+        let mut rx = self.shutting_down.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// A demo backend as the admin API and the dashboard see it.
+#[derive(Clone, Debug)]
+pub struct BackendInfo {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its chaos handle.
+    pub chaos: ChaosHandle,
+}
+
+pub(crate) struct Inner {
+    pub(crate) upstreams: BTreeMap<String, Upstream>,
+    pub(crate) routes: Vec<RouteConfig>,
+    pub(crate) backends: BTreeMap<String, BackendInfo>,
+    pub(crate) chaos: Registry<ChaosHandle>,
+    pub(crate) admin_token: Option<Arc<str>>,
+    pub(crate) body_limit: usize,
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) prometheus: PrometheusHandle,
+}
+
+/// Everything the gateway's handlers share; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl AppState {
+    /// The state for `upstreams` and `routes` (already validated against each
+    /// other), demo `backends`, the admin token (`None`: admin API disabled)
+    /// and the request body limit.
+    #[must_use]
+    pub fn new(
+        upstreams: BTreeMap<String, Upstream>,
+        routes: Vec<RouteConfig>,
+        backends: BTreeMap<String, BackendInfo>,
+        admin_token: Option<String>,
+        body_limit: usize,
+    ) -> Self {
+        let chaos = Registry::new();
+        for (name, b) in &backends {
+            chaos.insert(name, b.chaos.clone());
+        }
+        Self {
+            inner: Arc::new(Inner {
+                upstreams,
+                routes,
+                backends,
+                chaos,
+                admin_token: admin_token.map(Arc::from),
+                body_limit,
+                lifecycle: Lifecycle::default(),
+                prometheus: prometheus(),
+            }),
+        }
+    }
+
+    /// The upstream called `name`.
+    #[must_use]
+    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.inner.upstreams.get(name)
+    }
+
+    /// Every upstream, by name.
+    pub fn upstreams(&self) -> impl Iterator<Item = &Upstream> {
+        self.inner.upstreams.values()
+    }
+
+    /// The chaos handles of the demo backends, by name.
+    #[must_use]
+    pub fn chaos(&self) -> &Registry<ChaosHandle> {
+        &self.inner.chaos
+    }
+
+    /// The shutdown state.
+    #[must_use]
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.inner.lifecycle
+    }
+
+    /// `true` when the admin API is enabled (a token is set).
+    #[must_use]
+    pub fn admin_enabled(&self) -> bool {
+        self.inner.admin_token.is_some()
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field(
+                "upstreams",
+                &self.inner.upstreams.keys().collect::<Vec<_>>(),
+            )
+            .field("backends", &self.inner.backends.keys().collect::<Vec<_>>())
+            .field("admin_enabled", &self.admin_enabled())
+            .finish_non_exhaustive()
+    }
+}
