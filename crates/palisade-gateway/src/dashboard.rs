@@ -176,11 +176,14 @@ fn events(state: AppState) -> impl Stream<Item = Result<Event, Infallible>> {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     futures_util::stream::unfold((state, interval), |(state, mut interval)| async move {
         tokio::select! {
-            () = state.lifecycle().wait() => None,
+            // The tick first: the first snapshot is sent even if shutdown
+            // began before the stream was first polled.
+            biased;
             _ = interval.tick() => {
                 let event = snapshot_event(&state);
                 Some((Ok(event), (state, interval)))
             }
+            () = state.lifecycle().wait() => None,
         }
     })
 }

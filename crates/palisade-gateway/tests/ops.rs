@@ -1,0 +1,620 @@
+//! Operations end to end: the admin API, /metrics, health and readiness,
+//! the dashboard and its event stream, and graceful shutdown.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use palisade_gateway::app;
+use support::{TestGateway, client, demo_config, eventually, get as http_get, request, send};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+use tower::ServiceExt;
+
+#[tokio::test]
+async fn the_admin_api_is_disabled_without_a_token() {
+    let gw = TestGateway::start(demo_config(""), None).await;
+    let c = client();
+    for (method, path) in [
+        (Method::GET, "/admin/chaos"),
+        (Method::PATCH, "/admin/chaos/user"),
+        (Method::GET, "/admin/x"),
+    ] {
+        let res = send(
+            &c,
+            request(method, &gw.url(path), Some("anything"), Some("{}")),
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(res.json()["title"], "admin API disabled");
+        assert!(
+            res.json()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("PALISADE_ADMIN_TOKEN")
+        );
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_api_wants_the_right_bearer_token() {
+    let gw = TestGateway::start(demo_config(""), Some("s3cret")).await;
+    let c = client();
+    for token in [None, Some("wrong"), Some("s3cre"), Some("s3cret2")] {
+        let res = send(
+            &c,
+            request(Method::GET, &gw.url("/admin/chaos"), token, None),
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(
+            res.header("www-authenticate"),
+            "Bearer realm=\"palisade-admin\""
+        );
+        assert_eq!(res.header("content-type"), "application/problem+json");
+    }
+    let res = send(
+        &c,
+        request(Method::GET, &gw.url("/admin/chaos"), Some("s3cret"), None),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    let names: BTreeSet<String> = res.json()["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["backend"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: BTreeSet<String> = palisade_gateway::config::DEMO_SERVICES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    assert_eq!(names, expected);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn chaos_knobs_through_the_admin_api_change_what_clients_see() {
+    let gw = TestGateway::start(demo_config(""), Some("tok")).await;
+    let c = client();
+    let admin = |method: Method, path: &str, json: Option<&str>| {
+        request(method, &gw.url(path), Some("tok"), json)
+    };
+
+    // Outage on: the proxied call gets the backend's 503.
+    let res = send(
+        &c,
+        admin(
+            Method::PATCH,
+            "/admin/chaos/reward",
+            Some(r#"{"outage": true}"#),
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.json()["outage"], true);
+    assert_eq!(
+        http_get(&c, &gw.url("/api/reward/users/3/rewards"))
+            .await
+            .status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let shown = send(&c, admin(Method::GET, "/admin/chaos/reward", None))
+        .await
+        .json();
+    assert_eq!(shown["injected"]["outage"], 1);
+
+    // Error rate 1: every call is a 500.
+    send(
+        &c,
+        admin(
+            Method::PATCH,
+            "/admin/chaos/reward",
+            Some(r#"{"outage": false, "error_rate": 1.0}"#),
+        ),
+    )
+    .await;
+    assert_eq!(
+        http_get(&c, &gw.url("/api/reward/users/3/rewards"))
+            .await
+            .status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+
+    // Latency: 150 ms added to every call (no rate given means every call).
+    let res = send(
+        &c,
+        admin(
+            Method::PATCH,
+            "/admin/chaos/reward",
+            Some(r#"{"error_rate": 0, "latency_ms": 150}"#),
+        ),
+    )
+    .await;
+    assert_eq!(res.json()["latency_rate"], 1.0);
+    assert_eq!(res.json()["latency_max_ms"], 150);
+    let start = tokio::time::Instant::now();
+    assert_eq!(
+        http_get(&c, &gw.url("/api/reward/users/3/rewards"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert!(start.elapsed() >= Duration::from_millis(150));
+
+    // Reset: back to no chaos.
+    let res = send(&c, admin(Method::POST, "/admin/chaos/reward/reset", None)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.json()["latency_max_ms"], 0);
+    assert_eq!(res.json()["outage"], false);
+
+    // Bad input: 422 for bad values and unknown fields, 400 for broken JSON,
+    // 404 for an unknown backend; nothing changes.
+    for body in [
+        r#"{"error_rate": 2}"#,
+        r#"{"abort_rate": -1}"#,
+        r#"{"latency_ms": 5, "latency_max_ms": 9}"#,
+        r#"{"outtage": true}"#,
+    ] {
+        let res = send(&c, admin(Method::PATCH, "/admin/chaos/reward", Some(body))).await;
+        assert_eq!(
+            res.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            res.body
+        );
+        assert_eq!(res.header("content-type"), "application/problem+json");
+    }
+    let res = send(
+        &c,
+        admin(Method::PATCH, "/admin/chaos/reward", Some("{not json")),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    let res = send(&c, admin(Method::PATCH, "/admin/chaos/nope", Some("{}"))).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    let res = send(&c, admin(Method::GET, "/admin/nothing-here", None)).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    let settings = gw.state.chaos().get("reward").unwrap().settings();
+    assert_eq!(settings, palisade_chaos::ChaosSettings::default());
+    gw.stop().await;
+}
+
+// ===== /metrics =====
+
+/// Checks `text` against the Prometheus text exposition format (0.0.4) and
+/// returns its samples as `name{labels}` → value.
+fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
+    fn is_name(s: &str) -> bool {
+        let mut chars = s.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    }
+    fn value(s: &str) -> f64 {
+        match s {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            _ => s
+                .parse()
+                .unwrap_or_else(|_| panic!("bad sample value {s:?}")),
+        }
+    }
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut samples = BTreeMap::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let kind = parts.next().unwrap();
+            let name = parts
+                .next()
+                .unwrap_or_else(|| panic!("bad comment {line:?}"));
+            assert!(is_name(name), "bad metric name in {line:?}");
+            if kind == "TYPE" {
+                let t = parts.next().unwrap_or("");
+                assert!(
+                    ["counter", "gauge", "histogram", "summary", "untyped"].contains(&t),
+                    "bad type in {line:?}"
+                );
+                assert!(
+                    types.insert(name.to_owned(), t.to_owned()).is_none(),
+                    "TYPE given twice for {name}"
+                );
+            }
+            continue;
+        }
+        // name{label="value",...} value [timestamp]
+        let (series, rest) = match line.find('{') {
+            Some(open) => {
+                let close = line
+                    .rfind('}')
+                    .unwrap_or_else(|| panic!("unclosed labels in {line:?}"));
+                let labels = &line[open + 1..close];
+                // Each label: name="escaped value".
+                let mut rest = labels;
+                while !rest.is_empty() {
+                    let eq = rest
+                        .find('=')
+                        .unwrap_or_else(|| panic!("bad label in {line:?}"));
+                    assert!(is_name(&rest[..eq]), "bad label name in {line:?}");
+                    let after = &rest[eq + 1..];
+                    assert!(after.starts_with('"'), "unquoted label value in {line:?}");
+                    let mut end = None;
+                    let mut escaped = false;
+                    for (i, c) in after.char_indices().skip(1) {
+                        match (escaped, c) {
+                            (true, '\\' | '"' | 'n') => escaped = false,
+                            (true, _) => panic!("bad escape in {line:?}"),
+                            (false, '\\') => escaped = true,
+                            (false, '"') => {
+                                end = Some(i);
+                                break;
+                            }
+                            (false, '\n') => panic!("raw newline in {line:?}"),
+                            _ => {}
+                        }
+                    }
+                    let end = end.unwrap_or_else(|| panic!("unterminated label value in {line:?}"));
+                    rest = after[end + 1..]
+                        .strip_prefix(',')
+                        .unwrap_or(&after[end + 1..]);
+                }
+                (&line[..=close], line[close + 1..].trim())
+            }
+            None => {
+                let (n, v) = line
+                    .split_once(' ')
+                    .unwrap_or_else(|| panic!("no value in {line:?}"));
+                (n, v.trim())
+            }
+        };
+        let name = series.split('{').next().unwrap();
+        assert!(is_name(name), "bad sample name in {line:?}");
+        let family = types
+            .keys()
+            .find(|f| {
+                name == f.as_str()
+                    || [&**f, "_bucket"].concat() == name
+                    || [&**f, "_sum"].concat() == name
+                    || [&**f, "_count"].concat() == name
+            })
+            .unwrap_or_else(|| panic!("sample {name} has no TYPE line before it"));
+        let _ = family;
+        let mut fields = rest.split_whitespace();
+        let v = value(
+            fields
+                .next()
+                .unwrap_or_else(|| panic!("no value in {line:?}")),
+        );
+        if let Some(ts) = fields.next() {
+            ts.parse::<i64>()
+                .unwrap_or_else(|_| panic!("bad timestamp in {line:?}"));
+        }
+        assert!(fields.next().is_none(), "trailing fields in {line:?}");
+        samples.insert(series.to_owned(), v);
+    }
+    samples
+}
+
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text_and_count_requests() {
+    let gw = TestGateway::start(demo_config(""), None).await;
+    let c = client();
+    for _ in 0..3 {
+        assert_eq!(
+            http_get(&c, &gw.url("/api/product/products/1"))
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        http_get(&c, &gw.url("/api/product/products/99999"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let res = http_get(&c, &gw.url("/metrics")).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(
+        res.header("content-type")
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let samples = parse_prometheus(&res.body);
+    // The recorder is process-wide and other tests run in this binary: at
+    // least what this test sent is counted.
+    let ok = samples[r#"palisade_gateway_requests_total{upstream="product",status="2xx"}"#];
+    let missing = samples[r#"palisade_gateway_requests_total{upstream="product",status="4xx"}"#];
+    assert!(ok >= 3.0 && missing >= 1.0, "{ok} {missing}");
+    assert!(
+        samples
+            .keys()
+            .any(|k| k.starts_with("palisade_gateway_request_duration_seconds"))
+    );
+    assert!(
+        samples
+            .keys()
+            .any(|k| k.starts_with("palisade_chaos_injected_total{"))
+    );
+    gw.stop().await;
+}
+
+#[test]
+fn the_prometheus_checker_rejects_broken_text() {
+    for bad in [
+        "no_type 1\n",
+        "# TYPE x counter\nx{a=\"1\" 1\n",
+        "# TYPE x counter\nx{a=1} 1\n",
+        "# TYPE x counter\nx one\n",
+        "# TYPE x countr\nx 1\n",
+        "# TYPE 9x counter\n9x 1\n",
+    ] {
+        assert!(
+            std::panic::catch_unwind(|| parse_prometheus(bad)).is_err(),
+            "{bad:?} must be refused"
+        );
+    }
+    let good = parse_prometheus(
+        "# HELP x help text\n# TYPE x counter\nx{a=\"q\\\"uote\"} 2\nx 3 1700000000\n",
+    );
+    assert_eq!(good.len(), 2);
+}
+
+// ===== health, dashboard =====
+
+#[tokio::test]
+async fn health_readiness_and_the_dashboard_page() {
+    let gw = TestGateway::start(demo_config(""), None).await;
+    let c = client();
+    let res = http_get(&c, &gw.url("/healthz")).await;
+    assert_eq!((res.status, res.body.as_str()), (StatusCode::OK, "ok\n"));
+    let res = http_get(&c, &gw.url("/readyz")).await;
+    assert_eq!((res.status, res.body.as_str()), (StatusCode::OK, "ready\n"));
+    let page = http_get(&c, &gw.url("/dashboard")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.header("content-type").starts_with("text/html"));
+    assert!(page.body.contains("EventSource(\"/dashboard/events\")"));
+    assert!(
+        !page.body.contains("http://") && !page.body.contains("https://"),
+        "no external resources"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_event_stream_sends_snapshots_with_the_traffic() {
+    let gw = TestGateway::start(demo_config(""), None).await;
+    let c = client();
+    for _ in 0..4 {
+        http_get(&c, &gw.url("/api/user/users/1")).await;
+    }
+    gw.state.chaos().get("user").unwrap().set_outage(true);
+    http_get(&c, &gw.url("/api/user/users/1")).await;
+
+    let res = c
+        .request(
+            Request::get(gw.url("/dashboard/events"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let mut body = res.into_body();
+    let mut text = String::new();
+    // The first snapshot is sent at once; read until it is complete.
+    while !text.contains("\n\n") {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("an event")
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(text.starts_with("event: snapshot\n"), "{text}");
+    let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    let snap: serde_json::Value = serde_json::from_str(data).unwrap();
+    let user = snap["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "user")
+        .unwrap();
+    assert_eq!(user["requests"], 5);
+    assert_eq!(user["errors"], 1);
+    assert!((user["error_pct"].as_f64().unwrap() - 20.0).abs() < 1e-9);
+    assert!(user["latency_p50_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(user["chaos"]["outage"], true);
+    assert_eq!(user["prefixes"][0], "/api/user");
+    assert!(user["circuit_breaker"].is_null() && user["bulkhead"].is_null());
+    drop(body);
+    gw.stop().await;
+}
+
+// ===== shutdown =====
+
+/// An upstream whose `/hold` answers only when released.
+async fn gated_upstream() -> (
+    std::net::SocketAddr,
+    mpsc::UnboundedReceiver<()>,
+    Arc<Notify>,
+) {
+    let (entered_tx, entered) = mpsc::unbounded_channel();
+    let release = Arc::new(Notify::new());
+    let r = Arc::clone(&release);
+    let app = Router::new().route(
+        "/hold",
+        get(move || {
+            let entered_tx = entered_tx.clone();
+            let r = Arc::clone(&r);
+            async move {
+                let _ = entered_tx.send(());
+                r.notified().await;
+                "released"
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, entered, release)
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests_then_returns() {
+    let (upstream, mut entered, release) = gated_upstream().await;
+    let extra = format!(
+        "[upstreams.slow]\nurl = \"http://{upstream}\"\ntimeout_ms = 30000\n[[routes]]\nprefix = \"/api/slow\"\nupstream = \"slow\"\n"
+    );
+    let mut gw = TestGateway::start(demo_config(&extra), None).await;
+    let url = gw.url("/api/slow/hold");
+    let in_flight = tokio::spawn(async move { http_get(&client(), &url).await });
+    entered
+        .recv()
+        .await
+        .expect("the request reached the upstream");
+
+    gw.begin_stop();
+    tokio::time::timeout(Duration::from_secs(10), gw.state.lifecycle().wait())
+        .await
+        .expect("shutdown begins");
+    // Not ready any more, as a load balancer polling it would see.
+    let ready = app(gw.state.clone())
+        .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // No new connections are accepted.
+    let addr = gw.addr;
+    eventually(Duration::from_secs(10), || async move {
+        tokio::net::TcpStream::connect(addr)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    // The in-flight request still completes.
+    assert!(
+        !gw.task.as_ref().unwrap().is_finished(),
+        "serve waits for the in-flight request"
+    );
+    release.notify_one();
+    let res = in_flight.await.unwrap();
+    assert_eq!(
+        (res.status, res.body.as_str()),
+        (StatusCode::OK, "released")
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_gives_up_on_stragglers_at_the_drain_deadline() {
+    let (upstream, mut entered, _release) = gated_upstream().await;
+    let text = format!(
+        "[upstreams.slow]\nurl = \"http://{upstream}\"\ntimeout_ms = 60000\n[[routes]]\nprefix = \"/api/slow\"\nupstream = \"slow\"\n"
+    );
+    let mut config = demo_config(&text);
+    config.server.drain_timeout = Duration::from_millis(200);
+    let mut gw = TestGateway::start(config, None).await;
+    let url = gw.url("/api/slow/hold");
+    let _stuck = tokio::spawn(async move {
+        client()
+            .request(Request::get(url).body(Body::empty()).unwrap())
+            .await
+    });
+    entered.recv().await.unwrap();
+    let start = tokio::time::Instant::now();
+    gw.begin_stop();
+    let task = gw.task.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("serve returns")
+        .unwrap()
+        .unwrap();
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(200),
+        "waited for the deadline: {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn event_streams_end_at_shutdown_so_they_do_not_hold_the_drain() {
+    let gw = TestGateway::start(demo_config(""), None).await;
+    let c = client();
+    let res = c
+        .request(
+            Request::get(gw.url("/dashboard/events"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = res.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("a first event")
+        .unwrap()
+        .unwrap();
+    assert!(first.data_ref().is_some_and(|d| !d.is_empty()));
+    let reader = tokio::spawn(async move { body.collect().await.map(|b| b.to_bytes().len()) });
+    // With a 5 s drain deadline, stopping well before it means the stream
+    // ended by itself.
+    let start = tokio::time::Instant::now();
+    gw.stop().await;
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        start.elapsed()
+    );
+    let rest = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .expect("the stream ends")
+        .unwrap();
+    assert!(rest.is_ok(), "the stream ended cleanly: {rest:?}");
+}
+
+#[tokio::test]
+async fn the_stats_count_what_the_client_saw() {
+    let gw = TestGateway::start(demo_config(""), None).await;
+    let c = client();
+    for _ in 0..3 {
+        http_get(&c, &gw.url("/api/review/products/1/reviews")).await;
+    }
+    gw.state
+        .chaos()
+        .get("review")
+        .unwrap()
+        .set_error_rate(1.0)
+        .unwrap();
+    for _ in 0..2 {
+        http_get(&c, &gw.url("/api/review/products/1/reviews")).await;
+    }
+    let s = gw.state.upstream("review").unwrap().stats().snapshot();
+    assert_eq!((s.requests, s.errors), (5, 2));
+    assert_eq!(s.in_flight, 0);
+    gw.stop().await;
+}
+
+#[test]
+fn the_request_methods_reach_the_upstream() {
+    // A sanity check that `request` builds what it says (used above).
+    let r = request(Method::PATCH, "http://x/y", Some("t"), Some("{}"));
+    assert_eq!(r.method(), Method::PATCH);
+    assert_eq!(r.headers()["authorization"], "Bearer t");
+    assert_eq!(r.headers()["content-type"], "application/json");
+}

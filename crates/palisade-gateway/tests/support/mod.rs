@@ -1,0 +1,180 @@
+//! Shared helpers: start a gateway on 127.0.0.1:0, call it, read bodies.
+#![allow(dead_code, unreachable_pub)] // each test binary uses a subset
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use palisade_gateway::config::Config;
+use palisade_gateway::proxy::{HttpClient, http_client};
+use palisade_gateway::{AppState, Gateway};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A config with every demo backend on a free port, no simulated latency,
+/// the gateway on a free port, and `extra` appended (more upstreams and
+/// routes).
+pub fn demo_config(extra: &str) -> Config {
+    let mut text = String::from(
+        "[server]\nlisten = \"127.0.0.1:0\"\nbody_limit_bytes = 65536\ndrain_timeout_ms = 5000\n\n[demo]\nseed = 7\n",
+    );
+    for s in palisade_gateway::config::DEMO_SERVICES {
+        text.push_str(&format!("[demo.backends.{s}]\nlisten = \"127.0.0.1:0\"\n"));
+    }
+    for s in palisade_gateway::config::DEMO_SERVICES {
+        text.push_str(&format!(
+            "[upstreams.{s}]\nurl = \"demo://{s}\"\ntimeout_ms = 300\n[[routes]]\nprefix = \"/api/{s}\"\nupstream = \"{s}\"\n"
+        ));
+    }
+    text.push_str(extra);
+    Config::parse("test.toml", &text).unwrap_or_else(|e| panic!("test config: {e}"))
+}
+
+/// A gateway serving in the background.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub backends: Vec<(String, SocketAddr)>,
+    stop: Option<oneshot::Sender<()>>,
+    pub task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestGateway {
+    pub async fn start(config: Config, token: Option<&str>) -> Self {
+        let gateway = Gateway::bind(config, token.map(str::to_owned))
+            .await
+            .expect("gateway starts");
+        let addr = gateway.local_addr();
+        let state = gateway.state().clone();
+        let backends = gateway
+            .backends()
+            .map(|b| b.iter().map(|d| (d.name.clone(), d.addr)).collect())
+            .unwrap_or_default();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(gateway.serve(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            state,
+            backends,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn backend(&self, name: &str) -> SocketAddr {
+        self.backends
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+            .expect("backend exists")
+    }
+
+    /// Signals shutdown without waiting.
+    pub fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Signals shutdown and waits (bounded) for the server to return.
+    pub async fn stop(mut self) {
+        self.begin_stop();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("the gateway stops within 30 s")
+                .expect("the serve task did not panic")
+                .expect("serve returned Ok");
+        }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no `{name}` header in {:?}", self.headers))
+            .to_str()
+            .unwrap()
+    }
+}
+
+pub fn client() -> HttpClient {
+    http_client()
+}
+
+pub async fn send(client: &HttpClient, req: Request<Body>) -> Reply {
+    let res = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .expect("an answer within 30 s")
+        .expect("the request is answered");
+    let (parts, body) = res.into_parts();
+    let bytes = body.collect().await.expect("the body is read").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+pub async fn get(client: &HttpClient, url: &str) -> Reply {
+    send(client, Request::get(url).body(Body::empty()).unwrap()).await
+}
+
+pub fn request(
+    method: Method,
+    url: &str,
+    token: Option<&str>,
+    json: Option<&str>,
+) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    match json {
+        Some(j) => b
+            .header("content-type", "application/json")
+            .body(Body::from(j.to_owned()))
+            .unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most `deadline`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "condition not met within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
