@@ -185,7 +185,8 @@ where
                                 // Granted just as the deadline passed: use it.
                                 Some(permit) => permit,
                                 None => {
-                                    let error = pool.reject(RejectReason::Timeout, Some(since.elapsed()));
+                                    let error =
+                                        pool.reject(RejectReason::Timeout, Some(since.elapsed()));
                                     this.state.set(State::Rejected { error: None });
                                     return Poll::Ready(Err(error.into()));
                                 }

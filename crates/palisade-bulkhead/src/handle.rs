@@ -355,10 +355,7 @@ impl BulkheadHandle {
             backpressure: shared.backpressure,
             partitioned: shared.partitions.is_some(),
             partitions: self.partition_count(),
-            max_partitions: shared
-                .partitions
-                .as_ref()
-                .map(|p| p.config.max_partitions),
+            max_partitions: shared.partitions.as_ref().map(|p| p.config.max_partitions),
             in_flight: pools.iter().map(|p| p.in_flight).sum(),
             queued: pools.iter().map(|p| p.queued).sum(),
             rejected: self.rejected(),

@@ -81,11 +81,7 @@ impl HeaderKey {
 impl<B> Partition<Request<B>> for HeaderKey {
     #[inline]
     fn key<'r>(&self, req: &'r Request<B>) -> Option<Cow<'r, str>> {
-        req.headers()
-            .get(&self.0)?
-            .to_str()
-            .ok()
-            .map(Cow::Borrowed)
+        req.headers().get(&self.0)?.to_str().ok().map(Cow::Borrowed)
     }
 }
 
@@ -152,11 +148,7 @@ impl<B> Partition<Request<B>> for AuthorityKey {
         if let Some(authority) = req.uri().authority() {
             return Some(Cow::Borrowed(authority.as_str()));
         }
-        req.headers()
-            .get(HOST)?
-            .to_str()
-            .ok()
-            .map(Cow::Borrowed)
+        req.headers().get(HOST)?.to_str().ok().map(Cow::Borrowed)
     }
 }
 
@@ -292,12 +284,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            ProblemStateProj::Called { future } => {
-                Poll::Ready(Ok(match ready!(future.poll(cx)) {
-                    Ok(res) => res,
-                    Err(error) => error_response(&error.into()),
-                }))
-            }
+            ProblemStateProj::Called { future } => Poll::Ready(Ok(match ready!(future.poll(cx)) {
+                Ok(res) => res,
+                Err(error) => error_response(&error.into()),
+            })),
             ProblemStateProj::Failed { error } => {
                 let error = error.take().expect("ProblemFuture polled after completion");
                 Poll::Ready(Ok(error_response(&error)))
@@ -323,7 +313,10 @@ mod tests {
         assert_eq!(path_prefix(9).key(&r).as_deref(), Some("/api/orders/123"));
         assert_eq!(path_prefix(1).key(&req("/")).as_deref(), Some("/"));
         assert_eq!(path_prefix(0).key(&r).as_deref(), Some("/api/orders/123"));
-        assert!(matches!(path().key(&r), Some(Cow::Borrowed(_))), "no allocation");
+        assert!(
+            matches!(path().key(&r), Some(Cow::Borrowed(_))),
+            "no allocation"
+        );
     }
 
     #[test]

@@ -100,7 +100,7 @@ impl<S, P: Clone, C: Clone> Layer<S> for BulkheadLayer<P, C> {
 /// | setting | default |
 /// |---|---|
 /// | [`max_concurrent_calls`](Self::max_concurrent_calls) | 25 |
-/// | [`max_wait`](Self::max_wait) | zero: refuse at once when full |
+/// | [`max_wait`](Self::max_wait) | zero: refuse at once when full (with `backpressure`: no deadline) |
 /// | [`max_queue`](Self::max_queue) | no bound but `max_wait` |
 /// | [`backpressure`](Self::backpressure) | `false`: admission in `call` |
 /// | [`partition_by`](Self::partition_by) / [`partition`](Self::partition) | unpartitioned |
@@ -113,7 +113,7 @@ impl<S, P: Clone, C: Clone> Layer<S> for BulkheadLayer<P, C> {
 pub struct BulkheadBuilder<P = Unpartitioned, C = ErrorsAsFailures> {
     name: Arc<str>,
     max_concurrent_calls: usize,
-    max_wait: Duration,
+    max_wait: Option<Duration>,
     max_queue: Option<usize>,
     backpressure: bool,
     partition: P,
@@ -150,7 +150,7 @@ impl BulkheadBuilder {
         Self {
             name,
             max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
-            max_wait: Duration::ZERO,
+            max_wait: None,
             max_queue: None,
             backpressure: false,
             partition: Unpartitioned,
@@ -178,11 +178,13 @@ impl<P, C> BulkheadBuilder<P, C> {
     }
 
     /// How long a call may wait for a permit when the pool is full. Zero
-    /// (the default) refuses at once; `Duration::MAX` waits without a
-    /// deadline. Waiters are served first come, first served.
+    /// refuses at once; `Duration::MAX` waits without a deadline. Waiters are
+    /// served first come, first served. Defaults to zero, or, with
+    /// [`backpressure`](Self::backpressure), to no deadline (tower's
+    /// `ConcurrencyLimit` semantics).
     #[must_use]
     pub const fn max_wait(mut self, max_wait: Duration) -> Self {
-        self.max_wait = max_wait;
+        self.max_wait = Some(max_wait);
         self
     }
 
@@ -349,12 +351,18 @@ impl<P, C> BulkheadBuilder<P, C> {
             return Err(ConfigError::new("name", "must not be empty"));
         }
         if self.max_concurrent_calls == 0 {
-            return Err(ConfigError::new("max_concurrent_calls", "must be at least 1, got 0"));
+            return Err(ConfigError::new(
+                "max_concurrent_calls",
+                "must be at least 1, got 0",
+            ));
         }
         if self.max_concurrent_calls > MAX_LIMIT {
             return Err(ConfigError::new(
                 "max_concurrent_calls",
-                format!("must be at most {MAX_LIMIT}, got {}", self.max_concurrent_calls),
+                format!(
+                    "must be at most {MAX_LIMIT}, got {}",
+                    self.max_concurrent_calls
+                ),
             ));
         }
         if let Some(n) = self.max_queue {
@@ -375,7 +383,10 @@ impl<P, C> BulkheadBuilder<P, C> {
             if self.max_partitions == 0 || self.max_partitions > MAX_PARTITIONS {
                 return Err(ConfigError::new(
                     "max_partitions",
-                    format!("must be within 1..={MAX_PARTITIONS}, got {}", self.max_partitions),
+                    format!(
+                        "must be within 1..={MAX_PARTITIONS}, got {}",
+                        self.max_partitions
+                    ),
                 ));
             }
             if self.partition_idle_timeout.is_zero() {
@@ -387,7 +398,10 @@ impl<P, C> BulkheadBuilder<P, C> {
             if self.partition_idle_timeout > Duration::from_secs(365 * 24 * 3600) {
                 return Err(ConfigError::new(
                     "partition_idle_timeout",
-                    format!("must be at most a year, got {:?}", self.partition_idle_timeout),
+                    format!(
+                        "must be at most a year, got {:?}",
+                        self.partition_idle_timeout
+                    ),
                 ));
             }
         }
@@ -447,6 +461,11 @@ impl<P, C> BulkheadBuilder<P, C> {
                 idle_timeout: partition_idle_timeout,
                 overflow_limit: overflow_limit.unwrap_or(limit),
             });
+            let max_wait = max_wait.unwrap_or(if backpressure {
+                Duration::MAX
+            } else {
+                Duration::ZERO
+            });
             let common = Arc::new(Common::new(
                 name,
                 max_wait,
@@ -460,8 +479,8 @@ impl<P, C> BulkheadBuilder<P, C> {
         let shared = match registry {
             None => make(),
             Some(registry) => {
-                let handle = registry
-                    .get_or_insert_with(&registered_name, || BulkheadHandle::new(make()));
+                let handle =
+                    registry.get_or_insert_with(&registered_name, || BulkheadHandle::new(make()));
                 let shared = handle.shared;
                 if shared.partitions.is_some() != partitioned || shared.backpressure != backpressure
                 {

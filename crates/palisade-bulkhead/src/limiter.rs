@@ -400,7 +400,10 @@ impl AdaptiveLimit {
                 if !(g.rtt_tolerance >= 1.0 && g.rtt_tolerance.is_finite()) {
                     return Err(ConfigError::new(
                         "rtt_tolerance",
-                        format!("must be a finite number of at least 1, got {}", g.rtt_tolerance),
+                        format!(
+                            "must be a finite number of at least 1, got {}",
+                            g.rtt_tolerance
+                        ),
                     ));
                 }
                 if g.long_window == 0 {
@@ -409,7 +412,10 @@ impl AdaptiveLimit {
                 if !(g.queue_size >= 0.0 && g.queue_size.is_finite()) {
                     return Err(ConfigError::new(
                         "queue_size",
-                        format!("must be a finite number of at least 0, got {}", g.queue_size),
+                        format!(
+                            "must be a finite number of at least 0, got {}",
+                            g.queue_size
+                        ),
                     ));
                 }
                 if !(g.decrease_factor > 0.0 && g.decrease_factor <= 1.0) {
@@ -629,7 +635,12 @@ mod tests {
 
     #[test]
     fn gradient_shrinks_when_latency_rises_and_recovers() {
-        let mut l = Limiter::new(Gradient::new().initial_limit(50).min_limit(5).max_limit(100));
+        let mut l = Limiter::new(
+            Gradient::new()
+                .initial_limit(50)
+                .min_limit(5)
+                .max_limit(100),
+        );
         for _ in 0..200 {
             l.sample(Sample::new(ms(10), 100, Signal::Success));
         }
@@ -703,16 +714,34 @@ mod tests {
         assert_eq!(field(Aimd::new().min_limit(30).into()), "initial_limit");
         assert_eq!(field(Aimd::new().min_limit(300).into()), "min_limit");
         assert_eq!(field(Aimd::new().max_limit(usize::MAX).into()), "max_limit");
-        assert_eq!(field(Aimd::new().initial_limit(500).into()), "initial_limit");
+        assert_eq!(
+            field(Aimd::new().initial_limit(500).into()),
+            "initial_limit"
+        );
         assert_eq!(field(Aimd::new().increase_by(0).into()), "increase_by");
-        assert_eq!(field(Aimd::new().decrease_factor(1.0).into()), "decrease_factor");
-        assert_eq!(field(Aimd::new().latency_threshold(Duration::ZERO).into()), "latency_threshold");
+        assert_eq!(
+            field(Aimd::new().decrease_factor(1.0).into()),
+            "decrease_factor"
+        );
+        assert_eq!(
+            field(Aimd::new().latency_threshold(Duration::ZERO).into()),
+            "latency_threshold"
+        );
         assert_eq!(field(Gradient::new().smoothing(0.0).into()), "smoothing");
-        assert_eq!(field(Gradient::new().rtt_tolerance(0.9).into()), "rtt_tolerance");
-        assert_eq!(field(Gradient::new().rtt_tolerance(f64::NAN).into()), "rtt_tolerance");
+        assert_eq!(
+            field(Gradient::new().rtt_tolerance(0.9).into()),
+            "rtt_tolerance"
+        );
+        assert_eq!(
+            field(Gradient::new().rtt_tolerance(f64::NAN).into()),
+            "rtt_tolerance"
+        );
         assert_eq!(field(Gradient::new().long_window(0).into()), "long_window");
         assert_eq!(field(Gradient::new().queue_size(-1.0).into()), "queue_size");
-        assert_eq!(field(Gradient::new().decrease_factor(0.0).into()), "decrease_factor");
+        assert_eq!(
+            field(Gradient::new().decrease_factor(0.0).into()),
+            "decrease_factor"
+        );
         assert!(AdaptiveLimit::from(Gradient::new()).validate().is_ok());
         assert!(AdaptiveLimit::from(Aimd::new()).validate().is_ok());
         assert_eq!(AdaptiveLimit::from(Aimd::new()).algorithm(), "aimd");

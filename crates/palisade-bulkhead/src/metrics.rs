@@ -54,11 +54,14 @@ impl PoolMetrics {
                 let p = partition.to_string();
                 let labels = [("name", name), ("partition", p)];
                 let reject = |reason: RejectReason| {
-                    metrics::counter!(REJECTED, &[
-                        ("name", labels[0].1.clone()),
-                        ("partition", labels[1].1.clone()),
-                        ("reason", reason.as_str().to_owned()),
-                    ])
+                    metrics::counter!(
+                        REJECTED,
+                        &[
+                            ("name", labels[0].1.clone()),
+                            ("partition", labels[1].1.clone()),
+                            ("reason", reason.as_str().to_owned()),
+                        ]
+                    )
                 };
                 Self {
                     rejected_full: reject(RejectReason::Full),
@@ -71,9 +74,7 @@ impl PoolMetrics {
                 }
             }
             _ => {
-                let reject = |reason: RejectReason| {
-                    metrics::counter!(REJECTED, "name" => name.clone(), "reason" => reason.as_str())
-                };
+                let reject = |reason: RejectReason| metrics::counter!(REJECTED, "name" => name.clone(), "reason" => reason.as_str());
                 Self {
                     rejected_full: reject(RejectReason::Full),
                     rejected_queue_full: reject(RejectReason::QueueFull),

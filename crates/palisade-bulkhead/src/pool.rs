@@ -180,7 +180,8 @@ impl WaitQueue {
             self.entries[index as usize].slot = Slot::Waiting(None);
             index
         } else {
-            let index = u32::try_from(self.entries.len()).expect("waiters are bounded by MAX_WAITERS");
+            let index =
+                u32::try_from(self.entries.len()).expect("waiters are bounded by MAX_WAITERS");
             self.entries.push(Entry {
                 generation: 0,
                 slot: Slot::Waiting(None),
@@ -961,7 +962,11 @@ mod tests {
         let mut permits = permits.into_iter();
         drop(permits.next());
         drop(permits.next());
-        assert_eq!(p.try_acquire().unwrap_err(), TryAcquire::Full, "still at 2 of 2");
+        assert_eq!(
+            p.try_acquire().unwrap_err(),
+            TryAcquire::Full,
+            "still at 2 of 2"
+        );
         drop(permits.next());
         let again = p.try_acquire().unwrap();
         assert_eq!(p.try_acquire().unwrap_err(), TryAcquire::Full);
@@ -1072,7 +1077,10 @@ mod tests {
             }
         });
         let max = max.load(Ordering::SeqCst);
-        assert!((1..=3).contains(&max), "at most 3 inside at once, saw {max}");
+        assert!(
+            (1..=3).contains(&max),
+            "at most 3 inside at once, saw {max}"
+        );
         assert!(admitted.load(Ordering::Relaxed) > 10_000);
         assert_eq!(p.in_flight(), 0);
         assert_eq!(p.queued(), 0);

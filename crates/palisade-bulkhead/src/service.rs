@@ -158,7 +158,8 @@ impl<S, P, C> Bulkhead<S, P, C> {
                             Reservation::Rejected(pool.reject(RejectReason::Full, None));
                         continue;
                     }
-                    self.reservation = match pool.enqueue(common.max_queue().unwrap_or(usize::MAX)) {
+                    self.reservation = match pool.enqueue(common.max_queue().unwrap_or(usize::MAX))
+                    {
                         Enqueued::Acquired(permit) => Reservation::Reserved(permit),
                         Enqueued::Queued(ticket) => {
                             let since = Instant::now();
@@ -166,7 +167,9 @@ impl<S, P, C> Bulkhead<S, P, C> {
                             if let Some(at) = at {
                                 match &mut self.sleep {
                                     Some(sleep) => sleep.as_mut().reset(at),
-                                    None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+                                    None => {
+                                        self.sleep = Some(Box::pin(tokio::time::sleep_until(at)))
+                                    }
                                 }
                             }
                             Reservation::Waiting {

@@ -140,7 +140,8 @@ pub(crate) struct Partitions {
 
 impl Partitions {
     fn new(common: &Arc<Common>, config: PartitionConfig) -> Self {
-        let live_gauge = metrics::gauge!(crate::metrics::PARTITIONS, "name" => common.name.to_string());
+        let live_gauge =
+            metrics::gauge!(crate::metrics::PARTITIONS, "name" => common.name.to_string());
         live_gauge.set(0.0);
         Self {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
@@ -175,12 +176,7 @@ impl Partitions {
     }
 
     #[cold]
-    fn create<'a>(
-        &'a self,
-        key: &str,
-        shard: &Shard,
-        shared: &Shared,
-    ) -> Selected<'a> {
+    fn create<'a>(&'a self, key: &str, shard: &Shard, shared: &Shared) -> Selected<'a> {
         self.maybe_sweep(Instant::now());
         if self.live() >= self.config.max_partitions {
             tracing::debug!(
