@@ -1,0 +1,275 @@
+//! What a gather collected: one [`BranchResult`] per branch, handed to the
+//! merge as a [`Gathered`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tracing::Span;
+
+use crate::error::BranchError;
+
+// ===== BranchResult =====
+
+/// What one branch contributed to a gather.
+#[derive(Debug)]
+pub enum BranchResult<T> {
+    /// The branch answered.
+    Answered(T),
+    /// The branch failed and its fallback value stands in for the answer. The
+    /// gather counts as incomplete.
+    Fallback {
+        /// The fallback value.
+        value: T,
+        /// Why the branch failed.
+        error: BranchError,
+    },
+    /// The branch failed (an optional branch without a fallback).
+    Missing(BranchError),
+}
+
+impl<T> BranchResult<T> {
+    /// The value to merge: the answer or the fallback.
+    #[must_use]
+    pub const fn value(&self) -> Option<&T> {
+        match self {
+            Self::Answered(value) | Self::Fallback { value, .. } => Some(value),
+            Self::Missing(_) => None,
+        }
+    }
+
+    /// The value to merge, by value.
+    #[must_use]
+    pub fn into_value(self) -> Option<T> {
+        match self {
+            Self::Answered(value) | Self::Fallback { value, .. } => Some(value),
+            Self::Missing(_) => None,
+        }
+    }
+
+    /// Why the branch failed, for a fallback or a missing branch.
+    #[must_use]
+    pub const fn error(&self) -> Option<&BranchError> {
+        match self {
+            Self::Answered(_) => None,
+            Self::Fallback { error, .. } | Self::Missing(error) => Some(error),
+        }
+    }
+
+    /// `true` when the branch really answered.
+    #[must_use]
+    pub const fn is_answered(&self) -> bool {
+        matches!(self, Self::Answered(_))
+    }
+
+    /// `true` when a fallback stands in for the answer.
+    #[must_use]
+    pub const fn is_fallback(&self) -> bool {
+        matches!(self, Self::Fallback { .. })
+    }
+}
+
+// ===== Entry =====
+
+/// Where a branch is in its gather (the unpinned half of its state; the
+/// pinned half, its service and call future, lives in the slot chunk).
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// Its request could not be built; settled on the first poll.
+    Unbuilt(BranchError),
+    /// Waiting for a place under `max_in_flight`.
+    Queued,
+    /// Started: its service is being polled ready.
+    Starting,
+    /// Called: its response future is being polled.
+    Running,
+    /// Settled: `result` is set (or the gather is failing).
+    Done,
+}
+
+#[derive(Debug)]
+pub(crate) struct Entry<T> {
+    pub(crate) phase: Phase,
+    pub(crate) started: Option<Instant>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) span: Span,
+    pub(crate) result: Option<BranchResult<T>>,
+}
+
+impl<T> Entry<T> {
+    pub(crate) const fn queued() -> Self {
+        Self {
+            phase: Phase::Queued,
+            started: None,
+            deadline: None,
+            span: Span::none(),
+            result: None,
+        }
+    }
+
+    pub(crate) const fn unbuilt(error: BranchError) -> Self {
+        Self {
+            phase: Phase::Unbuilt(error),
+            started: None,
+            deadline: None,
+            span: Span::none(),
+            result: None,
+        }
+    }
+
+    /// Started and not settled: holds a place under `max_in_flight`.
+    pub(crate) const fn is_active(&self) -> bool {
+        matches!(self.phase, Phase::Starting | Phase::Running)
+    }
+}
+
+// ===== Gathered =====
+
+/// Every branch's result, in declaration order: what a
+/// [`Merge`](crate::Merge) turns into the response.
+///
+/// Iterating by value ([`IntoIterator`]) hands over each branch's result;
+/// [`take`](Self::take) removes one by name first (it is then skipped by the
+/// iteration).
+///
+/// ```
+/// use palisade_fan_out::{Branch, BranchResult, FanOut};
+/// use tower::{service_fn, ServiceExt};
+/// # use palisade_core::BoxError;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), BoxError> {
+/// let double = service_fn(|n: u32| async move { Ok::<_, BoxError>(n * 2) });
+/// let total = FanOut::builder("sum")
+///     .branch(Branch::new("a", double.clone(), |n: &u32| *n))
+///     .branch(Branch::new("b", double, |n: &u32| *n + 1))
+///     .merge_fn(|gathered| {
+///         assert!(gathered.is_complete());
+///         Ok(gathered.into_iter().filter_map(|(_, r)| r.into_value()).sum::<u32>())
+///     })
+///     .build()?;
+/// assert_eq!(total.oneshot(10).await?, 20 + 22);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Gathered<'a, T> {
+    fan_out: &'a str,
+    names: &'a [Arc<str>],
+    entries: &'a mut [Entry<T>],
+}
+
+impl<'a, T> Gathered<'a, T> {
+    pub(crate) fn new(
+        fan_out: &'a str,
+        names: &'a [Arc<str>],
+        entries: &'a mut [Entry<T>],
+    ) -> Self {
+        debug_assert_eq!(names.len(), entries.len());
+        Self {
+            fan_out,
+            names,
+            entries,
+        }
+    }
+
+    /// The fan-out's name.
+    #[must_use]
+    pub const fn fan_out(&self) -> &str {
+        self.fan_out
+    }
+
+    /// How many branches the fan-out has.
+    #[must_use]
+    pub const fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// `true` when the fan-out has no branch (never, for a built fan-out).
+    #[must_use]
+    pub const fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// `true` when every branch answered: none missing, none on its fallback.
+    #[must_use]
+    pub fn is_complete(&self) -> bool {
+        self.entries
+            .iter()
+            .all(|e| e.result.as_ref().is_some_and(BranchResult::is_answered))
+    }
+
+    /// Each branch's name and result, in declaration order (results already
+    /// [taken](Self::take) are skipped).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &BranchResult<T>)> + '_ {
+        self.names
+            .iter()
+            .zip(self.entries.iter())
+            .filter_map(|(name, e)| e.result.as_ref().map(|r| (&**name, r)))
+    }
+
+    /// The branches that failed (missing or on their fallback) and why.
+    pub fn errors(&self) -> impl Iterator<Item = (&str, &BranchError)> + '_ {
+        self.iter()
+            .filter_map(|(name, r)| r.error().map(|e| (name, e)))
+    }
+
+    /// The result of the branch called `name`.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&BranchResult<T>> {
+        let i = self.names.iter().position(|n| &**n == name)?;
+        self.entries[i].result.as_ref()
+    }
+
+    /// Removes and returns the result of the branch called `name`.
+    pub fn take(&mut self, name: &str) -> Option<BranchResult<T>> {
+        let i = self.names.iter().position(|n| &**n == name)?;
+        self.entries[i].result.take()
+    }
+}
+
+impl<'a, T> IntoIterator for Gathered<'a, T> {
+    type Item = (&'a str, BranchResult<T>);
+    type IntoIter = IntoIter<'a, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        IntoIter {
+            names: self.names.iter(),
+            entries: self.entries.iter_mut(),
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Gathered<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gathered")
+            .field("fan_out", &self.fan_out)
+            .field("results", &self.iter().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The by-value iterator of a [`Gathered`]: `(branch name, result)` in
+/// declaration order.
+#[derive(Debug)]
+pub struct IntoIter<'a, T> {
+    names: std::slice::Iter<'a, Arc<str>>,
+    entries: std::slice::IterMut<'a, Entry<T>>,
+}
+
+impl<'a, T> Iterator for IntoIter<'a, T> {
+    type Item = (&'a str, BranchResult<T>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let name = self.names.next()?;
+            let entry = self.entries.next()?;
+            if let Some(result) = entry.result.take() {
+                return Some((&**name, result));
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.names.len()))
+    }
+}
