@@ -1,0 +1,109 @@
+//! Errors the retry layer adds.
+//!
+//! Everything else the layer returns is the last attempt's own outcome,
+//! unchanged apart from being boxed: `is_caused_by` finds the inner error as
+//! it would without the layer.
+
+use std::error::Error;
+use std::fmt;
+use std::time::Duration;
+
+/// One attempt took longer than the per-attempt timeout
+/// ([`attempt_timeout`](crate::RetryBuilder::attempt_timeout)).
+///
+/// It is the attempt's outcome: retried like any error by the default
+/// classifiers, and returned if it was the last attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptTimedOut {
+    attempt: u32,
+    after: Duration,
+}
+
+impl AttemptTimedOut {
+    /// Attempt `attempt` (1-based) was cut off after `after`.
+    #[must_use]
+    pub const fn new(attempt: u32, after: Duration) -> Self {
+        Self { attempt, after }
+    }
+
+    /// Which attempt timed out (1 is the first).
+    #[must_use]
+    pub const fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The timeout it ran into.
+    #[must_use]
+    pub const fn after(&self) -> Duration {
+        self.after
+    }
+}
+
+impl fmt::Display for AttemptTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "attempt {} timed out after {:?}", self.attempt, self.after)
+    }
+}
+
+impl Error for AttemptTimedOut {}
+
+/// The overall deadline ([`deadline`](crate::RetryBuilder::deadline)) passed
+/// while an attempt was in flight or the service was not ready for the next
+/// one.
+///
+/// When the deadline would pass during a backoff, no retry is made and the
+/// last attempt's outcome is returned instead of this error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadlineExceeded {
+    attempts: u32,
+    deadline: Duration,
+}
+
+impl DeadlineExceeded {
+    /// The deadline `deadline` passed after `attempts` attempts were started.
+    #[must_use]
+    pub const fn new(attempts: u32, deadline: Duration) -> Self {
+        Self { attempts, deadline }
+    }
+
+    /// How many attempts were started.
+    #[must_use]
+    pub const fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The overall deadline.
+    #[must_use]
+    pub const fn deadline(&self) -> Duration {
+        self.deadline
+    }
+}
+
+impl fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "retry deadline of {:?} exceeded after {} attempt{}",
+            self.deadline,
+            self.attempts,
+            if self.attempts == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl Error for DeadlineExceeded {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_lowercase_without_period() {
+        let t = AttemptTimedOut::new(2, Duration::from_millis(300));
+        assert_eq!(t.to_string(), "attempt 2 timed out after 300ms");
+        let d = DeadlineExceeded::new(1, Duration::from_secs(2));
+        assert_eq!(d.to_string(), "retry deadline of 2s exceeded after 1 attempt");
+        let d = DeadlineExceeded::new(3, Duration::from_secs(2));
+        assert_eq!(d.to_string(), "retry deadline of 2s exceeded after 3 attempts");
+    }
+}

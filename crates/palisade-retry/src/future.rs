@@ -1,0 +1,549 @@
+//! The response future of [`Retry`](crate::Retry).
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use metrics::Counter;
+use palisade_core::{BoxError, Classify, Outcome, is_caused_by, is_rejection};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep, sleep_until};
+use tower_service::Service;
+
+use crate::error::{AttemptTimedOut, DeadlineExceeded};
+use crate::event::{RetryEvent, RetryReason, StopReason};
+use crate::kind::{Inspect, Replay, ServerDelay, Start};
+use crate::layer::Shared;
+use crate::lookup::{self, Key};
+
+pin_project! {
+    /// The future returned by [`Retry`](crate::Retry): the attempt loop.
+    ///
+    /// It owns the inner service readied for the call, the copy of the
+    /// request kept for retries, and at most one timer (the attempt's
+    /// timeout or deadline, or the backoff). Dropping it drops the attempt in
+    /// flight and the timer at once: nothing is spawned, so no attempt
+    /// starts after the drop.
+    #[project = ResponseFutureProj]
+    pub struct ResponseFuture<S, Req, C, K>
+    where
+        K: Replay<Req>,
+        S: Service<K::Sent>,
+    {
+        svc: S,
+        // Finds the layer's state on the failure path; see `lookup`.
+        key: Key,
+        shared: Option<Arc<Shared<C, K>>>,
+        classifier: C,
+        success_without_retry: Counter,
+        held: Option<K::Held>,
+        attempt: u32,
+        deadline: Option<Instant>,
+        attempt_timeout: Option<Duration>,
+        previous_delay: Duration,
+        timer_armed: bool,
+        #[pin]
+        timer: Option<Sleep>,
+        #[pin]
+        state: State<S::Future, K::Prepare>,
+        _req: PhantomData<fn(Req)>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, P> {
+        // Buffering the request body before the first attempt.
+        Preparing { #[pin] prepare: P },
+        // An attempt is in flight.
+        Called { #[pin] future: F },
+        // Waiting out the backoff before the next attempt.
+        Backoff,
+        // Driving the inner service to readiness for the next attempt.
+        Ready,
+        // Completed.
+        Done,
+    }
+}
+
+impl<S, Req, C, K> ResponseFuture<S, Req, C, K>
+where
+    K: Replay<Req>,
+    S: Service<K::Sent>,
+    C: Clone,
+{
+    /// Starts the first attempt (or the body buffering before it). `svc` has
+    /// been polled ready.
+    #[inline]
+    pub(crate) fn new(mut svc: S, shared: &Shared<C, K>, req: Req) -> Self {
+        let replay = shared.max_attempts > 1;
+        let (now, deadline) = if shared.timed() {
+            let now = Instant::now();
+            (Some(now), shared.deadline.and_then(|d| now.checked_add(d)))
+        } else {
+            (None, None)
+        };
+        let mut held = None;
+        let state = match shared.kind.start(req, replay) {
+            Start::Send(sent, kept) => {
+                held = kept;
+                shared.metrics.attempts.increment(1);
+                State::Called {
+                    future: svc.call(sent),
+                }
+            }
+            Start::Prepare(prepare) => {
+                // Counted now: the attempt starts as soon as the body is in.
+                shared.metrics.attempts.increment(1);
+                State::Preparing { prepare }
+            }
+        };
+        let timer_at = match (&state, now) {
+            (State::Called { .. }, Some(now)) => attempt_end(now, shared.attempt_timeout, deadline),
+            (State::Preparing { .. }, Some(_)) => deadline,
+            _ => None,
+        };
+        Self {
+            svc,
+            key: shared.registration.key(),
+            shared: None,
+            classifier: shared.classifier.clone(),
+            success_without_retry: shared.metrics.success_without_retry.clone(),
+            held,
+            attempt: 1,
+            deadline,
+            attempt_timeout: shared.attempt_timeout,
+            previous_delay: Duration::ZERO,
+            timer_armed: timer_at.is_some(),
+            timer: timer_at.map(sleep_until),
+            state,
+            _req: PhantomData,
+        }
+    }
+}
+
+/// When the attempt starting at `now` must end: its timeout or the
+/// deadline, whichever comes first.
+fn attempt_end(now: Instant, timeout: Option<Duration>, deadline: Option<Instant>) -> Option<Instant> {
+    match (timeout.and_then(|t| now.checked_add(t)), deadline) {
+        (Some(a), Some(d)) => Some(a.min(d)),
+        (a, d) => a.or(d),
+    }
+}
+
+fn arm(mut timer: Pin<&mut Option<Sleep>>, armed: &mut bool, at: Option<Instant>) {
+    *armed = at.is_some();
+    let Some(at) = at else { return };
+    match timer.as_mut().as_pin_mut() {
+        Some(sleep) => sleep.reset(at),
+        None => timer.set(Some(sleep_until(at))),
+    }
+}
+
+/// `true` once the armed timer has fired (it is then disarmed).
+fn fired(timer: Pin<&mut Option<Sleep>>, armed: &mut bool, cx: &mut Context<'_>) -> bool {
+    if !*armed {
+        return false;
+    }
+    let done = timer.as_pin_mut().is_some_and(|sleep| sleep.poll(cx).is_ready());
+    if done {
+        *armed = false;
+    }
+    done
+}
+
+/// What to do with a completed attempt.
+enum Decision {
+    /// Return the outcome: `success` unless it is a failure.
+    Return {
+        success: bool,
+        stop: Option<StopReason>,
+    },
+    Retry {
+        delay: Duration,
+        reason: RetryReason,
+        retry_after: bool,
+    },
+}
+
+impl<S, Req, C, K> Future for ResponseFuture<S, Req, C, K>
+where
+    K: Replay<Req> + Inspect<S::Response> + Send + Sync + 'static,
+    S: Service<K::Sent>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, BoxError> + Send + Sync + 'static,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        // The fast path: the first attempt, without a timer. If it does not
+        // fail, the call is over without touching the layer's state.
+        if *this.attempt == 1 && !*this.timer_armed {
+            if let StateProj::Called { future } = this.state.as_mut().project() {
+                let result = ready!(future.poll(cx)).map_err(Into::into);
+                this.state.set(State::Done);
+                if let Ok(res) = &result {
+                    if !K::is_rejection_response(res)
+                        && this.classifier.classify(&result) != Outcome::Failure
+                    {
+                        this.success_without_retry.increment(1);
+                        return Poll::Ready(result);
+                    }
+                }
+                return poll_slow(this, cx, Some(result));
+            }
+        }
+        poll_slow(this, cx, None)
+    }
+}
+
+/// Everything but the fast path: preparing, timers, failed attempts,
+/// backoff, readiness for the next attempt. `completed` is an attempt that
+/// just finished (its future already dropped).
+#[inline(never)]
+fn poll_slow<S, Req, C, K>(
+    mut this: ResponseFutureProj<'_, S, Req, C, K>,
+    cx: &mut Context<'_>,
+    mut completed: Option<Result<S::Response, BoxError>>,
+) -> Poll<Result<S::Response, BoxError>>
+where
+    K: Replay<Req> + Inspect<S::Response> + Send + Sync + 'static,
+    S: Service<K::Sent>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, BoxError> + Send + Sync + 'static,
+{
+    loop {
+        if let Some(result) = completed.take() {
+            if this.shared.is_none() {
+                *this.shared = lookup::find(*this.key);
+            }
+            let Some(shared) = this.shared.as_deref() else {
+                // Every layer and service is gone: nothing to retry with.
+                return Poll::Ready(result);
+            };
+            let decision = decide(
+                shared,
+                this.classifier,
+                &result,
+                *this.attempt,
+                this.held.is_some(),
+                *this.previous_delay,
+                *this.deadline,
+            );
+            match decision {
+                Decision::Return { success, stop } => {
+                    report_return(shared, *this.attempt, success, stop);
+                    return Poll::Ready(result);
+                }
+                Decision::Retry {
+                    delay,
+                    reason,
+                    retry_after,
+                } => {
+                    // Release the failed response (and its connection) now.
+                    drop(result);
+                    report_retry(shared, *this.attempt + 1, reason, delay, retry_after);
+                    *this.previous_delay = delay;
+                    if delay.is_zero() {
+                        this.state.set(State::Ready);
+                        arm(this.timer.as_mut(), this.timer_armed, *this.deadline);
+                    } else {
+                        let at = Instant::now().checked_add(delay);
+                        arm(this.timer.as_mut(), this.timer_armed, at);
+                        this.state.set(State::Backoff);
+                    }
+                }
+            }
+        }
+        match this.state.as_mut().project() {
+            StateProj::Preparing { prepare } => match prepare.poll(cx) {
+                Poll::Ready(Ok((sent, held))) => {
+                    *this.held = held;
+                    let future = this.svc.call(sent);
+                    this.state.set(State::Called { future });
+                    let at = if this.deadline.is_some() || this.attempt_timeout.is_some() {
+                        attempt_end(Instant::now(), *this.attempt_timeout, *this.deadline)
+                    } else {
+                        None
+                    };
+                    arm(this.timer.as_mut(), this.timer_armed, at);
+                }
+                Poll::Ready(Err(error)) => {
+                    // The request body failed before anything was sent.
+                    this.state.set(State::Done);
+                    finish_failed(this.shared, *this.key, *this.attempt);
+                    return Poll::Ready(Err(error));
+                }
+                Poll::Pending => {
+                    if fired(this.timer.as_mut(), this.timer_armed, cx) {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(deadline_exceeded(this.shared, *this.key, *this.attempt)));
+                    }
+                    return Poll::Pending;
+                }
+            },
+            StateProj::Called { future } => {
+                let result = match future.poll(cx) {
+                    Poll::Ready(result) => result.map_err(Into::into),
+                    Poll::Pending => {
+                        if !fired(this.timer.as_mut(), this.timer_armed, cx) {
+                            return Poll::Pending;
+                        }
+                        if this.deadline.is_some_and(|d| Instant::now() >= d) {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(deadline_exceeded(this.shared, *this.key, *this.attempt)));
+                        }
+                        let after = this.attempt_timeout.unwrap_or_default();
+                        Err(AttemptTimedOut::new(*this.attempt, after).into())
+                    }
+                };
+                // Drops the attempt's future (cancelling it on timeout).
+                this.state.set(State::Done);
+                *this.timer_armed = false;
+                if *this.attempt == 1 && this.shared.is_none() {
+                    if let Ok(res) = &result {
+                        if !K::is_rejection_response(res)
+                            && this.classifier.classify(&result) != Outcome::Failure
+                        {
+                            this.success_without_retry.increment(1);
+                            return Poll::Ready(result);
+                        }
+                    }
+                }
+                completed = Some(result);
+            }
+            StateProj::Backoff => {
+                if *this.timer_armed {
+                    if let Some(sleep) = this.timer.as_mut().as_pin_mut() {
+                        ready!(sleep.poll(cx));
+                    }
+                }
+                this.state.set(State::Ready);
+                arm(this.timer.as_mut(), this.timer_armed, *this.deadline);
+            }
+            StateProj::Ready => {
+                let Some(shared) = this.shared.as_deref() else {
+                    unreachable_state();
+                };
+                match this.svc.poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        let attempt = *this.attempt + 1;
+                        let last = attempt >= shared.max_attempts;
+                        let Some(sent) = shared.kind.resend(this.held, attempt, last) else {
+                            this.state.set(State::Done);
+                            report_return(shared, *this.attempt, false, Some(StopReason::NotReplayable));
+                            return Poll::Ready(Err("retry: the request copy was already used".into()));
+                        };
+                        *this.attempt = attempt;
+                        shared.metrics.attempts.increment(1);
+                        let future = this.svc.call(sent);
+                        this.state.set(State::Called { future });
+                        let at = if shared.timed() {
+                            attempt_end(Instant::now(), shared.attempt_timeout, *this.deadline)
+                        } else {
+                            None
+                        };
+                        arm(this.timer.as_mut(), this.timer_armed, at);
+                    }
+                    Poll::Ready(Err(error)) => {
+                        // A readiness error ends the call, as in tower.
+                        this.state.set(State::Done);
+                        report_return(shared, *this.attempt, false, None);
+                        return Poll::Ready(Err(error.into()));
+                    }
+                    Poll::Pending => {
+                        if fired(this.timer.as_mut(), this.timer_armed, cx) {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(deadline_exceeded(this.shared, *this.key, *this.attempt)));
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            }
+            StateProj::Done => panic!("retry ResponseFuture polled after completion"),
+        }
+    }
+}
+
+#[cold]
+fn unreachable_state() -> ! {
+    panic!("retry ResponseFuture: the layer state must be known once an attempt failed")
+}
+
+fn decide<C, K, Res>(
+    shared: &Shared<C, K>,
+    classifier: &C,
+    result: &Result<Res, BoxError>,
+    attempt: u32,
+    can_replay: bool,
+    previous_delay: Duration,
+    deadline: Option<Instant>,
+) -> Decision
+where
+    C: Classify<Res, BoxError>,
+    K: Inspect<Res>,
+{
+    let rejected = match result {
+        Err(error) => is_rejection(&**error),
+        Ok(res) => K::is_rejection_response(res),
+    };
+    if rejected {
+        return Decision::Return {
+            success: false,
+            stop: Some(StopReason::Rejected),
+        };
+    }
+    if classifier.classify(result) != Outcome::Failure {
+        return Decision::Return {
+            success: true,
+            stop: None,
+        };
+    }
+    let fail = |stop| Decision::Return {
+        success: false,
+        stop: Some(stop),
+    };
+    let reason = match result {
+        Err(error) if is_caused_by::<AttemptTimedOut>(&**error) => RetryReason::Timeout,
+        Err(_) => RetryReason::Error,
+        Ok(_) => RetryReason::Response,
+    };
+    if !can_replay {
+        return fail(StopReason::NotReplayable);
+    }
+    if attempt >= shared.max_attempts {
+        return fail(StopReason::MaxAttempts);
+    }
+    let server_delay = match result {
+        Ok(res) => shared.kind.retry_after(res),
+        Err(_) => None,
+    };
+    let (delay, retry_after) = match server_delay {
+        Some(ServerDelay::Wait(delay)) => (delay, true),
+        Some(ServerDelay::TooLong(_)) => return fail(StopReason::RetryAfterTooLong),
+        None => {
+            let jitter = shared.jitter;
+            let sample = if shared.backoff.is_decorrelated() || jitter != crate::Jitter::None {
+                shared.rng.sample()
+            } else {
+                0.0
+            };
+            (shared.backoff.delay(attempt, previous_delay, jitter, sample), false)
+        }
+    };
+    if let Some(deadline) = deadline {
+        let next_start = Instant::now().checked_add(delay);
+        if next_start.is_none_or(|at| at >= deadline) {
+            return fail(StopReason::Deadline);
+        }
+    }
+    if let Some(budget) = &shared.budget {
+        if !budget.withdraw() {
+            return fail(StopReason::BudgetExhausted);
+        }
+    }
+    Decision::Retry {
+        delay,
+        reason,
+        retry_after,
+    }
+}
+
+fn report_retry<C, K>(shared: &Shared<C, K>, attempt: u32, reason: RetryReason, delay: Duration, retry_after: bool) {
+    shared.metrics.retry(reason);
+    tracing::debug!(
+        name = %shared.name,
+        attempt,
+        reason = reason.as_str(),
+        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        retry_after,
+        "retrying"
+    );
+    shared.listeners.emit_with(|| RetryEvent::Retry {
+        name: Arc::clone(&shared.name),
+        attempt,
+        reason,
+        delay,
+        retry_after,
+    });
+}
+
+fn report_return<C, K>(shared: &Shared<C, K>, attempts: u32, success: bool, stop: Option<StopReason>) {
+    shared.metrics.outcome(success, attempts > 1);
+    if success {
+        if attempts > 1 {
+            shared.listeners.emit_with(|| RetryEvent::Recovered {
+                name: Arc::clone(&shared.name),
+                attempts,
+            });
+        }
+        return;
+    }
+    let Some(reason) = stop else { return };
+    if reason == StopReason::BudgetExhausted {
+        shared.metrics.budget_exhausted.increment(1);
+        tracing::debug!(name = %shared.name, attempts, "retry budget exhausted; returning the last outcome");
+    } else {
+        tracing::debug!(name = %shared.name, attempts, reason = reason.as_str(), "not retrying");
+    }
+    shared.listeners.emit_with(|| RetryEvent::Stopped {
+        name: Arc::clone(&shared.name),
+        attempts,
+        reason,
+    });
+}
+
+/// Counts a call that failed for a reason outside the classifier (a body
+/// error, the deadline).
+fn finish_failed<C, K>(shared: &mut Option<Arc<Shared<C, K>>>, key: Key, attempts: u32)
+where
+    Shared<C, K>: Send + Sync + 'static,
+{
+    if shared.is_none() {
+        *shared = lookup::find(key);
+    }
+    if let Some(shared) = shared.as_deref() {
+        shared.metrics.outcome(false, attempts > 1);
+    }
+}
+
+fn deadline_exceeded<C, K>(shared: &mut Option<Arc<Shared<C, K>>>, key: Key, attempts: u32) -> BoxError
+where
+    Shared<C, K>: Send + Sync + 'static,
+{
+    if shared.is_none() {
+        *shared = lookup::find(key);
+    }
+    let Some(shared) = shared.as_deref() else {
+        return DeadlineExceeded::new(attempts, Duration::ZERO).into();
+    };
+    report_return(shared, attempts, false, Some(StopReason::Deadline));
+    DeadlineExceeded::new(attempts, shared.deadline.unwrap_or_default()).into()
+}
+
+impl<S, Req, C, K> fmt::Debug for ResponseFuture<S, Req, C, K>
+where
+    K: Replay<Req>,
+    S: Service<K::Sent>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Preparing { .. } => "preparing",
+            State::Called { .. } => "called",
+            State::Backoff => "backoff",
+            State::Ready => "ready",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("attempt", &self.attempt)
+            .field("state", &state)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}

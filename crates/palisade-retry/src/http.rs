@@ -1,0 +1,573 @@
+//! HTTP retries (feature `http`): idempotency rules, replayable request
+//! bodies, `Retry-After`, and 504 problem responses for the layer's errors.
+//!
+//! Build the layer with [`RetryLayer::http_builder`]. It accepts
+//! `http::Request<B>` for any body `B` that is `Unpin` and whose data is a
+//! [`Buf`], and hands the inner service `http::Request<RetryBody<B>>`.
+//!
+//! # What is retried
+//!
+//! | request | retried? |
+//! |---|---|
+//! | GET, HEAD, OPTIONS, PUT, DELETE, TRACE | yes |
+//! | POST, PATCH | only with [`retry_non_idempotent(true)`](RetryBuilder::retry_non_idempotent) *and* the [idempotency-key header](RetryBuilder::idempotency_key_header) |
+//! | CONNECT and other methods | no |
+//! | body empty, or whose size hint's upper bound is at most [`max_body_bytes`](RetryBuilder::max_body_bytes) | buffered, then replayed on each attempt |
+//! | body larger, or of unknown length (a chunked stream) | sent once, whole, not retried; a `debug` event says why |
+//!
+//! A request that is not retried still goes through the layer once, whole,
+//! and counts towards the budget like any other.
+//!
+//! Responses are classified by [`StatusClassifier::transient`] by default:
+//! 429, 502, 503 and 504 are retried, and so is every `Err` (transport
+//! errors, [`AttemptTimedOut`]) except rejections. A 503 carrying
+//! `x-palisade-circuit-breaker` or `x-palisade-bulkhead` is a rejection
+//! answered on a breaker's or bulkhead's behalf, and is never retried.
+//!
+//! # Request bodies
+//!
+//! A buffered body is collected inside the response future (no boxing, no
+//! task) before the first attempt, then replayed as one [`Bytes`] frame (and
+//! its trailers) on every attempt: the inner service sees a body whose
+//! [`size_hint`](Body::size_hint) is exact. A body that turns out longer than
+//! its size hint promised is not lost: the bytes read so far and the rest of
+//! the stream are sent as one body, once.
+//!
+//! # `Retry-After`
+//!
+//! On a 429 or 503, a `Retry-After` header (delta-seconds or an HTTP-date)
+//! replaces the backoff for the next delay, without jitter. If it asks for
+//! more than [`max_retry_after`](RetryBuilder::max_retry_after) (default
+//! 10 s), or would run past the deadline, the response is returned instead. A
+//! malformed value is ignored: the backoff applies.
+
+use std::error::Error;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use palisade_core::BoxError;
+use palisade_core::http::{
+    BULKHEAD_HEADER, CIRCUIT_BREAKER_HEADER, Problem, StatusClassifier, parse_retry_after,
+    rejection_response,
+};
+use pin_project_lite::pin_project;
+
+use crate::error::{AttemptTimedOut, DeadlineExceeded};
+use crate::kind::{Inspect, Replay, Sealed, ServerDelay, Start};
+use crate::layer::{RetryBuilder, RetryLayer};
+
+/// The default header that marks a POST or PATCH as safe to retry.
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// A [`RetryLayer`] for `http::Request<B>`.
+pub type HttpRetryLayer<C = StatusClassifier> = RetryLayer<C, Http>;
+
+/// The request kind for `http::Request<B>`: idempotency rules, body
+/// buffering, `Retry-After`. Configured through [`RetryBuilder`].
+#[derive(Clone, Debug)]
+pub struct Http {
+    name: Arc<str>,
+    max_body_bytes: usize,
+    non_idempotent: bool,
+    idempotency_key: HeaderName,
+    attempt_header: Option<HeaderName>,
+    honor_retry_after: bool,
+    max_retry_after: Duration,
+}
+
+impl Sealed for Http {}
+
+impl RetryLayer {
+    /// A builder for `http::Request<B>`: idempotent methods only, bodies
+    /// buffered up to 64 KiB, 429/502/503/504 and errors retried,
+    /// `Retry-After` honoured up to 10 s. See [`RetryBuilder`] and the
+    /// [`http`](crate::http) module.
+    pub fn http_builder(name: impl Into<Arc<str>>) -> RetryBuilder<StatusClassifier, Http> {
+        let name = name.into();
+        let kind = Http {
+            name: Arc::clone(&name),
+            max_body_bytes: 64 * 1024,
+            non_idempotent: false,
+            idempotency_key: IDEMPOTENCY_KEY,
+            attempt_header: None,
+            honor_retry_after: true,
+            max_retry_after: Duration::from_secs(10),
+        };
+        RetryBuilder::new(name, StatusClassifier::transient(), kind)
+    }
+}
+
+/// Settings for HTTP requests.
+impl<C> RetryBuilder<C, Http> {
+    /// The largest request body buffered for replay (default 64 KiB). A body
+    /// whose size hint allows more is sent once and not retried.
+    pub const fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.kind.max_body_bytes = bytes;
+        self
+    }
+
+    /// Also retries POST and PATCH requests, but only those carrying the
+    /// idempotency-key header (default `false`).
+    pub const fn retry_non_idempotent(mut self, retry: bool) -> Self {
+        self.kind.non_idempotent = retry;
+        self
+    }
+
+    /// The header that makes a POST or PATCH retryable when
+    /// [`retry_non_idempotent`](Self::retry_non_idempotent) is on (default
+    /// `idempotency-key`).
+    pub fn idempotency_key_header(mut self, name: HeaderName) -> Self {
+        self.kind.idempotency_key = name;
+        self
+    }
+
+    /// Sets this header to the attempt number (`1`, `2`, ...) on every
+    /// attempt (default: no header), as Envoy's `x-envoy-attempt-count`.
+    pub fn attempt_header(mut self, name: HeaderName) -> Self {
+        self.kind.attempt_header = Some(name);
+        self
+    }
+
+    /// Whether a 429 or 503's `Retry-After` replaces the backoff (default
+    /// `true`).
+    pub const fn honor_retry_after(mut self, honor: bool) -> Self {
+        self.kind.honor_retry_after = honor;
+        self
+    }
+
+    /// The longest `Retry-After` waited for (default 10 s); a longer one
+    /// returns the response at once.
+    pub const fn max_retry_after(mut self, max: Duration) -> Self {
+        self.kind.max_retry_after = max;
+        self
+    }
+}
+
+impl Http {
+    fn replayable_method<B>(&self, req: &Request<B>) -> bool {
+        match *req.method() {
+            Method::GET
+            | Method::HEAD
+            | Method::OPTIONS
+            | Method::PUT
+            | Method::DELETE
+            | Method::TRACE => true,
+            Method::POST | Method::PATCH => {
+                self.non_idempotent && req.headers().contains_key(&self.idempotency_key)
+            }
+            _ => false,
+        }
+    }
+
+    fn mark_attempt(&self, headers: &mut HeaderMap, attempt: u32) {
+        if let Some(name) = &self.attempt_header {
+            headers.insert(name.clone(), HeaderValue::from(attempt));
+        }
+    }
+}
+
+/// The copy of a request kept for replay: its head, its body and trailers.
+#[derive(Clone, Debug)]
+pub struct Held {
+    head: Request<()>,
+    body: Bytes,
+    trailers: Option<HeaderMap>,
+}
+
+fn copy_head<B>(req: &Request<B>) -> Request<()> {
+    let mut head = Request::new(());
+    *head.method_mut() = req.method().clone();
+    *head.uri_mut() = req.uri().clone();
+    *head.version_mut() = req.version();
+    *head.headers_mut() = req.headers().clone();
+    *head.extensions_mut() = req.extensions().clone();
+    head
+}
+
+impl<B> Replay<Request<B>> for Http
+where
+    B: Body + Unpin,
+    B::Data: Buf,
+    B::Error: Into<BoxError>,
+{
+    type Sent = Request<RetryBody<B>>;
+    type Held = Held;
+    type Prepare = Collect<B>;
+
+    fn start(&self, req: Request<B>, replay: bool) -> Start<Self::Sent, Held, Collect<B>> {
+        let mut req = req;
+        self.mark_attempt(req.headers_mut(), 1);
+        let once = |req: Request<B>| Start::Send(req.map(RetryBody::new), None);
+        if !replay {
+            return once(req);
+        }
+        if !self.replayable_method(&req) {
+            tracing::debug!(
+                name = %self.name,
+                method = %req.method(),
+                "request not retryable: method is not idempotent (or has no idempotency key)"
+            );
+            return once(req);
+        }
+        if req.body().is_end_stream() {
+            let head = copy_head(&req);
+            let sent = req.map(|_| RetryBody::replay(Bytes::new(), None));
+            return Start::Send(
+                sent,
+                Some(Held {
+                    head,
+                    body: Bytes::new(),
+                    trailers: None,
+                }),
+            );
+        }
+        let limit = u64::try_from(self.max_body_bytes).unwrap_or(u64::MAX);
+        match req.body().size_hint().upper() {
+            Some(upper) if upper <= limit => Start::Prepare(Collect {
+                name: Arc::clone(&self.name),
+                req: Some(req),
+                collected: BytesMut::new(),
+                first: None,
+                trailers: None,
+                limit: self.max_body_bytes,
+            }),
+            upper => {
+                tracing::debug!(
+                    name = %self.name,
+                    size_hint = ?upper,
+                    max_body_bytes = self.max_body_bytes,
+                    "request not retryable: body too large or of unknown length to buffer; sent once"
+                );
+                once(req)
+            }
+        }
+    }
+
+    fn resend(&self, held: &mut Option<Held>, attempt: u32, last: bool) -> Option<Self::Sent> {
+        let Held {
+            head,
+            body,
+            trailers,
+        } = if last { held.take()? } else { held.as_ref()?.clone() };
+        let mut req = head.map(|()| RetryBody::replay(body, trailers));
+        self.mark_attempt(req.headers_mut(), attempt);
+        Some(req)
+    }
+}
+
+impl<B> Inspect<Response<B>> for Http {
+    fn retry_after(&self, res: &Response<B>) -> Option<ServerDelay> {
+        let status = res.status();
+        if !self.honor_retry_after
+            || (status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::SERVICE_UNAVAILABLE)
+        {
+            return None;
+        }
+        let value = res.headers().get(RETRY_AFTER)?;
+        let Some(delay) = parse_retry_after(value, SystemTime::now()) else {
+            tracing::debug!(name = %self.name, ?value, "malformed Retry-After ignored; using the backoff");
+            return None;
+        };
+        if delay > self.max_retry_after {
+            Some(ServerDelay::TooLong(delay))
+        } else {
+            Some(ServerDelay::Wait(delay))
+        }
+    }
+
+    #[inline]
+    fn is_rejection_response(res: &Response<B>) -> bool {
+        res.status() == StatusCode::SERVICE_UNAVAILABLE
+            && (res.headers().contains_key(CIRCUIT_BREAKER_HEADER)
+                || res.headers().contains_key(BULKHEAD_HEADER))
+    }
+}
+
+// ===== Collect =====
+
+/// Buffers a request body before the first attempt. Part of
+/// [`ResponseFuture`](crate::future::ResponseFuture); not used on its own.
+#[derive(Debug)]
+pub struct Collect<B> {
+    name: Arc<str>,
+    req: Option<Request<B>>,
+    first: Option<Bytes>,
+    collected: BytesMut,
+    trailers: Option<HeaderMap>,
+    limit: usize,
+}
+
+impl<B> Collect<B> {
+    fn len(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.collected.len()
+    }
+
+    fn push(&mut self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        if self.first.is_none() && self.collected.is_empty() {
+            // One chunk (the usual case) is kept as is, without a copy.
+            self.first = Some(chunk);
+            return;
+        }
+        if let Some(first) = self.first.take() {
+            self.collected.extend_from_slice(&first);
+        }
+        self.collected.extend_from_slice(&chunk);
+    }
+
+    fn take_bytes(&mut self) -> Bytes {
+        match self.first.take() {
+            Some(first) => first,
+            None => std::mem::take(&mut self.collected).freeze(),
+        }
+    }
+}
+
+impl<B> Future for Collect<B>
+where
+    B: Body + Unpin,
+    B::Data: Buf,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<(Request<RetryBody<B>>, Option<Held>), BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            let Some(req) = this.req.as_mut() else {
+                panic!("retry body buffering polled after completion");
+            };
+            let frame = ready!(Pin::new(req.body_mut()).poll_frame(cx));
+            let ended = frame.is_none();
+            match frame {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(mut data) => {
+                        let chunk = data.copy_to_bytes(data.remaining());
+                        if this.len().saturating_add(chunk.len()) > this.limit {
+                            // The body is longer than its size hint said: send
+                            // what was read and the rest of the stream, once.
+                            this.push(chunk);
+                            let prefix = this.take_bytes();
+                            tracing::debug!(
+                                name = %this.name,
+                                read = prefix.len(),
+                                max_body_bytes = this.limit,
+                                "request not retryable: body outgrew its size hint; sent once"
+                            );
+                            let Some(req) = this.req.take() else {
+                                unreachable!("checked above")
+                            };
+                            let sent = req.map(|body| RetryBody::with_prefix(prefix, body));
+                            return Poll::Ready(Ok((sent, None)));
+                        }
+                        this.push(chunk);
+                    }
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            match &mut this.trailers {
+                                Some(existing) => existing.extend(trailers),
+                                None => this.trailers = Some(trailers),
+                            }
+                        }
+                    }
+                },
+                Some(Err(error)) => return Poll::Ready(Err(error.into())),
+                None => {}
+            }
+            if ended || this.req.as_ref().is_some_and(|r| r.body().is_end_stream()) {
+                let Some(req) = this.req.take() else {
+                    unreachable!("checked above")
+                };
+                let body = this.take_bytes();
+                let trailers = this.trailers.take();
+                let held = Held {
+                    head: copy_head(&req),
+                    body: body.clone(),
+                    trailers: trailers.clone(),
+                };
+                let sent = req.map(|_| RetryBody::replay(body, trailers));
+                return Poll::Ready(Ok((sent, Some(held))));
+            }
+        }
+    }
+}
+
+// ===== RetryBody =====
+
+pin_project! {
+    /// The request body the inner service receives from an HTTP
+    /// [`RetryLayer`]: either bytes replayed on every attempt, or the
+    /// original body streamed through once.
+    ///
+    /// Its data frames are [`Bytes`] (the original body's are converted with
+    /// [`Buf::copy_to_bytes`], free for `Bytes`); its error is the original
+    /// body's. Hand it to a hyper client, or wrap it in
+    /// `axum::body::Body::new` for an axum router.
+    pub struct RetryBody<B> {
+        #[pin]
+        inner: Inner<B>,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    enum Inner<B> {
+        Replay { data: Option<Bytes>, trailers: Option<HeaderMap> },
+        Stream { prefix: Option<Bytes>, #[pin] body: B },
+    }
+}
+
+impl<B> RetryBody<B> {
+    /// The original body, streamed through once.
+    pub const fn new(body: B) -> Self {
+        Self {
+            inner: Inner::Stream { prefix: None, body },
+        }
+    }
+
+    /// `data` (then `trailers`), as a replayed attempt sends it.
+    #[must_use]
+    pub fn replay(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+        Self {
+            inner: Inner::Replay {
+                data: (!data.is_empty()).then_some(data),
+                trailers,
+            },
+        }
+    }
+
+    fn with_prefix(prefix: Bytes, body: B) -> Self {
+        Self {
+            inner: Inner::Stream {
+                prefix: (!prefix.is_empty()).then_some(prefix),
+                body,
+            },
+        }
+    }
+
+    /// `true` if this body is a replayable copy, `false` if it streams the
+    /// original body (a request that is not retried).
+    #[must_use]
+    pub const fn is_replay(&self) -> bool {
+        matches!(self.inner, Inner::Replay { .. })
+    }
+}
+
+impl<B> std::fmt::Debug for RetryBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Inner::Replay { data, trailers } => f
+                .debug_struct("RetryBody::Replay")
+                .field("len", &data.as_ref().map_or(0, Bytes::len))
+                .field("trailers", &trailers.is_some())
+                .finish(),
+            Inner::Stream { prefix, .. } => f
+                .debug_struct("RetryBody::Stream")
+                .field("prefix", &prefix.as_ref().map_or(0, Bytes::len))
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl<B> Body for RetryBody<B>
+where
+    B: Body,
+    B::Data: Buf,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().inner.project() {
+            InnerProj::Replay { data, trailers } => {
+                if let Some(data) = data.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
+            }
+            InnerProj::Stream { prefix, body } => {
+                if let Some(prefix) = prefix.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(prefix))));
+                }
+                let frame = ready!(body.poll_frame(cx));
+                Poll::Ready(frame.map(|result| {
+                    result.map(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))
+                }))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Replay { data, trailers } => data.is_none() && trailers.is_none(),
+            Inner::Stream { prefix, body } => prefix.is_none() && body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Replay { data, .. } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Inner::Stream { prefix, body } => {
+                let extra = prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let inner = body.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower().saturating_add(extra));
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper.saturating_add(extra));
+                }
+                hint
+            }
+        }
+    }
+}
+
+// ===== errors as responses =====
+
+/// The response for an error the retry layer returned, for axum's
+/// `HandleErrorLayer`: `504 Gateway Timeout` problem+json for
+/// [`DeadlineExceeded`] and [`AttemptTimedOut`], `503` with `Retry-After` for
+/// a rejection (through [`rejection_response`]); `None` for anything else
+/// (the inner service's own errors, which the caller maps).
+///
+/// ```
+/// use palisade_core::BoxError;
+/// use palisade_retry::{DeadlineExceeded, http::error_response};
+/// use std::time::Duration;
+///
+/// let err: BoxError = DeadlineExceeded::new(2, Duration::from_secs(1)).into();
+/// let res: http::Response<String> = error_response(&*err).expect("a retry error");
+/// assert_eq!(res.status(), 504);
+/// assert_eq!(res.headers()["content-type"], "application/problem+json");
+/// ```
+#[must_use]
+pub fn error_response<B: From<String>>(error: &(dyn Error + 'static)) -> Option<Response<B>> {
+    if let Some(res) = rejection_response(error) {
+        return Some(res);
+    }
+    if let Some(deadline) = palisade_core::cause_ref::<DeadlineExceeded>(error) {
+        let problem = Problem::new(StatusCode::GATEWAY_TIMEOUT, "retry deadline exceeded")
+            .kind("deadline-exceeded")
+            .detail(deadline.to_string());
+        return Some(problem.into_response());
+    }
+    if let Some(timeout) = palisade_core::cause_ref::<AttemptTimedOut>(error) {
+        let problem = Problem::new(StatusCode::GATEWAY_TIMEOUT, "upstream attempt timed out")
+            .kind("attempt-timeout")
+            .detail(timeout.to_string());
+        return Some(problem.into_response());
+    }
+    None
+}

@@ -1,0 +1,105 @@
+//! `Retry<S>`: the service a [`RetryLayer`](crate::RetryLayer) builds.
+
+use std::fmt;
+use std::mem;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use palisade_core::{BoxError, Classify, ErrorsAsFailures};
+use tower_service::Service;
+
+use crate::future::ResponseFuture;
+use crate::kind::{Inspect, Plain, Replay};
+use crate::layer::Shared;
+
+/// Retries failed calls to `S`. Built by a [`RetryLayer`](crate::RetryLayer);
+/// see the [crate docs](crate) for what it does.
+///
+/// `S` must be `Clone`: each call takes the inner service that
+/// [`poll_ready`](Service::poll_ready) readied into its response future (a
+/// fresh clone stays behind for the next call), and that future drives it to
+/// readiness again before every retry.
+pub struct Retry<S, C = ErrorsAsFailures, K = Plain> {
+    inner: S,
+    shared: Arc<Shared<C, K>>,
+}
+
+// ===== impl Retry =====
+
+impl<S, C, K> Retry<S, C, K> {
+    pub(crate) const fn new(inner: S, shared: Arc<Shared<C, K>>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The inner service.
+    pub const fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub const fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the retry service, returning the inner one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The layer's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+}
+
+impl<S: Clone, C, K> Clone for Retry<S, C, K> {
+    /// Clones the inner service and shares the layer's state (budget, jitter
+    /// source, metrics): a clone is the same retry policy, not a new one.
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C, K: fmt::Debug> fmt::Debug for Retry<S, C, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retry")
+            .field("inner", &self.inner)
+            .field("config", &self.shared)
+            .finish()
+    }
+}
+
+impl<S, Req, C, K> Service<Req> for Retry<S, C, K>
+where
+    K: Replay<Req> + Inspect<S::Response> + Send + Sync + 'static,
+    S: Service<K::Sent> + Clone,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, BoxError> + Clone + Send + Sync + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, Req, C, K>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        let shared = &*self.shared;
+        shared.metrics.requests.increment(1);
+        if let Some(budget) = &shared.budget {
+            budget.deposit();
+        }
+        // The ready service goes with the call; a fresh clone stays for the
+        // next `poll_ready`.
+        let fresh = self.inner.clone();
+        let ready = mem::replace(&mut self.inner, fresh);
+        ResponseFuture::new(ready, shared, req)
+    }
+}
