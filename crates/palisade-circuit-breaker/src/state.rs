@@ -447,10 +447,11 @@ impl<O: Observer> Core<O> {
     }
 
     /// `true` if a call admitted under `ticket` would still be admitted the
-    /// same way.
+    /// same way. A ticket taken while a transition was under way is never
+    /// current: its outcome belongs to the state being left.
     #[inline]
     pub(crate) fn is_current(&self, ticket: u64) -> bool {
-        self.word() == ticket
+        ticket & BUSY == 0 && self.word() == ticket
     }
 
     /// Decides whether a call may pass. Performs the transitions that are due
@@ -768,11 +769,13 @@ impl<O: Observer> Core<O> {
         opening: Option<Opening>,
         totals: Totals,
     ) -> bool {
-        if self
-            .word
-            .0
-            .compare_exchange(expected, expected | BUSY, AcqRel, Relaxed)
-            .is_err()
+        // A word with BUSY set is already claimed by another transition.
+        if expected & BUSY != 0
+            || self
+                .word
+                .0
+                .compare_exchange(expected, expected | BUSY, AcqRel, Relaxed)
+                .is_err()
         {
             return false;
         }
@@ -1289,6 +1292,25 @@ mod tests {
         }
         assert_eq!(c.state_now(), State::Closed);
         assert_eq!(c.figures(&mut at(&c, 0)).totals, Totals::default());
+    }
+
+    #[test]
+    fn outcomes_admitted_during_a_transition_are_dropped() {
+        let c = core(small().count_window(2));
+        // A transition is under way (claimed, not yet published).
+        c.word.0.fetch_or(BUSY, AcqRel);
+        let Admit::Record(ticket) = c.admit(&mut at(&c, 0)) else {
+            panic!("closed admits")
+        };
+        assert!(!c.is_current(ticket));
+        for _ in 0..4 {
+            c.record(ticket, false, true, false, &mut at(&c, 0));
+        }
+        // Nothing recorded, and no second transition claimed on top of the
+        // first.
+        assert_eq!(c.windows[0].totals(|| 0), Totals::default());
+        assert!(c.log().moves().is_empty());
+        assert_eq!(c.word() & BUSY, BUSY);
     }
 
     #[test]
