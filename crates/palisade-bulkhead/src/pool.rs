@@ -501,21 +501,21 @@ impl Pool {
         old
     }
 
-    /// Applies a new limit and reports the change.
-    fn apply_limit(&self, limit: usize, cause: LimitCause) {
-        let from = self.resize(limit);
-        if from == limit {
+    /// Reports a limit change (with no lock held: a listener may call back
+    /// into the handle).
+    fn report_limit(&self, from: usize, to: usize, cause: LimitCause) {
+        if from == to {
             return;
         }
         #[allow(clippy::cast_precision_loss, reason = "limits are at most 2^29")]
-        self.metrics.limit.set(limit as f64);
+        self.metrics.limit.set(to as f64);
         let partition = self.partition.as_deref().unwrap_or("");
         match cause {
             LimitCause::Handle => tracing::info!(
                 name = %self.common.name,
                 partition,
                 from,
-                to = limit,
+                to,
                 cause = cause.as_str(),
                 "bulkhead limit changed"
             ),
@@ -523,7 +523,7 @@ impl Pool {
                 name = %self.common.name,
                 partition,
                 from,
-                to = limit,
+                to,
                 cause = cause.as_str(),
                 "bulkhead limit changed"
             ),
@@ -534,7 +534,7 @@ impl Pool {
                 name: Arc::clone(&self.common.name),
                 partition: self.partition.clone(),
                 from,
-                to: limit,
+                to,
                 cause,
             });
     }
@@ -542,18 +542,18 @@ impl Pool {
     /// Sets the limit from a handle; an adaptive pool's limiter carries on
     /// from the new value (clamped to its bounds). Returns the limit applied.
     pub(crate) fn set_limit(&self, limit: usize) -> usize {
-        match &self.limiter {
+        let (from, to) = match &self.limiter {
             Some(limiter) => {
+                // Held while the limit is applied, so that the limiter and
+                // the pool agree (lock order: limiter, then queue).
                 let mut limiter = lock(limiter);
-                let applied = limiter.set_limit(limit);
-                self.apply_limit(applied, LimitCause::Handle);
-                applied
+                let to = limiter.set_limit(limit);
+                (self.resize(to), to)
             }
-            None => {
-                self.apply_limit(limit, LimitCause::Handle);
-                limit
-            }
-        }
+            None => (self.resize(limit), limit.min(MAX_LIMIT)),
+        };
+        self.report_limit(from, to, LimitCause::Handle);
+        to
     }
 
     /// Feeds the adaptive limiter one sample and applies its answer.
@@ -562,14 +562,17 @@ impl Pool {
             return;
         };
         let rtt = start.at.elapsed();
-        // The limiter's lock is held while the limit is applied, so that
-        // concurrent samples apply their answers in the order they computed
-        // them (lock order: limiter, then queue).
-        let mut limiter = lock(limiter);
-        let to = limiter.sample(Sample::new(rtt, start.in_flight, signal));
-        if to != self.limit.load(Ordering::Acquire) {
-            self.apply_limit(to, LimitCause::Adaptive);
-        }
+        let (from, to) = {
+            // Held while the limit is applied, so that concurrent samples
+            // apply their answers in the order they computed them.
+            let mut limiter = lock(limiter);
+            let to = limiter.sample(Sample::new(rtt, start.in_flight, signal));
+            if to == self.limit.load(Ordering::Acquire) {
+                return;
+            }
+            (self.resize(to), to)
+        };
+        self.report_limit(from, to, LimitCause::Adaptive);
     }
 
     #[inline]

@@ -234,30 +234,35 @@ impl Partitions {
             return 0;
         }
         *next = now + self.config.idle_timeout;
-        let overflow = &self.overflow;
-        let common = &overflow.common;
-        let mut removed = 0;
+        let common = &self.overflow.common;
+        let mut reclaimed: Vec<Arc<str>> = Vec::new();
         for shard in &*self.shards {
             write(shard).retain(|key, pool| {
-                if pool.sweep() != Sweep::Retired {
-                    return true;
+                if pool.sweep() == Sweep::Retired {
+                    reclaimed.push(Arc::clone(key));
+                    false
+                } else {
+                    true
                 }
-                removed += 1;
-                tracing::debug!(name = %common.name, partition = %key, "bulkhead partition reclaimed");
-                common
-                    .listeners
-                    .emit_with(|| BulkheadEvent::PartitionReclaimed {
-                        name: Arc::clone(&common.name),
-                        partition: Arc::clone(key),
-                    });
-                false
             });
         }
         drop(next);
+        let removed = reclaimed.len();
         if removed > 0 {
             let live = self.live.fetch_sub(removed, Ordering::AcqRel) - removed;
             #[allow(clippy::cast_precision_loss, reason = "partition counts are small")]
             self.live_gauge.set(live as f64);
+        }
+        // Reported with no lock held: a listener may call back into the
+        // handle.
+        for key in reclaimed {
+            tracing::debug!(name = %common.name, partition = %key, "bulkhead partition reclaimed");
+            common
+                .listeners
+                .emit_with(|| BulkheadEvent::PartitionReclaimed {
+                    name: Arc::clone(&common.name),
+                    partition: key,
+                });
         }
         removed
     }

@@ -155,3 +155,47 @@ async fn a_limit_change_is_an_event_and_bad_limits_are_refused() {
     assert_eq!(*changes.lock().unwrap(), vec![(3, 7, LimitCause::Handle)]);
     assert_eq!(handle.limit(), 7);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn listeners_may_call_back_into_the_handle() {
+    use palisade_bulkhead::BulkheadHandle;
+    use palisade_bulkhead::limiter::Aimd;
+    use std::borrow::Cow;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, OnceLock};
+
+    let handle_cell: Arc<OnceLock<BulkheadHandle>> = Arc::default();
+    let calls_back = Arc::new(AtomicUsize::new(0));
+    let (cell, counter) = (Arc::clone(&handle_cell), Arc::clone(&calls_back));
+    let layer = BulkheadLayer::builder("reentrant")
+        .adaptive(Aimd::new().initial_limit(2).max_limit(4))
+        .partition_by(|k: &u64| Some(Cow::Owned(format!("k{k}"))))
+        .partition_idle_timeout(Duration::from_secs(1))
+        .on_event(move |_| {
+            // Every kind of event: the handle must be usable from here.
+            let handle = cell.get().expect("set before any call");
+            let snapshot = handle.snapshot();
+            // The pool that emitted the event (its limiter, its queue).
+            let _ = handle.set_partition_limit("k1", snapshot.limit);
+            counter.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    handle_cell.set(layer.handle()).unwrap();
+    let svc = layer.layer(Probe::sleeping(|_| Duration::from_millis(1)));
+    let calls: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(svc.clone().oneshot(1)))
+        .collect();
+    for call in calls {
+        let _ = call.await.unwrap(); // the third is refused: a Rejected event
+    }
+    for _ in 0..3 {
+        advance(Duration::from_secs(1)).await;
+        layer.handle().reclaim_idle(); // a PartitionReclaimed event
+    }
+    assert_eq!(layer.handle().partition_count(), 0);
+    assert!(
+        calls_back.load(Ordering::SeqCst) >= 4,
+        "created, limit changed, rejected, reclaimed"
+    );
+}
