@@ -147,7 +147,7 @@
 //! Find it with [`palisade_core::is_caused_by`] or
 //! [`palisade_core::rejection`], even when another layer wrapped it.
 //!
-//! With the `http` feature, [`BulkheadFull::to_problem`] and
+//! With the `http` feature, `BulkheadFull::to_problem` and
 //! `palisade_core::http::rejection_response` turn it into a
 //! `503 Service Unavailable` problem+json response with an
 //! `x-palisade-bulkhead` header naming the bulkhead, and
