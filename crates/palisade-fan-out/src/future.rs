@@ -15,9 +15,10 @@ use tracing::Span;
 use tracing::field::Empty;
 
 use crate::error::{
-    BranchError, DeadlineElapsed, GatherError, NothingSucceeded, RequiredBranchFailed,
+    BranchError, BranchErrorKind, DeadlineElapsed, GatherError, NothingSucceeded,
+    RequiredBranchFailed,
 };
-use crate::gather::{BranchResult, Entry, Gathered, Phase};
+use crate::gather::{BranchResult, Entry, EntryTable, Gathered, Phase};
 use crate::merge::Merge;
 use crate::metrics::{BranchOutcome, GatherResult};
 use crate::service::Shared;
@@ -34,9 +35,38 @@ pin_project! {
     }
 }
 
-impl<S, BReq, F> Slot<S, BReq, F> {
-    const fn empty() -> Self {
-        Self::Empty
+pin_project! {
+    /// One branch in the gather's chunk: its pinned call and its unpinned
+    /// bookkeeping and result, side by side in the one allocation.
+    #[project = CellProj]
+    pub(crate) struct Cell<S, BReq, F, T> {
+        #[pin]
+        slot: Slot<S, BReq, F>,
+        entry: Entry<T>,
+    }
+}
+
+impl<S, BReq, F, T> Cell<S, BReq, F, T> {
+    const fn vacant() -> Self {
+        Self {
+            slot: Slot::Empty,
+            entry: Entry::vacant(),
+        }
+    }
+}
+
+type Cells<S, BReq> =
+    Chunk<Cell<S, BReq, <S as Service<BReq>>::Future, <S as Service<BReq>>::Response>>;
+
+impl<S, BReq, F, T> EntryTable<T> for Pin<&mut Chunk<Cell<S, BReq, F, T>>> {
+    fn entry(&self, i: usize) -> Option<&Entry<T>> {
+        let cell = self.as_ref().shared(i)?;
+        Some(cell.project_ref().entry)
+    }
+
+    fn entry_mut(&mut self, i: usize) -> Option<&mut Entry<T>> {
+        let cell = self.as_mut().get(i)?;
+        Some(cell.project().entry)
     }
 }
 
@@ -78,8 +108,8 @@ struct Progress {
 pin_project! {
     /// The response future of [`FanOut`](crate::FanOut).
     ///
-    /// Holds one allocation for the branch calls (up to eight; one more per
-    /// further eight) and one for the results. Dropping it cancels every
+    /// Holds one allocation for the branch calls and their results (up to
+    /// eight branches; one more per further eight). Dropping it cancels every
     /// branch call still running.
     pub struct ResponseFuture<S, Req, BReq, M>
     where
@@ -87,8 +117,7 @@ pin_project! {
         M: Merge<S::Response>,
     {
         shared: Arc<Shared<S, Req, BReq, M>>,
-        slots: Option<Pin<Box<Chunk<Slot<S, BReq, S::Future>>>>>,
-        entries: Vec<Entry<S::Response>>,
+        cells: Pin<Box<Cells<S, BReq>>>,
         progress: Progress,
         span: Span,
         #[pin]
@@ -106,7 +135,7 @@ pin_project! {
                 // The caller gave up: every call still planned or running is
                 // cancelled (the slots drop with this future).
                 let now = Instant::now();
-                cancel_rest(this.shared, this.entries, now);
+                cancel_rest(this.shared, this.cells.as_mut(), now);
                 let elapsed = this.progress.began.map(|began| now.saturating_duration_since(began));
                 this.shared.metrics.record(GatherResult::Cancelled, elapsed);
                 this.span.record("result", GatherResult::Cancelled.as_str());
@@ -123,28 +152,29 @@ where
     pub(crate) fn new(shared: Arc<Shared<S, Req, BReq, M>>, request: &Req) -> Self {
         let n = shared.branches.len();
         let span = tracing::debug_span!("fan_out", name = %shared.name, result = Empty);
-        let mut entries = Vec::with_capacity(n);
         let mut queued = 0;
-        let slots = Chunk::pinned(
+        let cells = Chunk::pinned(
             n,
             &mut |i| {
                 let branch = &shared.branches[i];
                 match branch.map_request(request) {
                     Ok(request) => {
-                        entries.push(Entry::queued());
                         queued += 1;
-                        Slot::Waiting {
-                            service: branch.service.clone(),
-                            request: Some(request),
+                        Cell {
+                            slot: Slot::Waiting {
+                                service: branch.service.clone(),
+                                request: Some(request),
+                            },
+                            entry: Entry::queued(),
                         }
                     }
-                    Err(error) => {
-                        entries.push(Entry::unbuilt(error));
-                        Slot::Empty
-                    }
+                    Err(error) => Cell {
+                        slot: Slot::Empty,
+                        entry: Entry::unbuilt(error),
+                    },
                 }
             },
-            Slot::empty,
+            Cell::vacant,
         );
         Self {
             progress: Progress {
@@ -156,8 +186,7 @@ where
                 queued,
             },
             shared,
-            slots: Some(slots),
-            entries,
+            cells,
             span,
             timer: Timer::Idle,
         }
@@ -183,13 +212,13 @@ where
         let mut this = self.project();
         let shared: &Shared<S, Req, BReq, M> = this.shared;
         let _enter = this.span.enter();
-        let Some(slots) = this.slots.as_mut() else {
-            panic!("fan-out response future polled after completion");
-        };
+        assert!(
+            this.progress.state != State::Finished,
+            "fan-out response future polled after completion"
+        );
         let (end, now) = match drive(
             shared,
-            slots.as_mut(),
-            this.entries,
+            this.cells.as_mut(),
             this.progress,
             this.timer.as_mut(),
             this.span,
@@ -199,12 +228,11 @@ where
             Poll::Ready(ended) => ended,
         };
 
-        // Finished: cancel whatever still runs (a required branch failed)
-        // and free every branch future at once.
+        // Finished: cancel whatever still runs (a required branch failed),
+        // dropping every branch future at once.
         this.progress.state = State::Finished;
         this.timer.set(Timer::Idle);
-        cancel_rest(shared, this.entries, now);
-        *this.slots = None;
+        cancel_rest(shared, this.cells.as_mut(), now);
         let elapsed = this
             .progress
             .began
@@ -217,7 +245,8 @@ where
                 Poll::Ready(shared.merge.fail(error))
             }
             End::Merge => {
-                let gathered = Gathered::new(&shared.name, &shared.names, this.entries);
+                let mut table = this.cells.as_mut();
+                let gathered = Gathered::new(&shared.name, &shared.names, &mut table);
                 let result = if gathered.is_complete() {
                     GatherResult::Complete
                 } else {
@@ -235,8 +264,7 @@ where
 /// deadline. `Ready` carries how the gather ends and the time it ended.
 fn drive<S, Req, BReq, M>(
     shared: &Shared<S, Req, BReq, M>,
-    mut slots: Pin<&mut Chunk<Slot<S, BReq, S::Future>>>,
-    entries: &mut [Entry<S::Response>],
+    mut cells: Pin<&mut Cells<S, BReq>>,
     progress: &mut Progress,
     mut timer: Pin<&mut Timer>,
     span: &Span,
@@ -247,6 +275,7 @@ where
     S::Error: Into<BoxError>,
     M: Merge<S::Response>,
 {
+    let n = shared.branches.len();
     loop {
         // One clock read per pass: branch start times, latencies and
         // timeouts all use it.
@@ -258,11 +287,15 @@ where
             progress.deadline = shared.deadline.and_then(|d| now.checked_add(d));
             // Requests that could not be built settle before anything starts,
             // so a required one fails the gather without calling anyone.
-            for (i, entry) in entries.iter_mut().enumerate() {
-                if !matches!(entry.phase, Phase::Unbuilt(_)) {
+            for i in 0..n {
+                let Some(cell) = cells.as_mut().get(i) else {
+                    break;
+                };
+                let entry = cell.project().entry;
+                if entry.phase != Phase::Unbuilt {
                     continue;
                 }
-                if let Phase::Unbuilt(error) = std::mem::replace(&mut entry.phase, Phase::Done) {
+                if let Some(BranchResult::Missing(error)) = entry.result.take() {
                     if let Err(failed) = settle(shared, i, entry, Err(error), now, progress) {
                         return Poll::Ready((End::Failed(failed), now));
                     }
@@ -273,7 +306,11 @@ where
         // The pass: branches in declaration order. A branch that finishes
         // frees its place for the next queued one in the same pass (queued
         // branches always come after started ones).
-        for (i, entry) in entries.iter_mut().enumerate() {
+        for i in 0..n {
+            let Some(cell) = cells.as_mut().get(i) else {
+                break;
+            };
+            let CellProj { slot, entry } = cell.project();
             match entry.phase {
                 Phase::Queued if progress.in_flight < shared.max_in_flight => {
                     start(shared, i, entry, now, span);
@@ -281,11 +318,8 @@ where
                     progress.queued -= 1;
                 }
                 Phase::Starting | Phase::Running => {}
-                Phase::Queued | Phase::Unbuilt(_) | Phase::Done => continue,
+                Phase::Queued | Phase::Unbuilt | Phase::Done => continue,
             }
-            let Some(slot) = slots.as_mut().get(i) else {
-                continue;
-            };
             if let Poll::Ready(result) = poll_branch(slot, entry, cx) {
                 progress.in_flight -= 1;
                 let result = result.map_err(BranchError::from_service);
@@ -297,78 +331,70 @@ where
 
         let mut expired = false;
         if shared.timed {
-            // Branch timeouts (readiness counts: a branch stuck in
-            // `poll_ready` times out like one stuck in its call).
-            for (i, entry) in entries.iter_mut().enumerate() {
-                if entry.is_active() && entry.deadline.is_some_and(|at| at <= now) {
-                    if let Some(mut slot) = slots.as_mut().get(i) {
-                        slot.set(Slot::Empty);
-                    }
+            let overall = progress.deadline.is_some_and(|at| at <= now);
+            let mut pending = Vec::new();
+            for i in 0..n {
+                let Some(cell) = cells.as_mut().get(i) else {
+                    break;
+                };
+                let CellProj { mut slot, entry } = cell.project();
+                // Branch timeouts (readiness counts: a branch stuck in
+                // `poll_ready` times out like one stuck in its call), then
+                // the overall deadline: what has not answered is cut off.
+                let error = if entry.is_active() && entry.deadline.is_some_and(|at| at <= now) {
+                    BranchError::timed_out(shared.branches[i].timeout.unwrap_or_default())
+                } else if overall
+                    && matches!(
+                        entry.phase,
+                        Phase::Queued | Phase::Starting | Phase::Running
+                    )
+                {
+                    BranchError::deadline()
+                } else {
+                    continue;
+                };
+                if entry.is_active() {
+                    slot.set(Slot::Empty);
                     progress.in_flight -= 1;
-                    expired = true;
-                    let timeout = shared.branches[i].timeout.unwrap_or_default();
-                    if let Err(failed) = settle(
-                        shared,
-                        i,
-                        entry,
-                        Err(BranchError::timed_out(timeout)),
-                        now,
-                        progress,
-                    ) {
-                        return Poll::Ready((End::Failed(failed), now));
+                } else {
+                    progress.queued -= 1;
+                }
+                expired = true;
+                let cut_by_deadline = error.kind() == BranchErrorKind::Deadline;
+                match settle(shared, i, entry, Err(error), now, progress) {
+                    Ok(()) => {}
+                    // A required branch cut by the deadline: the gather fails
+                    // with `DeadlineElapsed`, naming every such branch.
+                    Err(GatherError::RequiredBranchFailed(_)) if cut_by_deadline => {
+                        pending.push(Arc::clone(&shared.branches[i].name));
                     }
+                    Err(failed) => return Poll::Ready((End::Failed(failed), now)),
                 }
             }
-            // The overall deadline: what has not answered is cut off.
-            if progress.deadline.is_some_and(|at| at <= now) {
-                let mut pending = Vec::new();
-                for (i, entry) in entries.iter_mut().enumerate() {
-                    match entry.phase {
-                        Phase::Starting | Phase::Running => {
-                            if let Some(mut slot) = slots.as_mut().get(i) {
-                                slot.set(Slot::Empty);
-                            }
-                            progress.in_flight -= 1;
-                        }
-                        Phase::Queued => progress.queued -= 1,
-                        Phase::Unbuilt(_) | Phase::Done => continue,
-                    }
-                    if let Err(GatherError::RequiredBranchFailed(failed)) = settle(
-                        shared,
-                        i,
-                        entry,
-                        Err(BranchError::deadline()),
-                        now,
-                        progress,
-                    ) {
-                        pending.push(Arc::clone(&shared.branches[i].name));
-                        drop(failed);
-                    }
-                }
-                if !pending.is_empty() {
-                    let deadline = shared.deadline.unwrap_or_default();
-                    let failed = DeadlineElapsed::new(Arc::clone(&shared.name), deadline, pending);
-                    return Poll::Ready((End::Failed(GatherError::DeadlineElapsed(failed)), now));
-                }
+            if !pending.is_empty() {
+                let deadline = shared.deadline.unwrap_or_default();
+                let failed = DeadlineElapsed::new(Arc::clone(&shared.name), deadline, pending);
+                return Poll::Ready((End::Failed(GatherError::DeadlineElapsed(failed)), now));
             }
         }
 
         if progress.remaining == 0 {
-            if entries
-                .iter()
-                .any(|e| e.result.as_ref().is_some_and(BranchResult::is_answered))
-            {
+            let answered = (0..n).any(|i| {
+                cells
+                    .as_mut()
+                    .entry(i)
+                    .and_then(|e| e.result.as_ref())
+                    .is_some_and(BranchResult::is_answered)
+            });
+            if answered {
                 return Poll::Ready((End::Merge, now));
             }
-            let errors = shared
-                .names
-                .iter()
-                .zip(entries.iter_mut())
-                .filter_map(|(name, e)| match e.result.take() {
-                    Some(BranchResult::Missing(error) | BranchResult::Fallback { error, .. }) => {
-                        Some((Arc::clone(name), error))
+            let errors = (0..n)
+                .filter_map(|i| match cells.as_mut().entry_mut(i)?.result.take()? {
+                    BranchResult::Missing(error) | BranchResult::Fallback { error, .. } => {
+                        Some((Arc::clone(&shared.names[i]), error))
                     }
-                    _ => None,
+                    BranchResult::Answered(_) => None,
                 })
                 .collect();
             let failed = NothingSucceeded::new(Arc::clone(&shared.name), errors);
@@ -383,8 +409,9 @@ where
         if !shared.timed {
             return Poll::Pending;
         }
-        let next = entries
-            .iter()
+        let table = cells.as_mut();
+        let next = (0..n)
+            .filter_map(|i| table.entry(i))
             .filter(|e| e.is_active())
             .filter_map(|e| e.deadline)
             .chain(progress.deadline)
@@ -532,23 +559,29 @@ fn close_span<T>(
     entry.span = Span::none();
 }
 
-/// Counts every branch that did not settle as cancelled (a call dropped
-/// before its answer, or one that never started).
+/// Drops every branch call still running and counts every branch that did
+/// not settle as cancelled (a call dropped before its answer, or one that
+/// never started).
 fn cancel_rest<S, Req, BReq, M>(
     shared: &Shared<S, Req, BReq, M>,
-    entries: &mut [Entry<S::Response>],
+    mut cells: Pin<&mut Cells<S, BReq>>,
     now: Instant,
 ) where
     S: Service<BReq>,
 {
-    for (i, entry) in entries.iter_mut().enumerate() {
-        let outcome = match &entry.phase {
+    for (i, branch) in shared.branches.iter().enumerate() {
+        let Some(cell) = cells.as_mut().get(i) else {
+            break;
+        };
+        let CellProj { mut slot, entry } = cell.project();
+        let outcome = match entry.phase {
             Phase::Done => continue,
-            Phase::Unbuilt(error) => BranchOutcome::Error(error.kind()),
+            Phase::Unbuilt => BranchOutcome::Error(BranchErrorKind::Request),
             Phase::Queued | Phase::Starting | Phase::Running => BranchOutcome::Cancelled,
         };
+        slot.set(Slot::Empty);
         let elapsed = entry.started.map(|s| now.saturating_duration_since(s));
-        shared.branches[i].metrics.record(outcome, elapsed);
+        branch.metrics.record(outcome, elapsed);
         close_span(entry, outcome, elapsed);
         entry.phase = Phase::Done;
     }

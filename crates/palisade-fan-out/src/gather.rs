@@ -73,10 +73,11 @@ impl<T> BranchResult<T> {
 
 /// Where a branch is in its gather (the unpinned half of its state; the
 /// pinned half, its service and call future, lives in the slot chunk).
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
-    /// Its request could not be built; settled on the first poll.
-    Unbuilt(BranchError),
+    /// Its request could not be built (the error waits in `result` as
+    /// `Missing`); settled on the first poll.
+    Unbuilt,
     /// Waiting for a place under `max_in_flight`.
     Queued,
     /// Started: its service is being polled ready.
@@ -109,7 +110,18 @@ impl<T> Entry<T> {
 
     pub(crate) const fn unbuilt(error: BranchError) -> Self {
         Self {
-            phase: Phase::Unbuilt(error),
+            phase: Phase::Unbuilt,
+            started: None,
+            deadline: None,
+            span: Span::none(),
+            result: Some(BranchResult::Missing(error)),
+        }
+    }
+
+    /// A slot past the last branch: never visited.
+    pub(crate) const fn vacant() -> Self {
+        Self {
+            phase: Phase::Done,
             started: None,
             deadline: None,
             span: Span::none(),
@@ -124,6 +136,13 @@ impl<T> Entry<T> {
 }
 
 // ===== Gathered =====
+
+/// Where a gather keeps its entries (inside its pinned slot chunk), as the
+/// merge sees them: by index, without the branch service's types.
+pub(crate) trait EntryTable<T> {
+    fn entry(&self, i: usize) -> Option<&Entry<T>>;
+    fn entry_mut(&mut self, i: usize) -> Option<&mut Entry<T>>;
+}
 
 /// Every branch's result, in declaration order: what a
 /// [`Merge`](crate::Merge) turns into the response.
@@ -155,21 +174,24 @@ impl<T> Entry<T> {
 pub struct Gathered<'a, T> {
     fan_out: &'a str,
     names: &'a [Arc<str>],
-    entries: &'a mut [Entry<T>],
+    table: &'a mut dyn EntryTable<T>,
 }
 
 impl<'a, T> Gathered<'a, T> {
     pub(crate) fn new(
         fan_out: &'a str,
         names: &'a [Arc<str>],
-        entries: &'a mut [Entry<T>],
+        table: &'a mut dyn EntryTable<T>,
     ) -> Self {
-        debug_assert_eq!(names.len(), entries.len());
         Self {
             fan_out,
             names,
-            entries,
+            table,
         }
+    }
+
+    fn result(&self, i: usize) -> Option<&BranchResult<T>> {
+        self.table.entry(i)?.result.as_ref()
     }
 
     /// The fan-out's name.
@@ -193,9 +215,7 @@ impl<'a, T> Gathered<'a, T> {
     /// `true` when every branch answered: none missing, none on its fallback.
     #[must_use]
     pub fn is_complete(&self) -> bool {
-        self.entries
-            .iter()
-            .all(|e| e.result.as_ref().is_some_and(BranchResult::is_answered))
+        (0..self.len()).all(|i| self.result(i).is_some_and(BranchResult::is_answered))
     }
 
     /// Each branch's name and result, in declaration order (results already
@@ -203,8 +223,8 @@ impl<'a, T> Gathered<'a, T> {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &BranchResult<T>)> + '_ {
         self.names
             .iter()
-            .zip(self.entries.iter())
-            .filter_map(|(name, e)| e.result.as_ref().map(|r| (&**name, r)))
+            .enumerate()
+            .filter_map(|(i, name)| self.result(i).map(|r| (&**name, r)))
     }
 
     /// The branches that failed (missing or on their fallback) and why.
@@ -217,13 +237,13 @@ impl<'a, T> Gathered<'a, T> {
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&BranchResult<T>> {
         let i = self.names.iter().position(|n| &**n == name)?;
-        self.entries[i].result.as_ref()
+        self.result(i)
     }
 
     /// Removes and returns the result of the branch called `name`.
     pub fn take(&mut self, name: &str) -> Option<BranchResult<T>> {
         let i = self.names.iter().position(|n| &**n == name)?;
-        self.entries[i].result.take()
+        self.table.entry_mut(i)?.result.take()
     }
 }
 
@@ -233,8 +253,8 @@ impl<'a, T> IntoIterator for Gathered<'a, T> {
 
     fn into_iter(self) -> Self::IntoIter {
         IntoIter {
-            names: self.names.iter(),
-            entries: self.entries.iter_mut(),
+            names: self.names.iter().enumerate(),
+            table: self.table,
         }
     }
 }
@@ -250,10 +270,15 @@ impl<T: fmt::Debug> fmt::Debug for Gathered<'_, T> {
 
 /// The by-value iterator of a [`Gathered`]: `(branch name, result)` in
 /// declaration order.
-#[derive(Debug)]
 pub struct IntoIter<'a, T> {
-    names: std::slice::Iter<'a, Arc<str>>,
-    entries: std::slice::IterMut<'a, Entry<T>>,
+    names: std::iter::Enumerate<std::slice::Iter<'a, Arc<str>>>,
+    table: &'a mut dyn EntryTable<T>,
+}
+
+impl<T> fmt::Debug for IntoIter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntoIter").finish_non_exhaustive()
+    }
 }
 
 impl<'a, T> Iterator for IntoIter<'a, T> {
@@ -261,9 +286,8 @@ impl<'a, T> Iterator for IntoIter<'a, T> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let name = self.names.next()?;
-            let entry = self.entries.next()?;
-            if let Some(result) = entry.result.take() {
+            let (i, name) = self.names.next()?;
+            if let Some(result) = self.table.entry_mut(i).and_then(|e| e.result.take()) {
                 return Some((&**name, result));
             }
         }

@@ -10,7 +10,9 @@
 //! struct with eight structurally pinned fields, projected by
 //! `pin-project-lite` like any other struct, plus a link to the next chunk for
 //! fan-outs wider than eight. A gather boxes its first chunk once: one
-//! allocation for up to eight branches, one more per further eight.
+//! allocation for up to eight branches, one more per further eight. Each slot
+//! holds a branch's pinned call and its unpinned bookkeeping and result, so
+//! that one allocation is all a gather needs.
 
 use std::pin::Pin;
 
@@ -68,6 +70,22 @@ impl<X> Chunk<X> {
             s6: slot(6),
             s7: slot(7),
             next: (base + CHUNK < len).then(|| Self::pinned_from(base + CHUNK, len, fill, vacant)),
+        })
+    }
+
+    /// Slot `i`, shared, or `None` past the end of the chain.
+    pub(crate) fn shared(self: Pin<&Self>, i: usize) -> Option<Pin<&X>> {
+        let this = self.project_ref();
+        Some(match i {
+            0 => this.s0,
+            1 => this.s1,
+            2 => this.s2,
+            3 => this.s3,
+            4 => this.s4,
+            5 => this.s5,
+            6 => this.s6,
+            7 => this.s7,
+            _ => return this.next.as_ref()?.as_ref().shared(i - CHUNK),
         })
     }
 
