@@ -1,0 +1,380 @@
+//! The dashboard in a real browser: headless Chromium driven through
+//! ChromeDriver with a few raw WebDriver calls.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`/usr/bin/chromium`,
+//! `/usr/bin/chromedriver`, or on `PATH`; `PALISADE_CHROMIUM` and
+//! `PALISADE_CHROMEDRIVER` override the paths). Run by hand without them, the
+//! test prints that it skipped; with `CI=true` it runs, and fails if they
+//! are missing.
+//!
+//! Steps: start the gateway on 127.0.0.1:0; load `/dashboard`; see a tile
+//! per upstream appear and update over Server-Sent Events; type the admin
+//! token; while traffic flows, press the user tile's outage button and see
+//! its error percentage rise and its chaos line say so. Every wait is a
+//! bounded poll with a generous deadline.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{Method, Request};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use support::{TestGateway, client, demo_config, get};
+
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+const TOKEN: &str = "browser-test-token";
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// `name`'s path: the environment variable `env` if set (a path that does
+/// not exist means "missing"), else `/usr/bin/<name>`, else `PATH`.
+fn find_tool(name: &str, env: &str) -> Option<PathBuf> {
+    if let Some(given) = std::env::var_os(env) {
+        let given = PathBuf::from(given);
+        return given.is_file().then_some(given);
+    }
+    let fixed = Path::new("/usr/bin").join(name);
+    if fixed.is_file() {
+        return Some(fixed);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A WebDriver session over plain HTTP.
+struct Driver {
+    base: String,
+    session: String,
+    http: palisade_gateway::proxy::HttpClient,
+}
+
+async fn call(
+    http: &palisade_gateway::proxy::HttpClient,
+    method: Method,
+    url: &str,
+    body: Option<Value>,
+) -> Value {
+    let req = Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json")
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+        .unwrap();
+    let res = tokio::time::timeout(DEADLINE, http.request(req))
+        .await
+        .unwrap_or_else(|_| panic!("webdriver call {url} timed out"))
+        .unwrap_or_else(|e| panic!("webdriver call {url}: {e}"));
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("webdriver answer to {url} is not JSON ({e})"))
+}
+
+impl Driver {
+    async fn start(driver_port: u16, chromium: &Path, profile: &Path) -> Self {
+        let base = format!("http://127.0.0.1:{driver_port}");
+        let http = client();
+        let caps = json!({
+            "capabilities": { "alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": chromium.to_string_lossy(),
+                    "args": [
+                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        "--disable-dev-shm-usage", "--window-size=1280,1000",
+                        format!("--user-data-dir={}", profile.display()),
+                    ],
+                },
+            }}
+        });
+        let res = call(&http, Method::POST, &format!("{base}/session"), Some(caps)).await;
+        let session = res["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {res}"))
+            .to_owned();
+        Self {
+            base,
+            session,
+            http,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/session/{}{path}", self.base, self.session)
+    }
+
+    async fn goto(&self, url: &str) {
+        let res = call(
+            &self.http,
+            Method::POST,
+            &self.url("/url"),
+            Some(json!({ "url": url })),
+        )
+        .await;
+        assert!(res["value"].is_null(), "navigation failed: {res}");
+    }
+
+    /// Runs `script` in the page with `args`; its return value.
+    async fn js(&self, script: &str, args: Value) -> Value {
+        let res = call(
+            &self.http,
+            Method::POST,
+            &self.url("/execute/sync"),
+            Some(json!({ "script": script, "args": args })),
+        )
+        .await;
+        res["value"].clone()
+    }
+
+    /// The text of the element at `selector`, or `None` if there is none.
+    async fn text(&self, selector: &str) -> Option<String> {
+        self.js(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+            json!([selector]),
+        )
+        .await
+        .as_str()
+        .map(str::to_owned)
+    }
+
+    async fn element(&self, selector: &str) -> String {
+        let res = call(
+            &self.http,
+            Method::POST,
+            &self.url("/element"),
+            Some(json!({ "using": "css selector", "value": selector })),
+        )
+        .await;
+        res["value"][ELEMENT_KEY]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {selector}: {res}"))
+            .to_owned()
+    }
+
+    async fn click(&self, selector: &str) {
+        let id = self.element(selector).await;
+        let res = call(
+            &self.http,
+            Method::POST,
+            &self.url(&format!("/element/{id}/click")),
+            Some(json!({})),
+        )
+        .await;
+        assert!(res["value"].is_null(), "click on {selector} failed: {res}");
+    }
+
+    async fn type_into(&self, selector: &str, text: &str) {
+        let id = self.element(selector).await;
+        let res = call(
+            &self.http,
+            Method::POST,
+            &self.url(&format!("/element/{id}/value")),
+            Some(json!({ "text": text })),
+        )
+        .await;
+        assert!(
+            res["value"].is_null(),
+            "typing into {selector} failed: {res}"
+        );
+    }
+
+    async fn quit(&self) {
+        let _ = call(&self.http, Method::DELETE, &self.url(""), None).await;
+    }
+}
+
+/// Polls `check` (every 100 ms) until it gives `Some`, for at most
+/// [`DEADLINE`]; `what` names the wait in the failure.
+async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn percent(text: &str) -> Option<f64> {
+    text.trim().trim_end_matches('%').trim().parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_an_outage_injected_from_its_button() {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let (chromium, chromedriver) = (
+        find_tool("chromium", "PALISADE_CHROMIUM"),
+        find_tool("chromedriver", "PALISADE_CHROMEDRIVER"),
+    );
+    let (Some(chromium), Some(chromedriver)) = (chromium, chromedriver) else {
+        assert!(
+            !ci,
+            "CI=true but chromium and/or chromedriver are missing: install Debian's chromium and chromium-driver"
+        );
+        println!(
+            "skipped: the browser test needs chromium and chromedriver (Debian packages chromium, chromium-driver)"
+        );
+        return;
+    };
+
+    let gw = TestGateway::start(demo_config(""), Some(TOKEN)).await;
+
+    // ChromeDriver on a free port, with a fresh profile directory.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let profile =
+        std::env::temp_dir().join(format!("palisade-browser-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&profile).unwrap();
+    let mut driver_process = tokio::process::Command::new(&chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromedriver starts");
+    let status_url = format!("http://127.0.0.1:{port}/status");
+    until("chromedriver to be ready", || {
+        let url = status_url.clone();
+        async move {
+            let req = Request::get(&url).body(Body::empty()).ok()?;
+            let res = client().request(req).await.ok()?;
+            let bytes = res.into_body().collect().await.ok()?.to_bytes();
+            let v: Value = serde_json::from_slice(&bytes).ok()?;
+            v["value"]["ready"].as_bool().filter(|r| *r)
+        }
+    })
+    .await;
+
+    let driver = Driver::start(port, &chromium, &profile).await;
+    driver.goto(&gw.url("/dashboard")).await;
+
+    // A tile per upstream appears.
+    until("a tile per upstream", || async {
+        let n = driver
+            .js(
+                "return document.querySelectorAll('section.tile').length;",
+                json!([]),
+            )
+            .await
+            .as_u64()?;
+        (n == palisade_gateway::config::DEMO_SERVICES.len() as u64).then_some(())
+    })
+    .await;
+    assert_eq!(driver.text("#status").await.as_deref(), Some("live"));
+
+    // Traffic to the user upstream, in the background, until the end.
+    let stop_traffic = std::sync::Arc::new(tokio::sync::Notify::new());
+    let traffic = {
+        let url = gw.url("/api/user/users/42");
+        let stop = std::sync::Arc::clone(&stop_traffic);
+        tokio::spawn(async move {
+            let c = client();
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut sent = 0u64;
+            loop {
+                tokio::select! {
+                    () = stop.notified() => return sent,
+                    _ = tick.tick() => {
+                        let _ = get(&c, &url).await;
+                        sent += 1;
+                    }
+                }
+            }
+        })
+    };
+
+    // The tile updates over SSE: its call count climbs, with no errors yet.
+    until("the user tile to count calls", || async {
+        let calls: u64 = driver
+            .text("#tile-user [data-field=requests]")
+            .await?
+            .trim()
+            .parse()
+            .ok()?;
+        (calls >= 10).then_some(())
+    })
+    .await;
+    let before = percent(
+        &driver
+            .text("#tile-user [data-field=error_pct]")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(before < 1.0, "no errors before the outage, got {before} %");
+    let stamp = driver.text("#updated").await.unwrap();
+    until("another snapshot", || async {
+        (driver.text("#updated").await? != stamp).then_some(())
+    })
+    .await;
+
+    // The token goes in the field; the outage button calls the admin API.
+    driver.type_into("#token", TOKEN).await;
+    driver.click("#tile-user button[data-action=outage]").await;
+
+    until("the admin call to succeed", || async {
+        driver
+            .text("#message")
+            .await
+            .filter(|m| m.contains("applied"))
+            .map(|_| ())
+    })
+    .await;
+    assert!(
+        gw.state.chaos().get("user").unwrap().settings().outage,
+        "the outage reached the backend's chaos layer"
+    );
+
+    // The tile shows it: the error % rises, the chaos line says OUTAGE.
+    let after = until("the user tile's error % to rise", || async {
+        let p = percent(&driver.text("#tile-user [data-field=error_pct]").await?)?;
+        (p >= 20.0).then_some(p)
+    })
+    .await;
+    assert!(after > before);
+    until("the chaos line to show the outage", || async {
+        driver
+            .text("#tile-user [data-field=chaos]")
+            .await
+            .filter(|t| t.contains("OUTAGE"))
+            .map(|_| ())
+    })
+    .await;
+    let on = driver
+        .js("return document.querySelector('#tile-user button[data-action=outage]').classList.contains('on');", json!([]))
+        .await;
+    assert_eq!(on, json!(true));
+    // Other tiles are untouched.
+    let order_errors = percent(
+        &driver
+            .text("#tile-order [data-field=error_pct]")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(order_errors < 1.0);
+
+    stop_traffic.notify_one();
+    let sent = traffic.await.unwrap();
+    assert!(sent > 0);
+    driver.quit().await;
+    let _ = driver_process.kill().await;
+    let _ = std::fs::remove_dir_all(&profile);
+    gw.stop().await;
+}
