@@ -254,7 +254,11 @@ fn exponential(base: Duration, multiplier: f64, cap: Duration, retry: u32) -> Du
 }
 
 fn decorrelated_upper(base: Duration, cap: Duration, previous: Duration) -> Duration {
-    previous.max(base).saturating_mul(3).min(cap).max(base.min(cap))
+    previous
+        .max(base)
+        .saturating_mul(3)
+        .min(cap)
+        .max(base.min(cap))
 }
 
 fn apply_jitter(delay: Duration, jitter: Jitter, sample: f64) -> Duration {
@@ -304,7 +308,10 @@ mod tests {
         for n in [1, 2, 10, u32::MAX] {
             assert_eq!(b.delay(n, Duration::ZERO, Jitter::None, 0.9), MS * 30);
         }
-        assert_eq!(Backoff::none().delay(3, MS, Jitter::Full, 0.5), Duration::ZERO);
+        assert_eq!(
+            Backoff::none().delay(3, MS, Jitter::Full, 0.5),
+            Duration::ZERO
+        );
     }
 
     #[test]
@@ -321,13 +328,19 @@ mod tests {
     fn jitter_shapes() {
         let d = MS * 100;
         let b = Backoff::fixed(d);
-        assert_eq!(b.delay(1, Duration::ZERO, Jitter::Full, 0.0), Duration::ZERO);
+        assert_eq!(
+            b.delay(1, Duration::ZERO, Jitter::Full, 0.0),
+            Duration::ZERO
+        );
         assert_eq!(b.delay(1, Duration::ZERO, Jitter::Full, 0.5), MS * 50);
         assert_eq!(b.delay(1, Duration::ZERO, Jitter::Equal, 0.0), MS * 50);
         assert_eq!(b.delay(1, Duration::ZERO, Jitter::Equal, 0.5), MS * 75);
         // Out-of-range samples are clamped, NaN is zero.
         assert_eq!(b.delay(1, Duration::ZERO, Jitter::Full, 7.0), d);
-        assert_eq!(b.delay(1, Duration::ZERO, Jitter::Full, f64::NAN), Duration::ZERO);
+        assert_eq!(
+            b.delay(1, Duration::ZERO, Jitter::Full, f64::NAN),
+            Duration::ZERO
+        );
     }
 
     #[test]

@@ -29,13 +29,15 @@
 //! stricter, never looser. One deposit in 1024 per stripe reads the clock to
 //! keep the per-second window current.
 //!
-//! A withdrawal (only on the retry path) reads the clock, records an
-//! observation (the time and the cumulative count) and moves the window to
+//! A withdrawal (only on the retry path) reads the clock, moves the window to
 //! the current second if needed (one thread at a time, through a try-flag
 //! nobody waits on), sums the stripes and takes a slot with a
-//! compare-and-swap. Deposits made between two observations are spread evenly
-//! over the time between them: exact for steady traffic, and bounded by the
-//! 1024 deposits per stripe between clock reads otherwise.
+//! compare-and-swap. Deposits are dated by these observations: a deposit not
+//! yet seen when the window moves to a new second counts as made in the
+//! earlier second, so it may leave the window a little early but is never
+//! counted where it was not made. The budget can only under-count requests,
+//! and the bound above always holds; observations come with every withdrawal
+//! and every 1024 deposits per stripe, so a busy service is counted exactly.
 //!
 //! ```
 //! use palisade_retry::RetryBudget;
@@ -85,12 +87,8 @@ pub struct RetryBudget {
     ring: Box<[Slot]>,
     /// The second (since `origin`) the ring was last rolled to.
     epoch: AtomicU64,
-    /// Held by the one thread observing; others never wait on it.
+    /// Held by the one thread moving the window; others never wait on it.
     rolling: AtomicBool,
-    /// The last observation: when (ns since `origin`) and the cumulative
-    /// deposit count then, the anchor for spreading later deposits.
-    anchor_nanos: AtomicU64,
-    anchor_count: AtomicU64,
 }
 
 #[repr(align(64))]
@@ -141,7 +139,11 @@ impl RetryBudget {
     ///
     /// [`ConfigError`] when `retry_ratio` is not finite or outside
     /// `[0, 1000]`, or `ttl` is not a whole number of seconds in `1..=60`.
-    pub fn new(retry_ratio: f64, min_retries_per_sec: u32, ttl: Duration) -> Result<Self, ConfigError> {
+    pub fn new(
+        retry_ratio: f64,
+        min_retries_per_sec: u32,
+        ttl: Duration,
+    ) -> Result<Self, ConfigError> {
         Self::builder()
             .retry_ratio(retry_ratio)
             .min_retries_per_sec(min_retries_per_sec)
@@ -304,13 +306,16 @@ impl RetryBudget {
         self.observe(self.nanos_since_origin(Instant::now()));
     }
 
-    /// Records an observation at `now_nanos` (the cumulative deposit count
-    /// then), first moving the window forward to the second containing it:
-    /// the start count of every second since the previous observation is
-    /// read off the straight line between the two observations, and the
-    /// retry counts of those seconds are cleared. One thread observes at a
-    /// time; the others skip it and use the window as it is.
+    /// Moves the window forward to the second containing `now_nanos`: every
+    /// second since the last move starts with the cumulative deposit count
+    /// seen now (deposits not seen before count as made earlier), with no
+    /// retries. One thread moves the window at a time; the others skip it and
+    /// use the window as it is.
     fn observe(&self, now_nanos: u64) {
+        let second = now_nanos / NANOS_PER_SEC;
+        if second <= self.epoch.load(Ordering::Acquire) {
+            return;
+        }
         if self
             .rolling
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -318,44 +323,21 @@ impl RetryBudget {
         {
             return;
         }
-        let anchor_nanos = self.anchor_nanos.load(Ordering::Relaxed);
-        if now_nanos >= anchor_nanos {
-            let anchor_count = self.anchor_count.load(Ordering::Relaxed);
-            // A racy stripe may have lost increments; never count backwards.
-            let count = self.total().max(anchor_count);
-            let second = now_nanos / NANOS_PER_SEC;
-            let epoch = self.epoch.load(Ordering::Acquire);
-            if second > epoch {
-                let len = self.ring.len() as u64;
-                let first = (epoch + 1).max(second.saturating_sub(len - 1));
-                for s in first..=second {
-                    let at = s.saturating_mul(NANOS_PER_SEC);
-                    let start = spread(anchor_nanos, anchor_count, now_nanos, count, at);
-                    let slot = &self.ring[self.index(s)];
-                    slot.start.store(start, Ordering::Release);
-                    slot.retries.store(0, Ordering::Release);
-                    slot.floor.store(0, Ordering::Release);
-                }
-                self.epoch.store(second, Ordering::Release);
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if second > epoch {
+            let count = self.total();
+            let len = self.ring.len() as u64;
+            let first = (epoch + 1).max(second.saturating_sub(len - 1));
+            for s in first..=second {
+                let slot = &self.ring[self.index(s)];
+                slot.start.store(count, Ordering::Release);
+                slot.retries.store(0, Ordering::Release);
+                slot.floor.store(0, Ordering::Release);
             }
-            self.anchor_nanos.store(now_nanos, Ordering::Relaxed);
-            self.anchor_count.store(count, Ordering::Relaxed);
+            self.epoch.store(second, Ordering::Release);
         }
         self.rolling.store(false, Ordering::Release);
     }
-}
-
-/// The cumulative count at `at`, on the straight line from `(t0, c0)` to
-/// `(t1, c1)`.
-fn spread(t0: u64, c0: u64, t1: u64, c1: u64, at: u64) -> u64 {
-    if t1 <= t0 || at >= t1 {
-        return c1;
-    }
-    if at <= t0 {
-        return c0;
-    }
-    let added = u128::from(c1 - c0) * u128::from(at - t0) / u128::from(t1 - t0);
-    c0 + u64::try_from(added).unwrap_or(c1 - c0)
 }
 
 impl Default for RetryBudget {
@@ -468,8 +450,6 @@ impl RetryBudgetBuilder {
                 .collect(),
             epoch: AtomicU64::new(0),
             rolling: AtomicBool::new(false),
-            anchor_nanos: AtomicU64::new(0),
-            anchor_count: AtomicU64::new(0),
         }
     }
 }
@@ -600,26 +580,27 @@ mod tests {
     }
 
     #[test]
-    fn deposits_between_rolls_are_spread_evenly() {
+    fn deposits_not_seen_before_a_new_second_count_in_the_earlier_one() {
         let b = budget(1.0, 0, 10);
         let t0 = b.origin;
-        // An observation at 0 s, then 100 deposits, then the next look at
-        // exactly 20 s: 100 requests over 20 s is 5 per second. The window is
-        // seconds 11 to 20, and second 20 has just begun: 9 s, 45 requests.
         b.observe(b.nanos_since_origin(t0));
         for _ in 0..100 {
             b.deposit();
         }
-        let snap = b.snapshot_at(t0 + Duration::from_secs(20));
-        assert_eq!(snap.requests, 45);
-    }
-
-    #[test]
-    fn spread_is_linear_and_clamped() {
-        assert_eq!(spread(0, 0, 10, 100, 5), 50);
-        assert_eq!(spread(0, 0, 10, 100, 0), 0);
-        assert_eq!(spread(0, 0, 10, 100, 11), 100);
-        assert_eq!(spread(10, 5, 10, 9, 10), 9);
+        // Within 10 s of second 0 they count...
+        assert_eq!(b.snapshot_at(t0 + Duration::from_secs(5)).requests, 100);
+        // ...and never in a window that starts after the second they were
+        // last seen in.
+        let later = budget(1.0, 0, 10);
+        for _ in 0..100 {
+            later.deposit();
+        }
+        assert_eq!(
+            later
+                .snapshot_at(later.origin + Duration::from_secs(20))
+                .requests,
+            0
+        );
     }
 
     #[test]
@@ -628,11 +609,79 @@ mod tests {
             let err = RetryBudget::new(ratio, 10, Duration::from_secs(10)).unwrap_err();
             assert_eq!(err.field(), "retry_ratio");
         }
-        for ttl in [Duration::ZERO, Duration::from_millis(1500), Duration::from_secs(61)] {
+        for ttl in [
+            Duration::ZERO,
+            Duration::from_millis(1500),
+            Duration::from_secs(61),
+        ] {
             let err = RetryBudget::new(0.2, 10, ttl).unwrap_err();
             assert_eq!(err.field(), "ttl");
         }
         assert!(RetryBudget::new(1000.0, 0, Duration::from_secs(60)).is_ok());
+    }
+
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn ratio() -> impl Strategy<Value = f64> {
+            prop_oneof![Just(0.6), Just(0.2), Just(0.01), Just(1.0), 0.0..3.0f64]
+        }
+
+        proptest! {
+            /// When the ratio grants a retry, the window's ratio grants
+            /// (this one included) never exceed `ratio ×` the deposits
+            /// really made in the window; the floor never grants more than
+            /// `floor` in a second.
+            #[test]
+            fn grants_stay_within_ratio_of_deposits_plus_floor(
+                ratio in ratio(),
+                floor in 0u32..5,
+                ttl in 1u64..6,
+                events in proptest::collection::vec((0u64..1_500, 0u32..20, 0u32..20), 1..150),
+            ) {
+                let b = budget(ratio, floor, ttl);
+                let ppm = u128::from(b.ratio_ppm);
+                let mut now_ms = 0u64;
+                let mut deposits: Vec<(u64, u32)> = Vec::new();
+                let mut grants: Vec<(u64, Grant)> = Vec::new();
+                for (step, deposit, withdraw) in events {
+                    now_ms += step;
+                    for _ in 0..deposit {
+                        b.deposit();
+                    }
+                    deposits.push((now_ms / 1000, deposit));
+                    let now = b.origin + Duration::from_millis(now_ms);
+                    for _ in 0..withdraw {
+                        let Some(grant) = b.try_withdraw_at(now) else { continue };
+                        let second = now_ms / 1000;
+                        grants.push((second, grant));
+                        let oldest = (second + 1).saturating_sub(ttl);
+                        let in_window = |s: u64| s >= oldest && s <= second;
+                        let real: u128 = deposits
+                            .iter()
+                            .filter(|(s, _)| in_window(*s))
+                            .map(|(_, n)| u128::from(*n))
+                            .sum();
+                        if grant == Grant::Ratio {
+                            let by_ratio = grants
+                                .iter()
+                                .filter(|(s, g)| in_window(*s) && *g == Grant::Ratio)
+                                .count() as u128;
+                            prop_assert!(
+                                by_ratio <= real * ppm / PPM,
+                                "{by_ratio} ratio grants for {real} deposits at ratio {ratio}"
+                            );
+                        }
+                        let by_floor = grants
+                            .iter()
+                            .filter(|(s, g)| *s == second && *g == Grant::Floor)
+                            .count();
+                        prop_assert!(by_floor <= floor as usize);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -41,7 +41,11 @@ impl AttemptTimedOut {
 
 impl fmt::Display for AttemptTimedOut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "attempt {} timed out after {:?}", self.attempt, self.after)
+        write!(
+            f,
+            "attempt {} timed out after {:?}",
+            self.attempt, self.after
+        )
     }
 }
 
@@ -102,8 +106,14 @@ mod tests {
         let t = AttemptTimedOut::new(2, Duration::from_millis(300));
         assert_eq!(t.to_string(), "attempt 2 timed out after 300ms");
         let d = DeadlineExceeded::new(1, Duration::from_secs(2));
-        assert_eq!(d.to_string(), "retry deadline of 2s exceeded after 1 attempt");
+        assert_eq!(
+            d.to_string(),
+            "retry deadline of 2s exceeded after 1 attempt"
+        );
         let d = DeadlineExceeded::new(3, Duration::from_secs(2));
-        assert_eq!(d.to_string(), "retry deadline of 2s exceeded after 3 attempts");
+        assert_eq!(
+            d.to_string(),
+            "retry deadline of 2s exceeded after 3 attempts"
+        );
     }
 }

@@ -8,26 +8,25 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use metrics::Counter;
 use palisade_core::{BoxError, Classify, Outcome, is_caused_by, is_rejection};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower_service::Service;
 
+use crate::backoff::Jitter;
 use crate::error::{AttemptTimedOut, DeadlineExceeded};
 use crate::event::{RetryEvent, RetryReason, StopReason};
 use crate::kind::{Inspect, Replay, ServerDelay, Start};
 use crate::layer::Shared;
-use crate::lookup::{self, Key};
 
 pin_project! {
     /// The future returned by [`Retry`](crate::Retry): the attempt loop.
     ///
     /// It owns the inner service readied for the call, the copy of the
     /// request kept for retries, and at most one timer (the attempt's
-    /// timeout or deadline, or the backoff). Dropping it drops the attempt in
-    /// flight and the timer at once: nothing is spawned, so no attempt
-    /// starts after the drop.
+    /// timeout or the deadline, or the backoff). Dropping it drops the
+    /// attempt in flight and the timer at once: nothing is spawned, so no
+    /// attempt starts after the drop.
     #[project = ResponseFutureProj]
     pub struct ResponseFuture<S, Req, C, K>
     where
@@ -35,15 +34,10 @@ pin_project! {
         S: Service<K::Sent>,
     {
         svc: S,
-        // Finds the layer's state on the failure path; see `lookup`.
-        key: Key,
-        shared: Option<Arc<Shared<C, K>>>,
-        classifier: C,
-        success_without_retry: Counter,
+        shared: Arc<Shared<C, K>>,
         held: Option<K::Held>,
         attempt: u32,
         deadline: Option<Instant>,
-        attempt_timeout: Option<Duration>,
         previous_delay: Duration,
         timer_armed: bool,
         #[pin]
@@ -74,33 +68,25 @@ impl<S, Req, C, K> ResponseFuture<S, Req, C, K>
 where
     K: Replay<Req>,
     S: Service<K::Sent>,
-    C: Clone,
 {
     /// Starts the first attempt (or the body buffering before it). `svc` has
     /// been polled ready.
     #[inline]
-    pub(crate) fn new(mut svc: S, shared: &Shared<C, K>, req: Req) -> Self {
+    pub(crate) fn new(mut svc: S, shared: Arc<Shared<C, K>>, req: Req) -> Self {
         let replay = shared.max_attempts > 1;
-        let (now, deadline) = if shared.timed() {
-            let now = Instant::now();
-            (Some(now), shared.deadline.and_then(|d| now.checked_add(d)))
-        } else {
-            (None, None)
-        };
+        let now = shared.timed().then(Instant::now);
+        let deadline = now.and_then(|now| shared.deadline.and_then(|d| now.checked_add(d)));
         let mut held = None;
+        shared.metrics.attempts.increment(1);
         let state = match shared.kind.start(req, replay) {
             Start::Send(sent, kept) => {
                 held = kept;
-                shared.metrics.attempts.increment(1);
                 State::Called {
                     future: svc.call(sent),
                 }
             }
-            Start::Prepare(prepare) => {
-                // Counted now: the attempt starts as soon as the body is in.
-                shared.metrics.attempts.increment(1);
-                State::Preparing { prepare }
-            }
+            // The attempt is counted now: it starts as soon as the body is in.
+            Start::Prepare(prepare) => State::Preparing { prepare },
         };
         let timer_at = match (&state, now) {
             (State::Called { .. }, Some(now)) => attempt_end(now, shared.attempt_timeout, deadline),
@@ -109,14 +95,10 @@ where
         };
         Self {
             svc,
-            key: shared.registration.key(),
-            shared: None,
-            classifier: shared.classifier.clone(),
-            success_without_retry: shared.metrics.success_without_retry.clone(),
+            shared,
             held,
             attempt: 1,
             deadline,
-            attempt_timeout: shared.attempt_timeout,
             previous_delay: Duration::ZERO,
             timer_armed: timer_at.is_some(),
             timer: timer_at.map(sleep_until),
@@ -128,13 +110,18 @@ where
 
 /// When the attempt starting at `now` must end: its timeout or the
 /// deadline, whichever comes first.
-fn attempt_end(now: Instant, timeout: Option<Duration>, deadline: Option<Instant>) -> Option<Instant> {
+fn attempt_end(
+    now: Instant,
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+) -> Option<Instant> {
     match (timeout.and_then(|t| now.checked_add(t)), deadline) {
         (Some(a), Some(d)) => Some(a.min(d)),
         (a, d) => a.or(d),
     }
 }
 
+/// Points the one timer at `at` (creating it the first time), or disarms it.
 fn arm(mut timer: Pin<&mut Option<Sleep>>, armed: &mut bool, at: Option<Instant>) {
     *armed = at.is_some();
     let Some(at) = at else { return };
@@ -149,7 +136,9 @@ fn fired(timer: Pin<&mut Option<Sleep>>, armed: &mut bool, cx: &mut Context<'_>)
     if !*armed {
         return false;
     }
-    let done = timer.as_pin_mut().is_some_and(|sleep| sleep.poll(cx).is_ready());
+    let done = timer
+        .as_pin_mut()
+        .is_some_and(|sleep| sleep.poll(cx).is_ready());
     if done {
         *armed = false;
     }
@@ -172,35 +161,49 @@ enum Decision {
 
 impl<S, Req, C, K> Future for ResponseFuture<S, Req, C, K>
 where
-    K: Replay<Req> + Inspect<S::Response> + Send + Sync + 'static,
+    K: Replay<Req> + Inspect<S::Response>,
     S: Service<K::Sent>,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, BoxError> + Send + Sync + 'static,
+    C: Classify<S::Response, BoxError>,
 {
     type Output = Result<S::Response, BoxError>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        // The fast path: the first attempt, without a timer. If it does not
-        // fail, the call is over without touching the layer's state.
+        // The fast path: the first attempt, without a timer, that does not
+        // fail.
         if *this.attempt == 1 && !*this.timer_armed {
             if let StateProj::Called { future } = this.state.as_mut().project() {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
                 this.state.set(State::Done);
-                if let Ok(res) = &result {
-                    if !K::is_rejection_response(res)
-                        && this.classifier.classify(&result) != Outcome::Failure
-                    {
-                        this.success_without_retry.increment(1);
-                        return Poll::Ready(result);
-                    }
+                if first_attempt_succeeded(this.shared, &result) {
+                    return Poll::Ready(result);
                 }
                 return poll_slow(this, cx, Some(result));
             }
         }
         poll_slow(this, cx, None)
     }
+}
+
+/// Counts and returns `true` if a first attempt's result is not a failure.
+#[inline]
+fn first_attempt_succeeded<C, K, Res>(shared: &Shared<C, K>, result: &Result<Res, BoxError>) -> bool
+where
+    C: Classify<Res, BoxError>,
+    K: Inspect<Res>,
+{
+    let ok = match result {
+        Ok(res) => {
+            !K::is_rejection_response(res) && shared.classifier.classify(result) != Outcome::Failure
+        }
+        Err(_) => false,
+    };
+    if ok {
+        shared.metrics.success_without_retry.increment(1);
+    }
+    ok
 }
 
 /// Everything but the fast path: preparing, timers, failed attempts,
@@ -213,23 +216,16 @@ fn poll_slow<S, Req, C, K>(
     mut completed: Option<Result<S::Response, BoxError>>,
 ) -> Poll<Result<S::Response, BoxError>>
 where
-    K: Replay<Req> + Inspect<S::Response> + Send + Sync + 'static,
+    K: Replay<Req> + Inspect<S::Response>,
     S: Service<K::Sent>,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, BoxError> + Send + Sync + 'static,
+    C: Classify<S::Response, BoxError>,
 {
+    let shared: &Shared<C, K> = this.shared;
     loop {
         if let Some(result) = completed.take() {
-            if this.shared.is_none() {
-                *this.shared = lookup::find(*this.key);
-            }
-            let Some(shared) = this.shared.as_deref() else {
-                // Every layer and service is gone: nothing to retry with.
-                return Poll::Ready(result);
-            };
             let decision = decide(
                 shared,
-                this.classifier,
                 &result,
                 *this.attempt,
                 this.held.is_some(),
@@ -267,23 +263,24 @@ where
                     *this.held = held;
                     let future = this.svc.call(sent);
                     this.state.set(State::Called { future });
-                    let at = if this.deadline.is_some() || this.attempt_timeout.is_some() {
-                        attempt_end(Instant::now(), *this.attempt_timeout, *this.deadline)
-                    } else {
-                        None
-                    };
+                    let at = shared
+                        .timed()
+                        .then(|| {
+                            attempt_end(Instant::now(), shared.attempt_timeout, *this.deadline)
+                        })
+                        .flatten();
                     arm(this.timer.as_mut(), this.timer_armed, at);
                 }
                 Poll::Ready(Err(error)) => {
                     // The request body failed before anything was sent.
                     this.state.set(State::Done);
-                    finish_failed(this.shared, *this.key, *this.attempt);
+                    report_return(shared, *this.attempt, false, None);
                     return Poll::Ready(Err(error));
                 }
                 Poll::Pending => {
                     if fired(this.timer.as_mut(), this.timer_armed, cx) {
                         this.state.set(State::Done);
-                        return Poll::Ready(Err(deadline_exceeded(this.shared, *this.key, *this.attempt)));
+                        return Poll::Ready(Err(deadline_exceeded(shared, *this.attempt)));
                     }
                     return Poll::Pending;
                 }
@@ -297,24 +294,17 @@ where
                         }
                         if this.deadline.is_some_and(|d| Instant::now() >= d) {
                             this.state.set(State::Done);
-                            return Poll::Ready(Err(deadline_exceeded(this.shared, *this.key, *this.attempt)));
+                            return Poll::Ready(Err(deadline_exceeded(shared, *this.attempt)));
                         }
-                        let after = this.attempt_timeout.unwrap_or_default();
+                        let after = shared.attempt_timeout.unwrap_or_default();
                         Err(AttemptTimedOut::new(*this.attempt, after).into())
                     }
                 };
                 // Drops the attempt's future (cancelling it on timeout).
                 this.state.set(State::Done);
                 *this.timer_armed = false;
-                if *this.attempt == 1 && this.shared.is_none() {
-                    if let Ok(res) = &result {
-                        if !K::is_rejection_response(res)
-                            && this.classifier.classify(&result) != Outcome::Failure
-                        {
-                            this.success_without_retry.increment(1);
-                            return Poll::Ready(result);
-                        }
-                    }
+                if *this.attempt == 1 && first_attempt_succeeded(shared, &result) {
+                    return Poll::Ready(result);
                 }
                 completed = Some(result);
             }
@@ -327,58 +317,56 @@ where
                 this.state.set(State::Ready);
                 arm(this.timer.as_mut(), this.timer_armed, *this.deadline);
             }
-            StateProj::Ready => {
-                let Some(shared) = this.shared.as_deref() else {
-                    unreachable_state();
-                };
-                match this.svc.poll_ready(cx) {
-                    Poll::Ready(Ok(())) => {
-                        let attempt = *this.attempt + 1;
-                        let last = attempt >= shared.max_attempts;
-                        let Some(sent) = shared.kind.resend(this.held, attempt, last) else {
-                            this.state.set(State::Done);
-                            report_return(shared, *this.attempt, false, Some(StopReason::NotReplayable));
-                            return Poll::Ready(Err("retry: the request copy was already used".into()));
-                        };
-                        *this.attempt = attempt;
-                        shared.metrics.attempts.increment(1);
-                        let future = this.svc.call(sent);
-                        this.state.set(State::Called { future });
-                        let at = if shared.timed() {
-                            attempt_end(Instant::now(), shared.attempt_timeout, *this.deadline)
-                        } else {
-                            None
-                        };
-                        arm(this.timer.as_mut(), this.timer_armed, at);
-                    }
-                    Poll::Ready(Err(error)) => {
-                        // A readiness error ends the call, as in tower.
+            StateProj::Ready => match this.svc.poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    let attempt = *this.attempt + 1;
+                    let last = attempt >= shared.max_attempts;
+                    let Some(sent) = shared.kind.resend(this.held, attempt, last) else {
+                        // `decide` only retries while a copy is held.
                         this.state.set(State::Done);
-                        report_return(shared, *this.attempt, false, None);
-                        return Poll::Ready(Err(error.into()));
-                    }
-                    Poll::Pending => {
-                        if fired(this.timer.as_mut(), this.timer_armed, cx) {
-                            this.state.set(State::Done);
-                            return Poll::Ready(Err(deadline_exceeded(this.shared, *this.key, *this.attempt)));
-                        }
-                        return Poll::Pending;
-                    }
+                        report_return(
+                            shared,
+                            *this.attempt,
+                            false,
+                            Some(StopReason::NotReplayable),
+                        );
+                        return Poll::Ready(Err(
+                            "retry: no copy of the request left to send".into()
+                        ));
+                    };
+                    *this.attempt = attempt;
+                    shared.metrics.attempts.increment(1);
+                    let future = this.svc.call(sent);
+                    this.state.set(State::Called { future });
+                    let at = shared
+                        .timed()
+                        .then(|| {
+                            attempt_end(Instant::now(), shared.attempt_timeout, *this.deadline)
+                        })
+                        .flatten();
+                    arm(this.timer.as_mut(), this.timer_armed, at);
                 }
-            }
+                Poll::Ready(Err(error)) => {
+                    // A readiness error ends the call, as in tower.
+                    this.state.set(State::Done);
+                    report_return(shared, *this.attempt, false, None);
+                    return Poll::Ready(Err(error.into()));
+                }
+                Poll::Pending => {
+                    if fired(this.timer.as_mut(), this.timer_armed, cx) {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(deadline_exceeded(shared, *this.attempt)));
+                    }
+                    return Poll::Pending;
+                }
+            },
             StateProj::Done => panic!("retry ResponseFuture polled after completion"),
         }
     }
 }
 
-#[cold]
-fn unreachable_state() -> ! {
-    panic!("retry ResponseFuture: the layer state must be known once an attempt failed")
-}
-
 fn decide<C, K, Res>(
     shared: &Shared<C, K>,
-    classifier: &C,
     result: &Result<Res, BoxError>,
     attempt: u32,
     can_replay: bool,
@@ -389,36 +377,34 @@ where
     C: Classify<Res, BoxError>,
     K: Inspect<Res>,
 {
+    let fail = |stop| Decision::Return {
+        success: false,
+        stop: Some(stop),
+    };
+    // Overload signals first: no classifier can make them retryable.
     let rejected = match result {
         Err(error) => is_rejection(&**error),
         Ok(res) => K::is_rejection_response(res),
     };
     if rejected {
-        return Decision::Return {
-            success: false,
-            stop: Some(StopReason::Rejected),
-        };
+        return fail(StopReason::Rejected);
     }
-    if classifier.classify(result) != Outcome::Failure {
+    if shared.classifier.classify(result) != Outcome::Failure {
         return Decision::Return {
             success: true,
             stop: None,
         };
     }
-    let fail = |stop| Decision::Return {
-        success: false,
-        stop: Some(stop),
-    };
     let reason = match result {
         Err(error) if is_caused_by::<AttemptTimedOut>(&**error) => RetryReason::Timeout,
         Err(_) => RetryReason::Error,
         Ok(_) => RetryReason::Response,
     };
-    if !can_replay {
-        return fail(StopReason::NotReplayable);
-    }
     if attempt >= shared.max_attempts {
         return fail(StopReason::MaxAttempts);
+    }
+    if !can_replay {
+        return fail(StopReason::NotReplayable);
     }
     let server_delay = match result {
         Ok(res) => shared.kind.retry_after(res),
@@ -428,13 +414,12 @@ where
         Some(ServerDelay::Wait(delay)) => (delay, true),
         Some(ServerDelay::TooLong(_)) => return fail(StopReason::RetryAfterTooLong),
         None => {
-            let jitter = shared.jitter;
-            let sample = if shared.backoff.is_decorrelated() || jitter != crate::Jitter::None {
-                shared.rng.sample()
-            } else {
-                0.0
-            };
-            (shared.backoff.delay(attempt, previous_delay, jitter, sample), false)
+            let random = shared.backoff.is_decorrelated() || shared.jitter != Jitter::None;
+            let sample = if random { shared.rng.sample() } else { 0.0 };
+            let delay = shared
+                .backoff
+                .delay(attempt, previous_delay, shared.jitter, sample);
+            (delay, false)
         }
     };
     if let Some(deadline) = deadline {
@@ -443,6 +428,8 @@ where
             return fail(StopReason::Deadline);
         }
     }
+    // The budget last, so that a retry refused for another reason spends
+    // nothing.
     if let Some(budget) = &shared.budget {
         if !budget.withdraw() {
             return fail(StopReason::BudgetExhausted);
@@ -455,7 +442,13 @@ where
     }
 }
 
-fn report_retry<C, K>(shared: &Shared<C, K>, attempt: u32, reason: RetryReason, delay: Duration, retry_after: bool) {
+fn report_retry<C, K>(
+    shared: &Shared<C, K>,
+    attempt: u32,
+    reason: RetryReason,
+    delay: Duration,
+    retry_after: bool,
+) {
     shared.metrics.retry(reason);
     tracing::debug!(
         name = %shared.name,
@@ -474,7 +467,12 @@ fn report_retry<C, K>(shared: &Shared<C, K>, attempt: u32, reason: RetryReason, 
     });
 }
 
-fn report_return<C, K>(shared: &Shared<C, K>, attempts: u32, success: bool, stop: Option<StopReason>) {
+fn report_return<C, K>(
+    shared: &Shared<C, K>,
+    attempts: u32,
+    success: bool,
+    stop: Option<StopReason>,
+) {
     shared.metrics.outcome(success, attempts > 1);
     if success {
         if attempts > 1 {
@@ -488,7 +486,11 @@ fn report_return<C, K>(shared: &Shared<C, K>, attempts: u32, success: bool, stop
     let Some(reason) = stop else { return };
     if reason == StopReason::BudgetExhausted {
         shared.metrics.budget_exhausted.increment(1);
-        tracing::debug!(name = %shared.name, attempts, "retry budget exhausted; returning the last outcome");
+        tracing::debug!(
+            name = %shared.name,
+            attempts,
+            "retry budget exhausted; returning the last outcome"
+        );
     } else {
         tracing::debug!(name = %shared.name, attempts, reason = reason.as_str(), "not retrying");
     }
@@ -499,30 +501,7 @@ fn report_return<C, K>(shared: &Shared<C, K>, attempts: u32, success: bool, stop
     });
 }
 
-/// Counts a call that failed for a reason outside the classifier (a body
-/// error, the deadline).
-fn finish_failed<C, K>(shared: &mut Option<Arc<Shared<C, K>>>, key: Key, attempts: u32)
-where
-    Shared<C, K>: Send + Sync + 'static,
-{
-    if shared.is_none() {
-        *shared = lookup::find(key);
-    }
-    if let Some(shared) = shared.as_deref() {
-        shared.metrics.outcome(false, attempts > 1);
-    }
-}
-
-fn deadline_exceeded<C, K>(shared: &mut Option<Arc<Shared<C, K>>>, key: Key, attempts: u32) -> BoxError
-where
-    Shared<C, K>: Send + Sync + 'static,
-{
-    if shared.is_none() {
-        *shared = lookup::find(key);
-    }
-    let Some(shared) = shared.as_deref() else {
-        return DeadlineExceeded::new(attempts, Duration::ZERO).into();
-    };
+fn deadline_exceeded<C, K>(shared: &Shared<C, K>, attempts: u32) -> BoxError {
     report_return(shared, attempts, false, Some(StopReason::Deadline));
     DeadlineExceeded::new(attempts, shared.deadline.unwrap_or_default()).into()
 }
@@ -541,6 +520,7 @@ where
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
+            .field("name", &self.shared.name)
             .field("attempt", &self.attempt)
             .field("state", &state)
             .field("deadline", &self.deadline)

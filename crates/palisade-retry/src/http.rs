@@ -254,7 +254,11 @@ where
             head,
             body,
             trailers,
-        } = if last { held.take()? } else { held.as_ref()?.clone() };
+        } = if last {
+            held.take()?
+        } else {
+            held.as_ref()?.clone()
+        };
         let mut req = head.map(|()| RetryBody::replay(body, trailers));
         self.mark_attempt(req.headers_mut(), attempt);
         Some(req)
@@ -265,7 +269,8 @@ impl<B> Inspect<Response<B>> for Http {
     fn retry_after(&self, res: &Response<B>) -> Option<ServerDelay> {
         let status = res.status();
         if !self.honor_retry_after
-            || (status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::SERVICE_UNAVAILABLE)
+            || (status != StatusCode::TOO_MANY_REQUESTS
+                && status != StatusCode::SERVICE_UNAVAILABLE)
         {
             return None;
         }
@@ -502,7 +507,9 @@ where
                 }
                 let frame = ready!(body.poll_frame(cx));
                 Poll::Ready(frame.map(|result| {
-                    result.map(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))
+                    result.map(|frame| {
+                        frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
+                    })
                 }))
             }
         }

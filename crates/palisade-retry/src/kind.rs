@@ -46,7 +46,8 @@ pub trait Replay<Req>: Sealed {
 
     /// The request for attempt `attempt` (2 or more) from the kept copy;
     /// `last` when no later attempt can follow, so the copy may be consumed.
-    fn resend(&self, held: &mut Option<Self::Held>, attempt: u32, last: bool) -> Option<Self::Sent>;
+    fn resend(&self, held: &mut Option<Self::Held>, attempt: u32, last: bool)
+    -> Option<Self::Sent>;
 }
 
 /// The wait a server asked for before trying again (`Retry-After`).

@@ -1,7 +1,7 @@
 //! `RetryLayer`, its builder, and the state shared by every service it builds.
 
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_core::{ConfigError, ErrorsAsFailures, Listeners};
@@ -11,7 +11,6 @@ use crate::backoff::{Backoff, Jitter};
 use crate::budget::{RetryBudget, RetryBudgetBuilder};
 use crate::event::RetryEvent;
 use crate::kind::Plain;
-use crate::lookup::{self, Registration};
 use crate::metrics::Metrics;
 use crate::rng::JitterSource;
 use crate::service::Retry;
@@ -31,12 +30,11 @@ pub(crate) struct Shared<C, K> {
     pub(crate) kind: K,
     pub(crate) metrics: Metrics,
     pub(crate) listeners: Listeners<RetryEvent>,
-    pub(crate) registration: Registration,
 }
 
 impl<C, K> Shared<C, K> {
-    /// `true` when the first attempt needs the clock: a deadline or a
-    /// per-attempt timeout is set.
+    /// `true` when an attempt needs the clock: a deadline or a per-attempt
+    /// timeout is set.
     pub(crate) const fn timed(&self) -> bool {
         self.deadline.is_some() || self.attempt_timeout.is_some()
     }
@@ -283,9 +281,7 @@ impl<C, K> RetryBuilder<C, K> {
     /// [`Classify`](palisade_core::Classify), including a closure
     /// `Fn(&Result<Res, BoxError>) -> Outcome`. Rejections (an open breaker,
     /// a full bulkhead) are never retried, whatever the classifier says.
-    ///
-    /// The classifier is cloned into each call: keep it small (a unit struct,
-    /// a `Copy` value, a closure without captures, or an `Arc`).
+    /// It runs once per completed attempt: keep it cheap and lock-free.
     pub fn classify<C2>(self, classifier: C2) -> RetryBuilder<C2, K> {
         RetryBuilder {
             name: self.name,
@@ -328,11 +324,7 @@ impl<C, K> RetryBuilder<C, K> {
     /// above cap, zero decorrelated base), a zero `attempt_timeout` or
     /// `deadline`, `retry_ratio` outside `[0, 1000]`, `budget_ttl` not whole
     /// seconds in `1..=60`, and for HTTP, `max_body_bytes` above `usize`.
-    pub fn build(self) -> Result<RetryLayer<C, K>, ConfigError>
-    where
-        C: Send + Sync + 'static,
-        K: Send + Sync + 'static,
-    {
+    pub fn build(self) -> Result<RetryLayer<C, K>, ConfigError> {
         if self.max_attempts < 1 {
             return Err(ConfigError::new(
                 "max_attempts",
@@ -341,10 +333,16 @@ impl<C, K> RetryBuilder<C, K> {
         }
         self.backoff.validate("backoff")?;
         if self.attempt_timeout.is_some_and(|t| t.is_zero()) {
-            return Err(ConfigError::new("attempt_timeout", "must be greater than zero, got 0s"));
+            return Err(ConfigError::new(
+                "attempt_timeout",
+                "must be greater than zero, got 0s",
+            ));
         }
         if self.deadline.is_some_and(|d| d.is_zero()) {
-            return Err(ConfigError::new("deadline", "must be greater than zero, got 0s"));
+            return Err(ConfigError::new(
+                "deadline",
+                "must be greater than zero, got 0s",
+            ));
         }
         let budget = match self.budget {
             BudgetChoice::Own(builder) => {
@@ -357,23 +355,19 @@ impl<C, K> RetryBuilder<C, K> {
         };
         let rng = self.seed.map_or(JitterSource::Thread, JitterSource::seeded);
         let metrics = Metrics::new(&self.name);
-        let shared = Arc::new_cyclic(|weak: &Weak<Shared<C, K>>| {
-            let weak: Weak<dyn std::any::Any + Send + Sync> = weak.clone();
-            Shared {
-                name: self.name,
-                max_attempts: self.max_attempts,
-                backoff: self.backoff,
-                jitter: self.jitter,
-                rng,
-                attempt_timeout: self.attempt_timeout,
-                deadline: self.deadline,
-                budget,
-                classifier: self.classifier,
-                kind: self.kind,
-                metrics,
-                listeners: self.listeners,
-                registration: lookup::register(weak),
-            }
+        let shared = Arc::new(Shared {
+            name: self.name,
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            jitter: self.jitter,
+            rng,
+            attempt_timeout: self.attempt_timeout,
+            deadline: self.deadline,
+            budget,
+            classifier: self.classifier,
+            kind: self.kind,
+            metrics,
+            listeners: self.listeners,
         });
         Ok(RetryLayer { shared })
     }

@@ -11,7 +11,6 @@ pub mod future;
 pub mod http;
 pub mod kind;
 mod layer;
-mod lookup;
 mod metrics;
 mod rng;
 mod service;

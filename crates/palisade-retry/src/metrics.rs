@@ -27,18 +27,26 @@ pub(crate) struct Metrics {
 impl Metrics {
     pub(crate) fn new(name: &str) -> Self {
         describe_counter!(REQUESTS, "Calls made through the retry layer");
-        describe_counter!(ATTEMPTS, "Attempts sent to the inner service, first ones included");
-        describe_counter!(RETRIES, "Retries made, by the reason the previous attempt failed");
+        describe_counter!(
+            ATTEMPTS,
+            "Attempts sent to the inner service, first ones included"
+        );
+        describe_counter!(
+            RETRIES,
+            "Retries made, by the reason the previous attempt failed"
+        );
         describe_counter!(
             BUDGET_EXHAUSTED,
             "Failed calls not retried because the retry budget was spent"
         );
-        describe_counter!(CALLS, "Completed calls by outcome, as Resilience4j counts them");
+        describe_counter!(
+            CALLS,
+            "Completed calls by outcome, as Resilience4j counts them"
+        );
         let name = name.to_owned();
-        let retries = |reason: RetryReason| {
-            counter!(RETRIES, "name" => name.clone(), "reason" => reason.as_str())
-        };
-        let calls = |outcome: &'static str| counter!(CALLS, "name" => name.clone(), "outcome" => outcome);
+        let retries = |reason: RetryReason| counter!(RETRIES, "name" => name.clone(), "reason" => reason.as_str());
+        let calls =
+            |outcome: &'static str| counter!(CALLS, "name" => name.clone(), "outcome" => outcome);
         Self {
             requests: counter!(REQUESTS, "name" => name.clone()),
             attempts: counter!(ATTEMPTS, "name" => name.clone()),

@@ -24,7 +24,9 @@ impl JitterSource {
         match self {
             Self::Thread => fastrand::f64(),
             Self::Seeded(state) => {
-                let x = state.fetch_add(GOLDEN, Ordering::Relaxed).wrapping_add(GOLDEN);
+                let x = state
+                    .fetch_add(GOLDEN, Ordering::Relaxed)
+                    .wrapping_add(GOLDEN);
                 unit(splitmix64(x))
             }
         }

@@ -75,10 +75,10 @@ impl<S: fmt::Debug, C, K: fmt::Debug> fmt::Debug for Retry<S, C, K> {
 
 impl<S, Req, C, K> Service<Req> for Retry<S, C, K>
 where
-    K: Replay<Req> + Inspect<S::Response> + Send + Sync + 'static,
+    K: Replay<Req> + Inspect<S::Response>,
     S: Service<K::Sent> + Clone,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, BoxError> + Clone + Send + Sync + 'static,
+    C: Classify<S::Response, BoxError>,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -91,15 +91,14 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let shared = &*self.shared;
-        shared.metrics.requests.increment(1);
-        if let Some(budget) = &shared.budget {
+        self.shared.metrics.requests.increment(1);
+        if let Some(budget) = &self.shared.budget {
             budget.deposit();
         }
         // The ready service goes with the call; a fresh clone stays for the
         // next `poll_ready`.
         let fresh = self.inner.clone();
         let ready = mem::replace(&mut self.inner, fresh);
-        ResponseFuture::new(ready, shared, req)
+        ResponseFuture::new(ready, Arc::clone(&self.shared), req)
     }
 }
