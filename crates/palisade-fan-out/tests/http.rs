@@ -39,6 +39,7 @@ struct Backend {
     content_type: Option<&'static str>,
     body: String,
     reject: bool,
+    declared_length: Option<&'static str>,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
@@ -50,6 +51,7 @@ impl Backend {
             content_type: Some("application/json"),
             body: body.to_string(),
             reject: false,
+            declared_length: None,
             seen: Arc::default(),
         }
     }
@@ -102,6 +104,11 @@ impl Service<Request<String>> for Backend {
                 response
                     .headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+            }
+            if let Some(len) = this.declared_length {
+                response
+                    .headers_mut()
+                    .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static(len));
             }
             Ok(response)
         })
@@ -204,6 +211,11 @@ async fn branches_answering_badly_get_a_clear_reason_not_a_panic() {
     let unavailable = Backend::raw(1, 503, Some("application/json"), "{}");
     let no_content = Backend::raw(1, 204, None, "");
     let problem_json = Backend::raw(1, 200, Some("application/problem+json"), "{\"a\":1}");
+    // Refused from its content-length alone, before the body is read.
+    let declared = Backend {
+        declared_length: Some("1000000"),
+        ..Backend::raw(1, 200, Some("application/json"), "{}")
+    };
     let limited = |name, backend: &Backend| {
         let target = route().target("http://b.test", "/x/{id}").unwrap();
         Branch::http(
@@ -222,6 +234,7 @@ async fn branches_answering_badly_get_a_clear_reason_not_a_panic() {
         .branch(limited("unavailable", &unavailable))
         .branch(limited("no_content", &no_content))
         .branch(limited("problem_json", &problem_json))
+        .branch(limited("declared", &declared))
         .merge(JsonResponse::<String>::keyed())
         .build()
         .unwrap();
@@ -251,6 +264,8 @@ async fn branches_answering_badly_get_a_clear_reason_not_a_panic() {
     assert!(message("empty").ends_with("the body is empty"));
     assert_eq!(reason("huge"), "invalid_response");
     assert!(message("huge").ends_with("response body is larger than 64 bytes"));
+    assert_eq!(reason("declared"), "invalid_response");
+    assert!(message("declared").ends_with("response body is larger than 64 bytes"));
     assert_eq!(reason("unavailable"), "status");
     assert_eq!(errors["unavailable"]["status"], 503);
     assert_eq!(message("unavailable"), "answered status 503");

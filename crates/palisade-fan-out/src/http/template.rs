@@ -576,3 +576,82 @@ impl fmt::Display for RequestError {
 }
 
 impl Error for RequestError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn fills_path_and_query_placeholders() {
+        let route = Route::new("/api/{tenant}/user/{id}").unwrap();
+        let target = route
+            .target(
+                "https://users.test:8443/base/",
+                "/t/{tenant}/u/{id}?full=1&x={query.x}",
+            )
+            .unwrap();
+        let uri = target
+            .uri(&"/api/acme/user/7?x=a%20b&y=2".parse().unwrap())
+            .unwrap();
+        assert_eq!(
+            uri,
+            "https://users.test:8443/base/t/acme/u/7?full=1&x=a%20b"
+        );
+        assert_eq!(
+            target
+                .uri(&"/api/acme/user/7".parse().unwrap())
+                .unwrap_err(),
+            RequestError::MissingQueryParam("x".into())
+        );
+        assert_eq!(
+            target.uri(&"/api/acme/7".parse().unwrap()).unwrap_err(),
+            RequestError::PathMismatch("/api/{tenant}/user/{id}".into())
+        );
+        assert_eq!(
+            target.uri(&"/api/acme/user".parse().unwrap()).unwrap_err(),
+            RequestError::MissingPathParam("id".into())
+        );
+        assert_eq!(
+            target
+                .uri(&"/api/acme/user/7/extra".parse().unwrap())
+                .unwrap_err(),
+            RequestError::PathMismatch("/api/{tenant}/user/{id}".into())
+        );
+    }
+
+    #[test]
+    fn a_template_without_path_placeholders_accepts_any_path() {
+        let route = Route::new("/api/{id}").unwrap();
+        let target = route
+            .target("http://b.test", "/health")
+            .unwrap()
+            .forward_query(true);
+        assert_eq!(
+            target.uri(&"/somewhere/else?a=1".parse().unwrap()).unwrap(),
+            "http://b.test/health?a=1"
+        );
+    }
+
+    proptest! {
+        /// Whatever the incoming path and query, filling never panics, and
+        /// what it builds is a URI on the target's authority.
+        #[test]
+        fn filling_never_panics_and_stays_on_the_target(
+            segments in proptest::collection::vec("[a-zA-Z0-9._~%!$&'()*+,;=:@-]{0,8}", 0..5),
+            query in "[a-zA-Z0-9._~%!$&'()*+,;=:@/?=-]{0,24}",
+        ) {
+            let route = Route::new("/api/{a}/{*rest}").unwrap();
+            let target = route.target("http://b.test:81", "/x/{a}/{rest}?q={query.q}").unwrap().forward_query(true);
+            let path = format!("/api/{}", segments.join("/"));
+            let raw = format!("{path}?q={query}");
+            if let Ok(incoming) = raw.parse::<Uri>() {
+                if let Ok(uri) = target.uri(&incoming) {
+                    prop_assert_eq!(uri.authority().map(|a| a.as_str()), Some("b.test:81"));
+                    prop_assert!(uri.path().starts_with("/x/"));
+                    prop_assert!(!uri.path().split('/').any(|s| s == ".." || s == "."));
+                }
+            }
+        }
+    }
+}
