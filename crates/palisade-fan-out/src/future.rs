@@ -111,6 +111,10 @@ pin_project! {
     /// Holds one allocation for the branch calls and their results (up to
     /// eight branches; one more per further eight). Dropping it cancels every
     /// branch call still running.
+    ///
+    /// # Panics
+    ///
+    /// When polled again after it completed, like most futures.
     pub struct ResponseFuture<S, Req, BReq, M>
     where
         S: Service<BReq>,

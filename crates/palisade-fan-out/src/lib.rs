@@ -184,7 +184,8 @@
 //! fields, without a `Box::pin` per branch and without `unsafe` (`unsafe_code` is forbidden;
 //! `futures_util`'s `join_all` pins a slice with `unsafe`, and `FuturesUnordered` allocates
 //! per future). The gather keeps one timer, set to the earliest pending deadline and created
-//! only when a gather has to wait; it reads the clock once per pass over its branches. Each
+//! only when a gather has to wait (so timeouts and the deadline need tokio's time driver, as
+//! tower's `Timeout` does, but only then); it reads the clock once per pass over its branches. Each
 //! wake-up polls every unfinished branch, like `join!`. Against a hand-written `join!` of the
 //! same six branches answering JSON, a gather costs 1.3x; figures in
 //! `docs/benchmarks/fan-out.md`. A fan-out over services of different types boxes them at the
