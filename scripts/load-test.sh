@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# Load test of the demo gateway against its backend and against nginx, on
+# loopback, in one run. Not a test: a measurement to read, not to assert.
+#
+#   scripts/load-test.sh                 # 10 s per target, 64 connections
+#   DURATION=30s CONNECTIONS=128 scripts/load-test.sh
+#
+# It starts, on 127.0.0.1:
+#   - one demo backend (the `user` service, no simulated latency, no chaos):
+#     `palisade-gateway --backends-only`;
+#   - the gateway (release build) proxying /api/user/* to that backend
+#     through its full per-upstream stack;
+#   - nginx (Debian package) as a plain reverse proxy to the same backend,
+#     with upstream keep-alive and no access log;
+# then runs wrk (Debian package) against (a) the backend directly, (b) the
+# gateway's proxy route, (c) nginx, and prints requests/s, p50 and p99 for
+# each. It installs nginx and wrk with apt-get if they are missing.
+#
+# Everything shares this machine's cores (wrk included): compare the rows
+# with each other, not with figures taken elsewhere.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+BACKEND_PORT=${BACKEND_PORT:-19101}
+GATEWAY_PORT=${GATEWAY_PORT:-19080}
+NGINX_PORT=${NGINX_PORT:-19090}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN="$CARGO_TARGET_DIR/release/palisade-gateway"
+
+need=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+echo "== building the gateway (release)"
+cargo build --release -p palisade-gateway --quiet
+
+WORK=$(mktemp -d /tmp/palisade-load.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# --- the backend -----------------------------------------------------------
+cat > "$WORK/backend.toml" <<EOF
+[demo]
+enabled = true
+[demo.backends.user]
+listen = "127.0.0.1:$BACKEND_PORT"
+latency_ms = 0
+EOF
+RUST_LOG=warn "$BIN" --config "$WORK/backend.toml" --backends-only > "$WORK/backend.out" 2>&1 &
+PIDS+=($!)
+
+# --- the gateway: its full stack for the upstream --------------------------
+# The upstream carries every resilience table the config format has; each
+# layer the build wires into the stack runs on this path.
+cat > "$WORK/gateway.toml" <<EOF
+[server]
+listen = "127.0.0.1:$GATEWAY_PORT"
+body_limit_bytes = 1048576
+drain_timeout_ms = 2000
+
+[upstreams.user]
+url = "http://127.0.0.1:$BACKEND_PORT"
+timeout_ms = 2000
+
+[upstreams.user.retry]
+max_attempts = 3
+backoff = "exponential"
+initial_backoff_ms = 25
+max_backoff_ms = 1000
+budget_percent = 20
+min_retries_per_second = 10
+
+[upstreams.user.circuit_breaker]
+failure_rate_threshold = 50
+minimum_number_of_calls = 20
+sliding_window_size = 100
+wait_duration_in_open_ms = 5000
+
+[upstreams.user.bulkhead]
+max_concurrent_calls = 512
+max_wait_ms = 0
+
+[[routes]]
+prefix = "/api/user"
+upstream = "user"
+EOF
+RUST_LOG=warn "$BIN" --config "$WORK/gateway.toml" > "$WORK/gateway.out" 2>&1 &
+PIDS+=($!)
+
+# --- nginx as a plain reverse proxy ----------------------------------------
+mkdir -p "$WORK/nginx"
+USER_LINE=""
+[ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
+cat > "$WORK/nginx/nginx.conf" <<EOF
+$USER_LINE
+worker_processes auto;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  upstream backend {
+    server 127.0.0.1:$BACKEND_PORT;
+    keepalive 256;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+    }
+  }
+}
+EOF
+"$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' > "$WORK/nginx.out" 2>&1 &
+PIDS+=($!)
+
+# --- wait for all three ----------------------------------------------------
+wait_for() {
+  local url=$1 name=$2
+  for _ in $(seq 1 100); do
+    if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "error: $name did not answer at $url" >&2
+  cat "$WORK"/*.out "$WORK"/nginx/error.log 2>/dev/null >&2 || true
+  exit 1
+}
+DIRECT="http://127.0.0.1:$BACKEND_PORT/users/42"
+GATEWAY="http://127.0.0.1:$GATEWAY_PORT/api/user/users/42"
+VIA_NGINX="http://127.0.0.1:$NGINX_PORT/users/42"
+wait_for "$DIRECT" backend
+wait_for "$GATEWAY" gateway
+wait_for "$VIA_NGINX" nginx
+[ "$(curl -fsS "$GATEWAY")" = "$(curl -fsS "$DIRECT")" ] || { echo "error: the gateway's answer differs from the backend's" >&2; exit 1; }
+
+# --- measure ---------------------------------------------------------------
+# wrk's latency distribution prints "50%" and "99%" lines; convert to ms.
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
+    if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000;
+    printf "%.2f", n }'
+}
+ROWS=()
+measure() {
+  local label=$1 url=$2
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url" > /dev/null
+  local out
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url")
+  echo "$out" > "$WORK/wrk-${label//[^a-z]/_}.txt"
+  local rps p50 p99 non2xx errors
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+  p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+  non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
+  errors=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' <<<"$out")
+  ROWS+=("$(printf '| %-32s | %12s | %9s | %9s | %7s |' "$label" "$rps" "$p50" "$p99" "${non2xx:-0}/${errors:-0}")")
+  printf '  %-32s %12s req/s  p50 %s ms  p99 %s ms\n' "$label" "$rps" "$p50" "$p99"
+}
+
+echo "== wrk -t$THREADS -c$CONNECTIONS -d$DURATION (after a $WARMUP warm-up each), GET /users/42"
+measure "(a) backend direct" "$DIRECT"
+measure "(b) gateway /api/user (stack)" "$GATEWAY"
+measure "(c) nginx reverse proxy" "$VIA_NGINX"
+
+# (d) The aggregator route against its slowest branch is measured here once
+# the gateway serves GET /api/dashboard/user/{id}: run `measure` on it and
+# on the slowest backend it calls, and add both rows.
+echo "  (aggregator route: not in this build; nothing measured)"
+
+echo
+echo "| target | requests/s | p50 (ms) | p99 (ms) | non-2xx/socket errors |"
+echo "|---|---:|---:|---:|---:|"
+for row in "${ROWS[@]}"; do echo "$row"; done
+echo
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "versions: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $("$BIN" --version)"
