@@ -212,10 +212,10 @@ async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> R
     }
 }
 
-fn backend_view(state: &AppState, name: &str) -> Result<ChaosView, Response> {
+fn backend_view(state: &AppState, name: &str) -> Result<ChaosView, Box<Response>> {
     match state.inner.backends.get(name) {
         Some(b) => Ok(ChaosView::of(name, &b.addr.to_string(), &b.chaos)),
-        None => Err(problem(
+        None => Err(Box::new(problem(
             StatusCode::NOT_FOUND,
             "no such backend",
             format!(
@@ -228,7 +228,7 @@ fn backend_view(state: &AppState, name: &str) -> Result<ChaosView, Response> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-        )),
+        ))),
     }
 }
 
@@ -245,7 +245,7 @@ async fn list(State(state): State<AppState>) -> Response {
 async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     match backend_view(&state, &name) {
         Ok(v) => axum::Json(v).into_response(),
-        Err(res) => res,
+        Err(res) => *res,
     }
 }
 
@@ -257,7 +257,7 @@ async fn patch(
     let Some(backend) = state.inner.backends.get(&name) else {
         return backend_view(&state, &name)
             .err()
-            .unwrap_or_else(|| StatusCode::NOT_FOUND.into_response());
+            .map_or_else(|| StatusCode::NOT_FOUND.into_response(), |res| *res);
     };
     let patch = match body {
         Ok(axum::Json(p)) => p,
@@ -303,7 +303,7 @@ async fn reset(State(state): State<AppState>, Path(name): Path<String>) -> Respo
         }
         None => backend_view(&state, &name)
             .err()
-            .unwrap_or_else(|| StatusCode::NOT_FOUND.into_response()),
+            .map_or_else(|| StatusCode::NOT_FOUND.into_response(), |res| *res),
     }
 }
 

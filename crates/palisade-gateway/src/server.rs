@@ -198,7 +198,6 @@ impl Gateway {
     }
 
     /// The router serving this gateway.
-    #[must_use]
     pub fn router(&self) -> Router {
         crate::routes::app(self.state.clone())
     }

@@ -79,13 +79,14 @@ fn problem(status: StatusCode, title: &'static str, detail: String) -> Response 
         .into_response::<Body>()
 }
 
-fn parse_id(raw: &str, what: &str) -> Result<u64, Response> {
+/// The id in `raw`, or the `400` answer for it.
+fn parse_id(raw: &str, what: &str) -> Result<u64, Box<Response>> {
     raw.parse::<u64>().map_err(|_| {
-        problem(
+        Box::new(problem(
             StatusCode::BAD_REQUEST,
             "bad id",
             format!("{what} id `{raw}` is not a positive integer"),
-        )
+        ))
     })
 }
 
@@ -122,7 +123,7 @@ macro_rules! by_user {
                 ctx.work().await;
                 match parse_id(&raw, "user") {
                     Ok(id) => found("user", id, data::user_exists(id).then(|| $f(id))),
-                    Err(res) => res,
+                    Err(res) => *res,
                 }
             },
         )
@@ -137,7 +138,7 @@ macro_rules! by_product {
                 ctx.work().await;
                 match parse_id(&raw, "product") {
                     Ok(id) => found("product", id, data::product_exists(id).then(|| $f(id))),
-                    Err(res) => res,
+                    Err(res) => *res,
                 }
             },
         )
@@ -146,7 +147,6 @@ macro_rules! by_product {
 
 /// The routes of demo service `service` (one of
 /// [`DEMO_SERVICES`](crate::config::DEMO_SERVICES)), without chaos.
-#[must_use]
 pub fn service_router(service: &'static str, latency: Duration) -> Router {
     let ctx = Ctx { service, latency };
     let router = Router::new().route(
@@ -174,7 +174,7 @@ pub fn service_router(service: &'static str, latency: Duration) -> Router {
                         ctx.work().await;
                         match parse_id(&raw, "order") {
                             Ok(id) => found("order", id, data::order_by_id(id)),
-                            Err(res) => res,
+                            Err(res) => *res,
                         }
                     },
                 ),
