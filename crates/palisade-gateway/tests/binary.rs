@@ -1,0 +1,90 @@
+//! The binary as an operator runs it: JSON logs, a real SIGTERM, exit 0.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_palisade-gateway");
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_drains_and_exits_zero_with_json_logs() {
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .env("PALISADE_ADMIN_TOKEN", "from-env")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+
+    // Every log line is a JSON object; find the listening address.
+    let mut saw_env_token = false;
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("the gateway logs until it listens");
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            assert!(
+                v["level"].is_string() && v["timestamp"].is_string(),
+                "{line}"
+            );
+            let message = v["message"].as_str().unwrap_or("");
+            saw_env_token |= message.contains("token from PALISADE_ADMIN_TOKEN");
+            assert!(
+                !line.contains("from-env"),
+                "the token itself is never logged when it was given: {line}"
+            );
+            if message == "gateway listening" {
+                break v["addr"].as_str().unwrap().to_owned();
+            }
+        }
+    })
+    .await
+    .expect("the gateway listens within 30 s");
+    assert!(saw_env_token);
+
+    // It serves.
+    let client = palisade_gateway::proxy::http_client();
+    let res = client
+        .request(
+            http::Request::get(format!("http://{addr}/api/user/users/1"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    drop(res);
+
+    // SIGTERM: a clean exit, 0.
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = Vec::new();
+    let exit = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            rest.push(line);
+        }
+        child.wait().await.unwrap()
+    })
+    .await
+    .expect("the gateway exits within 30 s of SIGTERM");
+    assert_eq!(exit.code(), Some(0), "{rest:?}");
+    let text = rest.join("\n");
+    assert!(
+        text.contains("SIGTERM received") && text.contains("gateway stopped"),
+        "{text}"
+    );
+}
