@@ -65,7 +65,9 @@ impl<F, C> Kind<F, C> {
         match self.project() {
             KindProj::Called { future, recorder } => {
                 let result = ready!(future.poll(cx));
-                if let Some(recorder) = recorder.take() {
+                // Recorded in place; the recorder (and its reference to the
+                // breaker) goes when the future is dropped.
+                if let Some(recorder) = recorder {
                     recorder.finish(&result);
                 }
                 Poll::Ready(Ok(result))

@@ -104,32 +104,46 @@ where
 
 // ===== Gate =====
 
-/// The admission logic shared by the plain and the HTTP service.
-pub(crate) struct Gate<C> {
-    shared: Arc<Shared<C>>,
-    ready: Option<Ready<C>>,
+/// The decision `poll_ready` took for the next call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decision {
+    /// Nothing decided: `poll_ready` has not returned `Ready` since the last
+    /// call.
+    None,
+    /// Disabled: pass, record nothing (the ticket detects a state change).
+    Pass,
+    /// Closed or MetricsOnly: pass and record under the ticket.
+    Record,
+    /// HalfOpen: a probe permit is held under the ticket until the call
+    /// completes (or the gate is dropped).
+    Probe,
+    /// Reject from the call's future.
+    Reject,
 }
 
-/// The decision `poll_ready` took for the next call.
-enum Ready<C> {
-    /// Disabled: pass, record nothing (the ticket detects a state change).
-    Pass(u64),
-    /// Closed or MetricsOnly: pass and record under this ticket.
-    Record(u64),
-    /// HalfOpen: a probe permit, held until the call completes.
-    Probe(Recorder<C>),
-    /// Reject from the call's future.
-    Reject {
-        state: State,
-        retry_after: Option<std::time::Duration>,
-    },
+/// The admission logic shared by the plain and the HTTP service.
+///
+/// Its state is a few scalars rather than an enum carrying a recorder: the
+/// closed path moves nothing bigger than a word.
+pub(crate) struct Gate<C> {
+    shared: Arc<Shared<C>>,
+    decision: Decision,
+    /// The state word the decision was taken under.
+    ticket: u64,
+    /// For `Reject`: the state that rejected and the time until the next
+    /// probe.
+    rejected_by: State,
+    retry_after: Option<std::time::Duration>,
 }
 
 impl<C> Gate<C> {
     pub(crate) fn new(shared: Arc<Shared<C>>) -> Self {
         Self {
             shared,
-            ready: None,
+            decision: Decision::None,
+            ticket: 0,
+            rejected_by: State::Open,
+            retry_after: None,
         }
     }
 
@@ -137,15 +151,49 @@ impl<C> Gate<C> {
         CircuitBreakerHandle::new(Arc::clone(&self.shared.core))
     }
 
-    fn admit(&self) -> Ready<C> {
+    /// Forgets the decision, giving back a probe permit if one is held.
+    #[inline]
+    fn forget(&mut self) {
+        if self.decision == Decision::Probe {
+            self.shared.core.release_probe(self.ticket);
+        }
+        self.decision = Decision::None;
+    }
+
+    /// Decides the fate of the next call. Closed is one load, inline.
+    #[inline]
+    fn decide(&mut self) {
+        let word = self.shared.core.word();
+        if state_allows_recording(word) {
+            self.decision = Decision::Record;
+            self.ticket = word;
+        } else {
+            self.decide_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn decide_slow(&mut self) {
         let core = &self.shared.core;
         match core.admit(&mut Now::lazy(core.base())) {
-            Admit::Pass => Ready::Pass(core.word()),
-            Admit::Record(ticket) => Ready::Record(ticket),
-            Admit::Probe(ticket) => {
-                Ready::Probe(Recorder::new(Arc::clone(&self.shared), ticket, true))
+            Admit::Pass => {
+                self.decision = Decision::Pass;
+                self.ticket = core.word();
             }
-            Admit::Reject { state, retry_after } => Ready::Reject { state, retry_after },
+            Admit::Record(ticket) => {
+                self.decision = Decision::Record;
+                self.ticket = ticket;
+            }
+            Admit::Probe(ticket) => {
+                self.decision = Decision::Probe;
+                self.ticket = ticket;
+            }
+            Admit::Reject { state, retry_after } => {
+                self.decision = Decision::Reject;
+                self.rejected_by = state;
+                self.retry_after = retry_after;
+            }
         }
     }
 
@@ -159,39 +207,34 @@ impl<C> Gate<C> {
     where
         S: Service<Req>,
     {
-        let core = &self.shared.core;
-        // A decision already taken stands, unless the breaker moved since
-        // (then a stale probe permit is given back by its drop).
-        let keep = match &self.ready {
-            None => false,
-            Some(Ready::Reject { .. }) => return Poll::Ready(Ok(())),
-            Some(Ready::Pass(t) | Ready::Record(t)) => core.is_current(*t),
-            Some(Ready::Probe(r)) => core.is_current(r.ticket),
-        };
-        if !keep {
-            self.ready = None;
-            match self.admit() {
-                reject @ Ready::Reject { .. } => {
-                    // Rejected from the future: never poll the inner service
-                    // for a call that will not reach it.
-                    self.ready = Some(reject);
-                    return Poll::Ready(Ok(()));
+        match self.decision {
+            Decision::None => self.decide(),
+            // Rejected from the future: never poll the inner service for a
+            // call that will not reach it.
+            Decision::Reject => return Poll::Ready(Ok(())),
+            // A decision already taken stands, unless the breaker moved since.
+            Decision::Pass | Decision::Record | Decision::Probe => {
+                if !self.shared.core.is_current(self.ticket) {
+                    self.forget();
+                    self.decide();
                 }
-                ready => self.ready = Some(ready),
             }
+        }
+        if self.decision == Decision::Reject {
+            return Poll::Ready(Ok(()));
         }
         match inner.poll_ready(cx) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(e)) => {
-                self.ready = None;
+                self.forget();
                 Poll::Ready(Err(e))
             }
             Poll::Pending => {
                 // Nothing is held while the inner service is not ready, except
                 // a probe permit (giving it back and taking it again on every
                 // poll would let other callers steal it in between).
-                if !matches!(self.ready, Some(Ready::Probe(_))) {
-                    self.ready = None;
+                if self.decision != Decision::Probe {
+                    self.decision = Decision::None;
                 }
                 Poll::Pending
             }
@@ -204,39 +247,72 @@ impl<C> Gate<C> {
     where
         S: Service<Req>,
     {
-        let ready = self.ready.take().expect(
-            "CircuitBreaker::call without poll_ready: call poll_ready (or ServiceExt::ready) first",
-        );
-        let core = &self.shared.core;
         // The inner service is ready; make sure the breaker still admits the
-        // call (it may have opened since poll_ready). One load when it has not
-        // moved.
-        let ready = match ready {
-            Ready::Pass(t) | Ready::Record(t) if !core.is_current(t) => self.admit(),
-            Ready::Probe(r) if !core.is_current(r.ticket) => {
-                drop(r);
-                self.admit()
-            }
-            ready => ready,
-        };
-        match ready {
-            Ready::Pass(_) => Kind::called(inner.call(req), None),
-            Ready::Record(ticket) => {
-                let mut recorder = Recorder::new(Arc::clone(&self.shared), ticket, false);
-                recorder.start_clock();
+        // call (it may have opened since poll_ready): one load when it has
+        // not moved.
+        if self.decision == Decision::Record && self.shared.core.is_current(self.ticket) {
+            self.decision = Decision::None;
+            let recorder = Recorder::new(Arc::clone(&self.shared), self.ticket, false);
+            return Kind::called(inner.call(req), Some(recorder));
+        }
+        self.call_slow(inner, req)
+    }
+
+    #[inline(never)]
+    fn call_slow<S, Req>(&mut self, inner: &mut S, req: Req) -> Kind<S::Future, C>
+    where
+        S: Service<Req>,
+    {
+        assert!(
+            self.decision != Decision::None,
+            "CircuitBreaker::call without poll_ready: call poll_ready (or ServiceExt::ready) first"
+        );
+        if matches!(
+            self.decision,
+            Decision::Pass | Decision::Record | Decision::Probe
+        ) && !self.shared.core.is_current(self.ticket)
+        {
+            self.forget();
+            self.decide();
+        }
+        let decision = std::mem::replace(&mut self.decision, Decision::None);
+        match decision {
+            Decision::Pass => Kind::called(inner.call(req), None),
+            Decision::Record | Decision::Probe => {
+                // A probe's permit moves into the recorder.
+                let recorder = Recorder::new(
+                    Arc::clone(&self.shared),
+                    self.ticket,
+                    decision == Decision::Probe,
+                );
                 Kind::called(inner.call(req), Some(recorder))
             }
-            Ready::Probe(mut recorder) => {
-                recorder.start_clock();
-                Kind::called(inner.call(req), Some(recorder))
-            }
-            Ready::Reject { state, retry_after } => {
+            Decision::Reject | Decision::None => {
+                let core = &self.shared.core;
                 core.count_rejection();
                 let telemetry = core.observer();
-                telemetry.not_permitted(state, retry_after);
-                Kind::rejected(CircuitOpen::new(Arc::clone(telemetry.name()), retry_after))
+                telemetry.not_permitted(self.rejected_by, self.retry_after);
+                Kind::rejected(CircuitOpen::new(
+                    Arc::clone(telemetry.name()),
+                    self.retry_after,
+                ))
             }
         }
+    }
+}
+
+/// `true` for the states whose calls pass and are recorded (Closed,
+/// MetricsOnly), without a transition under way.
+#[inline]
+fn state_allows_recording(word: u64) -> bool {
+    crate::state::records(word)
+}
+
+impl<C> Drop for Gate<C> {
+    /// Gives back a probe permit taken by `poll_ready` for a call that never
+    /// came.
+    fn drop(&mut self) {
+        self.forget();
     }
 }
 
@@ -249,85 +325,86 @@ impl<C> Clone for Gate<C> {
 
 impl<C> fmt::Debug for Gate<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ready = match &self.ready {
-            None => "none",
-            Some(Ready::Pass(_)) => "pass",
-            Some(Ready::Record(_)) => "record",
-            Some(Ready::Probe(_)) => "probe",
-            Some(Ready::Reject { .. }) => "reject",
-        };
         f.debug_struct("Gate")
             .field("name", &self.shared.core.observer().name())
-            .field("ready", &ready)
-            .finish()
+            .field("decision", &self.decision)
+            .finish_non_exhaustive()
     }
 }
 
 // ===== Recorder =====
 
+const PROBE: u8 = 0b01;
+const PENDING: u8 = 0b10;
+/// `start` when the call is not timed.
+const UNTIMED: u64 = u64::MAX;
+
 /// Carried by an admitted call to record its outcome. A probe's permit is
-/// given back if the recorder is dropped without recording (the service was
-/// dropped before `call`, the future before completion).
+/// given back if the recorder is dropped without recording (the future was
+/// dropped before completion).
 pub(crate) struct Recorder<C> {
     shared: Arc<Shared<C>>,
     ticket: u64,
-    probe: bool,
-    start: Option<Instant>,
-    pending: bool,
+    /// When the call started (nanos since the breaker's base), or `UNTIMED`.
+    start: u64,
+    flags: u8,
 }
 
 impl<C> Recorder<C> {
+    #[inline]
     fn new(shared: Arc<Shared<C>>, ticket: u64, probe: bool) -> Self {
+        let start = if shared.timed {
+            nanos_since(shared.core.base(), Instant::now())
+        } else {
+            UNTIMED
+        };
         Self {
             shared,
             ticket,
-            probe,
-            start: None,
-            pending: true,
+            start,
+            flags: PENDING | if probe { PROBE } else { 0 },
         }
     }
 
+    /// Classifies and records the call's result (once).
     #[inline]
-    fn start_clock(&mut self) {
-        if self.shared.timed {
-            self.start = Some(Instant::now());
-        }
-    }
-
-    /// Classifies and records the call's result.
-    #[inline]
-    pub(crate) fn finish<T, E>(mut self, result: &Result<T, E>)
+    pub(crate) fn finish<T, E>(&mut self, result: &Result<T, E>)
     where
         C: Classify<T, E>,
     {
-        self.pending = false;
+        if self.flags & PENDING == 0 {
+            return;
+        }
+        self.flags &= !PENDING;
+        let probe = self.flags & PROBE != 0;
         let shared = &*self.shared;
         let core = &shared.core;
         let outcome = shared.classifier.classify(result);
         let base = core.base();
-        let (duration, mut now) = match self.start {
-            Some(start) => {
-                let end = Instant::now();
-                (
-                    Some(end.saturating_duration_since(start)),
-                    Now::at(base, nanos_since(base, end)),
-                )
-            }
-            None => (None, Now::lazy(base)),
+        let (duration, mut now) = if self.start == UNTIMED {
+            (None, Now::lazy(base))
+        } else {
+            let end = nanos_since(base, Instant::now());
+            (
+                Some(std::time::Duration::from_nanos(
+                    end.saturating_sub(self.start),
+                )),
+                Now::at(base, end),
+            )
         };
         let slow = outcome != Outcome::Ignored
             && matches!((duration, core.config().summary.slow_call_duration), (Some(d), Some(limit)) if d >= limit);
-        core.observer().outcome(outcome, slow, duration, self.probe);
+        core.observer().outcome(outcome, slow, duration, probe);
         match outcome {
             Outcome::Ignored => {
-                if self.probe {
+                if probe {
                     core.release_probe(self.ticket);
                 }
             }
             Outcome::Success | Outcome::Failure => {
                 core.record(
                     self.ticket,
-                    self.probe,
+                    probe,
                     outcome == Outcome::Failure,
                     slow,
                     &mut now,
@@ -338,8 +415,9 @@ impl<C> Recorder<C> {
 }
 
 impl<C> Drop for Recorder<C> {
+    #[inline]
     fn drop(&mut self) {
-        if self.probe && self.pending {
+        if self.flags == PENDING | PROBE {
             self.shared.core.release_probe(self.ticket);
         }
     }

@@ -192,6 +192,13 @@ const fn state_of(word: u64) -> State {
     State::from_bits(word)
 }
 
+/// `true` if calls admitted under `word` pass and are recorded (Closed or
+/// MetricsOnly) and no transition is under way.
+#[inline]
+pub(crate) const fn records(word: u64) -> bool {
+    matches!(state_of(word), State::Closed | State::MetricsOnly) && word & BUSY == 0
+}
+
 #[inline]
 const fn window_of(word: u64) -> usize {
     (word & WINDOW_BIT != 0) as usize
@@ -366,8 +373,11 @@ enum ProbeTry {
 pub(crate) struct Core<O> {
     /// The state word, alone on its cache line: read by every call.
     word: Padded<AtomicU64>,
-    /// Written on transitions, failures and rejections only.
+    /// Written on transitions and failures only.
     cold: Padded<Cold>,
+    /// Calls rejected, ever: written by every rejection, so kept away from
+    /// the fields a rejection reads.
+    not_permitted: Padded<AtomicU64>,
     windows: [Window; 2],
     config: Config,
     base: Instant,
@@ -386,8 +396,6 @@ struct Cold {
     trips: AtomicU32,
     /// Failures in a row in the current window.
     consecutive: AtomicU32,
-    /// Calls rejected, ever.
-    not_permitted: AtomicU64,
     /// Seed-driven generator for jitter (splitmix64).
     rng: AtomicU64,
 }
@@ -409,9 +417,9 @@ impl<O: Observer> Core<O> {
                 probes: AtomicU64::new(Probes::fresh(0)),
                 trips: AtomicU32::new(0),
                 consecutive: AtomicU32::new(0),
-                not_permitted: AtomicU64::new(0),
                 rng: AtomicU64::new(seed),
             }),
+            not_permitted: Padded(AtomicU64::new(0)),
             windows,
             config,
             base,
@@ -677,12 +685,12 @@ impl<O: Observer> Core<O> {
     /// Counts a rejected call.
     #[inline]
     pub(crate) fn count_rejection(&self) {
-        self.cold.0.not_permitted.fetch_add(1, Relaxed);
+        self.not_permitted.0.fetch_add(1, Relaxed);
     }
 
     /// Calls rejected, ever.
     pub(crate) fn not_permitted(&self) -> u64 {
-        self.cold.0.not_permitted.load(Relaxed)
+        self.not_permitted.0.load(Relaxed)
     }
 
     /// The figures for a snapshot: the state (after due transitions), the

@@ -174,6 +174,48 @@ struct CountHot {
 pub(crate) struct CountWindow {
     hot: Padded<CountHot>,
     slots: Box<[AtomicU8]>,
+    ring: RingIndex,
+}
+
+/// Positions to slots without a division: Lemire's exact `a % d` for 32-bit
+/// `a` (two multiplications). Positions are kept below 2^32 by taking a
+/// multiple of the size back off the counter now and then, which leaves every
+/// position's slot unchanged.
+#[derive(Debug)]
+struct RingIndex {
+    len: u32,
+    /// `2^64 / len`, rounded up (wraps to 0 for `len == 1`, as it should).
+    magic: u64,
+    /// The largest multiple of `len` not above 2^31: the thread that draws
+    /// this position takes it back off the counter.
+    wrap: u64,
+}
+
+impl RingIndex {
+    fn new(len: u32) -> Self {
+        Self {
+            len,
+            magic: (u64::MAX / u64::from(len)).wrapping_add(1),
+            wrap: (1u64 << 31) / u64::from(len) * u64::from(len),
+        }
+    }
+
+    #[inline]
+    fn slot(&self, pos: u64) -> usize {
+        match u32::try_from(pos) {
+            Ok(a) => {
+                let low = self.magic.wrapping_mul(u64::from(a));
+                // The product's high 64 bits are below `len`.
+                #[allow(clippy::cast_possible_truncation)]
+                let slot = ((u128::from(low) * u128::from(self.len)) >> 64) as usize;
+                slot
+            }
+            // Only if a thread stalled for 2^31 calls between drawing `wrap`
+            // and taking it back: still exact, just slower.
+            #[allow(clippy::cast_possible_truncation)]
+            Err(_) => (pos % u64::from(self.len)) as usize,
+        }
+    }
 }
 
 #[inline]
@@ -207,6 +249,7 @@ impl CountWindow {
                 totals: AtomicU64::new(EMPTY_TOTALS),
             }),
             slots: (0..size).map(|_| AtomicU8::new(0)).collect(),
+            ring: RingIndex::new(size),
         }
     }
 
@@ -214,9 +257,11 @@ impl CountWindow {
     fn record(&self, flags: u8) -> Option<Totals> {
         let new = flags | PRESENT;
         let pos = self.hot.0.pos.fetch_add(1, Relaxed);
+        if pos == self.ring.wrap {
+            self.hot.0.pos.fetch_sub(self.ring.wrap, Relaxed);
+        }
         // Positions are unique, so `pos % len` walks the ring in order.
-        #[allow(clippy::cast_possible_truncation)] // the remainder is < len
-        let slot = &self.slots[(pos % self.slots.len() as u64) as usize];
+        let slot = &self.slots[self.ring.slot(pos)];
         // The same outcome replacing itself changes nothing: skip the write
         // so a healthy service's calls leave the ring's cache lines shared.
         if slot.load(Relaxed) == new {
@@ -410,6 +455,42 @@ mod tests {
             failed: outcomes.iter().filter(|f| **f & FAILED != 0).count() as u64,
             slow: outcomes.iter().filter(|f| **f & SLOW != 0).count() as u64,
         }
+    }
+
+    #[test]
+    fn ring_index_is_the_remainder() {
+        for len in [1u32, 2, 3, 7, 100, 1_000, 65_537, MAX_COUNT_WINDOW] {
+            let ring = RingIndex::new(len);
+            assert_eq!(ring.wrap % u64::from(len), 0);
+            assert!(ring.wrap <= 1 << 31 && ring.wrap + u64::from(len) > 1 << 31);
+            for pos in (0..5_000u64).chain(ring.wrap - 3..ring.wrap + 3).chain([
+                u64::from(u32::MAX) - 1,
+                u64::from(u32::MAX),
+                1 << 32,
+                u64::MAX,
+            ]) {
+                assert_eq!(ring.slot(pos) as u64, pos % u64::from(len), "{pos} % {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn positions_wrap_without_moving_the_ring() {
+        let w = CountWindow::new(3);
+        let wrap = w.ring.wrap;
+        w.hot.0.pos.store(wrap - 2, Relaxed);
+        let mut model = VecDeque::new();
+        for i in 0..10u8 {
+            let f = if i % 2 == 0 { FAILED } else { 0 };
+            w.record(f);
+            model.push_back(f);
+            if model.len() > 3 {
+                model.pop_front();
+            }
+        }
+        assert!(w.hot.0.pos.load(Relaxed) < 20, "taken back below the wrap");
+        // Positions wrap - 2 .. wrap + 8 filled slots in order.
+        assert_eq!(w.totals(), totals_of(&model));
     }
 
     #[test]
