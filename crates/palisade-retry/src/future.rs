@@ -72,39 +72,42 @@ where
     /// Starts the first attempt (or the body buffering before it). `svc` has
     /// been polled ready.
     #[inline]
-    pub(crate) fn new(mut svc: S, shared: Arc<Shared<C, K>>, req: Req) -> Self {
+    pub(crate) fn new(svc: S, shared: Arc<Shared<C, K>>, req: Req) -> Self {
         let replay = shared.max_attempts > 1;
         let now = shared.timed().then(Instant::now);
         let deadline = now.and_then(|now| shared.deadline.and_then(|d| now.checked_add(d)));
-        let mut held = None;
         shared.metrics.attempts.increment(1);
-        let state = match shared.kind.start(req, replay) {
-            Start::Send(sent, kept) => {
-                held = kept;
-                State::Called {
-                    future: svc.call(sent),
-                }
-            }
-            // The attempt is counted now: it starts as soon as the body is in.
-            Start::Prepare(prepare) => State::Preparing { prepare },
-        };
-        let timer_at = match (&state, now) {
-            (State::Called { .. }, Some(now)) => attempt_end(now, shared.attempt_timeout, deadline),
-            (State::Preparing { .. }, Some(_)) => deadline,
-            _ => None,
-        };
-        Self {
+        let mut this = Self {
             svc,
             shared,
-            held,
+            held: None,
             attempt: 1,
             deadline,
             previous_delay: Duration::ZERO,
-            timer_armed: timer_at.is_some(),
-            timer: timer_at.map(sleep_until),
-            state,
+            timer_armed: false,
+            timer: None,
+            state: State::Done,
             _req: PhantomData,
+        };
+        // The copy is written in place, and the first attempt sent from it.
+        let timer_at = match this.shared.kind.start(req, &mut this.held, replay) {
+            Start::Send(sent) => {
+                this.state = State::Called {
+                    future: this.svc.call(sent),
+                };
+                now.and_then(|now| attempt_end(now, this.shared.attempt_timeout, deadline))
+            }
+            // The attempt is counted now: it starts as soon as the body is in.
+            Start::Prepare(prepare) => {
+                this.state = State::Preparing { prepare };
+                deadline
+            }
+        };
+        if let Some(at) = timer_at {
+            this.timer = Some(sleep_until(at));
+            this.timer_armed = true;
         }
+        this
     }
 }
 
@@ -259,8 +262,20 @@ where
         }
         match this.state.as_mut().project() {
             StateProj::Preparing { prepare } => match prepare.poll(cx) {
-                Poll::Ready(Ok((sent, held))) => {
-                    *this.held = held;
+                Poll::Ready(Ok(prepared)) => {
+                    let Some(sent) = shared.kind.prepared(this.held, prepared) else {
+                        this.state.set(State::Done);
+                        report_return(shared, *this.attempt, false, None);
+                        return Poll::Ready(Err("retry: the request head was lost".into()));
+                    };
+                    if this.held.is_none() {
+                        // Only a body that outgrew its size hint comes back
+                        // without a copy to replay.
+                        tracing::debug!(
+                            name = %shared.name,
+                            "request not retryable: body outgrew its size hint; sent once"
+                        );
+                    }
                     let future = this.svc.call(sent);
                     this.state.set(State::Called { future });
                     let at = shared

@@ -165,6 +165,28 @@ impl Http {
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn not_idempotent(&self, method: &Method) {
+        tracing::debug!(
+            name = %self.name,
+            %method,
+            "request not retryable: method is not idempotent (or has no idempotency key)"
+        );
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn not_buffered(&self, size_hint: Option<u64>) {
+        tracing::debug!(
+            name = %self.name,
+            ?size_hint,
+            max_body_bytes = self.max_body_bytes,
+            "request not retryable: body too large or of unknown length to buffer; sent once"
+        );
+    }
+
+    #[inline]
     fn mark_attempt(&self, headers: &mut HeaderMap, attempt: u32) {
         if let Some(name) = &self.attempt_header {
             headers.insert(name.clone(), HeaderValue::from(attempt));
@@ -177,9 +199,10 @@ impl Http {
 pub struct Held {
     head: Request<()>,
     body: Bytes,
-    trailers: Option<HeaderMap>,
+    trailers: Option<Box<HeaderMap>>,
 }
 
+#[inline]
 fn copy_head<B>(req: &Request<B>) -> Request<()> {
     let mut head = Request::new(());
     *head.method_mut() = req.method().clone();
@@ -198,53 +221,71 @@ where
 {
     type Sent = Request<RetryBody<B>>;
     type Held = Held;
+    type Prepared = Collected<B>;
     type Prepare = Collect<B>;
 
-    fn start(&self, req: Request<B>, replay: bool) -> Start<Self::Sent, Held, Collect<B>> {
+    #[inline]
+    fn start(
+        &self,
+        req: Request<B>,
+        held: &mut Option<Held>,
+        replay: bool,
+    ) -> Start<Self::Sent, Collect<B>> {
         let mut req = req;
         self.mark_attempt(req.headers_mut(), 1);
-        let once = |req: Request<B>| Start::Send(req.map(RetryBody::new), None);
         if !replay {
-            return once(req);
+            return Start::Send(req.map(RetryBody::new));
         }
         if !self.replayable_method(&req) {
-            tracing::debug!(
-                name = %self.name,
-                method = %req.method(),
-                "request not retryable: method is not idempotent (or has no idempotency key)"
-            );
-            return once(req);
+            self.not_idempotent(req.method());
+            return Start::Send(req.map(RetryBody::new));
         }
         if req.body().is_end_stream() {
-            let head = copy_head(&req);
-            let sent = req.map(|_| RetryBody::replay(Bytes::new(), None));
-            return Start::Send(
-                sent,
-                Some(Held {
-                    head,
-                    body: Bytes::new(),
-                    trailers: None,
-                }),
-            );
+            *held = Some(Held {
+                head: copy_head(&req),
+                body: Bytes::new(),
+                trailers: None,
+            });
+            return Start::Send(req.map(|_| RetryBody::replay_boxed(Bytes::new(), None)));
         }
         let limit = u64::try_from(self.max_body_bytes).unwrap_or(u64::MAX);
         match req.body().size_hint().upper() {
-            Some(upper) if upper <= limit => Start::Prepare(Collect {
-                name: Arc::clone(&self.name),
-                req: Some(req),
-                collected: BytesMut::new(),
-                first: None,
-                trailers: None,
-                limit: self.max_body_bytes,
-            }),
+            Some(upper) if upper <= limit => {
+                // The head waits in the kept copy while the body is read.
+                let (parts, body) = req.into_parts();
+                *held = Some(Held {
+                    head: Request::from_parts(parts, ()),
+                    body: Bytes::new(),
+                    trailers: None,
+                });
+                Start::Prepare(Collect {
+                    body: Some(body),
+                    first: None,
+                    collected: BytesMut::new(),
+                    trailers: None,
+                    limit: self.max_body_bytes,
+                })
+            }
             upper => {
-                tracing::debug!(
-                    name = %self.name,
-                    size_hint = ?upper,
-                    max_body_bytes = self.max_body_bytes,
-                    "request not retryable: body too large or of unknown length to buffer; sent once"
-                );
-                once(req)
+                self.not_buffered(upper);
+                Start::Send(req.map(RetryBody::new))
+            }
+        }
+    }
+
+    fn prepared(&self, held: &mut Option<Held>, prepared: Collected<B>) -> Option<Self::Sent> {
+        match prepared {
+            Collected::Whole { body, trailers } => {
+                let kept = held.as_mut()?;
+                kept.body = body;
+                kept.trailers = trailers;
+                let sent = copy_head(&kept.head)
+                    .map(|()| RetryBody::replay_boxed(kept.body.clone(), kept.trailers.clone()));
+                Some(sent)
+            }
+            Collected::Overflow { prefix, rest } => {
+                let head = held.take()?.head;
+                Some(head.map(|()| RetryBody::with_prefix(prefix, rest)))
             }
         }
     }
@@ -259,7 +300,7 @@ where
         } else {
             held.as_ref()?.clone()
         };
-        let mut req = head.map(|()| RetryBody::replay(body, trailers));
+        let mut req = head.map(|()| RetryBody::replay_boxed(body, trailers));
         self.mark_attempt(req.headers_mut(), attempt);
         Some(req)
     }
@@ -300,12 +341,32 @@ impl<B> Inspect<Response<B>> for Http {
 /// [`ResponseFuture`](crate::future::ResponseFuture); not used on its own.
 #[derive(Debug)]
 pub struct Collect<B> {
-    name: Arc<str>,
-    req: Option<Request<B>>,
+    body: Option<B>,
     first: Option<Bytes>,
     collected: BytesMut,
-    trailers: Option<HeaderMap>,
+    trailers: Option<Box<HeaderMap>>,
     limit: usize,
+}
+
+/// What buffering a body yields: the whole body, or (when it outgrew its
+/// size hint) what was read and the rest of the stream.
+#[derive(Debug)]
+pub enum Collected<B> {
+    /// The whole body and its trailers, ready to replay.
+    Whole {
+        /// The body's bytes.
+        body: Bytes,
+        /// Its trailers, if it had any.
+        trailers: Option<Box<HeaderMap>>,
+    },
+    /// The body was longer than its size hint: `prefix` was read, `rest` is
+    /// still to stream. Sent once, not retried.
+    Overflow {
+        /// The bytes read so far.
+        prefix: Bytes,
+        /// The rest of the body.
+        rest: B,
+    },
 }
 
 impl<B> Collect<B> {
@@ -342,44 +403,36 @@ where
     B::Data: Buf,
     B::Error: Into<BoxError>,
 {
-    type Output = Result<(Request<RetryBody<B>>, Option<Held>), BoxError>;
+    type Output = Result<Collected<B>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         loop {
-            let Some(req) = this.req.as_mut() else {
+            let Some(body) = this.body.as_mut() else {
                 panic!("retry body buffering polled after completion");
             };
-            let frame = ready!(Pin::new(req.body_mut()).poll_frame(cx));
-            let ended = frame.is_none();
+            let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
+            let mut ended = frame.is_none();
             match frame {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(mut data) => {
                         let chunk = data.copy_to_bytes(data.remaining());
-                        if this.len().saturating_add(chunk.len()) > this.limit {
+                        let overflow = this.len().saturating_add(chunk.len()) > this.limit;
+                        this.push(chunk);
+                        if overflow {
                             // The body is longer than its size hint said: send
                             // what was read and the rest of the stream, once.
-                            this.push(chunk);
                             let prefix = this.take_bytes();
-                            tracing::debug!(
-                                name = %this.name,
-                                read = prefix.len(),
-                                max_body_bytes = this.limit,
-                                "request not retryable: body outgrew its size hint; sent once"
-                            );
-                            let Some(req) = this.req.take() else {
-                                unreachable!("checked above")
-                            };
-                            let sent = req.map(|body| RetryBody::with_prefix(prefix, body));
-                            return Poll::Ready(Ok((sent, None)));
+                            if let Some(rest) = this.body.take() {
+                                return Poll::Ready(Ok(Collected::Overflow { prefix, rest }));
+                            }
                         }
-                        this.push(chunk);
                     }
                     Err(frame) => {
                         if let Ok(trailers) = frame.into_trailers() {
                             match &mut this.trailers {
                                 Some(existing) => existing.extend(trailers),
-                                None => this.trailers = Some(trailers),
+                                None => this.trailers = Some(Box::new(trailers)),
                             }
                         }
                     }
@@ -387,19 +440,13 @@ where
                 Some(Err(error)) => return Poll::Ready(Err(error.into())),
                 None => {}
             }
-            if ended || this.req.as_ref().is_some_and(|r| r.body().is_end_stream()) {
-                let Some(req) = this.req.take() else {
-                    unreachable!("checked above")
-                };
-                let body = this.take_bytes();
-                let trailers = this.trailers.take();
-                let held = Held {
-                    head: copy_head(&req),
-                    body: body.clone(),
-                    trailers: trailers.clone(),
-                };
-                let sent = req.map(|_| RetryBody::replay(body, trailers));
-                return Poll::Ready(Ok((sent, Some(held))));
+            ended = ended || this.body.as_ref().is_none_or(Body::is_end_stream);
+            if ended {
+                this.body = None;
+                return Poll::Ready(Ok(Collected::Whole {
+                    body: this.take_bytes(),
+                    trailers: this.trailers.take(),
+                }));
             }
         }
     }
@@ -425,7 +472,7 @@ pin_project! {
 pin_project! {
     #[project = InnerProj]
     enum Inner<B> {
-        Replay { data: Option<Bytes>, trailers: Option<HeaderMap> },
+        Replay { data: Option<Bytes>, trailers: Option<Box<HeaderMap>> },
         Stream { prefix: Option<Bytes>, #[pin] body: B },
     }
 }
@@ -441,6 +488,10 @@ impl<B> RetryBody<B> {
     /// `data` (then `trailers`), as a replayed attempt sends it.
     #[must_use]
     pub fn replay(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+        Self::replay_boxed(data, trailers.map(Box::new))
+    }
+
+    fn replay_boxed(data: Bytes, trailers: Option<Box<HeaderMap>>) -> Self {
         Self {
             inner: Inner::Replay {
                 data: (!data.is_empty()).then_some(data),
@@ -499,7 +550,7 @@ where
                 if let Some(data) = data.take() {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
+                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(*t))))
             }
             InnerProj::Stream { prefix, body } => {
                 if let Some(prefix) = prefix.take() {

@@ -4,13 +4,14 @@
 //!
 //! - [`Plain`] (the default): any request that is `Clone`. The layer keeps
 //!   one copy per call, and clones it again for each retry but the last.
-//! - [`Http`](crate::http::Http) (feature `http`): `http::Request<B>` for any
+//! - `http::Http` (feature `http`): `http::Request<B>` for any
 //!   body. Idempotency rules decide what may be replayed, bodies are buffered
 //!   up to a limit, and the inner service receives
 //!   `http::Request<RetryBody<B>>`. Responses carry `Retry-After`.
 //!
 //! Both traits are sealed: the kinds are the ones this crate ships.
 
+use std::convert::Infallible;
 use std::future::{Future, Pending};
 use std::time::Duration;
 
@@ -23,11 +24,11 @@ pub(crate) use sealed::Sealed;
 
 /// How the first attempt of a call starts.
 #[derive(Debug)]
-pub enum Start<Sent, Held, P> {
-    /// Send this request now; keep this copy for retries (`None`: the request
-    /// cannot be replayed, so it is sent once).
-    Send(Sent, Option<Held>),
-    /// Finish `P` first (buffering a request body), then send what it yields.
+pub enum Start<Sent, P> {
+    /// Send this request now.
+    Send(Sent),
+    /// Finish `P` first (buffering a request body), then hand what it yields
+    /// to [`Replay::prepared`] for the request to send.
     Prepare(P),
 }
 
@@ -37,12 +38,28 @@ pub trait Replay<Req>: Sealed {
     type Sent;
     /// The copy kept for later attempts.
     type Held;
+    /// What the preparation yields.
+    type Prepared;
     /// Work to finish before the first attempt can be sent.
-    type Prepare: Future<Output = Result<(Self::Sent, Option<Self::Held>), BoxError>>;
+    type Prepare: Future<Output = Result<Self::Prepared, BoxError>>;
 
-    /// Starts a call. `replay` is `false` when no retry can ever happen
-    /// (`max_attempts` is 1), so nothing needs to be kept.
-    fn start(&self, req: Req, replay: bool) -> Start<Self::Sent, Self::Held, Self::Prepare>;
+    /// Starts a call, writing the copy to keep (if the request can be
+    /// replayed) into `held`. `replay` is `false` when no retry can ever
+    /// happen (`max_attempts` is 1), so nothing needs to be kept.
+    fn start(
+        &self,
+        req: Req,
+        held: &mut Option<Self::Held>,
+        replay: bool,
+    ) -> Start<Self::Sent, Self::Prepare>;
+
+    /// The first request to send once the preparation is done; updates (or
+    /// clears) the kept copy. `None` only if `held` lost what `start` put in.
+    fn prepared(
+        &self,
+        held: &mut Option<Self::Held>,
+        prepared: Self::Prepared,
+    ) -> Option<Self::Sent>;
 
     /// The request for attempt `attempt` (2 or more) from the kept copy;
     /// `last` when no later attempt can follow, so the copy may be consumed.
@@ -79,12 +96,20 @@ impl Sealed for Plain {}
 impl<Req: Clone> Replay<Req> for Plain {
     type Sent = Req;
     type Held = Req;
-    type Prepare = Pending<Result<(Req, Option<Req>), BoxError>>;
+    type Prepared = Infallible;
+    type Prepare = Pending<Result<Infallible, BoxError>>;
 
     #[inline]
-    fn start(&self, req: Req, replay: bool) -> Start<Req, Req, Self::Prepare> {
-        let held = if replay { Some(req.clone()) } else { None };
-        Start::Send(req, held)
+    fn start(&self, req: Req, held: &mut Option<Req>, replay: bool) -> Start<Req, Self::Prepare> {
+        if replay {
+            *held = Some(req.clone());
+        }
+        Start::Send(req)
+    }
+
+    #[inline]
+    fn prepared(&self, _: &mut Option<Req>, prepared: Infallible) -> Option<Req> {
+        match prepared {}
     }
 
     #[inline]

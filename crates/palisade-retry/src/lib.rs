@@ -1,4 +1,197 @@
 //! Retries for tower services: backoff with jitter, a shared retry budget, Retry-After, replayable HTTP requests.
+//!
+//! [`RetryLayer`] retries calls whose outcome the classifier calls a failure,
+//! waiting a [`Backoff`] (fixed, exponential or decorrelated, with full or
+//! equal [`Jitter`]) between attempts, for at most
+//! [`max_attempts`](RetryBuilder::max_attempts), within an optional overall
+//! [`deadline`](RetryBuilder::deadline), each attempt bounded by an optional
+//! [`attempt_timeout`](RetryBuilder::attempt_timeout). Every retry draws from
+//! a [`RetryBudget`] (20 % of requests plus 10 per second by default) shared
+//! by everything the layer builds, so that an outage meets at most 1.2 times
+//! the usual load instead of `max_attempts` times. Rejections (an open circuit
+//! breaker or a full bulkhead further down) are never retried.
+//!
+//! With the `http` feature, `RetryLayer::http_builder` retries
+//! `http::Request<B>`: idempotent methods only (POST and PATCH when opted in
+//! and carrying an idempotency key), bodies buffered up to a limit and
+//! replayed, 429/502/503/504 and transport errors retried, `Retry-After`
+//! honoured. See the `http` module.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use palisade_core::BoxError;
+//! use palisade_retry::{Backoff, RetryLayer};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+//! let retry = RetryLayer::builder("inventory")
+//!     .max_attempts(3)
+//!     .backoff(Backoff::exponential(Duration::from_millis(50), 2.0, Duration::from_secs(1)))
+//!     .attempt_timeout(Duration::from_millis(500))
+//!     .deadline(Duration::from_secs(2))
+//!     .build()?;
+//!
+//! // A downstream that fails twice, then answers.
+//! let calls = Arc::new(AtomicU32::new(0));
+//! let counter = Arc::clone(&calls);
+//! let inventory = tower::service_fn(move |sku: u32| {
+//!     let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+//!     async move {
+//!         if n < 3 { Err::<u32, BoxError>("connection reset".into()) } else { Ok(sku * 2) }
+//!     }
+//! });
+//!
+//! let svc = ServiceBuilder::new().layer(retry).service(inventory);
+//! assert_eq!(svc.oneshot(21).await?, 42);
+//! assert_eq!(calls.load(Ordering::SeqCst), 3);
+//! # Ok::<_, BoxError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Ordering
+//!
+//! In a `ServiceBuilder` the first layer sees the request first. Put retry
+//! outside the layers whose every attempt should count, and inside the one
+//! that bounds the whole call:
+//!
+//! ```text
+//! ServiceBuilder::new()
+//!     .timeout(total)            // optional: an overall bound, or use `deadline`
+//!     .layer(retry)              // attempts, backoff, budget, per-attempt timeout
+//!     .layer(circuit_breaker)    // sees every attempt; when open, retries stop
+//!     .layer(bulkhead)           // innermost: holds a permit only while an attempt runs
+//!     .service(client)
+//! ```
+//!
+//! - **Per-attempt timeout inside retry**, so a slow attempt is cut off and
+//!   retried: use [`attempt_timeout`](RetryBuilder::attempt_timeout) (or a
+//!   tower `Timeout` placed inside the retry layer). A timeout *outside* the
+//!   retry bounds the whole call instead.
+//! - **Overall deadline outside**: [`deadline`](RetryBuilder::deadline) is
+//!   the built-in form and knows not to start a backoff it cannot finish
+//!   (it returns the last outcome instead of cutting the wait short with a
+//!   timeout error); an outer tower `Timeout` also works.
+//! - **Breaker inside retry**, so the breaker counts every attempt, and an
+//!   open breaker's `CircuitOpen` stops the retries at once. A breaker
+//!   outside retry would count one failure per call however many attempts
+//!   failed, and would keep retrying against an open circuit further down.
+//! - **Bulkhead innermost**, so a permit is held only while an attempt is in
+//!   flight, not during backoff; a `BulkheadFull` is never retried.
+//! - **One retry layer per path.** Retries multiply across layers (3 attempts
+//!   at each of 3 layers is 27 calls at the leaf); retry at one place, ideally
+//!   closest to the failing dependency, and let the budget bound the rest.
+//!
+//! # Clone
+//!
+//! A [`RetryLayer`] owns its state in an `Arc`: the [`RetryBudget`], the
+//! jitter source, the metric handles, the listeners. Cloning the layer or a
+//! [`Retry`] service does not create new state: every service the layer
+//! builds (axum calls `layer()` once per route) and every clone of them (axum
+//! and hyper clone per request) draw from the same budget. Share a budget
+//! between layers explicitly with [`RetryBuilder::budget`].
+//!
+//! `Retry<S>` needs `S: Clone`: a call takes the inner service that
+//! `poll_ready` readied into its response future (leaving a fresh clone for
+//! the next call), and the future drives it to readiness again before every
+//! retry. A clone of `Retry` starts unready, as its inner clone does. Generic
+//! requests must be `Clone`: the layer keeps one copy per call (that is the
+//! cost of being able to retry: one clone of the request and one of the inner
+//! service per call, plus one `Arc` reference count) and clones it again
+//! for each retry but the last, which takes the copy. For HTTP, see
+//! the `http` module.
+//!
+//! # Backpressure
+//!
+//! `poll_ready` is the inner service's `poll_ready`: the layer reserves
+//! nothing of its own and never returns `Pending` by itself. Whatever the
+//! inner service reserved moves into the response future with the call.
+//! Before each retry the response future polls the inner service's readiness
+//! again (`Pending` until it is ready, woken by the inner service; bounded by
+//! the deadline); it never calls a clone that was not polled ready. A
+//! readiness error ends the call with that error. Dropping the response
+//! future drops the attempt in flight and any timer: nothing is spawned and no
+//! attempt starts after the drop.
+//!
+//! # Errors
+//!
+//! The layer's error type is [`BoxError`](palisade_core::BoxError); the inner
+//! error is boxed with `Into<BoxError>` and otherwise returned unchanged, so
+//! `is_caused_by` finds inside it what it would find without the layer. When
+//! retries stop (attempts, budget, deadline, a non-retryable outcome) the
+//! last attempt's outcome is returned: a response or an error. The layer adds
+//! two errors:
+//!
+//! | error | when | HTTP (`http::error_response`) |
+//! |---|---|---|
+//! | [`AttemptTimedOut`] | an attempt ran into `attempt_timeout`; retried like any error by the default classifiers, returned if it was the last | `504` problem+json |
+//! | [`DeadlineExceeded`] | the deadline passed while an attempt was in flight or the service was not ready | `504` problem+json |
+//!
+//! Rejections are returned as they came (`CircuitOpen`, `BulkheadFull`,
+//! re-exported here), never retried, even when wrapped: they are found with
+//! [`palisade_core::is_rejection`], which walks the `source()` chain.
+//! For HTTP, a `503` carrying `x-palisade-circuit-breaker` or
+//! `x-palisade-bulkhead` (a rejection already answered as a response) is not
+//! retried either.
+//!
+//! # Metrics
+//!
+//! Handles are resolved once, when the layer is built; every series has a
+//! `name` label. Without a recorder they cost a branch each.
+//!
+//! | metric | labels | meaning |
+//! |---|---|---|
+//! | `palisade_retry_requests_total` | `name` | calls made through the layer |
+//! | `palisade_retry_attempts_total` | `name` | attempts started, first ones included |
+//! | `palisade_retry_retries_total` | `name`, `reason` = `error` \| `timeout` \| `response` | retries, by why the previous attempt failed |
+//! | `palisade_retry_budget_exhausted_total` | `name` | failed calls not retried because the budget was spent |
+//! | `palisade_retry_calls_total` | `name`, `outcome` = `success_without_retry` \| `success_with_retry` \| `failed_without_retry` \| `failed_with_retry` | completed calls, as Resilience4j counts them (a call "succeeds" when its last outcome is not a failure) |
+//!
+//! # Events
+//!
+//! tracing, target `palisade_retry`, with a `name` field: each retry at
+//! `debug` (`attempt`, `reason`, `delay_ms`, `retry_after`); a spent budget at
+//! `debug`; every other reason to stop at `debug`; HTTP requests that cannot
+//! be retried (method, body too large or of unknown length) at `debug`, with
+//! the reason. Listeners registered with
+//! [`on_event`](RetryBuilder::on_event) receive [`RetryEvent`]s (`Retry`,
+//! `Stopped` with a [`StopReason`], `Recovered`); an event is only built when
+//! someone listens, and a first attempt that succeeds emits nothing.
+//!
+//! # Why budgets, not just max attempts
+//!
+//! `max_attempts` bounds one call, not the load. When a dependency degrades,
+//! every call fails and retries: with 3 attempts the dependency receives up
+//! to 3 times its usual load exactly when it can least take it, and a
+//! retrying caller of a retrying caller multiplies again (3 × 3 × 3 = 27). The
+//! overload can outlive what triggered it. A budget bounds the aggregate:
+//! retries may add at most a fraction of the request rate (20 %), plus a small
+//! floor per second (10) so a quiet client can still retry a blip. Finagle,
+//! Linkerd and Envoy ship this; tower's `TpsBudget` is the same design.
+//!
+//! Where this crate goes beyond the peers, and why:
+//!
+//! - **The budget is exact for any ratio.** tower's `TpsBudget` withdraws
+//!   `1/ratio` tokens rounded down, so 0.6 behaves as 100 % (tower#857); here
+//!   retries ≤ `ratio ×` requests for 0.6, 0.2 or 0.01 alike (tested).
+//! - **No lock on the request path.** `TpsBudget` takes a mutex on every
+//!   deposit and withdrawal; tower-resilience's budgets too. A deposit here is
+//!   a plain store to a per-thread stripe, with no clock read.
+//! - **The budget is on by default and shared by default**, owned by the
+//!   layer; tower leaves it to each `Policy`, tower-resilience leaves it off.
+//! - **Rejections are never retried**, through any wrapping, so a retry never
+//!   adds load to a breaker that asked for less.
+//! - **`Retry-After`, an overall deadline and per-attempt timeouts** are
+//!   built in (neither tower nor tower-resilience has them), and the deadline
+//!   never starts a backoff it cannot finish.
+//! - **HTTP requests replay safely**: idempotency rules, bounded body
+//!   buffering with the unbuffered case sent once and whole.
+//! - **No boxed future per call** (tower-resilience boxes one), and every
+//!   attempt re-polls readiness (as tower does).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backoff;

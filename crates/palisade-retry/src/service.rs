@@ -91,14 +91,17 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        self.shared.metrics.requests.increment(1);
-        if let Some(budget) = &self.shared.budget {
+        // First, before the request's bytes are moved around: a locked
+        // increment waits for every pending store to drain.
+        let shared = Arc::clone(&self.shared);
+        shared.metrics.requests.increment(1);
+        if let Some(budget) = &shared.budget {
             budget.deposit();
         }
         // The ready service goes with the call; a fresh clone stays for the
         // next `poll_ready`.
         let fresh = self.inner.clone();
         let ready = mem::replace(&mut self.inner, fresh);
-        ResponseFuture::new(ready, Arc::clone(&self.shared), req)
+        ResponseFuture::new(ready, shared, req)
     }
 }
