@@ -16,22 +16,65 @@ use crate::state::Core;
 /// The state machine with its telemetry: one per breaker.
 pub(crate) type BreakerCore = Core<Telemetry>;
 
-/// What every service of one layer shares: the breaker and the classifier.
-pub(crate) struct Shared<C> {
+/// What a call needs when it completes: the breaker and the classifier.
+pub(crate) struct Calls<C> {
     pub(crate) core: Arc<BreakerCore>,
     pub(crate) classifier: C,
     /// Whether calls are timed: slow-call detection or an outcome listener.
     pub(crate) timed: bool,
 }
 
+/// One of the references that calls in flight hold to [`Calls`], alone on
+/// its cache lines.
+///
+/// Every call keeps the breaker alive until it completes, so it holds a
+/// reference-counted pointer. Were that one `Arc` for all calls, every call on
+/// every thread would increment and decrement the same counter, and that cache
+/// line would bounce between cores on each call. Calls instead clone the
+/// stripe of the thread they start on: threads contend on a counter only when
+/// there are more threads than stripes.
+#[repr(align(128))]
+pub(crate) struct Stripe<C>(pub(crate) Arc<Calls<C>>);
+
+/// Stripes per layer.
+const STRIPES: usize = 16;
+
+fn stripe_index() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    INDEX.with(|i| *i)
+}
+
+/// What every service of one layer shares.
+pub(crate) struct Shared<C> {
+    /// The breaker, for admission.
+    pub(crate) core: Arc<BreakerCore>,
+    stripes: Box<[Arc<Stripe<C>>]>,
+}
+
 impl<C> Shared<C> {
     pub(crate) fn new(core: Arc<BreakerCore>, classifier: C) -> Self {
         let timed = core.config().times_calls() || core.observer().wants_outcomes();
-        Self {
-            core,
+        let calls = Arc::new(Calls {
+            core: Arc::clone(&core),
             classifier,
             timed,
+        });
+        Self {
+            core,
+            stripes: (0..STRIPES)
+                .map(|_| Arc::new(Stripe(Arc::clone(&calls))))
+                .collect(),
         }
+    }
+
+    /// A reference for a call starting on this thread.
+    #[inline]
+    pub(crate) fn stripe(&self) -> Arc<Stripe<C>> {
+        Arc::clone(&self.stripes[stripe_index()])
     }
 }
 

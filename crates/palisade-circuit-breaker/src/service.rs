@@ -10,7 +10,7 @@ use tower_service::Service;
 
 use crate::future::{Kind, ResponseFuture};
 use crate::handle::CircuitBreakerHandle;
-use crate::layer::Shared;
+use crate::layer::{Shared, Stripe};
 use crate::state::{Admit, Now, State, nanos_since};
 
 /// A service guarded by a circuit breaker; built by
@@ -252,7 +252,7 @@ impl<C> Gate<C> {
         // not moved.
         if self.decision == Decision::Record && self.shared.core.is_current(self.ticket) {
             self.decision = Decision::None;
-            let recorder = Recorder::new(Arc::clone(&self.shared), self.ticket, false);
+            let recorder = Recorder::new(self.shared.stripe(), self.ticket, false);
             return Kind::called(inner.call(req), Some(recorder));
         }
         self.call_slow(inner, req)
@@ -281,7 +281,7 @@ impl<C> Gate<C> {
             Decision::Record | Decision::Probe => {
                 // A probe's permit moves into the recorder.
                 let recorder = Recorder::new(
-                    Arc::clone(&self.shared),
+                    self.shared.stripe(),
                     self.ticket,
                     decision == Decision::Probe,
                 );
@@ -343,7 +343,7 @@ const UNTIMED: u64 = u64::MAX;
 /// given back if the recorder is dropped without recording (the future was
 /// dropped before completion).
 pub(crate) struct Recorder<C> {
-    shared: Arc<Shared<C>>,
+    stripe: Arc<Stripe<C>>,
     ticket: u64,
     /// When the call started (nanos since the breaker's base), or `UNTIMED`.
     start: u64,
@@ -352,14 +352,15 @@ pub(crate) struct Recorder<C> {
 
 impl<C> Recorder<C> {
     #[inline]
-    fn new(shared: Arc<Shared<C>>, ticket: u64, probe: bool) -> Self {
-        let start = if shared.timed {
-            nanos_since(shared.core.base(), Instant::now())
+    fn new(stripe: Arc<Stripe<C>>, ticket: u64, probe: bool) -> Self {
+        let calls = &stripe.0;
+        let start = if calls.timed {
+            nanos_since(calls.core.base(), Instant::now())
         } else {
             UNTIMED
         };
         Self {
-            shared,
+            stripe,
             ticket,
             start,
             flags: PENDING | if probe { PROBE } else { 0 },
@@ -377,9 +378,9 @@ impl<C> Recorder<C> {
         }
         self.flags &= !PENDING;
         let probe = self.flags & PROBE != 0;
-        let shared = &*self.shared;
-        let core = &shared.core;
-        let outcome = shared.classifier.classify(result);
+        let calls = &*self.stripe.0;
+        let core = &calls.core;
+        let outcome = calls.classifier.classify(result);
         let base = core.base();
         let (duration, mut now) = if self.start == UNTIMED {
             (None, Now::lazy(base))
@@ -418,7 +419,7 @@ impl<C> Drop for Recorder<C> {
     #[inline]
     fn drop(&mut self) {
         if self.flags == PENDING | PROBE {
-            self.shared.core.release_probe(self.ticket);
+            self.stripe.0.core.release_probe(self.ticket);
         }
     }
 }
