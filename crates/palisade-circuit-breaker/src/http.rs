@@ -35,7 +35,7 @@
 //! # }
 //! ```
 //!
-//! With the plain [`CircuitBreakerLayer`](crate::CircuitBreakerLayer), whose
+//! With the plain [`CircuitBreakerLayer`], whose
 //! error is a `BoxError`, axum needs a `HandleErrorLayer` above it;
 //! `palisade_core::http::rejection_response` turns a rejection anywhere in the
 //! error's chain into the same 503:
