@@ -108,10 +108,14 @@
 //! reaches the inner service while the breaker is open. `call` without a
 //! successful `poll_ready` panics, as tower services do.
 //!
-//! Nothing is locked on any path: the state is one atomic word, the windows
-//! are lock-free (see `SlidingWindow`), and a closed breaker costs one
-//! atomic load in `poll_ready`, one in `call` and a few atomic additions when
-//! the call completes. No allocation, no boxing.
+//! Nothing is locked on any path: the state is one atomic word and the
+//! windows are lock-free. A call through a closed breaker costs one atomic
+//! load in `poll_ready`, one in `call`, a reference-count increment and
+//! decrement on a per-thread stripe (so threads do not contend on one
+//! counter), and for a count window one `fetch_add` and one load when it
+//! completes (a time window: a clock read and two `fetch_add`s). No
+//! allocation, no boxing, no clock read unless a time window, slow-call
+//! detection or an outcome listener needs one.
 //!
 //! # Errors
 //!
