@@ -38,9 +38,7 @@ pub fn error_response(
         Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
             .kind("body-too-large")
             .detail("the request body is larger than the gateway accepts")
-    } else if cause_ref::<hyper_util::client::legacy::Error>(err)
-        .is_some_and(hyper_util::client::legacy::Error::is_connect)
-    {
+    } else if cause_ref::<crate::pool::ConnectError>(err).is_some() {
         Problem::new(StatusCode::BAD_GATEWAY, "upstream unreachable")
             .kind("upstream-unreachable")
             .detail(format!("cannot connect to `{upstream}`: {}", chain(err)))

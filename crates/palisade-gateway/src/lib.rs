@@ -36,7 +36,7 @@
 //! | [`server`] | [`Gateway`]: start-up (backends, upstreams, listener), serving, graceful shutdown |
 //! | [`routes`] | [`app`]: the router, the proxy route table, middleware |
 //! | [`upstream`] | [`build_stack`](upstream::build_stack): one upstream's service stack |
-//! | [`proxy`] | the pooled client, hop-by-hop and forwarding headers |
+//! | [`proxy`] | the innermost client service, hop-by-hop and forwarding headers; its connection pool drives each connection from the request's own task |
 //! | [`errors`] | stack errors as problem+json responses |
 //! | [`stats`] | per-upstream rolling-window statistics layer |
 //! | [`dashboard`] | the dashboard page, its snapshot and event stream |
@@ -50,6 +50,7 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod errors;
+mod pool;
 pub mod proxy;
 pub mod routes;
 pub mod server;

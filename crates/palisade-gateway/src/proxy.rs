@@ -1,7 +1,10 @@
-//! Reverse proxying: the pooled HTTP client, the innermost service of every
-//! upstream stack, and the header rules for forwarding a client's request.
+//! Reverse proxying: the innermost service of every upstream stack, the
+//! header rules for forwarding a client's request, and a pooled HTTP client
+//! for callers outside the stacks.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,13 +17,14 @@ use hyper_util::rt::TokioExecutor;
 use palisade_core::BoxError;
 use tower::Service;
 
-/// The gateway's HTTP client: hyper-util's pooled client, HTTP/1 over plain
-/// TCP, shared by every upstream (the pool is keyed by host and port).
+pub use crate::pool::{ConnectError, UpstreamPool};
+
+/// hyper-util's pooled client, HTTP/1 over plain TCP: for calls made outside
+/// the upstream stacks (tests, tools). The stacks use [`UpstreamPool`].
 pub type HttpClient = Client<HttpConnector, Body>;
 
-/// Builds the shared client: `TCP_NODELAY`, a 5 s connect timeout (the
-/// upstream's own timeout is usually shorter and wins), idle connections
-/// kept 30 s.
+/// Builds an [`HttpClient`]: `TCP_NODELAY`, a 5 s connect timeout, idle
+/// connections kept 30 s.
 #[must_use]
 pub fn http_client() -> HttpClient {
     let mut connector = HttpConnector::new();
@@ -34,74 +38,76 @@ pub fn http_client() -> HttpClient {
 }
 
 /// The innermost service of an upstream stack: sends a request whose URI is
-/// origin-form (`/users/7?x=1`) to the upstream's base URI, and streams the
-/// response back.
+/// origin-form (`/users/7?x=1`) to the upstream, under its base path, with
+/// `Host` set to the upstream's authority, over the upstream's connection
+/// pool ([`UpstreamPool`]), and streams the response back.
 #[derive(Clone, Debug)]
 pub struct ClientService {
-    client: HttpClient,
-    scheme_authority: (http::uri::Scheme, http::uri::Authority),
+    pool: UpstreamPool,
+    host: HeaderValue,
     base_path: String,
 }
 
 impl ClientService {
-    /// Sends to `base` (`http://host:port[/base/path]`) through `client`.
-    ///
-    /// # Panics
-    ///
-    /// Never for a `base` that passed config validation (scheme and
-    /// authority present).
+    /// Sends to `base` (`http://host:port[/base/path]`, as validated by the
+    /// config) over a new connection pool.
     #[must_use]
-    pub fn new(client: HttpClient, base: &Uri) -> Self {
-        let scheme = base.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP);
+    pub fn new(base: &Uri) -> Self {
         let authority = base
             .authority()
-            .cloned()
-            .unwrap_or_else(|| http::uri::Authority::from_static("127.0.0.1"));
+            .map_or("127.0.0.1:80", http::uri::Authority::as_str);
+        let target = if base.port_u16().is_some() {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
         Self {
-            client,
-            scheme_authority: (scheme, authority),
+            pool: UpstreamPool::new(target),
+            host: HeaderValue::from_str(authority)
+                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
             base_path: base.path().trim_end_matches('/').to_owned(),
         }
     }
 
-    /// The absolute upstream URI for an origin-form `uri`.
+    /// The upstream's connection pool.
+    #[must_use]
+    pub const fn pool(&self) -> &UpstreamPool {
+        &self.pool
+    }
+
+    /// The origin-form upstream URI for an origin-form `uri`.
     fn target(&self, uri: &Uri) -> Result<Uri, http::Error> {
         let path_and_query = uri
             .path_and_query()
             .map_or("/", http::uri::PathAndQuery::as_str);
+        if self.base_path.is_empty() {
+            return Uri::builder().path_and_query(path_and_query).build();
+        }
         let mut pq = String::with_capacity(self.base_path.len() + path_and_query.len());
         pq.push_str(&self.base_path);
         pq.push_str(path_and_query);
-        Uri::builder()
-            .scheme(self.scheme_authority.0.clone())
-            .authority(self.scheme_authority.1.clone())
-            .path_and_query(pq)
-            .build()
+        Uri::builder().path_and_query(pq).build()
     }
 }
 
 impl Service<Request<Body>> for ClientService {
     type Response = Response<Body>;
     type Error = BoxError;
-    type Future = futures_util::future::MapOk<
-        futures_util::future::ErrInto<hyper_util::client::legacy::ResponseFuture, BoxError>,
-        fn(Response<hyper::body::Incoming>) -> Response<Body>,
-    >;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.client.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The pool opens a connection when none is idle: always ready.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        use futures_util::TryFutureExt;
         match self.target(req.uri()) {
             Ok(uri) => *req.uri_mut() = uri,
             Err(err) => tracing::warn!(%err, "cannot build the upstream URI; sending as is"),
         }
         *req.version_mut() = Version::HTTP_11;
-        let to_body: fn(Response<hyper::body::Incoming>) -> Response<Body> =
-            |res| res.map(Body::new);
-        self.client.call(req).err_into::<BoxError>().map_ok(to_body)
+        req.headers_mut().insert(header::HOST, self.host.clone());
+        Box::pin(self.pool.clone().send(req))
     }
 }
 
@@ -255,18 +261,15 @@ mod tests {
 
     #[test]
     fn the_client_service_joins_the_base_path() {
-        let svc = ClientService::new(
-            http_client_for_test(),
-            &"http://127.0.0.1:9/v1/".parse().unwrap(),
-        );
+        let svc = ClientService::new(&"http://127.0.0.1:9/v1/".parse().unwrap());
         assert_eq!(
             svc.target(&"/users/1?a=b".parse().unwrap()).unwrap(),
-            "http://127.0.0.1:9/v1/users/1?a=b"
+            "/v1/users/1?a=b"
         );
-    }
-
-    fn http_client_for_test() -> HttpClient {
-        // Building the client spawns nothing until the first request.
-        http_client()
+        assert_eq!(svc.host, "127.0.0.1:9");
+        let bare = ClientService::new(&"http://example.test".parse().unwrap());
+        assert_eq!(bare.target(&"/x".parse().unwrap()).unwrap(), "/x");
+        assert_eq!(bare.host, "example.test");
+        assert!(format!("{:?}", bare.pool()).contains("example.test:80"));
     }
 }

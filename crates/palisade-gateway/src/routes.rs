@@ -45,9 +45,13 @@ pub struct RandomRequestId;
 
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _: &http::Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&format!("{:016x}", fastrand::u64(..)))
-            .ok()
-            .map(RequestId::new)
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = fastrand::u64(..);
+        let mut digits = [0u8; 16];
+        for (i, d) in digits.iter_mut().enumerate() {
+            *d = HEX[usize::try_from((n >> (60 - 4 * i)) & 0xf).unwrap_or(0)];
+        }
+        HeaderValue::from_bytes(&digits).ok().map(RequestId::new)
     }
 }
 
@@ -93,6 +97,7 @@ async fn proxy_handler(State(route): State<Arc<ProxyRoute>>, req: Request) -> Re
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let req = proxy::upstream_request(req, route.prefix_len, client);
+    let request_id = req.headers().get(X_REQUEST_ID).cloned();
     let res = match route.upstream.service().oneshot(req).await {
         Ok(res) => proxy::client_response(res),
         Err(err) => {
@@ -101,7 +106,13 @@ async fn proxy_handler(State(route): State<Arc<ProxyRoute>>, req: Request) -> Re
                 route.upstream.timeout().as_millis(),
                 &*err,
             );
-            tracing::warn!(upstream = route.upstream.name(), status = res.status().as_u16(), error = %err, "upstream call failed");
+            tracing::warn!(
+                upstream = route.upstream.name(),
+                status = res.status().as_u16(),
+                request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+                error = %err,
+                "upstream call failed"
+            );
             res
         }
     };
@@ -166,12 +177,27 @@ async fn not_found(req: Request) -> Response {
     )
 }
 
+type PanicHandler = fn(Box<dyn std::any::Any + Send>) -> Response;
+
+/// What a panicking handler answers: a `500` problem. The connection
+/// survives.
+fn panic_response(_panic: Box<dyn std::any::Any + Send>) -> Response {
+    tracing::error!("a handler panicked");
+    problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error",
+        "the gateway failed to handle this request",
+    )
+}
+
 /// The gateway's whole router for `state`.
 ///
 /// Middleware, outermost first: panic catcher (a belt: a handler panic
 /// becomes a 500, the connection survives), request id (kept from the
-/// client's `x-request-id` or generated), trace span and access log (with
-/// the request id), request id copied onto the response, body limit (413).
+/// client's `x-request-id` or generated), trace span and access log at
+/// `INFO` with the request id (left out when the log level is below `INFO`
+/// at the time the router is built), request id copied onto the response,
+/// body limit (413).
 pub fn app(state: AppState) -> Router {
     let body_limit = state.inner.body_limit;
     let router = Router::new()
@@ -184,28 +210,36 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .with_state(state);
 
-    let trace = TraceLayer::new_for_http()
-        .make_span_with(|req: &http::Request<Body>| {
-            let id = req.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        })
-        .on_request(())
-        .on_response(DefaultOnResponse::new().level(Level::INFO));
-    router.layer(
-        ServiceBuilder::new()
-            .layer(CatchPanicLayer::custom(
-                |_panic: Box<dyn std::any::Any + Send>| {
-                    tracing::error!("a handler panicked");
-                    problem(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal error",
-                        "the gateway failed to handle this request",
-                    )
-                },
-            ))
-            .layer(SetRequestIdLayer::new(X_REQUEST_ID, RandomRequestId))
-            .layer(trace)
-            .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
-            .layer(RequestBodyLimitLayer::new(body_limit)),
-    )
+    // The access log is at INFO: when nothing at INFO would be written, the
+    // trace layer is left out instead of building a disabled span per request.
+    let log_requests = tracing::level_filters::LevelFilter::current() >= Level::INFO;
+    if log_requests {
+        let trace = TraceLayer::new_for_http()
+            .make_span_with(|req: &http::Request<Body>| {
+                let id = req
+                    .headers()
+                    .get(X_REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            })
+            .on_request(())
+            .on_response(DefaultOnResponse::new().level(Level::INFO));
+        router.layer(
+            ServiceBuilder::new()
+                .layer(CatchPanicLayer::custom(panic_response as PanicHandler))
+                .layer(SetRequestIdLayer::new(X_REQUEST_ID, RandomRequestId))
+                .layer(trace)
+                .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+                .layer(RequestBodyLimitLayer::new(body_limit)),
+        )
+    } else {
+        router.layer(
+            ServiceBuilder::new()
+                .layer(CatchPanicLayer::custom(panic_response as PanicHandler))
+                .layer(SetRequestIdLayer::new(X_REQUEST_ID, RandomRequestId))
+                .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+                .layer(RequestBodyLimitLayer::new(body_limit)),
+        )
+    }
 }

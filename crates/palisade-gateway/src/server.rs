@@ -13,7 +13,6 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, UpstreamTarget};
 use crate::demo::DemoBackends;
-use crate::proxy::http_client;
 use crate::state::{AppState, BackendInfo, prometheus};
 use crate::upstream::Upstream;
 
@@ -98,7 +97,6 @@ impl Gateway {
             Some(demo) => Some(DemoBackends::start(demo).await?),
             None => None,
         };
-        let client = http_client();
         let mut upstreams = BTreeMap::new();
         for (name, up) in &config.upstreams {
             let (base, demo_backend) = match &up.target {
@@ -137,7 +135,7 @@ impl Gateway {
             tracing::info!(upstream = %name, %base, timeout_ms = up.timeout.as_millis(), "upstream ready");
             upstreams.insert(
                 name.clone(),
-                Upstream::new(name, base, demo_backend, up.clone(), &client),
+                Upstream::new(name, base, demo_backend, up.clone()),
             );
         }
         let backend_infos = backends

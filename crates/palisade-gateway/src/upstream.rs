@@ -14,7 +14,7 @@ use tower::timeout::TimeoutLayer;
 use tower::util::BoxCloneSyncService;
 
 use crate::config::UpstreamConfig;
-use crate::proxy::{ClientService, HttpClient};
+use crate::proxy::ClientService;
 use crate::stats::UpstreamStats;
 
 /// An upstream's stack, type-erased at the edge so layers can be added
@@ -29,7 +29,7 @@ pub type UpstreamService = BoxCloneSyncService<Request<Body>, Response<Body>, Bo
 ///    see what a caller sees, timeouts and rejections included;
 /// 2. the timeout (`timeout_ms`, tower's `TimeoutLayer`): covers the whole
 ///    call up to response headers, and fails with tower's `Elapsed`;
-/// 3. the pooled HTTP client ([`ClientService`]).
+/// 3. the upstream's connection pool ([`ClientService`]).
 ///
 /// The retry, circuit-breaker and bulkhead layers configured under
 /// `[upstreams.<name>.retry]`, `.circuit_breaker` and `.bulkhead` belong
@@ -42,14 +42,13 @@ pub fn build_stack(
     name: &str,
     base: &Uri,
     config: &UpstreamConfig,
-    client: &HttpClient,
     stats: &UpstreamStats,
 ) -> UpstreamService {
     debug_assert_eq!(name, stats.name());
     let stack = ServiceBuilder::new()
         .layer(stats.layer())
         .layer(TimeoutLayer::new(config.timeout))
-        .service(ClientService::new(client.clone(), base));
+        .service(ClientService::new(base));
     BoxCloneSyncService::new(stack)
 }
 
@@ -72,10 +71,9 @@ impl Upstream {
         base: Uri,
         demo_backend: Option<String>,
         config: UpstreamConfig,
-        client: &HttpClient,
     ) -> Self {
         let stats = UpstreamStats::new(name);
-        let service = build_stack(name, &base, &config, client, &stats);
+        let service = build_stack(name, &base, &config, &stats);
         Self {
             name: name.to_owned(),
             base,

@@ -63,6 +63,7 @@ async fn sigterm_drains_and_exits_zero_with_json_logs() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     drop(res);
 
     // SIGTERM: a clean exit, 0.
@@ -87,4 +88,10 @@ async fn sigterm_drains_and_exits_zero_with_json_logs() {
         text.contains("SIGTERM received") && text.contains("gateway stopped"),
         "{text}"
     );
+    // The access log line of the request carries its id.
+    let access = rest
+        .iter()
+        .find(|l| l.contains("finished processing request") && l.contains("/api/user/users/1"))
+        .unwrap_or_else(|| panic!("no access log line in {text}"));
+    assert!(access.contains(&request_id), "{access}");
 }
