@@ -203,7 +203,7 @@ fn put_1k() -> Request<Full<Bytes>> {
     req
 }
 
-#[divan::bench_group(sample_count = 200)]
+#[divan::bench_group(sample_count = 200, sample_size = 32)]
 mod fast_path_http {
     use super::*;
 

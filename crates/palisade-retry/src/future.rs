@@ -72,42 +72,33 @@ where
     /// Starts the first attempt (or the body buffering before it). `svc` has
     /// been polled ready.
     #[inline]
-    pub(crate) fn new(svc: S, shared: Arc<Shared<C, K>>, req: Req) -> Self {
+    pub(crate) fn new(mut svc: S, shared: Arc<Shared<C, K>>, req: Req) -> Self {
         let replay = shared.max_attempts > 1;
         let now = shared.timed().then(Instant::now);
         let deadline = now.and_then(|now| shared.deadline.and_then(|d| now.checked_add(d)));
         shared.metrics.attempts.increment(1);
-        let mut this = Self {
+        let mut held = None;
+        let (state, timer_at) = match shared.kind.start(req, &mut held, replay) {
+            Start::Send(sent) => {
+                let future = svc.call(sent);
+                let at = now.and_then(|now| attempt_end(now, shared.attempt_timeout, deadline));
+                (State::Called { future }, at)
+            }
+            // The attempt is counted now: it starts as soon as the body is in.
+            Start::Prepare(prepare) => (State::Preparing { prepare }, deadline),
+        };
+        Self {
             svc,
             shared,
-            held: None,
+            held,
             attempt: 1,
             deadline,
             previous_delay: Duration::ZERO,
-            timer_armed: false,
-            timer: None,
-            state: State::Done,
+            timer_armed: timer_at.is_some(),
+            timer: timer_at.map(sleep_until),
+            state,
             _req: PhantomData,
-        };
-        // The copy is written in place, and the first attempt sent from it.
-        let timer_at = match this.shared.kind.start(req, &mut this.held, replay) {
-            Start::Send(sent) => {
-                this.state = State::Called {
-                    future: this.svc.call(sent),
-                };
-                now.and_then(|now| attempt_end(now, this.shared.attempt_timeout, deadline))
-            }
-            // The attempt is counted now: it starts as soon as the body is in.
-            Start::Prepare(prepare) => {
-                this.state = State::Preparing { prepare };
-                deadline
-            }
-        };
-        if let Some(at) = timer_at {
-            this.timer = Some(sleep_until(at));
-            this.timer_armed = true;
         }
-        this
     }
 }
 
