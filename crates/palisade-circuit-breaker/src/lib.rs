@@ -229,10 +229,13 @@ mod handle;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 mod layer;
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod metrics;
 mod registry;
 mod service;
 mod state;
+mod sync;
 mod window;
 
 pub use config::{CircuitBreakerBuilder, ConfigSummary, SlidingWindow};

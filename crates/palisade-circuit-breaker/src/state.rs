@@ -30,8 +30,8 @@
 //! just before the flip; it is cleared again before it is next used. A window
 //! is therefore never cleared while a current caller writes to it.
 
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use crate::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use crate::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -205,7 +205,7 @@ const fn window_of(word: u64) -> usize {
 }
 
 #[inline]
-const fn gen_of(word: u64) -> u64 {
+pub(crate) const fn gen_of(word: u64) -> u64 {
     word >> GEN_SHIFT
 }
 
@@ -866,7 +866,7 @@ impl<O: Observer> Core<O> {
             let word = self.word();
             if word & BUSY != 0 {
                 // Another transition is being published: a few stores.
-                std::thread::yield_now();
+                crate::sync::yield_now();
                 continue;
             }
             let current = state_of(word);
@@ -999,7 +999,7 @@ impl Config {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::SlidingWindow;

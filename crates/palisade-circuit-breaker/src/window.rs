@@ -41,9 +41,9 @@
 //! recording lands in a newer bucket: counts are never lost from or added to
 //! the totals, only attributed to a neighbouring second.
 
-use std::sync::atomic::AtomicU8;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use crate::sync::atomic::AtomicU8;
+use crate::sync::atomic::AtomicU64;
+use crate::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
 /// Outcome flag: the call failed.
 pub(crate) const FAILED: u8 = 0b010;
@@ -441,7 +441,7 @@ impl TimeWindow {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use proptest::prelude::*;
