@@ -5,6 +5,8 @@
 //!   clones the request and never retries, tower's `Retry` with a policy on a
 //!   `TpsBudget` (deposit per call), tower-resilience 0.13's retry, and ours
 //!   (default budget, and without a budget).
+//! - `fast_path_threads`: ours, tower with `TpsBudget` and tower-resilience
+//!   from 1 and 2 threads through one layer.
 //! - `fast_path_http`: the same with real HTTP requests (a GET with four
 //!   headers and no body, a PUT with a 1 KiB body) against a service that
 //!   answers `200` at once; ours is the HTTP layer (idempotency check, body
@@ -157,6 +159,43 @@ mod fast_path {
     fn palisade_no_budget(bencher: Bencher<'_, '_>) {
         let mut svc = super::palisade_no_budget("fast").layer(Identity);
         bencher.bench_local(|| call_now(&mut svc, black_box(7u64)));
+    }
+}
+
+// ===== fast path, 1 and 2 threads on one layer =====
+
+/// The same calls from 1 and 2 threads through one layer (each call on its
+/// own clone of the service, made outside the timing): what is shared per
+/// call (reference counts, locks) shows up as contention.
+#[divan::bench_group(sample_count = 100)]
+mod fast_path_threads {
+    use super::*;
+
+    #[divan::bench(threads = THREADS)]
+    fn tower_retry_tps_budget(bencher: Bencher<'_, '_>) {
+        let policy = TpsBudgetPolicy {
+            budget: Arc::new(TpsBudget::default()),
+        };
+        let svc = tower::retry::RetryLayer::new(policy).layer(Identity);
+        bencher
+            .with_inputs(|| svc.clone())
+            .bench_refs(|svc| call_now(svc, black_box(7u64)));
+    }
+
+    #[divan::bench(threads = THREADS)]
+    fn tower_resilience(bencher: Bencher<'_, '_>) {
+        let svc = tr_layer::<u64, u64, Infallible>().layer(Identity);
+        bencher
+            .with_inputs(|| svc.clone())
+            .bench_refs(|svc| call_now(svc, black_box(7u64)));
+    }
+
+    #[divan::bench(threads = THREADS)]
+    fn palisade_default(bencher: Bencher<'_, '_>) {
+        let svc = palisade("threads").layer(Identity);
+        bencher
+            .with_inputs(|| svc.clone())
+            .bench_refs(|svc| call_now(svc, black_box(7u64)));
     }
 }
 

@@ -486,7 +486,7 @@ thread_local! {
 
 /// A small number per thread, handed out round-robin on first use.
 #[inline]
-fn thread_index() -> usize {
+pub(crate) fn thread_index() -> usize {
     THREAD_INDEX
         .try_with(|index| {
             let i = index.get();

@@ -17,7 +17,7 @@ use crate::backoff::Jitter;
 use crate::error::{AttemptTimedOut, DeadlineExceeded};
 use crate::event::{RetryEvent, RetryReason, StopReason};
 use crate::kind::{Inspect, Replay, ServerDelay, Start};
-use crate::layer::Shared;
+use crate::layer::{Shared, Stripe};
 
 pin_project! {
     /// The future returned by [`Retry`](crate::Retry): the attempt loop.
@@ -34,7 +34,7 @@ pin_project! {
         S: Service<K::Sent>,
     {
         svc: S,
-        shared: Arc<Shared<C, K>>,
+        stripe: Arc<Stripe<C, K>>,
         held: Option<K::Held>,
         attempt: u32,
         deadline: Option<Instant>,
@@ -72,7 +72,8 @@ where
     /// Starts the first attempt (or the body buffering before it). `svc` has
     /// been polled ready.
     #[inline]
-    pub(crate) fn new(mut svc: S, shared: Arc<Shared<C, K>>, req: Req) -> Self {
+    pub(crate) fn new(mut svc: S, stripe: Arc<Stripe<C, K>>, req: Req) -> Self {
+        let shared = &*stripe.0;
         let replay = shared.max_attempts > 1;
         let now = shared.timed().then(Instant::now);
         let deadline = now.and_then(|now| shared.deadline.and_then(|d| now.checked_add(d)));
@@ -89,7 +90,7 @@ where
         };
         Self {
             svc,
-            shared,
+            stripe,
             held,
             attempt: 1,
             deadline,
@@ -171,7 +172,7 @@ where
             if let StateProj::Called { future } = this.state.as_mut().project() {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
                 this.state.set(State::Done);
-                if first_attempt_succeeded(this.shared, &result) {
+                if first_attempt_succeeded(&this.stripe.0, &result) {
                     return Poll::Ready(result);
                 }
                 return poll_slow(this, cx, Some(result));
@@ -215,7 +216,7 @@ where
     S::Error: Into<BoxError>,
     C: Classify<S::Response, BoxError>,
 {
-    let shared: &Shared<C, K> = this.shared;
+    let shared: &Shared<C, K> = &this.stripe.0;
     loop {
         if let Some(result) = completed.take() {
             let decision = decide(
@@ -526,7 +527,7 @@ where
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
-            .field("name", &self.shared.name)
+            .field("name", &self.stripe.0.name)
             .field("attempt", &self.attempt)
             .field("state", &state)
             .field("deadline", &self.deadline)

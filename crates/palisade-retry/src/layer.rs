@@ -32,6 +32,44 @@ pub(crate) struct Shared<C, K> {
     pub(crate) listeners: Listeners<RetryEvent>,
 }
 
+/// How many per-thread references a layer keeps (see [`Handles`]).
+const STRIPES: usize = 16;
+
+/// The layer's state and the references calls take to it.
+///
+/// A call in flight keeps the state alive through a counted reference (the
+/// response future may outlive the service: `oneshot` drops it right after
+/// `call`). Were that one `Arc` for all calls, every call on every core would
+/// increment and decrement the same counter, and its cache line would bounce
+/// between cores. Instead the layer keeps [`STRIPES`] references, each in an
+/// allocation of its own cache lines, and a call clones the one of the thread
+/// it starts on; threads share a counter only when there are more threads
+/// than stripes.
+pub(crate) struct Handles<C, K> {
+    pub(crate) shared: Arc<Shared<C, K>>,
+    stripes: Box<[Arc<Stripe<C, K>>]>,
+}
+
+/// One per-thread reference to the layer's state, alone on its cache lines.
+#[repr(align(128))]
+pub(crate) struct Stripe<C, K>(pub(crate) Arc<Shared<C, K>>);
+
+impl<C, K> Handles<C, K> {
+    fn new(shared: Shared<C, K>) -> Self {
+        let shared = Arc::new(shared);
+        let stripes = (0..STRIPES)
+            .map(|_| Arc::new(Stripe(Arc::clone(&shared))))
+            .collect();
+        Self { shared, stripes }
+    }
+
+    /// A reference for a call starting on this thread.
+    #[inline]
+    pub(crate) fn stripe(&self) -> Arc<Stripe<C, K>> {
+        Arc::clone(&self.stripes[crate::budget::thread_index() % STRIPES])
+    }
+}
+
 impl<C, K> Shared<C, K> {
     /// `true` when an attempt needs the clock: a deadline or a per-attempt
     /// timeout is set.
@@ -65,20 +103,22 @@ impl<C, K: fmt::Debug> fmt::Debug for Shared<C, K> {
 /// cloning the layer, or a service it built, does not create new state, and
 /// every service the layer builds shares it.
 pub struct RetryLayer<C = ErrorsAsFailures, K = Plain> {
-    pub(crate) shared: Arc<Shared<C, K>>,
+    pub(crate) handles: Arc<Handles<C, K>>,
 }
 
 impl<C, K> Clone for RetryLayer<C, K> {
     fn clone(&self) -> Self {
         Self {
-            shared: Arc::clone(&self.shared),
+            handles: Arc::clone(&self.handles),
         }
     }
 }
 
 impl<C, K: fmt::Debug> fmt::Debug for RetryLayer<C, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("RetryLayer").field(&self.shared).finish()
+        f.debug_tuple("RetryLayer")
+            .field(&self.handles.shared)
+            .finish()
     }
 }
 
@@ -95,7 +135,7 @@ impl<C, K> RetryLayer<C, K> {
     /// of its events.
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.handles.shared.name
     }
 
     /// The budget retries draw from, if any: share it with another layer
@@ -103,13 +143,13 @@ impl<C, K> RetryLayer<C, K> {
     /// [`RetryBuilder::budget`].
     #[must_use]
     pub fn budget(&self) -> Option<&Arc<RetryBudget>> {
-        self.shared.budget.as_ref()
+        self.handles.shared.budget.as_ref()
     }
 
     /// The maximum number of attempts per call, the first included.
     #[must_use]
     pub fn max_attempts(&self) -> u32 {
-        self.shared.max_attempts
+        self.handles.shared.max_attempts
     }
 }
 
@@ -117,7 +157,7 @@ impl<S, C, K> Layer<S> for RetryLayer<C, K> {
     type Service = Retry<S, C, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Retry::new(inner, Arc::clone(&self.shared))
+        Retry::new(inner, Arc::clone(&self.handles))
     }
 }
 
@@ -355,7 +395,7 @@ impl<C, K> RetryBuilder<C, K> {
         };
         let rng = self.seed.map_or(JitterSource::Thread, JitterSource::seeded);
         let metrics = Metrics::new(&self.name);
-        let shared = Arc::new(Shared {
+        let handles = Arc::new(Handles::new(Shared {
             name: self.name,
             max_attempts: self.max_attempts,
             backoff: self.backoff,
@@ -368,7 +408,7 @@ impl<C, K> RetryBuilder<C, K> {
             kind: self.kind,
             metrics,
             listeners: self.listeners,
-        });
-        Ok(RetryLayer { shared })
+        }));
+        Ok(RetryLayer { handles })
     }
 }

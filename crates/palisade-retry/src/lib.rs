@@ -101,9 +101,14 @@
 //! retry. A clone of `Retry` starts unready, as its inner clone does. Generic
 //! requests must be `Clone`: the layer keeps one copy per call (that is the
 //! cost of being able to retry: one clone of the request and one of the inner
-//! service per call, plus one `Arc` reference count) and clones it again
-//! for each retry but the last, which takes the copy. For HTTP, see
-//! the `http` module.
+//! service per call) and clones it again for each retry but the last, which
+//! takes the copy. For HTTP, see the `http` module.
+//!
+//! Each call also takes a counted reference to the layer's state, so that
+//! its response future can retry after the caller dropped the service
+//! (`ServiceExt::oneshot` does). The layer keeps 16 such references, each on
+//! its own cache lines, and a call takes the one of the thread it starts on:
+//! calls on different cores do not bounce one counter between them.
 //!
 //! # Backpressure
 //!

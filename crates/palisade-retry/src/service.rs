@@ -10,7 +10,7 @@ use tower_service::Service;
 
 use crate::future::ResponseFuture;
 use crate::kind::{Inspect, Plain, Replay};
-use crate::layer::Shared;
+use crate::layer::Handles;
 
 /// Retries failed calls to `S`. Built by a [`RetryLayer`](crate::RetryLayer);
 /// see the [crate docs](crate) for what it does.
@@ -21,14 +21,14 @@ use crate::layer::Shared;
 /// readiness again before every retry.
 pub struct Retry<S, C = ErrorsAsFailures, K = Plain> {
     inner: S,
-    shared: Arc<Shared<C, K>>,
+    handles: Arc<Handles<C, K>>,
 }
 
 // ===== impl Retry =====
 
 impl<S, C, K> Retry<S, C, K> {
-    pub(crate) const fn new(inner: S, shared: Arc<Shared<C, K>>) -> Self {
-        Self { inner, shared }
+    pub(crate) const fn new(inner: S, handles: Arc<Handles<C, K>>) -> Self {
+        Self { inner, handles }
     }
 
     /// The inner service.
@@ -49,7 +49,7 @@ impl<S, C, K> Retry<S, C, K> {
     /// The layer's name.
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.handles.shared.name
     }
 }
 
@@ -59,7 +59,7 @@ impl<S: Clone, C, K> Clone for Retry<S, C, K> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
+            handles: Arc::clone(&self.handles),
         }
     }
 }
@@ -68,7 +68,7 @@ impl<S: fmt::Debug, C, K: fmt::Debug> fmt::Debug for Retry<S, C, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner)
-            .field("config", &self.shared)
+            .field("config", &self.handles.shared)
             .finish()
     }
 }
@@ -92,8 +92,10 @@ where
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         // First, before the request's bytes are moved around: a locked
-        // increment waits for every pending store to drain.
-        let shared = Arc::clone(&self.shared);
+        // increment waits for every pending store to drain. The reference is
+        // this thread's stripe, so cores do not bounce one counter.
+        let stripe = self.handles.stripe();
+        let shared = &*stripe.0;
         shared.metrics.requests.increment(1);
         if let Some(budget) = &shared.budget {
             budget.deposit();
@@ -102,6 +104,6 @@ where
         // next `poll_ready`.
         let fresh = self.inner.clone();
         let ready = mem::replace(&mut self.inner, fresh);
-        ResponseFuture::new(ready, shared, req)
+        ResponseFuture::new(ready, stripe, req)
     }
 }
