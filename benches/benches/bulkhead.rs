@@ -7,13 +7,17 @@
 //!   overhead. On 1 thread, and on 2 threads calling clones of one service
 //!   (so both contend on the same permits). Allocations per call from
 //!   divan's `AllocProfiler`.
+//! - `waiting`: two calls on a pool of one, the second queued and handed
+//!   the permit when the first is dropped (the queue path, allocations).
 //! - `overhead_in_runtime`: the same inside a tokio runtime context, for
 //!   tower-resilience's fail-fast mode, which arms a timer per call.
 //! - `noisy_neighbour`: a backend with 8 workers (10 ms each); a healthy
-//!   tenant with 4 closed-loop clients, a noisy one with 64. Real time on a
-//!   2-worker multi-thread runtime. The healthy tenant's latency
-//!   percentiles are printed after the run; divan's figure is the time the
-//!   healthy tenant takes for its 1200 calls.
+//!   tenant with 4 closed-loop clients, a noisy one sending 2 000 calls/s
+//!   (2.5x the backend's capacity) with up to 64 outstanding. Real time on a 2-worker
+//!   multi-thread runtime, and again on tokio's paused clock; five
+//!   scenarios (one a control) in five interleaved rounds. The healthy
+//!   tenant's latency percentiles are printed after divan's table (divan's
+//!   own figure there is just the simulation's wall time).
 //!
 //! Run: `cargo bench -p palisade-benches --bench bulkhead`.
 
@@ -147,17 +151,34 @@ mod overhead {
     /// the map's shard array.
     #[divan::bench(threads = [1, 2])]
     fn palisade_bulkhead_partitioned_key_per_thread(bencher: Bencher<'_, '_>) {
+        use std::cell::Cell;
         use std::sync::atomic::AtomicUsize;
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         thread_local! {
-            static KEY: &'static str = ["tenant-a", "tenant-b"][NEXT.fetch_add(1, Ordering::Relaxed) % 2];
+            static KEY: Cell<Option<&'static str>> = const { Cell::new(None) };
+        }
+        fn key() -> &'static str {
+            KEY.with(|k| {
+                k.get().unwrap_or_else(|| {
+                    let key = ["tenant-a", "tenant-b"][NEXT.fetch_add(1, Ordering::Relaxed) % 2];
+                    k.set(Some(key));
+                    key
+                })
+            })
         }
         let layer = BulkheadLayer::builder("bench")
             .max_concurrent_calls(LIMIT)
-            .partition_by(|_: &u64| Some(Cow::Borrowed(KEY.with(|k| *k))))
+            .partition_by(|_: &u64| Some(Cow::Borrowed(key())))
             .build()
             .unwrap();
-        bench_calls(bencher, layer.layer(Identity));
+        let mut svc = layer.layer(Identity);
+        // Create both partitions before measuring.
+        for warm in ["tenant-a", "tenant-b"] {
+            KEY.with(|k| k.set(Some(warm)));
+            call_now(&mut svc, 0).unwrap();
+        }
+        KEY.with(|k| k.set(None));
+        bench_calls(bencher, svc);
     }
 
     /// Adaptive (gradient): two clock reads and the limiter's update per
@@ -174,6 +195,44 @@ mod overhead {
             .build()
             .unwrap();
         bench_calls(bencher, layer.layer(Identity));
+    }
+}
+
+mod waiting {
+    use super::*;
+    use palisade_benches::poll_now;
+    use std::task::{Context, Waker};
+
+    fn ready<S: Service<u64>>(svc: &mut S) {
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(svc.poll_ready(&mut cx).is_ready());
+    }
+
+    /// Two calls on a pool of one: the first is admitted and holds the
+    /// permit; the second queues; dropping the first hands the permit to the
+    /// second, which runs. Measures the queue path (lock, slab slot, hand-
+    /// over, moving the ready inner service into the future) and shows it
+    /// allocates nothing once the slab has its slot.
+    #[divan::bench]
+    fn palisade_bulkhead_queue_and_hand_over(bencher: Bencher<'_, '_>) {
+        let layer = BulkheadLayer::builder("bench")
+            .max_concurrent_calls(1)
+            .max_wait(Duration::MAX)
+            .build()
+            .unwrap();
+        let proto = layer.layer(Identity);
+        let run = |svc: &mut palisade_bulkhead::Bulkhead<Identity>| {
+            ready(svc);
+            let first = svc.call(1);
+            ready(svc);
+            let second = svc.call(2);
+            drop(first);
+            poll_now(second).unwrap()
+        };
+        run(&mut proto.clone());
+        let handle = layer.handle();
+        bencher.with_inputs(|| proto.clone()).bench_refs(run);
+        assert_eq!(handle.in_flight(), 0);
     }
 }
 
@@ -218,21 +277,30 @@ mod overhead_in_runtime {
 
 mod noisy_neighbour {
     use super::*;
-    use std::collections::BTreeMap;
     use tokio::sync::Semaphore;
     use tokio::task::JoinSet;
-    use tokio::time::Instant;
+    use tokio::time::{Instant, MissedTickBehavior};
     use tower::ServiceExt;
     use tower::util::BoxCloneSyncService;
 
+    /// The shared backend: 8 workers, 10 ms per call, FIFO beyond that.
     const BACKEND_WORKERS: usize = 8;
     const SERVICE_TIME: Duration = Duration::from_millis(10);
+    /// The healthy tenant: 4 closed-loop clients (half the backend).
     const HEALTHY_CLIENTS: usize = 4;
-    const HEALTHY_CALLS_PER_CLIENT: usize = 300;
-    const NOISY_CLIENTS: usize = 64;
+    const HEALTHY_CALLS_PER_CLIENT: usize = 100;
+    /// The noisy tenant: 2 new calls per millisecond (2 000/s, 2.5x what the
+    /// whole backend can serve), whatever the answers, up to 64 outstanding
+    /// (its connection pool): beyond that its new calls are not sent.
+    const NOISY_CALLS_PER_MS: usize = 2;
+    const NOISY_MAX_OUTSTANDING: usize = 64;
     /// Per tenant: the noisy one can hold at most half the backend.
     const PER_TENANT_LIMIT: usize = 4;
-    const NOISY_BACKOFF: Duration = Duration::from_millis(1);
+    /// Rounds of the four scenarios, interleaved so that a change in the
+    /// machine's background load affects them alike. The target compares
+    /// the median over rounds of each round's p99: a stall of the machine
+    /// (other processes on a shared VM) spoils one round, not the figure.
+    const ROUNDS: usize = 5;
 
     #[derive(Clone, Copy, Debug)]
     enum Tenant {
@@ -251,19 +319,34 @@ mod noisy_neighbour {
 
     type Svc = BoxCloneSyncService<Tenant, (), palisade_core::BoxError>;
 
-    #[derive(Clone, Copy, Debug)]
-    pub(super) struct Percentiles {
-        calls: usize,
-        p50: Duration,
-        p90: Duration,
-        p99: Duration,
-        max: Duration,
+    #[derive(Clone, Copy)]
+    enum Scenario {
+        Unloaded,
+        UnloadedWithBulkhead,
+        NoisyWithoutBulkhead,
+        NoisyWithBulkhead,
+        NoisyDroppedAtEntry,
     }
 
-    static RESULTS: Mutex<BTreeMap<&'static str, Percentiles>> = Mutex::new(BTreeMap::new());
+    /// The last is a control: the noise is generated as in the others but
+    /// every noisy call is refused before it reaches anything (no pool, no
+    /// backend). It measures what generating and refusing the noise costs
+    /// the healthy tenant on this machine, with no isolation mechanism at
+    /// all in the way.
+    const SCENARIOS: [(Scenario, &str); 5] = [
+        (Scenario::Unloaded, "unloaded"),
+        (Scenario::UnloadedWithBulkhead, "unloaded, bulkhead"),
+        (Scenario::NoisyWithoutBulkhead, "noisy, no bulkhead"),
+        (Scenario::NoisyWithBulkhead, "noisy, bulkhead"),
+        (Scenario::NoisyDroppedAtEntry, "noisy, dropped"),
+    ];
 
-    /// The shared backend: `BACKEND_WORKERS` workers, FIFO, `SERVICE_TIME`
-    /// per call. Calls beyond its capacity queue for a worker.
+    /// Per scenario: the healthy tenant's latencies, one vector per round.
+    type Results = Vec<(&'static str, Vec<Vec<Duration>>)>;
+
+    /// Real time, then the paused clock.
+    static RESULTS: Mutex<[Results; 2]> = Mutex::new([Vec::new(), Vec::new()]);
+
     fn backend() -> Svc {
         let workers = Arc::new(Semaphore::new(BACKEND_WORKERS));
         BoxCloneSyncService::new(tower::service_fn(move |_tenant: Tenant| {
@@ -272,6 +355,19 @@ mod noisy_neighbour {
                 let _worker = workers.acquire_owned().await.expect("never closed");
                 tokio::time::sleep(SERVICE_TIME).await;
                 Ok::<_, palisade_core::BoxError>(())
+            }
+        }))
+    }
+
+    /// Refuses every noisy call at once; passes the healthy ones on.
+    fn dropping_noise(backend: Svc) -> Svc {
+        BoxCloneSyncService::new(tower::service_fn(move |tenant: Tenant| {
+            let backend = backend.clone();
+            async move {
+                match tenant {
+                    Tenant::Noisy => Err(palisade_core::BoxError::from("dropped")),
+                    Tenant::Healthy => backend.oneshot(tenant).await,
+                }
             }
         }))
     }
@@ -285,20 +381,28 @@ mod noisy_neighbour {
         BoxCloneSyncService::new(layer.layer(backend))
     }
 
+    /// The healthy tenant's latencies, with or without noise.
     async fn scenario(svc: Svc, noisy: bool) -> Vec<Duration> {
         let stop = Arc::new(AtomicBool::new(false));
-        let mut noise = JoinSet::new();
-        if noisy {
-            for _ in 0..NOISY_CLIENTS {
-                let (svc, stop) = (svc.clone(), Arc::clone(&stop));
-                noise.spawn(async move {
-                    while !stop.load(Ordering::Relaxed) {
-                        if svc.clone().oneshot(Tenant::Noisy).await.is_err() {
-                            tokio::time::sleep(NOISY_BACKOFF).await;
+        let noise = noisy.then(|| {
+            let (svc, stop) = (svc.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(1));
+                tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+                let mut calls = JoinSet::new();
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    while calls.try_join_next().is_some() {}
+                    for _ in 0..NOISY_CALLS_PER_MS {
+                        if calls.len() < NOISY_MAX_OUTSTANDING {
+                            calls.spawn(svc.clone().oneshot(Tenant::Noisy));
                         }
                     }
-                });
-            }
+                }
+                calls.abort_all();
+            })
+        });
+        if noisy {
             // Let the noise build up its backlog first.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -323,83 +427,137 @@ mod noisy_neighbour {
             latencies.extend(done.unwrap());
         }
         stop.store(true, Ordering::Relaxed);
-        while noise.join_next().await.is_some() {}
+        if let Some(noise) = noise {
+            noise.await.unwrap();
+        }
         latencies
     }
 
-    fn percentiles(mut latencies: Vec<Duration>) -> Percentiles {
-        latencies.sort_unstable();
-        let at = |q: f64| {
-            let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
-            latencies[i]
-        };
-        Percentiles {
-            calls: latencies.len(),
-            p50: at(0.50),
-            p90: at(0.90),
-            p99: at(0.99),
-            max: *latencies.last().unwrap(),
+    /// Every scenario, `ROUNDS` times, interleaved; each on a fresh runtime
+    /// and a fresh backend.
+    fn rounds(paused: bool) -> Results {
+        let mut results: Results = SCENARIOS
+            .iter()
+            .map(|(_, name)| (*name, Vec::new()))
+            .collect();
+        for _ in 0..ROUNDS {
+            for (i, (kind, _)) in SCENARIOS.iter().enumerate() {
+                let rt = if paused {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .start_paused(true)
+                        .build()
+                } else {
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .enable_all()
+                        .build()
+                }
+                .unwrap();
+                let latencies = rt.block_on(async move {
+                    match kind {
+                        Scenario::Unloaded => scenario(backend(), false).await,
+                        Scenario::UnloadedWithBulkhead => {
+                            scenario(with_bulkhead(backend()), false).await
+                        }
+                        Scenario::NoisyWithoutBulkhead => scenario(backend(), true).await,
+                        Scenario::NoisyWithBulkhead => {
+                            scenario(with_bulkhead(backend()), true).await
+                        }
+                        Scenario::NoisyDroppedAtEntry => {
+                            scenario(dropping_noise(backend()), true).await
+                        }
+                    }
+                });
+                results[i].1.push(latencies);
+            }
         }
+        results
     }
 
-    fn run(name: &'static str, make: fn() -> Svc, noisy: bool) {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let latencies = rt.block_on(async move { scenario(make(), noisy).await });
-        RESULTS.lock().unwrap().insert(name, percentiles(latencies));
-    }
-
+    /// Real time on a 2-worker runtime: queueing, plus the CPU the noise and
+    /// the bulkhead's rejections cost, plus the machine's own noise.
     #[divan::bench(sample_count = 1, sample_size = 1)]
-    fn a_unloaded() {
-        run("a_unloaded", backend, false);
+    fn simulation() {
+        let results = rounds(false);
+        RESULTS.lock().unwrap()[0] = results;
     }
 
+    /// The same on tokio's paused clock: only queueing counts, exactly and
+    /// reproducibly (every call's CPU time is zero on that clock).
     #[divan::bench(sample_count = 1, sample_size = 1)]
-    fn b_unloaded_with_bulkhead() {
-        run(
-            "b_unloaded_with_bulkhead",
-            || with_bulkhead(backend()),
-            false,
-        );
+    fn simulation_paused_clock() {
+        let results = rounds(true);
+        RESULTS.lock().unwrap()[1] = results;
     }
 
-    #[divan::bench(sample_count = 1, sample_size = 1)]
-    fn c_noisy_without_bulkhead() {
-        run("c_noisy_without_bulkhead", backend, true);
+    fn quantile(sorted: &[Duration], q: f64) -> Duration {
+        let rank = (sorted.len() as f64 * q).ceil() as usize;
+        sorted[rank.clamp(1, sorted.len()) - 1]
     }
 
-    #[divan::bench(sample_count = 1, sample_size = 1)]
-    fn d_noisy_with_bulkhead() {
-        run("d_noisy_with_bulkhead", || with_bulkhead(backend()), true);
+    /// The median over rounds of each round's p99.
+    fn median_p99(rounds: &[Vec<Duration>]) -> Duration {
+        let mut p99s: Vec<Duration> = rounds
+            .iter()
+            .map(|round| {
+                let mut sorted = round.clone();
+                sorted.sort_unstable();
+                quantile(&sorted, 0.99)
+            })
+            .collect();
+        p99s.sort_unstable();
+        p99s[p99s.len() / 2]
     }
 
-    /// Prints the healthy tenant's latency percentiles for every scenario
-    /// that ran, and each p99 as a ratio of the unloaded p99.
+    /// Prints, per clock, the healthy tenant's latency percentiles per
+    /// scenario (all rounds pooled), the median of the per-round p99s, and
+    /// that median as a ratio of the unloaded one.
     pub(super) fn report() {
-        let results = RESULTS.lock().unwrap();
-        if results.is_empty() {
-            return;
-        }
-        let unloaded = results.get("a_unloaded").map(|p| p.p99);
-        println!();
-        println!(
-            "noisy_neighbour: healthy tenant latency ({HEALTHY_CLIENTS} clients; noisy: {NOISY_CLIENTS} clients; backend {BACKEND_WORKERS} workers x {SERVICE_TIME:?}; per-tenant limit {PER_TENANT_LIMIT})"
-        );
-        println!(
-            "{:<28} {:>6} {:>10} {:>10} {:>10} {:>10} {:>14}",
-            "scenario", "calls", "p50", "p90", "p99", "max", "p99/unloaded"
-        );
-        for (name, p) in results.iter() {
-            let ratio = unloaded.map_or(String::from("-"), |u| {
-                format!("{:.3}", p.p99.as_secs_f64() / u.as_secs_f64())
-            });
+        let all = RESULTS.lock().unwrap();
+        for (results, clock) in all.iter().zip(["real time", "paused clock"]) {
+            if results.is_empty() {
+                continue;
+            }
+            let unloaded = median_p99(&results[0].1);
+            println!();
             println!(
-                "{name:<28} {:>6} {:>10.2?} {:>10.2?} {:>10.2?} {:>10.2?} {ratio:>14}",
-                p.calls, p.p50, p.p90, p.p99, p.max
+                "noisy_neighbour ({clock}): healthy tenant ({HEALTHY_CLIENTS} closed-loop clients) \
+                 beside a noisy one ({} calls/s, at most {NOISY_MAX_OUTSTANDING} outstanding); \
+                 backend {BACKEND_WORKERS} workers x {SERVICE_TIME:?}; per-tenant limit \
+                 {PER_TENANT_LIMIT}; {ROUNDS} interleaved rounds",
+                NOISY_CALLS_PER_MS * 1000
             );
+            println!(
+                "{:<20} {:>6} {:>10} {:>10} {:>10} {:>10} {:>16} {:>10}",
+                "scenario", "calls", "p50", "p90", "p99", "max", "p99 (round med.)", "/unloaded"
+            );
+            for (name, rounds) in results.iter() {
+                let mut pooled: Vec<Duration> = rounds.iter().flatten().copied().collect();
+                pooled.sort_unstable();
+                let p99 = median_p99(rounds);
+                println!(
+                    "{name:<20} {:>6} {:>10.2?} {:>10.2?} {:>10.2?} {:>10.2?} {:>16.2?} {:>10.3}",
+                    pooled.len(),
+                    quantile(&pooled, 0.50),
+                    quantile(&pooled, 0.90),
+                    quantile(&pooled, 0.99),
+                    pooled[pooled.len() - 1],
+                    p99,
+                    p99.as_secs_f64() / unloaded.as_secs_f64()
+                );
+            }
+            for (name, rounds) in results.iter() {
+                let p99s: Vec<String> = rounds
+                    .iter()
+                    .map(|round| {
+                        let mut sorted = round.clone();
+                        sorted.sort_unstable();
+                        format!("{:.2?}", quantile(&sorted, 0.99))
+                    })
+                    .collect();
+                println!("  p99 per round, {name}: {}", p99s.join(", "));
+            }
         }
     }
 }
