@@ -17,7 +17,10 @@
 # each. It installs nginx and wrk with apt-get if they are missing.
 #
 # Everything shares this machine's cores (wrk included): compare the rows
-# with each other, not with figures taken elsewhere.
+# with each other, not with figures taken elsewhere. The CPU column (user +
+# system time of the measured process over the run, per request) is the
+# steadier comparison when other work shares the machine: for (a) it is the
+# backend's, for (b) and (c) the proxy's alone.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -68,7 +71,8 @@ listen = "127.0.0.1:$BACKEND_PORT"
 latency_ms = 0
 EOF
 RUST_LOG=warn "$BIN" --config "$WORK/backend.toml" --backends-only > "$WORK/backend.out" 2>&1 &
-PIDS+=($!)
+BACKEND_PID=$!
+PIDS+=($BACKEND_PID)
 
 # --- the gateway: its full stack for the upstream --------------------------
 # The upstream carries every resilience table the config format has; each
@@ -106,7 +110,8 @@ prefix = "/api/user"
 upstream = "user"
 EOF
 RUST_LOG=warn "$BIN" --config "$WORK/gateway.toml" > "$WORK/gateway.out" 2>&1 &
-PIDS+=($!)
+GATEWAY_PID=$!
+PIDS+=($GATEWAY_PID)
 
 # --- nginx as a plain reverse proxy ----------------------------------------
 mkdir -p "$WORK/nginx"
@@ -143,7 +148,8 @@ http {
 }
 EOF
 "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' > "$WORK/nginx.out" 2>&1 &
-PIDS+=($!)
+NGINX_PID=$!
+PIDS+=($NGINX_PID)
 
 # --- wait for all three ----------------------------------------------------
 wait_for() {
@@ -172,12 +178,34 @@ to_ms() {
     if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000;
     printf "%.2f", n }'
 }
+# CPU time (user + system, clock ticks) used so far by the given processes
+# and their threads; nginx's workers are the master's children.
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$@"; do
+    [ -r "/proc/$pid/stat" ] || continue
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+proxy_pids() {
+  case $1 in
+    backend) echo "$BACKEND_PID" ;;
+    gateway) echo "$GATEWAY_PID" ;;
+    nginx) echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')" ;;
+  esac
+}
+HZ=$(getconf CLK_TCK)
 ROWS=()
 measure() {
-  local label=$1 url=$2
+  local label=$1 url=$2 who=$3
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url" > /dev/null
-  local out
+  local out before after
+  # shellcheck disable=SC2046
+  before=$(cpu_ticks $(proxy_pids "$who"))
   out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url")
+  # shellcheck disable=SC2046
+  after=$(cpu_ticks $(proxy_pids "$who"))
   echo "$out" > "$WORK/wrk-${label//[^a-z]/_}.txt"
   local rps p50 p99 non2xx errors
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
@@ -185,14 +213,17 @@ measure() {
   p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
   non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
   errors=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' <<<"$out")
-  ROWS+=("$(printf '| %-32s | %12s | %9s | %9s | %7s |' "$label" "$rps" "$p50" "$p99" "${non2xx:-0}/${errors:-0}")")
-  printf '  %-32s %12s req/s  p50 %s ms  p99 %s ms\n' "$label" "$rps" "$p50" "$p99"
+  local requests cpu_us
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  cpu_us=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$requests" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "-" }')
+  ROWS+=("$(printf '| %-32s | %12s | %9s | %9s | %12s | %7s |' "$label" "$rps" "$p50" "$p99" "$cpu_us" "${non2xx:-0}/${errors:-0}")")
+  printf '  %-32s %12s req/s  p50 %s ms  p99 %s ms  %s us CPU/request (%s)\n' "$label" "$rps" "$p50" "$p99" "$cpu_us" "$who"
 }
 
 echo "== wrk -t$THREADS -c$CONNECTIONS -d$DURATION (after a $WARMUP warm-up each), GET /users/42"
-measure "(a) backend direct" "$DIRECT"
-measure "(b) gateway /api/user (stack)" "$GATEWAY"
-measure "(c) nginx reverse proxy" "$VIA_NGINX"
+measure "(a) backend direct" "$DIRECT" backend
+measure "(b) gateway /api/user (stack)" "$GATEWAY" gateway
+measure "(c) nginx reverse proxy" "$VIA_NGINX" nginx
 
 # (d) The aggregator route against its slowest branch is measured here once
 # the gateway serves GET /api/dashboard/user/{id}: run `measure` on it and
@@ -200,8 +231,8 @@ measure "(c) nginx reverse proxy" "$VIA_NGINX"
 echo "  (aggregator route: not in this build; nothing measured)"
 
 echo
-echo "| target | requests/s | p50 (ms) | p99 (ms) | non-2xx/socket errors |"
-echo "|---|---:|---:|---:|---:|"
+echo "| target | requests/s | p50 (ms) | p99 (ms) | CPU µs/request (a: backend; b, c: the proxy alone) | non-2xx/socket errors |"
+echo "|---|---:|---:|---:|---:|---:|"
 for row in "${ROWS[@]}"; do echo "$row"; done
 echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
