@@ -319,9 +319,11 @@ impl Pool {
         self.partition.as_ref()
     }
 
-    /// Takes a permit if one is free and nobody waits.
+    /// Takes a permit if one is free and nobody waits, without building the
+    /// [`Permit`]: the caller must build exactly one (with
+    /// [`Permit::taken`]) right after `Ok`.
     #[inline]
-    pub(crate) fn try_acquire(self: &Arc<Self>) -> Result<Permit, TryAcquire> {
+    pub(crate) fn try_take(&self) -> Result<(), TryAcquire> {
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
             if s & RETIRED != 0 {
@@ -337,11 +339,18 @@ impl Pool {
             {
                 Ok(_) => {
                     self.metrics.in_flight.increment(1.0);
-                    return Ok(Permit::new(Arc::clone(self)));
+                    return Ok(());
                 }
                 Err(actual) => s = actual,
             }
         }
+    }
+
+    /// Takes a permit if one is free and nobody waits.
+    #[inline]
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Result<Permit, TryAcquire> {
+        self.try_take()?;
+        Ok(Permit::taken(Arc::clone(self)))
     }
 
     /// Takes a permit if one is free, or joins the queue unless `max_queue`
@@ -701,6 +710,13 @@ impl Permit {
     #[inline]
     fn new(pool: Arc<Pool>) -> Self {
         Self { pool, start: None }
+    }
+
+    /// The permit just taken from `pool` by a successful
+    /// [`Pool::try_take`].
+    #[inline]
+    pub(crate) fn taken(pool: Arc<Pool>) -> Self {
+        Self::new(pool)
     }
 
     /// Marks the start of the call, when the pool is adaptive.

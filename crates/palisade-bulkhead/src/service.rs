@@ -230,8 +230,9 @@ where
         let shared = &*self.shared;
         loop {
             let pool = shared.select(self.partition.key(&request).as_deref());
-            match pool.try_acquire() {
-                Ok(mut permit) => {
+            match pool.try_take() {
+                Ok(()) => {
+                    let mut permit = pool.into_permit();
                     permit.start_clock();
                     return ResponseFuture::running(self.inner.call(request), permit, classify);
                 }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::event::BulkheadEvent;
 use crate::handle::PoolSnapshot;
 use crate::partition::{MAX_KEY_LEN, OVERFLOW, UNKEYED};
-use crate::pool::{Common, Pool, Sweep};
+use crate::pool::{Common, Permit, Pool, Sweep};
 
 /// Shards of the partition map: lookups of different keys mostly take
 /// different read locks.
@@ -50,6 +50,19 @@ fn shard_of(key: &str) -> usize {
 pub(crate) enum Selected<'a> {
     Borrowed(&'a Arc<Pool>),
     Owned(Arc<Pool>),
+}
+
+impl Selected<'_> {
+    /// The permit taken by a successful [`Pool::try_take`] on this pool: a
+    /// partition's reference count moves into it, the layer's pool is
+    /// referenced once more.
+    #[inline]
+    pub(crate) fn into_permit(self) -> Permit {
+        match self {
+            Self::Borrowed(pool) => Permit::taken(Arc::clone(pool)),
+            Self::Owned(pool) => Permit::taken(pool),
+        }
+    }
 }
 
 impl Deref for Selected<'_> {
