@@ -167,7 +167,7 @@ mod fast_path {
 /// The same calls from 1 and 2 threads through one layer (each call on its
 /// own clone of the service, made outside the timing): what is shared per
 /// call (reference counts, locks) shows up as contention.
-#[divan::bench_group(sample_count = 100)]
+#[divan::bench_group(sample_count = 100, sample_size = 256)]
 mod fast_path_threads {
     use super::*;
 
