@@ -13,19 +13,19 @@
 //! - fewer than `min_retries_per_sec` retries were granted by the floor in the
 //!   current second.
 //!
-//! So over any run, retries ≤ `retry_ratio ×` requests + `min_retries_per_sec`
-//! × seconds (for steady traffic; the window is per second), whatever
-//! `retry_ratio` is: 0.6 means 60 %, 0.01 means 1 %, 2.0 means two retries per
-//! request. The defaults are Finagle's and Linkerd's: 20 %, 10 per second, a
-//! 10 s window.
+//! Both hold exactly, whatever `retry_ratio` is: 0.6 means 60 %, 0.01 means
+//! 1 %, 2.0 means two retries per request. Against a steady request rate they
+//! give, over any run of `T` seconds, retries ≤ `retry_ratio ×` requests +
+//! `min_retries_per_sec × (T + 1)`. The defaults are Finagle's and Linkerd's:
+//! 20 %, 10 per second, a 10 s window.
 //!
 //! # Cost
 //!
 //! A deposit is on every request's path, so it takes no lock, performs no
 //! read-modify-write and reads no clock: each thread bumps its own
 //! cache-line-sized stripe of a cumulative counter with a plain load and
-//! store. Threads that happen to share a stripe may lose a concurrent
-//! increment; that only ever under-counts requests, which makes the budget
+//! store. Threads that happen to share a stripe may lose concurrent
+//! increments; that only ever under-counts requests, which makes the budget
 //! stricter, never looser. One deposit in 1024 per stripe reads the clock to
 //! keep the per-second window current.
 //!
@@ -36,7 +36,7 @@
 //! yet seen when the window moves to a new second counts as made in the
 //! earlier second, so it may leave the window a little early but is never
 //! counted where it was not made. The budget can only under-count requests,
-//! and the bound above always holds; observations come with every withdrawal
+//! so the rules above always hold; observations come with every withdrawal
 //! and every 1024 deposits per stripe, so a busy service is counted exactly.
 //!
 //! ```
