@@ -27,6 +27,11 @@ pin_project! {
     /// timeout or the deadline, or the backoff). Dropping it drops the
     /// attempt in flight and the timer at once: nothing is spawned, so no
     /// attempt starts after the drop.
+    ///
+    /// # Panics
+    ///
+    /// If polled again after it completed, like any future that is not
+    /// fused.
     #[project = ResponseFutureProj]
     pub struct ResponseFuture<S, Req, C, K>
     where

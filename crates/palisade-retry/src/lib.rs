@@ -122,6 +122,13 @@
 //! future drops the attempt in flight and any timer: nothing is spawned and no
 //! attempt starts after the drop.
 //!
+//! # Runtime
+//!
+//! Backoffs, `attempt_timeout` and `deadline` use tokio's timer: a call that
+//! has to wait needs a tokio runtime with the time driver enabled (tokio
+//! panics otherwise, as it does for `tokio::time::sleep`). A layer with
+//! `Backoff::none()` and no timeouts never creates a timer.
+//!
 //! # Errors
 //!
 //! The layer's error type is [`BoxError`](palisade_core::BoxError); the inner
