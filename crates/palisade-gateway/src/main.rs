@@ -89,7 +89,12 @@ fn admin_token(config: &Config) -> Option<String> {
     }
     if config.admin.generate_token {
         let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        tracing::info!(token = %token, "admin API enabled with a token generated for this run (set admin.token or {TOKEN_ENV} to choose one)");
+        if tracing::enabled!(tracing::Level::INFO) {
+            tracing::info!(token = %token, "admin API enabled with a token generated for this run (set admin.token or {TOKEN_ENV} to choose one)");
+        } else {
+            // The operator needs the token even when INFO is filtered out.
+            eprintln!("palisade-gateway: admin token for this run: {token}");
+        }
         return Some(token);
     }
     tracing::info!("admin API disabled: no admin token (set admin.token or {TOKEN_ENV})");

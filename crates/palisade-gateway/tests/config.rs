@@ -335,3 +335,25 @@ fn a_port_in_use_is_a_clear_error_and_a_non_zero_exit() {
     assert!(!err.contains("panicked"), "{err}");
     drop(taken);
 }
+
+#[tokio::test]
+async fn a_demo_backend_port_in_use_names_the_backend_and_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[demo]\n[demo.backends.review]\nlisten = \"{addr}\"\n"
+    );
+    let config = Config::parse("t.toml", &text).unwrap();
+    let err = palisade_gateway::Gateway::bind(config, None)
+        .await
+        .unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with(&format!(
+            "cannot listen on {addr} for the demo backend `review`"
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains("in use"), "{shown}");
+    drop(taken);
+}
