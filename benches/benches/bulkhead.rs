@@ -9,6 +9,8 @@
 //!   divan's `AllocProfiler`.
 //! - `waiting`: two calls on a pool of one, the second queued and handed
 //!   the permit when the first is dropped (the queue path, allocations).
+//! - `refused`: a call refused at once by a full pool (what each call of a
+//!   noisy tenant beyond its limit costs).
 //! - `overhead_in_runtime`: the same inside a tokio runtime context, for
 //!   tower-resilience's fail-fast mode, which arms a timer per call.
 //! - `noisy_neighbour`: a backend with 8 workers (10 ms each); a healthy
@@ -233,6 +235,33 @@ mod waiting {
         let handle = layer.handle();
         bencher.with_inputs(|| proto.clone()).bench_refs(run);
         assert_eq!(handle.in_flight(), 0);
+    }
+}
+
+mod refused {
+    use super::*;
+    use std::task::{Context, Waker};
+
+    /// A call refused at once by a full pool (`max_wait` zero): what each
+    /// call of a noisy tenant beyond its limit costs. The error is a
+    /// `BoxError`, so one allocation.
+    #[divan::bench]
+    fn palisade_bulkhead_refused_at_once(bencher: Bencher<'_, '_>) {
+        let layer = BulkheadLayer::builder("bench")
+            .max_concurrent_calls(1)
+            .build()
+            .unwrap();
+        let mut holder = layer.layer(Identity);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(Service::<u64>::poll_ready(&mut holder, &mut cx).is_ready());
+        // Admitted, never polled: it holds the only permit for the run.
+        let held = holder.call(0);
+        let proto = layer.layer(Identity);
+        bencher
+            .with_inputs(|| proto.clone())
+            .bench_refs(|svc| call_now(svc, black_box(1u64)).unwrap_err());
+        drop(held);
+        assert_eq!(layer.handle().in_flight(), 0);
     }
 }
 
