@@ -466,6 +466,26 @@ impl Config {
     }
 }
 
+/// `true` for a route prefix the router can take as it is: `/` followed by
+/// non-empty segments of unreserved URI characters (RFC 3986: letters,
+/// digits, `-`, `.`, `_`, `~`), none of them `.` or `..`. Anything else
+/// (captures like `{x}` or `:x`, wildcards, percent-escapes, spaces) is
+/// refused here rather than met by the router at start-up.
+fn valid_prefix(prefix: &str) -> bool {
+    let Some(rest) = prefix.strip_prefix('/') else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        })
+}
+
 /// A toml error, placed: the key is found from the span (the unknown key
 /// itself, or the key whose value has the wrong type) and the enclosing table.
 fn syntax_error(source: &Source<'_>, err: &toml::de::Error) -> ConfigFileError {
@@ -651,16 +671,14 @@ impl Checker<'_> {
         for (i, r) in raw.routes.into_iter().enumerate() {
             let key = format!("routes[{i}]");
             let prefix = r.prefix.get_ref();
-            let bad = !prefix.starts_with('/')
-                || prefix.len() < 2
-                || prefix.ends_with('/')
-                || prefix.contains(['{', '}', '*', '?', '#', ' '])
-                || prefix.contains("//");
-            if bad {
+            if !valid_prefix(prefix) {
                 return self.err(
                     r.prefix.span(),
                     format!("{key}.prefix"),
-                    format!("`{prefix}` must look like `/api/name`: start with `/`, no trailing `/`, no `{{`, `}}`, `*`, `?`, `#` or spaces"),
+                    format!(
+                        "`{prefix}` must look like `/api/name`: `/` then segments of letters, digits, `-`, `.`, `_` or `~`, \
+                         separated by single `/`, no trailing `/`, no `.` or `..` segment"
+                    ),
                 );
             }
             if let Some(reserved) = RESERVED_PREFIXES
@@ -955,6 +973,19 @@ mod tests {
         assert_eq!(line_column(text, 6), (2, 1));
         // "bé = " is 6 bytes, 5 characters.
         assert_eq!(line_column(text, 12), (2, 6));
+    }
+
+    #[test]
+    fn route_prefixes() {
+        for ok in ["/api/user", "/a", "/v1.2/x-y_z~", "/API/Users"] {
+            assert!(valid_prefix(ok), "{ok}");
+        }
+        for bad in [
+            "", "/", "api", "/api/", "//api", "/api//x", "/api/:x", "/api/{x}", "/api/*x", "/a b",
+            "/a%20", "/a?b", "/a#b", "/./a", "/a/..", "/ü",
+        ] {
+            assert!(!valid_prefix(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -357,3 +357,79 @@ async fn a_demo_backend_port_in_use_names_the_backend_and_address() {
     assert!(shown.contains("in use"), "{shown}");
     drop(taken);
 }
+
+mod routes_from_any_config {
+    use std::collections::BTreeMap;
+
+    use palisade_gateway::config::{Config, UpstreamTarget};
+    use palisade_gateway::upstream::Upstream;
+    use palisade_gateway::{AppState, app};
+    use proptest::prelude::*;
+
+    /// Builds the router for every config that validates: no route prefix
+    /// the config accepts may make the router panic at start-up.
+    fn build(prefixes: &[String]) -> Result<(), String> {
+        let mut text = String::from("[upstreams.a]\nurl = \"http://127.0.0.1:9\"\n");
+        for p in prefixes {
+            let quoted = serde_json::to_string(p).unwrap();
+            text.push_str(&format!(
+                "[[routes]]\nprefix = {quoted}\nupstream = \"a\"\n"
+            ));
+        }
+        let Ok(config) = Config::parse("p.toml", &text) else {
+            return Ok(());
+        };
+        let upstreams: BTreeMap<String, Upstream> = config
+            .upstreams
+            .iter()
+            .map(|(name, up)| {
+                let UpstreamTarget::Url(base) = &up.target else {
+                    unreachable!()
+                };
+                (
+                    name.clone(),
+                    Upstream::new(name, base.clone(), None, up.clone()),
+                )
+            })
+            .collect();
+        let state = AppState::new(upstreams, config.routes, BTreeMap::new(), None, 1024);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(app(state))))
+            .map_err(|_| format!("the router panicked for {prefixes:?}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn no_accepted_prefix_panics_the_router(
+            prefixes in proptest::collection::vec("/[a-z:{}*.%~_ /-]{0,8}(/[a-z:{}*.]{0,4})?", 1..4)
+        ) {
+            prop_assert_eq!(build(&prefixes), Ok(()));
+        }
+    }
+
+    #[test]
+    fn nested_and_neighbouring_prefixes_build() {
+        let prefixes: Vec<String> = [
+            "/api/user",
+            "/api/user/users",
+            "/api/users",
+            "/healthzz",
+            "/adminx",
+            "/api/u.v",
+            "/api/~x",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        assert_eq!(build(&prefixes), Ok(()));
+        // And the config really accepted them (the check above is not vacuous).
+        let mut text = String::from("[upstreams.a]\nurl = \"http://127.0.0.1:9\"\n");
+        for p in &prefixes {
+            text.push_str(&format!("[[routes]]\nprefix = \"{p}\"\nupstream = \"a\"\n"));
+        }
+        assert_eq!(
+            Config::parse("p.toml", &text).unwrap().routes.len(),
+            prefixes.len()
+        );
+    }
+}
