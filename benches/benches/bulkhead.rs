@@ -7,6 +7,10 @@
 //!   overhead. On 1 thread, and on 2 threads calling clones of one service
 //!   (so both contend on the same permits). Allocations per call from
 //!   divan's `AllocProfiler`.
+//! - `contended`: two threads started together, 200 000 calls each through
+//!   clones of one service (sustained contention on the same permits), for
+//!   every layer in turn, nine interleaved rounds; one thread's time per
+//!   call is printed after divan's table.
 //! - `waiting`: two calls on a pool of one, the second queued and handed
 //!   the permit when the first is dropped (the queue path, allocations).
 //! - `refused`: a call refused at once by a full pool (what each call of a
@@ -44,6 +48,7 @@ const LIMIT: usize = 1024;
 
 fn main() {
     divan::main();
+    contended::report();
     noisy_neighbour::report();
 }
 
@@ -200,12 +205,123 @@ mod overhead {
     }
 }
 
+mod contended {
+    use super::*;
+    use std::sync::Barrier;
+    use tokio::time::Instant;
+
+    /// Calls per thread per round.
+    const CALLS: usize = 200_000;
+    /// Rounds; in each, every layer runs once, in turn, so that the
+    /// machine's background load falls on all of them alike.
+    const ROUNDS: usize = 9;
+
+    /// Nanoseconds per call per thread, per layer, one entry per round.
+    static RESULTS: Mutex<Vec<(&'static str, Vec<f64>)>> = Mutex::new(Vec::new());
+
+    /// Two threads, started together, each making `CALLS` calls through its
+    /// own clone of `svc`: long enough that they run at the same time for
+    /// most of the round, which divan's `threads = 2` (microsecond samples)
+    /// cannot promise on a busy 2-vCPU machine. Returns one thread's mean
+    /// time per call.
+    fn two_threads<S>(svc: &S) -> f64
+    where
+        S: Service<u64> + Clone + Send,
+        S::Error: Debug,
+    {
+        let start = Barrier::new(2);
+        let elapsed: Vec<Duration> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let mut svc = svc.clone();
+                    let start = &start;
+                    scope.spawn(move || {
+                        start.wait();
+                        let began = Instant::now();
+                        for _ in 0..CALLS {
+                            black_box(call_now(&mut svc, black_box(1u64)).unwrap());
+                        }
+                        began.elapsed()
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let total: Duration = elapsed.iter().sum();
+        total.as_secs_f64() * 1e9 / (2 * CALLS) as f64
+    }
+
+    /// All layers, `ROUNDS` rounds, interleaved.
+    #[divan::bench(sample_count = 1, sample_size = 1)]
+    fn interleaved() {
+        let palisade = palisade();
+        let tower_limit = tower::limit::ConcurrencyLimitLayer::new(LIMIT).layer(Identity);
+        let tower_global = tower::limit::GlobalConcurrencyLimitLayer::new(LIMIT).layer(Identity);
+        let tower_resilience = tower_resilience::bulkhead::BulkheadLayer::builder()
+            .max_concurrent_calls(LIMIT)
+            .build()
+            .unwrap()
+            .layer(Identity);
+        let mut results: Vec<(&'static str, Vec<f64>)> = [
+            "palisade_bulkhead",
+            "tower_concurrency_limit",
+            "tower_global_concurrency_limit",
+            "tower_resilience_bulkhead",
+        ]
+        .into_iter()
+        .map(|name| (name, Vec::new()))
+        .collect();
+        for _ in 0..ROUNDS {
+            results[0].1.push(two_threads(&palisade));
+            results[1].1.push(two_threads(&tower_limit));
+            results[2].1.push(two_threads(&tower_global));
+            results[3].1.push(two_threads(&tower_resilience));
+        }
+        *RESULTS.lock().unwrap() = results;
+    }
+
+    fn median(values: &[f64]) -> f64 {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
+    }
+
+    /// Prints one thread's time per call, median over rounds, and its ratio
+    /// to tower's `ConcurrencyLimit` (median of the per-round ratios).
+    pub(super) fn report() {
+        let results = RESULTS.lock().unwrap();
+        if results.is_empty() {
+            return;
+        }
+        let tower = &results[1].1;
+        println!();
+        println!(
+            "contended: 2 threads started together, {CALLS} calls each through clones of one \
+             service; {ROUNDS} interleaved rounds"
+        );
+        println!(
+            "{:<32} {:>16} {:>10} {:>10} {:>22}",
+            "layer", "ns/call (median)", "min", "max", "vs tower ConcurrencyLimit"
+        );
+        for (name, per_round) in results.iter() {
+            let ratios: Vec<f64> = per_round.iter().zip(tower).map(|(a, b)| a / b).collect();
+            let min = per_round.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = per_round.iter().copied().fold(0.0, f64::max);
+            println!(
+                "{name:<32} {:>16.1} {min:>10.1} {max:>10.1} {:>22.2}",
+                median(per_round),
+                median(&ratios)
+            );
+        }
+    }
+}
+
 mod waiting {
     use super::*;
     use palisade_benches::poll_now;
     use std::task::{Context, Waker};
 
-    fn ready<S: Service<u64>>(svc: &mut S) {
+    fn ready<S: Service<u16>>(svc: &mut S) {
         let mut cx = Context::from_waker(Waker::noop());
         assert!(svc.poll_ready(&mut cx).is_ready());
     }
@@ -223,11 +339,13 @@ mod waiting {
             .build()
             .unwrap();
         let proto = layer.layer(Identity);
+        // `u16` requests: this bench's code is its own, so it cannot change
+        // how the compiler inlines the `u64` path the overhead group measures.
         let run = |svc: &mut palisade_bulkhead::Bulkhead<Identity>| {
             ready(svc);
-            let first = svc.call(1);
+            let first = svc.call(1u16);
             ready(svc);
-            let second = svc.call(2);
+            let second = svc.call(2u16);
             drop(first);
             poll_now(second).unwrap()
         };
@@ -253,13 +371,14 @@ mod refused {
             .unwrap();
         let mut holder = layer.layer(Identity);
         let mut cx = Context::from_waker(Waker::noop());
-        assert!(Service::<u64>::poll_ready(&mut holder, &mut cx).is_ready());
+        assert!(Service::<u32>::poll_ready(&mut holder, &mut cx).is_ready());
         // Admitted, never polled: it holds the only permit for the run.
-        let held = holder.call(0);
+        let held = holder.call(0u32);
         let proto = layer.layer(Identity);
+        // `u32` requests, for the reason given in `waiting`.
         bencher
             .with_inputs(|| proto.clone())
-            .bench_refs(|svc| call_now(svc, black_box(1u64)).unwrap_err());
+            .bench_refs(|svc| call_now(svc, black_box(1u32)).unwrap_err());
         drop(held);
         assert_eq!(layer.handle().in_flight(), 0);
     }

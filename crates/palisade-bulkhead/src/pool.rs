@@ -273,7 +273,13 @@ pub(crate) enum Sweep {
 }
 
 /// One pool of permits.
+///
+/// `repr(C)` keeps the admission word first, right after the `Arc`'s
+/// reference counts: the four atomic operations of a call (count up, take,
+/// give back, count down) then touch one cache line, which matters when
+/// threads contend for it.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Pool {
     state: AtomicU64,
     /// Written only under `queue`'s lock.
