@@ -1,0 +1,115 @@
+//! [`ServiceBuilderExt`]: Palisade's layers as `ServiceBuilder` methods.
+
+use tower::ServiceBuilder;
+
+mod sealed {
+    pub trait Sealed {}
+    impl<L> Sealed for tower::ServiceBuilder<L> {}
+}
+
+/// Adds Palisade's layers to [`tower::ServiceBuilder`], one method per
+/// pattern, each behind its cargo feature.
+///
+/// Each method takes a built layer (`FooLayer::builder(name)...build()?`):
+/// building validates the settings and creates the pattern's shared state, so
+/// the stack itself cannot fail. As with `.layer(..)`, the first layer added
+/// is the outermost: it sees the request first.
+///
+/// The retry method is called [`retries`](Self::retries), not `retry`: tower's
+/// `ServiceBuilder` has an inherent `retry(policy)` method (feature `retry` of
+/// tower), and an inherent method always wins over a trait method of the same
+/// name, so `.retry(layer)` would silently mean tower's.
+///
+/// This trait is sealed: it is implemented for `ServiceBuilder` only.
+pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
+    /// Adds a circuit breaker: rejected calls fail with
+    /// [`CircuitOpen`](crate::CircuitOpen).
+    #[cfg(feature = "circuit-breaker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
+    fn circuit_breaker<C>(
+        self,
+        layer: palisade_circuit_breaker::CircuitBreakerLayer<C>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_circuit_breaker::CircuitBreakerLayer<C>, L>>;
+
+    /// Adds a circuit breaker for HTTP services that answers rejected calls
+    /// with `503 Service Unavailable` and `Retry-After` instead of an error.
+    #[cfg(all(feature = "circuit-breaker", feature = "http"))]
+    #[cfg_attr(docsrs, doc(cfg(all(feature = "circuit-breaker", feature = "http"))))]
+    fn http_circuit_breaker<C>(
+        self,
+        layer: palisade_circuit_breaker::http::HttpCircuitBreakerLayer<C>,
+    ) -> ServiceBuilder<
+        tower_layer::Stack<palisade_circuit_breaker::http::HttpCircuitBreakerLayer<C>, L>,
+    >;
+
+    /// Adds retries (with the layer's retry budget).
+    #[cfg(feature = "retry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+    fn retries<C, K>(
+        self,
+        layer: palisade_retry::RetryLayer<C, K>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_retry::RetryLayer<C, K>, L>>;
+
+    /// Adds a bulkhead: calls beyond its limit wait (bounded) or fail with
+    /// [`BulkheadFull`](crate::BulkheadFull).
+    #[cfg(feature = "bulkhead")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
+    fn bulkhead<P, C>(
+        self,
+        layer: palisade_bulkhead::BulkheadLayer<P, C>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_bulkhead::BulkheadLayer<P, C>, L>>;
+
+    /// Adds fault injection (latency, errors, aborts), for testing the layers
+    /// above it.
+    #[cfg(feature = "chaos")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
+    fn chaos<I>(
+        self,
+        layer: palisade_chaos::ChaosLayer<I>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_chaos::ChaosLayer<I>, L>>;
+}
+
+impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "circuit-breaker")]
+    fn circuit_breaker<C>(
+        self,
+        layer: palisade_circuit_breaker::CircuitBreakerLayer<C>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_circuit_breaker::CircuitBreakerLayer<C>, L>>
+    {
+        self.layer(layer)
+    }
+
+    #[cfg(all(feature = "circuit-breaker", feature = "http"))]
+    fn http_circuit_breaker<C>(
+        self,
+        layer: palisade_circuit_breaker::http::HttpCircuitBreakerLayer<C>,
+    ) -> ServiceBuilder<
+        tower_layer::Stack<palisade_circuit_breaker::http::HttpCircuitBreakerLayer<C>, L>,
+    > {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "retry")]
+    fn retries<C, K>(
+        self,
+        layer: palisade_retry::RetryLayer<C, K>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_retry::RetryLayer<C, K>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "bulkhead")]
+    fn bulkhead<P, C>(
+        self,
+        layer: palisade_bulkhead::BulkheadLayer<P, C>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_bulkhead::BulkheadLayer<P, C>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "chaos")]
+    fn chaos<I>(
+        self,
+        layer: palisade_chaos::ChaosLayer<I>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_chaos::ChaosLayer<I>, L>> {
+        self.layer(layer)
+    }
+}

@@ -1,0 +1,124 @@
+//! Resilience patterns as tower middleware: one crate per pattern, each behind
+//! a cargo feature of this facade.
+//!
+//! | feature | module | what it gives |
+//! |---|---|---|
+//! | `circuit-breaker` | [`circuit_breaker`] | stop calling a failing dependency, probe it, recover |
+//! | `retry` | [`retry`] | backoff with jitter, a shared retry budget, `Retry-After`, replayable HTTP |
+//! | `bulkhead` | [`bulkhead`] | bounded concurrency with fair, bounded waiting; partitions; adaptive limits |
+//! | `fan-out` | [`fan_out`] | scatter-gather with deadlines and partial results |
+//! | `chaos` | [`chaos`] | latency, error and abort injection, to see the others work |
+//! | `http` | [`http`] and each pattern's `http` module | status classification, problem+json, 503 + `Retry-After` |
+//! | `full` | all of the above | |
+//!
+//! The shared vocabulary is re-exported at the root: [`BoxError`],
+//! [`is_caused_by`], [`Classify`] and [`Outcome`], the rejections
+//! [`CircuitOpen`] and [`BulkheadFull`], [`Registry`], [`ConfigError`].
+//! [`ServiceBuilderExt`] adds one method per pattern to
+//! `tower::ServiceBuilder`.
+//!
+//! # Example
+//!
+//! The recommended stack for one downstream, outermost first: retries, then
+//! the breaker (it counts every attempt, and retries stop when it opens), then
+//! a per-attempt timeout (a hung call is a failure the breaker sees), then the
+//! bulkhead (it bounds what is really in flight).
+//!
+//! ```
+//! # #[cfg(all(feature = "circuit-breaker", feature = "retry", feature = "bulkhead"))]
+//! # {
+//! use palisade::{ServiceBuilderExt, is_caused_by, CircuitOpen};
+//! use palisade::bulkhead::BulkheadLayer;
+//! use palisade::circuit_breaker::CircuitBreakerLayer;
+//! use palisade::retry::{Backoff, RetryLayer};
+//! use std::time::Duration;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), palisade::BoxError> {
+//! let breaker = CircuitBreakerLayer::builder("inventory")
+//!     .count_window(10)
+//!     .minimum_calls(4)
+//!     .failure_rate_threshold(50.0)
+//!     .build()?;
+//! let handle = breaker.handle();
+//!
+//! let svc = ServiceBuilder::new()
+//!     .retries(
+//!         RetryLayer::builder("inventory")
+//!             .max_attempts(3)
+//!             .backoff(Backoff::fixed(Duration::from_millis(10)))
+//!             .build()?,
+//!     )
+//!     .circuit_breaker(breaker)
+//!     .timeout(Duration::from_secs(1))
+//!     .bulkhead(BulkheadLayer::builder("inventory").max_concurrent_calls(16).build()?)
+//!     .service(service_fn(|sku: u32| async move {
+//!         Err::<u32, _>(format!("inventory is down (sku {sku})"))
+//!     }));
+//!
+//! // Four failed attempts open the breaker; from then on calls are refused at
+//! // once, and the refusal is not retried.
+//! for sku in 0..3 {
+//!     let _ = svc.clone().oneshot(sku).await;
+//! }
+//! assert_eq!(handle.state().as_str(), "open");
+//! let err = svc.clone().oneshot(7).await.unwrap_err();
+//! assert!(is_caused_by::<CircuitOpen>(&*err));
+//! # Ok(())
+//! # }
+//! # }
+//! ```
+//!
+//! # Sharing
+//!
+//! Every layer owns its pattern's state (a breaker's window, a bulkhead's
+//! permits, a retry budget) and shares it with every service it builds and
+//! every clone: build one layer per downstream, and a framework that clones
+//! services per request or calls `layer()` once per route (axum does both)
+//! still gets one breaker, one limit, one budget.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod builder;
+
+pub use builder::ServiceBuilderExt;
+pub use palisade_core::{
+    BoxError, BulkheadFull, CircuitOpen, Classify, ConfigError, ErrorsAsFailures, Listeners,
+    Outcome, Registry, Rejection, cause_ref, is_caused_by, is_rejection, rejection,
+};
+
+/// The circuit breaker (feature `circuit-breaker`): the
+/// [`palisade-circuit-breaker`](palisade_circuit_breaker) crate.
+#[cfg(feature = "circuit-breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
+pub use palisade_circuit_breaker as circuit_breaker;
+
+/// Retries with a budget (feature `retry`): the
+/// [`palisade-retry`](palisade_retry) crate.
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+pub use palisade_retry as retry;
+
+/// The bulkhead (feature `bulkhead`): the
+/// [`palisade-bulkhead`](palisade_bulkhead) crate.
+#[cfg(feature = "bulkhead")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
+pub use palisade_bulkhead as bulkhead;
+
+/// Scatter-gather (feature `fan-out`): the
+/// [`palisade-fan-out`](palisade_fan_out) crate.
+#[cfg(feature = "fan-out")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fan-out")))]
+pub use palisade_fan_out as fan_out;
+
+/// Fault injection (feature `chaos`): the
+/// [`palisade-chaos`](palisade_chaos) crate.
+#[cfg(feature = "chaos")]
+#[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
+pub use palisade_chaos as chaos;
+
+/// HTTP vocabulary (feature `http`): status classification, `Retry-After`,
+/// problem+json responses for rejections.
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use palisade_core::http;
