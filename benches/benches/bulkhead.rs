@@ -46,6 +46,11 @@ static ALLOC: AllocProfiler = AllocProfiler::system();
 /// A limit that two threads with one call each never reach.
 const LIMIT: usize = 1024;
 
+// Every per-call benchmark uses a fixed `sample_size = 1000`: left to itself,
+// divan sometimes settles on one call per sample after a slow first
+// measurement (a preemption on a busy machine), and then reports the clock's
+// own overhead as the layer's.
+
 fn main() {
     divan::main();
     contended::report();
@@ -81,12 +86,12 @@ fn palisade() -> palisade_bulkhead::Bulkhead<Identity> {
 mod overhead {
     use super::*;
 
-    #[divan::bench(threads = [1, 2])]
+    #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn identity(bencher: Bencher<'_, '_>) {
         bench_calls(bencher, Identity);
     }
 
-    #[divan::bench(threads = [1, 2])]
+    #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn tower_concurrency_limit(bencher: Bencher<'_, '_>) {
         bench_calls(
             bencher,
@@ -94,7 +99,7 @@ mod overhead {
         );
     }
 
-    #[divan::bench(threads = [1, 2])]
+    #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn tower_global_concurrency_limit(bencher: Bencher<'_, '_>) {
         bench_calls(
             bencher,
@@ -104,7 +109,7 @@ mod overhead {
 
     /// tower-resilience's default: admission in `call`, waiting without a
     /// deadline (no timer).
-    #[divan::bench(threads = [1, 2])]
+    #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn tower_resilience_bulkhead(bencher: Bencher<'_, '_>) {
         let layer = tower_resilience::bulkhead::BulkheadLayer::builder()
             .max_concurrent_calls(LIMIT)
@@ -114,7 +119,7 @@ mod overhead {
     }
 
     /// tower-resilience's backpressure mode: the permit in `poll_ready`.
-    #[divan::bench(threads = [1, 2])]
+    #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn tower_resilience_bulkhead_backpressure(bencher: Bencher<'_, '_>) {
         let layer = tower_resilience::bulkhead::BulkheadLayer::builder()
             .max_concurrent_calls(LIMIT)
@@ -125,14 +130,14 @@ mod overhead {
     }
 
     /// Palisade's default: admission in `call`, refusing at once when full.
-    #[divan::bench(threads = [1, 2])]
+    #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn palisade_bulkhead(bencher: Bencher<'_, '_>) {
         bench_calls(bencher, palisade());
     }
 
     /// Palisade with `backpressure(true)`: the permit in `poll_ready`, as
     /// tower's `ConcurrencyLimit`.
-    #[divan::bench(threads = [1, 2])]
+    #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn palisade_bulkhead_backpressure(bencher: Bencher<'_, '_>) {
         let layer = BulkheadLayer::builder("bench")
             .max_concurrent_calls(LIMIT)
@@ -143,7 +148,7 @@ mod overhead {
     }
 
     /// Partitioned: a key borrowed from the request and a map lookup.
-    #[divan::bench(threads = [1, 2])]
+    #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn palisade_bulkhead_partitioned(bencher: Bencher<'_, '_>) {
         let layer = BulkheadLayer::builder("bench")
             .max_concurrent_calls(LIMIT)
@@ -156,7 +161,7 @@ mod overhead {
     /// Partitioned, each thread with its own key: the keys' pools (and,
     /// most likely, their map shards) differ, so threads share nothing but
     /// the map's shard array.
-    #[divan::bench(threads = [1, 2])]
+    #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn palisade_bulkhead_partitioned_key_per_thread(bencher: Bencher<'_, '_>) {
         use std::cell::Cell;
         use std::sync::atomic::AtomicUsize;
@@ -190,7 +195,7 @@ mod overhead {
 
     /// Adaptive (gradient): two clock reads and the limiter's update per
     /// call.
-    #[divan::bench(threads = [1, 2])]
+    #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn palisade_bulkhead_adaptive(bencher: Bencher<'_, '_>) {
         let layer = BulkheadLayer::builder("bench")
             .adaptive(
@@ -331,7 +336,7 @@ mod waiting {
     /// second, which runs. Measures the queue path (lock, slab slot, hand-
     /// over, moving the ready inner service into the future) and shows it
     /// allocates nothing once the slab has its slot.
-    #[divan::bench]
+    #[divan::bench(sample_count = 200, sample_size = 1000)]
     fn palisade_bulkhead_queue_and_hand_over(bencher: Bencher<'_, '_>) {
         let layer = BulkheadLayer::builder("bench")
             .max_concurrent_calls(1)
@@ -363,7 +368,7 @@ mod refused {
     /// A call refused at once by a full pool (`max_wait` zero): what each
     /// call of a noisy tenant beyond its limit costs. The error is a
     /// `BoxError`, so one allocation.
-    #[divan::bench]
+    #[divan::bench(sample_count = 200, sample_size = 1000)]
     fn palisade_bulkhead_refused_at_once(bencher: Bencher<'_, '_>) {
         let layer = BulkheadLayer::builder("bench")
             .max_concurrent_calls(1)
@@ -400,14 +405,14 @@ mod overhead_in_runtime {
             .bench_refs(|svc| enter_runtime(|| call_now(svc, black_box(1u64)).unwrap()));
     }
 
-    #[divan::bench(threads = [1, 2])]
+    #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn identity(bencher: Bencher<'_, '_>) {
         bench_in_runtime(bencher, Identity);
     }
 
     /// tower-resilience's fail-fast mode (`reject_when_full`): a
     /// `tokio::time::timeout` of zero around the acquire.
-    #[divan::bench(threads = [1, 2])]
+    #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn tower_resilience_bulkhead_reject(bencher: Bencher<'_, '_>) {
         let layer = tower_resilience::bulkhead::BulkheadLayer::builder()
             .max_concurrent_calls(LIMIT)
@@ -417,7 +422,7 @@ mod overhead_in_runtime {
         bench_in_runtime(bencher, layer.layer(Identity));
     }
 
-    #[divan::bench(threads = [1, 2])]
+    #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn palisade_bulkhead(bencher: Bencher<'_, '_>) {
         bench_in_runtime(bencher, palisade());
     }
