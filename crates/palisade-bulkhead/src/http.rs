@@ -35,19 +35,9 @@
 //! ```
 
 use std::borrow::Cow;
-use std::convert::Infallible;
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 
+use http::Request;
 use http::header::{HOST, HeaderName};
-use http::{Request, Response, StatusCode};
-use palisade_core::BoxError;
-use palisade_core::http::{Problem, rejection_response};
-use pin_project_lite::pin_project;
-use tower_layer::Layer;
-use tower_service::Service;
 
 use crate::partition::Partition;
 
@@ -155,146 +145,14 @@ impl<B> Partition<Request<B>> for AuthorityKey {
 // ===== ProblemResponse =====
 
 /// Answers errors with `application/problem+json` responses, so the stack's
-/// error type is [`Infallible`] (as axum wants).
-///
-/// A rejection anywhere in the error's chain (a bulkhead's
-/// [`BulkheadFull`](palisade_core::BulkheadFull), a breaker's
-/// [`CircuitOpen`](palisade_core::CircuitOpen)) becomes its `503` response
-/// ([`rejection_response`]): for a bulkhead, with an `x-palisade-bulkhead`
-/// header naming it. Any other error becomes a `500` whose body does not
-/// reveal the error, which is logged at `warn`. An error from the inner
-/// service's `poll_ready` is answered on the next call. Put it directly above
-/// the bulkhead, or above the whole stack.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ProblemResponseLayer;
-
-impl ProblemResponseLayer {
-    /// The layer.
-    #[must_use]
-    pub const fn new() -> Self {
-        Self
-    }
-}
-
-impl<S> Layer<S> for ProblemResponseLayer {
-    type Service = ProblemResponse<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ProblemResponse {
-            inner,
-            ready_error: None,
-        }
-    }
-}
-
-/// The service of [`ProblemResponseLayer`].
-pub struct ProblemResponse<S> {
-    inner: S,
-    ready_error: Option<BoxError>,
-}
-
-impl<S: fmt::Debug> fmt::Debug for ProblemResponse<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProblemResponse")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S: Clone> Clone for ProblemResponse<S> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            ready_error: None,
-        }
-    }
-}
-
-fn error_response<B: From<String>>(error: &BoxError) -> Response<B> {
-    rejection_response(&**error).unwrap_or_else(|| {
-        tracing::warn!(error = %error, "request failed; answering 500");
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-            .kind("internal")
-            .into_response()
-    })
-}
-
-impl<S, Req, B> Service<Req> for ProblemResponse<S>
-where
-    S: Service<Req, Response = Response<B>>,
-    S::Error: Into<BoxError>,
-    B: From<String>,
-{
-    type Response = Response<B>;
-    type Error = Infallible;
-    type Future = ProblemFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.ready_error.is_none() {
-            if let Err(error) = ready!(self.inner.poll_ready(cx)) {
-                self.ready_error = Some(error.into());
-            }
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Req) -> Self::Future {
-        match self.ready_error.take() {
-            Some(error) => ProblemFuture {
-                state: ProblemState::Failed { error: Some(error) },
-            },
-            None => ProblemFuture {
-                state: ProblemState::Called {
-                    future: self.inner.call(req),
-                },
-            },
-        }
-    }
-}
-
-pin_project! {
-    #[project = ProblemStateProj]
-    enum ProblemState<F> {
-        Called { #[pin] future: F },
-        Failed { error: Option<BoxError> },
-    }
-}
-
-pin_project! {
-    /// Response future of [`ProblemResponse`].
-    pub struct ProblemFuture<F> {
-        #[pin]
-        state: ProblemState<F>,
-    }
-}
-
-impl<F> fmt::Debug for ProblemFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProblemFuture").finish_non_exhaustive()
-    }
-}
-
-impl<F, B, E> Future for ProblemFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-    E: Into<BoxError>,
-    B: From<String>,
-{
-    type Output = Result<Response<B>, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            ProblemStateProj::Called { future } => Poll::Ready(Ok(match ready!(future.poll(cx)) {
-                Ok(res) => res,
-                Err(error) => error_response(&error.into()),
-            })),
-            ProblemStateProj::Failed { error } => {
-                let error = error.take().expect("ProblemFuture polled after completion");
-                Poll::Ready(Ok(error_response(&error)))
-            }
-        }
-    }
-}
+/// error type is `Infallible` (as axum wants): palisade-core's layer,
+/// re-exported here. A rejection anywhere in the error's chain (this
+/// bulkhead's [`BulkheadFull`](palisade_core::BulkheadFull), a breaker's
+/// [`CircuitOpen`](palisade_core::CircuitOpen)) becomes its `503` response,
+/// for a bulkhead with an `x-palisade-bulkhead` header naming it; any other
+/// error a `500` that does not reveal it. Put it directly above the
+/// bulkhead, or above the whole stack.
+pub use palisade_core::http::{ProblemFuture, ProblemResponse, ProblemResponseLayer};
 
 #[cfg(test)]
 mod tests {

@@ -1,15 +1,26 @@
 //! HTTP vocabulary (feature `http`): status classification, `Retry-After`,
-//! and `application/problem+json` responses for rejections.
+//! `application/problem+json` responses, and [`ProblemResponseLayer`], which
+//! answers a stack's errors with them.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
 use std::error::Error;
 use std::fmt;
+use std::future::Future;
 use std::ops::RangeInclusive;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{HeaderMap, Response, StatusCode};
 
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::BoxError;
 use crate::classify::{Classify, Outcome};
 use crate::reject::{BulkheadFull, CircuitOpen, Rejection, rejection};
 
@@ -410,6 +421,16 @@ impl BulkheadFull {
     }
 }
 
+/// The problem for a rejection anywhere in `error`'s chain (an open breaker,
+/// a full bulkhead), or `None` when `error` is not a rejection.
+#[must_use]
+pub fn rejection_problem(error: &(dyn Error + 'static)) -> Option<Problem> {
+    Some(match rejection(error)? {
+        Rejection::CircuitOpen(open) => open.to_problem(),
+        Rejection::BulkheadFull(full) => full.to_problem(),
+    })
+}
+
 /// The problem response for a rejection anywhere in `error`'s chain, or `None`
 /// when `error` is not a rejection.
 ///
@@ -427,11 +448,256 @@ impl BulkheadFull {
 /// ```
 #[must_use]
 pub fn rejection_response<B: From<String>>(error: &(dyn Error + 'static)) -> Option<Response<B>> {
-    let problem = match rejection(error)? {
-        Rejection::CircuitOpen(open) => open.to_problem(),
-        Rejection::BulkheadFull(full) => full.to_problem(),
-    };
-    Some(problem.into_response())
+    rejection_problem(error).map(Problem::into_response)
+}
+
+// ===== ProblemResponse =====
+
+/// Maps an error (anywhere in its source chain) to the problem that answers
+/// it, or says it does not know the error: the signature of each crate's
+/// `http::to_problem`.
+pub type ToProblem = fn(&(dyn Error + 'static)) -> Option<Problem>;
+
+/// Answers errors with `application/problem+json` responses, so a stack's
+/// error type becomes [`Infallible`], as an axum route wants.
+///
+/// Each error is offered to the mappers added with
+/// [`map_errors`](Self::map_errors), in the order added, then to
+/// [`rejection_problem`] (an open breaker or a full bulkhead anywhere in the
+/// chain answers `503`, with `Retry-After` when known). An error nobody
+/// claims becomes a `500` whose body does not reveal it; it is logged at
+/// `warn`. An error from the inner service's `poll_ready` is answered on the
+/// next call, so the service stays usable.
+///
+/// Put it above the whole stack (or directly above the layers whose errors it
+/// answers). The facade's `palisade::http::problem_responses()` returns one
+/// that knows every enabled pattern's errors.
+///
+/// ```
+/// use palisade_core::{BoxError, CircuitOpen, http::{Problem, ProblemResponseLayer}};
+/// use http::StatusCode;
+/// use std::error::Error;
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// #[derive(Debug)]
+/// struct Teapot;
+/// impl std::fmt::Display for Teapot {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("teapot") }
+/// }
+/// impl Error for Teapot {}
+///
+/// fn teapot(error: &(dyn Error + 'static)) -> Option<Problem> {
+///     palisade_core::is_caused_by::<Teapot>(error)
+///         .then(|| Problem::new(StatusCode::IM_A_TEAPOT, "short and stout"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let svc = ServiceBuilder::new()
+///     .layer(ProblemResponseLayer::new().map_errors(teapot))
+///     .service(service_fn(|n: u32| async move {
+///         match n {
+///             0 => Err::<http::Response<String>, BoxError>(Teapot.into()),
+///             1 => Err(CircuitOpen::new("orders", None).into()),
+///             _ => Err("boom".into()),
+///         }
+///     }));
+/// assert_eq!(svc.clone().oneshot(0).await.unwrap().status(), 418);
+/// assert_eq!(svc.clone().oneshot(1).await.unwrap().status(), 503);
+/// assert_eq!(svc.clone().oneshot(2).await.unwrap().status(), 500);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ProblemResponseLayer {
+    mappers: Arc<[ToProblem]>,
+}
+
+impl ProblemResponseLayer {
+    /// Answers rejections with `503` and any other error with `500`.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            mappers: Arc::from(Vec::new()),
+        }
+    }
+
+    /// Also answers the errors `mapper` knows, tried before the rejections
+    /// and in the order added (so a more specific mapping wins).
+    #[must_use]
+    pub fn map_errors(self, mapper: ToProblem) -> Self {
+        let mut mappers = self.mappers.to_vec();
+        mappers.push(mapper);
+        Self {
+            mappers: Arc::from(mappers),
+        }
+    }
+
+    /// The problem answering `error`: the first mapper that knows it, else a
+    /// rejection's problem, else `500 Internal Server Error`.
+    #[must_use]
+    pub fn problem_for(&self, error: &(dyn Error + 'static)) -> Problem {
+        problem_for(&self.mappers, error)
+    }
+}
+
+fn problem_for(mappers: &[ToProblem], error: &(dyn Error + 'static)) -> Problem {
+    mappers
+        .iter()
+        .find_map(|map| map(error))
+        .or_else(|| rejection_problem(error))
+        .unwrap_or_else(|| {
+            tracing::warn!(error = %error, "request failed; answering 500");
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").kind("internal")
+        })
+}
+
+impl Default for ProblemResponseLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for ProblemResponseLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProblemResponseLayer")
+            .field("mappers", &self.mappers.len())
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for ProblemResponseLayer {
+    type Service = ProblemResponse<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ProblemResponse {
+            inner,
+            mappers: Arc::clone(&self.mappers),
+            ready_error: None,
+        }
+    }
+}
+
+/// The service of [`ProblemResponseLayer`].
+pub struct ProblemResponse<S> {
+    inner: S,
+    mappers: Arc<[ToProblem]>,
+    ready_error: Option<BoxError>,
+}
+
+impl<S> ProblemResponse<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes this service, returning the inner one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for ProblemResponse<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProblemResponse")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Clone> Clone for ProblemResponse<S> {
+    /// A clone does not carry a pending `poll_ready` error.
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            mappers: Arc::clone(&self.mappers),
+            ready_error: None,
+        }
+    }
+}
+
+impl<S, Req, B> Service<Req> for ProblemResponse<S>
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+    B: From<String>,
+{
+    type Response = Response<B>;
+    type Error = Infallible;
+    type Future = ProblemFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.ready_error.is_none() {
+            if let Err(error) = ready!(self.inner.poll_ready(cx)) {
+                self.ready_error = Some(error.into());
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let mappers = Arc::clone(&self.mappers);
+        let state = match self.ready_error.take() {
+            Some(error) => ProblemState::Failed { error: Some(error) },
+            None => ProblemState::Called {
+                future: self.inner.call(req),
+            },
+        };
+        ProblemFuture { state, mappers }
+    }
+}
+
+pin_project! {
+    #[project = ProblemStateProj]
+    enum ProblemState<F> {
+        Called { #[pin] future: F },
+        Failed { error: Option<BoxError> },
+    }
+}
+
+pin_project! {
+    /// Response future of [`ProblemResponse`].
+    pub struct ProblemFuture<F> {
+        #[pin]
+        state: ProblemState<F>,
+        mappers: Arc<[ToProblem]>,
+    }
+}
+
+impl<F> fmt::Debug for ProblemFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProblemFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ProblemFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+    B: From<String>,
+{
+    type Output = Result<Response<B>, Infallible>;
+
+    /// # Panics
+    ///
+    /// When polled again after it completed.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let error: BoxError = match this.state.project() {
+            ProblemStateProj::Called { future } => match ready!(future.poll(cx)) {
+                Ok(res) => return Poll::Ready(Ok(res)),
+                Err(error) => error.into(),
+            },
+            ProblemStateProj::Failed { error } => {
+                error.take().expect("ProblemFuture polled after completion")
+            }
+        };
+        Poll::Ready(Ok(problem_for(this.mappers, &*error).into_response()))
+    }
 }
 
 #[cfg(test)]
@@ -507,7 +773,7 @@ mod tests {
 
     #[test]
     fn bulkhead_rejection_response() {
-        let err: crate::BoxError = BulkheadFull::new("reviews").with_partition("t1").into();
+        let err: BoxError = BulkheadFull::new("reviews").with_partition("t1").into();
         let res: Response<String> = rejection_response(&*err).unwrap();
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(res.headers()[BULKHEAD_HEADER], "reviews");
@@ -520,10 +786,10 @@ mod tests {
 
     #[test]
     fn non_rejections_and_odd_names() {
-        let err: crate::BoxError = "boom".into();
+        let err: BoxError = "boom".into();
         assert!(rejection_response::<String>(&*err).is_none());
         // A name that cannot be a header value still gives a response.
-        let err: crate::BoxError = CircuitOpen::new("bad\nname", None).into();
+        let err: BoxError = CircuitOpen::new("bad\nname", None).into();
         let res: Response<String> = rejection_response(&*err).unwrap();
         assert!(res.headers().get(CIRCUIT_BREAKER_HEADER).is_none());
         assert!(res.headers().get(RETRY_AFTER).is_none());
@@ -537,6 +803,90 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(&p.body()).unwrap();
         assert_eq!(body["status"], 502);
         assert_eq!(body["type"], "about:blank");
+    }
+
+    mod problem_response {
+        use super::*;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tower::{ServiceExt, service_fn};
+
+        fn never(_: &(dyn Error + 'static)) -> Option<Problem> {
+            None
+        }
+
+        fn teapot(error: &(dyn Error + 'static)) -> Option<Problem> {
+            (error.to_string() == "teapot").then(|| Problem::new(StatusCode::IM_A_TEAPOT, "teapot"))
+        }
+
+        fn shadow_rejections(error: &(dyn Error + 'static)) -> Option<Problem> {
+            crate::is_rejection(error).then(|| Problem::new(StatusCode::TOO_MANY_REQUESTS, "mine"))
+        }
+
+        #[tokio::test]
+        async fn mappers_first_in_order_then_rejections_then_500() {
+            let layer = ProblemResponseLayer::new()
+                .map_errors(never)
+                .map_errors(teapot);
+            let svc = layer.layer(service_fn(|e: &'static str| async move {
+                match e {
+                    "open" => Err::<Response<String>, BoxError>(
+                        CircuitOpen::new("x", Some(Duration::from_secs(2))).into(),
+                    ),
+                    other => Err(other.into()),
+                }
+            }));
+            let res = svc.clone().oneshot("teapot").await.unwrap();
+            assert_eq!(res.status(), StatusCode::IM_A_TEAPOT);
+            let res = svc.clone().oneshot("open").await.unwrap();
+            assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(res.headers()[RETRY_AFTER], "2");
+            let res = svc.clone().oneshot("secret detail").await.unwrap();
+            assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert!(!res.body().contains("secret"), "a 500 reveals nothing");
+
+            // A mapper added by the user wins over the built-in rejection mapping.
+            let svc = ProblemResponseLayer::new()
+                .map_errors(shadow_rejections)
+                .layer(service_fn(|()| async {
+                    Err::<Response<String>, BoxError>(BulkheadFull::new("b").into())
+                }));
+            assert_eq!(
+                svc.oneshot(()).await.unwrap().status(),
+                StatusCode::TOO_MANY_REQUESTS
+            );
+        }
+
+        #[derive(Clone)]
+        struct FailsReadyOnce(Arc<AtomicBool>);
+
+        impl Service<()> for FailsReadyOnce {
+            type Response = Response<String>;
+            type Error = BoxError;
+            type Future = std::future::Ready<Result<Response<String>, BoxError>>;
+
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+                if self.0.swap(false, Ordering::SeqCst) {
+                    Poll::Ready(Err(BulkheadFull::new("ready").into()))
+                } else {
+                    Poll::Ready(Ok(()))
+                }
+            }
+
+            fn call(&mut self, (): ()) -> Self::Future {
+                std::future::ready(Ok(Response::new("ok".to_owned())))
+            }
+        }
+
+        #[tokio::test]
+        async fn a_poll_ready_error_is_answered_once_then_the_service_works() {
+            let mut svc =
+                ProblemResponseLayer::new().layer(FailsReadyOnce(Arc::new(AtomicBool::new(true))));
+            let res = svc.ready().await.unwrap().call(()).await.unwrap();
+            assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(res.headers()[BULKHEAD_HEADER], "ready");
+            let res = svc.ready().await.unwrap().call(()).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+        }
     }
 
     proptest! {

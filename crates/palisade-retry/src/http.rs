@@ -612,20 +612,32 @@ where
 /// ```
 #[must_use]
 pub fn error_response<B: From<String>>(error: &(dyn Error + 'static)) -> Option<Response<B>> {
-    if let Some(res) = rejection_response(error) {
-        return Some(res);
-    }
+    rejection_response(error).or_else(|| to_problem(error).map(Problem::into_response))
+}
+
+/// The problem for an error this layer adds, anywhere in `error`'s chain:
+/// `504 Gateway Timeout` for [`DeadlineExceeded`] and [`AttemptTimedOut`];
+/// `None` for anything else. A [`ToProblem`](palisade_core::http::ToProblem)
+/// mapper for palisade-core's `ProblemResponseLayer`:
+///
+/// ```
+/// use palisade_core::http::ProblemResponseLayer;
+///
+/// let answer_errors = ProblemResponseLayer::new().map_errors(palisade_retry::http::to_problem);
+/// # let _ = answer_errors;
+/// ```
+#[must_use]
+pub fn to_problem(error: &(dyn Error + 'static)) -> Option<Problem> {
     if let Some(deadline) = palisade_core::cause_ref::<DeadlineExceeded>(error) {
-        let problem = Problem::new(StatusCode::GATEWAY_TIMEOUT, "retry deadline exceeded")
-            .kind("deadline-exceeded")
-            .detail(deadline.to_string());
-        return Some(problem.into_response());
+        return Some(
+            Problem::new(StatusCode::GATEWAY_TIMEOUT, "retry deadline exceeded")
+                .kind("deadline-exceeded")
+                .detail(deadline.to_string()),
+        );
     }
-    if let Some(timeout) = palisade_core::cause_ref::<AttemptTimedOut>(error) {
-        let problem = Problem::new(StatusCode::GATEWAY_TIMEOUT, "upstream attempt timed out")
+    palisade_core::cause_ref::<AttemptTimedOut>(error).map(|timeout| {
+        Problem::new(StatusCode::GATEWAY_TIMEOUT, "upstream attempt timed out")
             .kind("attempt-timeout")
-            .detail(timeout.to_string());
-        return Some(problem.into_response());
-    }
-    None
+            .detail(timeout.to_string())
+    })
 }

@@ -8,7 +8,7 @@
 //! | `bulkhead` | [`bulkhead`] | bounded concurrency with fair, bounded waiting; partitions; adaptive limits |
 //! | `fan-out` | [`fan_out`] | scatter-gather with deadlines and partial results |
 //! | `chaos` | [`chaos`] | latency, error and abort injection, to see the others work |
-//! | `http` | [`http`] and each pattern's `http` module | status classification, problem+json, 503 + `Retry-After` |
+//! | `http` | [`http`] and each pattern's `http` module | status classification, problem+json answers for every layer's errors, 503 + `Retry-After` |
 //! | `full` | all of the above | |
 //!
 //! The shared vocabulary is re-exported at the root: [`BoxError`],
@@ -117,8 +117,6 @@ pub use palisade_fan_out as fan_out;
 #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
 pub use palisade_chaos as chaos;
 
-/// HTTP vocabulary (feature `http`): status classification, `Retry-After`,
-/// problem+json responses for rejections.
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use palisade_core::http;
+pub mod http;

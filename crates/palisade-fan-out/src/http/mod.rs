@@ -104,7 +104,7 @@ pub use json::{
     BodyTooLarge, DEFAULT_BODY_LIMIT, InvalidJson, ParseJson, ParseJsonFuture, ParseJsonLayer,
     UnexpectedStatus,
 };
-pub use response::{JsonResponse, error_response};
+pub use response::{JsonResponse, error_response, to_problem};
 pub use template::{RequestError, Route, Target};
 
 use crate::error::BranchErrorKind;

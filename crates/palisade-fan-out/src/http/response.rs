@@ -236,6 +236,16 @@ fn nothing_problem(error: &NothingSucceeded, json: &JsonMerge) -> Problem {
 /// ```
 #[must_use]
 pub fn error_response<B: From<String>>(error: &(dyn Error + 'static)) -> Option<Response<B>> {
+    to_problem(error).map(Problem::into_response)
+}
+
+/// The problem for a fan-out failure anywhere in `error`'s chain (status and
+/// headers as [`error_response`]), or `None` when `error` is not one. A
+/// [`ToProblem`](palisade_core::http::ToProblem) mapper for palisade-core's
+/// `ProblemResponseLayer`; it claims a fan-out failure before a rejection
+/// inside it would be, so the answer names the branch.
+#[must_use]
+pub fn to_problem(error: &(dyn Error + 'static)) -> Option<Problem> {
     let json = JsonMerge::keyed();
     let problem = if let Some(e) = cause_ref::<RequiredBranchFailed>(error) {
         required_problem(e, &json)
@@ -246,5 +256,9 @@ pub fn error_response<B: From<String>>(error: &(dyn Error + 'static)) -> Option<
     } else {
         return None;
     };
-    Some(incomplete(problem.into_response()))
+    Some(
+        problem
+            .header(COMPLETED_HEADER, FALSE)
+            .header(CACHE_CONTROL, NO_STORE),
+    )
 }
