@@ -2,8 +2,13 @@
 //! errors that name the file, line, column and key.
 //!
 //! Durations are integers of milliseconds in keys ending in `_ms`;
-//! percentages are numbers in `(0, 100]`; setting names are the layer
-//! builders' setter names in snake_case. See `docs/gateway.md` for every key.
+//! percentages are numbers in `(0, 100]`. The resilience tables
+//! (`[upstreams.<name>.retry]`, `.circuit_breaker`, `.bulkhead`) and the
+//! `[aggregator]` use the layer builders' setter names: each key is one
+//! setter call, and the builder's own validation
+//! ([`ConfigError`](palisade::ConfigError), whose `field` is the setter's
+//! name) decides what is valid. A builder's error is reported at the key it
+//! names. See `docs/gateway.md` for every key.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,6 +16,13 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Duration;
 
+use palisade::ConfigError;
+use palisade::bulkhead::{BulkheadBuilder, BulkheadLayer};
+use palisade::circuit_breaker::{CircuitBreakerBuilder, CircuitBreakerLayer, State};
+use palisade::fan_out::http::Route;
+use palisade::http::StatusClassifier;
+use palisade::retry::http::Http;
+use palisade::retry::{Backoff, Jitter, RetryBuilder, RetryLayer};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -31,9 +43,19 @@ pub const DEMO_SERVICES: [&str; 6] = [
     "notification",
 ];
 
+/// The aggregator's route: one user's dashboard, gathered from the branches
+/// of `[aggregator]`.
+pub const AGGREGATOR_ROUTE: &str = "/api/dashboard/user/{id}";
+
 /// Paths the gateway serves itself; a route prefix may not shadow them.
-pub const RESERVED_PREFIXES: [&str; 5] =
-    ["/admin", "/dashboard", "/metrics", "/healthz", "/readyz"];
+pub const RESERVED_PREFIXES: [&str; 6] = [
+    "/admin",
+    "/dashboard",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/api/dashboard",
+];
 
 // ===== error =====
 
@@ -153,6 +175,8 @@ struct RawConfig {
     upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
     routes: Vec<RawRoute>,
+    #[serde(default)]
+    aggregator: Option<Spanned<RawAggregator>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,6 +185,7 @@ struct RawServer {
     listen: Option<Spanned<String>>,
     body_limit_bytes: Option<Spanned<i64>>,
     drain_timeout_ms: Option<Spanned<i64>>,
+    worker_threads: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -197,47 +222,136 @@ struct RawBackend {
 struct RawUpstream {
     url: Spanned<String>,
     timeout_ms: Option<Spanned<i64>>,
-    retry: Option<RawRetry>,
-    circuit_breaker: Option<RawBreaker>,
-    bulkhead: Option<RawBulkhead>,
+    attempt_timeout_ms: Option<Spanned<i64>>,
+    retry: Option<Spanned<RawRetry>>,
+    circuit_breaker: Option<Spanned<RawBreaker>>,
+    bulkhead: Option<Spanned<RawBulkhead>>,
 }
 
+/// `[upstreams.<name>.retry]`: `RetryLayer::http_builder`'s setters.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRetry {
     max_attempts: Option<Spanned<i64>>,
-    backoff: Option<Spanned<String>>,
-    initial_backoff_ms: Option<Spanned<i64>>,
-    max_backoff_ms: Option<Spanned<i64>>,
-    budget_percent: Option<Spanned<f64>>,
-    min_retries_per_second: Option<Spanned<i64>>,
+    backoff: Option<Spanned<RawBackoff>>,
+    jitter: Option<Spanned<String>>,
+    deadline_ms: Option<Spanned<i64>>,
+    retry_ratio: Option<Spanned<f64>>,
+    min_retries_per_sec: Option<Spanned<i64>>,
+    budget_ttl_ms: Option<Spanned<i64>>,
+    max_body_bytes: Option<Spanned<i64>>,
+    retry_non_idempotent: Option<Spanned<bool>>,
+    honor_retry_after: Option<Spanned<bool>>,
+    max_retry_after_ms: Option<Spanned<i64>>,
 }
 
+/// The keys of `[upstreams.<name>.retry]`, in the order of the docs.
+const RETRY_KEYS: [&str; 11] = [
+    "max_attempts",
+    "backoff",
+    "jitter",
+    "deadline_ms",
+    "retry_ratio",
+    "min_retries_per_sec",
+    "budget_ttl_ms",
+    "max_body_bytes",
+    "retry_non_idempotent",
+    "honor_retry_after",
+    "max_retry_after_ms",
+];
+
+/// `backoff = { kind = "exponential", base_ms = 25, multiplier = 2.0, cap_ms = 1000 }`:
+/// the arguments of `Backoff`'s constructors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackoff {
+    kind: Spanned<String>,
+    delay_ms: Option<Spanned<i64>>,
+    base_ms: Option<Spanned<i64>>,
+    multiplier: Option<Spanned<f64>>,
+    cap_ms: Option<Spanned<i64>>,
+}
+
+/// `[upstreams.<name>.circuit_breaker]`: `CircuitBreakerLayer::builder`'s
+/// setters.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBreaker {
+    count_window: Option<Spanned<i64>>,
+    time_window_ms: Option<Spanned<i64>>,
     failure_rate_threshold: Option<Spanned<f64>>,
+    trip_on_failure_rate: Option<Spanned<bool>>,
+    slow_call_duration_ms: Option<Spanned<i64>>,
     slow_call_rate_threshold: Option<Spanned<f64>>,
-    slow_call_duration_threshold_ms: Option<Spanned<i64>>,
-    minimum_number_of_calls: Option<Spanned<i64>>,
-    sliding_window_type: Option<Spanned<String>>,
-    sliding_window_size: Option<Spanned<i64>>,
-    wait_duration_in_open_ms: Option<Spanned<i64>>,
-    permitted_number_of_calls_in_half_open_state: Option<Spanned<i64>>,
+    consecutive_failures: Option<Spanned<i64>>,
+    minimum_calls: Option<Spanned<i64>>,
+    wait_in_open_ms: Option<Spanned<i64>>,
+    wait_in_open_multiplier: Option<Spanned<f64>>,
+    max_wait_in_open_ms: Option<Spanned<i64>>,
+    wait_in_open_jitter: Option<Spanned<f64>>,
+    permitted_calls_in_half_open: Option<Spanned<i64>>,
+    max_wait_in_half_open_ms: Option<Spanned<i64>>,
+    initial_state: Option<Spanned<String>>,
 }
 
+/// The keys of `[upstreams.<name>.circuit_breaker]`.
+const BREAKER_KEYS: [&str; 15] = [
+    "count_window",
+    "time_window_ms",
+    "failure_rate_threshold",
+    "trip_on_failure_rate",
+    "slow_call_duration_ms",
+    "slow_call_rate_threshold",
+    "consecutive_failures",
+    "minimum_calls",
+    "wait_in_open_ms",
+    "wait_in_open_multiplier",
+    "max_wait_in_open_ms",
+    "wait_in_open_jitter",
+    "permitted_calls_in_half_open",
+    "max_wait_in_half_open_ms",
+    "initial_state",
+];
+
+/// `[upstreams.<name>.bulkhead]`: `BulkheadLayer::builder`'s setters.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBulkhead {
     max_concurrent_calls: Option<Spanned<i64>>,
     max_wait_ms: Option<Spanned<i64>>,
+    max_queue: Option<Spanned<i64>>,
 }
+
+/// The keys of `[upstreams.<name>.bulkhead]`.
+const BULKHEAD_KEYS: [&str; 3] = ["max_concurrent_calls", "max_wait_ms", "max_queue"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
     prefix: Spanned<String>,
     upstream: Spanned<String>,
+}
+
+/// `[aggregator]`: `FanOut::builder`'s setters, and one `[[aggregator.branches]]`
+/// per branch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAggregator {
+    deadline_ms: Option<Spanned<i64>>,
+    max_in_flight: Option<Spanned<i64>>,
+    #[serde(default)]
+    branches: Vec<Spanned<RawBranch>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBranch {
+    name: Spanned<String>,
+    upstream: Spanned<String>,
+    path: Spanned<String>,
+    #[serde(default)]
+    required: bool,
+    timeout_ms: Option<Spanned<i64>>,
 }
 
 // ===== validated =====
@@ -255,6 +369,8 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// Proxy routes, in the order written.
     pub routes: Vec<RouteConfig>,
+    /// The aggregator of `GET /api/dashboard/user/{id}`, if configured.
+    pub aggregator: Option<AggregatorConfig>,
 }
 
 /// `[server]`.
@@ -268,6 +384,9 @@ pub struct ServerConfig {
     /// `drain_timeout_ms`: how long shutdown waits for in-flight requests
     /// (default 10 s).
     pub drain_timeout: Duration,
+    /// `worker_threads`: threads serving requests, each with its own runtime,
+    /// listener and HTTP client (default, or 0: one per CPU).
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -276,6 +395,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit_bytes: 1024 * 1024,
             drain_timeout: Duration::from_secs(10),
+            worker_threads: None,
         }
     }
 }
@@ -333,8 +453,13 @@ pub enum UpstreamTarget {
 pub struct UpstreamConfig {
     /// `url`.
     pub target: UpstreamTarget,
-    /// `timeout_ms`: the whole call, until response headers (default 2 s).
+    /// `timeout_ms`: the whole call, every attempt and backoff included, up
+    /// to response headers (default 2 s; the outermost layer).
     pub timeout: Duration,
+    /// `attempt_timeout_ms`: one attempt, inside the circuit breaker, so a
+    /// hung attempt is a failure the breaker counts and retry may retry
+    /// (default: `timeout_ms`; at most `timeout_ms`).
+    pub attempt_timeout: Duration,
     /// `[upstreams.<name>.retry]`.
     pub retry: Option<RetryConfig>,
     /// `[upstreams.<name>.circuit_breaker]`.
@@ -343,75 +468,194 @@ pub struct UpstreamConfig {
     pub bulkhead: Option<BulkheadConfig>,
 }
 
-/// How retry delays grow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backoff {
-    /// `"fixed"`: always `initial_backoff_ms`.
-    Fixed,
-    /// `"exponential"`: doubling from `initial_backoff_ms` up to
-    /// `max_backoff_ms`, with full jitter.
-    Exponential,
-    /// `"decorrelated_jitter"`: AWS's decorrelated jitter between
-    /// `initial_backoff_ms` and `max_backoff_ms`.
-    DecorrelatedJitter,
-}
-
-/// `[upstreams.<name>.retry]`: settings for the retry layer's builder.
-#[derive(Clone, Debug, PartialEq)]
+/// `[upstreams.<name>.retry]`: the settings given, each one setter of
+/// `RetryLayer::http_builder` (`None`: the builder's default).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RetryConfig {
-    /// `max_attempts`: attempts in all, the first included (default 3, ≥ 1).
-    pub max_attempts: u32,
-    /// `backoff` (default `"exponential"`).
-    pub backoff: Backoff,
-    /// `initial_backoff_ms` (default 25, > 0).
-    pub initial_backoff: Duration,
-    /// `max_backoff_ms` (default 1000, ≥ `initial_backoff_ms`).
-    pub max_backoff: Duration,
-    /// `budget_percent`: retries may add at most this share of the request
-    /// rate (default 20, in `(0, 100]`).
-    pub budget_percent: f64,
-    /// `min_retries_per_second`: the budget's floor (default 10).
-    pub min_retries_per_second: u32,
+    /// `max_attempts`: attempts in all, the first included.
+    pub max_attempts: Option<u32>,
+    /// `backoff`.
+    pub backoff: Option<Backoff>,
+    /// `jitter`: `"full"`, `"equal"` or `"none"`.
+    pub jitter: Option<Jitter>,
+    /// `deadline_ms`: the retry layer's own bound on the whole call.
+    pub deadline: Option<Duration>,
+    /// `retry_ratio`: the budget's share of requests that may be retried.
+    pub retry_ratio: Option<f64>,
+    /// `min_retries_per_sec`: the budget's floor.
+    pub min_retries_per_sec: Option<u32>,
+    /// `budget_ttl_ms`: how long a request counts towards the budget.
+    pub budget_ttl: Option<Duration>,
+    /// `max_body_bytes`: the largest request body buffered for replay.
+    pub max_body_bytes: Option<usize>,
+    /// `retry_non_idempotent`: retry POST and PATCH with an idempotency key.
+    pub retry_non_idempotent: Option<bool>,
+    /// `honor_retry_after`: a 429's or 503's `Retry-After` replaces the
+    /// backoff.
+    pub honor_retry_after: Option<bool>,
+    /// `max_retry_after_ms`: the longest `Retry-After` waited for.
+    pub max_retry_after: Option<Duration>,
 }
 
-/// The kind of a breaker's sliding window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SlidingWindowType {
-    /// `"count_based"`: the last `sliding_window_size` calls.
-    CountBased,
-    /// `"time_based"`: the last `sliding_window_size` seconds.
-    TimeBased,
+impl RetryConfig {
+    /// `RetryLayer::http_builder(name)` with every setting given applied.
+    pub fn builder(&self, name: &str) -> RetryBuilder<StatusClassifier, Http> {
+        let mut b = RetryLayer::http_builder(name);
+        if let Some(v) = self.max_attempts {
+            b = b.max_attempts(v);
+        }
+        if let Some(v) = self.backoff {
+            b = b.backoff(v);
+        }
+        if let Some(v) = self.jitter {
+            b = b.jitter(v);
+        }
+        if let Some(v) = self.deadline {
+            b = b.deadline(v);
+        }
+        if let Some(v) = self.retry_ratio {
+            b = b.retry_ratio(v);
+        }
+        if let Some(v) = self.min_retries_per_sec {
+            b = b.min_retries_per_sec(v);
+        }
+        if let Some(v) = self.budget_ttl {
+            b = b.budget_ttl(v);
+        }
+        if let Some(v) = self.max_body_bytes {
+            b = b.max_body_bytes(v);
+        }
+        if let Some(v) = self.retry_non_idempotent {
+            b = b.retry_non_idempotent(v);
+        }
+        if let Some(v) = self.honor_retry_after {
+            b = b.honor_retry_after(v);
+        }
+        if let Some(v) = self.max_retry_after {
+            b = b.max_retry_after(v);
+        }
+        b
+    }
 }
 
-/// `[upstreams.<name>.circuit_breaker]`: settings for the breaker's builder.
-#[derive(Clone, Debug, PartialEq)]
+/// `[upstreams.<name>.circuit_breaker]`: the settings given, each one setter
+/// of `CircuitBreakerLayer::builder` (`None`: the builder's default).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct CircuitBreakerConfig {
-    /// `failure_rate_threshold`: percent in `(0, 100]` (default 50).
-    pub failure_rate_threshold: f64,
-    /// `slow_call_rate_threshold`: percent in `(0, 100]` (default 100).
-    pub slow_call_rate_threshold: f64,
-    /// `slow_call_duration_threshold_ms` (default 60 000, > 0).
-    pub slow_call_duration_threshold: Duration,
-    /// `minimum_number_of_calls` before any decision (default 20, ≥ 1).
-    pub minimum_number_of_calls: u32,
-    /// `sliding_window_type` (default `"count_based"`).
-    pub sliding_window_type: SlidingWindowType,
-    /// `sliding_window_size`: calls or seconds (default 100, ≥ 1).
-    pub sliding_window_size: u32,
-    /// `wait_duration_in_open_ms` (default 5000, > 0).
-    pub wait_duration_in_open: Duration,
-    /// `permitted_number_of_calls_in_half_open_state` (default 1, ≥ 1).
-    pub permitted_number_of_calls_in_half_open_state: u32,
+    /// `count_window`: judge the last N calls.
+    pub count_window: Option<u32>,
+    /// `time_window_ms`: judge the calls of the last whole seconds.
+    pub time_window: Option<Duration>,
+    /// `failure_rate_threshold`: percent.
+    pub failure_rate_threshold: Option<f64>,
+    /// `trip_on_failure_rate`.
+    pub trip_on_failure_rate: Option<bool>,
+    /// `slow_call_duration_ms`: calls this long or longer are slow.
+    pub slow_call_duration: Option<Duration>,
+    /// `slow_call_rate_threshold`: percent.
+    pub slow_call_rate_threshold: Option<f64>,
+    /// `consecutive_failures`: failures in a row that open the breaker.
+    pub consecutive_failures: Option<u32>,
+    /// `minimum_calls`: calls the window must hold before judging rates.
+    pub minimum_calls: Option<u32>,
+    /// `wait_in_open_ms`.
+    pub wait_in_open: Option<Duration>,
+    /// `wait_in_open_multiplier`.
+    pub wait_in_open_multiplier: Option<f64>,
+    /// `max_wait_in_open_ms`.
+    pub max_wait_in_open: Option<Duration>,
+    /// `wait_in_open_jitter`: a fraction in `[0, 1]`.
+    pub wait_in_open_jitter: Option<f64>,
+    /// `permitted_calls_in_half_open`: probes.
+    pub permitted_calls_in_half_open: Option<u32>,
+    /// `max_wait_in_half_open_ms`.
+    pub max_wait_in_half_open: Option<Duration>,
+    /// `initial_state`: `"closed"`, `"disabled"`, `"metrics_only"`,
+    /// `"forced_open"`.
+    pub initial_state: Option<State>,
 }
 
-/// `[upstreams.<name>.bulkhead]`: settings for the bulkhead's builder.
-#[derive(Clone, Debug, PartialEq, Eq)]
+impl CircuitBreakerConfig {
+    /// `CircuitBreakerLayer::builder(name)` with every setting given applied.
+    pub fn builder(&self, name: &str) -> CircuitBreakerBuilder {
+        let mut b = CircuitBreakerLayer::builder(name);
+        if let Some(v) = self.count_window {
+            b = b.count_window(v);
+        }
+        if let Some(v) = self.time_window {
+            b = b.time_window(v);
+        }
+        if let Some(v) = self.failure_rate_threshold {
+            b = b.failure_rate_threshold(v);
+        }
+        if let Some(v) = self.trip_on_failure_rate {
+            b = b.trip_on_failure_rate(v);
+        }
+        if let Some(v) = self.slow_call_duration {
+            b = b.slow_call_duration(v);
+        }
+        if let Some(v) = self.slow_call_rate_threshold {
+            b = b.slow_call_rate_threshold(v);
+        }
+        if let Some(v) = self.consecutive_failures {
+            b = b.consecutive_failures(v);
+        }
+        if let Some(v) = self.minimum_calls {
+            b = b.minimum_calls(v);
+        }
+        if let Some(v) = self.wait_in_open {
+            b = b.wait_in_open(v);
+        }
+        if let Some(v) = self.wait_in_open_multiplier {
+            b = b.wait_in_open_multiplier(v);
+        }
+        if let Some(v) = self.max_wait_in_open {
+            b = b.max_wait_in_open(v);
+        }
+        if let Some(v) = self.wait_in_open_jitter {
+            b = b.wait_in_open_jitter(v);
+        }
+        if let Some(v) = self.permitted_calls_in_half_open {
+            b = b.permitted_calls_in_half_open(v);
+        }
+        if let Some(v) = self.max_wait_in_half_open {
+            b = b.max_wait_in_half_open(v);
+        }
+        if let Some(v) = self.initial_state {
+            b = b.initial_state(v);
+        }
+        b
+    }
+}
+
+/// `[upstreams.<name>.bulkhead]`: the settings given, each one setter of
+/// `BulkheadLayer::builder` (`None`: the builder's default).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BulkheadConfig {
-    /// `max_concurrent_calls` (default 25, ≥ 1).
-    pub max_concurrent_calls: u32,
-    /// `max_wait_ms`: how long a call may wait for a permit; 0 rejects at
-    /// once (default 0, ≥ 0).
-    pub max_wait: Duration,
+    /// `max_concurrent_calls`.
+    pub max_concurrent_calls: Option<usize>,
+    /// `max_wait_ms`: how long a call may wait for a permit (0: refused at
+    /// once when full).
+    pub max_wait: Option<Duration>,
+    /// `max_queue`: calls that may wait at once.
+    pub max_queue: Option<usize>,
+}
+
+impl BulkheadConfig {
+    /// `BulkheadLayer::builder(name)` with every setting given applied.
+    pub fn builder(&self, name: &str) -> BulkheadBuilder {
+        let mut b = BulkheadLayer::builder(name);
+        if let Some(v) = self.max_concurrent_calls {
+            b = b.max_concurrent_calls(v);
+        }
+        if let Some(v) = self.max_wait {
+            b = b.max_wait(v);
+        }
+        if let Some(v) = self.max_queue {
+            b = b.max_queue(v);
+        }
+        b
+    }
 }
 
 /// `[[routes]]`: requests under `prefix` go to `upstream`, prefix stripped.
@@ -422,6 +666,35 @@ pub struct RouteConfig {
     pub prefix: String,
     /// `upstream`: the name of an upstream.
     pub upstream: String,
+}
+
+/// `[aggregator]`: `GET /api/dashboard/user/{id}` gathered from its branches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AggregatorConfig {
+    /// `deadline_ms`: bounds the whole gather (`FanOutBuilder::deadline`).
+    pub deadline: Option<Duration>,
+    /// `max_in_flight`: branches called at once
+    /// (`FanOutBuilder::max_in_flight`).
+    pub max_in_flight: Option<usize>,
+    /// `[[aggregator.branches]]`, in the order written.
+    pub branches: Vec<BranchConfig>,
+}
+
+/// `[[aggregator.branches]]`: one branch of the aggregator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BranchConfig {
+    /// `name`: the branch's key in the answer.
+    pub name: String,
+    /// `upstream`: the upstream whose stack the branch calls.
+    pub upstream: String,
+    /// `path`: the request path under the upstream's base, a template filled
+    /// from the route (`/users/{id}/orders`; `{query.x}` for a query
+    /// parameter).
+    pub path: String,
+    /// `required`: the answer fails without this branch (default `false`).
+    pub required: bool,
+    /// `timeout_ms`: the branch's own timeout (`Branch::timeout`).
+    pub timeout: Option<Duration>,
 }
 
 // ===== parsing and checks =====
@@ -455,6 +728,10 @@ impl Config {
     }
 
     /// Parses and validates `text`; `name` is the file name errors report.
+    ///
+    /// Every resilience table is checked by building its layer with the
+    /// settings given: what the builder refuses is refused here, at the key
+    /// the builder's [`ConfigError`] names.
     ///
     /// # Errors
     ///
@@ -528,6 +805,56 @@ fn key_at(text: &str, offset: usize) -> String {
     }
 }
 
+/// The keys written in one table, with their spans, to place a builder's
+/// [`ConfigError`] at the key its `field` names.
+struct Written {
+    /// The table's dotted path (`upstreams.user.circuit_breaker`).
+    table: String,
+    /// Where the table is, for errors about a key it does not contain.
+    span: Range<usize>,
+    /// Every key the table may hold.
+    known: &'static [&'static str],
+    /// The keys written, with the span of their values.
+    keys: Vec<(&'static str, Range<usize>)>,
+}
+
+impl Written {
+    fn new(table: String, span: Range<usize>, known: &'static [&'static str]) -> Self {
+        Self {
+            table,
+            span,
+            known,
+            keys: Vec::new(),
+        }
+    }
+
+    fn note<T>(&mut self, key: &'static str, value: Option<&Spanned<T>>) {
+        if let Some(v) = value {
+            self.keys.push((key, v.span()));
+        }
+    }
+
+    /// The TOML key for the setter `field`: `field` itself or `field_ms`.
+    fn key_of(&self, field: &str) -> Option<&'static str> {
+        let ms = format!("{field}_ms");
+        self.known.iter().copied().find(|k| *k == field || *k == ms)
+    }
+
+    /// Where a builder error about `field` belongs: the key if it was
+    /// written, else the table (the key to set, with its name).
+    fn place(&self, field: &str) -> (Range<usize>, String) {
+        let Some(key) = self.key_of(field) else {
+            return (self.span.clone(), self.table.clone());
+        };
+        let span = self
+            .keys
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or_else(|| self.span.clone(), |(_, s)| s.clone());
+        (span, format!("{}.{key}", self.table))
+    }
+}
+
 struct Checker<'a> {
     source: &'a Source<'a>,
 }
@@ -542,6 +869,12 @@ impl Checker<'_> {
         Err(ConfigFileError::at(self.source, span, key, message))
     }
 
+    /// A builder's error, placed at the key its field names.
+    fn builder_err(&self, written: &Written, err: &ConfigError) -> ConfigFileError {
+        let (span, key) = written.place(err.field());
+        ConfigFileError::at(self.source, span, key, err.reason())
+    }
+
     fn addr(&self, v: &Spanned<String>, key: &str) -> Result<SocketAddr, ConfigFileError> {
         v.get_ref().parse().or_else(|_| {
             self.err(
@@ -552,20 +885,23 @@ impl Checker<'_> {
         })
     }
 
-    /// A positive count.
-    fn count(
+    /// A whole number that fits `T` and is at least `min`: the checks a
+    /// TOML integer needs before it can be handed to a builder (which
+    /// checks the rest).
+    fn whole<T: TryFrom<i64>>(
         &self,
         v: Option<&Spanned<i64>>,
         key: &str,
-        default: u32,
-    ) -> Result<u32, ConfigFileError> {
-        let Some(v) = v else { return Ok(default) };
-        match u32::try_from(*v.get_ref()) {
-            Ok(n) if n >= 1 => Ok(n),
+        min: i64,
+    ) -> Result<Option<T>, ConfigFileError> {
+        let Some(v) = v else { return Ok(None) };
+        let n = *v.get_ref();
+        match T::try_from(n) {
+            Ok(value) if n >= min => Ok(Some(value)),
             _ => self.err(
                 v.span(),
                 key,
-                format!("must be a whole number ≥ 1, got {}", v.get_ref()),
+                format!("must be a whole number ≥ {min}, got {n}"),
             ),
         }
     }
@@ -593,24 +929,20 @@ impl Checker<'_> {
         Ok(Duration::from_millis(ms.unsigned_abs()))
     }
 
-    /// A percentage in (0, 100].
-    fn percent(
+    /// Milliseconds handed to a builder: only a negative value is refused
+    /// here (a `Duration` cannot hold it); zero and the rest are the
+    /// builder's call.
+    fn duration(
         &self,
-        v: Option<&Spanned<f64>>,
+        v: Option<&Spanned<i64>>,
         key: &str,
-        default: f64,
-    ) -> Result<f64, ConfigFileError> {
-        let Some(v) = v else { return Ok(default) };
-        let p = *v.get_ref();
-        if p.is_finite() && p > 0.0 && p <= 100.0 {
-            Ok(p)
-        } else {
-            self.err(
-                v.span(),
-                key,
-                format!("must be a percentage in (0, 100], got {p}"),
-            )
+    ) -> Result<Option<Duration>, ConfigFileError> {
+        let Some(v) = v else { return Ok(None) };
+        let ms = *v.get_ref();
+        if ms < 0 {
+            return self.err(v.span(), key, format!("must be ≥ 0 milliseconds, got {ms}"));
         }
+        Ok(Some(Duration::from_millis(ms.unsigned_abs())))
     }
 
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigFileError> {
@@ -620,26 +952,36 @@ impl Checker<'_> {
                 Some(v) => self.addr(v, "server.listen")?,
                 None => defaults.listen,
             },
-            body_limit_bytes: match &raw.server.body_limit_bytes {
-                Some(v) => match usize::try_from(*v.get_ref()) {
-                    Ok(n) if n >= 1 => n,
-                    _ => {
-                        return self.err(
-                            v.span(),
-                            "server.body_limit_bytes",
-                            format!("must be ≥ 1, got {}", v.get_ref()),
-                        );
-                    }
-                },
-                None => defaults.body_limit_bytes,
-            },
+            body_limit_bytes: self
+                .whole(
+                    raw.server.body_limit_bytes.as_ref(),
+                    "server.body_limit_bytes",
+                    1,
+                )?
+                .unwrap_or(defaults.body_limit_bytes),
             drain_timeout: self.millis(
                 raw.server.drain_timeout_ms.as_ref(),
                 "server.drain_timeout_ms",
                 10_000,
                 true,
             )?,
+            worker_threads: self
+                .whole::<usize>(
+                    raw.server.worker_threads.as_ref(),
+                    "server.worker_threads",
+                    0,
+                )?
+                .filter(|n| *n > 0),
         };
+        if let (Some(v), Some(n)) = (raw.server.worker_threads.as_ref(), server.worker_threads) {
+            if n > 1024 {
+                return self.err(
+                    v.span(),
+                    "server.worker_threads",
+                    format!("must be at most 1024, got {n}"),
+                );
+            }
+        }
 
         let admin = AdminConfig {
             token: match raw.admin.token {
@@ -698,27 +1040,17 @@ impl Checker<'_> {
                     format!("`{prefix}` is routed twice"),
                 );
             }
-            if !upstreams.contains_key(r.upstream.get_ref()) {
-                let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-                return self.err(
-                    r.upstream.span(),
-                    format!("{key}.upstream"),
-                    format!(
-                        "no upstream named `{}` (declared: {})",
-                        r.upstream.get_ref(),
-                        if known.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                );
-            }
+            self.known_upstream(&upstreams, &r.upstream, &format!("{key}.upstream"))?;
             routes.push(RouteConfig {
                 prefix: prefix.clone(),
                 upstream: r.upstream.into_inner(),
             });
         }
+
+        let aggregator = match raw.aggregator {
+            Some(a) => Some(self.aggregator(a, &upstreams)?),
+            None => None,
+        };
 
         Ok(Config {
             server,
@@ -726,7 +1058,33 @@ impl Checker<'_> {
             demo,
             upstreams,
             routes,
+            aggregator,
         })
+    }
+
+    fn known_upstream(
+        &self,
+        upstreams: &BTreeMap<String, UpstreamConfig>,
+        name: &Spanned<String>,
+        key: &str,
+    ) -> Result<(), ConfigFileError> {
+        if upstreams.contains_key(name.get_ref()) {
+            return Ok(());
+        }
+        let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+        self.err(
+            name.span(),
+            key,
+            format!(
+                "no upstream named `{}` (declared: {})",
+                name.get_ref(),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        )
     }
 
     fn demo(&self, d: RawDemo) -> Result<DemoConfig, ConfigFileError> {
@@ -802,148 +1160,387 @@ impl Checker<'_> {
             2_000,
             false,
         )?;
-
-        let retry = match up.retry {
-            None => None,
-            Some(r) => {
-                let k = |s: &str| format!("{key}.retry.{s}");
-                let backoff = match r.backoff.as_ref() {
-                    None => Backoff::Exponential,
-                    Some(b) => match b.get_ref().as_str() {
-                        "fixed" => Backoff::Fixed,
-                        "exponential" => Backoff::Exponential,
-                        "decorrelated_jitter" => Backoff::DecorrelatedJitter,
-                        other => {
-                            return self.err(b.span(), k("backoff"), format!("unknown backoff `{other}` (expected fixed, exponential or decorrelated_jitter)"));
-                        }
-                    },
-                };
-                let initial_backoff = self.millis(
-                    r.initial_backoff_ms.as_ref(),
-                    &k("initial_backoff_ms"),
-                    25,
-                    false,
-                )?;
-                let max_backoff = self.millis(
-                    r.max_backoff_ms.as_ref(),
-                    &k("max_backoff_ms"),
-                    1_000,
-                    false,
-                )?;
-                if max_backoff < initial_backoff {
-                    let span = r
-                        .max_backoff_ms
-                        .as_ref()
-                        .or(r.initial_backoff_ms.as_ref())
-                        .map_or(up.url.span(), Spanned::span);
+        let attempt_timeout = match up.attempt_timeout_ms.as_ref() {
+            None => timeout,
+            Some(v) => {
+                let attempt =
+                    self.millis(Some(v), &format!("{key}.attempt_timeout_ms"), 0, false)?;
+                if attempt > timeout {
                     return self.err(
-                        span,
-                        k("max_backoff_ms"),
+                        v.span(),
+                        format!("{key}.attempt_timeout_ms"),
                         format!(
-                            "must be ≥ initial_backoff_ms ({} ms), got {} ms",
-                            initial_backoff.as_millis(),
-                            max_backoff.as_millis()
+                            "must be at most timeout_ms ({} ms), got {} ms",
+                            timeout.as_millis(),
+                            attempt.as_millis()
                         ),
                     );
                 }
-                Some(RetryConfig {
-                    max_attempts: self.count(r.max_attempts.as_ref(), &k("max_attempts"), 3)?,
-                    backoff,
-                    initial_backoff,
-                    max_backoff,
-                    budget_percent: self.percent(
-                        r.budget_percent.as_ref(),
-                        &k("budget_percent"),
-                        20.0,
-                    )?,
-                    min_retries_per_second: self.count(
-                        r.min_retries_per_second.as_ref(),
-                        &k("min_retries_per_second"),
-                        10,
-                    )?,
-                })
+                attempt
             }
         };
-
+        let retry = match up.retry {
+            None => None,
+            Some(r) => Some(self.retry(name, &format!("{key}.retry"), r)?),
+        };
         let circuit_breaker = match up.circuit_breaker {
             None => None,
-            Some(b) => {
-                let k = |s: &str| format!("{key}.circuit_breaker.{s}");
-                let sliding_window_type = match b.sliding_window_type.as_ref() {
-                    None => SlidingWindowType::CountBased,
-                    Some(t) => match t.get_ref().as_str() {
-                        "count_based" => SlidingWindowType::CountBased,
-                        "time_based" => SlidingWindowType::TimeBased,
-                        other => {
-                            return self.err(t.span(), k("sliding_window_type"), format!("unknown window type `{other}` (expected count_based or time_based)"));
-                        }
-                    },
-                };
-                Some(CircuitBreakerConfig {
-                    failure_rate_threshold: self.percent(
-                        b.failure_rate_threshold.as_ref(),
-                        &k("failure_rate_threshold"),
-                        50.0,
-                    )?,
-                    slow_call_rate_threshold: self.percent(
-                        b.slow_call_rate_threshold.as_ref(),
-                        &k("slow_call_rate_threshold"),
-                        100.0,
-                    )?,
-                    slow_call_duration_threshold: self.millis(
-                        b.slow_call_duration_threshold_ms.as_ref(),
-                        &k("slow_call_duration_threshold_ms"),
-                        60_000,
-                        false,
-                    )?,
-                    minimum_number_of_calls: self.count(
-                        b.minimum_number_of_calls.as_ref(),
-                        &k("minimum_number_of_calls"),
-                        20,
-                    )?,
-                    sliding_window_type,
-                    sliding_window_size: self.count(
-                        b.sliding_window_size.as_ref(),
-                        &k("sliding_window_size"),
-                        100,
-                    )?,
-                    wait_duration_in_open: self.millis(
-                        b.wait_duration_in_open_ms.as_ref(),
-                        &k("wait_duration_in_open_ms"),
-                        5_000,
-                        false,
-                    )?,
-                    permitted_number_of_calls_in_half_open_state: self.count(
-                        b.permitted_number_of_calls_in_half_open_state.as_ref(),
-                        &k("permitted_number_of_calls_in_half_open_state"),
-                        1,
-                    )?,
-                })
-            }
+            Some(b) => Some(self.breaker(name, &format!("{key}.circuit_breaker"), b)?),
         };
-
         let bulkhead = match up.bulkhead {
             None => None,
-            Some(b) => {
-                let k = |s: &str| format!("{key}.bulkhead.{s}");
-                Some(BulkheadConfig {
-                    max_concurrent_calls: self.count(
-                        b.max_concurrent_calls.as_ref(),
-                        &k("max_concurrent_calls"),
-                        25,
-                    )?,
-                    max_wait: self.millis(b.max_wait_ms.as_ref(), &k("max_wait_ms"), 0, true)?,
-                })
-            }
+            Some(b) => Some(self.bulkhead(name, &format!("{key}.bulkhead"), b)?),
         };
-
         Ok(UpstreamConfig {
             target,
             timeout,
+            attempt_timeout,
             retry,
             circuit_breaker,
             bulkhead,
         })
+    }
+
+    fn retry(
+        &self,
+        name: &str,
+        table: &str,
+        raw: Spanned<RawRetry>,
+    ) -> Result<RetryConfig, ConfigFileError> {
+        let span = raw.span();
+        let r = raw.into_inner();
+        let k = |s: &str| format!("{table}.{s}");
+        let mut written = Written::new(table.to_owned(), span, &RETRY_KEYS);
+        written.note("max_attempts", r.max_attempts.as_ref());
+        written.note("backoff", r.backoff.as_ref());
+        written.note("jitter", r.jitter.as_ref());
+        written.note("deadline_ms", r.deadline_ms.as_ref());
+        written.note("retry_ratio", r.retry_ratio.as_ref());
+        written.note("min_retries_per_sec", r.min_retries_per_sec.as_ref());
+        written.note("budget_ttl_ms", r.budget_ttl_ms.as_ref());
+        written.note("max_body_bytes", r.max_body_bytes.as_ref());
+        written.note("retry_non_idempotent", r.retry_non_idempotent.as_ref());
+        written.note("honor_retry_after", r.honor_retry_after.as_ref());
+        written.note("max_retry_after_ms", r.max_retry_after_ms.as_ref());
+
+        let backoff = match &r.backoff {
+            None => None,
+            Some(b) => Some(self.backoff(&k("backoff"), b)?),
+        };
+        let jitter = match &r.jitter {
+            None => None,
+            Some(j) => Some(match j.get_ref().as_str() {
+                "full" => Jitter::Full,
+                "equal" => Jitter::Equal,
+                "none" => Jitter::None,
+                other => {
+                    return self.err(
+                        j.span(),
+                        k("jitter"),
+                        format!("unknown jitter `{other}` (expected full, equal or none)"),
+                    );
+                }
+            }),
+        };
+        let config = RetryConfig {
+            max_attempts: self.whole(r.max_attempts.as_ref(), &k("max_attempts"), 0)?,
+            backoff,
+            jitter,
+            deadline: self.duration(r.deadline_ms.as_ref(), &k("deadline_ms"))?,
+            retry_ratio: r.retry_ratio.as_ref().map(|v| *v.get_ref()),
+            min_retries_per_sec: self.whole(
+                r.min_retries_per_sec.as_ref(),
+                &k("min_retries_per_sec"),
+                0,
+            )?,
+            budget_ttl: self.duration(r.budget_ttl_ms.as_ref(), &k("budget_ttl_ms"))?,
+            max_body_bytes: self.whole(r.max_body_bytes.as_ref(), &k("max_body_bytes"), 0)?,
+            retry_non_idempotent: r.retry_non_idempotent.as_ref().map(|v| *v.get_ref()),
+            honor_retry_after: r.honor_retry_after.as_ref().map(|v| *v.get_ref()),
+            max_retry_after: self
+                .duration(r.max_retry_after_ms.as_ref(), &k("max_retry_after_ms"))?,
+        };
+        config
+            .builder(name)
+            .build()
+            .map_err(|e| self.builder_err(&written, &e))?;
+        Ok(config)
+    }
+
+    fn backoff(&self, key: &str, b: &Spanned<RawBackoff>) -> Result<Backoff, ConfigFileError> {
+        let raw = b.get_ref();
+        let kind = raw.kind.get_ref().as_str();
+        let ms = |v: Option<&Spanned<i64>>, field: &str, default: u64| {
+            Ok::<_, ConfigFileError>(
+                self.duration(v, &format!("{key}.{field}"))?
+                    .unwrap_or(Duration::from_millis(default)),
+            )
+        };
+        // Fields a kind does not take are refused, not ignored.
+        let unused: &[(&str, bool)] = match kind {
+            "none" => &[
+                ("delay_ms", raw.delay_ms.is_some()),
+                ("base_ms", raw.base_ms.is_some()),
+                ("multiplier", raw.multiplier.is_some()),
+                ("cap_ms", raw.cap_ms.is_some()),
+            ],
+            "fixed" => &[
+                ("base_ms", raw.base_ms.is_some()),
+                ("multiplier", raw.multiplier.is_some()),
+                ("cap_ms", raw.cap_ms.is_some()),
+            ],
+            "exponential" => &[("delay_ms", raw.delay_ms.is_some())],
+            "decorrelated" => &[
+                ("delay_ms", raw.delay_ms.is_some()),
+                ("multiplier", raw.multiplier.is_some()),
+            ],
+            other => {
+                return self.err(
+                    raw.kind.span(),
+                    format!("{key}.kind"),
+                    format!(
+                        "unknown backoff `{other}` (expected none, fixed, exponential or decorrelated)"
+                    ),
+                );
+            }
+        };
+        if let Some((field, _)) = unused.iter().find(|(_, given)| *given) {
+            return self.err(
+                b.span(),
+                format!("{key}.{field}"),
+                format!("a `{kind}` backoff does not take `{field}`"),
+            );
+        }
+        // The defaults are the retry builder's own (exponential 50 ms, ×2,
+        // capped at 2 s).
+        Ok(match kind {
+            "none" => Backoff::none(),
+            "fixed" => Backoff::fixed(ms(raw.delay_ms.as_ref(), "delay_ms", 50)?),
+            "exponential" => Backoff::exponential(
+                ms(raw.base_ms.as_ref(), "base_ms", 50)?,
+                raw.multiplier.as_ref().map_or(2.0, |m| *m.get_ref()),
+                ms(raw.cap_ms.as_ref(), "cap_ms", 2_000)?,
+            ),
+            _ => Backoff::decorrelated(
+                ms(raw.base_ms.as_ref(), "base_ms", 50)?,
+                ms(raw.cap_ms.as_ref(), "cap_ms", 2_000)?,
+            ),
+        })
+    }
+
+    fn breaker(
+        &self,
+        name: &str,
+        table: &str,
+        raw: Spanned<RawBreaker>,
+    ) -> Result<CircuitBreakerConfig, ConfigFileError> {
+        let span = raw.span();
+        let b = raw.into_inner();
+        let k = |s: &str| format!("{table}.{s}");
+        let mut written = Written::new(table.to_owned(), span, &BREAKER_KEYS);
+        written.note("count_window", b.count_window.as_ref());
+        written.note("time_window_ms", b.time_window_ms.as_ref());
+        written.note("failure_rate_threshold", b.failure_rate_threshold.as_ref());
+        written.note("trip_on_failure_rate", b.trip_on_failure_rate.as_ref());
+        written.note("slow_call_duration_ms", b.slow_call_duration_ms.as_ref());
+        written.note(
+            "slow_call_rate_threshold",
+            b.slow_call_rate_threshold.as_ref(),
+        );
+        written.note("consecutive_failures", b.consecutive_failures.as_ref());
+        written.note("minimum_calls", b.minimum_calls.as_ref());
+        written.note("wait_in_open_ms", b.wait_in_open_ms.as_ref());
+        written.note(
+            "wait_in_open_multiplier",
+            b.wait_in_open_multiplier.as_ref(),
+        );
+        written.note("max_wait_in_open_ms", b.max_wait_in_open_ms.as_ref());
+        written.note("wait_in_open_jitter", b.wait_in_open_jitter.as_ref());
+        written.note(
+            "permitted_calls_in_half_open",
+            b.permitted_calls_in_half_open.as_ref(),
+        );
+        written.note(
+            "max_wait_in_half_open_ms",
+            b.max_wait_in_half_open_ms.as_ref(),
+        );
+        written.note("initial_state", b.initial_state.as_ref());
+
+        if let (Some(_), Some(time)) = (&b.count_window, &b.time_window_ms) {
+            return self.err(
+                time.span(),
+                k("time_window_ms"),
+                "give either `count_window` or `time_window_ms`, not both",
+            );
+        }
+        let initial_state = match &b.initial_state {
+            None => None,
+            Some(s) => Some(
+                match State::ALL
+                    .into_iter()
+                    .find(|state| state.as_str() == s.get_ref())
+                {
+                    Some(state) => state,
+                    None => {
+                        return self.err(
+                            s.span(),
+                            k("initial_state"),
+                            format!(
+                                "unknown state `{}` (expected closed, disabled, metrics_only or forced_open)",
+                                s.get_ref()
+                            ),
+                        );
+                    }
+                },
+            ),
+        };
+        let config = CircuitBreakerConfig {
+            count_window: self.whole(b.count_window.as_ref(), &k("count_window"), 0)?,
+            time_window: self.duration(b.time_window_ms.as_ref(), &k("time_window_ms"))?,
+            failure_rate_threshold: b.failure_rate_threshold.as_ref().map(|v| *v.get_ref()),
+            trip_on_failure_rate: b.trip_on_failure_rate.as_ref().map(|v| *v.get_ref()),
+            slow_call_duration: self.duration(
+                b.slow_call_duration_ms.as_ref(),
+                &k("slow_call_duration_ms"),
+            )?,
+            slow_call_rate_threshold: b.slow_call_rate_threshold.as_ref().map(|v| *v.get_ref()),
+            consecutive_failures: self.whole(
+                b.consecutive_failures.as_ref(),
+                &k("consecutive_failures"),
+                0,
+            )?,
+            minimum_calls: self.whole(b.minimum_calls.as_ref(), &k("minimum_calls"), 0)?,
+            wait_in_open: self.duration(b.wait_in_open_ms.as_ref(), &k("wait_in_open_ms"))?,
+            wait_in_open_multiplier: b.wait_in_open_multiplier.as_ref().map(|v| *v.get_ref()),
+            max_wait_in_open: self
+                .duration(b.max_wait_in_open_ms.as_ref(), &k("max_wait_in_open_ms"))?,
+            wait_in_open_jitter: b.wait_in_open_jitter.as_ref().map(|v| *v.get_ref()),
+            permitted_calls_in_half_open: self.whole(
+                b.permitted_calls_in_half_open.as_ref(),
+                &k("permitted_calls_in_half_open"),
+                0,
+            )?,
+            max_wait_in_half_open: self.duration(
+                b.max_wait_in_half_open_ms.as_ref(),
+                &k("max_wait_in_half_open_ms"),
+            )?,
+            initial_state,
+        };
+        config
+            .builder(name)
+            .build()
+            .map_err(|e| self.builder_err(&written, &e))?;
+        Ok(config)
+    }
+
+    fn bulkhead(
+        &self,
+        name: &str,
+        table: &str,
+        raw: Spanned<RawBulkhead>,
+    ) -> Result<BulkheadConfig, ConfigFileError> {
+        let span = raw.span();
+        let b = raw.into_inner();
+        let k = |s: &str| format!("{table}.{s}");
+        let mut written = Written::new(table.to_owned(), span, &BULKHEAD_KEYS);
+        written.note("max_concurrent_calls", b.max_concurrent_calls.as_ref());
+        written.note("max_wait_ms", b.max_wait_ms.as_ref());
+        written.note("max_queue", b.max_queue.as_ref());
+        let config = BulkheadConfig {
+            max_concurrent_calls: self.whole(
+                b.max_concurrent_calls.as_ref(),
+                &k("max_concurrent_calls"),
+                0,
+            )?,
+            max_wait: self.duration(b.max_wait_ms.as_ref(), &k("max_wait_ms"))?,
+            max_queue: self.whole(b.max_queue.as_ref(), &k("max_queue"), 0)?,
+        };
+        config
+            .builder(name)
+            .build()
+            .map_err(|e| self.builder_err(&written, &e))?;
+        Ok(config)
+    }
+
+    fn aggregator(
+        &self,
+        raw: Spanned<RawAggregator>,
+        upstreams: &BTreeMap<String, UpstreamConfig>,
+    ) -> Result<AggregatorConfig, ConfigFileError> {
+        let span = raw.span();
+        let a = raw.into_inner();
+        let route = Route::new(AGGREGATOR_ROUTE).map_err(|e| {
+            ConfigFileError::at(self.source, span.clone(), "aggregator", e.to_string())
+        })?;
+        let mut branches = Vec::with_capacity(a.branches.len());
+        for (i, b) in a.branches.iter().enumerate() {
+            let key = format!("aggregator.branches[{i}]");
+            let raw = b.get_ref();
+            self.known_upstream(upstreams, &raw.upstream, &format!("{key}.upstream"))?;
+            if let Err(e) = route.target("http://upstream.invalid", raw.path.get_ref()) {
+                return self.err(
+                    raw.path.span(),
+                    format!("{key}.path"),
+                    e.reason().to_owned(),
+                );
+            }
+            branches.push(BranchConfig {
+                name: raw.name.get_ref().clone(),
+                upstream: raw.upstream.get_ref().clone(),
+                path: raw.path.get_ref().clone(),
+                required: raw.required,
+                timeout: self.duration(raw.timeout_ms.as_ref(), &format!("{key}.timeout_ms"))?,
+            });
+        }
+        let config = AggregatorConfig {
+            deadline: self.duration(a.deadline_ms.as_ref(), "aggregator.deadline_ms")?,
+            max_in_flight: self.whole(a.max_in_flight.as_ref(), "aggregator.max_in_flight", 0)?,
+            branches,
+        };
+        // The fan-out's builder decides the rest, over stand-in services.
+        let check = crate::aggregator::build(&config, |_| {
+            let stand_in = tower::service_fn(|_: http::Request<axum::body::Body>| async {
+                Ok::<_, palisade::BoxError>(serde_json::Value::Null)
+            });
+            (stand_in, "http://upstream.invalid".to_owned())
+        });
+        if let Err(e) = check {
+            let (span, key) = match e.field() {
+                "deadline" => (
+                    a.deadline_ms.as_ref().map_or(span, Spanned::span),
+                    "aggregator.deadline_ms".to_owned(),
+                ),
+                "max_in_flight" => (
+                    a.max_in_flight.as_ref().map_or(span, Spanned::span),
+                    "aggregator.max_in_flight".to_owned(),
+                ),
+                "timeout" => a
+                    .branches
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, b)| {
+                        let t = b.get_ref().timeout_ms.as_ref()?;
+                        (*t.get_ref() == 0)
+                            .then(|| (t.span(), format!("aggregator.branches[{i}].timeout_ms")))
+                    })
+                    .unwrap_or((span, "aggregator.branches".to_owned())),
+                _ => {
+                    // `branch`: none, or a name empty or used twice.
+                    let mut seen = std::collections::HashSet::new();
+                    a.branches
+                        .iter()
+                        .enumerate()
+                        .find_map(|(i, b)| {
+                            let n = &b.get_ref().name;
+                            (n.get_ref().is_empty() || !seen.insert(n.get_ref().as_str()))
+                                .then(|| (n.span(), format!("aggregator.branches[{i}].name")))
+                        })
+                        .unwrap_or((span, "aggregator.branches".to_owned()))
+                }
+            };
+            return self.err(span, key, e.reason().to_owned());
+        }
+        Ok(config)
     }
 }
 
@@ -963,7 +1560,22 @@ mod tests {
             let up = &cfg.upstreams[s];
             assert_eq!(up.target, UpstreamTarget::Demo(s.to_owned()));
             assert!(up.retry.is_some() && up.circuit_breaker.is_some() && up.bulkhead.is_some());
+            assert!(up.attempt_timeout < up.timeout);
         }
+        let aggregator = cfg.aggregator.expect("the dashboard aggregator");
+        let names: Vec<&str> = aggregator
+            .branches
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect();
+        assert_eq!(names, DEMO_SERVICES);
+        let required: Vec<&str> = aggregator
+            .branches
+            .iter()
+            .filter(|b| b.required)
+            .map(|b| b.name.as_str())
+            .collect();
+        assert_eq!(required, ["user", "order"]);
     }
 
     #[test]
@@ -991,10 +1603,30 @@ mod tests {
     #[test]
     fn key_at_finds_table_and_key() {
         let text = "[server]\nlisten = 1\n[upstreams.user]\n  timeout_ms = \"x\"\n";
-        assert_eq!(key_at(text, text.find("1").unwrap()), "server.listen");
+        assert_eq!(key_at(text, text.find('1').unwrap()), "server.listen");
         assert_eq!(
             key_at(text, text.find("\"x\"").unwrap()),
             "upstreams.user.timeout_ms"
         );
+    }
+
+    #[test]
+    fn builder_fields_map_to_their_keys() {
+        let mut w = Written::new("t".to_owned(), 0..1, &BREAKER_KEYS);
+        assert_eq!(w.key_of("wait_in_open"), Some("wait_in_open_ms"));
+        assert_eq!(w.key_of("count_window"), Some("count_window"));
+        assert_eq!(w.key_of("time_window"), Some("time_window_ms"));
+        assert_eq!(w.key_of("name"), None);
+        let v = Spanned::new(5..9, 3_i64);
+        w.note("wait_in_open_ms", Some(&v));
+        assert_eq!(
+            w.place("wait_in_open"),
+            (5..9, "t.wait_in_open_ms".to_owned())
+        );
+        assert_eq!(
+            w.place("max_wait_in_open"),
+            (0..1, "t.max_wait_in_open_ms".to_owned())
+        );
+        assert_eq!(w.place("name"), (0..1, "t".to_owned()));
     }
 }

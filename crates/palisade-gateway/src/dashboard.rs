@@ -12,6 +12,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use futures_util::Stream;
 use http::header::{CACHE_CONTROL, HeaderValue};
+use palisade::bulkhead::BulkheadSnapshot;
+use palisade::circuit_breaker::CircuitBreakerSnapshot;
 use serde::Serialize;
 
 use crate::admin::ChaosView;
@@ -61,18 +63,18 @@ pub struct UpstreamTile {
     pub latency_p99_ms: Option<f64>,
     /// Calls in flight now.
     pub in_flight: u64,
-    /// The circuit breaker's figures, when the upstream's stack has one;
-    /// `null` while it has none.
+    /// The circuit breaker's figures; `null` when the upstream's stack has
+    /// no breaker.
     pub circuit_breaker: Option<BreakerTile>,
-    /// The bulkhead's figures, when the upstream's stack has one; `null`
-    /// while it has none.
+    /// The bulkhead's figures; `null` when the upstream's stack has no
+    /// bulkhead.
     pub bulkhead: Option<BulkheadTile>,
     /// The chaos state of the demo backend behind it, if it is one.
     pub chaos: Option<ChaosView>,
 }
 
-/// A circuit breaker's figures on a tile: filled from the breaker's registry
-/// handle when the stack has a breaker.
+/// A circuit breaker's figures on a tile, from its registry handle's
+/// snapshot.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BreakerTile {
     /// `closed`, `open`, `half_open`, `forced_open`, `disabled`, ...
@@ -82,7 +84,8 @@ pub struct BreakerTile {
     /// The window's failure rate, percent (`None` before the minimum number
     /// of calls).
     pub failure_rate_pct: Option<f64>,
-    /// The window's slow-call rate, percent.
+    /// The window's slow-call rate, percent (`None` before the minimum
+    /// number of calls, or without slow-call detection).
     pub slow_call_rate_pct: Option<f64>,
     /// Calls refused so far.
     pub rejected: u64,
@@ -99,6 +102,39 @@ pub struct BulkheadTile {
     pub waiting: u64,
     /// Calls refused so far.
     pub rejected: u64,
+}
+
+impl BreakerTile {
+    /// The tile of a breaker's `snapshot`: the rates only once the window
+    /// holds its minimum number of calls.
+    #[must_use]
+    pub fn of(snapshot: &CircuitBreakerSnapshot) -> Self {
+        let judged = snapshot.minimum_calls_reached;
+        Self {
+            state: snapshot.state.as_str().to_owned(),
+            next_probe_in_ms: snapshot
+                .next_probe_in
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            failure_rate_pct: judged.then_some(snapshot.failure_rate),
+            slow_call_rate_pct: (judged && snapshot.config.slow_call_duration.is_some())
+                .then_some(snapshot.slow_call_rate),
+            rejected: snapshot.not_permitted_calls,
+        }
+    }
+}
+
+impl BulkheadTile {
+    /// The tile of a bulkhead's `snapshot`.
+    #[must_use]
+    pub fn of(snapshot: &BulkheadSnapshot) -> Self {
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        Self {
+            in_flight: n(snapshot.in_flight),
+            limit: n(snapshot.limit),
+            waiting: n(snapshot.queued),
+            rejected: snapshot.rejected,
+        }
+    }
 }
 
 /// The snapshot of `state` now.
@@ -136,9 +172,14 @@ pub fn snapshot(state: &AppState) -> DashboardSnapshot {
                 latency_p50_ms: s.p50_ms,
                 latency_p99_ms: s.p99_ms,
                 in_flight: s.in_flight,
-                // Filled from the layers' registries once the stack has them.
-                circuit_breaker: None,
-                bulkhead: None,
+                circuit_breaker: state
+                    .circuit_breakers()
+                    .get(up.name())
+                    .map(|h| BreakerTile::of(&h.snapshot())),
+                bulkhead: state
+                    .bulkheads()
+                    .get(up.name())
+                    .map(|h| BulkheadTile::of(&h.snapshot())),
                 chaos,
             }
         })

@@ -1,44 +1,59 @@
 //! Errors from an upstream's stack, as `application/problem+json` responses.
 //!
-//! | cause (anywhere in the error's source chain) | status | problem `type` |
-//! |---|---|---|
-//! | `CircuitOpen` (a breaker refused) | 503 + `Retry-After`, `x-palisade-circuit-breaker` | `urn:palisade:problem:circuit-open` |
-//! | `BulkheadFull` (a bulkhead refused) | 503, `x-palisade-bulkhead` | `urn:palisade:problem:bulkhead-full` |
-//! | tower's `Elapsed` (the upstream's timeout) | 504 | `urn:palisade:problem:timeout` |
-//! | a request body over the limit | 413 | `urn:palisade:problem:body-too-large` |
-//! | connecting failed (refused, unreachable) | 502 | `urn:palisade:problem:upstream-unreachable` |
-//! | any other upstream error (reset, malformed response) | 502 | `urn:palisade:problem:upstream-error` |
+//! The crates' own mappings come first: a rejection anywhere in the chain
+//! and the retry layer's errors are answered by
+//! `palisade::retry::http::error_response` (which starts with
+//! `palisade::http::rejection_response`); the gateway maps what only it
+//! knows about (tower's `Elapsed`, the body limit, the client's errors).
+//!
+//! | cause (anywhere in the error's source chain) | status | problem `type` | by |
+//! |---|---|---|---|
+//! | `CircuitOpen` (a breaker refused) | 503 + `Retry-After`, `x-palisade-circuit-breaker` | `urn:palisade:problem:circuit-open` | `rejection_response` |
+//! | `BulkheadFull` (a bulkhead refused) | 503, `x-palisade-bulkhead` | `urn:palisade:problem:bulkhead-full` | `rejection_response` |
+//! | retry's `DeadlineExceeded` | 504 | `urn:palisade:problem:deadline-exceeded` | the retry crate |
+//! | retry's `AttemptTimedOut` | 504 | `urn:palisade:problem:attempt-timeout` | the retry crate |
+//! | tower's `Elapsed` (the overall or the per-attempt timeout) | 504 | `urn:palisade:problem:timeout` | here |
+//! | a request body over the limit | 413 | `urn:palisade:problem:body-too-large` | here |
+//! | connecting failed (refused, unreachable, connect timeout) | 502 | `urn:palisade:problem:upstream-unreachable` | here |
+//! | any other upstream error (reset, malformed response) | 502 | `urn:palisade:problem:upstream-error` | here |
 
 use std::error::Error;
 
 use axum::body::Body;
 use http::{Response, StatusCode};
 use http_body_util::LengthLimitError;
-use palisade_core::cause_ref;
-use palisade_core::http::{Problem, rejection_response};
+use palisade::cause_ref;
+use palisade::http::Problem;
 use tower::timeout::error::Elapsed;
 
-/// The response for `err`, raised by the stack of `upstream`.
+/// The response for `err`, raised by the stack of `upstream`, whose
+/// timeouts are `timeout_ms` (overall) and `attempt_timeout_ms`.
 #[must_use]
 pub fn error_response(
     upstream: &str,
     timeout_ms: u128,
+    attempt_timeout_ms: u128,
     err: &(dyn Error + 'static),
 ) -> Response<Body> {
-    if let Some(res) = rejection_response::<Body>(err) {
+    if let Some(res) = palisade::retry::http::error_response::<Body>(err) {
         return res;
     }
     let problem = if cause_ref::<Elapsed>(err).is_some() {
+        let detail = if attempt_timeout_ms < timeout_ms {
+            format!(
+                "`{upstream}` did not answer in time (each attempt {attempt_timeout_ms} ms, in all {timeout_ms} ms)"
+            )
+        } else {
+            format!("`{upstream}` did not answer within {timeout_ms} ms")
+        };
         Problem::new(StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
             .kind("timeout")
-            .detail(format!(
-                "`{upstream}` did not answer within {timeout_ms} ms"
-            ))
+            .detail(detail)
     } else if cause_ref::<LengthLimitError>(err).is_some() {
         Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
             .kind("body-too-large")
             .detail("the request body is larger than the gateway accepts")
-    } else if cause_ref::<crate::pool::ConnectError>(err).is_some() {
+    } else if cause_ref::<hyper_util::client::legacy::Error>(err).is_some_and(|e| e.is_connect()) {
         Problem::new(StatusCode::BAD_GATEWAY, "upstream unreachable")
             .kind("upstream-unreachable")
             .detail(format!("cannot connect to `{upstream}`: {}", chain(err)))

@@ -33,24 +33,25 @@
 //! | module | what |
 //! |---|---|
 //! | [`config`] | TOML config: structs, validation, errors with file:line:column and key |
-//! | [`server`] | [`Gateway`]: start-up (backends, upstreams, listener), serving, graceful shutdown |
+//! | [`server`] | [`Gateway`]: start-up (backends, upstreams, listeners), a thread per core, graceful shutdown |
 //! | [`routes`] | [`app`]: the router, the proxy route table, middleware |
-//! | [`upstream`] | [`build_stack`](upstream::build_stack): one upstream's service stack |
-//! | [`proxy`] | the innermost client service, hop-by-hop and forwarding headers; its connection pool drives each connection from the request's own task |
+//! | [`upstream`] | [`build_stack`](upstream::build_stack): one upstream's stack (timeout, retry, breaker, attempt timeout, bulkhead, client) |
+//! | [`aggregator`] | `GET /api/dashboard/user/{id}`: the fan-out over the upstreams' stacks |
+//! | [`proxy`] | the innermost client service (hyper-util's pooled client), hop-by-hop and forwarding headers |
 //! | [`errors`] | stack errors as problem+json responses |
 //! | [`stats`] | per-upstream rolling-window statistics layer |
 //! | [`dashboard`] | the dashboard page, its snapshot and event stream |
-//! | [`admin`] | the admin API (bearer token) |
+//! | [`admin`] | the admin API (bearer token): breakers, bulkheads, chaos |
 //! | [`demo`] | the six demo backends, each behind a chaos layer |
 //! | [`state`] | shared state, lifecycle, the Prometheus recorder |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod admin;
+pub mod aggregator;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod errors;
-mod pool;
 pub mod proxy;
 pub mod routes;
 pub mod server;

@@ -1,30 +1,35 @@
-//! Reverse proxying: the innermost service of every upstream stack, the
-//! header rules for forwarding a client's request, and a pooled HTTP client
-//! for callers outside the stacks.
+//! Reverse proxying: the innermost service of every upstream stack
+//! (hyper-util's pooled HTTP/1 client), and the header rules for forwarding a
+//! client's request.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use palisade_core::BoxError;
+use hyper_util::client::legacy::{Client, ResponseFuture};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use palisade::BoxError;
+use pin_project_lite::pin_project;
 use tower::Service;
 
-pub use crate::pool::{ConnectError, UpstreamPool};
-
-/// hyper-util's pooled client, HTTP/1 over plain TCP: for calls made outside
-/// the upstream stacks (tests, tools). The stacks use [`UpstreamPool`].
+/// hyper-util's pooled client, HTTP/1 over plain TCP (no TLS in this
+/// build). Cloning it is cheap and shares its connection pool.
 pub type HttpClient = Client<HttpConnector, Body>;
 
-/// Builds an [`HttpClient`]: `TCP_NODELAY`, a 5 s connect timeout, idle
-/// connections kept 30 s.
+/// Builds an [`HttpClient`]: HTTP/1 only, `TCP_NODELAY`, a 5 s connect
+/// timeout, at most 1024 idle connections per upstream kept 30 s each; a
+/// request that finds its pooled connection closed before it was sent is
+/// sent again on another (hyper-util's default).
+///
+/// Its connections run as tasks on the runtime the requests are made from:
+/// the gateway gives each worker thread a client of its own, so a request
+/// and its upstream connection stay on one thread.
 #[must_use]
 pub fn http_client() -> HttpClient {
     let mut connector = HttpConnector::new();
@@ -32,68 +37,64 @@ pub fn http_client() -> HttpClient {
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
     connector.enforce_http(true);
     Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(1024)
         .build(connector)
 }
 
-/// The innermost service of an upstream stack: sends a request whose URI is
-/// origin-form (`/users/7?x=1`) to the upstream, under its base path, with
-/// `Host` set to the upstream's authority, over the upstream's connection
-/// pool ([`UpstreamPool`]), and streams the response back.
+/// The innermost service of an upstream stack: sends a request to the
+/// upstream over an [`HttpClient`] and streams the response back.
+///
+/// A request with an origin-form URI (`/users/7?x=1`, as the proxy routes
+/// send) goes to the upstream's base: `http://host:port{base path}/users/7?x=1`,
+/// with `Host` set to the upstream's authority. A request with an absolute
+/// URI (as the aggregator builds from the upstream's `url`) is sent as it
+/// is. Requests go out as HTTP/1.1.
 #[derive(Clone, Debug)]
 pub struct ClientService {
-    pool: UpstreamPool,
-    host: HeaderValue,
+    client: HttpClient,
+    scheme_authority: String,
     base_path: String,
+    host: HeaderValue,
 }
 
 impl ClientService {
     /// Sends to `base` (`http://host:port[/base/path]`, as validated by the
-    /// config) over a new connection pool.
+    /// config) over `client`.
     #[must_use]
-    pub fn new(base: &Uri) -> Self {
+    pub fn new(base: &Uri, client: HttpClient) -> Self {
         let authority = base
             .authority()
             .map_or("127.0.0.1:80", http::uri::Authority::as_str);
-        let target = if base.port_u16().is_some() {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
-        };
         Self {
-            pool: UpstreamPool::new(target),
+            client,
+            scheme_authority: format!("http://{authority}"),
+            base_path: base.path().trim_end_matches('/').to_owned(),
             host: HeaderValue::from_str(authority)
                 .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
-            base_path: base.path().trim_end_matches('/').to_owned(),
         }
     }
 
-    /// The upstream's connection pool.
-    #[must_use]
-    pub const fn pool(&self) -> &UpstreamPool {
-        &self.pool
-    }
-
-    /// The origin-form upstream URI for an origin-form `uri`.
+    /// The absolute upstream URI for an origin-form `uri`.
     fn target(&self, uri: &Uri) -> Result<Uri, http::Error> {
         let path_and_query = uri
             .path_and_query()
             .map_or("/", http::uri::PathAndQuery::as_str);
-        if self.base_path.is_empty() {
-            return Uri::builder().path_and_query(path_and_query).build();
-        }
-        let mut pq = String::with_capacity(self.base_path.len() + path_and_query.len());
-        pq.push_str(&self.base_path);
-        pq.push_str(path_and_query);
-        Uri::builder().path_and_query(pq).build()
+        let mut full = String::with_capacity(
+            self.scheme_authority.len() + self.base_path.len() + path_and_query.len(),
+        );
+        full.push_str(&self.scheme_authority);
+        full.push_str(&self.base_path);
+        full.push_str(path_and_query);
+        Ok(Uri::try_from(full)?)
     }
 }
 
 impl Service<Request<Body>> for ClientService {
     type Response = Response<Body>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+    type Future = ClientFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // The pool opens a connection when none is idle: always ready.
@@ -101,13 +102,66 @@ impl Service<Request<Body>> for ClientService {
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        match self.target(req.uri()) {
-            Ok(uri) => *req.uri_mut() = uri,
-            Err(err) => tracing::warn!(%err, "cannot build the upstream URI; sending as is"),
+        if req.uri().authority().is_none() {
+            match self.target(req.uri()) {
+                Ok(uri) => *req.uri_mut() = uri,
+                Err(err) => {
+                    return ClientFuture {
+                        state: ClientState::Failed {
+                            error: Some(err.into()),
+                        },
+                    };
+                }
+            }
+            req.headers_mut()
+                .entry(header::HOST)
+                .or_insert_with(|| self.host.clone());
         }
         *req.version_mut() = Version::HTTP_11;
-        req.headers_mut().insert(header::HOST, self.host.clone());
-        Box::pin(self.pool.clone().send(req))
+        ClientFuture {
+            state: ClientState::Sent {
+                future: self.client.request(req),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`ClientService`]: hyper-util's, with the body
+    /// as axum's [`Body`] and the error boxed.
+    pub struct ClientFuture {
+        #[pin]
+        state: ClientState,
+    }
+}
+
+pin_project! {
+    #[project = ClientStateProj]
+    enum ClientState {
+        Sent { #[pin] future: ResponseFuture },
+        Failed { error: Option<BoxError> },
+    }
+}
+
+impl Future for ClientFuture {
+    type Output = Result<Response<Body>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            ClientStateProj::Sent { future } => {
+                let res = ready!(future.poll(cx))?;
+                Poll::Ready(Ok(res.map(Body::new)))
+            }
+            ClientStateProj::Failed { error } => Poll::Ready(Err(error
+                .take()
+                .unwrap_or_else(|| "the request was already answered".into()))),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientFuture").finish_non_exhaustive()
     }
 }
 
@@ -261,15 +315,18 @@ mod tests {
 
     #[test]
     fn the_client_service_joins_the_base_path() {
-        let svc = ClientService::new(&"http://127.0.0.1:9/v1/".parse().unwrap());
+        let client = http_client();
+        let svc = ClientService::new(&"http://127.0.0.1:9/v1/".parse().unwrap(), client.clone());
         assert_eq!(
             svc.target(&"/users/1?a=b".parse().unwrap()).unwrap(),
-            "/v1/users/1?a=b"
+            "http://127.0.0.1:9/v1/users/1?a=b"
         );
         assert_eq!(svc.host, "127.0.0.1:9");
-        let bare = ClientService::new(&"http://example.test".parse().unwrap());
-        assert_eq!(bare.target(&"/x".parse().unwrap()).unwrap(), "/x");
+        let bare = ClientService::new(&"http://example.test".parse().unwrap(), client);
+        assert_eq!(
+            bare.target(&"/x".parse().unwrap()).unwrap(),
+            "http://example.test/x"
+        );
         assert_eq!(bare.host, "example.test");
-        assert!(format!("{:?}", bare.pool()).contains("example.test:80"));
     }
 }

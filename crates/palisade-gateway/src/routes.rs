@@ -8,7 +8,12 @@
 //! | `GET /metrics` | Prometheus text exposition |
 //! | `GET /dashboard`, `GET /dashboard/events` | the live dashboard and its event stream |
 //! | `/admin/...` | the admin API (bearer token) |
+//! | `GET /api/dashboard/user/{id}` | the aggregator of `[aggregator]`, when configured |
 //! | `ANY {prefix}`, `ANY {prefix}/{*path}` | one pair per `[[routes]]` entry: proxied to its upstream |
+//!
+//! Every call to [`app`] builds its own HTTP client and its own stack per
+//! upstream over it (sharing the upstreams' layers, so their state): the
+//! gateway calls it once per worker thread.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,10 +23,11 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, get_service};
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderName, StatusCode};
-use tower::{ServiceBuilder, ServiceExt};
+use palisade::fan_out::http::ParseJsonLayer;
+use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
@@ -31,9 +37,9 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::errors::{error_response, problem};
-use crate::proxy;
+use crate::proxy::{self, HttpClient};
 use crate::state::AppState;
-use crate::upstream::Upstream;
+use crate::upstream::UpstreamService;
 
 /// The request id header, generated when absent, logged, sent upstream and
 /// returned.
@@ -83,10 +89,14 @@ impl RouteMetrics {
     }
 }
 
-/// One entry of the route table: a prefix and the upstream it forwards to.
+/// One entry of the route table: a prefix and the stack of the upstream it
+/// forwards to.
 struct ProxyRoute {
     prefix_len: usize,
-    upstream: Upstream,
+    upstream: Arc<str>,
+    timeout_ms: u128,
+    attempt_timeout_ms: u128,
+    service: UpstreamService,
     metrics: RouteMetrics,
 }
 
@@ -98,16 +108,17 @@ async fn proxy_handler(State(route): State<Arc<ProxyRoute>>, req: Request) -> Re
         .map(|c| c.0);
     let req = proxy::upstream_request(req, route.prefix_len, client);
     let request_id = req.headers().get(X_REQUEST_ID).cloned();
-    let res = match route.upstream.service().oneshot(req).await {
+    let res = match route.service.clone().oneshot(req).await {
         Ok(res) => proxy::client_response(res),
         Err(err) => {
             let res = error_response(
-                route.upstream.name(),
-                route.upstream.timeout().as_millis(),
+                &route.upstream,
+                route.timeout_ms,
+                route.attempt_timeout_ms,
                 &*err,
             );
             tracing::warn!(
-                upstream = route.upstream.name(),
+                upstream = &*route.upstream,
                 status = res.status().as_u16(),
                 request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
                 error = %err,
@@ -120,21 +131,34 @@ async fn proxy_handler(State(route): State<Arc<ProxyRoute>>, req: Request) -> Re
     res
 }
 
-/// Adds the proxy routes of `state`'s route table to `router`: for each
-/// `[[routes]]` entry, `{prefix}` and `{prefix}/{*path}` on every method.
-///
-/// Routes of other kinds (an aggregator over several upstreams) are added
-/// here too, from their own table.
-fn route_table(mut router: Router<AppState>, state: &AppState) -> Router<AppState> {
+/// Adds the routes of `state`'s route table to `router`, each over a stack
+/// built on `client`: for each `[[routes]]` entry, `{prefix}` and
+/// `{prefix}/{*path}` on every method; and the aggregator's
+/// `GET /api/dashboard/user/{id}` when `[aggregator]` is configured.
+fn route_table(
+    mut router: Router<AppState>,
+    state: &AppState,
+    client: &HttpClient,
+) -> Router<AppState> {
+    let stacks: std::collections::BTreeMap<&str, UpstreamService> = state
+        .upstreams()
+        .map(|up| (up.name(), up.stack(client.clone())))
+        .collect();
     for route in &state.inner.routes {
-        let Some(upstream) = state.upstream(&route.upstream) else {
+        let (Some(upstream), Some(service)) = (
+            state.upstream(&route.upstream),
+            stacks.get(route.upstream.as_str()),
+        ) else {
             // Validation guarantees the upstream exists.
             tracing::error!(prefix = %route.prefix, upstream = %route.upstream, "route names a missing upstream; skipped");
             continue;
         };
         let entry = Arc::new(ProxyRoute {
             prefix_len: route.prefix.len(),
-            upstream: upstream.clone(),
+            upstream: Arc::from(upstream.name()),
+            timeout_ms: upstream.config().timeout.as_millis(),
+            attempt_timeout_ms: upstream.config().attempt_timeout.as_millis(),
+            service: service.clone(),
             metrics: RouteMetrics::new(&route.upstream),
         });
         let handler = any(proxy_handler).with_state(entry);
@@ -142,7 +166,38 @@ fn route_table(mut router: Router<AppState>, state: &AppState) -> Router<AppStat
             .route(&route.prefix, handler.clone())
             .route(&format!("{}/{{*path}}", route.prefix), handler);
     }
+    if let Some(config) = &state.inner.aggregator {
+        let built = crate::aggregator::build(config, |branch| {
+            let service = stacks
+                .get(branch.upstream.as_str())
+                .cloned()
+                .unwrap_or_else(|| missing_upstream(&branch.upstream));
+            let base = state
+                .upstream(&branch.upstream)
+                .map_or_else(String::new, |up| up.base().to_string());
+            (ParseJsonLayer::new().layer(service), base)
+        });
+        match built {
+            Ok(aggregator) => {
+                router = router.route(crate::config::AGGREGATOR_ROUTE, get_service(aggregator));
+            }
+            // Validation builds the same fan-out: not for a loaded config.
+            Err(err) => {
+                tracing::error!(%err, "the aggregator does not build; its route is not served")
+            }
+        }
+    }
     router
+}
+
+/// A stand-in for an upstream that does not exist (validation makes sure
+/// every branch names one): every call fails.
+fn missing_upstream(name: &str) -> UpstreamService {
+    let message: Arc<str> = Arc::from(format!("no upstream named `{name}`"));
+    tower::util::BoxCloneSyncService::new(tower::service_fn(move |_: http::Request<Body>| {
+        let message = Arc::clone(&message);
+        async move { Err::<Response, palisade::BoxError>(message.to_string().into()) }
+    }))
 }
 
 async fn healthz() -> &'static str {
@@ -190,7 +245,8 @@ fn panic_response(_panic: Box<dyn std::any::Any + Send>) -> Response {
     )
 }
 
-/// The gateway's whole router for `state`.
+/// The gateway's whole router for `state`, with an HTTP client of its own
+/// for the upstream stacks (see the [module docs](self)).
 ///
 /// Middleware, outermost first: panic catcher (a belt: a handler panic
 /// becomes a 500, the connection survives), request id (kept from the
@@ -206,7 +262,8 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::dashboard::routes())
         .nest("/admin", crate::admin::routes(&state));
-    let router = route_table(router, &state)
+    let client = proxy::http_client();
+    let router = route_table(router, &state, &client)
         .fallback(not_found)
         .with_state(state);
 

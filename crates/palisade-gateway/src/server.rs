@@ -1,20 +1,42 @@
-//! Start-up and shutdown: binding the demo backends and the gateway, serving,
-//! and draining in-flight requests within a deadline.
+//! Start-up and shutdown: binding the demo backends and the gateway, serving
+//! on one thread per core, and draining in-flight requests within a deadline.
+//!
+//! # Serving: a thread per core
+//!
+//! The gateway serves on `server.worker_threads` threads (default: one per
+//! CPU). Each runs its own current-thread tokio runtime with its own
+//! listener on the gateway's address (`SO_REUSEPORT`: the kernel spreads
+//! new connections over the listeners) and its own router, whose upstream
+//! stacks use a hyper-util client of the thread's own. A request, its
+//! upstream connection and that connection's task all stay on one thread:
+//! no cross-thread wake-up on the request path, as nginx's workers. What
+//! the threads share is the [`AppState`]: the layers' state (breakers,
+//! bulkhead permits, retry budgets, statistics), all atomics.
+//!
+//! Each thread accepts connections and serves them with hyper's HTTP/1
+//! connection (keep-alive, a 30 s limit to read request headers), not the
+//! HTTP/1-or-2 sniffing one: the gateway speaks HTTP/1.1 only.
+//!
+//! Before the listeners are bound with `SO_REUSEPORT`, the address is bound
+//! once without it: an address in use (by another gateway too) is an error,
+//! not a silent share.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use http::Uri;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 
-use crate::config::{Config, UpstreamTarget};
+use crate::config::Config;
 use crate::demo::DemoBackends;
-use crate::state::{AppState, BackendInfo, prometheus};
-use crate::upstream::Upstream;
+use crate::state::{AppState, BackendInfo, Lifecycle, prometheus};
 
 /// Why the gateway could not start.
 #[derive(Debug)]
@@ -73,18 +95,70 @@ impl std::error::Error for StartError {
 /// [`serve`](Self::serve).
 #[derive(Debug)]
 pub struct Gateway {
-    listener: TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     addr: SocketAddr,
     state: AppState,
     backends: Option<DemoBackends>,
     drain_timeout: Duration,
 }
 
+/// The number of worker threads for `configured` (`None`: one per CPU).
+fn worker_count(configured: Option<usize>) -> usize {
+    let n = configured.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    // Without SO_REUSEPORT there is one listener, so one worker.
+    if cfg!(all(
+        unix,
+        not(target_os = "solaris"),
+        not(target_os = "illumos"),
+        not(target_os = "cygwin")
+    )) {
+        n.max(1)
+    } else {
+        1
+    }
+}
+
+/// `count` listeners on `addr`, sharing it with `SO_REUSEPORT`: first a
+/// plain bind, so an address in use is refused, then the group on the
+/// address that bind got (its port, when `addr`'s is 0).
+async fn bind_listeners(
+    addr: SocketAddr,
+    count: usize,
+) -> Result<(Vec<std::net::TcpListener>, SocketAddr), std::io::Error> {
+    let bound = {
+        let probe = std::net::TcpListener::bind(addr)?;
+        probe.local_addr()?
+    };
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = if bound.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        #[cfg(all(
+            unix,
+            not(target_os = "solaris"),
+            not(target_os = "illumos"),
+            not(target_os = "cygwin")
+        ))]
+        socket.set_reuseport(true)?;
+        socket.bind(bound)?;
+        // Registered with this runtime until handed to its worker's.
+        listeners.push(socket.listen(1024)?.into_std()?);
+    }
+    Ok((listeners, bound))
+}
+
 impl Gateway {
     /// Installs the metrics recorder, starts the demo backends, builds every
-    /// upstream's stack, and binds the gateway's address. `admin_token` is
-    /// the token in force (config or environment, resolved by the caller);
-    /// `None` disables the admin API.
+    /// upstream's layers (registering breakers and bulkheads in the state's
+    /// registries), and binds the gateway's address, once per worker thread.
+    /// `admin_token` is the token in force (config or environment, resolved
+    /// by the caller); `None` disables the admin API.
     ///
     /// # Errors
     ///
@@ -97,47 +171,6 @@ impl Gateway {
             Some(demo) => Some(DemoBackends::start(demo).await?),
             None => None,
         };
-        let mut upstreams = BTreeMap::new();
-        for (name, up) in &config.upstreams {
-            let (base, demo_backend) = match &up.target {
-                UpstreamTarget::Url(uri) => (uri.clone(), None),
-                UpstreamTarget::Demo(service) => {
-                    let addr = backends
-                        .as_ref()
-                        .and_then(|b| b.get(service))
-                        .map(|b| b.addr)
-                        .ok_or_else(|| {
-                            StartError::Other(format!(
-                                "upstream `{name}`: demo backend `{service}` is not running"
-                            ))
-                        })?;
-                    let uri: Uri = format!("http://{addr}")
-                        .parse()
-                        .map_err(|e| StartError::Other(format!("upstream `{name}`: {e}")))?;
-                    (uri, Some(service.clone()))
-                }
-            };
-            let unapplied: Vec<&str> = [
-                up.retry.as_ref().map(|_| "retry"),
-                up.circuit_breaker.as_ref().map(|_| "circuit_breaker"),
-                up.bulkhead.as_ref().map(|_| "bulkhead"),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            if !unapplied.is_empty() {
-                tracing::info!(
-                    upstream = %name,
-                    settings = %unapplied.join(", "),
-                    "settings validated; those layers are not part of this build's upstream stack yet"
-                );
-            }
-            tracing::info!(upstream = %name, %base, timeout_ms = up.timeout.as_millis(), "upstream ready");
-            upstreams.insert(
-                name.clone(),
-                Upstream::new(name, base, demo_backend, up.clone()),
-            );
-        }
         let backend_infos = backends
             .as_ref()
             .map(|b| {
@@ -154,22 +187,27 @@ impl Gateway {
                     .collect()
             })
             .unwrap_or_default();
-        let state = AppState::new(
-            upstreams,
-            config.routes.clone(),
-            backend_infos,
-            admin_token,
-            config.server.body_limit_bytes,
-        );
+        let state = AppState::from_config(&config, backend_infos, admin_token)?;
+        for up in state.upstreams() {
+            let layers = up.layers();
+            tracing::info!(
+                upstream = %up.name(),
+                base = %up.base(),
+                timeout_ms = up.config().timeout.as_millis(),
+                attempt_timeout_ms = up.config().attempt_timeout.as_millis(),
+                retry = layers.retries(),
+                circuit_breaker = layers.circuit_breaker().is_some(),
+                bulkhead = layers.bulkhead().is_some(),
+                "upstream ready"
+            );
+        }
 
-        let listener = TcpListener::bind(config.server.listen)
+        let workers = worker_count(config.server.worker_threads);
+        let (listeners, addr) = bind_listeners(config.server.listen, workers)
             .await
             .map_err(|e| StartError::bind("gateway".to_owned(), config.server.listen, &e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| StartError::bind("gateway".to_owned(), config.server.listen, &e))?;
         Ok(Self {
-            listener,
+            listeners,
             addr,
             state,
             backends,
@@ -183,7 +221,7 @@ impl Gateway {
         self.addr
     }
 
-    /// The shared state (upstreams, chaos handles, lifecycle).
+    /// The shared state (upstreams, registries, chaos handles, lifecycle).
     #[must_use]
     pub const fn state(&self) -> &AppState {
         &self.state
@@ -195,32 +233,40 @@ impl Gateway {
         self.backends.as_ref()
     }
 
-    /// The router serving this gateway.
+    /// The number of worker threads [`serve`](Self::serve) starts.
+    #[must_use]
+    pub fn worker_threads(&self) -> usize {
+        self.listeners.len()
+    }
+
+    /// A router serving this gateway, with an HTTP client of its own.
     pub fn router(&self) -> Router {
         crate::routes::app(self.state.clone())
     }
 
     /// Serves until `shutdown` resolves, then: `/readyz` turns `503`, the
-    /// listener stops accepting, idle connections close, in-flight requests
-    /// get up to the drain deadline to finish, and the demo backends stop.
+    /// listeners stop accepting, idle connections close, in-flight requests
+    /// get up to the drain deadline to finish (then their connections are
+    /// closed), and the demo backends stop.
+    ///
+    /// The worker threads run their own runtimes; this future (on the
+    /// caller's runtime) waits for them and runs the metrics upkeep.
     ///
     /// # Errors
     ///
-    /// The server failed (not a shutdown).
+    /// A worker could not start or failed (not a shutdown).
     pub async fn serve<F>(self, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let Self {
-            listener,
+            listeners,
             addr,
             state,
             backends,
             drain_timeout,
         } = self;
-        let app = crate::routes::app(state.clone());
         let lifecycle = state.lifecycle().clone();
-        let begin = lifecycle.clone();
         let upkeep = tokio::spawn({
             let lifecycle = lifecycle.clone();
             async move {
@@ -234,12 +280,37 @@ impl Gateway {
                 }
             }
         });
-        tracing::info!(%addr, "gateway listening");
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+
+        let workers = listeners.len();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<std::io::Result<()>>();
+        let mut threads = Vec::with_capacity(workers);
+        let mut result = Ok(());
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let state = state.clone();
+            let done = done_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("palisade-worker-{i}"))
+                .spawn(move || {
+                    let outcome = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .and_then(|rt| rt.block_on(worker(listener, state, drain_timeout)));
+                    let _ = done.send(outcome);
+                });
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(err) => {
+                    result = Err(err);
+                    lifecycle.begin_shutdown();
+                    break;
+                }
+            }
+        }
+        drop(done_tx);
+        tracing::info!(%addr, workers, "gateway listening");
+
+        let begin = lifecycle.clone();
+        let signal = tokio::spawn(async move {
             shutdown.await;
             tracing::info!(
                 drain_timeout_ms = drain_timeout.as_millis(),
@@ -247,22 +318,144 @@ impl Gateway {
             );
             begin.begin_shutdown();
         });
-        let drained = async {
-            lifecycle.wait().await;
-            tokio::time::sleep(drain_timeout).await;
-        };
-        let result = tokio::select! {
-            result = server => result,
-            () = drained => {
-                tracing::warn!(drain_timeout_ms = drain_timeout.as_millis(), "drain deadline passed; closing the remaining connections");
-                Ok(())
+        // Every worker reports once, when it stops (or its sender is dropped
+        // by a panic).
+        for _ in 0..threads.len() {
+            match done_rx.recv().await {
+                Some(Ok(())) => {}
+                Some(Err(err)) => {
+                    tracing::error!(%err, "a worker failed");
+                    lifecycle.begin_shutdown();
+                    if result.is_ok() {
+                        result = Err(err);
+                    }
+                }
+                None => {
+                    lifecycle.begin_shutdown();
+                    if result.is_ok() {
+                        result = Err(std::io::Error::other("a worker thread panicked"));
+                    }
+                    break;
+                }
             }
-        };
+        }
+        signal.abort();
         upkeep.abort();
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
         if let Some(backends) = backends {
             backends.shutdown(drain_timeout).await;
         }
         tracing::info!("gateway stopped");
         result
+    }
+}
+
+/// One worker thread's server: accepts on its listener until shutdown
+/// begins, serves each connection with HTTP/1 on this thread's runtime, then
+/// waits (at most `drain_timeout`) for its connections to finish.
+async fn worker(
+    listener: std::net::TcpListener,
+    state: AppState,
+    drain_timeout: Duration,
+) -> std::io::Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    let app = crate::routes::app(state.clone());
+    let lifecycle = state.lifecycle().clone();
+    // Each connection holds a receiver; `closed()` resolves when all are gone.
+    let (connections, connection) = watch::channel(());
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = lifecycle.wait() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve_connection(
+                    stream,
+                    remote,
+                    app.clone(),
+                    lifecycle.clone(),
+                    connection.clone(),
+                ));
+            }
+            Err(err) if is_connection_error(&err) => {}
+            Err(err) => {
+                // Out of file descriptors and the like: back off a little
+                // rather than spin on the error.
+                tracing::error!(%err, "accept failed");
+                tokio::select! {
+                    () = lifecycle.wait() => break,
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        }
+    }
+    drop(listener);
+    drop(connection);
+    if tokio::time::timeout(drain_timeout, connections.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            drain_timeout_ms = drain_timeout.as_millis(),
+            "drain deadline passed; closing the remaining connections"
+        );
+    }
+    // Dropping this thread's runtime closes whatever is left.
+    Ok(())
+}
+
+fn is_connection_error(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Serves one connection: HTTP/1.1 with keep-alive, the client's address as
+/// axum's `ConnectInfo`, a graceful close when shutdown begins (an idle
+/// connection closes at once, a busy one after its response).
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    app: Router,
+    lifecycle: Lifecycle,
+    _connection: watch::Receiver<()>,
+) {
+    let service = tower::ServiceBuilder::new()
+        .map_request(move |mut req: http::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(remote));
+            req
+        })
+        .service(app);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    let mut conn = std::pin::pin!(conn);
+    let mut shutdown = std::pin::pin!(lifecycle.wait());
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(%err, %remote, "connection ended with an error");
+                }
+                break;
+            }
+            () = shutdown.as_mut(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
     }
 }

@@ -4,12 +4,16 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
+use http::Uri;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use palisade_chaos::ChaosHandle;
-use palisade_core::Registry;
+use palisade::Registry;
+use palisade::bulkhead::BulkheadRegistry;
+use palisade::chaos::ChaosHandle;
+use palisade::circuit_breaker::CircuitBreakerRegistry;
 use tokio::sync::watch;
 
-use crate::config::RouteConfig;
+use crate::config::{AggregatorConfig, Config, RouteConfig, UpstreamTarget};
+use crate::server::StartError;
 use crate::upstream::Upstream;
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -78,8 +82,11 @@ pub struct BackendInfo {
 pub(crate) struct Inner {
     pub(crate) upstreams: BTreeMap<String, Upstream>,
     pub(crate) routes: Vec<RouteConfig>,
+    pub(crate) aggregator: Option<AggregatorConfig>,
     pub(crate) backends: BTreeMap<String, BackendInfo>,
     pub(crate) chaos: Registry<ChaosHandle>,
+    pub(crate) circuit_breakers: CircuitBreakerRegistry,
+    pub(crate) bulkheads: BulkheadRegistry,
     pub(crate) admin_token: Option<Arc<str>>,
     pub(crate) body_limit: usize,
     pub(crate) lifecycle: Lifecycle,
@@ -87,39 +94,83 @@ pub(crate) struct Inner {
 }
 
 /// Everything the gateway's handlers share; cheap to clone.
+///
+/// It holds each upstream's layers (and so their state: breakers, bulkhead
+/// permits, retry budgets), the registries of breakers and bulkheads, the
+/// demo backends' chaos handles, the admin token and the lifecycle. Worker
+/// threads build their routers from one `AppState`: they share all of it,
+/// and only their HTTP clients are their own.
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) inner: Arc<Inner>,
 }
 
 impl AppState {
-    /// The state for `upstreams` and `routes` (already validated against each
-    /// other), demo `backends`, the admin token (`None`: admin API disabled)
-    /// and the request body limit.
-    #[must_use]
-    pub fn new(
-        upstreams: BTreeMap<String, Upstream>,
-        routes: Vec<RouteConfig>,
+    /// The state for `config`: every upstream's layers built and registered
+    /// in the state's registries (`demo://` upstreams resolved through
+    /// `backends`), the routes and the aggregator, the admin token in force
+    /// (`None`: admin API disabled).
+    ///
+    /// Install the metrics recorder first ([`prometheus`]): layers resolve
+    /// their metric handles when built.
+    ///
+    /// # Errors
+    ///
+    /// A `demo://` upstream whose backend is not in `backends`, or a layer
+    /// that does not build (not for a config that loaded).
+    pub fn from_config(
+        config: &Config,
         backends: BTreeMap<String, BackendInfo>,
         admin_token: Option<String>,
-        body_limit: usize,
-    ) -> Self {
+    ) -> Result<Self, StartError> {
+        let circuit_breakers = CircuitBreakerRegistry::new();
+        let bulkheads = BulkheadRegistry::new();
+        let mut upstreams = BTreeMap::new();
+        for (name, up) in &config.upstreams {
+            let (base, demo_backend) = match &up.target {
+                UpstreamTarget::Url(uri) => (uri.clone(), None),
+                UpstreamTarget::Demo(service) => {
+                    let addr = backends.get(service).map(|b| b.addr).ok_or_else(|| {
+                        StartError::Other(format!(
+                            "upstream `{name}`: demo backend `{service}` is not running"
+                        ))
+                    })?;
+                    let uri: Uri = format!("http://{addr}")
+                        .parse()
+                        .map_err(|e| StartError::Other(format!("upstream `{name}`: {e}")))?;
+                    (uri, Some(service.clone()))
+                }
+            };
+            let upstream = Upstream::new(
+                name,
+                base,
+                demo_backend,
+                up.clone(),
+                &circuit_breakers,
+                &bulkheads,
+            )
+            .map_err(|e| StartError::Other(format!("upstream `{name}`: {e}")))?;
+            upstreams.insert(name.clone(), upstream);
+        }
         let chaos = Registry::new();
         for (name, b) in &backends {
             chaos.insert(name, b.chaos.clone());
         }
-        Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 upstreams,
-                routes,
+                routes: config.routes.clone(),
+                aggregator: config.aggregator.clone(),
                 backends,
                 chaos,
+                circuit_breakers,
+                bulkheads,
                 admin_token: admin_token.map(Arc::from),
-                body_limit,
+                body_limit: config.server.body_limit_bytes,
                 lifecycle: Lifecycle::default(),
                 prometheus: prometheus(),
             }),
-        }
+        })
     }
 
     /// The upstream called `name`.
@@ -137,6 +188,18 @@ impl AppState {
     #[must_use]
     pub fn chaos(&self) -> &Registry<ChaosHandle> {
         &self.inner.chaos
+    }
+
+    /// Every upstream's circuit breaker, by upstream name.
+    #[must_use]
+    pub fn circuit_breakers(&self) -> &CircuitBreakerRegistry {
+        &self.inner.circuit_breakers
+    }
+
+    /// Every upstream's bulkhead, by upstream name.
+    #[must_use]
+    pub fn bulkheads(&self) -> &BulkheadRegistry {
+        &self.inner.bulkheads
     }
 
     /// The shutdown state.

@@ -1,58 +1,214 @@
-//! One upstream: its resolved address, its service stack and its statistics.
+//! One upstream: its resolved address, its layers, its statistics, and the
+//! stack they make over an HTTP client.
 //!
-//! [`build_stack`] is the one place an upstream's stack is assembled. Every
-//! caller (the proxy routes today, the aggregator tomorrow) sends requests
-//! with an origin-form URI (`/users/7`) through [`Upstream::service`].
+//! # The stack
+//!
+//! [`build_stack`] is the one place an upstream's stack is assembled,
+//! outermost first (the order and reasons of `docs/ARCHITECTURE.md`,
+//! "Layer ordering"):
+//!
+//! ```text
+//! statistics (dashboard)     sees what a caller sees, rejections and timeouts included
+//!   overall timeout          `timeout_ms`: tower's Timeout around everything, retries included
+//!     retry (with budget)    `[retry]`: RetryLayer::http_builder; hands on Request<RetryBody<Body>>
+//!       (body as Body)       map_request(|r| r.map(Body::new))
+//!         circuit breaker    `[circuit_breaker]`: counts every attempt; 5xx and errors fail,
+//!                            a full bulkhead below is ignored (not the upstream's failure)
+//!           attempt timeout  `attempt_timeout_ms`: a hung attempt is a failure the breaker counts
+//!             bulkhead       `[bulkhead]`: bounds the calls really in flight, retries included
+//!               client       hyper-util's pooled HTTP/1 client
+//! ```
+//!
+//! A layer whose table is absent is left out (the service passes through
+//! `tower::util::Either`, with no boxing). The stack is type-erased once, at
+//! the edge (`BoxCloneSyncService`), so callers do not depend on which layers
+//! it has.
+//!
+//! The layers are built once per upstream ([`UpstreamLayers`]) and own their
+//! state (the breaker's window, the bulkhead's permits, the retry budget);
+//! every stack built from them, on every worker thread, shares that state.
+//! Only the client differs: each worker thread has its own.
 
 use std::time::Duration;
 
 use axum::body::Body;
 use http::{Request, Response, Uri};
-use palisade_core::BoxError;
-use tower::ServiceBuilder;
+use palisade::bulkhead::{BulkheadHandle, BulkheadLayer, BulkheadRegistry};
+use palisade::circuit_breaker::{
+    CircuitBreakerHandle, CircuitBreakerLayer, CircuitBreakerRegistry,
+};
+use palisade::http::StatusClassifier;
+use palisade::retry::http::HttpRetryLayer;
+use palisade::{BoxError, BulkheadFull, Classify, ConfigError, Outcome, cause_ref};
 use tower::timeout::TimeoutLayer;
-use tower::util::BoxCloneSyncService;
+use tower::util::{BoxCloneSyncService, Either, MapRequestLayer};
+use tower::{Layer, ServiceBuilder};
 
 use crate::config::UpstreamConfig;
-use crate::proxy::ClientService;
+use crate::proxy::{ClientService, HttpClient};
 use crate::stats::UpstreamStats;
 
-/// An upstream's stack, type-erased at the edge so layers can be added
-/// without changing any caller: `Request<Body>` (origin-form URI) in,
-/// `Response<Body>` or a [`BoxError`] out. Cloning it is cheap; clones share
-/// every layer's state.
+/// An upstream's stack, type-erased at the edge so callers do not depend on
+/// its layers: `Request<Body>` in (origin-form URI, under the upstream's
+/// base; or absolute), `Response<Body>` or a [`BoxError`] out. Cloning it is
+/// cheap; clones share every layer's state.
 pub type UpstreamService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
 
-/// Builds the stack of the upstream `name` at `base`, outermost first:
-///
-/// 1. statistics for the dashboard ([`UpstreamStats`]): outermost, so they
-///    see what a caller sees, timeouts and rejections included;
-/// 2. the timeout (`timeout_ms`, tower's `TimeoutLayer`): covers the whole
-///    call up to response headers, and fails with tower's `Elapsed`;
-/// 3. the upstream's connection pool ([`ClientService`]).
-///
-/// The retry, circuit-breaker and bulkhead layers configured under
-/// `[upstreams.<name>.retry]`, `.circuit_breaker` and `.bulkhead` belong
-/// between 2 and 3, in that order (outermost first), built from
-/// `config.retry`, `config.circuit_breaker` and `config.bulkhead`. This
-/// build validates those settings but does not apply them yet; start-up
-/// logs say so.
+/// How the circuit breaker counts an attempt: a 5xx answer or an error is a
+/// failure (a refused connection, a reset, the per-attempt timeout); any
+/// other answer a success; a [`BulkheadFull`] from the bulkhead below is
+/// ignored: a full bulkhead is the gateway's own limit, not the upstream's
+/// failure, and must not open its breaker.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UpstreamClassifier {
+    statuses: StatusClassifier,
+}
+
+impl UpstreamClassifier {
+    /// 5xx and errors fail, a full bulkhead is ignored.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            statuses: StatusClassifier::server_errors(),
+        }
+    }
+}
+
+impl<B> Classify<Response<B>, BoxError> for UpstreamClassifier {
+    #[inline]
+    fn classify(&self, result: &Result<Response<B>, BoxError>) -> Outcome {
+        match result {
+            Ok(res) => self.statuses.classify_status(res.status()),
+            Err(err) if cause_ref::<BulkheadFull>(&**err).is_some() => Outcome::Ignored,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}
+
+/// The breaker layer of an upstream, with its classifier.
+pub type UpstreamBreakerLayer = CircuitBreakerLayer<UpstreamClassifier>;
+
+/// The layers of one upstream, built once from its config; each owns its
+/// state, shared by every stack built from it.
+#[derive(Clone)]
+pub struct UpstreamLayers {
+    timeout: Duration,
+    attempt_timeout: Duration,
+    retry: Option<HttpRetryLayer>,
+    circuit_breaker: Option<UpstreamBreakerLayer>,
+    bulkhead: Option<BulkheadLayer>,
+}
+
+impl UpstreamLayers {
+    /// Builds the layers of upstream `name` from `config`, each named
+    /// `name`, registering the breaker and the bulkhead in the registries
+    /// (a name already registered gives the registered instance).
+    ///
+    /// # Errors
+    ///
+    /// A builder's [`ConfigError`] (a loaded config has been checked with the
+    /// same builders, so it builds).
+    pub fn build(
+        name: &str,
+        config: &UpstreamConfig,
+        breakers: &CircuitBreakerRegistry,
+        bulkheads: &BulkheadRegistry,
+    ) -> Result<Self, ConfigError> {
+        let retry = config
+            .retry
+            .as_ref()
+            .map(|r| r.builder(name).build())
+            .transpose()?;
+        let circuit_breaker = config
+            .circuit_breaker
+            .as_ref()
+            .map(|c| breakers.get_or_build(c.builder(name).classifier(UpstreamClassifier::new())))
+            .transpose()?;
+        let bulkhead = config
+            .bulkhead
+            .as_ref()
+            .map(|b| b.builder(name).registry(bulkheads).build())
+            .transpose()?;
+        Ok(Self {
+            timeout: config.timeout,
+            attempt_timeout: config.attempt_timeout,
+            retry,
+            circuit_breaker,
+            bulkhead,
+        })
+    }
+
+    /// The breaker's handle, if the stack has a breaker.
+    #[must_use]
+    pub fn circuit_breaker(&self) -> Option<CircuitBreakerHandle> {
+        self.circuit_breaker
+            .as_ref()
+            .map(CircuitBreakerLayer::handle)
+    }
+
+    /// The bulkhead's handle, if the stack has a bulkhead.
+    #[must_use]
+    pub fn bulkhead(&self) -> Option<BulkheadHandle> {
+        self.bulkhead.as_ref().map(BulkheadLayer::handle)
+    }
+
+    /// `true` if the stack retries.
+    #[must_use]
+    pub const fn retries(&self) -> bool {
+        self.retry.is_some()
+    }
+}
+
+impl std::fmt::Debug for UpstreamLayers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamLayers")
+            .field("timeout", &self.timeout)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("retry", &self.retry.is_some())
+            .field("circuit_breaker", &self.circuit_breaker.is_some())
+            .field("bulkhead", &self.bulkhead.is_some())
+            .finish()
+    }
+}
+
+/// The stack of one upstream at `base` over `client`, outermost first:
+/// statistics, overall timeout, retry, circuit breaker, per-attempt timeout,
+/// bulkhead, client (see the [module docs](self)).
 #[must_use]
 pub fn build_stack(
-    name: &str,
+    layers: &UpstreamLayers,
     base: &Uri,
-    config: &UpstreamConfig,
     stats: &UpstreamStats,
+    client: HttpClient,
 ) -> UpstreamService {
-    debug_assert_eq!(name, stats.name());
+    let client = ClientService::new(base, client);
+    let bulkheaded = match &layers.bulkhead {
+        Some(bulkhead) => Either::Left(bulkhead.layer(client)),
+        None => Either::Right(client),
+    };
+    let attempt = TimeoutLayer::new(layers.attempt_timeout).layer(bulkheaded);
+    let guarded = match &layers.circuit_breaker {
+        Some(breaker) => Either::Left(breaker.layer(attempt)),
+        None => Either::Right(attempt),
+    };
+    let retried = match &layers.retry {
+        Some(retry) => Either::Left(
+            ServiceBuilder::new()
+                .layer(retry.clone())
+                .layer(MapRequestLayer::new(|req: Request<_>| req.map(Body::new)))
+                .service(guarded),
+        ),
+        None => Either::Right(guarded),
+    };
     let stack = ServiceBuilder::new()
         .layer(stats.layer())
-        .layer(TimeoutLayer::new(config.timeout))
-        .service(ClientService::new(base));
+        .layer(TimeoutLayer::new(layers.timeout))
+        .service(retried);
     BoxCloneSyncService::new(stack)
 }
 
-/// A configured upstream, ready to call.
+/// A configured upstream: where it is, its layers and statistics. Its
+/// stacks are built per HTTP client with [`stack`](Self::stack).
 #[derive(Clone)]
 pub struct Upstream {
     name: String,
@@ -60,28 +216,33 @@ pub struct Upstream {
     demo_backend: Option<String>,
     config: UpstreamConfig,
     stats: UpstreamStats,
-    service: UpstreamService,
+    layers: UpstreamLayers,
 }
 
 impl Upstream {
-    /// Resolves and builds the upstream `name` at `base`.
-    #[must_use]
+    /// The upstream `name` at `base`, its layers built from `config` and
+    /// registered in the registries.
+    ///
+    /// # Errors
+    ///
+    /// As [`UpstreamLayers::build`].
     pub fn new(
         name: &str,
         base: Uri,
         demo_backend: Option<String>,
         config: UpstreamConfig,
-    ) -> Self {
-        let stats = UpstreamStats::new(name);
-        let service = build_stack(name, &base, &config, &stats);
-        Self {
+        breakers: &CircuitBreakerRegistry,
+        bulkheads: &BulkheadRegistry,
+    ) -> Result<Self, ConfigError> {
+        let layers = UpstreamLayers::build(name, &config, breakers, bulkheads)?;
+        Ok(Self {
             name: name.to_owned(),
             base,
             demo_backend,
             config,
-            stats,
-            service,
-        }
+            stats: UpstreamStats::new(name),
+            layers,
+        })
     }
 
     /// The upstream's name.
@@ -108,7 +269,7 @@ impl Upstream {
         &self.config
     }
 
-    /// Its timeout.
+    /// Its overall timeout.
     #[must_use]
     pub const fn timeout(&self) -> Duration {
         self.config.timeout
@@ -120,10 +281,16 @@ impl Upstream {
         &self.stats
     }
 
-    /// A clone of its stack, to call with `ServiceExt::oneshot`.
+    /// Its layers.
     #[must_use]
-    pub fn service(&self) -> UpstreamService {
-        self.service.clone()
+    pub const fn layers(&self) -> &UpstreamLayers {
+        &self.layers
+    }
+
+    /// Its stack over `client` (see [`build_stack`]).
+    #[must_use]
+    pub fn stack(&self, client: HttpClient) -> UpstreamService {
+        build_stack(&self.layers, &self.base, &self.stats, client)
     }
 }
 
@@ -133,6 +300,38 @@ impl std::fmt::Debug for Upstream {
             .field("name", &self.name)
             .field("base", &self.base)
             .field("demo_backend", &self.demo_backend)
+            .field("layers", &self.layers)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade::CircuitOpen;
+
+    #[test]
+    fn the_classifier_fails_5xx_and_errors_and_ignores_a_full_bulkhead() {
+        let c = UpstreamClassifier::new();
+        let res = |s: u16| Ok::<_, BoxError>(Response::builder().status(s).body(()).unwrap());
+        assert_eq!(c.classify(&res(200)), Outcome::Success);
+        assert_eq!(c.classify(&res(404)), Outcome::Success);
+        assert_eq!(c.classify(&res(500)), Outcome::Failure);
+        assert_eq!(c.classify(&res(503)), Outcome::Failure);
+        let err = |e: BoxError| Err::<Response<()>, _>(e);
+        assert_eq!(
+            c.classify(&err(tower::timeout::error::Elapsed::new().into())),
+            Outcome::Failure
+        );
+        assert_eq!(c.classify(&err("reset".into())), Outcome::Failure);
+        assert_eq!(
+            c.classify(&err(BulkheadFull::new("user").into())),
+            Outcome::Ignored
+        );
+        // An open breaker further down would be a failure of that path.
+        assert_eq!(
+            c.classify(&err(CircuitOpen::new("x", None).into())),
+            Outcome::Failure
+        );
     }
 }

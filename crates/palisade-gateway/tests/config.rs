@@ -44,13 +44,21 @@ fn refused(from: &str, to: &str, line: usize, column: usize, key: &str, says: &s
 fn the_base_config_is_valid() {
     let cfg = Config::parse("ok.toml", BASE).unwrap();
     assert_eq!(cfg.upstreams["users"].timeout.as_millis(), 500);
+    assert_eq!(
+        cfg.upstreams["users"].attempt_timeout.as_millis(),
+        500,
+        "the attempt timeout defaults to the timeout"
+    );
     assert_eq!(cfg.routes[0].upstream, "users");
     let cb = cfg.upstreams["users"].circuit_breaker.as_ref().unwrap();
-    assert!((cb.failure_rate_threshold - 50.0).abs() < f64::EPSILON);
-    assert_eq!(
-        cb.minimum_number_of_calls, 20,
-        "defaults fill what is not written"
-    );
+    assert_eq!(cb.failure_rate_threshold, Some(50.0));
+    assert_eq!(cb.minimum_calls, None, "only what is written is set");
+    // What is not written is the builder's default.
+    let built = cb.builder("users").build().unwrap();
+    let summary = built.handle().config().clone();
+    assert_eq!(summary.failure_rate_threshold, Some(50.0));
+    assert_eq!(summary.minimum_calls, 100);
+    assert_eq!(summary.wait_in_open, std::time::Duration::from_secs(30));
 }
 
 #[test]
@@ -103,13 +111,14 @@ fn a_negative_or_zero_timeout() {
 
 #[test]
 fn a_threshold_over_100_percent() {
+    // The breaker's builder refuses it; the error is placed at the key.
     refused(
         "failure_rate_threshold = 50",
         "failure_rate_threshold = 150",
         9,
         26,
         "upstreams.users.circuit_breaker.failure_rate_threshold",
-        "must be a percentage in (0, 100], got 150",
+        "must be in (0, 100], got 150",
     );
     refused(
         "failure_rate_threshold = 50",
@@ -204,56 +213,284 @@ fn broken_toml_is_placed_too() {
 #[test]
 fn every_layer_table_is_checked() {
     let extra = |table: &str| format!("{BASE}\n[upstreams.users.{table}]\n");
-    for (table, bad, key) in [
+    for (table, bad, key, says) in [
         (
             "retry",
             "max_attempts = 0",
             "upstreams.users.retry.max_attempts",
+            "must be at least 1",
         ),
         (
             "retry",
-            "budget_percent = 101",
-            "upstreams.users.retry.budget_percent",
+            "max_attempts = -2",
+            "upstreams.users.retry.max_attempts",
+            "got -2",
         ),
         (
             "retry",
-            "backoff = \"sometimes\"",
+            "retry_ratio = 1001",
+            "upstreams.users.retry.retry_ratio",
+            "[0, 1000]",
+        ),
+        (
+            "retry",
+            "backoff = { kind = \"sometimes\" }",
+            "upstreams.users.retry.backoff.kind",
+            "unknown backoff `sometimes`",
+        ),
+        (
+            "retry",
+            "backoff = { kind = \"exponential\", base_ms = 100, cap_ms = 10 }",
             "upstreams.users.retry.backoff",
+            "must not exceed its cap",
         ),
         (
             "retry",
-            "initial_backoff_ms = 100\nmax_backoff_ms = 10",
-            "upstreams.users.retry.max_backoff_ms",
+            "backoff = { kind = \"fixed\", delay_ms = 10, cap_ms = 10 }",
+            "upstreams.users.retry.backoff.cap_ms",
+            "does not take `cap_ms`",
+        ),
+        (
+            "retry",
+            "jitter = \"half\"",
+            "upstreams.users.retry.jitter",
+            "unknown jitter",
+        ),
+        (
+            "retry",
+            "deadline_ms = 0",
+            "upstreams.users.retry.deadline_ms",
+            "must be greater than zero",
+        ),
+        (
+            "retry",
+            "budget_ttl_ms = 1500",
+            "upstreams.users.retry.budget_ttl_ms",
+            "whole number of seconds",
+        ),
+        (
+            "retry",
+            "budget_percent = 20",
+            "upstreams.users.retry.budget_percent",
+            "unknown field",
         ),
         (
             "bulkhead",
             "max_concurrent_calls = 0",
             "upstreams.users.bulkhead.max_concurrent_calls",
+            "must be at least 1, got 0",
         ),
         (
             "bulkhead",
             "max_wait_ms = -1",
             "upstreams.users.bulkhead.max_wait_ms",
+            "got -1",
         ),
         (
             "bulkhead",
-            "max_queue = 3",
+            "max_queue = 2000000000",
             "upstreams.users.bulkhead.max_queue",
+            "must be at most",
+        ),
+        (
+            "bulkhead",
+            "max_queu = 3",
+            "upstreams.users.bulkhead.max_queu",
+            "unknown field",
         ),
     ] {
-        // The circuit_breaker table already exists in BASE; others are new.
         let text = format!("{}{bad}\n", extra(table));
         let err = Config::parse("t.toml", &text).expect_err(&text);
         assert_eq!(err.key(), key, "{err}");
+        assert!(err.message().contains(says), "{bad}: {err}");
         assert!(err.line() > 13, "{err}");
     }
-    let text = BASE.replace(
-        "failure_rate_threshold = 50",
-        "sliding_window_type = \"sideways\"",
-    );
+}
+
+/// Parses `BASE` with the breaker table's line replaced by `lines`,
+/// expecting an error about `key` (under the breaker's table) on `line`.
+fn breaker_refused(lines: &str, key: &str, line: usize, says: &str) {
+    let text = BASE.replace("failure_rate_threshold = 50", lines);
+    let err = Config::parse("cb.toml", &text).expect_err(&text);
     assert_eq!(
-        Config::parse("t.toml", &text).unwrap_err().key(),
-        "upstreams.users.circuit_breaker.sliding_window_type"
+        err.key(),
+        format!("upstreams.users.circuit_breaker.{key}"),
+        "{err}"
+    );
+    assert_eq!(err.line(), line, "{err}");
+    assert!(err.message().contains(says), "{lines}: {err}");
+}
+
+#[test]
+fn builder_errors_name_the_key_the_setter_reads() {
+    // Each is the circuit breaker builder's own validation.
+    breaker_refused("count_window = 0", "count_window", 9, "must be 1 to");
+    breaker_refused(
+        "time_window_ms = 1500",
+        "time_window_ms",
+        9,
+        "whole seconds",
+    );
+    breaker_refused(
+        "wait_in_open_ms = 0",
+        "wait_in_open_ms",
+        9,
+        "must be more than zero",
+    );
+    breaker_refused(
+        "wait_in_open_ms = 5000\nmax_wait_in_open_ms = 100",
+        "max_wait_in_open_ms",
+        10,
+        "must be at least wait_in_open",
+    );
+    breaker_refused(
+        "slow_call_rate_threshold = 50",
+        "slow_call_rate_threshold",
+        9,
+        "has no effect without a slow_call_duration",
+    );
+    breaker_refused(
+        "trip_on_failure_rate = false",
+        "trip_on_failure_rate",
+        9,
+        "leaves no way to open",
+    );
+    breaker_refused(
+        "permitted_calls_in_half_open = 5000",
+        "permitted_calls_in_half_open",
+        9,
+        "must be 1 to 4095",
+    );
+    breaker_refused(
+        "wait_in_open_jitter = 1.5",
+        "wait_in_open_jitter",
+        9,
+        "must be in [0, 1]",
+    );
+    breaker_refused(
+        "initial_state = \"open\"",
+        "initial_state",
+        9,
+        "must be closed, disabled, metrics_only or forced_open, got open",
+    );
+    breaker_refused(
+        "initial_state = \"sideways\"",
+        "initial_state",
+        9,
+        "unknown state `sideways`",
+    );
+    // The gateway's own checks of the same table.
+    breaker_refused(
+        "count_window = 10\ntime_window_ms = 10000",
+        "time_window_ms",
+        10,
+        "not both",
+    );
+    breaker_refused("minimum_calls = -1", "minimum_calls", 9, "got -1");
+}
+
+#[test]
+fn the_attempt_timeout_is_checked_against_the_timeout() {
+    refused(
+        "timeout_ms = 500",
+        "timeout_ms = 500\nattempt_timeout_ms = 900",
+        7,
+        22,
+        "upstreams.users.attempt_timeout_ms",
+        "must be at most timeout_ms (500 ms), got 900 ms",
+    );
+    refused(
+        "timeout_ms = 500",
+        "timeout_ms = 500\nattempt_timeout_ms = 0",
+        7,
+        22,
+        "upstreams.users.attempt_timeout_ms",
+        "must be > 0 milliseconds",
+    );
+}
+
+/// `BASE` plus an aggregator over `users` with `branches` (TOML) after
+/// `head` (keys of `[aggregator]`).
+fn with_aggregator(head: &str, branches: &str) -> String {
+    format!("{BASE}\n[aggregator]\n{head}\n{branches}")
+}
+
+const BRANCH: &str = "[[aggregator.branches]]\nname = \"user\"\nupstream = \"users\"\npath = \"/users/{id}\"\nrequired = true\n";
+
+#[test]
+fn the_aggregator_is_checked_by_the_fan_out_builder() {
+    let ok = Config::parse("a.toml", &with_aggregator("deadline_ms = 900", BRANCH)).unwrap();
+    let agg = ok.aggregator.unwrap();
+    assert_eq!(agg.deadline, Some(std::time::Duration::from_millis(900)));
+    assert!(agg.branches[0].required);
+
+    for (head, branches, key, says) in [
+        (
+            "deadline_ms = 0",
+            BRANCH.to_owned(),
+            "aggregator.deadline_ms",
+            "must be more than zero",
+        ),
+        (
+            "max_in_flight = 0",
+            BRANCH.to_owned(),
+            "aggregator.max_in_flight",
+            "must be at least 1",
+        ),
+        (
+            "",
+            format!("{BRANCH}timeout_ms = 0\n"),
+            "aggregator.branches[0].timeout_ms",
+            "must be more than zero",
+        ),
+        (
+            "",
+            format!("{BRANCH}{BRANCH}"),
+            "aggregator.branches[1].name",
+            "used twice",
+        ),
+        (
+            "",
+            String::new(),
+            "aggregator.branches",
+            "at least one branch",
+        ),
+        (
+            "",
+            BRANCH.replace("/users/{id}", "/users/{uid}"),
+            "aggregator.branches[0].path",
+            "does not declare",
+        ),
+        (
+            "",
+            BRANCH.replace("upstream = \"users\"", "upstream = \"orders\""),
+            "aggregator.branches[0].upstream",
+            "no upstream named `orders`",
+        ),
+        (
+            "",
+            format!("{BRANCH}optional = true\n"),
+            "aggregator.branches.optional",
+            "unknown field",
+        ),
+    ] {
+        let text = with_aggregator(head, &branches);
+        let err = Config::parse("a.toml", &text).expect_err(&text);
+        assert!(err.key().starts_with(key), "{key}: {err}");
+        assert!(err.message().contains(says), "{key}: {err}");
+        assert!(err.line() > 13, "{err}");
+    }
+}
+
+#[test]
+fn the_aggregator_prefix_is_reserved() {
+    refused(
+        "prefix = \"/api/users\"",
+        "prefix = \"/api/dashboard\"",
+        12,
+        10,
+        "routes[0].prefix",
+        "gateway serves itself",
     );
 }
 
@@ -361,8 +598,7 @@ async fn a_demo_backend_port_in_use_names_the_backend_and_address() {
 mod routes_from_any_config {
     use std::collections::BTreeMap;
 
-    use palisade_gateway::config::{Config, UpstreamTarget};
-    use palisade_gateway::upstream::Upstream;
+    use palisade_gateway::config::Config;
     use palisade_gateway::{AppState, app};
     use proptest::prelude::*;
 
@@ -379,20 +615,8 @@ mod routes_from_any_config {
         let Ok(config) = Config::parse("p.toml", &text) else {
             return Ok(());
         };
-        let upstreams: BTreeMap<String, Upstream> = config
-            .upstreams
-            .iter()
-            .map(|(name, up)| {
-                let UpstreamTarget::Url(base) = &up.target else {
-                    unreachable!()
-                };
-                (
-                    name.clone(),
-                    Upstream::new(name, base.clone(), None, up.clone()),
-                )
-            })
-            .collect();
-        let state = AppState::new(upstreams, config.routes, BTreeMap::new(), None, 1024);
+        let state = AppState::from_config(&config, BTreeMap::new(), None)
+            .map_err(|e| format!("state: {e}"))?;
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(app(state))))
             .map_err(|_| format!("the router panicked for {prefixes:?}"))
     }

@@ -184,7 +184,7 @@ async fn chaos_knobs_through_the_admin_api_change_what_clients_see() {
     let res = send(&c, admin(Method::GET, "/admin/nothing-here", None)).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     let settings = gw.state.chaos().get("reward").unwrap().settings();
-    assert_eq!(settings, palisade_chaos::ChaosSettings::default());
+    assert_eq!(settings, palisade::chaos::ChaosSettings::default());
     gw.stop().await;
 }
 

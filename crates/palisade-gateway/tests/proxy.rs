@@ -352,24 +352,33 @@ async fn malformed_requests_get_a_4xx_and_the_gateway_keeps_serving() {
 }
 
 #[test]
-fn rejections_map_to_503_with_their_headers() {
-    // No layer in today's stack rejects; the mapping the breaker and
-    // bulkhead will rely on is checked directly.
-    use palisade_core::{BoxError, BulkheadFull, CircuitOpen};
+fn every_error_maps_to_its_problem() {
+    // The mapping itself; the end-to-end tests meet each through real layers.
+    use palisade::retry::{AttemptTimedOut, DeadlineExceeded};
+    use palisade::{BoxError, BulkheadFull, CircuitOpen};
     use palisade_gateway::errors::error_response;
     let open: BoxError = CircuitOpen::new("user", Some(Duration::from_millis(2500))).into();
-    let res = error_response("user", 300, &*open);
+    let res = error_response("user", 300, 300, &*open);
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(res.headers()["retry-after"], "3");
     assert_eq!(res.headers()["x-palisade-circuit-breaker"], "user");
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     let full: BoxError = BulkheadFull::new("user").into();
-    let res = error_response("user", 300, &*full);
+    let res = error_response("user", 300, 300, &*full);
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(res.headers()["x-palisade-bulkhead"], "user");
-    let elapsed: BoxError = tower::timeout::error::Elapsed::new().into();
+    for err in [
+        BoxError::from(tower::timeout::error::Elapsed::new()),
+        BoxError::from(DeadlineExceeded::new(2, Duration::from_millis(300))),
+        BoxError::from(AttemptTimedOut::new(1, Duration::from_millis(100))),
+    ] {
+        let res = error_response("user", 300, 100, &*err);
+        assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT, "{err}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+    }
+    let other: BoxError = "connection reset".into();
     assert_eq!(
-        error_response("user", 300, &*elapsed).status(),
-        StatusCode::GATEWAY_TIMEOUT
+        error_response("user", 300, 300, &*other).status(),
+        StatusCode::BAD_GATEWAY
     );
 }

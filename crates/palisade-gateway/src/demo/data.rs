@@ -240,6 +240,21 @@ pub(crate) fn rewards(user_id: u64) -> Value {
     })
 }
 
+/// Four products picked for `user_id` (distinct, deterministic).
+pub(crate) fn recommendations(user_id: u64) -> Value {
+    let mut ids: Vec<u64> = Vec::with_capacity(4);
+    let mut k = 0;
+    while ids.len() < 4 {
+        let id = 1 + h(8, user_id, k) % PRODUCTS;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+        k += 1;
+    }
+    let items: Vec<Value> = ids.into_iter().map(product).collect();
+    json!({ "user_id": user_id, "items": items })
+}
+
 pub(crate) fn notifications(user_id: u64) -> Value {
     let n = h(7, user_id, 0) % 8;
     let items: Vec<Value> = (0..n)
@@ -291,5 +306,16 @@ mod tests {
             assert!((1..=5).contains(&rating));
         }
         assert!(notifications(5)["unread"].as_u64().unwrap() <= 8);
+        let picked = recommendations(9);
+        let ids: Vec<u64> = picked["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 4);
+        assert!(ids.iter().all(|id| product_exists(*id)));
+        assert!(ids.iter().enumerate().all(|(i, id)| !ids[..i].contains(id)));
+        assert_eq!(picked, recommendations(9));
     }
 }

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | user | `GET /users?limit&offset`, `GET /users/{id}` |
 //! | order | `GET /users/{id}/orders`, `GET /orders/{id}` |
-//! | product | `GET /products?limit&offset`, `GET /products/{id}` |
+//! | product | `GET /products?limit&offset`, `GET /products/{id}`, `GET /users/{id}/recommendations` |
 //! | review | `GET /products/{id}/reviews`, `GET /users/{id}/reviews` |
 //! | reward | `GET /users/{id}/rewards` |
 //! | notification | `GET /users/{id}/notifications` |
@@ -29,9 +29,9 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::StatusCode;
-use palisade_chaos::{ChaosHandle, ChaosLayer, InjectedFault, Injector};
-use palisade_core::Registry;
-use palisade_core::http::Problem;
+use palisade::Registry;
+use palisade::chaos::{ChaosHandle, ChaosLayer, InjectedFault, Injector};
+use palisade::http::Problem;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -54,7 +54,7 @@ impl Injector<Response, Infallible> for DemoFault {
         } else {
             StatusCode::INTERNAL_SERVER_ERROR
         };
-        let injector = palisade_chaos::http::InjectStatus::new(status);
+        let injector = palisade::chaos::http::InjectStatus::new(status);
         Injector::<http::Response<Body>, Infallible>::inject(&injector, fault)
     }
 }
@@ -187,7 +187,11 @@ pub fn service_router(service: &'static str, latency: Duration) -> Router {
                     page(data::PRODUCTS, &q, data::product)
                 }),
             )
-            .route("/products/{id}", by_product!(data::product)),
+            .route("/products/{id}", by_product!(data::product))
+            .route(
+                "/users/{id}/recommendations",
+                by_user!(data::recommendations),
+            ),
         "review" => router
             .route("/products/{id}/reviews", by_product!(data::reviews_for))
             .route("/users/{id}/reviews", by_user!(data::reviews_by)),
