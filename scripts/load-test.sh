@@ -86,20 +86,19 @@ drain_timeout_ms = 2000
 [upstreams.user]
 url = "http://127.0.0.1:$BACKEND_PORT"
 timeout_ms = 2000
+attempt_timeout_ms = 1000
 
 [upstreams.user.retry]
 max_attempts = 3
-backoff = "exponential"
-initial_backoff_ms = 25
-max_backoff_ms = 1000
-budget_percent = 20
-min_retries_per_second = 10
+backoff = { kind = "exponential", base_ms = 25, multiplier = 2.0, cap_ms = 1000 }
+retry_ratio = 0.2
+min_retries_per_sec = 10
 
 [upstreams.user.circuit_breaker]
+count_window = 100
+minimum_calls = 20
 failure_rate_threshold = 50
-minimum_number_of_calls = 20
-sliding_window_size = 100
-wait_duration_in_open_ms = 5000
+wait_in_open_ms = 5000
 
 [upstreams.user.bulkhead]
 max_concurrent_calls = 512

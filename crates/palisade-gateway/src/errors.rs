@@ -1,15 +1,16 @@
 //! Errors from an upstream's stack, as `application/problem+json` responses.
 //!
 //! The crates' own mappings come first: a rejection anywhere in the chain
-//! and the retry layer's errors are answered by
-//! `palisade::retry::http::error_response` (which starts with
-//! `palisade::http::rejection_response`); the gateway maps what only it
-//! knows about (tower's `Elapsed`, the body limit, the client's errors).
+//! is answered by `palisade::http::rejection_problem` (what
+//! `rejection_response` sends), the retry layer's errors by
+//! `palisade::retry::http::to_problem`; the gateway maps what only it knows
+//! about (tower's `Elapsed` with the upstream's timeouts, the body limit, the
+//! client's errors). Every body carries an `upstream` member.
 //!
 //! | cause (anywhere in the error's source chain) | status | problem `type` | by |
 //! |---|---|---|---|
-//! | `CircuitOpen` (a breaker refused) | 503 + `Retry-After`, `x-palisade-circuit-breaker` | `urn:palisade:problem:circuit-open` | `rejection_response` |
-//! | `BulkheadFull` (a bulkhead refused) | 503, `x-palisade-bulkhead` | `urn:palisade:problem:bulkhead-full` | `rejection_response` |
+//! | `CircuitOpen` (a breaker refused) | 503 + `Retry-After`, `x-palisade-circuit-breaker` | `urn:palisade:problem:circuit-open` | `rejection_problem` |
+//! | `BulkheadFull` (a bulkhead refused) | 503, `x-palisade-bulkhead` | `urn:palisade:problem:bulkhead-full` | `rejection_problem` |
 //! | retry's `DeadlineExceeded` | 504 | `urn:palisade:problem:deadline-exceeded` | the retry crate |
 //! | retry's `AttemptTimedOut` | 504 | `urn:palisade:problem:attempt-timeout` | the retry crate |
 //! | tower's `Elapsed` (the overall or the per-attempt timeout) | 504 | `urn:palisade:problem:timeout` | here |
@@ -23,7 +24,7 @@ use axum::body::Body;
 use http::{Response, StatusCode};
 use http_body_util::LengthLimitError;
 use palisade::cause_ref;
-use palisade::http::Problem;
+use palisade::http::{Problem, rejection_problem};
 use tower::timeout::error::Elapsed;
 
 /// The response for `err`, raised by the stack of `upstream`, whose
@@ -35,10 +36,10 @@ pub fn error_response(
     attempt_timeout_ms: u128,
     err: &(dyn Error + 'static),
 ) -> Response<Body> {
-    if let Some(res) = palisade::retry::http::error_response::<Body>(err) {
-        return res;
-    }
-    let problem = if cause_ref::<Elapsed>(err).is_some() {
+    let known = rejection_problem(err).or_else(|| palisade::retry::http::to_problem(err));
+    let problem = if let Some(problem) = known {
+        problem
+    } else if cause_ref::<Elapsed>(err).is_some() {
         let detail = if attempt_timeout_ms < timeout_ms {
             format!(
                 "`{upstream}` did not answer in time (each attempt {attempt_timeout_ms} ms, in all {timeout_ms} ms)"

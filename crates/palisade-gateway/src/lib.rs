@@ -34,7 +34,7 @@
 //! |---|---|
 //! | [`config`] | TOML config: structs, validation, errors with file:line:column and key |
 //! | [`server`] | [`Gateway`]: start-up (backends, upstreams, listeners), a thread per core, graceful shutdown |
-//! | [`routes`] | [`app`]: the router, the proxy route table, middleware |
+//! | [`routes`] | [`app`]: the gateway's service: request id, access log, body limit, the proxy route table, the router |
 //! | [`upstream`] | [`build_stack`](upstream::build_stack): one upstream's stack (timeout, retry, breaker, attempt timeout, bulkhead, client) |
 //! | [`aggregator`] | `GET /api/dashboard/user/{id}`: the fan-out over the upstreams' stacks |
 //! | [`proxy`] | the innermost client service (hyper-util's pooled client), hop-by-hop and forwarding headers |
@@ -60,6 +60,6 @@ pub mod stats;
 pub mod upstream;
 
 pub use config::{Config, ConfigFileError};
-pub use routes::app;
+pub use routes::{App, app};
 pub use server::{Gateway, StartError};
 pub use state::AppState;

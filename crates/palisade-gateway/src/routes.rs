@@ -1,64 +1,97 @@
-//! The gateway's router: its own endpoints, the proxy route table, and the
+//! The gateway's service: its own endpoints, the proxy route table, and the
 //! middleware around them.
 //!
 //! | route | what |
 //! |---|---|
+//! | `ANY {prefix}`, `ANY {prefix}/{*path}` | one pair per `[[routes]]` entry: proxied to its upstream |
+//! | `GET /api/dashboard/user/{id}` | the aggregator of `[aggregator]`, when configured |
 //! | `GET /healthz` | liveness: `200 ok` while the process serves |
 //! | `GET /readyz` | readiness: `200 ready`, `503` once shutdown began |
 //! | `GET /metrics` | Prometheus text exposition |
 //! | `GET /dashboard`, `GET /dashboard/events` | the live dashboard and its event stream |
 //! | `/admin/...` | the admin API (bearer token) |
-//! | `GET /api/dashboard/user/{id}` | the aggregator of `[aggregator]`, when configured |
-//! | `ANY {prefix}`, `ANY {prefix}/{*path}` | one pair per `[[routes]]` entry: proxied to its upstream |
 //!
-//! Every call to [`app`] builds its own HTTP client and its own stack per
-//! upstream over it (sharing the upstreams' layers, so their state): the
-//! gateway calls it once per worker thread.
+//! # The request path
+//!
+//! [`App`] is the service hyper calls. For every request, in order: the
+//! request id (the client's `x-request-id`, or 16 random hex digits), the
+//! access log span at `INFO`, the body limit (`413` up front for a
+//! `Content-Length` over it; the body is cut at the limit otherwise), a panic
+//! catcher (a panic becomes a `500` problem; the connection survives), then
+//! the route: a proxy prefix (the longest that matches, as the path is
+//! written) goes straight to its upstream's stack; everything else goes to
+//! an axum `Router`. The response gets the request id.
+//!
+//! The proxy routes are matched by prefix before axum's router on purpose:
+//! they need no path parameters, and skipping the router's per-request work
+//! (method router and route clones, the wildcard parameter, boxed bodies and
+//! futures) is a measured share of a proxied request's cost
+//! (`docs/benchmarks/gateway.md`). For the same reason the request id and
+//! body limit are done here rather than with tower-http's layers, which
+//! store request ids in extensions and box bodies.
+//!
+//! Every [`App`] built by [`app`] has its own HTTP client and its own stack
+//! per upstream over it (sharing the upstreams' layers, so their state): the
+//! gateway builds one per worker thread.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, get_service};
-use http::header::{CONTENT_TYPE, HeaderValue};
+use axum::routing::{get, get_service};
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use http::{HeaderName, StatusCode};
+use http_body_util::Limited;
+use palisade::BoxError;
 use palisade::fan_out::http::ParseJsonLayer;
-use tower::{Layer, ServiceBuilder, ServiceExt};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tower::{Layer, Service, ServiceExt};
+use tracing::{Instrument, Level};
 
 use crate::errors::{error_response, problem};
 use crate::proxy::{self, HttpClient};
 use crate::state::AppState;
-use crate::upstream::UpstreamService;
+use crate::upstream::UpstreamStack;
 
 /// The request id header, generated when absent, logged, sent upstream and
 /// returned.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Generates request ids: 16 random hex digits.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RandomRequestId;
-
-impl MakeRequestId for RandomRequestId {
-    fn make_request_id<B>(&mut self, _: &http::Request<B>) -> Option<RequestId> {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let n = fastrand::u64(..);
-        let mut digits = [0u8; 16];
-        for (i, d) in digits.iter_mut().enumerate() {
-            *d = HEX[usize::try_from((n >> (60 - 4 * i)) & 0xf).unwrap_or(0)];
-        }
-        HeaderValue::from_bytes(&digits).ok().map(RequestId::new)
+/// A new request id: 16 random hex digits.
+///
+/// The digits are written into a per-thread buffer that the ids share (one
+/// allocation per 256 ids, not one per id).
+#[must_use]
+pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    const LEN: usize = 16;
+    thread_local! {
+        static IDS: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
     }
+    let n = fastrand::u64(..);
+    let mut digits = [0u8; LEN];
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = HEX[usize::try_from((n >> (60 - 4 * i)) & 0xf).unwrap_or(0)];
+    }
+    let id: Bytes = IDS.with(|ids| {
+        let mut buf = ids.borrow_mut();
+        if buf.capacity() < LEN {
+            *buf = BytesMut::with_capacity(LEN * 256);
+        }
+        buf.extend_from_slice(&digits);
+        buf.split_to(LEN).freeze()
+    });
+    HeaderValue::from_maybe_shared(id)
+        .unwrap_or_else(|_| HeaderValue::from_static("0000000000000000"))
 }
 
 /// Prometheus handles of one proxy route, resolved once.
@@ -92,22 +125,32 @@ impl RouteMetrics {
 /// One entry of the route table: a prefix and the stack of the upstream it
 /// forwards to.
 struct ProxyRoute {
-    prefix_len: usize,
+    prefix: Box<str>,
     upstream: Arc<str>,
     timeout_ms: u128,
     attempt_timeout_ms: u128,
-    service: UpstreamService,
+    service: UpstreamStack,
     metrics: RouteMetrics,
 }
 
-async fn proxy_handler(State(route): State<Arc<ProxyRoute>>, req: Request) -> Response {
+impl ProxyRoute {
+    /// `true` if `path` is the prefix or under it (`{prefix}/...`).
+    fn matches(&self, path: &str) -> bool {
+        path.strip_prefix(&*self.prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+}
+
+/// Sends `req` to `route`'s upstream and answers with its response (hop-by-hop
+/// headers dropped) or the problem for its stack's error.
+async fn proxy(
+    route: &ProxyRoute,
+    req: Request,
+    client: Option<&HeaderValue>,
+    request_id: &HeaderValue,
+) -> Response {
     let start = tokio::time::Instant::now();
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    let req = proxy::upstream_request(req, route.prefix_len, client);
-    let request_id = req.headers().get(X_REQUEST_ID).cloned();
+    let req = proxy::upstream_request(req, route.prefix.len(), client);
     let res = match route.service.clone().oneshot(req).await {
         Ok(res) => proxy::client_response(res),
         Err(err) => {
@@ -120,7 +163,7 @@ async fn proxy_handler(State(route): State<Arc<ProxyRoute>>, req: Request) -> Re
             tracing::warn!(
                 upstream = &*route.upstream,
                 status = res.status().as_u16(),
-                request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+                request_id = request_id.to_str().unwrap_or(""),
                 error = %err,
                 "upstream call failed"
             );
@@ -131,19 +174,12 @@ async fn proxy_handler(State(route): State<Arc<ProxyRoute>>, req: Request) -> Re
     res
 }
 
-/// Adds the routes of `state`'s route table to `router`, each over a stack
-/// built on `client`: for each `[[routes]]` entry, `{prefix}` and
-/// `{prefix}/{*path}` on every method; and the aggregator's
-/// `GET /api/dashboard/user/{id}` when `[aggregator]` is configured.
-fn route_table(
-    mut router: Router<AppState>,
+/// The proxy routes of `state` over `stacks`, longest prefix first.
+fn proxy_table(
     state: &AppState,
-    client: &HttpClient,
-) -> Router<AppState> {
-    let stacks: std::collections::BTreeMap<&str, UpstreamService> = state
-        .upstreams()
-        .map(|up| (up.name(), up.stack(client.clone())))
-        .collect();
+    stacks: &std::collections::BTreeMap<&str, UpstreamStack>,
+) -> Box<[ProxyRoute]> {
+    let mut table: Vec<ProxyRoute> = Vec::new();
     for route in &state.inner.routes {
         let (Some(upstream), Some(service)) = (
             state.upstream(&route.upstream),
@@ -153,29 +189,35 @@ fn route_table(
             tracing::error!(prefix = %route.prefix, upstream = %route.upstream, "route names a missing upstream; skipped");
             continue;
         };
-        let entry = Arc::new(ProxyRoute {
-            prefix_len: route.prefix.len(),
+        table.push(ProxyRoute {
+            prefix: route.prefix.as_str().into(),
             upstream: Arc::from(upstream.name()),
             timeout_ms: upstream.config().timeout.as_millis(),
             attempt_timeout_ms: upstream.config().attempt_timeout.as_millis(),
             service: service.clone(),
             metrics: RouteMetrics::new(&route.upstream),
         });
-        let handler = any(proxy_handler).with_state(entry);
-        router = router
-            .route(&route.prefix, handler.clone())
-            .route(&format!("{}/{{*path}}", route.prefix), handler);
     }
+    table.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+    table.into_boxed_slice()
+}
+
+/// The axum router of everything but the proxy routes: the gateway's own
+/// endpoints, the admin API, the dashboard, and the aggregator over `stacks`.
+fn router(state: &AppState, stacks: &std::collections::BTreeMap<&str, UpstreamStack>) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(crate::dashboard::routes())
+        .nest("/admin", crate::admin::routes(state));
     if let Some(config) = &state.inner.aggregator {
         let built = crate::aggregator::build(config, |branch| {
-            let service = stacks
-                .get(branch.upstream.as_str())
-                .cloned()
-                .unwrap_or_else(|| missing_upstream(&branch.upstream));
+            let service = stacks.get(branch.upstream.as_str()).cloned();
             let base = state
                 .upstream(&branch.upstream)
                 .map_or_else(String::new, |up| up.base().to_string());
-            (ParseJsonLayer::new().layer(service), base)
+            (ParseJsonLayer::new().layer(AggregatorBranch(service)), base)
         });
         match built {
             Ok(aggregator) => {
@@ -187,17 +229,38 @@ fn route_table(
             }
         }
     }
-    router
+    router.fallback(not_found).with_state(state.clone())
 }
 
-/// A stand-in for an upstream that does not exist (validation makes sure
-/// every branch names one): every call fails.
-fn missing_upstream(name: &str) -> UpstreamService {
-    let message: Arc<str> = Arc::from(format!("no upstream named `{name}`"));
-    tower::util::BoxCloneSyncService::new(tower::service_fn(move |_: http::Request<Body>| {
-        let message = Arc::clone(&message);
-        async move { Err::<Response, palisade::BoxError>(message.to_string().into()) }
-    }))
+/// An aggregator branch's service: its upstream's stack, or, for an
+/// upstream that does not exist (validation makes sure every branch names
+/// one), a service whose every call fails.
+#[derive(Clone)]
+struct AggregatorBranch(Option<UpstreamStack>);
+
+impl Service<Request> for AggregatorBranch {
+    type Response = Response;
+    type Error = BoxError;
+    type Future = futures_util::future::Either<
+        <UpstreamStack as Service<Request>>::Future,
+        std::future::Ready<Result<Response, BoxError>>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        match &mut self.0 {
+            Some(stack) => stack.poll_ready(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        match &mut self.0 {
+            Some(stack) => futures_util::future::Either::Left(stack.call(req)),
+            None => futures_util::future::Either::Right(std::future::ready(Err(
+                "the branch's upstream does not exist".into(),
+            ))),
+        }
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -232,11 +295,9 @@ async fn not_found(req: Request) -> Response {
     )
 }
 
-type PanicHandler = fn(Box<dyn std::any::Any + Send>) -> Response;
-
-/// What a panicking handler answers: a `500` problem. The connection
-/// survives.
-fn panic_response(_panic: Box<dyn std::any::Any + Send>) -> Response {
+/// What a panic while handling a request answers: a `500` problem. The
+/// connection survives.
+fn panic_response() -> Response {
     tracing::error!("a handler panicked");
     problem(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -245,58 +306,231 @@ fn panic_response(_panic: Box<dyn std::any::Any + Send>) -> Response {
     )
 }
 
-/// The gateway's whole router for `state`, with an HTTP client of its own
-/// for the upstream stacks (see the [module docs](self)).
-///
-/// Middleware, outermost first: panic catcher (a belt: a handler panic
-/// becomes a 500, the connection survives), request id (kept from the
-/// client's `x-request-id` or generated), trace span and access log at
-/// `INFO` with the request id (left out when the log level is below `INFO`
-/// at the time the router is built), request id copied onto the response,
-/// body limit (413).
-pub fn app(state: AppState) -> Router {
-    let body_limit = state.inner.body_limit;
-    let router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .merge(crate::dashboard::routes())
-        .nest("/admin", crate::admin::routes(&state));
-    let client = proxy::http_client();
-    let router = route_table(router, &state, &client)
-        .fallback(not_found)
-        .with_state(state);
+struct Shared {
+    proxies: Box<[ProxyRoute]>,
+    router: Router,
+    body_limit: usize,
+    log_requests: bool,
+}
 
-    // The access log is at INFO: when nothing at INFO would be written, the
-    // trace layer is left out instead of building a disabled span per request.
-    let log_requests = tracing::level_filters::LevelFilter::current() >= Level::INFO;
-    if log_requests {
-        let trace = TraceLayer::new_for_http()
-            .make_span_with(|req: &http::Request<Body>| {
-                let id = req
-                    .headers()
-                    .get(X_REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            })
-            .on_request(())
-            .on_response(DefaultOnResponse::new().level(Level::INFO));
-        router.layer(
-            ServiceBuilder::new()
-                .layer(CatchPanicLayer::custom(panic_response as PanicHandler))
-                .layer(SetRequestIdLayer::new(X_REQUEST_ID, RandomRequestId))
-                .layer(trace)
-                .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
-                .layer(RequestBodyLimitLayer::new(body_limit)),
-        )
+/// The gateway's service for one connection (see the [module docs](self)):
+/// request id, access log, body limit, panic catcher, then a proxy route or
+/// the router. Cloning it is two reference-count increments.
+#[derive(Clone)]
+pub struct App {
+    shared: Arc<Shared>,
+    client: Option<HeaderValue>,
+}
+
+impl App {
+    /// The service for requests from a client at `addr`: proxied requests
+    /// get its IP in `X-Forwarded-For`.
+    #[must_use]
+    pub fn for_client(&self, addr: SocketAddr) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            client: Some(proxy::forwarded_for(&addr)),
+        }
+    }
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field(
+                "proxy_prefixes",
+                &self
+                    .shared
+                    .proxies
+                    .iter()
+                    .map(|p| &*p.prefix)
+                    .collect::<Vec<_>>(),
+            )
+            .field("body_limit", &self.shared.body_limit)
+            .field("log_requests", &self.shared.log_requests)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Service<http::Request<B>> for App
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        let client = self.client.clone();
+        let request_id = match req.headers().get(X_REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = new_request_id();
+                req.headers_mut().insert(X_REQUEST_ID, id.clone());
+                id
+            }
+        };
+        if shared.log_requests {
+            let span = tracing::info_span!(
+                "request",
+                method = %req.method(),
+                path = %req.uri().path(),
+                request_id = request_id.to_str().unwrap_or(""),
+            );
+            Box::pin(
+                async move {
+                    let start = tokio::time::Instant::now();
+                    let res = handle(&shared, req, client.as_ref(), request_id).await;
+                    tracing::info!(
+                        status = res.status().as_u16(),
+                        latency_ms = start.elapsed().as_secs_f64() * 1000.0,
+                        "finished processing request"
+                    );
+                    Ok(res)
+                }
+                .instrument(span),
+            )
+        } else {
+            Box::pin(async move { Ok(handle(&shared, req, client.as_ref(), request_id).await) })
+        }
+    }
+}
+
+/// Body limit, panic catcher, route; the request id on the response.
+async fn handle<B>(
+    shared: &Shared,
+    req: http::Request<B>,
+    client: Option<&HeaderValue>,
+    request_id: HeaderValue,
+) -> Response
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let limit = shared.body_limit;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut res = if let Some(declared) = declared.filter(|n| *n > limit as u64) {
+        let mut res = problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+            format!("the request body is larger than the {limit} bytes the gateway accepts"),
+        );
+        // Closing a connection with unread data resets it, and the client
+        // may lose the answer: read (and drop) a body that is not much over
+        // the limit first, as nginx's lingering close does; close after a
+        // larger one.
+        if declared > (limit as u64).saturating_add(DRAIN_BYTES)
+            || !drain(req.into_body(), DRAIN_BYTES + limit as u64).await
+        {
+            res.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        res
     } else {
-        router.layer(
-            ServiceBuilder::new()
-                .layer(CatchPanicLayer::custom(panic_response as PanicHandler))
-                .layer(SetRequestIdLayer::new(X_REQUEST_ID, RandomRequestId))
-                .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
-                .layer(RequestBodyLimitLayer::new(body_limit)),
-        )
+        let req = req.map(|body| Body::new(Limited::new(body, limit)));
+        let routed = std::panic::AssertUnwindSafe(route(shared, req, client, &request_id))
+            .catch_unwind()
+            .await;
+        routed.unwrap_or_else(|_| panic_response())
+    };
+    if !res.headers().contains_key(X_REQUEST_ID) {
+        res.headers_mut().insert(X_REQUEST_ID, request_id);
+    }
+    res
+}
+
+/// How far over the body limit a declared body is still read (and
+/// dropped) before answering `413`, so the connection is not reset.
+const DRAIN_BYTES: u64 = 1024 * 1024;
+
+/// Reads and drops `body`, at most `max` bytes and for at most a second;
+/// `true` if it ended within both.
+async fn drain<B>(body: B, max: u64) -> bool
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    use http_body_util::BodyExt;
+    let read_all = async {
+        let mut body = std::pin::pin!(body);
+        let mut read = 0u64;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            if let Some(data) = frame.data_ref() {
+                read += data.len() as u64;
+                if read > max {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    tokio::time::timeout(Duration::from_secs(1), read_all)
+        .await
+        .unwrap_or(false)
+}
+
+async fn route(
+    shared: &Shared,
+    req: Request,
+    client: Option<&HeaderValue>,
+    request_id: &HeaderValue,
+) -> Response {
+    let path = req.uri().path();
+    if let Some(route) = shared.proxies.iter().find(|r| r.matches(path)) {
+        return proxy(route, req, client, request_id).await;
+    }
+    match shared.router.clone().oneshot(req).await {
+        Ok(res) => res,
+        Err(never) => match never {},
+    }
+}
+
+/// The gateway's service for `state`, with an HTTP client of its own for
+/// the upstream stacks (see the [module docs](self)).
+///
+/// The access log is at `INFO`: when nothing at `INFO` would be written at
+/// the time the service is built, no span is made per request.
+pub fn app(state: &AppState) -> App {
+    let client: HttpClient = proxy::http_client();
+    let stacks: std::collections::BTreeMap<&str, UpstreamStack> = state
+        .upstreams()
+        .map(|up| (up.name(), up.stack(client.clone())))
+        .collect();
+    let shared = Shared {
+        proxies: proxy_table(state, &stacks),
+        router: router(state, &stacks),
+        body_limit: state.inner.body_limit,
+        log_requests: tracing::level_filters::LevelFilter::current() >= Level::INFO,
+    };
+    App {
+        shared: Arc::new(shared),
+        client: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_16_hex_digits_and_differ() {
+        let ids: Vec<HeaderValue> = (0..600).map(|_| new_request_id()).collect();
+        for id in &ids {
+            let s = id.to_str().unwrap();
+            assert_eq!(s.len(), 16);
+            assert!(s.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        let distinct: std::collections::HashSet<&HeaderValue> = ids.iter().collect();
+        assert!(distinct.len() > 590, "ids repeat: {}", distinct.len());
     }
 }

@@ -26,9 +26,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -36,6 +33,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::demo::DemoBackends;
+use crate::routes::App;
 use crate::state::{AppState, BackendInfo, Lifecycle, prometheus};
 
 /// Why the gateway could not start.
@@ -239,9 +237,10 @@ impl Gateway {
         self.listeners.len()
     }
 
-    /// A router serving this gateway, with an HTTP client of its own.
-    pub fn router(&self) -> Router {
-        crate::routes::app(self.state.clone())
+    /// A service answering this gateway's requests, with an HTTP client of
+    /// its own (as each worker thread has).
+    pub fn router(&self) -> App {
+        crate::routes::app(&self.state)
     }
 
     /// Serves until `shutdown` resolves, then: `/readyz` turns `503`, the
@@ -364,7 +363,7 @@ async fn worker(
     drain_timeout: Duration,
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
-    let app = crate::routes::app(state.clone());
+    let app = crate::routes::app(&state);
     let lifecycle = state.lifecycle().clone();
     // Each connection holds a receiver; `closed()` resolves when all are gone.
     let (connections, connection) = watch::channel(());
@@ -421,22 +420,17 @@ fn is_connection_error(err: &std::io::Error) -> bool {
     )
 }
 
-/// Serves one connection: HTTP/1.1 with keep-alive, the client's address as
-/// axum's `ConnectInfo`, a graceful close when shutdown begins (an idle
+/// Serves one connection: HTTP/1.1 with keep-alive, the client's address
+/// for `X-Forwarded-For`, a graceful close when shutdown begins (an idle
 /// connection closes at once, a busy one after its response).
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     remote: SocketAddr,
-    app: Router,
+    app: App,
     lifecycle: Lifecycle,
     _connection: watch::Receiver<()>,
 ) {
-    let service = tower::ServiceBuilder::new()
-        .map_request(move |mut req: http::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(remote));
-            req
-        })
-        .service(app);
+    let service = app.for_client(remote);
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .keep_alive(true)

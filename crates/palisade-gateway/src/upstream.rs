@@ -20,9 +20,10 @@
 //! ```
 //!
 //! A layer whose table is absent is left out (the service passes through
-//! `tower::util::Either`, with no boxing). The stack is type-erased once, at
-//! the edge (`BoxCloneSyncService`), so callers do not depend on which layers
-//! it has.
+//! `tower::util::Either`), so every upstream's stack has one type,
+//! [`UpstreamStack`], whatever layers it has: nothing is boxed per call.
+//! Cloning a stack allocates nothing (every layer's state is behind an
+//! `Arc`), so a caller clones it and calls `oneshot`.
 //!
 //! The layers are built once per upstream ([`UpstreamLayers`]) and own their
 //! state (the breaker's window, the bulkhead's permits, the retry budget);
@@ -33,25 +34,43 @@ use std::time::Duration;
 
 use axum::body::Body;
 use http::{Request, Response, Uri};
-use palisade::bulkhead::{BulkheadHandle, BulkheadLayer, BulkheadRegistry};
+use palisade::bulkhead::{Bulkhead, BulkheadHandle, BulkheadLayer, BulkheadRegistry};
 use palisade::circuit_breaker::{
-    CircuitBreakerHandle, CircuitBreakerLayer, CircuitBreakerRegistry,
+    CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer, CircuitBreakerRegistry,
 };
 use palisade::http::StatusClassifier;
-use palisade::retry::http::HttpRetryLayer;
+use palisade::retry::Retry;
+use palisade::retry::http::{Http, HttpRetryLayer, RetryBody};
 use palisade::{BoxError, BulkheadFull, Classify, ConfigError, Outcome, cause_ref};
-use tower::timeout::TimeoutLayer;
-use tower::util::{BoxCloneSyncService, Either, MapRequestLayer};
+use tower::timeout::{Timeout, TimeoutLayer};
+use tower::util::{BoxCloneSyncService, Either, MapRequest};
 use tower::{Layer, ServiceBuilder};
 
 use crate::config::UpstreamConfig;
 use crate::proxy::{ClientService, HttpClient};
-use crate::stats::UpstreamStats;
+use crate::stats::{Stats, UpstreamStats};
 
-/// An upstream's stack, type-erased at the edge so callers do not depend on
-/// its layers: `Request<Body>` in (origin-form URI, under the upstream's
-/// base; or absolute), `Response<Body>` or a [`BoxError`] out. Cloning it is
-/// cheap; clones share every layer's state.
+/// The body conversion between retry and the breaker: retry hands on
+/// `Request<RetryBody<Body>>`, the rest of the stack takes `Request<Body>`.
+type ToBody = fn(Request<RetryBody<Body>>) -> Request<Body>;
+
+fn to_body(req: Request<RetryBody<Body>>) -> Request<Body> {
+    req.map(Body::new)
+}
+
+type Bulkheaded = Either<Bulkhead<ClientService>, ClientService>;
+type AttemptBounded = Timeout<Bulkheaded>;
+type Guarded = Either<CircuitBreaker<AttemptBounded, UpstreamClassifier>, AttemptBounded>;
+type Retried = Either<Retry<MapRequest<Guarded, ToBody>, StatusClassifier, Http>, Guarded>;
+
+/// An upstream's stack (see [`build_stack`]): `Request<Body>` in (an
+/// origin-form URI, under the upstream's base; or an absolute one),
+/// `Response<Body>` or a [`BoxError`] out. One type for every upstream;
+/// cloning it allocates nothing, and clones share every layer's state.
+pub type UpstreamStack = Stats<Timeout<Retried>>;
+
+/// [`UpstreamStack`] type-erased, for callers that want one
+/// (`BoxCloneSyncService`: a boxed future per call).
 pub type UpstreamService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
 
 /// How the circuit breaker counts an attempt: a 5xx answer or an error is a
@@ -180,7 +199,7 @@ pub fn build_stack(
     base: &Uri,
     stats: &UpstreamStats,
     client: HttpClient,
-) -> UpstreamService {
+) -> UpstreamStack {
     let client = ClientService::new(base, client);
     let bulkheaded = match &layers.bulkhead {
         Some(bulkhead) => Either::Left(bulkhead.layer(client)),
@@ -191,20 +210,14 @@ pub fn build_stack(
         Some(breaker) => Either::Left(breaker.layer(attempt)),
         None => Either::Right(attempt),
     };
-    let retried = match &layers.retry {
-        Some(retry) => Either::Left(
-            ServiceBuilder::new()
-                .layer(retry.clone())
-                .layer(MapRequestLayer::new(|req: Request<_>| req.map(Body::new)))
-                .service(guarded),
-        ),
+    let retried: Retried = match &layers.retry {
+        Some(retry) => Either::Left(retry.layer(MapRequest::new(guarded, to_body as ToBody))),
         None => Either::Right(guarded),
     };
-    let stack = ServiceBuilder::new()
+    ServiceBuilder::new()
         .layer(stats.layer())
         .layer(TimeoutLayer::new(layers.timeout))
-        .service(retried);
-    BoxCloneSyncService::new(stack)
+        .service(retried)
 }
 
 /// A configured upstream: where it is, its layers and statistics. Its
@@ -289,8 +302,14 @@ impl Upstream {
 
     /// Its stack over `client` (see [`build_stack`]).
     #[must_use]
-    pub fn stack(&self, client: HttpClient) -> UpstreamService {
+    pub fn stack(&self, client: HttpClient) -> UpstreamStack {
         build_stack(&self.layers, &self.base, &self.stats, client)
+    }
+
+    /// Its stack over `client`, type-erased.
+    #[must_use]
+    pub fn service(&self, client: HttpClient) -> UpstreamService {
+        BoxCloneSyncService::new(self.stack(client))
     }
 }
 

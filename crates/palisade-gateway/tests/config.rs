@@ -617,7 +617,7 @@ mod routes_from_any_config {
         };
         let state = AppState::from_config(&config, BTreeMap::new(), None)
             .map_err(|e| format!("state: {e}"))?;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(app(state))))
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(app(&state))))
             .map_err(|_| format!("the router panicked for {prefixes:?}"))
     }
 

@@ -493,7 +493,7 @@ async fn shutdown_drains_in_flight_requests_then_returns() {
         .await
         .expect("shutdown begins");
     // Not ready any more, as a load balancer polling it would see.
-    let ready = app(gw.state.clone())
+    let ready = app(&gw.state)
         .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
         .await
         .unwrap();
