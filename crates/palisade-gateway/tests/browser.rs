@@ -7,11 +7,14 @@
 //! test prints that it skipped; with `CI=true` it runs, and fails if they
 //! are missing.
 //!
-//! Steps: start the gateway on 127.0.0.1:0; load `/dashboard`; see a tile
-//! per upstream appear and update over Server-Sent Events; type the admin
-//! token; while traffic flows, press the user tile's outage button and see
-//! its error percentage rise and its chaos line say so. Every wait is a
-//! bounded poll with a generous deadline.
+//! Steps: start the gateway on 127.0.0.1:0 (the user upstream with a circuit
+//! breaker that opens after 6 calls at 50 % failures and probes after 1 s);
+//! load `/dashboard`; see a tile per upstream appear and update over
+//! Server-Sent Events; type the admin token; while traffic flows, press the
+//! user tile's outage button and see its error percentage rise, its chaos
+//! line say so, and its breaker tile show the breaker open; press the button
+//! again and see the breaker close. Every wait is a bounded poll with a
+//! generous deadline.
 
 mod support;
 
@@ -23,7 +26,7 @@ use axum::body::Body;
 use http::{Method, Request};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use support::{TestGateway, client, demo_config, get};
+use support::{TestGateway, client, demo_config_with, get};
 
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 const TOKEN: &str = "browser-test-token";
@@ -231,7 +234,8 @@ async fn the_dashboard_shows_an_outage_injected_from_its_button() {
         return;
     };
 
-    let gw = TestGateway::start(demo_config(""), Some(TOKEN)).await;
+    let breaker = "[upstreams.user.circuit_breaker]\ncount_window = 10\nminimum_calls = 6\nfailure_rate_threshold = 50\nwait_in_open_ms = 1000\npermitted_calls_in_half_open = 1\n";
+    let gw = TestGateway::start(demo_config_with(&[("user", breaker)], ""), Some(TOKEN)).await;
 
     // ChromeDriver on a free port, with a fresh profile directory.
     let port = {
@@ -360,6 +364,48 @@ async fn the_dashboard_shows_an_outage_injected_from_its_button() {
         .js("return document.querySelector('#tile-user button[data-action=outage]').classList.contains('on');", json!([]))
         .await;
     assert_eq!(on, json!(true));
+    // The breaker tile: open, with the time to the next probe and the refusals.
+    let tile = until("the breaker tile to show the breaker open", || async {
+        let text = driver.text("#tile-user [data-field=breaker]").await?;
+        (text.starts_with("open") || text.starts_with("half_open")).then_some(text)
+    })
+    .await;
+    assert!(tile.contains("failing"), "{tile}");
+    assert!(
+        gw.state.circuit_breakers().get("user").unwrap().state()
+            != palisade::circuit_breaker::State::Closed,
+        "the tile shows the breaker's real state"
+    );
+    until("the tile to count refused calls", || async {
+        driver
+            .text("#tile-user [data-field=breaker]")
+            .await
+            .filter(|t| t.contains("refused"))
+            .map(|_| ())
+    })
+    .await;
+    let bad = driver
+        .js(
+            "return document.querySelector('#tile-user').classList.contains('bad');",
+            json!([]),
+        )
+        .await;
+    assert_eq!(bad, json!(true));
+
+    // The outage ends (the same button): a probe after the wait closes it.
+    driver.click("#tile-user button[data-action=outage]").await;
+    until(
+        "the breaker tile to show the breaker closed again",
+        || async {
+            driver
+                .text("#tile-user [data-field=breaker]")
+                .await
+                .filter(|t| t.starts_with("closed"))
+                .map(|_| ())
+        },
+    )
+    .await;
+    assert!(!gw.state.chaos().get("user").unwrap().settings().outage);
     // Other tiles are untouched.
     let order_errors = percent(
         &driver

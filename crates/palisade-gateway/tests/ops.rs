@@ -618,3 +618,270 @@ fn the_request_methods_reach_the_upstream() {
     assert_eq!(r.headers()["authorization"], "Bearer t");
     assert_eq!(r.headers()["content-type"], "application/json");
 }
+
+// ===== breakers, bulkheads: admin API, dashboard, metrics =====
+
+/// Every layer on the user upstream, short waits, plus the aggregator.
+fn layered_config() -> palisade_gateway::Config {
+    let user = "attempt_timeout_ms = 250\n\
+                [upstreams.user.retry]\nmax_attempts = 2\nbackoff = { kind = \"none\" }\n\
+                [upstreams.user.circuit_breaker]\ncount_window = 10\nminimum_calls = 4\nwait_in_open_ms = 60000\n\
+                [upstreams.user.bulkhead]\nmax_concurrent_calls = 7\n";
+    support::demo_config_with(&[("user", user)], &support::aggregator_toml(2000, 250))
+}
+
+#[tokio::test]
+async fn the_admin_api_lists_and_switches_breakers_and_bulkheads() {
+    let gw = TestGateway::start(layered_config(), Some("tok")).await;
+    let c = client();
+    let admin = |method: Method, path: &str, json: Option<&str>| {
+        request(method, &gw.url(path), Some("tok"), json)
+    };
+    for _ in 0..3 {
+        http_get(&c, &gw.url("/api/user/users/2")).await;
+    }
+
+    let list = send(&c, admin(Method::GET, "/admin/circuit-breakers", None)).await;
+    assert_eq!(list.status, StatusCode::OK);
+    let breakers = list.json()["circuit_breakers"].as_array().unwrap().clone();
+    assert_eq!(breakers.len(), 1, "only the user upstream has a breaker");
+    let user = &breakers[0];
+    assert_eq!(user["name"], "user");
+    assert_eq!(user["state"], "closed");
+    assert_eq!(user["calls"], 3);
+    assert_eq!(user["failed_calls"], 0);
+    assert_eq!(user["minimum_calls_reached"], false);
+    assert_eq!(user["config"]["window"], "count");
+    assert_eq!(user["config"]["window_size"], 10);
+    assert_eq!(user["config"]["minimum_calls"], 4);
+    assert_eq!(user["config"]["wait_in_open_ms"], 60_000);
+
+    // Forced open: proxied calls are refused with 503 and Retry-After-less
+    // (a forced breaker does not know when it will probe).
+    let forced = send(
+        &c,
+        admin(
+            Method::POST,
+            "/admin/circuit-breakers/user/force-open",
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(forced.status, StatusCode::OK, "{}", forced.body);
+    assert_eq!(forced.json()["state"], "forced_open");
+    let refused = http_get(&c, &gw.url("/api/user/users/2")).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.header("x-palisade-circuit-breaker"), "user");
+    let shown = send(&c, admin(Method::GET, "/admin/circuit-breakers/user", None)).await;
+    assert_eq!(shown.json()["not_permitted_calls"], 1);
+
+    // Open (timed): the next probe is announced.
+    let opened = send(
+        &c,
+        admin(Method::POST, "/admin/circuit-breakers/user/open", None),
+    )
+    .await;
+    assert_eq!(opened.json()["state"], "open");
+    assert!(opened.json()["next_probe_in_ms"].as_u64().unwrap() > 50_000);
+    let refused = http_get(&c, &gw.url("/api/user/users/2")).await;
+    assert!(refused.header("retry-after").parse::<u64>().unwrap() > 50);
+
+    for (action, state) in [
+        ("disable", "disabled"),
+        ("metrics-only", "metrics_only"),
+        ("half-open", "half_open"),
+        ("close", "closed"),
+        ("reset", "closed"),
+    ] {
+        let res = send(
+            &c,
+            admin(
+                Method::POST,
+                &format!("/admin/circuit-breakers/user/{action}"),
+                None,
+            ),
+        )
+        .await;
+        assert_eq!(res.json()["state"], state, "{action}");
+    }
+    assert_eq!(
+        http_get(&c, &gw.url("/api/user/users/2")).await.status,
+        StatusCode::OK
+    );
+    let unknown = send(
+        &c,
+        admin(Method::POST, "/admin/circuit-breakers/nope/reset", None),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(
+        unknown.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("known: user")
+    );
+    let bad = send(
+        &c,
+        admin(Method::POST, "/admin/circuit-breakers/user/explode", None),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::NOT_FOUND);
+    assert!(
+        bad.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("force-open")
+    );
+
+    // Bulkheads: listed, resized.
+    let list = send(&c, admin(Method::GET, "/admin/bulkheads", None)).await;
+    let bulkheads = list.json()["bulkheads"].as_array().unwrap().clone();
+    assert_eq!(bulkheads.len(), 1);
+    assert_eq!(bulkheads[0]["name"], "user");
+    assert_eq!(bulkheads[0]["limit"], 7);
+    assert_eq!(bulkheads[0]["in_flight"], 0);
+    assert_eq!(bulkheads[0]["max_wait_ms"], 0);
+    let resized = send(
+        &c,
+        admin(
+            Method::PATCH,
+            "/admin/bulkheads/user",
+            Some(r#"{"max_concurrent_calls": 3, "max_wait_ms": 20}"#),
+        ),
+    )
+    .await;
+    assert_eq!(resized.status, StatusCode::OK, "{}", resized.body);
+    assert_eq!(resized.json()["limit"], 3);
+    assert_eq!(resized.json()["max_wait_ms"], 20);
+    assert_eq!(gw.state.bulkheads().get("user").unwrap().limit(), 3);
+    let refused = send(
+        &c,
+        admin(
+            Method::PATCH,
+            "/admin/bulkheads/user",
+            Some(r#"{"max_concurrent_calls": 0}"#),
+        ),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(gw.state.bulkheads().get("user").unwrap().limit(), 3);
+    let missing = send(&c, admin(Method::GET, "/admin/bulkheads/order", None)).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    // Without the token: refused.
+    let anon = send(
+        &c,
+        request(
+            Method::POST,
+            &gw.url("/admin/circuit-breakers/user/force-open"),
+            None,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        gw.state
+            .circuit_breakers()
+            .get("user")
+            .unwrap()
+            .state()
+            .as_str(),
+        "closed"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_dashboard_snapshot_fills_the_breaker_and_bulkhead_tiles() {
+    let gw = TestGateway::start(layered_config(), Some("tok")).await;
+    let c = client();
+    gw.state.chaos().get("user").unwrap().set_outage(true);
+    for _ in 0..4 {
+        http_get(&c, &gw.url("/api/user/users/2")).await;
+    }
+    let snap = palisade_gateway::dashboard::snapshot(&gw.state);
+    let user = snap.upstreams.iter().find(|u| u.name == "user").unwrap();
+    let cb = user
+        .circuit_breaker
+        .as_ref()
+        .expect("the user stack has a breaker");
+    assert_eq!(cb.state, "open");
+    assert!(cb.next_probe_in_ms.unwrap() > 50_000);
+    assert_eq!(cb.failure_rate_pct, Some(100.0));
+    assert_eq!(
+        cb.slow_call_rate_pct, None,
+        "no slow-call detection configured"
+    );
+    let bh = user
+        .bulkhead
+        .as_ref()
+        .expect("the user stack has a bulkhead");
+    assert_eq!(
+        (bh.in_flight, bh.limit, bh.waiting, bh.rejected),
+        (0, 7, 0, 0)
+    );
+    let order = snap.upstreams.iter().find(|u| u.name == "order").unwrap();
+    assert!(order.circuit_breaker.is_none() && order.bulkhead.is_none());
+    // The same as JSON on the event stream's wire.
+    let json = serde_json::to_value(&snap).unwrap();
+    let tile = json["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "user")
+        .unwrap()
+        .clone();
+    assert_eq!(tile["circuit_breaker"]["state"], "open");
+    assert_eq!(tile["bulkhead"]["limit"], 7);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_carry_every_palisade_layer() {
+    let gw = TestGateway::start(layered_config(), None).await;
+    let c = client();
+    for _ in 0..2 {
+        assert_eq!(
+            http_get(&c, &gw.url("/api/user/users/5")).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        http_get(&c, &gw.url("/api/dashboard/user/5")).await.status,
+        StatusCode::OK
+    );
+    let res = http_get(&c, &gw.url("/metrics")).await;
+    let samples = parse_prometheus(&res.body);
+    for family in [
+        "palisade_circuit_breaker_calls_total",
+        "palisade_circuit_breaker_state",
+        "palisade_retry_requests_total",
+        "palisade_retry_attempts_total",
+        "palisade_bulkhead_in_flight",
+        "palisade_bulkhead_limit",
+        "palisade_fan_out_gathers_total",
+        "palisade_fan_out_branch_total",
+        "palisade_gateway_requests_total",
+        "palisade_chaos_injected_total",
+    ] {
+        assert!(
+            samples.keys().any(|k| k.starts_with(family)),
+            "{family} missing from /metrics"
+        );
+    }
+    let calls = samples
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("palisade_circuit_breaker_calls_total{")
+                && k.contains("name=\"user\"")
+                && k.contains("outcome=\"success\"")
+        })
+        .map(|(_, v)| *v)
+        .sum::<f64>();
+    assert!(
+        calls >= 3.0,
+        "two proxied calls and one aggregator branch: {calls}"
+    );
+    gw.stop().await;
+}

@@ -17,6 +17,13 @@ use tokio::task::JoinHandle;
 /// the gateway on a free port, and `extra` appended (more upstreams and
 /// routes).
 pub fn demo_config(extra: &str) -> Config {
+    demo_config_with(&[], extra)
+}
+
+/// As [`demo_config`], with `layers[service]` written right after that
+/// upstream's `timeout_ms` line: more keys of `[upstreams.<service>]`, then
+/// its sub-tables (`[upstreams.user.circuit_breaker]` ...).
+pub fn demo_config_with(layers: &[(&str, &str)], extra: &str) -> Config {
     let mut text = String::from(
         "[server]\nlisten = \"127.0.0.1:0\"\nbody_limit_bytes = 65536\ndrain_timeout_ms = 5000\n\n[demo]\nseed = 7\n",
     );
@@ -24,12 +31,35 @@ pub fn demo_config(extra: &str) -> Config {
         text.push_str(&format!("[demo.backends.{s}]\nlisten = \"127.0.0.1:0\"\n"));
     }
     for s in palisade_gateway::config::DEMO_SERVICES {
+        let more = layers
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map_or("", |(_, text)| *text);
         text.push_str(&format!(
-            "[upstreams.{s}]\nurl = \"demo://{s}\"\ntimeout_ms = 300\n[[routes]]\nprefix = \"/api/{s}\"\nupstream = \"{s}\"\n"
+            "[upstreams.{s}]\nurl = \"demo://{s}\"\ntimeout_ms = 300\n{more}\n[[routes]]\nprefix = \"/api/{s}\"\nupstream = \"{s}\"\n"
         ));
     }
     text.push_str(extra);
-    Config::parse("test.toml", &text).unwrap_or_else(|e| panic!("test config: {e}"))
+    Config::parse("test.toml", &text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
+}
+
+/// The `[aggregator]` of the embedded default config (six branches, user and
+/// order required), with `deadline_ms` and each branch's `timeout_ms`.
+pub fn aggregator_toml(deadline_ms: u64, branch_timeout_ms: u64) -> String {
+    let mut text = format!("[aggregator]\ndeadline_ms = {deadline_ms}\n");
+    for (name, path, required) in [
+        ("user", "/users/{id}", true),
+        ("order", "/users/{id}/orders", true),
+        ("product", "/users/{id}/recommendations", false),
+        ("review", "/users/{id}/reviews", false),
+        ("reward", "/users/{id}/rewards", false),
+        ("notification", "/users/{id}/notifications", false),
+    ] {
+        text.push_str(&format!(
+            "[[aggregator.branches]]\nname = \"{name}\"\nupstream = \"{name}\"\npath = \"{path}\"\nrequired = {required}\ntimeout_ms = {branch_timeout_ms}\n"
+        ));
+    }
+    text
 }
 
 /// A gateway serving in the background.

@@ -1,0 +1,349 @@
+//! The upstream stacks end to end on 127.0.0.1:0, through real layers: an
+//! open breaker, a full bulkhead, a hung attempt, a refused connection, the
+//! breaker's life through a backend outage, the layer order, and the
+//! aggregator's partial answers.
+//!
+//! Real sockets cannot use tokio's paused clock: waits are bounded polls,
+//! and the configs use short windows and waits.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use http::StatusCode;
+use palisade::circuit_breaker::State;
+use support::{
+    TestGateway, aggregator_toml, client, demo_config, demo_config_with, eventually,
+    get as http_get,
+};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+
+/// A breaker that opens after 4 calls at 50 % failures and probes after
+/// 300 ms with one call.
+const FAST_BREAKER: &str = "[upstreams.user.circuit_breaker]\ncount_window = 10\nminimum_calls = 4\nfailure_rate_threshold = 50\nwait_in_open_ms = 300\npermitted_calls_in_half_open = 1\n";
+
+#[tokio::test]
+async fn a_breaker_opens_under_an_outage_answers_503_with_retry_after_and_closes_after_it() {
+    let gw = TestGateway::start(demo_config_with(&[("user", FAST_BREAKER)], ""), None).await;
+    let c = client();
+    let url = gw.url("/api/user/users/1");
+    assert_eq!(http_get(&c, &url).await.status, StatusCode::OK);
+    let breaker = gw.state.circuit_breakers().get("user").expect("registered");
+    assert_eq!(breaker.state(), State::Closed);
+
+    // The outage: the backend answers 503 (counted as failures) until the
+    // breaker opens and answers for it.
+    let chaos = gw.state.chaos().get("user").unwrap();
+    chaos.set_outage(true);
+    let open = eventually(Duration::from_secs(10), || {
+        let (c, url) = (c.clone(), url.clone());
+        async move {
+            let res = http_get(&c, &url).await;
+            res.headers
+                .contains_key("x-palisade-circuit-breaker")
+                .then_some(res)
+        }
+    })
+    .await;
+    assert_eq!(open.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(open.header("x-palisade-circuit-breaker"), "user");
+    assert_eq!(open.header("content-type"), "application/problem+json");
+    let retry_after: u64 = open.header("retry-after").parse().unwrap();
+    assert!(
+        retry_after >= 1,
+        "rounded up to a whole second: {retry_after}"
+    );
+    assert_eq!(open.json()["type"], "urn:palisade:problem:circuit-open");
+    assert!(breaker.state().is_open(), "{:?}", breaker.state());
+    let injected = chaos.injected().outage;
+    // While open, calls do not reach the backend.
+    assert_eq!(
+        http_get(&c, &url).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(chaos.injected().outage, injected);
+
+    // The outage ends: after the wait a probe goes through and closes it.
+    chaos.set_outage(false);
+    eventually(Duration::from_secs(10), || {
+        let (c, url) = (c.clone(), url.clone());
+        async move { (http_get(&c, &url).await.status == StatusCode::OK).then_some(()) }
+    })
+    .await;
+    assert_eq!(breaker.state(), State::Closed);
+    assert!(breaker.snapshot().not_permitted_calls >= 1);
+    gw.stop().await;
+}
+
+/// An upstream whose `/hold` answers only when released, counting calls.
+async fn gated_upstream() -> (
+    std::net::SocketAddr,
+    mpsc::UnboundedReceiver<()>,
+    Arc<Notify>,
+    Arc<AtomicUsize>,
+) {
+    let (entered_tx, entered) = mpsc::unbounded_channel();
+    let release = Arc::new(Notify::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (r, n) = (Arc::clone(&release), Arc::clone(&calls));
+    let app = Router::new().route(
+        "/hold",
+        get(move || {
+            let (entered_tx, r, n) = (entered_tx.clone(), Arc::clone(&r), Arc::clone(&n));
+            async move {
+                n.fetch_add(1, Ordering::SeqCst);
+                let _ = entered_tx.send(());
+                r.notified().await;
+                "released"
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, entered, release, calls)
+}
+
+#[tokio::test]
+async fn a_full_bulkhead_is_a_503_not_retried_and_not_a_breaker_failure() {
+    let (upstream, mut entered, release, calls) = gated_upstream().await;
+    let extra = format!(
+        "[upstreams.gated]\nurl = \"http://{upstream}\"\ntimeout_ms = 10000\n\
+         [upstreams.gated.retry]\nmax_attempts = 3\nbackoff = {{ kind = \"none\" }}\n\
+         [upstreams.gated.circuit_breaker]\ncount_window = 10\nminimum_calls = 1\nwait_in_open_ms = 10000\n\
+         [upstreams.gated.bulkhead]\nmax_concurrent_calls = 1\nmax_wait_ms = 0\n\
+         [[routes]]\nprefix = \"/api/gated\"\nupstream = \"gated\"\n"
+    );
+    let gw = TestGateway::start(demo_config(&extra), None).await;
+    let url = gw.url("/api/gated/hold");
+    let held = tokio::spawn({
+        let url = url.clone();
+        async move { http_get(&client(), &url).await }
+    });
+    entered
+        .recv()
+        .await
+        .expect("the first call holds the permit");
+
+    let full = http_get(&client(), &url).await;
+    assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(full.header("x-palisade-bulkhead"), "gated");
+    assert_eq!(full.json()["type"], "urn:palisade:problem:bulkhead-full");
+    assert!(full.headers.get("x-palisade-circuit-breaker").is_none());
+
+    let bulkhead = gw.state.bulkheads().get("gated").unwrap();
+    assert_eq!(
+        bulkhead.rejected(),
+        1,
+        "refused once: the refusal was not retried"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "only the held call reached the upstream"
+    );
+    let breaker = gw.state.circuit_breakers().get("gated").unwrap().snapshot();
+    assert_eq!(
+        (breaker.calls, breaker.failed_calls),
+        (0, 0),
+        "the full bulkhead is ignored by the breaker (the held call is still in flight)"
+    );
+    assert_eq!(breaker.state, State::Closed);
+
+    release.notify_one();
+    let res = held.await.unwrap();
+    assert_eq!(
+        (res.status, res.body.as_str()),
+        (StatusCode::OK, "released")
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_hung_attempt_is_cut_by_the_attempt_timeout_counted_by_the_breaker_and_retried() {
+    let layers = "attempt_timeout_ms = 100\n\
+                  [upstreams.user.retry]\nmax_attempts = 3\nbackoff = { kind = \"fixed\", delay_ms = 10 }\n\
+                  [upstreams.user.circuit_breaker]\ncount_window = 20\nminimum_calls = 20\nwait_in_open_ms = 10000\n";
+    let mut config = demo_config_with(&[("user", layers)], "");
+    config.upstreams.get_mut("user").unwrap().timeout = Duration::from_secs(5);
+    let gw = TestGateway::start(config, None).await;
+    let chaos = gw.state.chaos().get("user").unwrap();
+    chaos.set_abort_rate(1.0).unwrap();
+
+    let start = tokio::time::Instant::now();
+    let res = http_get(&client(), &gw.url("/api/user/users/1")).await;
+    let took = start.elapsed();
+    assert_eq!(res.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(res.json()["type"], "urn:palisade:problem:timeout");
+    assert!(
+        res.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("each attempt 100 ms"),
+        "{}",
+        res.body
+    );
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "three attempts of 100 ms, well within the 5 s overall timeout: {took:?}"
+    );
+    assert_eq!(
+        chaos.injected().abort,
+        3,
+        "every attempt reached the backend"
+    );
+    let breaker = gw.state.circuit_breakers().get("user").unwrap().snapshot();
+    assert_eq!(
+        (breaker.calls, breaker.failed_calls),
+        (3, 3),
+        "each cut attempt is a failure the breaker counted"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn retries_stop_when_the_breaker_opens() {
+    let layers = "[upstreams.user.retry]\nmax_attempts = 5\nbackoff = { kind = \"none\" }\n\
+                  [upstreams.user.circuit_breaker]\ncount_window = 10\nminimum_calls = 2\nfailure_rate_threshold = 50\nwait_in_open_ms = 10000\n";
+    let gw = TestGateway::start(demo_config_with(&[("user", layers)], ""), None).await;
+    let chaos = gw.state.chaos().get("user").unwrap();
+    chaos.set_outage(true);
+    let res = http_get(&client(), &gw.url("/api/user/users/1")).await;
+    // Attempts 1 and 2 fail (503) and open the breaker; attempt 3 is refused
+    // by it, and retry never retries a refusal.
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.header("x-palisade-circuit-breaker"), "user");
+    assert_eq!(
+        chaos.injected().outage,
+        2,
+        "two attempts reached the backend, not five"
+    );
+    let breaker = gw.state.circuit_breakers().get("user").unwrap().snapshot();
+    assert_eq!((breaker.failed_calls, breaker.not_permitted_calls), (2, 1));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_connection_through_the_full_stack_is_a_502() {
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let extra = format!(
+        "[upstreams.gone]\nurl = \"http://{closed}\"\nattempt_timeout_ms = 500\n\
+         [upstreams.gone.retry]\nmax_attempts = 2\nbackoff = {{ kind = \"none\" }}\n\
+         [upstreams.gone.circuit_breaker]\nminimum_calls = 50\n\
+         [upstreams.gone.bulkhead]\nmax_concurrent_calls = 4\n\
+         [[routes]]\nprefix = \"/api/gone\"\nupstream = \"gone\"\n"
+    );
+    let gw = TestGateway::start(demo_config(&extra), None).await;
+    let res = http_get(&client(), &gw.url("/api/gone/x")).await;
+    assert_eq!(res.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        res.json()["type"],
+        "urn:palisade:problem:upstream-unreachable"
+    );
+    let breaker = gw.state.circuit_breakers().get("gone").unwrap().snapshot();
+    assert_eq!(
+        breaker.failed_calls, 2,
+        "both attempts failed and were counted"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_aggregator_answers_partially_without_an_optional_backend_and_fails_without_a_required_one()
+ {
+    let gw = TestGateway::start(demo_config(&aggregator_toml(2000, 200)), None).await;
+    let c = client();
+    let url = gw.url("/api/dashboard/user/7");
+
+    let all = http_get(&c, &url).await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.body);
+    assert_eq!(all.header("x-palisade-completed"), "true");
+    let body = all.json();
+    for key in [
+        "user",
+        "order",
+        "product",
+        "review",
+        "reward",
+        "notification",
+    ] {
+        assert!(body.get(key).is_some(), "{key} missing: {body}");
+    }
+    assert_eq!(body["user"]["id"], 7);
+    assert_eq!(body["order"]["user_id"], 7);
+    assert!(body.get("errors").is_none());
+    // Each branch went through its upstream's stack.
+    assert_eq!(
+        gw.state
+            .upstream("reward")
+            .unwrap()
+            .stats()
+            .snapshot()
+            .requests,
+        1
+    );
+
+    // An optional backend down: 200, partial, and why.
+    gw.state.chaos().get("reward").unwrap().set_outage(true);
+    let partial = http_get(&c, &url).await;
+    assert_eq!(partial.status, StatusCode::OK);
+    assert_eq!(partial.header("x-palisade-completed"), "false");
+    assert_eq!(partial.header("cache-control"), "no-store");
+    let body = partial.json();
+    assert_eq!(body["errors"]["reward"]["reason"], "status");
+    assert_eq!(body["errors"]["reward"]["status"], 503);
+    assert!(body.get("reward").is_none() || body["reward"].is_null());
+    assert_eq!(body["user"]["id"], 7);
+
+    // A required backend down: the answer fails, naming the branch.
+    gw.state.chaos().get("order").unwrap().set_outage(true);
+    let failed = http_get(&c, &url).await;
+    assert_eq!(failed.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(failed.header("content-type"), "application/problem+json");
+    assert_eq!(failed.json()["branch"], "order");
+
+    // A required branch hanging past its own timeout (200 ms, under the
+    // upstream's 300 ms): 504.
+    for (_, handle) in gw.state.chaos().entries() {
+        handle.reset();
+    }
+    gw.state
+        .chaos()
+        .get("user")
+        .unwrap()
+        .set_abort_rate(1.0)
+        .unwrap();
+    let slow = http_get(&c, &url).await;
+    assert_eq!(slow.status, StatusCode::GATEWAY_TIMEOUT, "{}", slow.body);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_open_breaker_on_a_required_branch_is_a_503_with_retry_after() {
+    let layers = [("user", FAST_BREAKER)];
+    let gw = TestGateway::start(
+        demo_config_with(&layers, &aggregator_toml(2000, 1000)),
+        None,
+    )
+    .await;
+    let breaker = gw.state.circuit_breakers().get("user").unwrap();
+    breaker.transition_to(State::Open);
+    let res = http_get(&client(), &gw.url("/api/dashboard/user/3")).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{}", res.body);
+    assert!(res.headers.contains_key("retry-after"));
+    assert_eq!(res.json()["branch"], "user");
+    // Closed again by hand: the answer is whole again.
+    breaker.reset();
+    let ok = http_get(&client(), &gw.url("/api/dashboard/user/3")).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.header("x-palisade-completed"), "true");
+    gw.stop().await;
+}
