@@ -1,0 +1,250 @@
+//! Run with: cargo run -p example-axum-service
+//!
+//! A plain axum service, as a user would start with Palisade: a catalogue
+//! of items whose prices come from a "pricing" dependency that fails now
+//! and then. Two stacks, both built with the facade's `ServiceBuilderExt`:
+//!
+//! - **Around its own routes** (`route_layer`): problem+json answers for
+//!   every layer's errors, a circuit breaker that opens when the handlers
+//!   keep failing (5xx), a timeout, and a bulkhead that bounds the requests
+//!   in flight.
+//! - **Around its outbound calls** to pricing: retries with a budget, a
+//!   circuit breaker (retries stop when it opens), a per-attempt timeout and
+//!   a bulkhead, in the order of `docs/ARCHITECTURE.md`.
+//!
+//! ```text
+//! curl -i http://127.0.0.1:3000/items/7          # 200, the price after a retry if needed
+//! curl -i -X POST http://127.0.0.1:3000/pricing/down   # pricing fails every call from now on
+//! curl -i http://127.0.0.1:3000/items/7          # 502, then 503 + Retry-After once its breaker opens
+//! curl -i -X POST http://127.0.0.1:3000/pricing/up
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use palisade::bulkhead::BulkheadLayer;
+use palisade::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
+use palisade::http::{Problem, StatusClassifier, rejection_response};
+use palisade::retry::{Backoff, RetryLayer};
+use palisade::{BoxError, ConfigError, ServiceBuilderExt};
+use serde_json::{Value, json};
+use tower::util::BoxCloneSyncService;
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+/// The pricing dependency as this service calls it: an item id in, a price
+/// in cents out, through its resilience stack.
+type Pricing = BoxCloneSyncService<u64, u64, BoxError>;
+
+/// What the handlers share.
+#[derive(Clone)]
+struct AppState {
+    pricing: Pricing,
+    pricing_breaker: CircuitBreakerHandle,
+    pricing_down: Arc<AtomicBool>,
+}
+
+/// The stand-in for a remote pricing service: every third call fails (a
+/// flaky dependency), every call fails while `down` is set.
+fn pricing_backend(
+    down: Arc<AtomicBool>,
+) -> impl tower::Service<u64, Response = u64, Error = BoxError, Future: Send> + Clone + Send + Sync
+{
+    let calls = Arc::new(AtomicU64::new(0));
+    service_fn(move |item: u64| {
+        let n = calls.fetch_add(1, Ordering::Relaxed);
+        let down = down.load(Ordering::Relaxed);
+        async move {
+            if down || n % 3 == 2 {
+                Err(BoxError::from(format!("pricing failed for item {item}")))
+            } else {
+                Ok(1_000 + item * 25)
+            }
+        }
+    })
+}
+
+/// The outbound stack, outermost first: retry (3 attempts, with its budget),
+/// circuit breaker, per-attempt timeout, bulkhead.
+fn pricing_stack(down: Arc<AtomicBool>) -> Result<(Pricing, CircuitBreakerHandle), ConfigError> {
+    let breaker = CircuitBreakerLayer::builder("pricing")
+        .count_window(20)
+        .minimum_calls(6)
+        .failure_rate_threshold(50.0)
+        .wait_in_open(Duration::from_secs(5))
+        .build()?;
+    let handle = breaker.handle();
+    let stack = ServiceBuilder::new()
+        .retries(
+            RetryLayer::builder("pricing")
+                .max_attempts(3)
+                .backoff(Backoff::exponential(
+                    Duration::from_millis(10),
+                    2.0,
+                    Duration::from_millis(100),
+                ))
+                .build()?,
+        )
+        .circuit_breaker(breaker)
+        .timeout(Duration::from_millis(500))
+        .bulkhead(
+            BulkheadLayer::builder("pricing")
+                .max_concurrent_calls(32)
+                .build()?,
+        )
+        .service(pricing_backend(down));
+    Ok((BoxCloneSyncService::new(stack), handle))
+}
+
+async fn item(State(state): State<AppState>, Path(id): Path<u64>) -> Response {
+    match state.pricing.clone().oneshot(id).await {
+        Ok(cents) => Json(json!({ "id": id, "price_cents": cents })).into_response(),
+        // An open breaker or a full bulkhead: 503 (+ Retry-After), as
+        // palisade's HTTP vocabulary answers it.
+        Err(err) => rejection_response(&*err).unwrap_or_else(|| {
+            Problem::new(StatusCode::BAD_GATEWAY, "pricing failed")
+                .detail(err.to_string())
+                .into_response()
+        }),
+    }
+}
+
+async fn pricing_down(State(state): State<AppState>) -> Json<Value> {
+    state.pricing_down.store(true, Ordering::Relaxed);
+    Json(json!({ "pricing": "down" }))
+}
+
+async fn pricing_up(State(state): State<AppState>) -> Json<Value> {
+    state.pricing_down.store(false, Ordering::Relaxed);
+    state.pricing_breaker.reset();
+    Json(json!({ "pricing": "up" }))
+}
+
+/// The service: its routes, with the inbound stack on the item route.
+fn app() -> Result<Router, ConfigError> {
+    let down = Arc::new(AtomicBool::new(false));
+    let (pricing, pricing_breaker) = pricing_stack(Arc::clone(&down))?;
+    let state = AppState {
+        pricing,
+        pricing_breaker,
+        pricing_down: down,
+    };
+    // The inbound stack: a breaker over this route's own answers (5xx fail),
+    // a timeout, a bulkhead; every error answered as problem+json.
+    let inbound = ServiceBuilder::new()
+        .layer(palisade::http::problem_responses())
+        .circuit_breaker(
+            CircuitBreakerLayer::builder("items")
+                .count_window(50)
+                .minimum_calls(20)
+                .failure_rate_threshold(50.0)
+                .wait_in_open(Duration::from_secs(10))
+                .classifier(StatusClassifier::server_errors())
+                .build()?,
+        )
+        .timeout(Duration::from_secs(2))
+        .bulkhead(
+            BulkheadLayer::builder("items")
+                .max_concurrent_calls(256)
+                .max_wait(Duration::from_millis(50))
+                .build()?,
+        );
+    Ok(Router::new()
+        .route("/items/{id}", get(item))
+        .route_layer(inbound)
+        .route("/pricing/down", post(pricing_down))
+        .route("/pricing/up", post(pricing_up))
+        .with_state(state))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], 3000));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("listening on http://{addr}  (try GET /items/7)");
+    axum::serve(listener, app()?)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+
+    async fn call(app: &Router, method: &str, path: &str) -> (StatusCode, Value, Option<String>) {
+        let res = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = res.status();
+        let retry_after = res
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            retry_after,
+        )
+    }
+
+    #[tokio::test]
+    async fn retries_hide_a_flaky_dependency_and_its_breaker_opens_when_it_is_down() {
+        let app = app().unwrap();
+        // Every third pricing call fails; retries make every item answer.
+        for id in 1..=12 {
+            let (status, body, _) = call(&app, "GET", &format!("/items/{id}")).await;
+            assert_eq!(status, StatusCode::OK, "item {id}: {body}");
+            assert_eq!(body["price_cents"], 1_000 + id * 25);
+        }
+
+        // Pricing down: 502 while the breaker counts, then 503 + Retry-After
+        // at once when it is open (and retries stop adding load).
+        assert_eq!(call(&app, "POST", "/pricing/down").await.0, StatusCode::OK);
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            statuses.push(call(&app, "GET", "/items/1").await);
+        }
+        assert_eq!(
+            statuses[0].0,
+            StatusCode::BAD_GATEWAY,
+            "{:?}",
+            statuses[0].1
+        );
+        let (status, body, retry_after) = statuses.last().unwrap().clone();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["type"], "urn:palisade:problem:circuit-open");
+        assert!(retry_after.is_some());
+
+        // Back up: the breaker is reset and items answer again.
+        assert_eq!(call(&app, "POST", "/pricing/up").await.0, StatusCode::OK);
+        assert_eq!(call(&app, "GET", "/items/2").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_bad_id_is_a_client_error_not_a_breaker_failure() {
+        let app = app().unwrap();
+        let (status, _, _) = call(&app, "GET", "/items/not-a-number").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+}
