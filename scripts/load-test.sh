@@ -4,6 +4,7 @@
 #
 #   scripts/load-test.sh                 # 10 s per target, 64 connections
 #   DURATION=30s CONNECTIONS=128 scripts/load-test.sh
+#   LTO=0 scripts/load-test.sh           # the plain release profile (no fat LTO)
 #
 # It starts, on 127.0.0.1:
 #   - one demo backend (the `user` service, no simulated latency, no chaos):
@@ -14,7 +15,18 @@
 #     with upstream keep-alive and no access log;
 # then runs wrk (Debian package) against (a) the backend directly, (b) the
 # gateway's proxy route, (c) nginx, and prints requests/s, p50 and p99 for
-# each. It installs nginx and wrk with apt-get if they are missing.
+# each. Then the aggregator: six more demo backends with their default
+# simulated latencies (5 to 20 ms), and wrk with fewer connections against
+# (d) the gateway's GET /api/dashboard/user/{id} over them, (e) its slowest
+# branch (notification, 20 ms) directly and (f) that branch through the
+# gateway's proxy route: the aggregator should answer in about the time of
+# its slowest branch, not the sum. It installs nginx and wrk with apt-get if
+# they are missing.
+#
+# The gateway is built with fat LTO and one codegen unit (LTO=1, the
+# default) into $CARGO_TARGET_DIR/lto, through cargo's environment overrides
+# of the release profile; LTO=0 uses the workspace's release profile as it
+# is.
 #
 # Everything shares this machine's cores (wrk included): compare the rows
 # with each other, not with figures taken elsewhere. The CPU column (user +
@@ -31,9 +43,19 @@ WARMUP=${WARMUP:-2s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 BACKEND_PORT=${BACKEND_PORT:-19101}
+AGG_PORT=${AGG_PORT:-19111}           # six aggregator backends: AGG_PORT .. AGG_PORT+5
+AGG_CONNECTIONS=${AGG_CONNECTIONS:-16}
+LTO=${LTO:-1}
 GATEWAY_PORT=${GATEWAY_PORT:-19080}
 NGINX_PORT=${NGINX_PORT:-19090}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ "$LTO" = 1 ]; then
+  export CARGO_TARGET_DIR="$CARGO_TARGET_DIR/lto"
+  export CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
+  PROFILE="release + fat LTO, codegen-units 1"
+else
+  PROFILE="release (workspace profile)"
+fi
 BIN="$CARGO_TARGET_DIR/release/palisade-gateway"
 
 need=()
@@ -49,7 +71,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-echo "== building the gateway (release)"
+echo "== building the gateway: $PROFILE"
 cargo build --release -p palisade-gateway --quiet
 
 WORK=$(mktemp -d /tmp/palisade-load.XXXXXX)
@@ -73,6 +95,21 @@ EOF
 RUST_LOG=warn "$BIN" --config "$WORK/backend.toml" --backends-only > "$WORK/backend.out" 2>&1 &
 BACKEND_PID=$!
 PIDS+=($BACKEND_PID)
+
+# --- six more backends for the aggregator, with their default latencies ----
+AGG_SERVICES=(user order product review reward notification)
+AGG_LATENCY=(5 12 6 15 8 20)
+{
+  echo "[demo]"
+  echo "enabled = true"
+  for i in "${!AGG_SERVICES[@]}"; do
+    echo "[demo.backends.${AGG_SERVICES[$i]}]"
+    echo "listen = \"127.0.0.1:$((AGG_PORT + i))\""
+    echo "latency_ms = ${AGG_LATENCY[$i]}"
+  done
+} > "$WORK/agg-backends.toml"
+RUST_LOG=warn "$BIN" --config "$WORK/agg-backends.toml" --backends-only > "$WORK/agg-backends.out" 2>&1 &
+PIDS+=($!)
 
 # --- the gateway: its full stack for the upstream --------------------------
 # The upstream carries every resilience table the config format has; each
@@ -108,6 +145,26 @@ max_wait_ms = 0
 prefix = "/api/user"
 upstream = "user"
 EOF
+# The aggregator's upstreams (d_<service>, each with the full stack and a
+# proxy route) and its six branches.
+{
+  for i in "${!AGG_SERVICES[@]}"; do
+    s=${AGG_SERVICES[$i]}
+    printf '\n[upstreams.d_%s]\nurl = "http://127.0.0.1:%s"\ntimeout_ms = 2000\nattempt_timeout_ms = 1000\n' "$s" "$((AGG_PORT + i))"
+    printf '[upstreams.d_%s.retry]\nmax_attempts = 3\n' "$s"
+    printf '[upstreams.d_%s.circuit_breaker]\ncount_window = 100\nminimum_calls = 20\n' "$s"
+    printf '[upstreams.d_%s.bulkhead]\nmax_concurrent_calls = 512\n' "$s"
+    printf '[[routes]]\nprefix = "/api/d_%s"\nupstream = "d_%s"\n' "$s" "$s"
+  done
+  printf '\n[aggregator]\ndeadline_ms = 1500\n'
+  paths=("/users/{id}" "/users/{id}/orders" "/users/{id}/recommendations" "/users/{id}/reviews" "/users/{id}/rewards" "/users/{id}/notifications")
+  for i in "${!AGG_SERVICES[@]}"; do
+    s=${AGG_SERVICES[$i]}
+    required=false
+    if [ "$s" = user ] || [ "$s" = order ]; then required=true; fi
+    printf '[[aggregator.branches]]\nname = "%s"\nupstream = "d_%s"\npath = "%s"\nrequired = %s\ntimeout_ms = 1000\n' "$s" "$s" "${paths[$i]}" "$required"
+  done
+} >> "$WORK/gateway.toml"
 RUST_LOG=warn "$BIN" --config "$WORK/gateway.toml" > "$WORK/gateway.out" 2>&1 &
 GATEWAY_PID=$!
 PIDS+=($GATEWAY_PID)
@@ -168,6 +225,12 @@ wait_for "$DIRECT" backend
 wait_for "$GATEWAY" gateway
 wait_for "$VIA_NGINX" nginx
 [ "$(curl -fsS "$GATEWAY")" = "$(curl -fsS "$DIRECT")" ] || { echo "error: the gateway's answer differs from the backend's" >&2; exit 1; }
+AGGREGATE="http://127.0.0.1:$GATEWAY_PORT/api/dashboard/user/42"
+SLOWEST="http://127.0.0.1:$((AGG_PORT + 5))/users/42/notifications"
+SLOWEST_VIA="http://127.0.0.1:$GATEWAY_PORT/api/d_notification/users/42/notifications"
+wait_for "$SLOWEST" "the aggregator's backends"
+wait_for "$AGGREGATE" "the aggregator"
+curl -fsS -D - -o /dev/null "$AGGREGATE" | grep -qi '^x-palisade-completed: true' || { echo "error: the aggregator's answer is not complete" >&2; exit 1; }
 
 # --- measure ---------------------------------------------------------------
 # wrk's latency distribution prints "50%" and "99%" lines; convert to ms.
@@ -192,17 +255,18 @@ proxy_pids() {
     backend) echo "$BACKEND_PID" ;;
     gateway) echo "$GATEWAY_PID" ;;
     nginx) echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')" ;;
+    none) echo "" ;;
   esac
 }
 HZ=$(getconf CLK_TCK)
 ROWS=()
 measure() {
-  local label=$1 url=$2 who=$3
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url" > /dev/null
+  local label=$1 url=$2 who=$3 conns=${4:-$CONNECTIONS}
+  wrk -t"$THREADS" -c"$conns" -d"$WARMUP" "$url" > /dev/null
   local out before after
   # shellcheck disable=SC2046
   before=$(cpu_ticks $(proxy_pids "$who"))
-  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url")
+  out=$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "$url")
   # shellcheck disable=SC2046
   after=$(cpu_ticks $(proxy_pids "$who"))
   echo "$out" > "$WORK/wrk-${label//[^a-z]/_}.txt"
@@ -224,15 +288,16 @@ measure "(a) backend direct" "$DIRECT" backend
 measure "(b) gateway /api/user (stack)" "$GATEWAY" gateway
 measure "(c) nginx reverse proxy" "$VIA_NGINX" nginx
 
-# (d) The aggregator route against its slowest branch is measured here once
-# the gateway serves GET /api/dashboard/user/{id}: run `measure` on it and
-# on the slowest backend it calls, and add both rows.
-echo "  (aggregator route: not in this build; nothing measured)"
+echo "== the aggregator: wrk -t$THREADS -c$AGG_CONNECTIONS -d$DURATION, six backends of 5 to 20 ms"
+measure "(d) gateway aggregator" "$AGGREGATE" gateway "$AGG_CONNECTIONS"
+measure "(e) slowest branch direct" "$SLOWEST" none "$AGG_CONNECTIONS"
+measure "(f) slowest branch via gateway" "$SLOWEST_VIA" gateway "$AGG_CONNECTIONS"
 
 echo
 echo "| target | requests/s | p50 (ms) | p99 (ms) | CPU µs/request (a: backend; b, c: the proxy alone) | non-2xx/socket errors |"
 echo "|---|---:|---:|---:|---:|---:|"
 for row in "${ROWS[@]}"; do echo "$row"; done
 echo
+echo "build: $PROFILE; (d) to (f): CPU per request of the gateway only"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "versions: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $("$BIN" --version)"
