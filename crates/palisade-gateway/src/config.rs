@@ -6,7 +6,7 @@
 //! (`[upstreams.<name>.retry]`, `.circuit_breaker`, `.bulkhead`) and the
 //! `[aggregator]` use the layer builders' setter names: each key is one
 //! setter call, and the builder's own validation
-//! ([`ConfigError`](palisade::ConfigError), whose `field` is the setter's
+//! ([`ConfigError`], whose `field` is the setter's
 //! name) decides what is valid. A builder's error is reported at the key it
 //! names. See `docs/gateway.md` for every key.
 
