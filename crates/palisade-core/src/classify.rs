@@ -106,6 +106,57 @@ impl<T, E> Classify<T, E> for ErrorsAsFailures {
     }
 }
 
+/// Wraps a classifier so that a *rejection* by a layer below (an open breaker,
+/// a full bulkhead: [`is_rejection`](crate::is_rejection)) is
+/// [ignored](Outcome::Ignored) instead of classified.
+///
+/// A rejection says the call was never sent: it tells nothing about the
+/// downstream's health. A breaker above a bulkhead should not trip because
+/// the bulkhead shed a burst, so give the breaker its classifier wrapped:
+///
+/// ```
+/// use palisade_core::{BoxError, BulkheadFull, Classify, ErrorsAsFailures, IgnoreRejections, Outcome};
+///
+/// // For HTTP: `IgnoreRejections::new(palisade_core::http::StatusClassifier::server_errors())`.
+/// let classify = IgnoreRejections::new(ErrorsAsFailures);
+/// let full: Result<u32, BoxError> = Err(BulkheadFull::new("db").into());
+/// assert_eq!(classify.classify(&full), Outcome::Ignored);
+/// let failed: Result<u32, BoxError> = Err("connection reset".into());
+/// assert_eq!(classify.classify(&failed), Outcome::Failure);
+/// ```
+///
+/// Implemented for results whose error is a [`BoxError`](crate::BoxError), the
+/// error type of every Palisade layer that can reject.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IgnoreRejections<C> {
+    inner: C,
+}
+
+impl<C> IgnoreRejections<C> {
+    /// Classifies with `inner`, except rejections, which are ignored.
+    pub const fn new(inner: C) -> Self {
+        Self { inner }
+    }
+
+    /// The wrapped classifier.
+    pub const fn get_ref(&self) -> &C {
+        &self.inner
+    }
+}
+
+impl<T, C> Classify<T, crate::BoxError> for IgnoreRejections<C>
+where
+    C: Classify<T, crate::BoxError>,
+{
+    #[inline]
+    fn classify(&self, result: &Result<T, crate::BoxError>) -> Outcome {
+        match result {
+            Err(error) if crate::is_rejection(&**error) => Outcome::Ignored,
+            _ => self.inner.classify(result),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +183,19 @@ mod tests {
         assert_eq!(c.classify(&Ok(-1)), Outcome::Ignored);
         assert_eq!(c.classify(&Ok(1)), Outcome::Success);
         assert_eq!(c.classify(&Err(())), Outcome::Failure);
+    }
+
+    #[test]
+    fn rejections_are_ignored_and_the_rest_delegated() {
+        use crate::{BoxError, CircuitOpen};
+        let classify = IgnoreRejections::new(ErrorsAsFailures);
+        let open: Result<(), BoxError> = Err(CircuitOpen::new("x", None).into());
+        let other: Result<(), BoxError> = Err("boom".into());
+        let ok: Result<(), BoxError> = Ok(());
+        assert_eq!(classify.classify(&open), Outcome::Ignored);
+        assert_eq!(classify.classify(&other), Outcome::Failure);
+        assert_eq!(classify.classify(&ok), Outcome::Success);
+        assert_eq!(*classify.get_ref(), ErrorsAsFailures);
     }
 
     #[test]

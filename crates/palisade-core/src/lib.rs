@@ -8,7 +8,8 @@
 //!   wrapped it.
 //! - [`Classify`] and [`Outcome`]: whether a call succeeded, failed, or says
 //!   nothing ([`ErrorsAsFailures`] for plain results; `http::StatusClassifier`
-//!   for responses, feature `http`).
+//!   for responses, feature `http`); [`IgnoreRejections`] for a breaker above
+//!   a bulkhead.
 //! - [`CircuitOpen`], [`BulkheadFull`] and [`is_rejection`]: the errors that
 //!   mean "refused to add load", which no layer retries.
 //! - [`Listeners`]: event hooks that cost nothing when nobody listens.
@@ -38,7 +39,7 @@ pub mod listener;
 pub mod registry;
 pub mod reject;
 
-pub use classify::{Classify, ErrorsAsFailures, Outcome};
+pub use classify::{Classify, ErrorsAsFailures, IgnoreRejections, Outcome};
 pub use config::ConfigError;
 pub use error::{BoxError, cause_ref, is_caused_by};
 pub use listener::Listeners;

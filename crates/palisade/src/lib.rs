@@ -83,8 +83,8 @@ mod builder;
 
 pub use builder::ServiceBuilderExt;
 pub use palisade_core::{
-    BoxError, BulkheadFull, CircuitOpen, Classify, ConfigError, ErrorsAsFailures, Listeners,
-    Outcome, Registry, Rejection, cause_ref, is_caused_by, is_rejection, rejection,
+    BoxError, BulkheadFull, CircuitOpen, Classify, ConfigError, ErrorsAsFailures, IgnoreRejections,
+    Listeners, Outcome, Registry, Rejection, cause_ref, is_caused_by, is_rejection, rejection,
 };
 
 /// The circuit breaker (feature `circuit-breaker`): the
