@@ -12,6 +12,14 @@ use crate::metrics::Hooks;
 use crate::state::{MAX_PROBES, State};
 use crate::window::{MAX_COUNT_WINDOW, MAX_TIME_WINDOW_SECS};
 
+/// The longest duration any setting accepts: one year (365 days).
+///
+/// A longer wait means "never", which a breaker cannot mean: a breaker that
+/// never probes again needs `ForcedOpen`. The bound keeps every deadline the
+/// breaker computes (a wait grown by the multiplier, jittered, added to the
+/// current time) far from overflowing its nanosecond clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// How the breaker's window is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SlidingWindow {
@@ -99,23 +107,24 @@ pub(crate) struct Parts {
 ///
 /// Every setter is named after its setting (the gateway's TOML keys use the
 /// same names). Nothing is checked until [`build`](Self::build), which
-/// returns a [`ConfigError`] naming the first bad setting.
+/// returns a [`ConfigError`] naming the first bad setting. Durations are
+/// bounded by [`MAX_DURATION`] (one year).
 ///
 /// | setting | default | valid |
 /// |---|---|---|
 /// | [`count_window`](Self::count_window) / [`time_window`](Self::time_window) | count window of 100 calls | 1 to 1 000 000 calls / 1 s to 1 h, whole seconds |
 /// | [`failure_rate_threshold`](Self::failure_rate_threshold) | 50 % | (0, 100] |
 /// | [`trip_on_failure_rate`](Self::trip_on_failure_rate) | `true` | a trip condition must remain |
-/// | [`slow_call_duration`](Self::slow_call_duration) | none (no slow-call detection) | > 0 |
+/// | [`slow_call_duration`](Self::slow_call_duration) | none (no slow-call detection) | > 0, ≤ 1 year |
 /// | [`slow_call_rate_threshold`](Self::slow_call_rate_threshold) | 100 % | (0, 100], needs a slow-call duration |
 /// | [`consecutive_failures`](Self::consecutive_failures) | none | ≥ 1 |
 /// | [`minimum_calls`](Self::minimum_calls) | 100, capped at a count window's size | ≥ 1 |
-/// | [`wait_in_open`](Self::wait_in_open) | 30 s | > 0 |
+/// | [`wait_in_open`](Self::wait_in_open) | 30 s | > 0, ≤ 1 year |
 /// | [`wait_in_open_multiplier`](Self::wait_in_open_multiplier) | 1 (no growth) | ≥ 1, finite |
-/// | [`max_wait_in_open`](Self::max_wait_in_open) | 10 × `wait_in_open` | ≥ `wait_in_open` |
+/// | [`max_wait_in_open`](Self::max_wait_in_open) | 10 × `wait_in_open`, at most 1 year | ≥ `wait_in_open`, ≤ 1 year |
 /// | [`wait_in_open_jitter`](Self::wait_in_open_jitter) | 0 | [0, 1] |
 /// | [`permitted_calls_in_half_open`](Self::permitted_calls_in_half_open) | 10 | 1 to 4 095 |
-/// | [`max_wait_in_half_open`](Self::max_wait_in_half_open) | 60 s | > 0 |
+/// | [`max_wait_in_half_open`](Self::max_wait_in_half_open) | 60 s | > 0, ≤ 1 year |
 /// | [`initial_state`](Self::initial_state) | `Closed` | `Closed`, `Disabled`, `MetricsOnly`, `ForcedOpen` |
 /// | [`classifier`](Self::classifier) | [`ErrorsAsFailures`] | any [`Classify`](palisade_core::Classify) |
 #[must_use = "a builder does nothing until `build` is called"]
@@ -249,7 +258,7 @@ impl<C> CircuitBreakerBuilder<C> {
     }
 
     /// The longest wait in the open state, jitter included (default 10 ×
-    /// [`wait_in_open`](Self::wait_in_open)).
+    /// [`wait_in_open`](Self::wait_in_open), at most [`MAX_DURATION`]).
     pub fn max_wait_in_open(mut self, max: Duration) -> Self {
         self.max_wait_in_open = Some(max);
         self
@@ -402,6 +411,7 @@ impl<C> CircuitBreakerBuilder<C> {
                     "must be more than zero",
                 ));
             }
+            Some(d) => at_most_max("slow_call_duration", d)?,
             None if self.slow_call_rate_threshold.is_some() => {
                 return Err(ConfigError::new(
                     "slow_call_rate_threshold",
@@ -442,6 +452,7 @@ impl<C> CircuitBreakerBuilder<C> {
         if self.wait_in_open.is_zero() {
             return Err(ConfigError::new("wait_in_open", "must be more than zero"));
         }
+        at_most_max("wait_in_open", self.wait_in_open)?;
         let m = self.wait_in_open_multiplier;
         if !m.is_finite() || m < 1.0 {
             return Err(ConfigError::new(
@@ -451,7 +462,8 @@ impl<C> CircuitBreakerBuilder<C> {
         }
         let max_wait_in_open = self
             .max_wait_in_open
-            .unwrap_or_else(|| self.wait_in_open.saturating_mul(10));
+            .unwrap_or_else(|| self.wait_in_open.saturating_mul(10).min(MAX_DURATION));
+        at_most_max("max_wait_in_open", max_wait_in_open)?;
         if max_wait_in_open < self.wait_in_open {
             return Err(ConfigError::new(
                 "max_wait_in_open",
@@ -481,6 +493,7 @@ impl<C> CircuitBreakerBuilder<C> {
                 "must be more than zero",
             ));
         }
+        at_most_max("max_wait_in_half_open", self.max_wait_in_half_open)?;
         if matches!(self.initial_state, State::Open | State::HalfOpen) {
             return Err(ConfigError::new(
                 "initial_state",
@@ -521,6 +534,17 @@ impl<C> CircuitBreakerBuilder<C> {
         };
         Ok((config, parts, self.classifier))
     }
+}
+
+/// Refuses a duration above [`MAX_DURATION`].
+fn at_most_max(field: &'static str, d: Duration) -> Result<(), ConfigError> {
+    if d > MAX_DURATION {
+        return Err(ConfigError::new(
+            field,
+            format!("must be at most one year ({MAX_DURATION:?}), got {d:?}"),
+        ));
+    }
+    Ok(())
 }
 
 /// A threshold in percent as parts per million.

@@ -238,7 +238,7 @@ mod state;
 mod sync;
 mod window;
 
-pub use config::{CircuitBreakerBuilder, ConfigSummary, SlidingWindow};
+pub use config::{CircuitBreakerBuilder, ConfigSummary, MAX_DURATION, SlidingWindow};
 pub use event::{CallNotPermitted, CallOutcome, StateTransition};
 pub use handle::{CircuitBreakerHandle, CircuitBreakerSnapshot, HalfOpenProbes};
 pub use layer::CircuitBreakerLayer;

@@ -24,6 +24,11 @@
 //! therefore fire once. While `BUSY` is set, admissions follow the old state
 //! and outcomes are dropped (they belong to the state being left).
 //!
+//! The claim is a guard ([`Claim`]): preparing the new state cannot fail (the
+//! open wait is computed in saturating integer nanoseconds), and should it
+//! ever unwind, dropping the guard puts the expected word back, so no path
+//! leaves `BUSY` set and nothing (`force`, `reset`) can spin on it forever.
+//!
 //! The breaker keeps two windows and flips between them each time it enters
 //! `Closed` or `MetricsOnly`, clearing the new one *before* publishing it. The
 //! old window may still receive the outcome of a call that read the old word
@@ -777,6 +782,16 @@ impl<O: Observer> Core<O> {
         opening: Option<Opening>,
         totals: Totals,
     ) -> bool {
+        let Some(claim) = self.claim(expected) else {
+            return false;
+        };
+        self.enter(claim, to, reason, now, opening, totals);
+        true
+    }
+
+    /// Claims the transition from `expected`: `None` if the word moved, or is
+    /// already claimed by another transition.
+    fn claim(&self, expected: u64) -> Option<Claim<'_>> {
         // A word with BUSY set is already claimed by another transition.
         if expected & BUSY != 0
             || self
@@ -785,23 +800,27 @@ impl<O: Observer> Core<O> {
                 .compare_exchange(expected, expected | BUSY, AcqRel, Relaxed)
                 .is_err()
         {
-            return false;
+            return None;
         }
-        self.enter(expected, to, reason, now, opening, totals);
-        true
+        Some(Claim {
+            word: &self.word.0,
+            expected,
+            published: false,
+        })
     }
 
     /// Performs a claimed transition: prepares the new state, publishes it,
     /// tells the observer.
     fn enter(
         &self,
-        from_word: u64,
+        mut claim: Claim<'_>,
         to: State,
         reason: TransitionReason,
         now: &mut Now,
         opening: Option<Opening>,
         totals: Totals,
     ) {
+        let from_word = claim.expected;
         let cold = &self.cold.0;
         let generation = gen_of(from_word).wrapping_add(1);
         let mut window = window_of(from_word);
@@ -838,7 +857,7 @@ impl<O: Observer> Core<O> {
             }
             State::Disabled | State::ForcedOpen => {}
         }
-        self.word.0.store(pack(to, generation, window), Release);
+        claim.publish(pack(to, generation, window));
         self.observer.transition(&Transition {
             from: state_of(from_word),
             to,
@@ -901,6 +920,34 @@ impl<O: Observer> Core<O> {
         #[allow(clippy::cast_precision_loss)] // 53 bits, exactly representable
         let unit = (z >> 11) as f64 / (1u64 << 53) as f64;
         unit
+    }
+}
+
+/// A claimed transition: the state word holds the expected word with `BUSY`
+/// set until [`publish`](Self::publish) stores the new state. Dropped without
+/// publishing (a panic while the new state was prepared), it puts the
+/// expected word back: the breaker stays in the state it was in, and the
+/// claim can be taken again.
+#[must_use]
+struct Claim<'a> {
+    word: &'a AtomicU64,
+    expected: u64,
+    published: bool,
+}
+
+impl Claim<'_> {
+    /// Publishes the new state word (release), ending the claim.
+    fn publish(&mut self, word: u64) {
+        self.word.store(word, Release);
+        self.published = true;
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if !self.published {
+            self.word.store(self.expected, Release);
+        }
     }
 }
 
@@ -977,25 +1024,50 @@ impl Config {
     /// The wait in the open state after the `trips`-th consecutive opening
     /// (1 for the first): grown by the multiplier, capped, then jittered by
     /// `random` (uniform in `[0, 1)`), never above the cap.
+    ///
+    /// Total for any settings, validated or not: computed in nanoseconds, with
+    /// every float converted back by a saturating, NaN-safe cast, so it never
+    /// panics (it runs while a transition is claimed).
     pub(crate) fn open_wait(&self, trips: u32, random: f64) -> Duration {
         let s = &self.summary;
-        let mut wait = s.wait_in_open;
+        let cap = nanos_of(s.max_wait_in_open);
+        let mut wait = nanos_of(s.wait_in_open).min(cap);
         if trips > 1 && s.wait_in_open_multiplier > 1.0 {
-            let exp = i32::try_from(trips - 1).unwrap_or(i32::MAX).min(1_000);
-            let factor = s.wait_in_open_multiplier.powi(exp);
-            let grown = s.wait_in_open.as_secs_f64() * factor;
-            wait = if grown.is_finite() && grown < s.max_wait_in_open.as_secs_f64() {
-                Duration::from_secs_f64(grown)
+            let exp = i32::try_from(trips - 1).unwrap_or(i32::MAX);
+            // Infinite or NaN for absurd growth: both fail the comparison.
+            let grown = nanos_f64(wait) * s.wait_in_open_multiplier.powi(exp);
+            wait = if grown < nanos_f64(cap) {
+                nanos_from_f64(grown)
             } else {
-                s.max_wait_in_open
+                cap
             };
         }
-        wait = wait.min(s.max_wait_in_open);
         if s.wait_in_open_jitter > 0.0 {
             let factor = 1.0 + s.wait_in_open_jitter * (2.0 * random - 1.0);
-            wait = Duration::from_secs_f64(wait.as_secs_f64() * factor).min(s.max_wait_in_open);
+            wait = nanos_from_f64(nanos_f64(wait) * factor);
         }
-        wait
+        Duration::from_nanos(wait.min(cap))
+    }
+}
+
+/// `nanos` as a float (exact up to 2^53 ns, 104 days; a rounding error of
+/// less than a microsecond above).
+#[allow(clippy::cast_precision_loss)]
+fn nanos_f64(nanos: u64) -> f64 {
+    nanos as f64
+}
+
+/// A float number of nanoseconds, rounded, as an integer: 0 for NaN and
+/// anything not above zero, `u64::MAX` for anything at or above it.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn nanos_from_f64(nanos: f64) -> u64 {
+    if nanos.is_nan() || nanos <= 0.0 {
+        0
+    } else if nanos >= nanos_f64(u64::MAX) {
+        u64::MAX
+    } else {
+        // In (0, 2^64): the cast is exact after rounding.
+        nanos.round() as u64
     }
 }
 
@@ -1496,6 +1568,188 @@ mod tests {
                 c.log().moves(),
                 vec![(State::Closed, State::Open, TransitionReason::FailureRate)]
             );
+        }
+    }
+
+    // ----- extreme settings -----
+
+    use crate::config::MAX_DURATION;
+    use proptest::prelude::*;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    /// Trips a closed breaker with a count window of 4 (four failures).
+    fn trip(c: &Core<Log>, t: u64) {
+        for _ in 0..4 {
+            call(c, t, true);
+        }
+        assert_eq!(c.state_now(), State::Open);
+    }
+
+    /// When the open breaker admits its next probe (nanos since base).
+    fn next_probe_at(c: &Core<Log>, t: u64) -> u64 {
+        let f = c.figures(&mut at(c, t));
+        assert_eq!(f.state, State::Open);
+        t.saturating_add(nanos_of(f.next_probe_in.expect("open: a next probe")))
+    }
+
+    /// The largest settings the builder accepts, with full jitter.
+    fn largest() -> CircuitBreakerBuilder {
+        small()
+            .slow_call_duration(MAX_DURATION)
+            .wait_in_open(MAX_DURATION)
+            .wait_in_open_multiplier(f64::MAX)
+            .max_wait_in_open(MAX_DURATION)
+            .wait_in_open_jitter(1.0)
+            .max_wait_in_half_open(MAX_DURATION)
+    }
+
+    #[test]
+    fn largest_accepted_settings_trip_wait_and_recover() {
+        let year = nanos_of(MAX_DURATION);
+        let c = core(largest());
+        trip(&c, 0);
+        // Probes fail and re-open, again and again: the wait grows by
+        // f64::MAX (infinite growth), is capped at a year and jittered.
+        let mut t = 0;
+        for _ in 0..20 {
+            let probe_at = next_probe_at(&c, t);
+            assert!(probe_at - t <= year, "a wait above the cap");
+            t = probe_at;
+            assert!(matches!(call(&c, t, true), Admit::Probe(_)));
+            assert_eq!(c.state_now(), State::Open);
+        }
+        // Hung probes: after a year half-open the breaker re-opens.
+        let t = next_probe_at(&c, t);
+        let hung = (c.admit(&mut at(&c, t)), c.admit(&mut at(&c, t)));
+        assert!(matches!(hung, (Admit::Probe(_), Admit::Probe(_))));
+        assert_eq!(c.state(&mut at(&c, t + year - 1)), State::HalfOpen);
+        assert_eq!(c.state(&mut at(&c, t + year)), State::Open);
+        assert_eq!(
+            c.log().moves().last().unwrap().2,
+            TransitionReason::HalfOpenTimeout
+        );
+        // Then successful probes close it, and the breaker works as before.
+        let t = next_probe_at(&c, t + year);
+        call(&c, t, false);
+        call(&c, t, false);
+        assert_eq!(c.state_now(), State::Closed);
+        trip(&c, t);
+        c.force(State::Closed, None, &mut at(&c, t));
+        assert_eq!(c.state_now(), State::Closed);
+        assert_eq!(c.word() & BUSY, 0);
+    }
+
+    #[test]
+    fn unvalidated_extreme_settings_neither_panic_nor_wedge() {
+        // Settings the builder refuses, forced into the state machine: the
+        // transition path must still never panic, nor leave its claim.
+        let (mut config, _, _) = small().into_parts().unwrap();
+        config.summary.wait_in_open = Duration::MAX;
+        config.summary.max_wait_in_open = Duration::MAX;
+        config.summary.wait_in_open_multiplier = 2.0;
+        config.summary.wait_in_open_jitter = 0.1;
+        config.summary.max_wait_in_half_open = Duration::MAX;
+        let c = Core::new(config, Log::default(), Instant::now(), 7);
+        for round in 0..32 {
+            let tripped = catch_unwind(AssertUnwindSafe(|| trip(&c, 0)));
+            assert!(tripped.is_ok(), "round {round}: tripping panicked");
+            assert_eq!(c.word() & BUSY, 0, "round {round}: claim left behind");
+            let f = c.figures(&mut at(&c, 0));
+            assert_eq!(f.state, State::Open);
+            c.force(State::Closed, None, &mut at(&c, 0));
+            assert_eq!(c.state_now(), State::Closed);
+        }
+    }
+
+    #[test]
+    fn an_unwinding_transition_gives_its_claim_back() {
+        let c = core(small());
+        let word = c.word();
+        let claim = c.claim(word).expect("an unclaimed word");
+        assert_eq!(c.word(), word | BUSY);
+        assert!(c.claim(word).is_none(), "claimed twice");
+        // Something panics while the new state is prepared.
+        let result = catch_unwind(AssertUnwindSafe(move || {
+            let _claim = claim;
+            panic!("preparing the new state failed");
+        }));
+        assert!(result.is_err());
+        // The breaker is where it was, and the next transition goes through.
+        assert_eq!(c.word(), word);
+        c.force(State::ForcedOpen, None, &mut at(&c, 0));
+        assert_eq!(c.state_now(), State::ForcedOpen);
+        c.force(State::Closed, None, &mut at(&c, 0));
+        assert_eq!(c.state_now(), State::Closed);
+    }
+
+    proptest! {
+        /// `open_wait` is total: for any settings, validated or not, any trip
+        /// count and any sample, it returns a wait no longer than the cap.
+        #[test]
+        fn open_wait_never_panics(
+            wait in 0u64..=u64::MAX,
+            cap in 0u64..=u64::MAX,
+            multiplier in prop_oneof![
+                1.0..=f64::MAX,
+                Just(f64::INFINITY),
+                Just(f64::NAN),
+                Just(1.0 + f64::EPSILON),
+            ],
+            jitter in prop_oneof![0.0..=1.0f64, Just(1.0), Just(f64::NAN), -1.0..=2.0f64],
+            trips in 0u32..=u32::MAX,
+            random in prop_oneof![0.0..1.0f64, Just(0.0), Just(1.0 - f64::EPSILON)],
+        ) {
+            let (mut config, _, _) = small().into_parts().unwrap();
+            config.summary.wait_in_open = Duration::from_nanos(wait);
+            config.summary.max_wait_in_open = Duration::from_nanos(cap);
+            config.summary.wait_in_open_multiplier = multiplier;
+            config.summary.wait_in_open_jitter = jitter;
+            let got = config.open_wait(trips, random);
+            prop_assert!(got <= Duration::from_nanos(cap));
+            // Without growth or jitter, the configured wait under the cap.
+            if trips <= 1 && jitter == 0.0 {
+                prop_assert_eq!(got, Duration::from_nanos(wait.min(cap)));
+            }
+        }
+
+        /// Any settings the builder accepts: the breaker trips, waits, fails
+        /// and passes probes without panicking, never waits past the cap,
+        /// and never leaves a transition claimed.
+        #[test]
+        fn accepted_open_waits_never_panic(
+            wait in 1u64..=nanos_of(MAX_DURATION),
+            cap_extra in 0u64..=nanos_of(MAX_DURATION),
+            multiplier in prop_oneof![1.0..=10.0f64, 1.0..=f64::MAX, Just(f64::MAX)],
+            jitter in prop_oneof![0.0..=1.0f64, Just(0.0), Just(1.0)],
+            seed in 0u64..=u64::MAX,
+            probes in proptest::collection::vec(any::<bool>(), 1..24),
+        ) {
+            let cap = wait.saturating_add(cap_extra).min(nanos_of(MAX_DURATION));
+            let (config, _, _) = small()
+                .wait_in_open(Duration::from_nanos(wait))
+                .wait_in_open_multiplier(multiplier)
+                .max_wait_in_open(Duration::from_nanos(cap))
+                .wait_in_open_jitter(jitter)
+                .into_parts()
+                .unwrap();
+            let c = Core::new(config, Log::default(), Instant::now(), seed);
+            trip(&c, 0);
+            let mut t = 0;
+            for failed in probes {
+                if c.state_now() == State::Closed {
+                    trip(&c, t);
+                }
+                let probe_at = next_probe_at(&c, t);
+                prop_assert!(probe_at - t <= cap);
+                t = probe_at;
+                prop_assert!(matches!(call(&c, t, failed), Admit::Probe(_)));
+                if !failed {
+                    // The second probe decides: closed.
+                    call(&c, t, false);
+                    prop_assert_eq!(c.state_now(), State::Closed);
+                }
+                prop_assert_eq!(c.word() & BUSY, 0);
+            }
         }
     }
 

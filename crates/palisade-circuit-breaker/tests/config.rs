@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use palisade_circuit_breaker::{CircuitBreakerBuilder, CircuitBreakerLayer, SlidingWindow, State};
+use palisade_circuit_breaker::{
+    CircuitBreakerBuilder, CircuitBreakerLayer, MAX_DURATION, SlidingWindow, State,
+};
 
 fn error(builder: CircuitBreakerBuilder) -> (String, String) {
     let err = builder.build().expect_err("invalid settings");
@@ -153,6 +155,59 @@ fn effective_values() {
     ] {
         builder.build().unwrap();
     }
+}
+
+#[test]
+fn durations_are_bounded_by_a_year() {
+    assert_eq!(MAX_DURATION, Duration::from_secs(365 * 24 * 3_600));
+    let over = MAX_DURATION + Duration::from_nanos(1);
+    let cases: Vec<(CircuitBreakerBuilder, &str)> = vec![
+        // Once a panic in the state machine that wedged the breaker.
+        (
+            b().wait_in_open(Duration::MAX).wait_in_open_jitter(0.1),
+            "wait_in_open",
+        ),
+        (b().wait_in_open(over), "wait_in_open"),
+        (b().max_wait_in_open(Duration::MAX), "max_wait_in_open"),
+        (b().max_wait_in_open(over), "max_wait_in_open"),
+        (
+            b().max_wait_in_half_open(Duration::MAX),
+            "max_wait_in_half_open",
+        ),
+        (b().max_wait_in_half_open(over), "max_wait_in_half_open"),
+        (b().slow_call_duration(Duration::MAX), "slow_call_duration"),
+        (b().slow_call_duration(over), "slow_call_duration"),
+    ];
+    for (builder, field) in cases {
+        let (got, message) = error(builder);
+        assert_eq!(got, field, "{message}");
+        assert!(message.contains("at most one year"), "{message}");
+    }
+    // A year is accepted everywhere, and the default cap (10 × the wait)
+    // stops at a year.
+    let c = b()
+        .wait_in_open(MAX_DURATION)
+        .wait_in_open_multiplier(f64::MAX)
+        .wait_in_open_jitter(1.0)
+        .max_wait_in_half_open(MAX_DURATION)
+        .slow_call_duration(MAX_DURATION)
+        .build()
+        .unwrap()
+        .handle()
+        .config()
+        .clone();
+    assert_eq!(c.wait_in_open, MAX_DURATION);
+    assert_eq!(c.max_wait_in_open, MAX_DURATION);
+    assert_eq!(c.max_wait_in_half_open, MAX_DURATION);
+    assert_eq!(c.slow_call_duration, Some(MAX_DURATION));
+    let c = b()
+        .wait_in_open(Duration::from_secs(40 * 24 * 3_600))
+        .build()
+        .unwrap()
+        .handle()
+        .config()
+        .clone();
+    assert_eq!(c.max_wait_in_open, MAX_DURATION);
 }
 
 #[test]
