@@ -39,6 +39,8 @@ use std::time::Duration;
 
 use palisade_core::ConfigError;
 
+use crate::layer::MAX_DURATION;
+
 /// How the delay before each retry grows. Build one with
 /// [`fixed`](Self::fixed), [`exponential`](Self::exponential) or
 /// [`decorrelated`](Self::decorrelated); the retry builder validates it.
@@ -87,6 +89,7 @@ impl Jitter {
 
 impl Backoff {
     /// The same delay before every retry (`Duration::ZERO` retries at once).
+    /// Valid up to `MAX_DURATION` (one year).
     #[must_use]
     pub const fn fixed(delay: Duration) -> Self {
         Self(Schedule::Fixed(delay))
@@ -100,7 +103,7 @@ impl Backoff {
 
     /// `base` before the first retry, multiplied by `multiplier` for each
     /// later one, never more than `cap`. Valid when `multiplier` is finite and
-    /// at least 1 and `base <= cap`.
+    /// at least 1 and `base <= cap <= MAX_DURATION` (one year).
     #[must_use]
     pub const fn exponential(base: Duration, multiplier: f64, cap: Duration) -> Self {
         Self(Schedule::Exponential {
@@ -113,7 +116,7 @@ impl Backoff {
     /// AWS's decorrelated jitter: each delay is uniform between `base` and
     /// three times the previous delay, never more than `cap`. Random by
     /// construction: the [`Jitter`] setting does not apply. Valid when
-    /// `0 < base <= cap`.
+    /// `0 < base <= cap <= MAX_DURATION` (one year).
     #[must_use]
     pub const fn decorrelated(base: Duration, cap: Duration) -> Self {
         Self(Schedule::Decorrelated { base, cap })
@@ -156,15 +159,27 @@ impl Backoff {
         }
     }
 
-    /// Checks the parameters; `field` names the setter for the error.
+    /// Checks the parameters; `field` names the setter for the error. Every
+    /// duration must be at most [`MAX_DURATION`] (one year).
     pub(crate) fn validate(&self, field: &'static str) -> Result<(), ConfigError> {
+        let bounded = |what: &str, d: Duration| {
+            if d > MAX_DURATION {
+                return Err(ConfigError::new(
+                    field,
+                    format!("{what} must be at most one year ({MAX_DURATION:?}), got {d:?}"),
+                ));
+            }
+            Ok(())
+        };
         match self.0 {
-            Schedule::Fixed(_) => Ok(()),
+            Schedule::Fixed(delay) => bounded("fixed delay", delay),
             Schedule::Exponential {
                 base,
                 multiplier,
                 cap,
             } => {
+                bounded("exponential base", base)?;
+                bounded("exponential cap", cap)?;
                 if !multiplier.is_finite() || multiplier < 1.0 {
                     return Err(ConfigError::new(
                         field,
@@ -180,6 +195,8 @@ impl Backoff {
                 Ok(())
             }
             Schedule::Decorrelated { base, cap } => {
+                bounded("decorrelated base", base)?;
+                bounded("decorrelated cap", cap)?;
                 if base.is_zero() {
                     return Err(ConfigError::new(
                         field,

@@ -81,7 +81,7 @@ pub enum StopReason {
     /// The next attempt could not start before the overall deadline.
     Deadline,
     /// The server's `Retry-After` asks for a longer wait than
-    /// `max_retry_after` allows.
+    /// `max_retry_after` allows (or than the clock can represent).
     RetryAfterTooLong,
     /// The request cannot be replayed: a non-idempotent method without an
     /// opt-in and an idempotency key, or a body too large or too long to
@@ -90,11 +90,17 @@ pub enum StopReason {
     /// A circuit breaker or bulkhead further down refused the call: an
     /// overload signal, never retried.
     Rejected,
+    /// The backoff's delay ends at an instant the clock cannot represent.
+    /// The builder bounds every delay to [`MAX_DURATION`](crate::MAX_DURATION),
+    /// so this takes a clock near the end of its range; a delay that long is
+    /// never taken to mean "retry now".
+    DelayTooLong,
 }
 
 impl StopReason {
     /// A lowercase label for logs: `max_attempts`, `budget_exhausted`,
-    /// `deadline`, `retry_after_too_long`, `not_replayable`, `rejected`.
+    /// `deadline`, `retry_after_too_long`, `not_replayable`, `rejected`,
+    /// `delay_too_long`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -104,6 +110,7 @@ impl StopReason {
             Self::RetryAfterTooLong => "retry_after_too_long",
             Self::NotReplayable => "not_replayable",
             Self::Rejected => "rejected",
+            Self::DelayTooLong => "delay_too_long",
         }
     }
 }

@@ -154,6 +154,8 @@ enum Decision {
     },
     Retry {
         delay: Duration,
+        /// When the backoff ends; `None` only for a zero delay.
+        wake: Option<Instant>,
         reason: RetryReason,
         retry_after: bool,
     },
@@ -239,6 +241,7 @@ where
                 }
                 Decision::Retry {
                     delay,
+                    wake,
                     reason,
                     retry_after,
                 } => {
@@ -246,13 +249,15 @@ where
                     drop(result);
                     report_retry(shared, *this.attempt + 1, reason, delay, retry_after);
                     *this.previous_delay = delay;
-                    if delay.is_zero() {
-                        this.state.set(State::Ready);
-                        arm(this.timer.as_mut(), this.timer_armed, *this.deadline);
-                    } else {
-                        let at = Instant::now().checked_add(delay);
-                        arm(this.timer.as_mut(), this.timer_armed, at);
-                        this.state.set(State::Backoff);
+                    match wake {
+                        Some(at) if !delay.is_zero() => {
+                            arm(this.timer.as_mut(), this.timer_armed, Some(at));
+                            this.state.set(State::Backoff);
+                        }
+                        _ => {
+                            this.state.set(State::Ready);
+                            arm(this.timer.as_mut(), this.timer_armed, *this.deadline);
+                        }
                     }
                 }
             }
@@ -321,10 +326,10 @@ where
                 completed = Some(result);
             }
             StateProj::Backoff => {
-                if *this.timer_armed {
-                    if let Some(sleep) = this.timer.as_mut().as_pin_mut() {
-                        ready!(sleep.poll(cx));
-                    }
+                // Entered only with the timer armed at the backoff's end.
+                debug_assert!(*this.timer_armed);
+                if let Some(sleep) = this.timer.as_mut().as_pin_mut() {
+                    ready!(sleep.poll(cx));
                 }
                 this.state.set(State::Ready);
                 arm(this.timer.as_mut(), this.timer_armed, *this.deadline);
@@ -434,9 +439,19 @@ where
             (delay, false)
         }
     };
-    if let Some(deadline) = deadline {
-        let next_start = Instant::now().checked_add(delay);
-        if next_start.is_none_or(|at| at >= deadline) {
+    // When the backoff ends. An instant the clock cannot represent is never
+    // "now": the last outcome is returned instead.
+    let wake = if delay.is_zero() && deadline.is_none() {
+        None
+    } else {
+        match Instant::now().checked_add(delay) {
+            Some(at) => Some(at),
+            None if retry_after => return fail(StopReason::RetryAfterTooLong),
+            None => return fail(StopReason::DelayTooLong),
+        }
+    };
+    if let (Some(deadline), Some(at)) = (deadline, wake) {
+        if at >= deadline {
             return fail(StopReason::Deadline);
         }
     }
@@ -449,6 +464,7 @@ where
     }
     Decision::Retry {
         delay,
+        wake,
         reason,
         retry_after,
     }
@@ -537,5 +553,98 @@ where
             .field("state", &state)
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Delays whose end the clock cannot represent. The builder refuses the
+    //! settings that lead there, so these build without its duration checks:
+    //! the future must still never read such a delay as "retry now".
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use palisade_core::BoxError;
+    use tokio::time::Instant;
+    use tower::{Layer, ServiceExt};
+
+    use crate::{Backoff, Jitter, RetryEvent, RetryLayer, StopReason};
+
+    type Stops = Arc<Mutex<Vec<StopReason>>>;
+
+    fn stops() -> (Stops, impl Fn(&RetryEvent) + Send + Sync + 'static) {
+        let stops = Stops::default();
+        let sink = Arc::clone(&stops);
+        let listener = move |e: &RetryEvent| {
+            if let RetryEvent::Stopped { reason, .. } = e {
+                sink.lock().unwrap().push(*reason);
+            }
+        };
+        (stops, listener)
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn an_unrepresentable_backoff_returns_the_last_outcome() {
+        let (stops, listener) = stops();
+        let layer = RetryLayer::builder("huge")
+            .max_attempts(3)
+            .backoff(Backoff::fixed(Duration::MAX))
+            .jitter(Jitter::None)
+            .no_budget()
+            .on_event(listener)
+            .build_unbounded()
+            .unwrap();
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&attempts);
+        let inner = tower::service_fn(move |_: u32| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Err::<u32, BoxError>("down".into()) }
+        });
+        let start = Instant::now();
+        let err = layer.layer(inner).oneshot(1).await.unwrap_err();
+        assert_eq!(err.to_string(), "down");
+        assert_eq!(attempts.load(Ordering::SeqCst), 1, "retried at once");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(*stops.lock().unwrap(), [StopReason::DelayTooLong]);
+    }
+
+    #[cfg(feature = "http")]
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn an_unrepresentable_retry_after_returns_the_response() {
+        use http::header::RETRY_AFTER;
+        use http::{Request, Response, StatusCode};
+
+        let (stops, listener) = stops();
+        let layer = RetryLayer::http_builder("huge")
+            .max_attempts(3)
+            .max_retry_after(Duration::MAX)
+            .no_budget()
+            .on_event(listener)
+            .build_unbounded()
+            .unwrap();
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&attempts);
+        let inner = tower::service_fn(move |_: Request<_>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async {
+                let res = Response::builder()
+                    .status(StatusCode::SERVICE_UNAVAILABLE)
+                    .header(RETRY_AFTER, u64::MAX.to_string())
+                    .body(String::new())
+                    .unwrap();
+                Ok::<_, BoxError>(res)
+            }
+        });
+        let req = Request::get("/")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let start = Instant::now();
+        let res = layer.layer(inner).oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(attempts.load(Ordering::SeqCst), 1, "retried at once");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(*stops.lock().unwrap(), [StopReason::RetryAfterTooLong]);
     }
 }

@@ -81,7 +81,21 @@ pub struct Http {
     max_retry_after: Duration,
 }
 
-impl Sealed for Http {}
+impl Sealed for Http {
+    fn validate(&self) -> Result<(), palisade_core::ConfigError> {
+        if self.max_retry_after > crate::MAX_DURATION {
+            return Err(palisade_core::ConfigError::new(
+                "max_retry_after",
+                format!(
+                    "must be at most one year ({:?}), got {:?}",
+                    crate::MAX_DURATION,
+                    self.max_retry_after
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
 
 impl RetryLayer {
     /// A builder for `http::Request<B>`: idempotent methods only, bodies
@@ -141,8 +155,9 @@ impl<C> RetryBuilder<C, Http> {
         self
     }
 
-    /// The longest `Retry-After` waited for (default 10 s); a longer one
-    /// returns the response at once.
+    /// The longest `Retry-After` waited for (default 10 s; at most
+    /// [`MAX_DURATION`](crate::MAX_DURATION)); a longer one returns the
+    /// response at once.
     pub const fn max_retry_after(mut self, max: Duration) -> Self {
         self.kind.max_retry_after = max;
         self

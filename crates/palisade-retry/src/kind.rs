@@ -18,7 +18,12 @@ use std::time::Duration;
 use palisade_core::BoxError;
 
 mod sealed {
-    pub trait Sealed {}
+    pub trait Sealed {
+        /// Checks the kind's own settings when the layer is built.
+        fn validate(&self) -> Result<(), palisade_core::ConfigError> {
+            Ok(())
+        }
+    }
 }
 pub(crate) use sealed::Sealed;
 

@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use crate::backoff::{Backoff, Jitter};
 use crate::budget::{RetryBudget, RetryBudgetBuilder};
 use crate::event::RetryEvent;
-use crate::kind::Plain;
+use crate::kind::{Plain, Sealed};
 use crate::metrics::Metrics;
 use crate::rng::JitterSource;
 use crate::service::Retry;
@@ -31,6 +31,15 @@ pub(crate) struct Shared<C, K> {
     pub(crate) metrics: Metrics,
     pub(crate) listeners: Listeners<RetryEvent>,
 }
+
+/// The longest duration any setting accepts: one year (365 days).
+///
+/// A longer wait, timeout or deadline means "never", and an instant that far
+/// ahead may not be representable on the platform's clock. With every setting
+/// bounded, a retry's wake-up time is always representable; should one not be
+/// anyway, the call gives up and returns the last outcome rather than retrying
+/// at once.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// How many per-thread references a layer keeps (see [`Handles`]).
 const STRIPES: usize = 16;
@@ -163,6 +172,18 @@ impl<S, C, K> Layer<S> for RetryLayer<C, K> {
 
 // ===== builder =====
 
+/// Refuses a zero duration or one above [`MAX_DURATION`].
+fn positive_and_bounded(field: &'static str, d: Option<Duration>) -> Result<(), ConfigError> {
+    match d {
+        Some(d) if d.is_zero() => Err(ConfigError::new(field, "must be greater than zero, got 0s")),
+        Some(d) if d > MAX_DURATION => Err(ConfigError::new(
+            field,
+            format!("must be at most one year ({MAX_DURATION:?}), got {d:?}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[derive(Clone, Debug)]
 enum BudgetChoice {
     Own(RetryBudgetBuilder),
@@ -261,7 +282,7 @@ impl<C, K> RetryBuilder<C, K> {
 
     /// Cuts off each attempt after `timeout` with [`AttemptTimedOut`], which
     /// is retried like any error by the default classifiers (default: none).
-    /// Must be greater than zero.
+    /// Must be greater than zero and at most [`MAX_DURATION`].
     ///
     /// [`AttemptTimedOut`]: crate::AttemptTimedOut
     pub const fn attempt_timeout(mut self, timeout: Duration) -> Self {
@@ -273,7 +294,7 @@ impl<C, K> RetryBuilder<C, K> {
     /// none). No retry starts if its backoff would end past the deadline (the
     /// last outcome is returned); an attempt still in flight at the deadline
     /// is dropped and the call fails with [`DeadlineExceeded`]. Must be
-    /// greater than zero.
+    /// greater than zero and at most [`MAX_DURATION`].
     ///
     /// [`DeadlineExceeded`]: crate::DeadlineExceeded
     pub const fn deadline(mut self, deadline: Duration) -> Self {
@@ -361,10 +382,14 @@ impl<C, K> RetryBuilder<C, K> {
     ///
     /// A [`ConfigError`] whose `field` is the setter's name: `max_attempts`
     /// below 1, an invalid `backoff` (multiplier below 1 or not finite, base
-    /// above cap, zero decorrelated base), a zero `attempt_timeout` or
-    /// `deadline`, `retry_ratio` outside `[0, 1000]`, `budget_ttl` not whole
-    /// seconds in `1..=60`, and for HTTP, `max_body_bytes` above `usize`.
-    pub fn build(self) -> Result<RetryLayer<C, K>, ConfigError> {
+    /// above cap, zero decorrelated base, a duration above [`MAX_DURATION`]),
+    /// a zero `attempt_timeout` or `deadline` or one above [`MAX_DURATION`],
+    /// `retry_ratio` outside `[0, 1000]`, `budget_ttl` not whole seconds in
+    /// `1..=60`, and for HTTP, `max_retry_after` above [`MAX_DURATION`].
+    pub fn build(self) -> Result<RetryLayer<C, K>, ConfigError>
+    where
+        K: Sealed,
+    {
         if self.max_attempts < 1 {
             return Err(ConfigError::new(
                 "max_attempts",
@@ -372,18 +397,16 @@ impl<C, K> RetryBuilder<C, K> {
             ));
         }
         self.backoff.validate("backoff")?;
-        if self.attempt_timeout.is_some_and(|t| t.is_zero()) {
-            return Err(ConfigError::new(
-                "attempt_timeout",
-                "must be greater than zero, got 0s",
-            ));
-        }
-        if self.deadline.is_some_and(|d| d.is_zero()) {
-            return Err(ConfigError::new(
-                "deadline",
-                "must be greater than zero, got 0s",
-            ));
-        }
+        positive_and_bounded("attempt_timeout", self.attempt_timeout)?;
+        positive_and_bounded("deadline", self.deadline)?;
+        self.kind.validate()?;
+        self.build_unbounded()
+    }
+
+    /// Builds without the checks of durations (the budget's settings are
+    /// still checked): the response future must cope with any duration, and
+    /// tests prove it with this.
+    pub(crate) fn build_unbounded(self) -> Result<RetryLayer<C, K>, ConfigError> {
         let budget = match self.budget {
             BudgetChoice::Own(builder) => {
                 // Name the retry builder's setters, not the budget builder's.

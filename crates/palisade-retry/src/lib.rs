@@ -224,6 +224,6 @@ pub use backoff::{Backoff, Jitter};
 pub use budget::{BudgetSnapshot, RetryBudget, RetryBudgetBuilder};
 pub use error::{AttemptTimedOut, DeadlineExceeded};
 pub use event::{RetryEvent, RetryReason, StopReason};
-pub use layer::{RetryBuilder, RetryLayer};
+pub use layer::{MAX_DURATION, RetryBuilder, RetryLayer};
 pub use palisade_core::{BulkheadFull, CircuitOpen};
 pub use service::Retry;

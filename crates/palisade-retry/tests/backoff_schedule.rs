@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use palisade_retry::{Backoff, Jitter, RetryLayer};
+use palisade_retry::{Backoff, Jitter, MAX_DURATION, RetryLayer};
 use support::{backend, boom};
 use tower::{Layer, ServiceExt};
 
@@ -34,6 +34,27 @@ async fn exponential_schedule_hits_exact_instants_without_jitter() {
     );
     // Delays 100, 200, 400, 800, then capped at 1000.
     assert_eq!(calls.millis(), vec![0, 100, 300, 700, 1500, 2500]);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_longest_backoff_is_waited_out_never_skipped() {
+    // The longest delay the builder accepts, without jitter: each retry
+    // waits a whole year of (paused) time.
+    let layer = RetryLayer::builder("year")
+        .max_attempts(3)
+        .backoff(Backoff::fixed(MAX_DURATION))
+        .jitter(Jitter::None)
+        .no_budget()
+        .build()
+        .unwrap();
+    let inner = always_failing();
+    let calls = inner.calls.clone();
+    let start = tokio::time::Instant::now();
+    let _ = layer.layer(inner).oneshot(1).await.unwrap_err();
+    assert_eq!(calls.count(), 3);
+    let year = MAX_DURATION.as_millis();
+    assert_eq!(calls.millis(), vec![0, year, 2 * year]);
+    assert_eq!(start.elapsed(), MAX_DURATION * 2);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use palisade_core::{BoxError, ConfigError, ErrorsAsFailures};
 use palisade_retry::future::ResponseFuture;
 use palisade_retry::kind::Plain;
-use palisade_retry::{Backoff, Retry, RetryBudget, RetryLayer};
+use palisade_retry::{Backoff, MAX_DURATION, Retry, RetryBudget, RetryLayer};
 use palisade_test_util::{assert_send, assert_send_sync, assert_send_sync_clone};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceExt};
@@ -131,6 +131,43 @@ fn bad_config_names_the_setter() {
             .build()
             .is_ok()
     );
+}
+
+#[test]
+fn durations_above_a_year_are_refused() {
+    assert_eq!(MAX_DURATION, Duration::from_secs(365 * 24 * 3_600));
+    let b = || RetryLayer::builder("long");
+    let over = MAX_DURATION + Duration::from_nanos(1);
+    let ms = Duration::from_millis;
+    for backoff in [
+        // Once a delay that overflowed the clock and was retried at once.
+        Backoff::fixed(Duration::MAX),
+        Backoff::fixed(over),
+        Backoff::exponential(ms(10), 2.0, Duration::MAX),
+        Backoff::exponential(over, 2.0, Duration::MAX),
+        Backoff::decorrelated(ms(10), Duration::MAX),
+        Backoff::decorrelated(over, over),
+    ] {
+        let err = b().backoff(backoff).build().unwrap_err();
+        assert_eq!(err.field(), "backoff", "{err}");
+        assert!(err.to_string().contains("at most one year"), "{err}");
+    }
+    for d in [over, Duration::MAX] {
+        assert_eq!(field(b().attempt_timeout(d).build()), "attempt_timeout");
+        assert_eq!(field(b().deadline(d).build()), "deadline");
+    }
+    // A year is accepted everywhere.
+    for backoff in [
+        Backoff::fixed(MAX_DURATION),
+        Backoff::exponential(MAX_DURATION, 2.0, MAX_DURATION),
+        Backoff::decorrelated(ms(10), MAX_DURATION),
+    ] {
+        b().backoff(backoff)
+            .attempt_timeout(MAX_DURATION)
+            .deadline(MAX_DURATION)
+            .build()
+            .unwrap();
+    }
 }
 
 #[test]

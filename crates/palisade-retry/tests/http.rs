@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use palisade_core::BoxError;
 use palisade_core::http::{CIRCUIT_BREAKER_HEADER, StatusClassifier};
 use palisade_retry::http::{HttpRetryLayer, RetryBody, error_response};
-use palisade_retry::{AttemptTimedOut, Backoff, Jitter, RetryLayer};
+use palisade_retry::{AttemptTimedOut, Backoff, Jitter, MAX_DURATION, RetryLayer};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 
@@ -556,6 +556,42 @@ async fn a_retry_after_past_the_deadline_or_the_maximum_returns_the_response() {
     let layer = builder().honor_retry_after(false).build().unwrap();
     let res = status_with(429, RETRY_AFTER, "60");
     assert_eq!(second_attempt_after(layer, res).await, (2, Some(MS * 10)));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn max_retry_after_is_bounded_and_a_huge_retry_after_returns_the_response() {
+    // Once accepted: a Retry-After past the clock's range was retried at once.
+    let err = builder()
+        .max_retry_after(Duration::MAX)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "max_retry_after", "{err}");
+    assert!(err.to_string().contains("at most one year"), "{err}");
+    let over = MAX_DURATION + Duration::from_nanos(1);
+    assert_eq!(
+        builder().max_retry_after(over).build().unwrap_err().field(),
+        "max_retry_after"
+    );
+
+    // The largest accepted maximum: a Retry-After beyond it returns the
+    // response at once, one attempt.
+    for huge in [
+        u64::MAX.to_string(),
+        (MAX_DURATION.as_secs() + 1).to_string(),
+    ] {
+        let layer = builder().max_retry_after(MAX_DURATION).build().unwrap();
+        let res = status_with(503, RETRY_AFTER, &huge);
+        let start = Instant::now();
+        assert_eq!(second_attempt_after(layer, res).await, (1, None), "{huge}");
+        assert_eq!(start.elapsed(), Duration::ZERO, "returned at once");
+    }
+    // A year exactly is waited out.
+    let layer = builder().max_retry_after(MAX_DURATION).build().unwrap();
+    let res = status_with(503, RETRY_AFTER, &MAX_DURATION.as_secs().to_string());
+    assert_eq!(
+        second_attempt_after(layer, res).await,
+        (2, Some(MAX_DURATION))
+    );
 }
 
 // ===== errors as responses =====
