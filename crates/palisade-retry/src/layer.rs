@@ -284,6 +284,12 @@ impl<C, K> RetryBuilder<C, K> {
     /// is retried like any error by the default classifiers (default: none).
     /// Must be greater than zero and at most [`MAX_DURATION`].
     ///
+    /// This timeout is part of the retry layer, so it sits *outside* every
+    /// layer below it: a circuit breaker below sees an attempt it cuts off as
+    /// a dropped call, which it does not count. Under a breaker, bound each
+    /// attempt with a timeout layer *inside* the breaker (see the crate's
+    /// Ordering section).
+    ///
     /// [`AttemptTimedOut`]: crate::AttemptTimedOut
     pub const fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = Some(timeout);

@@ -7,9 +7,17 @@
 //! [`deadline`](RetryBuilder::deadline), each attempt bounded by an optional
 //! [`attempt_timeout`](RetryBuilder::attempt_timeout). Every retry draws from
 //! a [`RetryBudget`] (20 % of requests plus 10 per second by default) shared
-//! by everything the layer builds, so that an outage meets at most 1.2 times
-//! the usual load instead of `max_attempts` times. Rejections (an open circuit
-//! breaker or a full bulkhead further down) are never retried.
+//! by everything the layer builds, so that against a downstream that fails
+//! everything, the attempts of `T` seconds number at most
+//! `(1 + retry_ratio) × requests + min_retries_per_sec × T` instead of
+//! `max_attempts × requests` (`T` counts the seconds of the budget's clock the
+//! run touches; see [`budget`]). With the defaults that is 1.2 times the
+//! requests plus 10 attempts a second: the load is at most `1.2 + 10 / rate`
+//! times the usual one, which approaches 1.2× only when the request rate is
+//! well above the floor (1.21× at 1 000 requests a second, 1.25× at 200, 1.3×
+//! at 100, 1.4× at 50; a slower client is bounded by `max_attempts` first).
+//! Rejections (an open circuit breaker or a full bulkhead further down) are
+//! never retried.
 //!
 //! With the `http` feature, `RetryLayer::http_builder` retries
 //! `http::Request<B>`: idempotent methods only (POST and PATCH when opted in
@@ -62,24 +70,34 @@
 //! ```text
 //! ServiceBuilder::new()
 //!     .timeout(total)            // optional: an overall bound, or use `deadline`
-//!     .layer(retry)              // attempts, backoff, budget, per-attempt timeout
-//!     .layer(circuit_breaker)    // sees every attempt; when open, retries stop
+//!     .layer(retry)              // attempts, backoff, budget
+//!     .layer(circuit_breaker)    // counts every attempt; when open, retries stop
+//!     .timeout(per_attempt)      // inside the breaker: a hung attempt is a failure it counts
 //!     .layer(bulkhead)           // innermost: holds a permit only while an attempt runs
 //!     .service(client)
 //! ```
 //!
-//! - **Per-attempt timeout inside retry**, so a slow attempt is cut off and
-//!   retried: use [`attempt_timeout`](RetryBuilder::attempt_timeout) (or a
-//!   tower `Timeout` placed inside the retry layer). A timeout *outside* the
-//!   retry bounds the whole call instead.
+//! - **Per-attempt timeout inside the breaker**: tower's `TimeoutLayer`
+//!   (`ServiceBuilder::timeout`) below the breaker ends a hung attempt with
+//!   an error; the breaker counts it as a failure, and retry retries it like
+//!   any error. Retry's own [`attempt_timeout`](RetryBuilder::attempt_timeout)
+//!   is part of the retry layer, so it sits *outside* the breaker: when it
+//!   cuts an attempt off it drops the breaker's response future, and a
+//!   breaker records nothing for a dropped call. A downstream that hangs
+//!   would then never trip the breaker. Use `attempt_timeout` when there is
+//!   no breaker below, or in addition to the inner timeout (an outer bound
+//!   on each attempt, layers above the breaker included). A timeout
+//!   *outside* the retry bounds the whole call instead.
 //! - **Overall deadline outside**: [`deadline`](RetryBuilder::deadline) is
 //!   the built-in form and knows not to start a backoff it cannot finish
 //!   (it returns the last outcome instead of cutting the wait short with a
 //!   timeout error); an outer tower `Timeout` also works.
-//! - **Breaker inside retry**, so the breaker counts every attempt, and an
-//!   open breaker's `CircuitOpen` stops the retries at once. A breaker
-//!   outside retry would count one failure per call however many attempts
-//!   failed, and would keep retrying against an open circuit further down.
+//! - **Breaker inside retry**, so the breaker sees every attempt (with the
+//!   per-attempt timeout inside it, every attempt ends in an outcome it
+//!   counts), and an open breaker's `CircuitOpen` stops the retries at once.
+//!   A breaker outside retry would count one failure per call however many
+//!   attempts failed, and would keep retrying against an open circuit
+//!   further down.
 //! - **Bulkhead innermost**, so a permit is held only while an attempt is in
 //!   flight, not during backoff; a `BulkheadFull` is never retried.
 //! - **One retry layer per path.** Retries multiply across layers (3 attempts
