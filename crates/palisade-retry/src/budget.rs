@@ -15,9 +15,12 @@
 //!
 //! Both hold exactly, whatever `retry_ratio` is: 0.6 means 60 %, 0.01 means
 //! 1 %, 2.0 means two retries per request. Against a steady request rate they
-//! give, over any run of `T` seconds, retries ≤ `retry_ratio ×` requests +
-//! `min_retries_per_sec × (T + 1)`. The defaults are Finagle's and Linkerd's:
-//! 20 %, 10 per second, a 10 s window.
+//! give, over a run that spans `T` seconds of the budget's clock (its seconds
+//! count from when it was built), retries ≤ `retry_ratio ×` requests +
+//! `min_retries_per_sec × T`. A run lasting `T` seconds that does not start
+//! on one of those whole seconds touches `T + 1` of them, and its floor adds
+//! up to `min_retries_per_sec × (T + 1)`. The defaults are Finagle's and
+//! Linkerd's: 20 %, 10 per second, a 10 s window.
 //!
 //! # Cost
 //!

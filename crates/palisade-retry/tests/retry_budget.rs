@@ -40,8 +40,12 @@ fn check(ratio: f64, floor: u32, rate: u64, seconds: u64, requests: u64, attempt
         clippy::cast_sign_loss
     )]
     let by_ratio = (requests as f64 * ratio).floor() as u64;
-    // Every second the run touches may add its floor.
-    let bound = requests + by_ratio + u64::from(floor) * (seconds + 1);
+    // The bound: attempts <= requests × (1 + fraction) + floor ×
+    // seconds. The run starts as the budget is built (paused time), so its
+    // requests fall in exactly `seconds` seconds of the budget's clock, and
+    // each of them adds its floor once. (A run of `seconds` that started
+    // mid-second would touch `seconds + 1` of them: the budget's docs say so.)
+    let bound = requests + by_ratio + u64::from(floor) * seconds;
     assert!(
         attempts <= bound,
         "ratio {ratio}: {attempts} attempts for {requests} requests, bound {bound}"
@@ -82,7 +86,10 @@ async fn the_floor_alone_bounds_a_quiet_client() {
     // second is what lets them retry.
     let (requests, attempts) = storm(0.2, 3, 2, 20).await;
     let retries = attempts - requests;
+    eprintln!("quiet client: {requests} requests, {retries} retries");
     assert!(retries <= 3 * 21 + 8, "{retries}");
+    // The bound: 20 % of 40 requests, plus 3 a second for 20 s.
+    assert!(retries <= 8 + 3 * 20, "{retries}");
     assert!(retries >= 2 * 20, "quiet clients still retry: {retries}");
 }
 
