@@ -1,7 +1,14 @@
-//! Random sequences of calls, time steps, cancellations and manual
-//! switches, driven through the service under tokio's paused clock and
-//! checked step by step against a small reference model of the breaker:
+//! Random sequences of calls, time steps, cancellations, held permits and
+//! manual switches, driven through the service under tokio's paused clock
+//! and checked step by step against a small reference model of the breaker:
 //! decisions, states, window figures, probes and transitions must agree.
+//!
+//! The generated settings include a jittered open wait (seeded) and a
+//! maximum wait in the half-open state short enough to pass within the
+//! generated time steps; held permits (a service polled ready and kept)
+//! leave probes hanging so that it does. The jitter's random draws are the
+//! breaker's own: the model takes the wait the breaker reports for each
+//! opening and checks that it lies within the bounds the settings allow.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -11,6 +18,7 @@ use palisade_circuit_breaker::{
     BoxError, CircuitBreakerLayer, CircuitOpen, Outcome, State, TransitionReason,
 };
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 use tower::{Layer, Service, ServiceExt};
 
 const MS: u64 = 1_000_000;
@@ -34,6 +42,11 @@ struct Cfg {
     wait_ms: u64,
     multiplier: u64,
     permits: u32,
+    /// The open wait's jitter, in percent (`None`: exact waits).
+    jitter: Option<u64>,
+    seed: u64,
+    /// The maximum wait in the half-open state.
+    max_half_open_ms: u64,
 }
 
 impl Cfg {
@@ -68,6 +81,9 @@ fn cfg() -> impl Strategy<Value = Cfg> {
         1u64..4,
         1u64..3,
         1u32..4,
+        prop::option::of(prop_oneof![Just(10u64), Just(50), Just(100)]),
+        any::<u64>(),
+        500u64..4_000,
     )
         .prop_map(
             |(
@@ -79,6 +95,9 @@ fn cfg() -> impl Strategy<Value = Cfg> {
                 wait_s,
                 multiplier,
                 permits,
+                jitter,
+                seed,
+                max_half_open_ms,
             )| {
                 // At least one way to open.
                 let failure_threshold = if consecutive.is_none() && slow.is_none() {
@@ -95,6 +114,9 @@ fn cfg() -> impl Strategy<Value = Cfg> {
                     wait_ms: wait_s * 1_000,
                     multiplier,
                     permits,
+                    jitter,
+                    seed,
+                    max_half_open_ms,
                 }
             },
         )
@@ -114,6 +136,10 @@ enum Op {
     Call(Kind, u64),
     Advance(u64),
     Cancel,
+    /// Poll a service ready and keep it (a probe permit stays taken).
+    Hold,
+    /// Drop the oldest held service.
+    Release,
     Reset,
     ForceOpen,
     Disable,
@@ -129,6 +155,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(k, d)| Op::Call(k, d)),
         4 => (1u64..3_000).prop_map(Op::Advance),
         2 => Just(Op::Cancel),
+        2 => Just(Op::Hold),
+        1 => Just(Op::Release),
         1 => prop_oneof![
             Just(Op::Reset),
             Just(Op::ForceOpen),
@@ -150,9 +178,15 @@ struct Probes {
     slow: u64,
 }
 
+/// A transition as the listener reports it.
+type Logged = (State, State, TransitionReason, Option<Duration>);
+
 #[derive(Debug)]
 struct Model {
     cfg: Cfg,
+    /// What the breaker's listener reported: the jittered waits are read
+    /// from it.
+    reported: Arc<Mutex<Vec<Logged>>>,
     now: u64,
     state: State,
     /// Recorded outcomes: (completion time, failed, slow).
@@ -161,8 +195,17 @@ struct Model {
     open_until: u64,
     trips: u32,
     probes: Probes,
+    /// HalfOpen: when it was entered.
+    half_open_since: u64,
+    /// How many times HalfOpen was entered: the period a probe permit
+    /// belongs to.
+    period: u64,
+    /// Held services: the half-open period of the probe permit each holds.
+    held: VecDeque<Option<u64>>,
     not_permitted: u64,
-    log: Vec<(State, State, TransitionReason)>,
+    log: Vec<Logged>,
+    /// Jittered waits outside their bounds.
+    violations: Vec<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -174,9 +217,10 @@ enum Admission {
 }
 
 impl Model {
-    fn new(cfg: Cfg) -> Self {
+    fn new(cfg: Cfg, reported: Arc<Mutex<Vec<Logged>>>) -> Self {
         Self {
             cfg,
+            reported,
             now: 0,
             state: State::Closed,
             window: VecDeque::new(),
@@ -184,8 +228,12 @@ impl Model {
             open_until: 0,
             trips: 0,
             probes: Probes::default(),
+            half_open_since: 0,
+            period: 0,
+            held: VecDeque::new(),
             not_permitted: 0,
             log: Vec::new(),
+            violations: Vec::new(),
         }
     }
 
@@ -212,8 +260,16 @@ impl Model {
         )
     }
 
+    /// Enters `to`. An Open lasts until `until` if given (set by hand), else
+    /// for the configured wait counted from `from` (now, or the half-open
+    /// deadline it re-opened at).
     fn enter(&mut self, to: State, reason: TransitionReason, until: Option<u64>) {
-        self.log.push((self.state, to, reason));
+        self.enter_from(to, reason, until, self.now);
+    }
+
+    fn enter_from(&mut self, to: State, reason: TransitionReason, until: Option<u64>, from: u64) {
+        let index = self.log.len();
+        let from_state = self.state;
         match to {
             State::Closed | State::MetricsOnly => {
                 self.window.clear();
@@ -227,24 +283,100 @@ impl Model {
                     Some(u) => u,
                     None => {
                         self.trips += 1;
+                        let cap = self.cfg.max_wait_ns();
                         let mut wait = self.cfg.wait_ms * MS;
                         for _ in 1..self.trips {
-                            wait = (wait * self.cfg.multiplier).min(self.cfg.max_wait_ns());
+                            wait = (wait * self.cfg.multiplier).min(cap);
                         }
-                        self.now + wait.min(self.cfg.max_wait_ns())
+                        let wait = wait.min(cap);
+                        from + self.jittered(wait, index, from, reason)
                     }
                 };
             }
-            State::HalfOpen => self.probes = Probes::default(),
+            State::HalfOpen => {
+                self.probes = Probes::default();
+                self.half_open_since = self.now;
+                self.period += 1;
+            }
             State::Disabled | State::ForcedOpen => {}
         }
+        let open_for = (to == State::Open)
+            .then(|| Duration::from_nanos(self.open_until.saturating_sub(self.now)));
+        self.log.push((from_state, to, reason, open_for));
         self.state = to;
+    }
+
+    /// The wait of an automatic opening: `wait` exactly without jitter;
+    /// with jitter, the wait the breaker reported for this transition (the
+    /// `index`-th), checked against `wait × (1 ± jitter)`, never above the
+    /// cap (1 ns of slack for the float rounding).
+    fn jittered(&mut self, wait: u64, index: usize, from: u64, reason: TransitionReason) -> u64 {
+        let Some(percent) = self.cfg.jitter else {
+            return wait;
+        };
+        let reported = self.reported.lock().unwrap().get(index).copied();
+        let Some((_, State::Open, r, Some(open_for))) = reported else {
+            // The logs disagree; the comparison after the step says how.
+            return wait;
+        };
+        if r != reason {
+            return wait;
+        }
+        // Reported relative to the instant of the transition (now); the wait
+        // counts from `from`. A re-opening whose wait had already elapsed at
+        // the deadline reports zero: the wait was at most `now - from`.
+        let got = self.now + u64::try_from(open_for.as_nanos()).unwrap() - from;
+        let low = (wait * (100 - percent) / 100).saturating_sub(1);
+        let high = (wait * (100 + percent) / 100 + 1).min(self.cfg.max_wait_ns());
+        let possible = if open_for.is_zero() {
+            low <= got
+        } else {
+            (low..=high).contains(&got)
+        };
+        if !possible {
+            self.violations.push(format!(
+                "transition {index}: a wait of {got} ns, outside [{low}, {high}] for {wait} ns ± {percent} %"
+            ));
+        }
+        got
+    }
+
+    /// `true` if every probe permit is taken and the half-open state has
+    /// outlived its maximum wait.
+    fn half_open_expired(&self) -> bool {
+        self.state == State::HalfOpen
+            && self.probes.issued >= u64::from(self.cfg.permits)
+            && self.now >= self.half_open_deadline()
+    }
+
+    fn half_open_deadline(&self) -> u64 {
+        self.half_open_since + self.cfg.max_half_open_ms * MS
     }
 
     /// The transitions due at this instant (the handle performs them).
     fn observe(&mut self) {
-        if self.state == State::Open && self.now >= self.open_until {
-            self.enter(State::HalfOpen, TransitionReason::WaitElapsed, None);
+        loop {
+            if self.state == State::Open && self.now >= self.open_until {
+                self.enter(State::HalfOpen, TransitionReason::WaitElapsed, None);
+            } else if self.half_open_expired() {
+                // Re-opened as of the deadline: the wait counts from there.
+                let deadline = self.half_open_deadline();
+                self.enter_from(
+                    State::Open,
+                    TransitionReason::HalfOpenTimeout,
+                    None,
+                    deadline,
+                );
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Gives back a held probe permit of the half-open period `period`.
+    fn release(&mut self, period: u64) {
+        if period == self.period && self.probes.issued > self.probes.done {
+            self.probes.issued -= 1;
         }
     }
 
@@ -371,14 +503,23 @@ fn classify(result: &Result<Reply, BoxError>) -> Outcome {
     }
 }
 
-fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
+/// What one run exercised.
+#[derive(Clone, Copy, Debug, Default)]
+struct Coverage {
+    /// Openings whose wait was jittered.
+    jittered_waits: usize,
+    /// Half-open states that outlived their maximum wait.
+    half_open_timeouts: usize,
+}
+
+fn run(cfg: Cfg, ops: Vec<Op>) -> Result<Coverage, TestCaseError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .unwrap();
     rt.block_on(async move {
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log: Arc<Mutex<Vec<Logged>>> = Arc::default();
         let sink = Arc::clone(&log);
         let mut builder = CircuitBreakerLayer::builder("model")
             .minimum_calls(cfg.minimum_calls)
@@ -386,8 +527,14 @@ fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
             .wait_in_open_multiplier(cfg.multiplier as f64)
             .max_wait_in_open(Duration::from_nanos(cfg.max_wait_ns()))
             .permitted_calls_in_half_open(cfg.permits)
-            .max_wait_in_half_open(Duration::from_secs(3_600))
-            .on_state_transition(move |t| sink.lock().unwrap().push((t.from, t.to, t.reason)));
+            .max_wait_in_half_open(Duration::from_millis(cfg.max_half_open_ms))
+            .wait_in_open_jitter(cfg.jitter.map_or(0.0, |p| p as f64 / 100.0))
+            .jitter_seed(cfg.seed)
+            .on_state_transition(move |t| {
+                sink.lock()
+                    .unwrap()
+                    .push((t.from, t.to, t.reason, t.open_for));
+            });
         builder = match cfg.window {
             WindowKind::Count(n) => builder.count_window(n),
             WindowKind::Time(s) => builder.time_window(Duration::from_secs(s)),
@@ -414,14 +561,17 @@ fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 Kind::Fail => Err(BoxError::from("failed")),
             }
         }));
-        let mut model = Model::new(cfg);
+        let mut model = Model::new(cfg, Arc::clone(&log));
+        let mut held = VecDeque::new();
 
+        // Each step acts on the breaker first, then replays the step on the
+        // model (which reads the jittered waits the breaker reported).
         for (i, op) in ops.into_iter().enumerate() {
             match op {
                 Op::Call(kind, delay) => {
-                    let expected = model.admit();
                     let mut s = svc.clone();
                     let result = s.ready().await.unwrap().call((kind, delay)).await;
+                    let expected = model.admit();
                     match (&expected, &result) {
                         (Admission::Reject(after), Err(e)) if e.is::<CircuitOpen>() => {
                             prop_assert_eq!(
@@ -453,12 +603,26 @@ fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     model.now += ms * MS;
                 }
                 Op::Cancel => {
-                    let expected = model.admit();
                     let mut s = svc.clone();
                     let _ = s.ready().await.unwrap();
                     drop(s);
+                    let expected = model.admit();
                     if expected == Admission::Probe {
                         model.probes.issued -= 1;
+                    }
+                }
+                Op::Hold => {
+                    let mut s = svc.clone();
+                    let _ = s.ready().await.unwrap();
+                    held.push_back(s);
+                    let expected = model.admit();
+                    let period = (expected == Admission::Probe).then_some(model.period);
+                    model.held.push_back(period);
+                }
+                Op::Release => {
+                    drop(held.pop_front());
+                    if let Some(Some(period)) = model.held.pop_front() {
+                        model.release(period);
                     }
                 }
                 Op::Reset => {
@@ -489,8 +653,14 @@ fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
 
             // Compare everything the handle shows.
-            model.observe();
             let snap = handle.snapshot();
+            model.observe();
+            prop_assert!(
+                model.violations.is_empty(),
+                "op {}: {:?}",
+                i,
+                model.violations
+            );
             let (calls, failed, slow) = model.totals();
             prop_assert_eq!(snap.state, model.state, "op {}: {:?}", i, op);
             prop_assert_eq!(
@@ -525,15 +695,48 @@ fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             prop_assert_eq!(&*log.lock().unwrap(), &model.log, "op {}: {:?}", i, op);
         }
-        Ok(())
+        let log = log.lock().unwrap();
+        let automatic_openings = log
+            .iter()
+            .filter(|t| t.1 == State::Open && t.2 != TransitionReason::Manual)
+            .count();
+        Ok(Coverage {
+            jittered_waits: if model.cfg.jitter.is_some() {
+                automatic_openings
+            } else {
+                0
+            },
+            half_open_timeouts: log
+                .iter()
+                .filter(|t| t.2 == TransitionReason::HalfOpenTimeout)
+                .count(),
+        })
     })
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
-
-    #[test]
-    fn the_breaker_agrees_with_the_model(cfg in cfg(), ops in prop::collection::vec(op(), 1..80)) {
-        run(cfg, ops)?;
+#[test]
+fn the_breaker_agrees_with_the_model() {
+    let config = ProptestConfig {
+        cases: 512,
+        source_file: Some(file!()),
+        ..ProptestConfig::default()
+    };
+    let mut runner = TestRunner::new(config);
+    let total = Mutex::new(Coverage::default());
+    let strategy = (cfg(), prop::collection::vec(op(), 1..80));
+    let result = runner.run(&strategy, |(cfg, ops)| {
+        let covered = run(cfg, ops)?;
+        let mut total = total.lock().unwrap();
+        total.jittered_waits += covered.jittered_waits;
+        total.half_open_timeouts += covered.half_open_timeouts;
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}\n{runner}");
     }
+    // The generated settings and steps reach what the model is there for
+    // (about 400 jittered waits and 60 half-open timeouts in 512 cases).
+    let total = total.into_inner().unwrap();
+    assert!(total.jittered_waits >= 50, "{total:?}");
+    assert!(total.half_open_timeouts >= 10, "{total:?}");
 }
