@@ -15,6 +15,7 @@
 //! | retry's `AttemptTimedOut` | 504 | `urn:palisade:problem:attempt-timeout` | the retry crate |
 //! | tower's `Elapsed` (the overall or the per-attempt timeout) | 504 | `urn:palisade:problem:timeout` | here |
 //! | a request body over the limit | 413 | `urn:palisade:problem:body-too-large` | here |
+//! | a request body cut short or malformed by the client | 400 | `urn:palisade:problem:bad-request-body` | here |
 //! | connecting failed (refused, unreachable, connect timeout) | 502 | `urn:palisade:problem:upstream-unreachable` | here |
 //! | any other upstream error (reset, malformed response) | 502 | `urn:palisade:problem:upstream-error` | here |
 
@@ -22,10 +23,11 @@ use std::error::Error;
 
 use axum::body::Body;
 use http::{Response, StatusCode};
-use http_body_util::LengthLimitError;
 use palisade::cause_ref;
 use palisade::http::{Problem, rejection_problem};
 use tower::timeout::error::Elapsed;
+
+use crate::proxy::{ClientFault, client_fault};
 
 /// The response for `err`, raised by the stack of `upstream`, whose
 /// timeouts are `timeout_ms` (overall) and `attempt_timeout_ms`.
@@ -50,10 +52,17 @@ pub fn error_response(
         Problem::new(StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
             .kind("timeout")
             .detail(detail)
-    } else if cause_ref::<LengthLimitError>(err).is_some() {
-        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-            .kind("body-too-large")
-            .detail("the request body is larger than the gateway accepts")
+    } else if let Some(fault) = client_fault(err) {
+        match fault {
+            ClientFault::BodyTooLarge => {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+                    .kind("body-too-large")
+                    .detail("the request body is larger than the gateway accepts")
+            }
+            ClientFault::BadBody => Problem::new(StatusCode::BAD_REQUEST, "bad request body")
+                .kind("bad-request-body")
+                .detail("the request body ended before it was complete, or was malformed"),
+        }
     } else if cause_ref::<hyper_util::client::legacy::Error>(err).is_some_and(|e| e.is_connect()) {
         Problem::new(StatusCode::BAD_GATEWAY, "upstream unreachable")
             .kind("upstream-unreachable")

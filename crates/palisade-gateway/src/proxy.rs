@@ -1,7 +1,10 @@
 //! Reverse proxying: the innermost service of every upstream stack
-//! (hyper-util's pooled HTTP/1 client), and the header rules for forwarding a
-//! client's request.
+//! (hyper-util's pooled HTTP/1 client), the header rules for forwarding a
+//! client's request, and the client's request body on its way upstream
+//! ([`ClientBody`]), whose failures are marked as the client's.
 
+use std::error::Error;
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -13,12 +16,135 @@ use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Extensions, Request, Response, Uri, Version};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{LengthLimitError, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use palisade::BoxError;
+use palisade::{BoxError, cause_ref};
 use pin_project_lite::pin_project;
 use tower::Service;
+
+pin_project! {
+    /// A client's request body as the gateway passes it on: at most `limit`
+    /// bytes, and every error it raises marked as the client's doing.
+    ///
+    /// Past the limit it fails with [`LengthLimitError`] (as
+    /// [`Limited`] does, unwrapped, so axum's extractors still answer `413`);
+    /// any other failure (the client closed the connection mid-body, a
+    /// malformed chunk) becomes a [`RequestBodyError`]. Either may surface
+    /// from an upstream call, under hyper-util's and hyper's errors (the
+    /// client sends the body while it waits for the answer): the upstream
+    /// stack finds them with [`is_client_fault`] and does not hold them
+    /// against the upstream.
+    pub struct ClientBody<B> {
+        #[pin]
+        inner: Limited<B>,
+    }
+}
+
+impl<B> ClientBody<B> {
+    /// `body`, cut off after `limit` bytes.
+    pub fn new(body: B, limit: usize) -> Self {
+        Self {
+            inner: Limited::new(body, limit),
+        }
+    }
+}
+
+impl<B> HttpBody for ClientBody<B>
+where
+    B: HttpBody,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        match ready!(self.project().inner.poll_frame(cx)) {
+            Some(Err(err)) if err.is::<LengthLimitError>() => Poll::Ready(Some(Err(err))),
+            Some(Err(err)) => Poll::Ready(Some(Err(Box::new(RequestBodyError(err))))),
+            other => Poll::Ready(other),
+        }
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> fmt::Debug for ClientBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBody").finish_non_exhaustive()
+    }
+}
+
+/// The client's request body could not be read: the client closed the
+/// connection before sending all of it, or sent it malformed (a bad chunk).
+/// The client's doing, never the upstream's: answered `400`, not counted by
+/// the breaker, not retried. [`source`](Error::source) is what the server
+/// connection reported.
+#[derive(Debug)]
+pub struct RequestBodyError(BoxError);
+
+impl fmt::Display for RequestBodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the request body could not be read from the client")
+    }
+}
+
+impl Error for RequestBodyError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// What the client did wrong, when an upstream call failed because of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientFault {
+    /// Its request body went over the gateway's limit (`413`).
+    BodyTooLarge,
+    /// Its request body was cut short or malformed (`400`).
+    BadBody,
+}
+
+/// Whether `err`, from an upstream call, is the client's doing rather than
+/// the upstream's, walking its whole `source()` chain: a body over the limit
+/// ([`LengthLimitError`]), a body the client cut short or sent malformed
+/// ([`RequestBodyError`]), or a body that ended before its declared length
+/// (hyper's `is_body_write_aborted`). hyper reports the first two as a user
+/// error (`hyper::Error::is_user`) with the body's error as its cause, under
+/// hyper-util's `SendRequest` error; the marker types are what is looked for,
+/// so no other user error (the connection task gone at shutdown) is taken
+/// for the client's.
+#[must_use]
+pub fn client_fault(err: &(dyn Error + 'static)) -> Option<ClientFault> {
+    if cause_ref::<LengthLimitError>(err).is_some() {
+        Some(ClientFault::BodyTooLarge)
+    } else if cause_ref::<RequestBodyError>(err).is_some()
+        || cause_ref::<hyper::Error>(err).is_some_and(hyper::Error::is_body_write_aborted)
+    {
+        Some(ClientFault::BadBody)
+    } else {
+        None
+    }
+}
+
+/// `true` if `err` is the client's doing (see [`client_fault`]).
+#[must_use]
+pub fn is_client_fault(err: &(dyn Error + 'static)) -> bool {
+    client_fault(err).is_some()
+}
 
 /// hyper-util's pooled client, HTTP/1 over plain TCP (no TLS in this
 /// build). Cloning it is cheap and shares its connection pool.
@@ -178,8 +304,8 @@ impl Future for ClientFuture {
     }
 }
 
-impl std::fmt::Debug for ClientFuture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for ClientFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientFuture").finish_non_exhaustive()
     }
 }

@@ -16,7 +16,8 @@
 //! [`App`] is the service hyper calls. For every request, in order: the
 //! request id (the client's `x-request-id`, or 16 random hex digits), the
 //! access log span at `INFO`, the body limit (`413` up front for a
-//! `Content-Length` over it; the body is cut at the limit otherwise), a panic
+//! `Content-Length` over it; the body is cut at the limit otherwise, and its
+//! errors are marked as the client's: [`proxy::ClientBody`]), a panic
 //! catcher (a panic becomes a `500` problem; the connection survives), then
 //! the route: a proxy prefix (the longest that matches, as the path is
 //! written) goes straight to its upstream's stack; everything else goes to
@@ -51,7 +52,6 @@ use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use http::{HeaderName, StatusCode};
-use http_body_util::Limited;
 use palisade::BoxError;
 use palisade::fan_out::http::ParseJsonLayer;
 use tower::{Layer, Service, ServiceExt};
@@ -160,13 +160,23 @@ async fn proxy(
                 route.attempt_timeout_ms,
                 &*err,
             );
-            tracing::warn!(
-                upstream = &*route.upstream,
-                status = res.status().as_u16(),
-                request_id = request_id.to_str().unwrap_or(""),
-                error = %err,
-                "upstream call failed"
-            );
+            if proxy::is_client_fault(&*err) {
+                tracing::debug!(
+                    upstream = &*route.upstream,
+                    status = res.status().as_u16(),
+                    request_id = request_id.to_str().unwrap_or(""),
+                    error = %err,
+                    "the client's request body failed; not held against the upstream"
+                );
+            } else {
+                tracing::warn!(
+                    upstream = &*route.upstream,
+                    status = res.status().as_u16(),
+                    request_id = request_id.to_str().unwrap_or(""),
+                    error = %err,
+                    "upstream call failed"
+                );
+            }
             res
         }
     };
@@ -437,7 +447,7 @@ where
         }
         res
     } else {
-        let req = req.map(|body| Body::new(Limited::new(body, limit)));
+        let req = req.map(|body| Body::new(proxy::ClientBody::new(body, limit)));
         let routed = std::panic::AssertUnwindSafe(route(shared, req, client, &request_id))
             .catch_unwind()
             .await;

@@ -10,7 +10,10 @@
 //! - Rate: requests in the window divided by the time the window covers
 //!   (less than [`WINDOW_SECS`] right after start-up).
 //! - Error %: calls that ended in an error (timeout, unreachable upstream,
-//!   a rejection) or a 5xx response, over all calls in the window.
+//!   a rejection) or a 5xx response, over all calls in the window. A call
+//!   that failed through the client's own fault (a request body over the
+//!   limit, cut short or malformed: `proxy::is_client_fault`) counts as a
+//!   call but not as an upstream error.
 //! - Latency: time to response headers. Percentiles come from a log-linear
 //!   histogram in microseconds with 8 sub-buckets per power of two (values
 //!   below 8 µs exact), merged over the window; the figure reported is the
@@ -279,7 +282,7 @@ pub struct Stats<S> {
 
 impl<S, Req, B> Service<Req> for Stats<S>
 where
-    S: Service<Req, Response = Response<B>>,
+    S: Service<Req, Response = Response<B>, Error = palisade::BoxError>,
 {
     type Response = Response<B>;
     type Error = S::Error;
@@ -325,9 +328,9 @@ pin_project! {
     }
 }
 
-impl<F, B, E> Future for StatsFuture<F>
+impl<F, B> Future for StatsFuture<F>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    F: Future<Output = Result<Response<B>, palisade::BoxError>>,
 {
     type Output = F::Output;
 
@@ -338,7 +341,7 @@ where
             this.guard.done = true;
             let error = match &out {
                 Ok(res) => res.status().is_server_error(),
-                Err(_) => true,
+                Err(err) => !crate::proxy::is_client_fault(&**err),
             };
             this.guard.stats.record(this.guard.start.elapsed(), error);
         }

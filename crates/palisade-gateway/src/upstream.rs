@@ -10,10 +10,11 @@
 //! ```text
 //! statistics (dashboard)     sees what a caller sees, rejections and timeouts included
 //!   overall timeout          `timeout_ms`: tower's Timeout around everything, retries included
-//!     retry (with budget)    `[retry]`: RetryLayer::http_builder; hands on Request<RetryBody<Body>>
+//!     retry (with budget)    `[retry]`: RetryLayer::http_builder; hands on Request<RetryBody<Body>>;
+//!                            never retries the client's own faults (RetryClassifier)
 //!       (body as Body)       map_request(|r| r.map(Body::new))
 //!         circuit breaker    `[circuit_breaker]`: counts every attempt; 5xx and errors fail,
-//!                            a full bulkhead below is ignored (not the upstream's failure)
+//!                            a full bulkhead below and the client's own faults are ignored
 //!           attempt timeout  `attempt_timeout_ms`: a hung attempt is a failure the breaker counts
 //!             bulkhead       `[bulkhead]`: bounds the calls really in flight, retries included
 //!               client       hyper-util's pooled HTTP/1 client
@@ -47,7 +48,7 @@ use tower::util::{BoxCloneSyncService, Either, MapRequest};
 use tower::{Layer, ServiceBuilder};
 
 use crate::config::UpstreamConfig;
-use crate::proxy::{ClientService, HttpClient};
+use crate::proxy::{ClientService, HttpClient, is_client_fault};
 use crate::stats::{Stats, UpstreamStats};
 
 /// The body conversion between retry and the breaker: retry hands on
@@ -61,7 +62,7 @@ fn to_body(req: Request<RetryBody<Body>>) -> Request<Body> {
 type Bulkheaded = Either<Bulkhead<ClientService>, ClientService>;
 type AttemptBounded = Timeout<Bulkheaded>;
 type Guarded = Either<CircuitBreaker<AttemptBounded, UpstreamClassifier>, AttemptBounded>;
-type Retried = Either<Retry<MapRequest<Guarded, ToBody>, StatusClassifier, Http>, Guarded>;
+type Retried = Either<Retry<MapRequest<Guarded, ToBody>, RetryClassifier, Http>, Guarded>;
 
 /// An upstream's stack (see [`build_stack`]): `Request<Body>` in (an
 /// origin-form URI, under the upstream's base; or an absolute one),
@@ -75,16 +76,25 @@ pub type UpstreamService = BoxCloneSyncService<Request<Body>, Response<Body>, Bo
 
 /// How the circuit breaker counts an attempt: a 5xx answer or an error is a
 /// failure (a refused connection, a reset, the per-attempt timeout); any
-/// other answer a success; a [`BulkheadFull`] from the bulkhead below is
-/// ignored: a full bulkhead is the gateway's own limit, not the upstream's
-/// failure, and must not open its breaker.
+/// other answer a success. Two kinds of error are ignored (neither success
+/// nor failure), because they say nothing about the upstream's health:
+///
+/// - a [`BulkheadFull`] from the bulkhead below: a full bulkhead is the
+///   gateway's own limit, not the upstream's failure, and must not open its
+///   breaker;
+/// - the client's own faults ([`is_client_fault`]): a request body over the
+///   gateway's limit, or one the client cut short or sent malformed. The
+///   client call fails with them because the body is sent while the answer
+///   is awaited; counted, any client could open an upstream's breaker for
+///   everyone by sending oversized bodies.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct UpstreamClassifier {
     statuses: StatusClassifier,
 }
 
 impl UpstreamClassifier {
-    /// 5xx and errors fail, a full bulkhead is ignored.
+    /// 5xx and errors fail; a full bulkhead and the client's faults are
+    /// ignored.
     #[must_use]
     pub const fn new() -> Self {
         Self {
@@ -98,8 +108,41 @@ impl<B> Classify<Response<B>, BoxError> for UpstreamClassifier {
     fn classify(&self, result: &Result<Response<B>, BoxError>) -> Outcome {
         match result {
             Ok(res) => self.statuses.classify_status(res.status()),
-            Err(err) if cause_ref::<BulkheadFull>(&**err).is_some() => Outcome::Ignored,
+            Err(err) if cause_ref::<BulkheadFull>(&**err).is_some() || is_client_fault(&**err) => {
+                Outcome::Ignored
+            }
             Err(_) => Outcome::Failure,
+        }
+    }
+}
+
+/// Which attempts the retry layer retries: those
+/// [`StatusClassifier::transient`] calls failures (429, 502, 503, 504, and
+/// errors), except the client's own faults ([`is_client_fault`]), which are
+/// [`Outcome::Ignored`]: sending the same over-long or broken body again
+/// cannot succeed, and a body that is not buffered cannot be sent again
+/// anyway. (Rejections are never retried, whatever a classifier says.)
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RetryClassifier {
+    statuses: StatusClassifier,
+}
+
+impl RetryClassifier {
+    /// Transient failures retried; the client's faults not.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            statuses: StatusClassifier::transient(),
+        }
+    }
+}
+
+impl<B> Classify<Response<B>, BoxError> for RetryClassifier {
+    #[inline]
+    fn classify(&self, result: &Result<Response<B>, BoxError>) -> Outcome {
+        match result {
+            Err(err) if is_client_fault(&**err) => Outcome::Ignored,
+            _ => self.statuses.classify(result),
         }
     }
 }
@@ -113,7 +156,7 @@ pub type UpstreamBreakerLayer = CircuitBreakerLayer<UpstreamClassifier>;
 pub struct UpstreamLayers {
     timeout: Duration,
     attempt_timeout: Duration,
-    retry: Option<HttpRetryLayer>,
+    retry: Option<HttpRetryLayer<RetryClassifier>>,
     circuit_breaker: Option<UpstreamBreakerLayer>,
     bulkhead: Option<BulkheadLayer>,
 }
@@ -136,7 +179,7 @@ impl UpstreamLayers {
         let retry = config
             .retry
             .as_ref()
-            .map(|r| r.builder(name).build())
+            .map(|r| r.builder(name).classify(RetryClassifier::new()).build())
             .transpose()?;
         let circuit_breaker = config
             .circuit_breaker
@@ -352,5 +395,83 @@ mod tests {
             c.classify(&err(CircuitOpen::new("x", None).into())),
             Outcome::Failure
         );
+    }
+
+    /// The error a [`ClientBody`](crate::proxy::ClientBody) over `chunks`
+    /// with `limit` raises, wrapped as the upstream call reports it (hyper's
+    /// error around axum's around the body's).
+    fn client_body_error(
+        chunks: Vec<Result<bytes::Bytes, std::io::Error>>,
+        limit: usize,
+    ) -> BoxError {
+        use futures_util::FutureExt;
+        use http_body_util::BodyExt;
+        let body = crate::proxy::ClientBody::new(
+            http_body_util::StreamBody::new(futures_util::stream::iter(
+                chunks.into_iter().map(|c| c.map(http_body::Frame::data)),
+            )),
+            limit,
+        );
+        let mut body = std::pin::pin!(Body::new(body));
+        let err = loop {
+            match body.frame().now_or_never().expect("ready") {
+                Some(Ok(_)) => {}
+                Some(Err(err)) => break err,
+                None => panic!("the body ended without an error"),
+            }
+        };
+        Box::new(Wrapped(Box::new(err)))
+    }
+
+    #[derive(Debug)]
+    struct Wrapped(BoxError);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("error from user's Body stream")
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&*self.0)
+        }
+    }
+
+    #[test]
+    fn the_clients_faults_are_ignored_by_the_breaker_and_not_retried() {
+        let too_large = client_body_error(vec![Ok(bytes::Bytes::from(vec![0u8; 10]))], 5);
+        let aborted = client_body_error(
+            vec![
+                Ok(bytes::Bytes::from_static(b"abc")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "end of file before message length reached",
+                )),
+            ],
+            100,
+        );
+        assert_eq!(
+            crate::proxy::client_fault(&*too_large),
+            Some(crate::proxy::ClientFault::BodyTooLarge)
+        );
+        assert_eq!(
+            crate::proxy::client_fault(&*aborted),
+            Some(crate::proxy::ClientFault::BadBody)
+        );
+        let breaker = UpstreamClassifier::new();
+        let retry = RetryClassifier::new();
+        for e in [too_large, aborted] {
+            let result = Err::<Response<()>, _>(e);
+            assert_eq!(breaker.classify(&result), Outcome::Ignored);
+            assert_eq!(retry.classify(&result), Outcome::Ignored);
+        }
+        // Everything else, as `StatusClassifier::transient` says.
+        let res = |s: u16| Ok::<_, BoxError>(Response::builder().status(s).body(()).unwrap());
+        assert_eq!(retry.classify(&res(200)), Outcome::Success);
+        assert_eq!(retry.classify(&res(500)), Outcome::Success);
+        assert_eq!(retry.classify(&res(503)), Outcome::Failure);
+        assert_eq!(retry.classify(&res(429)), Outcome::Failure);
+        let reset: Result<Response<()>, BoxError> = Err("connection reset".into());
+        assert_eq!(retry.classify(&reset), Outcome::Failure);
+        assert_eq!(breaker.classify(&reset), Outcome::Failure);
     }
 }

@@ -382,3 +382,45 @@ fn every_error_maps_to_its_problem() {
         StatusCode::BAD_GATEWAY
     );
 }
+
+#[tokio::test]
+async fn a_client_body_marks_its_failures_as_the_clients() {
+    use http_body::Body as _;
+    use palisade_gateway::errors::error_response;
+    use palisade_gateway::proxy::{ClientBody, ClientFault, client_fault};
+    // Data passes through untouched, under the limit.
+    let body = ClientBody::new(Body::from("hello"), 5);
+    assert_eq!(body.size_hint().exact(), Some(5));
+    let bytes = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&bytes[..], b"hello");
+    // Over the limit: `LengthLimitError` itself (axum's extractors answer 413
+    // for it), the client's fault, and 413 from an upstream call.
+    let over = ClientBody::new(Body::from("hello!"), 5)
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(over.is::<http_body_util::LengthLimitError>(), "{over:?}");
+    assert_eq!(client_fault(&*over), Some(ClientFault::BodyTooLarge));
+    let res = error_response("sink", 300, 300, &*over);
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // A body that fails (the client went away): marked, 400 from an
+    // upstream call.
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
+        Ok(bytes::Bytes::from_static(b"abc")),
+        Err(std::io::Error::other("connection reset by peer")),
+    ];
+    let broken = ClientBody::new(Body::from_stream(futures_util::stream::iter(chunks)), 100)
+        .collect()
+        .await
+        .unwrap_err();
+    assert_eq!(client_fault(&*broken), Some(ClientFault::BadBody));
+    let res = error_response("sink", 300, 300, &*broken);
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["type"], "urn:palisade:problem:bad-request-body");
+    assert_eq!(json["upstream"], "sink");
+    // Anything else is not the client's.
+    let other: palisade::BoxError = "connection reset".into();
+    assert_eq!(client_fault(&*other), None);
+}

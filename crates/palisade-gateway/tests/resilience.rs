@@ -347,3 +347,155 @@ async fn an_open_breaker_on_a_required_branch_is_a_503_with_retry_after() {
     assert_eq!(ok.header("x-palisade-completed"), "true");
     gw.stop().await;
 }
+
+// ===== the client's faults are not the upstream's =====
+
+/// An upstream that reads a POSTed body whole before answering (so the only
+/// way its call can fail is the request body), and answers `GET /ok`.
+async fn sink_upstream() -> std::net::SocketAddr {
+    let app = Router::new()
+        .route(
+            "/sink",
+            axum::routing::post(|body: bytes::Bytes| async move { body.len().to_string() }),
+        )
+        .route("/ok", get(|| async { "ok" }));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// A gateway with a 1000-byte body limit and the `sink` upstream behind a
+/// breaker that would open after 5 calls at 50 % failures, with retries.
+async fn sink_gateway() -> TestGateway {
+    let upstream = sink_upstream().await;
+    let extra = format!(
+        "[upstreams.sink]\nurl = \"http://{upstream}\"\ntimeout_ms = 5000\n\
+         [upstreams.sink.retry]\nmax_attempts = 3\n\
+         [upstreams.sink.circuit_breaker]\ncount_window = 10\nminimum_calls = 5\nfailure_rate_threshold = 50\nwait_in_open_ms = 60000\n\
+         [[routes]]\nprefix = \"/api/sink\"\nupstream = \"sink\"\n"
+    );
+    let mut config = demo_config(&extra);
+    config.server.body_limit_bytes = 1000;
+    TestGateway::start(config, None).await
+}
+
+/// The sink breaker is closed and has counted no failure, the dashboard
+/// counts no upstream error, and a normal request still goes through.
+async fn sink_is_healthy(gw: &TestGateway) {
+    let breaker = gw.state.circuit_breakers().get("sink").expect("registered");
+    let snapshot = breaker.snapshot();
+    assert_eq!(snapshot.state, State::Closed, "{snapshot:?}");
+    assert_eq!(snapshot.failed_calls, 0, "{snapshot:?}");
+    assert_eq!(snapshot.not_permitted_calls, 0, "{snapshot:?}");
+    let stats = gw.state.upstream("sink").unwrap().stats().snapshot();
+    assert_eq!(stats.errors, 0, "{stats:?}");
+    let res = http_get(&client(), &gw.url("/api/sink/ok")).await;
+    assert_eq!((res.status, res.body.as_str()), (StatusCode::OK, "ok"));
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_and_do_not_open_the_upstreams_breaker() {
+    let gw = sink_gateway().await;
+    let c = client();
+    // Under the limit: proxied, counted as a success.
+    let res = support::send(
+        &c,
+        http::Request::post(gw.url("/api/sink/sink"))
+            .body(axum::body::Body::from(vec![7u8; 900]))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((res.status, res.body.as_str()), (StatusCode::OK, "900"));
+    // Ten 5 KB bodies streamed without a length: each crosses the limit while
+    // the upstream call is under way, under the breaker. Each is the
+    // client's fault: 413, never a breaker failure (counted, five would
+    // open the breaker and cut the upstream off for everyone).
+    for i in 0..10 {
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..5)
+            .map(|_| Ok(bytes::Bytes::from(vec![1u8; 1000])))
+            .collect();
+        let req = http::Request::post(gw.url("/api/sink/sink"))
+            .body(axum::body::Body::from_stream(futures_util::stream::iter(
+                chunks,
+            )))
+            .unwrap();
+        let res = support::send(&c, req).await;
+        assert_eq!(
+            res.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request {i}: {}",
+            res.body
+        );
+        assert_eq!(res.json()["type"], "urn:palisade:problem:body-too-large");
+    }
+    sink_is_healthy(&gw).await;
+    gw.stop().await;
+}
+
+/// Writes `head` and `body` on a new connection, closes the sending half,
+/// and returns whatever the gateway answers before it closes.
+async fn send_raw_then_close(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
+        .await
+        .expect("the gateway closes the connection");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn malformed_or_aborted_uploads_get_400_and_do_not_open_the_upstreams_breaker() {
+    let gw = sink_gateway().await;
+    // A malformed chunk mid-body: the request is the client's fault, 400.
+    for i in 0..6 {
+        let answer = send_raw_then_close(
+            gw.addr,
+            b"POST /api/sink/sink HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+        )
+        .await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "malformed {i}: {answer:?}"
+        );
+        assert!(
+            answer.contains("urn:palisade:problem:bad-request-body"),
+            "{answer}"
+        );
+    }
+    // Uploads the client abandons: 900 bytes announced, 100 sent, then the
+    // sending half closed (the answer can still be read)...
+    let mut aborted =
+        b"POST /api/sink/sink HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\n".to_vec();
+    aborted.extend_from_slice(&[b'a'; 100]);
+    for i in 0..6 {
+        let answer = send_raw_then_close(gw.addr, &aborted).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "aborted {i}: {answer:?}"
+        );
+        assert!(
+            answer.contains("urn:palisade:problem:bad-request-body"),
+            "{answer}"
+        );
+    }
+    // ...or the whole connection dropped, the answer never read.
+    for _ in 0..6 {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(&aborted).await.unwrap();
+        drop(s);
+    }
+    // Every one reached the upstream's stack and has finished there.
+    let stats = gw.state.upstream("sink").unwrap().stats().clone();
+    eventually(Duration::from_secs(10), || {
+        let s = stats.snapshot();
+        async move { (s.requests >= 18 && s.in_flight == 0).then_some(()) }
+    })
+    .await;
+    sink_is_healthy(&gw).await;
+    gw.stop().await;
+}
