@@ -185,6 +185,7 @@ struct RawServer {
     listen: Option<Spanned<String>>,
     body_limit_bytes: Option<Spanned<i64>>,
     drain_timeout_ms: Option<Spanned<i64>>,
+    shutdown_grace_ms: Option<Spanned<i64>>,
     worker_threads: Option<Spanned<i64>>,
 }
 
@@ -384,6 +385,12 @@ pub struct ServerConfig {
     /// `drain_timeout_ms`: how long shutdown waits for in-flight requests
     /// (default 10 s).
     pub drain_timeout: Duration,
+    /// `shutdown_grace_ms`: how long, once shutdown begins, `/readyz`
+    /// answers `503` while connections are still accepted and served, so a
+    /// load balancer polling it stops sending new requests before the
+    /// gateway stops accepting them (default 5 s; 0: drain at once). A
+    /// second Ctrl-C or SIGTERM ends it early.
+    pub shutdown_grace: Duration,
     /// `worker_threads`: threads serving requests, each with its own runtime,
     /// listener and HTTP client (default, or 0: one per CPU).
     pub worker_threads: Option<usize>,
@@ -395,6 +402,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit_bytes: 1024 * 1024,
             drain_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
             worker_threads: None,
         }
     }
@@ -963,6 +971,12 @@ impl Checker<'_> {
                 raw.server.drain_timeout_ms.as_ref(),
                 "server.drain_timeout_ms",
                 10_000,
+                true,
+            )?,
+            shutdown_grace: self.millis(
+                raw.server.shutdown_grace_ms.as_ref(),
+                "server.shutdown_grace_ms",
+                5_000,
                 true,
             )?,
             worker_threads: self

@@ -211,7 +211,8 @@ fn snapshot_event(state: &AppState) -> Event {
 }
 
 /// One snapshot at once, then one per [`INTERVAL`]; the stream ends when
-/// shutdown begins, so open dashboards do not hold up the drain.
+/// the drain begins (after the readiness grace), so open dashboards do not
+/// hold it up.
 fn events(state: AppState) -> impl Stream<Item = Result<Event, Infallible>> {
     let mut interval = tokio::time::interval(INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -224,7 +225,7 @@ fn events(state: AppState) -> impl Stream<Item = Result<Event, Infallible>> {
                 let event = snapshot_event(&state);
                 Some((Ok(event), (state, interval)))
             }
-            () = state.lifecycle().wait() => None,
+            () = state.lifecycle().wait_drain() => None,
         }
     })
 }

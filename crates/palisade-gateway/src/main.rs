@@ -165,7 +165,18 @@ async fn run(args: Args, mut config: Config) -> ExitCode {
     };
     let addr = gateway.local_addr();
     tracing::info!("dashboard: http://{addr}/dashboard  metrics: http://{addr}/metrics");
-    match gateway.serve(shutdown_signal()).await {
+    // The first signal starts the shutdown (not ready, then drain after the
+    // readiness grace); a second one skips the rest of the grace.
+    let lifecycle = gateway.state().lifecycle().clone();
+    let signals = async move {
+        shutdown_signal().await;
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("second signal: skipping the rest of the readiness grace");
+            lifecycle.begin_drain();
+        });
+    };
+    match gateway.serve(signals).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("palisade-gateway: server error: {err}");

@@ -6,7 +6,7 @@
 //! | `ANY {prefix}`, `ANY {prefix}/{*path}` | one pair per `[[routes]]` entry: proxied to its upstream |
 //! | `GET /api/dashboard/user/{id}` | the aggregator of `[aggregator]`, when configured |
 //! | `GET /healthz` | liveness: `200 ok` while the process serves |
-//! | `GET /readyz` | readiness: `200 ready`, `503` once shutdown began |
+//! | `GET /readyz` | readiness: `200 ready`, `503` once shutdown began (through the readiness grace, while still serving) |
 //! | `GET /metrics` | Prometheus text exposition |
 //! | `GET /dashboard`, `GET /dashboard/events` | the live dashboard and its event stream |
 //! | `/admin/...` | the admin API (bearer token) |

@@ -1,5 +1,6 @@
 //! Start-up and shutdown: binding the demo backends and the gateway, serving
-//! on one thread per core, and draining in-flight requests within a deadline.
+//! on one thread per core, and shutting down in two steps: a readiness
+//! grace, then draining in-flight requests within a deadline.
 //!
 //! # Serving: a thread per core
 //!
@@ -20,6 +21,25 @@
 //! Before the listeners are bound with `SO_REUSEPORT`, the address is bound
 //! once without it: an address in use (by another gateway too) is an error,
 //! not a silent share.
+//!
+//! # Shutdown
+//!
+//! When the shutdown future given to [`Gateway::serve`] resolves (or
+//! [`Lifecycle::begin_shutdown`] is called):
+//!
+//! 1. **Not ready** ([`Phase::NotReady`]): `/readyz` answers `503`, but the
+//!    workers keep accepting and serving, for `server.shutdown_grace_ms`.
+//!    A load balancer polling `/readyz` sees the gateway go unready and
+//!    stops sending it requests while it still answers them; had the
+//!    gateway stopped accepting at once, the balancer would only ever see
+//!    refused connections (and its users errors) until its next check.
+//!    [`Lifecycle::begin_drain`] ends the grace early (the binary calls it
+//!    on a second Ctrl-C or SIGTERM).
+//! 2. **Draining** ([`Phase::Draining`]): the listeners close (new
+//!    connections are refused), idle keep-alive connections close, the
+//!    dashboard's event streams end, and in-flight requests get up to
+//!    `server.drain_timeout_ms` to finish; then their connections are
+//!    closed, the demo backends stop and `serve` returns.
 
 use std::fmt;
 use std::future::Future;
@@ -34,7 +54,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::demo::DemoBackends;
 use crate::routes::App;
-use crate::state::{AppState, BackendInfo, Lifecycle, prometheus};
+use crate::state::{AppState, BackendInfo, Lifecycle, Phase, prometheus};
 
 /// Why the gateway could not start.
 #[derive(Debug)]
@@ -98,6 +118,7 @@ pub struct Gateway {
     state: AppState,
     backends: Option<DemoBackends>,
     drain_timeout: Duration,
+    shutdown_grace: Duration,
 }
 
 /// The number of worker threads for `configured` (`None`: one per CPU).
@@ -210,6 +231,7 @@ impl Gateway {
             state,
             backends,
             drain_timeout: config.server.drain_timeout,
+            shutdown_grace: config.server.shutdown_grace,
         })
     }
 
@@ -243,10 +265,14 @@ impl Gateway {
         crate::routes::app(&self.state)
     }
 
-    /// Serves until `shutdown` resolves, then: `/readyz` turns `503`, the
-    /// listeners stop accepting, idle connections close, in-flight requests
-    /// get up to the drain deadline to finish (then their connections are
-    /// closed), and the demo backends stop.
+    /// Serves until `shutdown` resolves (or shutdown is begun through the
+    /// state's [`Lifecycle`]), then: `/readyz` turns `503` while the gateway
+    /// still accepts and serves for the readiness grace
+    /// (`server.shutdown_grace_ms`, cut short by
+    /// [`Lifecycle::begin_drain`]); then the listeners stop accepting, idle
+    /// connections close, in-flight requests get up to the drain deadline to
+    /// finish (then their connections are closed), and the demo backends
+    /// stop. See the [module docs](self).
     ///
     /// The worker threads run their own runtimes; this future (on the
     /// caller's runtime) waits for them and runs the metrics upkeep.
@@ -264,6 +290,7 @@ impl Gateway {
             state,
             backends,
             drain_timeout,
+            shutdown_grace,
         } = self;
         let lifecycle = state.lifecycle().clone();
         let upkeep = tokio::spawn({
@@ -273,7 +300,7 @@ impl Gateway {
                 let mut tick = tokio::time::interval(Duration::from_secs(5));
                 loop {
                     tokio::select! {
-                        () = lifecycle.wait() => break,
+                        () = lifecycle.wait_drain() => break,
                         _ = tick.tick() => handle.run_upkeep(),
                     }
                 }
@@ -300,7 +327,7 @@ impl Gateway {
                 Ok(handle) => threads.push(handle),
                 Err(err) => {
                     result = Err(err);
-                    lifecycle.begin_shutdown();
+                    lifecycle.begin_drain();
                     break;
                 }
             }
@@ -308,14 +335,28 @@ impl Gateway {
         drop(done_tx);
         tracing::info!(%addr, workers, "gateway listening");
 
-        let begin = lifecycle.clone();
+        let phases = lifecycle.clone();
         let signal = tokio::spawn(async move {
-            shutdown.await;
+            tokio::select! {
+                () = shutdown => {}
+                () = phases.wait() => {}
+            }
+            phases.begin_shutdown();
+            if phases.phase() < Phase::Draining && !shutdown_grace.is_zero() {
+                tracing::info!(
+                    shutdown_grace_ms = shutdown_grace.as_millis(),
+                    "shutting down: /readyz answers 503; still serving for the readiness grace (Ctrl-C or SIGTERM again to stop now)"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(shutdown_grace) => {}
+                    () = phases.wait_drain() => {}
+                }
+            }
             tracing::info!(
                 drain_timeout_ms = drain_timeout.as_millis(),
                 "shutting down: no new connections, draining in-flight requests"
             );
-            begin.begin_shutdown();
+            phases.begin_drain();
         });
         // Every worker reports once, when it stops (or its sender is dropped
         // by a panic).
@@ -324,13 +365,13 @@ impl Gateway {
                 Some(Ok(())) => {}
                 Some(Err(err)) => {
                     tracing::error!(%err, "a worker failed");
-                    lifecycle.begin_shutdown();
+                    lifecycle.begin_drain();
                     if result.is_ok() {
                         result = Err(err);
                     }
                 }
                 None => {
-                    lifecycle.begin_shutdown();
+                    lifecycle.begin_drain();
                     if result.is_ok() {
                         result = Err(std::io::Error::other("a worker thread panicked"));
                     }
@@ -358,7 +399,7 @@ impl Gateway {
 /// woken by every new timeout (see [`worker`]).
 const TIMER_ANCHOR: Duration = Duration::from_millis(100);
 
-/// One worker thread's server: accepts on its listener until shutdown
+/// One worker thread's server: accepts on its listener until the drain
 /// begins, serves each connection with HTTP/1 on this thread's runtime, then
 /// waits (at most `drain_timeout`) for its connections to finish.
 async fn worker(
@@ -383,7 +424,7 @@ async fn worker(
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    () = lifecycle.wait() => break,
+                    () = lifecycle.wait_drain() => break,
                     _ = tick.tick() => {}
                 }
             }
@@ -394,7 +435,7 @@ async fn worker(
     loop {
         let accepted = tokio::select! {
             biased;
-            () = lifecycle.wait() => break,
+            () = lifecycle.wait_drain() => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
@@ -414,7 +455,7 @@ async fn worker(
                 // rather than spin on the error.
                 tracing::error!(%err, "accept failed");
                 tokio::select! {
-                    () = lifecycle.wait() => break,
+                    () = lifecycle.wait_drain() => break,
                     () = tokio::time::sleep(Duration::from_millis(100)) => {}
                 }
             }
@@ -446,7 +487,7 @@ fn is_connection_error(err: &std::io::Error) -> bool {
 }
 
 /// Serves one connection: HTTP/1.1 with keep-alive, the client's address
-/// for `X-Forwarded-For`, a graceful close when shutdown begins (an idle
+/// for `X-Forwarded-For`, a graceful close when the drain begins (an idle
 /// connection closes at once, a busy one after its response).
 async fn serve_connection(
     stream: tokio::net::TcpStream,
@@ -461,7 +502,7 @@ async fn serve_connection(
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
     let mut conn = std::pin::pin!(conn);
-    let mut shutdown = std::pin::pin!(lifecycle.wait());
+    let mut shutdown = std::pin::pin!(lifecycle.wait_drain());
     let mut closing = false;
     loop {
         tokio::select! {

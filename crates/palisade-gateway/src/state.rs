@@ -36,37 +36,86 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
-/// Whether the gateway is shutting down; `/readyz` and the dashboard's event
-/// streams watch it.
+/// Where the gateway is in its life: serving, not ready (shutting down, but
+/// still accepting and serving for the readiness grace), or draining (no
+/// longer accepting; in-flight requests finishing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Serving; `/readyz` answers `200`.
+    Serving,
+    /// Shutdown began: `/readyz` answers `503` so load balancers stop
+    /// sending new requests, but connections are still accepted and
+    /// served, for `server.shutdown_grace_ms`.
+    NotReady,
+    /// No new connections; idle ones close, in-flight requests get up to
+    /// `server.drain_timeout_ms`.
+    Draining,
+}
+
+/// The gateway's [`Phase`], shared by `/readyz`, the worker threads'
+/// accept loops and connections, and the dashboard's event streams. It
+/// only moves forward: Serving, NotReady, Draining.
 #[derive(Clone, Debug)]
 pub struct Lifecycle {
-    shutting_down: watch::Sender<bool>,
+    phase: watch::Sender<Phase>,
 }
 
 impl Default for Lifecycle {
     fn default() -> Self {
         Self {
-            shutting_down: watch::channel(false).0,
+            phase: watch::channel(Phase::Serving).0,
         }
     }
 }
 
 impl Lifecycle {
-    /// Marks the gateway as shutting down (idempotent).
+    /// Marks the gateway as shutting down: not ready, still serving
+    /// (idempotent; never moves back from draining).
     pub fn begin_shutdown(&self) {
-        self.shutting_down.send_replace(true);
+        self.advance(Phase::NotReady);
     }
 
-    /// `true` once shutdown began.
+    /// Stops accepting and starts draining (idempotent). Implies not
+    /// ready.
+    pub fn begin_drain(&self) {
+        self.advance(Phase::Draining);
+    }
+
+    fn advance(&self, to: Phase) {
+        self.phase.send_if_modified(|phase| {
+            let moved = *phase < to;
+            if moved {
+                *phase = to;
+            }
+            moved
+        });
+    }
+
+    /// The current phase.
+    #[must_use]
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    /// `true` once shutdown began (not ready, or draining).
     #[must_use]
     pub fn is_shutting_down(&self) -> bool {
-        *self.shutting_down.borrow()
+        self.phase() >= Phase::NotReady
     }
 
-    /// Resolves when shutdown begins.
+    /// Resolves when shutdown begins (the gateway is no longer ready).
     pub async fn wait(&self) {
-        let mut rx = self.shutting_down.subscribe();
-        let _ = rx.wait_for(|s| *s).await;
+        self.wait_for(Phase::NotReady).await;
+    }
+
+    /// Resolves when draining begins (no new connections).
+    pub async fn wait_drain(&self) {
+        self.wait_for(Phase::Draining).await;
+    }
+
+    async fn wait_for(&self, phase: Phase) {
+        let mut rx = self.phase.subscribe();
+        let _ = rx.wait_for(|p| *p >= phase).await;
     }
 }
 

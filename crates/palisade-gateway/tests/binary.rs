@@ -11,7 +11,26 @@ const BIN: &str = env!("CARGO_BIN_EXE_palisade-gateway");
 #[cfg(unix)]
 #[tokio::test]
 async fn sigterm_drains_and_exits_zero_with_json_logs() {
+    // The embedded default config, with a readiness grace long enough to
+    // check `/readyz` on a busy machine.
+    let printed = std::process::Command::new(BIN)
+        .arg("--print-default-config")
+        .output()
+        .unwrap();
+    let default = String::from_utf8(printed.stdout).unwrap();
+    let configured = default.replacen("shutdown_grace_ms = 1000", "shutdown_grace_ms = 3000", 1);
+    assert_ne!(
+        configured, default,
+        "the default config sets shutdown_grace_ms"
+    );
+    let dir = std::env::temp_dir().join(format!("palisade-gateway-sigterm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("gateway.toml");
+    std::fs::write(&config, configured).unwrap();
+
     let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .env("RUST_LOG", "info")
         .env("PALISADE_ADMIN_TOKEN", "from-env")
@@ -74,6 +93,30 @@ async fn sigterm_drains_and_exits_zero_with_json_logs() {
         .unwrap();
     assert!(status.success());
     let mut rest = Vec::new();
+    // Not ready at once, while still accepting: a new connection's
+    // `/readyz` gets 503.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let not_ready = line.contains("/readyz answers 503");
+            rest.push(line);
+            if not_ready {
+                return;
+            }
+        }
+        panic!("the gateway did not log the readiness grace: {rest:?}");
+    })
+    .await
+    .expect("the gateway logs the readiness grace within 30 s of SIGTERM");
+    let ready = palisade_gateway::proxy::http_client()
+        .request(
+            http::Request::get(format!("http://{addr}/readyz"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .expect("still accepting during the readiness grace");
+    assert_eq!(ready.status(), 503);
+    drop(ready);
     let exit = tokio::time::timeout(Duration::from_secs(30), async {
         while let Ok(Some(line)) = lines.next_line().await {
             rest.push(line);
@@ -94,4 +137,5 @@ async fn sigterm_drains_and_exits_zero_with_json_logs() {
         .find(|l| l.contains("finished processing request") && l.contains("/api/user/users/1"))
         .unwrap_or_else(|| panic!("no access log line in {text}"));
     assert!(access.contains(&request_id), "{access}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -62,6 +62,38 @@ fn the_base_config_is_valid() {
 }
 
 #[test]
+fn the_readiness_grace_defaults_to_5_s_allows_0_and_refuses_a_negative() {
+    let cfg = Config::parse("ok.toml", BASE).unwrap();
+    assert_eq!(cfg.server.shutdown_grace, std::time::Duration::from_secs(5));
+    let none = BASE.replacen(
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"127.0.0.1:0\"\nshutdown_grace_ms = 0",
+        1,
+    );
+    assert!(
+        Config::parse("ok.toml", &none)
+            .unwrap()
+            .server
+            .shutdown_grace
+            .is_zero()
+    );
+    refused(
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"127.0.0.1:0\"\nshutdown_grace_ms = -1",
+        3,
+        21,
+        "server.shutdown_grace_ms",
+        "must be ≥ 0 milliseconds",
+    );
+    // The demo's own config: a prompt Ctrl-C.
+    let demo = Config::parse("default", DEFAULT_CONFIG).unwrap();
+    assert_eq!(
+        demo.server.shutdown_grace,
+        std::time::Duration::from_secs(1)
+    );
+}
+
+#[test]
 fn an_unknown_field() {
     refused(
         "timeout_ms = 500",

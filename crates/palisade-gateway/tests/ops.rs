@@ -522,6 +522,80 @@ async fn shutdown_drains_in_flight_requests_then_returns() {
 }
 
 #[tokio::test]
+async fn shutdown_answers_readyz_503_to_new_connections_for_the_grace_then_stops_accepting() {
+    const GRACE: Duration = Duration::from_secs(2);
+    let (upstream, mut entered, release) = gated_upstream().await;
+    let extra = format!(
+        "[upstreams.slow]\nurl = \"http://{upstream}\"\ntimeout_ms = 30000\n[[routes]]\nprefix = \"/api/slow\"\nupstream = \"slow\"\n"
+    );
+    let mut config = demo_config(&extra);
+    config.server.shutdown_grace = GRACE;
+    let mut gw = TestGateway::start(config, None).await;
+    assert_eq!(
+        http_get(&client(), &gw.url("/readyz")).await.status,
+        StatusCode::OK
+    );
+    let url = gw.url("/api/slow/hold");
+    let in_flight = tokio::spawn(async move { http_get(&client(), &url).await });
+    entered
+        .recv()
+        .await
+        .expect("the request reached the upstream");
+
+    let signalled = tokio::time::Instant::now();
+    gw.begin_stop();
+    tokio::time::timeout(Duration::from_secs(10), gw.state.lifecycle().wait())
+        .await
+        .expect("shutdown begins");
+    // A load balancer's next check, on a new connection, sees "not ready";
+    // the gateway still accepts and serves meanwhile.
+    let ready = http_get(&client(), &gw.url("/readyz")).await;
+    assert_eq!(
+        (ready.status, ready.body.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    );
+    assert_eq!(
+        http_get(&client(), &gw.url("/healthz")).await.status,
+        StatusCode::OK,
+        "alive, only not ready"
+    );
+    assert_eq!(
+        http_get(&client(), &gw.url("/api/user/users/1"))
+            .await
+            .status,
+        StatusCode::OK,
+        "still serving during the grace"
+    );
+    // After the grace: new connections are refused...
+    let addr = gw.addr;
+    eventually(Duration::from_secs(10), || async move {
+        tokio::net::TcpStream::connect(addr)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        signalled.elapsed() >= GRACE,
+        "accepting stopped only after the grace, at {:?}",
+        signalled.elapsed()
+    );
+    // ...while the request in flight since before the signal still
+    // completes, and only then does `serve` return.
+    assert!(
+        !gw.task.as_ref().unwrap().is_finished(),
+        "serve waits for the in-flight request"
+    );
+    release.notify_one();
+    let res = in_flight.await.unwrap();
+    assert_eq!(
+        (res.status, res.body.as_str()),
+        (StatusCode::OK, "released")
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn shutdown_gives_up_on_stragglers_at_the_drain_deadline() {
     let (upstream, mut entered, _release) = gated_upstream().await;
     let text = format!(
