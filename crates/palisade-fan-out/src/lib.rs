@@ -138,7 +138,7 @@
 //!
 //! | error | when | HTTP ([`http::JsonResponse`]) |
 //! |---|---|---|
-//! | [`RequiredBranchFailed`] | a required branch without a fallback failed; the others are cancelled at once | 504 if it timed out, 503 (+ `Retry-After`) if rejected, else 502 |
+//! | [`RequiredBranchFailed`] | a required branch without a fallback failed; the others are cancelled at once | 504 if it timed out, 503 (+ `Retry-After`) if rejected, 400 if its request could not be built from the incoming one, the branch's own 4xx if it answered one (but 407, 408, 421: 502; 429: 503), else 502 |
 //! | [`DeadlineElapsed`] | the deadline elapsed with a required branch pending | 504 |
 //! | [`NothingSucceeded`] | every branch failed (fallbacks are not successes) | 502, or 504 if every branch timed out |
 //!

@@ -428,9 +428,13 @@ async fn a_path_that_does_not_fit_the_route_is_refused_per_branch() {
         .oneshot(get("/api/dashboard/user/"))
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    // The incoming request's fault: a 400, still marked incomplete.
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.headers()[COMPLETED_HEADER], "false");
+    assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
     let problem = body(response).await;
     assert_eq!(problem["reason"], "request");
+    assert_eq!(problem["branch"], "user");
     assert_eq!(
         problem["errors"]["user"]["message"],
         "could not build the request: missing path parameter `id`"
@@ -439,6 +443,7 @@ async fn a_path_that_does_not_fit_the_route_is_refused_per_branch() {
         .oneshot(get("/api/dashboard/user/.."))
         .await
         .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
         body(response).await["errors"]["user"]["message"],
         "could not build the request: parameter `id` may not be `.` or `..`"
@@ -477,6 +482,62 @@ async fn a_failed_required_branch_answers_a_problem() {
         problem["detail"],
         "required branch `user` of fan-out `dashboard` failed: answered status 500"
     );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_required_branch_answering_a_client_error_passes_it_on() {
+    // (branch answers, gather answers): a client error about the request is
+    // the client's; 407, 408, 421 and 429 are the gateway's trouble with the
+    // backend; server errors stay 502.
+    for (answered, expected) in [
+        (400, 400),
+        (401, 401),
+        (403, 403),
+        (404, 404),
+        (410, 410),
+        (422, 422),
+        (407, 502),
+        (408, 502),
+        (421, 502),
+        (429, 503),
+        (500, 502),
+        (503, 502),
+    ] {
+        let user = Backend::raw(1, answered, Some("application/problem+json"), "{}");
+        let order = Backend::json(1000, &json!(1));
+        let fan_out = FanOut::builder("dashboard")
+            .branch(branch("user", &user, "/users/{id}").required())
+            .branch(branch("order", &order, "/orders/{id}").required())
+            .merge(JsonResponse::<String>::keyed())
+            .build()
+            .unwrap();
+        let start = Instant::now();
+        let response = fan_out.oneshot(get("/api/dashboard/user/1")).await.unwrap();
+        assert_eq!(elapsed_ms(start), 1, "fails fast on {answered}");
+        assert_eq!(
+            response.status().as_u16(),
+            expected,
+            "branch answered {answered}"
+        );
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
+        assert_eq!(response.headers()[COMPLETED_HEADER], "false");
+        assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+        let problem = body(response).await;
+        assert_eq!(
+            problem["type"],
+            "urn:palisade:problem:required-branch-failed"
+        );
+        assert_eq!(problem["status"], expected);
+        assert_eq!(problem["branch"], "user");
+        assert_eq!(problem["reason"], "status");
+        assert_eq!(problem["errors"]["user"]["status"], answered);
+        assert_eq!(
+            problem["detail"],
+            format!(
+                "required branch `user` of fan-out `dashboard` failed: answered status {answered}"
+            )
+        );
+    }
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -595,7 +656,8 @@ async fn error_response_maps_errors_of_other_merges() {
         .await
         .unwrap_err();
     let response: Response<String> = error_response(&*err).expect("a fan-out error");
-    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    // The required branch's 404 is the answer's (an unknown id).
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(response.headers()[COMPLETED_HEADER], "false");
     assert_eq!(body(response).await["errors"]["user"]["status"], 404);
 }

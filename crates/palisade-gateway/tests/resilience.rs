@@ -348,6 +348,54 @@ async fn an_open_breaker_on_a_required_branch_is_a_503_with_retry_after() {
     gw.stop().await;
 }
 
+#[tokio::test]
+async fn bad_or_unknown_ids_on_the_aggregator_answer_the_4xx_they_earn() {
+    let gw = TestGateway::start(demo_config(&aggregator_toml(2000, 1000)), None).await;
+    let c = client();
+    // (path, status, reason): a non-numeric id (the backends answer 400), an
+    // unknown one (404), and one the branch requests cannot be built from
+    // (`..` would climb the backends' paths).
+    for (path, status, reason) in [
+        ("/api/dashboard/user/abc", StatusCode::BAD_REQUEST, "status"),
+        ("/api/dashboard/user/99999", StatusCode::NOT_FOUND, "status"),
+        (
+            "/api/dashboard/user/%2e%2e",
+            StatusCode::BAD_REQUEST,
+            "request",
+        ),
+        (
+            "/api/dashboard/user/%2E.",
+            StatusCode::BAD_REQUEST,
+            "request",
+        ),
+    ] {
+        let res = http_get(&c, &gw.url(path)).await;
+        assert_eq!(res.status, status, "{path}: {}", res.body);
+        assert_eq!(res.header("content-type"), "application/problem+json");
+        assert_eq!(res.header("x-palisade-completed"), "false");
+        assert_eq!(res.header("cache-control"), "no-store");
+        let problem = res.json();
+        assert_eq!(
+            problem["type"], "urn:palisade:problem:required-branch-failed",
+            "{path}"
+        );
+        assert_eq!(problem["status"], status.as_u16());
+        assert_eq!(problem["reason"], reason, "{path}: {problem}");
+        // A required branch (user or order: both answer so) is named, with
+        // its entry in `errors`.
+        let branch = problem["branch"].as_str().unwrap();
+        assert!(branch == "user" || branch == "order", "{path}: {problem}");
+        assert_eq!(problem["errors"][branch]["reason"], reason, "{problem}");
+        if reason == "status" {
+            assert_eq!(problem["errors"][branch]["status"], status.as_u16());
+        }
+    }
+    // A known id still answers whole.
+    let ok = http_get(&c, &gw.url("/api/dashboard/user/7")).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    gw.stop().await;
+}
+
 // ===== the client's faults are not the upstream's =====
 
 /// An upstream that reads a POSTed body whole before answering (so the only

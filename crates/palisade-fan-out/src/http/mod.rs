@@ -14,7 +14,9 @@
 //! - [`JsonResponse`]: the merge. `200` with `content-type: application/json`
 //!   and [`COMPLETED_HEADER`] `true`, or `false` plus `Cache-Control:
 //!   no-store` and an `errors` object when something is missing; a
-//!   problem+json `502`/`503`/`504` when the gather failed. Never an error, so
+//!   problem+json answer when the gather failed: `502`/`503`/`504` for the
+//!   backends' failures, a `4xx` when a required branch failed because of
+//!   the incoming request (see [`JsonResponse`]). Never an error, so
 //!   the fan-out is an axum route as it is.
 //! - [`error_response`]: the same failure responses for other merges.
 //!

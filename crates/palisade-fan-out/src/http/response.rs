@@ -35,12 +35,27 @@ const FALSE: HeaderValue = HeaderValue::from_static("false");
 /// | some missing or on fallback | 200 | `false` | `no-store` | merged JSON + `errors` |
 /// | required branch timed out | 504 | `false` | `no-store` | problem+json |
 /// | required branch rejected (breaker, bulkhead) | 503 (+ `Retry-After`) | `false` | `no-store` | problem+json |
-/// | required branch failed otherwise | 502 | `false` | `no-store` | problem+json |
+/// | required branch's request could not be built from the incoming one (reason `request`) | 400 | `false` | `no-store` | problem+json |
+/// | required branch answered a 4xx (reason `status`) | the same 4xx (but 407, 408, 421: 502; 429: 503) | `false` | `no-store` | problem+json |
+/// | required branch failed otherwise (5xx, invalid answer, transport error) | 502 | `false` | `no-store` | problem+json |
 /// | deadline before a required branch answered | 504 | `false` | `no-store` | problem+json |
 /// | nothing succeeded | 502 (504 if every branch timed out) | `false` | `no-store` | problem+json |
 ///
 /// The problem body carries `fan_out`, the failing `branch` (when one), and an
 /// `errors` object in the same shape as a partial answer's.
+///
+/// A required branch that fails because of the incoming request answers a
+/// 4xx, as a single backend would: the branch's request could not be built
+/// from it (a missing or invalid path parameter, a path parameter of `.` or
+/// `..`), or the branch answered a client error about it (`404` for an
+/// unknown id, `400` for a malformed one). Four client errors are about the
+/// gateway's own exchange with the backend, not the client's request, and
+/// stay the gateway's problem: `407` (a proxy on the way wants the
+/// gateway's credentials), `408` (the backend gave up waiting for the
+/// gateway's request) and `421` (the gateway's connection reached the
+/// wrong server) answer `502`; `429` (the backend is limiting the
+/// gateway's rate) answers `503`, as the backend is overloaded for every
+/// client, not refusing this one.
 ///
 /// `B` is the response body type: anything `From<String>` (`String`,
 /// `axum::body::Body`, `http_body_util::Full<Bytes>`).
@@ -151,13 +166,32 @@ fn incomplete<B>(mut response: Response<B>) -> Response<B> {
     response
 }
 
-fn branch_status(kind: BranchErrorKind) -> StatusCode {
-    if kind.is_timeout() {
-        StatusCode::GATEWAY_TIMEOUT
-    } else if kind == BranchErrorKind::Rejected {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::BAD_GATEWAY
+/// The status of a gather whose required branch failed with `cause` (see
+/// [`JsonResponse`]).
+fn branch_status(cause: &BranchError) -> StatusCode {
+    match cause.kind() {
+        BranchErrorKind::Timeout | BranchErrorKind::Deadline => StatusCode::GATEWAY_TIMEOUT,
+        BranchErrorKind::Rejected => StatusCode::SERVICE_UNAVAILABLE,
+        BranchErrorKind::Request => StatusCode::BAD_REQUEST,
+        BranchErrorKind::Status => cause
+            .status()
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .map_or(StatusCode::BAD_GATEWAY, answered_status),
+        BranchErrorKind::InvalidResponse | BranchErrorKind::Failed => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// The gather's status for a required branch that answered `status`: a
+/// client error about the request passes through; the rest is the
+/// gateway's problem with the backend.
+fn answered_status(status: StatusCode) -> StatusCode {
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::PROXY_AUTHENTICATION_REQUIRED
+        | StatusCode::REQUEST_TIMEOUT
+        | StatusCode::MISDIRECTED_REQUEST => StatusCode::BAD_GATEWAY,
+        s if s.is_client_error() => s,
+        _ => StatusCode::BAD_GATEWAY,
     }
 }
 
@@ -165,7 +199,7 @@ fn required_problem(error: &RequiredBranchFailed, json: &JsonMerge) -> Problem {
     let cause = error.cause();
     let mut errors = Map::new();
     errors.insert(error.branch().to_owned(), json.account_entry(cause, false));
-    let mut problem = Problem::new(branch_status(cause.kind()), "required branch failed")
+    let mut problem = Problem::new(branch_status(cause), "required branch failed")
         .kind("required-branch-failed")
         .detail(format!(
             "required branch `{}` of fan-out `{}` failed: {}",
