@@ -8,13 +8,16 @@
 //! are missing.
 //!
 //! Steps: start the gateway on 127.0.0.1:0 (the user upstream with a circuit
-//! breaker that opens after 6 calls at 50 % failures and probes after 1 s);
-//! load `/dashboard`; see a tile per upstream appear and update over
-//! Server-Sent Events; type the admin token; while traffic flows, press the
-//! user tile's outage button and see its error percentage rise, its chaos
-//! line say so, and its breaker tile show the breaker open; press the button
-//! again and see the breaker close. Every wait is a bounded poll with a
-//! generous deadline.
+//! breaker that opens after 6 calls at 50 % failures and probes after 3 s:
+//! long enough for the once-a-second tile to show it open, short enough for
+//! a quick recovery); load `/dashboard`; see a tile per upstream appear and
+//! update over Server-Sent Events; type the admin token; while traffic
+//! flows, press the user tile's outage button and see its error percentage
+//! rise, its chaos line say so, and its breaker tile show the breaker open
+//! with the time until its next probe; stop the traffic and press the button
+//! again: once the wait is over the tile shows the breaker half-open
+//! (waiting for a probe); traffic again: the probe succeeds and the tile
+//! shows it closed. Every wait is a bounded poll with a generous deadline.
 
 mod support;
 
@@ -25,6 +28,7 @@ use std::time::Duration;
 use axum::body::Body;
 use http::{Method, Request};
 use http_body_util::BodyExt;
+use palisade::circuit_breaker::State;
 use serde_json::{Value, json};
 use support::{TestGateway, client, demo_config_with, get};
 
@@ -212,6 +216,41 @@ where
     }
 }
 
+/// GET requests to one URL every 20 ms, in the background, until stopped.
+struct Traffic {
+    stop: std::sync::Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl Traffic {
+    fn start(url: &str) -> Self {
+        let url = url.to_owned();
+        let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+        let stopped = std::sync::Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let c = client();
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut sent = 0u64;
+            loop {
+                tokio::select! {
+                    () = stopped.notified() => return sent,
+                    _ = tick.tick() => {
+                        let _ = get(&c, &url).await;
+                        sent += 1;
+                    }
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    /// Stops after the request under way; the number sent.
+    async fn stop(&mut self) -> u64 {
+        self.stop.notify_one();
+        (&mut self.task).await.unwrap()
+    }
+}
+
 fn percent(text: &str) -> Option<f64> {
     text.trim().trim_end_matches('%').trim().parse().ok()
 }
@@ -234,8 +273,9 @@ async fn the_dashboard_shows_an_outage_injected_from_its_button() {
         return;
     };
 
-    let breaker = "[upstreams.user.circuit_breaker]\ncount_window = 10\nminimum_calls = 6\nfailure_rate_threshold = 50\nwait_in_open_ms = 1000\npermitted_calls_in_half_open = 1\n";
+    let breaker = "[upstreams.user.circuit_breaker]\ncount_window = 10\nminimum_calls = 6\nfailure_rate_threshold = 50\nwait_in_open_ms = 3000\npermitted_calls_in_half_open = 1\n";
     let gw = TestGateway::start(demo_config_with(&[("user", breaker)], ""), Some(TOKEN)).await;
+    let user_breaker = gw.state.circuit_breakers().get("user").unwrap();
 
     // ChromeDriver on a free port, with a fresh profile directory.
     let port = {
@@ -282,26 +322,9 @@ async fn the_dashboard_shows_an_outage_injected_from_its_button() {
     .await;
     assert_eq!(driver.text("#status").await.as_deref(), Some("live"));
 
-    // Traffic to the user upstream, in the background, until the end.
-    let stop_traffic = std::sync::Arc::new(tokio::sync::Notify::new());
-    let traffic = {
-        let url = gw.url("/api/user/users/42");
-        let stop = std::sync::Arc::clone(&stop_traffic);
-        tokio::spawn(async move {
-            let c = client();
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            let mut sent = 0u64;
-            loop {
-                tokio::select! {
-                    () = stop.notified() => return sent,
-                    _ = tick.tick() => {
-                        let _ = get(&c, &url).await;
-                        sent += 1;
-                    }
-                }
-            }
-        })
-    };
+    // Traffic to the user upstream, in the background.
+    let url = gw.url("/api/user/users/42");
+    let mut traffic = Traffic::start(&url);
 
     // The tile updates over SSE: its call count climbs, with no errors yet.
     until("the user tile to count calls", || async {
@@ -364,23 +387,29 @@ async fn the_dashboard_shows_an_outage_injected_from_its_button() {
         .js("return document.querySelector('#tile-user button[data-action=outage]').classList.contains('on');", json!([]))
         .await;
     assert_eq!(on, json!(true));
-    // The breaker tile: open, with the time to the next probe and the refusals.
-    let tile = until("the breaker tile to show the breaker open", || async {
-        let text = driver.text("#tile-user [data-field=breaker]").await?;
-        (text.starts_with("open") || text.starts_with("half_open")).then_some(text)
-    })
+    // The breaker tile: open, with the time until the next probe (at most
+    // the 3 s wait), while the breaker itself is open.
+    let tile = until(
+        "the breaker tile to show the breaker open with its next probe",
+        || async {
+            let text = driver.text("#tile-user [data-field=breaker]").await?;
+            let secs: f64 = text
+                .strip_prefix("open · probe in ")?
+                .split_once(" s")?
+                .0
+                .parse()
+                .ok()?;
+            let open = user_breaker.state() == State::Open;
+            (open && secs > 0.0 && secs <= 3.0).then_some(text)
+        },
+    )
     .await;
     assert!(tile.contains("failing"), "{tile}");
-    assert!(
-        gw.state.circuit_breakers().get("user").unwrap().state()
-            != palisade::circuit_breaker::State::Closed,
-        "the tile shows the breaker's real state"
-    );
     until("the tile to count refused calls", || async {
         driver
             .text("#tile-user [data-field=breaker]")
             .await
-            .filter(|t| t.contains("refused"))
+            .filter(|t| t.starts_with("open") && t.contains("refused"))
             .map(|_| ())
     })
     .await;
@@ -392,8 +421,28 @@ async fn the_dashboard_shows_an_outage_injected_from_its_button() {
         .await;
     assert_eq!(bad, json!(true));
 
-    // The outage ends (the same button): a probe after the wait closes it.
+    // The outage ends (the same button) with no traffic: once the wait is
+    // over the breaker is half-open, waiting for a probe, and the tile says
+    // so.
+    let sent = traffic.stop().await;
+    assert!(sent > 0);
     driver.click("#tile-user button[data-action=outage]").await;
+    until("the admin call ending the outage to succeed", || async {
+        (!gw.state.chaos().get("user").unwrap().settings().outage).then_some(())
+    })
+    .await;
+    until("the breaker tile to show the breaker half-open", || async {
+        driver
+            .text("#tile-user [data-field=breaker]")
+            .await
+            .filter(|t| t.starts_with("half_open"))
+            .map(|_| ())
+    })
+    .await;
+    assert_eq!(user_breaker.state(), State::HalfOpen);
+
+    // Traffic again: the probe succeeds and closes it.
+    let mut traffic = Traffic::start(&url);
     until(
         "the breaker tile to show the breaker closed again",
         || async {
@@ -405,6 +454,7 @@ async fn the_dashboard_shows_an_outage_injected_from_its_button() {
         },
     )
     .await;
+    assert_eq!(user_breaker.state(), State::Closed);
     assert!(!gw.state.chaos().get("user").unwrap().settings().outage);
     // Other tiles are untouched.
     let order_errors = percent(
@@ -416,9 +466,7 @@ async fn the_dashboard_shows_an_outage_injected_from_its_button() {
     .unwrap();
     assert!(order_errors < 1.0);
 
-    stop_traffic.notify_one();
-    let sent = traffic.await.unwrap();
-    assert!(sent > 0);
+    assert!(traffic.stop().await > 0);
     driver.quit().await;
     let _ = driver_process.kill().await;
     let _ = std::fs::remove_dir_all(&profile);
