@@ -126,8 +126,10 @@ async fn pricing_up(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "pricing": "up" }))
 }
 
-/// The service: its routes, with the inbound stack on the item route.
-fn app() -> Result<Router, ConfigError> {
+/// The service: its routes, with the inbound stack on the item route; and
+/// the handle of that stack's breaker (what an admin endpoint or a test
+/// reads).
+fn app() -> Result<(Router, CircuitBreakerHandle), ConfigError> {
     let down = Arc::new(AtomicBool::new(false));
     let (pricing, pricing_breaker) = pricing_stack(Arc::clone(&down))?;
     let state = AppState {
@@ -135,19 +137,20 @@ fn app() -> Result<Router, ConfigError> {
         pricing_breaker,
         pricing_down: down,
     };
-    // The inbound stack: a breaker over this route's own answers (5xx fail),
-    // a timeout, a bulkhead; every error answered as problem+json.
+    // The inbound stack: a breaker over this route's own answers (5xx fail;
+    // a client's 4xx, such as a bad id, is a success), a timeout, a
+    // bulkhead; every error answered as problem+json.
+    let items_breaker = CircuitBreakerLayer::builder("items")
+        .count_window(50)
+        .minimum_calls(20)
+        .failure_rate_threshold(50.0)
+        .wait_in_open(Duration::from_secs(10))
+        .classifier(StatusClassifier::server_errors())
+        .build()?;
+    let items_handle = items_breaker.handle();
     let inbound = ServiceBuilder::new()
         .layer(palisade::http::problem_responses())
-        .circuit_breaker(
-            CircuitBreakerLayer::builder("items")
-                .count_window(50)
-                .minimum_calls(20)
-                .failure_rate_threshold(50.0)
-                .wait_in_open(Duration::from_secs(10))
-                .classifier(StatusClassifier::server_errors())
-                .build()?,
-        )
+        .circuit_breaker(items_breaker)
         .timeout(Duration::from_secs(2))
         .bulkhead(
             BulkheadLayer::builder("items")
@@ -155,12 +158,13 @@ fn app() -> Result<Router, ConfigError> {
                 .max_wait(Duration::from_millis(50))
                 .build()?,
         );
-    Ok(Router::new()
+    let router = Router::new()
         .route("/items/{id}", get(item))
         .route_layer(inbound)
         .route("/pricing/down", post(pricing_down))
         .route("/pricing/up", post(pricing_up))
-        .with_state(state))
+        .with_state(state);
+    Ok((router, items_handle))
 }
 
 #[tokio::main]
@@ -168,7 +172,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = SocketAddr::from(([127, 0, 0, 1], 3000));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("listening on http://{addr}  (try GET /items/7)");
-    axum::serve(listener, app()?)
+    let (app, _items_breaker) = app()?;
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
@@ -208,9 +213,11 @@ mod tests {
         )
     }
 
-    #[tokio::test]
+    // In-process services only: the retries' backoff runs on tokio's paused
+    // clock, which jumps ahead whenever every task waits on a timer.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn retries_hide_a_flaky_dependency_and_its_breaker_opens_when_it_is_down() {
-        let app = app().unwrap();
+        let (app, _) = app().unwrap();
         // Every third pricing call fails; retries make every item answer.
         for id in 1..=12 {
             let (status, body, _) = call(&app, "GET", &format!("/items/{id}")).await;
@@ -243,8 +250,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_id_is_a_client_error_not_a_breaker_failure() {
-        let app = app().unwrap();
-        let (status, _, _) = call(&app, "GET", "/items/not-a-number").await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (app, items_breaker) = app().unwrap();
+        // More bad ids than the breaker needs to judge (20 calls) at a rate
+        // that would open it (50 %) if they counted as failures.
+        for _ in 0..25 {
+            let (status, _, _) = call(&app, "GET", "/items/not-a-number").await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+        }
+        let seen = items_breaker.snapshot();
+        assert_eq!(seen.calls, 25, "every bad id went through the breaker");
+        assert_eq!(seen.failed_calls, 0, "none counted as a failure");
+        assert_eq!(seen.state, palisade::circuit_breaker::State::Closed);
+        // The route still answers.
+        let (status, body, _) = call(&app, "GET", "/items/3").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
     }
 }
