@@ -16,8 +16,11 @@
 //! `PATCH` fields, all optional: `enabled` (bool), `outage` (bool),
 //! `error_rate`, `abort_rate`, `latency_rate` (fractions in `[0, 1]`),
 //! `latency_ms` (exact added latency) or `latency_min_ms` with
-//! `latency_max_ms` (a uniform range). Setting a latency without a rate
-//! applies it to every call (`latency_rate` 1).
+//! `latency_max_ms` (a uniform range), each at most [`MAX_LATENCY_MS`].
+//! Setting a latency above zero without a rate applies it to every call
+//! (`latency_rate` 1); setting it to zero without a rate turns latency
+//! injection off (`latency_rate` 0). A value out of range is refused with
+//! `422` and a problem naming the `field`; nothing changes.
 //!
 //! Without a token (config `admin.token` or `PALISADE_ADMIN_TOKEN`) every
 //! admin request gets `403` saying the API is disabled. A missing or wrong
@@ -446,6 +449,37 @@ async fn patch_bulkhead(
 
 // ===== chaos =====
 
+/// The largest added latency the chaos API accepts, in milliseconds (one
+/// minute): past every sensible timeout, a longer delay only looks like a
+/// call that never answers, which `abort_rate` already injects.
+pub const MAX_LATENCY_MS: u64 = 60_000;
+
+/// A refused chaos change: the `PATCH` field at fault and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChaosPatchError {
+    /// The field, as written in the `PATCH` body.
+    pub field: &'static str,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+impl ChaosPatchError {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ChaosPatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ChaosPatchError {}
+
 /// The body of `PATCH /admin/chaos/{backend}`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -469,19 +503,48 @@ pub struct ChaosPatch {
 }
 
 impl ChaosPatch {
-    /// `current` with this patch applied.
+    /// `current` with this patch applied. A latency given without a rate
+    /// applies to every call (`latency_rate` 1), or, when the resulting
+    /// latency is zero, turns latency injection off (`latency_rate` 0).
     ///
     /// # Errors
     ///
-    /// `latency_ms` given with `latency_min_ms`/`latency_max_ms`.
-    pub fn apply_to(&self, mut s: ChaosSettings) -> Result<ChaosSettings, String> {
+    /// The first field at fault: `latency_ms` given with
+    /// `latency_min_ms`/`latency_max_ms`; a latency above
+    /// [`MAX_LATENCY_MS`]; a rate outside `[0, 1]`; `latency_min_ms` above
+    /// `latency_max_ms` (after the patch).
+    pub fn apply_to(&self, mut s: ChaosSettings) -> Result<ChaosSettings, ChaosPatchError> {
         if self.latency_ms.is_some()
             && (self.latency_min_ms.is_some() || self.latency_max_ms.is_some())
         {
-            return Err(
-                "give either `latency_ms` or `latency_min_ms`/`latency_max_ms`, not both"
-                    .to_owned(),
-            );
+            return Err(ChaosPatchError::new(
+                "latency_ms",
+                "is given with `latency_min_ms`/`latency_max_ms`: give one or the other",
+            ));
+        }
+        for (field, ms) in [
+            ("latency_ms", self.latency_ms),
+            ("latency_min_ms", self.latency_min_ms),
+            ("latency_max_ms", self.latency_max_ms),
+        ] {
+            if let Some(ms) = ms.filter(|ms| *ms > MAX_LATENCY_MS) {
+                return Err(ChaosPatchError::new(
+                    field,
+                    format!("must be at most {MAX_LATENCY_MS} (one minute), got {ms}"),
+                ));
+            }
+        }
+        for (field, rate) in [
+            ("error_rate", self.error_rate),
+            ("abort_rate", self.abort_rate),
+            ("latency_rate", self.latency_rate),
+        ] {
+            if let Some(rate) = rate.filter(|r| !(0.0..=1.0).contains(r)) {
+                return Err(ChaosPatchError::new(
+                    field,
+                    format!("must be a fraction in [0, 1], got {rate}"),
+                ));
+            }
         }
         if let Some(v) = self.enabled {
             s.enabled = v;
@@ -508,8 +571,26 @@ impl ChaosPatch {
         if let Some(ms) = self.latency_max_ms {
             s.latency_max = Duration::from_millis(ms);
         }
+        if s.latency_min > s.latency_max {
+            let field = if self.latency_min_ms.is_some() {
+                "latency_min_ms"
+            } else {
+                "latency_max_ms"
+            };
+            return Err(ChaosPatchError::new(
+                field,
+                format!(
+                    "would put the least latency ({} ms) above the most ({} ms)",
+                    s.latency_min.as_millis(),
+                    s.latency_max.as_millis()
+                ),
+            ));
+        }
         match self.latency_rate {
             Some(rate) => s.latency_rate = rate,
+            // No latency to add: injection off, rather than "every call
+            // delayed by nothing".
+            None if latency_given && s.latency_max.is_zero() => s.latency_rate = 0.0,
             None if latency_given && s.latency_rate == 0.0 => s.latency_rate = 1.0,
             None => {}
         }
@@ -614,20 +695,10 @@ async fn patch(
     };
     let settings = match patch.apply_to(backend.chaos.settings()) {
         Ok(s) => s,
-        Err(reason) => {
-            return problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "bad chaos settings",
-                reason,
-            );
-        }
+        Err(err) => return bad_chaos_settings(err.field, err.to_string()),
     };
     if let Err(err) = backend.chaos.apply(settings) {
-        return problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "bad chaos settings",
-            err.to_string(),
-        );
+        return bad_chaos_settings(err.field(), err.to_string());
     }
     tracing::info!(backend = %name, ?settings, "chaos settings changed through the admin API");
     axum::Json(ChaosView::of(
@@ -636,6 +707,14 @@ async fn patch(
         &backend.chaos,
     ))
     .into_response()
+}
+
+/// `422` for a chaos change refused because of `field`.
+fn bad_chaos_settings(field: &str, detail: String) -> Response {
+    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "bad chaos settings")
+        .detail(detail)
+        .extension("field", field)
+        .into_response()
 }
 
 async fn reset(State(state): State<AppState>, Path(name): Path<String>) -> Response {
@@ -704,5 +783,118 @@ mod tests {
             ..ChaosPatch::default()
         };
         assert!(both.apply_to(ChaosSettings::default()).is_err());
+    }
+
+    #[test]
+    fn a_zero_latency_turns_latency_injection_off() {
+        let zero = ChaosPatch {
+            latency_ms: Some(0),
+            ..ChaosPatch::default()
+        };
+        let s = zero.apply_to(ChaosSettings::default()).unwrap();
+        assert_eq!(s.latency_max, Duration::ZERO);
+        assert_eq!(s.latency_rate, 0.0, "no latency, no injection");
+        // From a latency in force: back to none.
+        let delayed = ChaosSettings {
+            latency_min: Duration::from_millis(100),
+            latency_max: Duration::from_millis(100),
+            latency_rate: 0.5,
+            ..ChaosSettings::default()
+        };
+        let s = zero.apply_to(delayed).unwrap();
+        assert_eq!((s.latency_max, s.latency_rate), (Duration::ZERO, 0.0));
+        // A rate given with it is kept (it applies to a later latency).
+        let with_rate = ChaosPatch {
+            latency_ms: Some(0),
+            latency_rate: Some(0.25),
+            ..ChaosPatch::default()
+        };
+        assert_eq!(
+            with_rate
+                .apply_to(ChaosSettings::default())
+                .unwrap()
+                .latency_rate,
+            0.25
+        );
+        // Other knobs leave the latency rate alone.
+        let errors = ChaosPatch {
+            error_rate: Some(0.5),
+            ..ChaosPatch::default()
+        };
+        assert_eq!(errors.apply_to(delayed).unwrap().latency_rate, 0.5);
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_naming_the_field() {
+        let refused = |patch: ChaosPatch| patch.apply_to(ChaosSettings::default()).unwrap_err();
+        let at_most = ChaosPatch {
+            latency_ms: Some(MAX_LATENCY_MS),
+            ..ChaosPatch::default()
+        };
+        assert!(at_most.apply_to(ChaosSettings::default()).is_ok());
+        for (patch, field) in [
+            (
+                ChaosPatch {
+                    latency_ms: Some(MAX_LATENCY_MS + 1),
+                    ..ChaosPatch::default()
+                },
+                "latency_ms",
+            ),
+            (
+                ChaosPatch {
+                    latency_ms: Some(u64::MAX),
+                    ..ChaosPatch::default()
+                },
+                "latency_ms",
+            ),
+            (
+                ChaosPatch {
+                    latency_min_ms: Some(1),
+                    latency_max_ms: Some(u64::MAX),
+                    ..ChaosPatch::default()
+                },
+                "latency_max_ms",
+            ),
+            (
+                ChaosPatch {
+                    latency_min_ms: Some(70_000),
+                    ..ChaosPatch::default()
+                },
+                "latency_min_ms",
+            ),
+            (
+                ChaosPatch {
+                    latency_min_ms: Some(500),
+                    latency_max_ms: Some(100),
+                    ..ChaosPatch::default()
+                },
+                "latency_min_ms",
+            ),
+            (
+                ChaosPatch {
+                    error_rate: Some(1.5),
+                    ..ChaosPatch::default()
+                },
+                "error_rate",
+            ),
+            (
+                ChaosPatch {
+                    abort_rate: Some(-0.1),
+                    ..ChaosPatch::default()
+                },
+                "abort_rate",
+            ),
+            (
+                ChaosPatch {
+                    latency_rate: Some(2.0),
+                    ..ChaosPatch::default()
+                },
+                "latency_rate",
+            ),
+        ] {
+            let err = refused(patch);
+            assert_eq!(err.field, field, "{err}");
+            assert!(err.to_string().starts_with(&format!("`{field}` ")), "{err}");
+        }
     }
 }

@@ -19,6 +19,73 @@ use tokio::sync::{Notify, mpsc};
 use tower::ServiceExt;
 
 #[tokio::test]
+async fn chaos_values_out_of_range_are_refused_naming_the_field_and_zero_latency_is_none() {
+    let gw = TestGateway::start(demo_config(""), Some("tok")).await;
+    let c = client();
+    let patch = |json: &str| {
+        request(
+            Method::PATCH,
+            &gw.url("/admin/chaos/reward"),
+            Some("tok"),
+            Some(json),
+        )
+    };
+    // Bounded: a latency of at most a minute, rates in [0, 1]; the problem
+    // names the field, and nothing changes.
+    for (body, field) in [
+        (r#"{"latency_ms": 60001}"#, "latency_ms"),
+        (r#"{"latency_ms": 18446744073709551615}"#, "latency_ms"),
+        (r#"{"latency_max_ms": 3600000}"#, "latency_max_ms"),
+        (
+            r#"{"latency_min_ms": 70000, "latency_max_ms": 80000}"#,
+            "latency_min_ms",
+        ),
+        (
+            r#"{"latency_min_ms": 500, "latency_max_ms": 100}"#,
+            "latency_min_ms",
+        ),
+        (r#"{"error_rate": 1.01}"#, "error_rate"),
+        (r#"{"abort_rate": -0.5}"#, "abort_rate"),
+        (r#"{"latency_rate": 7}"#, "latency_rate"),
+    ] {
+        let res = send(&c, patch(body)).await;
+        assert_eq!(
+            res.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            res.body
+        );
+        assert_eq!(res.header("content-type"), "application/problem+json");
+        let problem = res.json();
+        assert_eq!(problem["field"], field, "{body}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(field),
+            "{problem}"
+        );
+    }
+    let chaos = gw.state.chaos().get("reward").unwrap();
+    assert_eq!(chaos.settings(), palisade::chaos::ChaosSettings::default());
+    // The bound itself is accepted.
+    let res = send(&c, patch(r#"{"latency_ms": 60000}"#)).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.json()["latency_max_ms"], 60000);
+    assert_eq!(res.json()["latency_rate"], 1.0);
+    // Zero latency: no latency injection, not "every call delayed by 0".
+    let res = send(&c, patch(r#"{"latency_ms": 0}"#)).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.json()["latency_max_ms"], 0);
+    assert_eq!(res.json()["latency_rate"], 0.0);
+    assert_eq!(
+        http_get(&c, &gw.url("/api/reward/users/3/rewards"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(chaos.injected().latency, 0, "no call was delayed");
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn the_admin_api_is_disabled_without_a_token() {
     let gw = TestGateway::start(demo_config(""), None).await;
     let c = client();
