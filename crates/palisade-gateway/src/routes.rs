@@ -20,8 +20,9 @@
 //! errors are marked as the client's: [`proxy::ClientBody`]), a panic
 //! catcher (a panic becomes a `500` problem; the connection survives), then
 //! the route: a proxy prefix (the longest that matches, as the path is
-//! written) goes straight to its upstream's stack; everything else goes to
-//! an axum `Router`. The response gets the request id.
+//! written) goes straight to its upstream's stack (a path with a `.` or `..`
+//! segment, raw or percent-encoded, is refused with `400` first:
+//! [`proxy::has_dot_segment`]); everything else goes to an axum `Router`. The response gets the request id.
 //!
 //! The proxy routes are matched by prefix before axum's router on purpose:
 //! they need no path parameters, and skipping the router's per-request work
@@ -150,6 +151,14 @@ async fn proxy(
     request_id: &HeaderValue,
 ) -> Response {
     let start = tokio::time::Instant::now();
+    if proxy::has_dot_segment(req.uri().path()) {
+        let res = palisade::http::Problem::new(StatusCode::BAD_REQUEST, "bad request path")
+            .kind("dot-segment")
+            .detail("the path has a `.` or `..` segment (raw or percent-encoded); the gateway does not forward such paths")
+            .into_response();
+        route.metrics.record(res.status(), start.elapsed());
+        return res;
+    }
     let req = proxy::upstream_request(req, route.prefix.len(), client);
     let res = match route.service.clone().oneshot(req).await {
         Ok(res) => proxy::client_response(res),

@@ -351,6 +351,50 @@ async fn malformed_requests_get_a_4xx_and_the_gateway_keeps_serving() {
     gw.stop().await;
 }
 
+#[tokio::test]
+async fn paths_with_dot_segments_get_400_and_are_not_forwarded() {
+    let (gw, _) = with_echo().await;
+    let c = client();
+    for path in [
+        "/api/echo/../../admin/chaos",
+        "/api/echo/..",
+        "/api/echo/./x",
+        "/api/echo/x/.",
+        "/api/echo/%2e%2e/%2e%2e/admin/chaos",
+        "/api/echo/%2E%2E/admin",
+        "/api/echo/.%2E/x",
+        "/api/echo/x/%2e",
+    ] {
+        let res = get(&c, &gw.url(path)).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{path}: {}", res.body);
+        assert_eq!(res.header("content-type"), "application/problem+json");
+        assert_eq!(res.json()["type"], "urn:palisade:problem:dot-segment");
+        assert!(res.headers.contains_key("x-request-id"));
+    }
+    // Raw, over a socket (no client in the way).
+    let line = raw(
+        gw.addr,
+        b"GET /api/echo/../../admin/chaos HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert!(line.starts_with("HTTP/1.1 400"), "{line:?}");
+    // None reached the upstream: its stack saw no call.
+    let stats = gw.state.upstream("echo").unwrap().stats().snapshot();
+    assert_eq!(stats.requests, 0, "{stats:?}");
+    // Dots inside names are names.
+    for (path, forwarded) in [
+        ("/api/echo/a.b", "/base/a.b"),
+        ("/api/echo/.../x", "/base/.../x"),
+        ("/api/echo/.hidden", "/base/.hidden"),
+        ("/api/echo/x?to=../y", "/base/x?to=../y"),
+    ] {
+        let res = get(&c, &gw.url(path)).await;
+        assert_eq!(res.status, StatusCode::OK, "{path}: {}", res.body);
+        assert_eq!(res.json()["uri"], forwarded);
+    }
+    gw.stop().await;
+}
+
 #[test]
 fn every_error_maps_to_its_problem() {
     // The mapping itself; the end-to-end tests meet each through real layers.
