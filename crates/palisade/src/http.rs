@@ -11,7 +11,7 @@ use std::error::Error;
 ///
 /// | error (anywhere in the chain) | status |
 /// |---|---|
-/// | fan-out: required branch failed, deadline, nothing succeeded (feature `fan-out`) | 502 / 503 / 504, naming the branch |
+/// | fan-out: required branch failed, deadline, nothing succeeded (feature `fan-out`) | 400 or the branch's 4xx when the request was at fault, else 502 / 503 / 504, naming the branch |
 /// | retry: deadline exceeded, attempt timed out (feature `retry`) | 504 |
 /// | tower's `timeout::error::Elapsed` | 504 |
 /// | open breaker ([`CircuitOpen`](crate::CircuitOpen)) | 503 + `Retry-After` |
