@@ -10,7 +10,8 @@
 //! - `fast_path_http`: the same with real HTTP requests (a GET with four
 //!   headers and no body, a PUT with a 1 KiB body) against a service that
 //!   answers `200` at once; ours is the HTTP layer (idempotency check, body
-//!   buffering and replay copy). Each iteration clones a prepared request
+//!   buffering and replay copy), against tower's `Retry` with the trivial
+//!   policy and with its `TpsBudget`. Each iteration clones a prepared request
 //!   (in every variant, the bare one included) so that allocations pair up
 //!   within an iteration as they do in a server.
 //! - `budget`: deposit, and deposit then withdraw, on one shared budget from
@@ -258,6 +259,19 @@ mod fast_path_http {
     fn tower_retry(bencher: Bencher<'_, '_>, which: &str) {
         let make = pick(which);
         let mut svc = tower::retry::RetryLayer::new(CloneNeverRetry).layer(Ok200);
+        let req = make();
+        bencher.bench_local(|| call_now(&mut svc, req.clone()));
+    }
+
+    /// tower's `Retry` with its own budget (a deposit per call), the setup
+    /// that offers what ours does by default.
+    #[divan::bench(args = ["get", "put_1k"])]
+    fn tower_retry_tps_budget(bencher: Bencher<'_, '_>, which: &str) {
+        let make = pick(which);
+        let policy = TpsBudgetPolicy {
+            budget: Arc::new(TpsBudget::default()),
+        };
+        let mut svc = tower::retry::RetryLayer::new(policy).layer(Ok200);
         let req = make();
         bencher.bench_local(|| call_now(&mut svc, req.clone()));
     }

@@ -26,9 +26,11 @@
 //!
 //! # Request bodies
 //!
-//! A buffered body is collected inside the response future (no boxing, no
-//! task) before the first attempt, then replayed as one [`Bytes`] frame (and
-//! its trailers) on every attempt: the inner service sees a body whose
+//! A body that fits is read once at `call` time: one already in memory (a
+//! `Full`, a body the server has received whole) ends there, and the first
+//! attempt starts at once. Any other is collected inside the response future
+//! (no boxing, no task) before the first attempt. Either way it is then
+//! replayed as one [`Bytes`] frame (and its trailers) on every attempt: the inner service sees a body whose
 //! [`size_hint`](Body::size_hint) is exact. A body that turns out longer than
 //! its size hint promised is not lost: the bytes read so far and the rest of
 //! the stream are sent as one body, once.
@@ -44,7 +46,7 @@
 use std::error::Error;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -266,6 +268,37 @@ where
         let limit = u64::try_from(self.max_body_bytes).unwrap_or(u64::MAX);
         match req.body().size_hint().upper() {
             Some(upper) if upper <= limit => {
+                // Most bodies that fit are in memory already (a `Full`, a
+                // body the server has received whole): one read now often
+                // ends the body, and the first attempt starts without a
+                // buffering step. A body that is not ready registers a no-op
+                // waker here and the real one when the buffering step polls
+                // it again.
+                let read =
+                    Pin::new(req.body_mut()).poll_frame(&mut Context::from_waker(Waker::noop()));
+                let ended = req.body().is_end_stream();
+                let (whole, first) = match read {
+                    Poll::Ready(None) => (Some(Bytes::new()), None),
+                    Poll::Ready(Some(Ok(frame))) if ended && frame.is_data() => {
+                        match frame.into_data() {
+                            Ok(mut data) if data.remaining() <= self.max_body_bytes => {
+                                (Some(data.copy_to_bytes(data.remaining())), None)
+                            }
+                            Ok(data) => (None, Some(Some(Ok(Frame::data(data))))),
+                            Err(frame) => (None, Some(Some(Ok(frame)))),
+                        }
+                    }
+                    Poll::Ready(frame) => (None, Some(frame)),
+                    Poll::Pending => (None, None),
+                };
+                if let Some(body) = whole {
+                    *held = Some(Held {
+                        head: copy_head(&req),
+                        body: body.clone(),
+                        trailers: None,
+                    });
+                    return Start::Send(req.map(|_| RetryBody::replay_boxed(body, None)));
+                }
                 // The head waits in the kept copy while the body is read.
                 let (parts, body) = req.into_parts();
                 *held = Some(Held {
@@ -273,13 +306,18 @@ where
                     body: Bytes::new(),
                     trailers: None,
                 });
-                Start::Prepare(Collect {
+                let mut collect = Collect {
                     body: Some(body),
                     first: None,
                     collected: BytesMut::new(),
                     trailers: None,
                     limit: self.max_body_bytes,
-                })
+                    done: None,
+                };
+                if let Some(frame) = first {
+                    collect.done = collect.accept(frame);
+                }
+                Start::Prepare(collect)
             }
             upper => {
                 self.not_buffered(upper);
@@ -361,6 +399,8 @@ pub struct Collect<B> {
     collected: BytesMut,
     trailers: Option<Box<HeaderMap>>,
     limit: usize,
+    /// The outcome, when the read made at `call` time already ended it.
+    done: Option<Result<Collected<B>, BoxError>>,
 }
 
 /// What buffering a body yields: the whole body, or (when it outgrew its
@@ -412,6 +452,57 @@ impl<B> Collect<B> {
     }
 }
 
+impl<B> Collect<B>
+where
+    B: Body + Unpin,
+    B::Data: Buf,
+    B::Error: Into<BoxError>,
+{
+    /// Takes in one frame read from the body; `Some` once buffering is over.
+    fn accept(
+        &mut self,
+        frame: Option<Result<Frame<B::Data>, B::Error>>,
+    ) -> Option<Result<Collected<B>, BoxError>> {
+        let mut ended = frame.is_none();
+        match frame {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(mut data) => {
+                    let chunk = data.copy_to_bytes(data.remaining());
+                    let overflow = self.len().saturating_add(chunk.len()) > self.limit;
+                    self.push(chunk);
+                    if overflow {
+                        // The body is longer than its size hint said: send
+                        // what was read and the rest of the stream, once.
+                        let prefix = self.take_bytes();
+                        if let Some(rest) = self.body.take() {
+                            return Some(Ok(Collected::Overflow { prefix, rest }));
+                        }
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        match &mut self.trailers {
+                            Some(existing) => existing.extend(trailers),
+                            None => self.trailers = Some(Box::new(trailers)),
+                        }
+                    }
+                }
+            },
+            Some(Err(error)) => return Some(Err(error.into())),
+            None => {}
+        }
+        ended = ended || self.body.as_ref().is_none_or(Body::is_end_stream);
+        if ended {
+            self.body = None;
+            return Some(Ok(Collected::Whole {
+                body: self.take_bytes(),
+                trailers: self.trailers.take(),
+            }));
+        }
+        None
+    }
+}
+
 impl<B> Future for Collect<B>
 where
     B: Body + Unpin,
@@ -422,46 +513,16 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if let Some(done) = this.done.take() {
+            return Poll::Ready(done);
+        }
         loop {
             let Some(body) = this.body.as_mut() else {
                 panic!("retry body buffering polled after completion");
             };
             let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
-            let mut ended = frame.is_none();
-            match frame {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(mut data) => {
-                        let chunk = data.copy_to_bytes(data.remaining());
-                        let overflow = this.len().saturating_add(chunk.len()) > this.limit;
-                        this.push(chunk);
-                        if overflow {
-                            // The body is longer than its size hint said: send
-                            // what was read and the rest of the stream, once.
-                            let prefix = this.take_bytes();
-                            if let Some(rest) = this.body.take() {
-                                return Poll::Ready(Ok(Collected::Overflow { prefix, rest }));
-                            }
-                        }
-                    }
-                    Err(frame) => {
-                        if let Ok(trailers) = frame.into_trailers() {
-                            match &mut this.trailers {
-                                Some(existing) => existing.extend(trailers),
-                                None => this.trailers = Some(Box::new(trailers)),
-                            }
-                        }
-                    }
-                },
-                Some(Err(error)) => return Poll::Ready(Err(error.into())),
-                None => {}
-            }
-            ended = ended || this.body.as_ref().is_none_or(Body::is_end_stream);
-            if ended {
-                this.body = None;
-                return Poll::Ready(Ok(Collected::Whole {
-                    body: this.take_bytes(),
-                    trailers: this.trailers.take(),
-                }));
+            if let Some(done) = this.accept(frame) {
+                return Poll::Ready(done);
             }
         }
     }

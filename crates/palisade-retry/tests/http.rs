@@ -446,6 +446,105 @@ async fn a_body_error_while_buffering_fails_the_call_before_any_attempt() {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_body_in_memory_is_read_at_call_time_and_replayed_on_every_attempt() {
+    let (inner, seen) = backend(|n| if n < 3 { status(503) } else { status(200) });
+    let req = Request::put("/docs/2")
+        .body(Full::new(Bytes::from_static(b"payload")))
+        .unwrap();
+    let res = builder()
+        .build()
+        .unwrap()
+        .layer(inner)
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    for attempt in seen.iter() {
+        assert_eq!(attempt.body, "payload");
+        assert!(attempt.replayed);
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_single_chunk_over_the_limit_under_a_lying_hint_is_sent_once_and_whole() {
+    let (inner, seen) = backend(|_| status(503));
+    let layer = builder().max_body_bytes(8).build().unwrap();
+    let body = Chunks::new(&["0123456789abcdef"], None).lying(8);
+    let req = Request::put("/liar").body(body).unwrap();
+    let res = layer.layer(inner).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 503, "the failure is returned, not retried");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body, "0123456789abcdef");
+    assert!(!seen[0].replayed);
+}
+
+/// A body of known length whose bytes arrive later, through a channel (as a
+/// request body still on the wire).
+struct Later {
+    rx: tokio::sync::oneshot::Receiver<Bytes>,
+    len: u64,
+    done: bool,
+}
+
+impl Body for Later {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let bytes = std::task::ready!(Pin::new(&mut self.rx).poll(cx))?;
+        self.done = true;
+        Poll::Ready(Some(Ok(Frame::data(bytes))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_body_not_ready_at_call_time_is_buffered_when_it_arrives() {
+    let (inner, seen) = backend(|n| if n < 2 { status(502) } else { status(200) });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let req = Request::put("/docs/3")
+        .body(Later {
+            rx,
+            len: 5,
+            done: false,
+        })
+        .unwrap();
+    let start = Instant::now();
+    let call = builder().build().unwrap().layer(inner).oneshot(req);
+    tokio::spawn(async move {
+        tokio::time::sleep(MS * 30).await;
+        tx.send(Bytes::from_static(b"later")).unwrap();
+    });
+    let res = call.await.unwrap();
+    assert_eq!(res.status(), 200);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].at, MS * 30, "the first attempt waits for the body");
+    assert_eq!(seen[1].at, MS * 40, "then one backoff of 10 ms");
+    for attempt in seen.iter() {
+        assert_eq!(attempt.body, "later");
+        assert!(attempt.replayed);
+    }
+    assert_eq!(start.elapsed(), MS * 40);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn each_attempt_carries_its_number_when_asked() {
     let (inner, seen) = backend(|n| if n < 3 { status(502) } else { status(200) });
     let layer = builder()
