@@ -219,15 +219,15 @@ pub struct Held {
     trailers: Option<Box<HeaderMap>>,
 }
 
+/// Splits `req` into the head kept for replay and the request sent now,
+/// whose body is `body(original body)`.
 #[inline]
-fn copy_head<B>(req: &Request<B>) -> Request<()> {
-    let mut head = Request::new(());
-    *head.method_mut() = req.method().clone();
-    *head.uri_mut() = req.uri().clone();
-    *head.version_mut() = req.version();
-    *head.headers_mut() = req.headers().clone();
-    *head.extensions_mut() = req.extensions().clone();
-    head
+fn keep_head<B, C>(req: Request<B>, body: impl FnOnce(B) -> C) -> (Request<()>, Request<C>) {
+    let (parts, original) = req.into_parts();
+    (
+        Request::from_parts(parts.clone(), ()),
+        Request::from_parts(parts, body(original)),
+    )
 }
 
 impl<B> Replay<Request<B>> for Http
@@ -258,12 +258,13 @@ where
             return Start::Send(req.map(RetryBody::new));
         }
         if req.body().is_end_stream() {
+            let (head, sent) = keep_head(req, |_| RetryBody::replay_boxed(Bytes::new(), None));
             *held = Some(Held {
-                head: copy_head(&req),
+                head,
                 body: Bytes::new(),
                 trailers: None,
             });
-            return Start::Send(req.map(|_| RetryBody::replay_boxed(Bytes::new(), None)));
+            return Start::Send(sent);
         }
         let limit = u64::try_from(self.max_body_bytes).unwrap_or(u64::MAX);
         match req.body().size_hint().upper() {
@@ -292,12 +293,14 @@ where
                     Poll::Pending => (None, None),
                 };
                 if let Some(body) = whole {
+                    let (head, sent) =
+                        keep_head(req, |_| RetryBody::replay_boxed(body.clone(), None));
                     *held = Some(Held {
-                        head: copy_head(&req),
-                        body: body.clone(),
+                        head,
+                        body,
                         trailers: None,
                     });
-                    return Start::Send(req.map(|_| RetryBody::replay_boxed(body, None)));
+                    return Start::Send(sent);
                 }
                 // The head waits in the kept copy while the body is read.
                 let (parts, body) = req.into_parts();
@@ -312,10 +315,10 @@ where
                     collected: BytesMut::new(),
                     trailers: None,
                     limit: self.max_body_bytes,
-                    done: None,
+                    early: None,
                 };
                 if let Some(frame) = first {
-                    collect.done = collect.accept(frame);
+                    collect.early = collect.accept(frame);
                 }
                 Start::Prepare(collect)
             }
@@ -332,7 +335,9 @@ where
                 let kept = held.as_mut()?;
                 kept.body = body;
                 kept.trailers = trailers;
-                let sent = copy_head(&kept.head)
+                let sent = kept
+                    .head
+                    .clone()
                     .map(|()| RetryBody::replay_boxed(kept.body.clone(), kept.trailers.clone()));
                 Some(sent)
             }
@@ -399,8 +404,19 @@ pub struct Collect<B> {
     collected: BytesMut,
     trailers: Option<Box<HeaderMap>>,
     limit: usize,
-    /// The outcome, when the read made at `call` time already ended it.
-    done: Option<Result<Collected<B>, BoxError>>,
+    /// How the read made at `call` time ended buffering, if it did.
+    early: Option<Ended>,
+}
+
+/// How buffering ended; the bytes stay in the [`Collect`] until taken.
+#[derive(Debug)]
+enum Ended {
+    /// The body ended within the limit.
+    Whole,
+    /// The body outgrew the limit.
+    Overflow,
+    /// Reading the body failed.
+    Failed(BoxError),
 }
 
 /// What buffering a body yields: the whole body, or (when it outgrew its
@@ -459,10 +475,7 @@ where
     B::Error: Into<BoxError>,
 {
     /// Takes in one frame read from the body; `Some` once buffering is over.
-    fn accept(
-        &mut self,
-        frame: Option<Result<Frame<B::Data>, B::Error>>,
-    ) -> Option<Result<Collected<B>, BoxError>> {
+    fn accept(&mut self, frame: Option<Result<Frame<B::Data>, B::Error>>) -> Option<Ended> {
         let mut ended = frame.is_none();
         match frame {
             Some(Ok(frame)) => match frame.into_data() {
@@ -471,12 +484,7 @@ where
                     let overflow = self.len().saturating_add(chunk.len()) > self.limit;
                     self.push(chunk);
                     if overflow {
-                        // The body is longer than its size hint said: send
-                        // what was read and the rest of the stream, once.
-                        let prefix = self.take_bytes();
-                        if let Some(rest) = self.body.take() {
-                            return Some(Ok(Collected::Overflow { prefix, rest }));
-                        }
+                        return Some(Ended::Overflow);
                     }
                 }
                 Err(frame) => {
@@ -488,18 +496,26 @@ where
                     }
                 }
             },
-            Some(Err(error)) => return Some(Err(error.into())),
+            Some(Err(error)) => return Some(Ended::Failed(error.into())),
             None => {}
         }
         ended = ended || self.body.as_ref().is_none_or(Body::is_end_stream);
-        if ended {
-            self.body = None;
-            return Some(Ok(Collected::Whole {
-                body: self.take_bytes(),
+        ended.then_some(Ended::Whole)
+    }
+
+    /// What buffering yields, once it ended.
+    fn finish(&mut self, ended: Ended) -> Result<Collected<B>, BoxError> {
+        let body = self.take_bytes();
+        match (ended, self.body.take()) {
+            (Ended::Failed(error), _) => Err(error),
+            // The body is longer than its size hint said: send what was read
+            // and the rest of the stream, once.
+            (Ended::Overflow, Some(rest)) => Ok(Collected::Overflow { prefix: body, rest }),
+            (Ended::Whole | Ended::Overflow, _) => Ok(Collected::Whole {
+                body,
                 trailers: self.trailers.take(),
-            }));
+            }),
         }
-        None
     }
 }
 
@@ -513,16 +529,16 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let Some(done) = this.done.take() {
-            return Poll::Ready(done);
+        if let Some(ended) = this.early.take() {
+            return Poll::Ready(this.finish(ended));
         }
         loop {
             let Some(body) = this.body.as_mut() else {
                 panic!("retry body buffering polled after completion");
             };
             let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
-            if let Some(done) = this.accept(frame) {
-                return Poll::Ready(done);
+            if let Some(ended) = this.accept(frame) {
+                return Poll::Ready(this.finish(ended));
             }
         }
     }
