@@ -4,6 +4,12 @@
 //!   bare `Identity` service, tower's `ConcurrencyLimit` and `Timeout` (the
 //!   yardsticks) and tower-resilience 0.13's breaker, on 1 thread and with 2
 //!   threads on one shared breaker.
+//! - `contended`: sustained contention, printed after the timed benchmarks:
+//!   two threads started together, 200 000 calls each through clones of one
+//!   closed breaker (or yardstick), every layer in turn, nine interleaved
+//!   rounds. divan's `threads = 2` samples are microseconds long, and on a
+//!   2-vCPU machine the two threads do not always overlap within them, so
+//!   its 2-thread medians understate what a lock costs under contention.
 //! - `open`: the cost of one rejected call.
 //! - `time_window`: the cost per call of a 60-s time window that already
 //!   holds 1k, 100k or 1M calls (tower-resilience: up to 100k; it scans every
@@ -27,6 +33,7 @@ static ALLOC: AllocProfiler = AllocProfiler::system();
 
 fn main() {
     divan::main();
+    contended::report();
 }
 
 const THREADS: &[usize] = &[1, 2];
@@ -247,5 +254,110 @@ mod time_window {
             .with_inputs(|| layer.layer(Identity))
             .bench_refs(|svc| tr_call(svc, black_box(1u64)).unwrap());
         drop(handle);
+    }
+}
+
+/// Sustained contention on one breaker (see the module docs).
+mod contended {
+    use super::*;
+    use std::sync::{Barrier, Mutex};
+    use tokio::time::Instant;
+
+    /// Calls per thread per round.
+    const CALLS: usize = 200_000;
+    /// Rounds; in each, every layer runs once, in turn, so that the
+    /// machine's background load falls on all of them alike.
+    const ROUNDS: usize = 9;
+
+    /// Nanoseconds per call per thread, per layer, one entry per round.
+    static RESULTS: Mutex<Vec<(&'static str, Vec<f64>)>> = Mutex::new(Vec::new());
+
+    /// Two threads, started together, each making `CALLS` calls with `call`
+    /// through its own clone of `svc`. Returns one thread's mean time per
+    /// call.
+    fn two_threads<S>(svc: &S, call: fn(&mut S, u64) -> Result<u64, S::Error>) -> f64
+    where
+        S: Service<u64, Response = u64> + Clone + Send,
+        S::Error: std::fmt::Debug,
+    {
+        let start = Barrier::new(2);
+        let elapsed: Vec<Duration> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let mut svc = svc.clone();
+                    let start = &start;
+                    scope.spawn(move || {
+                        start.wait();
+                        let began = Instant::now();
+                        for _ in 0..CALLS {
+                            black_box(call(&mut svc, black_box(1u64)).unwrap());
+                        }
+                        began.elapsed()
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let total: Duration = elapsed.iter().sum();
+        total.as_secs_f64() * 1e9 / (2 * CALLS) as f64
+    }
+
+    /// Every layer, `ROUNDS` rounds, interleaved.
+    #[divan::bench(sample_count = 1, sample_size = 1)]
+    fn interleaved() {
+        let palisade_layer = palisade_layer("contended");
+        let palisade = palisade_layer.layer(Identity);
+        let tower_limit = tower::limit::GlobalConcurrencyLimitLayer::new(1 << 20).layer(Identity);
+        let tower_resilience = tr_layer("contended").layer(Identity);
+        let mut results: Vec<(&'static str, Vec<f64>)> = [
+            "palisade (closed)",
+            "tower GlobalConcurrencyLimit",
+            "tower-resilience",
+        ]
+        .into_iter()
+        .map(|name| (name, Vec::new()))
+        .collect();
+        for _ in 0..ROUNDS {
+            results[0].1.push(two_threads(&palisade, call_now));
+            results[1].1.push(two_threads(&tower_limit, call_now));
+            results[2].1.push(two_threads(&tower_resilience, tr_call));
+        }
+        assert_eq!(palisade_layer.handle().snapshot().failed_calls, 0);
+        *RESULTS.lock().unwrap() = results;
+    }
+
+    fn median(values: &[f64]) -> f64 {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
+    }
+
+    /// Prints one thread's time per call (median over rounds, min, max) and
+    /// how many times faster palisade is (median of the per-round ratios).
+    pub(super) fn report() {
+        let results = RESULTS.lock().unwrap();
+        if results.is_empty() {
+            return;
+        }
+        let ours = &results[0].1;
+        println!();
+        println!(
+            "contended: 2 threads started together, {CALLS} calls each through clones of one \
+             service; {ROUNDS} interleaved rounds"
+        );
+        println!(
+            "{:<30} {:>16} {:>10} {:>10} {:>20}",
+            "layer", "ns/call (median)", "min", "max", "this / palisade"
+        );
+        for (name, per_round) in results.iter() {
+            let ratios: Vec<f64> = per_round.iter().zip(ours).map(|(a, b)| a / b).collect();
+            let min = per_round.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = per_round.iter().copied().fold(0.0, f64::max);
+            println!(
+                "{name:<30} {:>16.1} {min:>10.1} {max:>10.1} {:>20.2}",
+                median(per_round),
+                median(&ratios)
+            );
+        }
     }
 }
