@@ -212,49 +212,10 @@ mod overhead {
 
 mod contended {
     use super::*;
-    use std::sync::Barrier;
-    use tokio::time::Instant;
-
-    /// Calls per thread per round.
-    const CALLS: usize = 200_000;
-    /// Rounds; in each, every layer runs once, in turn, so that the
-    /// machine's background load falls on all of them alike.
-    const ROUNDS: usize = 9;
+    use palisade_benches::contended::{self, ROUNDS, Results, two_threads};
 
     /// Nanoseconds per call per thread, per layer, one entry per round.
-    static RESULTS: Mutex<Vec<(&'static str, Vec<f64>)>> = Mutex::new(Vec::new());
-
-    /// Two threads, started together, each making `CALLS` calls through its
-    /// own clone of `svc`: long enough that they run at the same time for
-    /// most of the round, which divan's `threads = 2` (microsecond samples)
-    /// cannot promise on a busy 2-vCPU machine. Returns one thread's mean
-    /// time per call.
-    fn two_threads<S>(svc: &S) -> f64
-    where
-        S: Service<u64> + Clone + Send,
-        S::Error: Debug,
-    {
-        let start = Barrier::new(2);
-        let elapsed: Vec<Duration> = std::thread::scope(|scope| {
-            let threads: Vec<_> = (0..2)
-                .map(|_| {
-                    let mut svc = svc.clone();
-                    let start = &start;
-                    scope.spawn(move || {
-                        start.wait();
-                        let began = Instant::now();
-                        for _ in 0..CALLS {
-                            black_box(call_now(&mut svc, black_box(1u64)).unwrap());
-                        }
-                        began.elapsed()
-                    })
-                })
-                .collect();
-            threads.into_iter().map(|t| t.join().unwrap()).collect()
-        });
-        let total: Duration = elapsed.iter().sum();
-        total.as_secs_f64() * 1e9 / (2 * CALLS) as f64
-    }
+    static RESULTS: Mutex<Results> = Mutex::new(Vec::new());
 
     /// All layers, `ROUNDS` rounds, interleaved.
     #[divan::bench(sample_count = 1, sample_size = 1)]
@@ -267,7 +228,7 @@ mod contended {
             .build()
             .unwrap()
             .layer(Identity);
-        let mut results: Vec<(&'static str, Vec<f64>)> = [
+        let mut results: Results = [
             "palisade_bulkhead",
             "tower_concurrency_limit",
             "tower_global_concurrency_limit",
@@ -277,47 +238,18 @@ mod contended {
         .map(|name| (name, Vec::new()))
         .collect();
         for _ in 0..ROUNDS {
-            results[0].1.push(two_threads(&palisade));
-            results[1].1.push(two_threads(&tower_limit));
-            results[2].1.push(two_threads(&tower_global));
-            results[3].1.push(two_threads(&tower_resilience));
+            results[0].1.push(two_threads(&palisade, call_now));
+            results[1].1.push(two_threads(&tower_limit, call_now));
+            results[2].1.push(two_threads(&tower_global, call_now));
+            results[3].1.push(two_threads(&tower_resilience, call_now));
         }
         *RESULTS.lock().unwrap() = results;
     }
 
-    fn median(values: &[f64]) -> f64 {
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        sorted[sorted.len() / 2]
-    }
-
-    /// Prints one thread's time per call, median over rounds, and its ratio
-    /// to tower's `ConcurrencyLimit` (median of the per-round ratios).
+    /// Prints the table, with each layer's time per call against tower's
+    /// `ConcurrencyLimit`.
     pub(super) fn report() {
-        let results = RESULTS.lock().unwrap();
-        if results.is_empty() {
-            return;
-        }
-        let tower = &results[1].1;
-        println!();
-        println!(
-            "contended: 2 threads started together, {CALLS} calls each through clones of one \
-             service; {ROUNDS} interleaved rounds"
-        );
-        println!(
-            "{:<32} {:>16} {:>10} {:>10} {:>22}",
-            "layer", "ns/call (median)", "min", "max", "vs tower ConcurrencyLimit"
-        );
-        for (name, per_round) in results.iter() {
-            let ratios: Vec<f64> = per_round.iter().zip(tower).map(|(a, b)| a / b).collect();
-            let min = per_round.iter().copied().fold(f64::INFINITY, f64::min);
-            let max = per_round.iter().copied().fold(0.0, f64::max);
-            println!(
-                "{name:<32} {:>16.1} {min:>10.1} {max:>10.1} {:>22.2}",
-                median(per_round),
-                median(&ratios)
-            );
-        }
+        contended::report(&RESULTS.lock().unwrap(), 1, "vs tower ConcurrencyLimit");
     }
 }
 

@@ -260,47 +260,10 @@ mod time_window {
 /// Sustained contention on one breaker (see the module docs).
 mod contended {
     use super::*;
-    use std::sync::{Barrier, Mutex};
-    use tokio::time::Instant;
+    use palisade_benches::contended::{self, ROUNDS, Results, two_threads};
+    use std::sync::Mutex;
 
-    /// Calls per thread per round.
-    const CALLS: usize = 200_000;
-    /// Rounds; in each, every layer runs once, in turn, so that the
-    /// machine's background load falls on all of them alike.
-    const ROUNDS: usize = 9;
-
-    /// Nanoseconds per call per thread, per layer, one entry per round.
-    static RESULTS: Mutex<Vec<(&'static str, Vec<f64>)>> = Mutex::new(Vec::new());
-
-    /// Two threads, started together, each making `CALLS` calls with `call`
-    /// through its own clone of `svc`. Returns one thread's mean time per
-    /// call.
-    fn two_threads<S>(svc: &S, call: fn(&mut S, u64) -> Result<u64, S::Error>) -> f64
-    where
-        S: Service<u64, Response = u64> + Clone + Send,
-        S::Error: std::fmt::Debug,
-    {
-        let start = Barrier::new(2);
-        let elapsed: Vec<Duration> = std::thread::scope(|scope| {
-            let threads: Vec<_> = (0..2)
-                .map(|_| {
-                    let mut svc = svc.clone();
-                    let start = &start;
-                    scope.spawn(move || {
-                        start.wait();
-                        let began = Instant::now();
-                        for _ in 0..CALLS {
-                            black_box(call(&mut svc, black_box(1u64)).unwrap());
-                        }
-                        began.elapsed()
-                    })
-                })
-                .collect();
-            threads.into_iter().map(|t| t.join().unwrap()).collect()
-        });
-        let total: Duration = elapsed.iter().sum();
-        total.as_secs_f64() * 1e9 / (2 * CALLS) as f64
-    }
+    static RESULTS: Mutex<Results> = Mutex::new(Vec::new());
 
     /// Every layer, `ROUNDS` rounds, interleaved.
     #[divan::bench(sample_count = 1, sample_size = 1)]
@@ -309,7 +272,7 @@ mod contended {
         let palisade = palisade_layer.layer(Identity);
         let tower_limit = tower::limit::GlobalConcurrencyLimitLayer::new(1 << 20).layer(Identity);
         let tower_resilience = tr_layer("contended").layer(Identity);
-        let mut results: Vec<(&'static str, Vec<f64>)> = [
+        let mut results: Results = [
             "palisade (closed)",
             "tower GlobalConcurrencyLimit",
             "tower-resilience",
@@ -326,38 +289,8 @@ mod contended {
         *RESULTS.lock().unwrap() = results;
     }
 
-    fn median(values: &[f64]) -> f64 {
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        sorted[sorted.len() / 2]
-    }
-
-    /// Prints one thread's time per call (median over rounds, min, max) and
-    /// how many times faster palisade is (median of the per-round ratios).
+    /// Prints the table, with each layer's time per call against palisade's.
     pub(super) fn report() {
-        let results = RESULTS.lock().unwrap();
-        if results.is_empty() {
-            return;
-        }
-        let ours = &results[0].1;
-        println!();
-        println!(
-            "contended: 2 threads started together, {CALLS} calls each through clones of one \
-             service; {ROUNDS} interleaved rounds"
-        );
-        println!(
-            "{:<30} {:>16} {:>10} {:>10} {:>20}",
-            "layer", "ns/call (median)", "min", "max", "this / palisade"
-        );
-        for (name, per_round) in results.iter() {
-            let ratios: Vec<f64> = per_round.iter().zip(ours).map(|(a, b)| a / b).collect();
-            let min = per_round.iter().copied().fold(f64::INFINITY, f64::min);
-            let max = per_round.iter().copied().fold(0.0, f64::max);
-            println!(
-                "{name:<30} {:>16.1} {min:>10.1} {max:>10.1} {:>20.2}",
-                median(per_round),
-                median(&ratios)
-            );
-        }
+        contended::report(&RESULTS.lock().unwrap(), 0, "this / palisade");
     }
 }
