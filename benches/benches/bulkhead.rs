@@ -228,15 +228,12 @@ mod contended {
             .build()
             .unwrap()
             .layer(Identity);
-        let mut results: Results = [
+        let mut results = contended::results(&[
             "palisade_bulkhead",
             "tower_concurrency_limit",
             "tower_global_concurrency_limit",
             "tower_resilience_bulkhead",
-        ]
-        .into_iter()
-        .map(|name| (name, Vec::new()))
-        .collect();
+        ]);
         for _ in 0..ROUNDS {
             results[0].1.push(two_threads(&palisade, call_now));
             results[1].1.push(two_threads(&tower_limit, call_now));

@@ -272,14 +272,11 @@ mod contended {
         let palisade = palisade_layer.layer(Identity);
         let tower_limit = tower::limit::GlobalConcurrencyLimitLayer::new(1 << 20).layer(Identity);
         let tower_resilience = tr_layer("contended").layer(Identity);
-        let mut results: Results = [
+        let mut results = contended::results(&[
             "palisade (closed)",
             "tower GlobalConcurrencyLimit",
             "tower-resilience",
-        ]
-        .into_iter()
-        .map(|name| (name, Vec::new()))
-        .collect();
+        ]);
         for _ in 0..ROUNDS {
             results[0].1.push(two_threads(&palisade, call_now));
             results[1].1.push(two_threads(&tower_limit, call_now));

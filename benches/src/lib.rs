@@ -114,6 +114,12 @@ pub mod contended {
     /// One layer's name and its time per call in each round, in ns.
     pub type Results = Vec<(&'static str, Vec<f64>)>;
 
+    /// An empty table: one row per layer name, no rounds yet.
+    #[must_use]
+    pub fn results(names: &[&'static str]) -> Results {
+        names.iter().map(|&name| (name, Vec::new())).collect()
+    }
+
     /// How a thread makes one call through `S` (`call_now`, or a driver for
     /// a layer whose futures need more than one poll).
     pub type Call<S> =
