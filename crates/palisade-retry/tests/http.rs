@@ -128,6 +128,23 @@ fn builder() -> palisade_retry::RetryBuilder<StatusClassifier, palisade_retry::h
         .no_budget()
 }
 
+/// Sends `req` once through the default test layer ([`builder`]) over
+/// `inner`, and returns the answer.
+async fn through<F, B>(inner: Backend<F>, req: Request<B>) -> Response<String>
+where
+    F: Fn(usize) -> Result<Response<String>, BoxError> + Send + Sync + 'static,
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    builder()
+        .build()
+        .unwrap()
+        .layer(inner)
+        .oneshot(req)
+        .await
+        .unwrap()
+}
+
 fn get() -> Request<Empty<Bytes>> {
     Request::get("http://orders/items/1")
         .body(Empty::new())
@@ -147,13 +164,7 @@ async fn transient_statuses_and_errors_are_retried() {
         (404, false),
     ] {
         let (inner, seen) = backend(move |n| if n == 1 { status(first) } else { status(200) });
-        let res = builder()
-            .build()
-            .unwrap()
-            .layer(inner)
-            .oneshot(get())
-            .await
-            .unwrap();
+        let res = through(inner, get()).await;
         let attempts = seen.lock().unwrap().len();
         assert_eq!(attempts, if retried { 2 } else { 1 }, "status {first}");
         assert_eq!(
@@ -169,13 +180,7 @@ async fn transient_statuses_and_errors_are_retried() {
             status(200)
         }
     });
-    let res = builder()
-        .build()
-        .unwrap()
-        .layer(inner)
-        .oneshot(get())
-        .await
-        .unwrap();
+    let res = through(inner, get()).await;
     assert_eq!(
         (res.status(), seen.lock().unwrap().len()),
         (StatusCode::OK, 2)
@@ -185,13 +190,7 @@ async fn transient_statuses_and_errors_are_retried() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_last_failed_response_is_returned() {
     let (inner, seen) = backend(|_| status(503));
-    let res = builder()
-        .build()
-        .unwrap()
-        .layer(inner)
-        .oneshot(get())
-        .await
-        .unwrap();
+    let res = through(inner, get()).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(seen.lock().unwrap().len(), 3);
 }
@@ -271,13 +270,7 @@ async fn non_idempotent_methods_need_an_opt_in_and_a_key() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn rejections_answered_as_responses_are_not_retried() {
     let (inner, seen) = backend(|_| status_with(503, CIRCUIT_BREAKER_HEADER, "payments"));
-    let res = builder()
-        .build()
-        .unwrap()
-        .layer(inner)
-        .oneshot(get())
-        .await
-        .unwrap();
+    let res = through(inner, get()).await;
     assert_eq!(res.status(), 503);
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
@@ -349,13 +342,7 @@ where
 {
     let (inner, seen) = backend(|n| if n < 3 { status(503) } else { status(201) });
     let req = Request::put("/docs/1").body(body).unwrap();
-    let res = builder()
-        .build()
-        .unwrap()
-        .layer(inner)
-        .oneshot(req)
-        .await
-        .unwrap();
+    let res = through(inner, req).await;
     assert_eq!(res.status(), 201);
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3);
@@ -398,13 +385,7 @@ async fn a_stream_of_unknown_length_is_sent_once_and_whole() {
         ["a", "b", "c"].map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from_static(c.as_bytes()))));
     let body = StreamBody::new(futures_util::stream::iter(frames));
     let req = Request::put("/stream").body(body).unwrap();
-    let _ = builder()
-        .build()
-        .unwrap()
-        .layer(inner)
-        .oneshot(req)
-        .await
-        .unwrap();
+    let _ = through(inner, req).await;
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].body, "abc");
@@ -560,13 +541,7 @@ async fn each_attempt_carries_its_number_when_asked() {
     assert_eq!(numbers, ["1", "2", "3"]);
     // Off by default.
     let (inner, seen) = backend(|_| status(200));
-    let _ = builder()
-        .build()
-        .unwrap()
-        .layer(inner)
-        .oneshot(get())
-        .await
-        .unwrap();
+    let _ = through(inner, get()).await;
     assert!(seen.lock().unwrap()[0].headers.get("x-attempt").is_none());
 }
 

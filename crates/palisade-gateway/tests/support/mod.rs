@@ -1,4 +1,15 @@
 //! Shared helpers: start a gateway on 127.0.0.1:0, call it, read bodies.
+//!
+//! These tests run on the real clock, unlike the layer crates' tests: they
+//! drive real sockets (hyper's server and client, the demo backends, a
+//! browser), and tokio's paused clock would jump past every timeout while the
+//! runtime waits on that I/O. So nothing here waits a fixed time: a test polls
+//! for the state it expects with [`eventually`] (every 20 ms, bounded by a
+//! deadline, returning as soon as the state is reached). The only waits of a
+//! set length are the windows a test is about (a shutdown grace, a drain
+//! deadline, a chaos latency), kept to a few hundred milliseconds except the
+//! 2 s readiness grace, which must outlast the checks made within it on a
+//! loaded machine.
 #![allow(dead_code, unreachable_pub)] // each test binary uses a subset
 
 use std::net::SocketAddr;
