@@ -51,6 +51,7 @@ pub mod aggregator;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
+mod drain;
 pub mod errors;
 pub mod proxy;
 pub mod routes;

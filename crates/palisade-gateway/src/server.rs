@@ -40,10 +40,14 @@
 //!    dashboard's event streams end, and in-flight requests get up to
 //!    `server.drain_timeout_ms` to finish; then their connections are
 //!    closed, the demo backends stop and `serve` returns.
+//!
+//! [`Lifecycle::begin_shutdown`]: crate::state::Lifecycle::begin_shutdown
+//! [`Lifecycle::begin_drain`]: crate::state::Lifecycle::begin_drain
 
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -53,8 +57,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::demo::DemoBackends;
+use crate::drain::{DrainSignal, Drains};
 use crate::routes::App;
-use crate::state::{AppState, BackendInfo, Lifecycle, Phase, prometheus};
+use crate::state::{AppState, BackendInfo, Phase, prometheus};
 
 /// Why the gateway could not start.
 #[derive(Debug)]
@@ -280,6 +285,9 @@ impl Gateway {
     /// # Errors
     ///
     /// A worker could not start or failed (not a shutdown).
+    ///
+    /// [`Lifecycle`]: crate::state::Lifecycle
+    /// [`Lifecycle::begin_drain`]: crate::state::Lifecycle::begin_drain
     pub async fn serve<F>(self, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -432,6 +440,7 @@ async fn worker(
     });
     // Each connection holds a receiver; `closed()` resolves when all are gone.
     let (connections, connection) = watch::channel(());
+    let mut drains = Drains::default();
     loop {
         let accepted = tokio::select! {
             biased;
@@ -445,7 +454,7 @@ async fn worker(
                     stream,
                     remote,
                     app.clone(),
-                    lifecycle.clone(),
+                    drains.register(),
                     connection.clone(),
                 ));
             }
@@ -462,6 +471,7 @@ async fn worker(
         }
     }
     drop(listener);
+    drains.drain();
     drop(connection);
     anchor.abort();
     if tokio::time::timeout(drain_timeout, connections.closed())
@@ -493,7 +503,7 @@ async fn serve_connection(
     stream: tokio::net::TcpStream,
     remote: SocketAddr,
     app: App,
-    lifecycle: Lifecycle,
+    drain: Arc<DrainSignal>,
     _connection: watch::Receiver<()>,
 ) {
     let service = app.for_client(remote);
@@ -502,7 +512,9 @@ async fn serve_connection(
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
     let mut conn = std::pin::pin!(conn);
-    let mut shutdown = std::pin::pin!(lifecycle.wait_drain());
+    // Polled at every wake-up of this task: a signal of this connection's
+    // own, not the lifecycle's channel (see `crate::drain`).
+    let mut shutdown = std::pin::pin!(drain.drained());
     let mut closing = false;
     loop {
         tokio::select! {
