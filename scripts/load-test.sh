@@ -15,7 +15,11 @@
 #     with upstream keep-alive and no access log;
 # then runs wrk (Debian package) against (a) the backend directly, (b) the
 # gateway's proxy route, (c) nginx, and prints requests/s, p50 and p99 for
-# each. Then the aggregator: six more demo backends with their default
+# each. Two more rows split the gateway's gap to nginx: (g) the gateway's
+# proxy route to an upstream with no retry, breaker or bulkhead table (its
+# timeout only), and (h) `examples/bare_proxy.rs` of the gateway crate:
+# hyper's server and hyper-util's client laid out as the gateway lays them
+# out, with nothing else. Then the aggregator: six more demo backends with their default
 # simulated latencies (5 to 20 ms), and wrk with fewer connections against
 # (d) the gateway's GET /api/dashboard/user/{id} over them, (e) its slowest
 # branch (notification, 20 ms) directly and (f) that branch through the
@@ -47,6 +51,7 @@ AGG_PORT=${AGG_PORT:-19111}           # six aggregator backends: AGG_PORT .. AGG
 AGG_CONNECTIONS=${AGG_CONNECTIONS:-16}
 LTO=${LTO:-1}
 GATEWAY_PORT=${GATEWAY_PORT:-19080}
+BARE_PORT=${BARE_PORT:-19070}
 NGINX_PORT=${NGINX_PORT:-19090}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ "$LTO" = 1 ]; then
@@ -73,6 +78,8 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 echo "== building the gateway: $PROFILE"
 cargo build --release -p palisade-gateway --quiet
+cargo build --release -p palisade-gateway --example bare_proxy --quiet
+BARE_BIN="$CARGO_TARGET_DIR/release/examples/bare_proxy"
 
 WORK=$(mktemp -d /tmp/palisade-load.XXXXXX)
 chmod 755 "$WORK"
@@ -144,6 +151,16 @@ max_wait_ms = 0
 [[routes]]
 prefix = "/api/user"
 upstream = "user"
+
+# The same backend with none of the resilience tables: the proxy route and
+# the upstream's timeout only.
+[upstreams.plain]
+url = "http://127.0.0.1:$BACKEND_PORT"
+timeout_ms = 2000
+
+[[routes]]
+prefix = "/api/plain"
+upstream = "plain"
 EOF
 # The aggregator's upstreams (d_<service>, each with the full stack and a
 # proxy route) and its six branches.
@@ -207,7 +224,12 @@ EOF
 NGINX_PID=$!
 PIDS+=($NGINX_PID)
 
-# --- wait for all three ----------------------------------------------------
+# --- hyper and hyper-util alone ----------------------------------------------
+"$BARE_BIN" "127.0.0.1:$BARE_PORT" "127.0.0.1:$BACKEND_PORT" > "$WORK/bare.out" 2>&1 &
+BARE_PID=$!
+PIDS+=($BARE_PID)
+
+# --- wait for them all -------------------------------------------------------
 wait_for() {
   local url=$1 name=$2
   for _ in $(seq 1 100); do
@@ -221,9 +243,13 @@ wait_for() {
 DIRECT="http://127.0.0.1:$BACKEND_PORT/users/42"
 GATEWAY="http://127.0.0.1:$GATEWAY_PORT/api/user/users/42"
 VIA_NGINX="http://127.0.0.1:$NGINX_PORT/users/42"
+PLAIN="http://127.0.0.1:$GATEWAY_PORT/api/plain/users/42"
+BARE="http://127.0.0.1:$BARE_PORT/users/42"
 wait_for "$DIRECT" backend
 wait_for "$GATEWAY" gateway
 wait_for "$VIA_NGINX" nginx
+wait_for "$PLAIN" "the gateway's plain route"
+wait_for "$BARE" "the bare proxy"
 [ "$(curl -fsS "$GATEWAY")" = "$(curl -fsS "$DIRECT")" ] || { echo "error: the gateway's answer differs from the backend's" >&2; exit 1; }
 AGGREGATE="http://127.0.0.1:$GATEWAY_PORT/api/dashboard/user/42"
 SLOWEST="http://127.0.0.1:$((AGG_PORT + 5))/users/42/notifications"
@@ -255,6 +281,7 @@ proxy_pids() {
     backend) echo "$BACKEND_PID" ;;
     gateway) echo "$GATEWAY_PID" ;;
     nginx) echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')" ;;
+    bare) echo "$BARE_PID" ;;
     none) echo "" ;;
   esac
 }
@@ -279,14 +306,16 @@ measure() {
   local requests cpu_us
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   cpu_us=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$requests" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "-" }')
-  ROWS+=("$(printf '| %-32s | %12s | %9s | %9s | %12s | %7s |' "$label" "$rps" "$p50" "$p99" "$cpu_us" "${non2xx:-0}/${errors:-0}")")
-  printf '  %-32s %12s req/s  p50 %s ms  p99 %s ms  %s us CPU/request (%s)\n' "$label" "$rps" "$p50" "$p99" "$cpu_us" "$who"
+  ROWS+=("$(printf '| %-34s | %12s | %9s | %9s | %12s | %7s |' "$label" "$rps" "$p50" "$p99" "$cpu_us" "${non2xx:-0}/${errors:-0}")")
+  printf '  %-34s %12s req/s  p50 %s ms  p99 %s ms  %s us CPU/request (%s)\n' "$label" "$rps" "$p50" "$p99" "$cpu_us" "$who"
 }
 
 echo "== wrk -t$THREADS -c$CONNECTIONS -d$DURATION (after a $WARMUP warm-up each), GET /users/42"
 measure "(a) backend direct" "$DIRECT" backend
 measure "(b) gateway /api/user (stack)" "$GATEWAY" gateway
 measure "(c) nginx reverse proxy" "$VIA_NGINX" nginx
+measure "(g) gateway, no resilience layers" "$PLAIN" gateway
+measure "(h) bare hyper + hyper-util proxy" "$BARE" bare
 
 echo "== the aggregator: wrk -t$THREADS -c$AGG_CONNECTIONS -d$DURATION, six backends of 5 to 20 ms"
 measure "(d) gateway aggregator" "$AGGREGATE" gateway "$AGG_CONNECTIONS"
@@ -294,7 +323,7 @@ measure "(e) slowest branch direct" "$SLOWEST" none "$AGG_CONNECTIONS"
 measure "(f) slowest branch via gateway" "$SLOWEST_VIA" gateway "$AGG_CONNECTIONS"
 
 echo
-echo "| target | requests/s | p50 (ms) | p99 (ms) | CPU µs/request (a: backend; b, c: the proxy alone) | non-2xx/socket errors |"
+echo "| target | requests/s | p50 (ms) | p99 (ms) | CPU µs/request (a: backend; b, c, g, h: the proxy alone) | non-2xx/socket errors |"
 echo "|---|---:|---:|---:|---:|---:|"
 for row in "${ROWS[@]}"; do echo "$row"; done
 echo
