@@ -80,20 +80,7 @@ fn main() -> ExitCode {
 /// One worker: its own `SO_REUSEPORT` listener on `addr` and its own client,
 /// as the gateway gives each worker thread.
 async fn worker(addr: SocketAddr, upstream: Authority) -> std::io::Result<()> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    #[cfg(all(
-        unix,
-        not(target_os = "solaris"),
-        not(target_os = "illumos"),
-        not(target_os = "cygwin")
-    ))]
-    socket.set_reuseport(true)?;
-    socket.bind(addr)?;
+    let socket = palisade_gateway::server::worker_socket(addr)?;
     let listener = socket.listen(1024)?;
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);

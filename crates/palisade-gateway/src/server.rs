@@ -157,24 +157,37 @@ async fn bind_listeners(
     };
     let mut listeners = Vec::with_capacity(count);
     for _ in 0..count {
-        let socket = if bound.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        #[cfg(all(
-            unix,
-            not(target_os = "solaris"),
-            not(target_os = "illumos"),
-            not(target_os = "cygwin")
-        ))]
-        socket.set_reuseport(true)?;
-        socket.bind(bound)?;
         // Registered with this runtime until handed to its worker's.
-        listeners.push(socket.listen(1024)?.into_std()?);
+        listeners.push(worker_socket(bound)?.listen(1024)?.into_std()?);
     }
     Ok((listeners, bound))
+}
+
+/// A socket bound to `addr` as each worker binds its own: `SO_REUSEADDR`
+/// and, where the platform has it, `SO_REUSEPORT`, so that several sockets
+/// share the address and the kernel spreads new connections over them. Call
+/// `listen` on it. (Public for `examples/bare_proxy.rs`, which lays its
+/// workers out the same way.)
+///
+/// # Errors
+///
+/// The socket could not be created, configured or bound.
+pub fn worker_socket(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(all(
+        unix,
+        not(target_os = "solaris"),
+        not(target_os = "illumos"),
+        not(target_os = "cygwin")
+    ))]
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
 }
 
 impl Gateway {
