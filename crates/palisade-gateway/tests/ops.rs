@@ -694,6 +694,60 @@ async fn shutdown_gives_up_on_stragglers_at_the_drain_deadline() {
 }
 
 #[tokio::test]
+async fn shutdown_closes_idle_keep_alive_connections_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const DRAIN: Duration = Duration::from_secs(20);
+    let mut config = demo_config("");
+    config.server.drain_timeout = DRAIN;
+    let mut gw = TestGateway::start(config, None).await;
+    // One request answered on a keep-alive connection, which then sits idle.
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nhost: gateway\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let head_end = loop {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before answering: {answer:?}");
+        answer.extend_from_slice(&buf[..n]);
+        if let Some(i) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&answer[..head_end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a content-length");
+    while answer.len() < head_end + length {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed in the middle of the body");
+        answer.extend_from_slice(&buf[..n]);
+    }
+
+    // The drain closes the idle connection at once, and the server returns
+    // long before the drain deadline.
+    let start = tokio::time::Instant::now();
+    gw.begin_stop();
+    let read = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .expect("the idle connection is closed when the drain begins");
+    assert!(matches!(read, Ok(0) | Err(_)), "read {read:?}");
+    let task = gw.task.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("serve returns without waiting for the drain deadline")
+        .unwrap()
+        .unwrap();
+    assert!(start.elapsed() < DRAIN / 2, "took {:?}", start.elapsed());
+}
+
+#[tokio::test]
 async fn event_streams_end_at_shutdown_so_they_do_not_hold_the_drain() {
     let gw = TestGateway::start(demo_config(""), None).await;
     let c = client();
