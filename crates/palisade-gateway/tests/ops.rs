@@ -4,18 +4,13 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
-use axum::routing::get;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use palisade_gateway::app;
-use support::{TestGateway, client, demo_config, eventually, get as http_get, request, send};
-use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc};
+use support::{Gate, TestGateway, client, demo_config, eventually, get as http_get, request, send};
 use tower::ServiceExt;
 
 #[tokio::test]
@@ -514,46 +509,14 @@ async fn the_event_stream_sends_snapshots_with_the_traffic() {
 
 // ===== shutdown =====
 
-/// An upstream whose `/hold` answers only when released.
-async fn gated_upstream() -> (
-    std::net::SocketAddr,
-    mpsc::UnboundedReceiver<()>,
-    Arc<Notify>,
-) {
-    let (entered_tx, entered) = mpsc::unbounded_channel();
-    let release = Arc::new(Notify::new());
-    let r = Arc::clone(&release);
-    let app = Router::new().route(
-        "/hold",
-        get(move || {
-            let entered_tx = entered_tx.clone();
-            let r = Arc::clone(&r);
-            async move {
-                let _ = entered_tx.send(());
-                r.notified().await;
-                "released"
-            }
-        }),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, entered, release)
-}
-
 #[tokio::test]
 async fn shutdown_drains_in_flight_requests_then_returns() {
-    let (upstream, mut entered, release) = gated_upstream().await;
-    let extra = format!(
-        "[upstreams.slow]\nurl = \"http://{upstream}\"\ntimeout_ms = 30000\n[[routes]]\nprefix = \"/api/slow\"\nupstream = \"slow\"\n"
-    );
+    let mut gate = Gate::start().await;
+    let extra = gate.upstream_toml("slow", 30000, "");
     let mut gw = TestGateway::start(demo_config(&extra), None).await;
     let url = gw.url("/api/slow/hold");
     let in_flight = tokio::spawn(async move { http_get(&client(), &url).await });
-    entered
-        .recv()
-        .await
-        .expect("the request reached the upstream");
+    gate.entered().await;
 
     gw.begin_stop();
     tokio::time::timeout(Duration::from_secs(10), gw.state.lifecycle().wait())
@@ -579,22 +542,15 @@ async fn shutdown_drains_in_flight_requests_then_returns() {
         !gw.task.as_ref().unwrap().is_finished(),
         "serve waits for the in-flight request"
     );
-    release.notify_one();
-    let res = in_flight.await.unwrap();
-    assert_eq!(
-        (res.status, res.body.as_str()),
-        (StatusCode::OK, "released")
-    );
+    gate.release(in_flight).await;
     gw.stop().await;
 }
 
 #[tokio::test]
 async fn shutdown_answers_readyz_503_to_new_connections_for_the_grace_then_stops_accepting() {
     const GRACE: Duration = Duration::from_secs(2);
-    let (upstream, mut entered, release) = gated_upstream().await;
-    let extra = format!(
-        "[upstreams.slow]\nurl = \"http://{upstream}\"\ntimeout_ms = 30000\n[[routes]]\nprefix = \"/api/slow\"\nupstream = \"slow\"\n"
-    );
+    let mut gate = Gate::start().await;
+    let extra = gate.upstream_toml("slow", 30000, "");
     let mut config = demo_config(&extra);
     config.server.shutdown_grace = GRACE;
     let mut gw = TestGateway::start(config, None).await;
@@ -604,10 +560,7 @@ async fn shutdown_answers_readyz_503_to_new_connections_for_the_grace_then_stops
     );
     let url = gw.url("/api/slow/hold");
     let in_flight = tokio::spawn(async move { http_get(&client(), &url).await });
-    entered
-        .recv()
-        .await
-        .expect("the request reached the upstream");
+    gate.entered().await;
 
     let signalled = tokio::time::Instant::now();
     gw.begin_stop();
@@ -653,22 +606,14 @@ async fn shutdown_answers_readyz_503_to_new_connections_for_the_grace_then_stops
         !gw.task.as_ref().unwrap().is_finished(),
         "serve waits for the in-flight request"
     );
-    release.notify_one();
-    let res = in_flight.await.unwrap();
-    assert_eq!(
-        (res.status, res.body.as_str()),
-        (StatusCode::OK, "released")
-    );
+    gate.release(in_flight).await;
     gw.stop().await;
 }
 
 #[tokio::test]
 async fn shutdown_gives_up_on_stragglers_at_the_drain_deadline() {
-    let (upstream, mut entered, _release) = gated_upstream().await;
-    let text = format!(
-        "[upstreams.slow]\nurl = \"http://{upstream}\"\ntimeout_ms = 60000\n[[routes]]\nprefix = \"/api/slow\"\nupstream = \"slow\"\n"
-    );
-    let mut config = demo_config(&text);
+    let mut gate = Gate::start().await;
+    let mut config = demo_config(&gate.upstream_toml("slow", 60000, ""));
     config.server.drain_timeout = Duration::from_millis(200);
     let mut gw = TestGateway::start(config, None).await;
     let url = gw.url("/api/slow/hold");
@@ -677,7 +622,7 @@ async fn shutdown_gives_up_on_stragglers_at_the_drain_deadline() {
             .request(Request::get(url).body(Body::empty()).unwrap())
             .await
     });
-    entered.recv().await.unwrap();
+    gate.entered().await;
     let start = tokio::time::Instant::now();
     gw.begin_stop();
     let task = gw.task.take().unwrap();

@@ -8,8 +8,6 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -17,11 +15,10 @@ use axum::routing::get;
 use http::StatusCode;
 use palisade::circuit_breaker::State;
 use support::{
-    TestGateway, aggregator_toml, client, demo_config, demo_config_with, eventually,
+    Gate, TestGateway, aggregator_toml, client, demo_config, demo_config_with, eventually,
     get as http_get,
 };
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc};
 
 /// A breaker that opens after 4 calls at 50 % failures and probes after
 /// 300 ms with one call.
@@ -80,44 +77,15 @@ async fn a_breaker_opens_under_an_outage_answers_503_with_retry_after_and_closes
     gw.stop().await;
 }
 
-/// An upstream whose `/hold` answers only when released, counting calls.
-async fn gated_upstream() -> (
-    std::net::SocketAddr,
-    mpsc::UnboundedReceiver<()>,
-    Arc<Notify>,
-    Arc<AtomicUsize>,
-) {
-    let (entered_tx, entered) = mpsc::unbounded_channel();
-    let release = Arc::new(Notify::new());
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (r, n) = (Arc::clone(&release), Arc::clone(&calls));
-    let app = Router::new().route(
-        "/hold",
-        get(move || {
-            let (entered_tx, r, n) = (entered_tx.clone(), Arc::clone(&r), Arc::clone(&n));
-            async move {
-                n.fetch_add(1, Ordering::SeqCst);
-                let _ = entered_tx.send(());
-                r.notified().await;
-                "released"
-            }
-        }),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, entered, release, calls)
-}
-
 #[tokio::test]
 async fn a_full_bulkhead_is_a_503_not_retried_and_not_a_breaker_failure() {
-    let (upstream, mut entered, release, calls) = gated_upstream().await;
-    let extra = format!(
-        "[upstreams.gated]\nurl = \"http://{upstream}\"\ntimeout_ms = 10000\n\
-         [upstreams.gated.retry]\nmax_attempts = 3\nbackoff = {{ kind = \"none\" }}\n\
+    let mut gate = Gate::start().await;
+    let extra = gate.upstream_toml(
+        "gated",
+        10000,
+        "[upstreams.gated.retry]\nmax_attempts = 3\nbackoff = { kind = \"none\" }\n\
          [upstreams.gated.circuit_breaker]\ncount_window = 10\nminimum_calls = 1\nwait_in_open_ms = 10000\n\
-         [upstreams.gated.bulkhead]\nmax_concurrent_calls = 1\nmax_wait_ms = 0\n\
-         [[routes]]\nprefix = \"/api/gated\"\nupstream = \"gated\"\n"
+         [upstreams.gated.bulkhead]\nmax_concurrent_calls = 1\nmax_wait_ms = 0\n",
     );
     let gw = TestGateway::start(demo_config(&extra), None).await;
     let url = gw.url("/api/gated/hold");
@@ -125,10 +93,8 @@ async fn a_full_bulkhead_is_a_503_not_retried_and_not_a_breaker_failure() {
         let url = url.clone();
         async move { http_get(&client(), &url).await }
     });
-    entered
-        .recv()
-        .await
-        .expect("the first call holds the permit");
+    // The first call holds the bulkhead's one permit.
+    gate.entered().await;
 
     let full = http_get(&client(), &url).await;
     assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -142,11 +108,7 @@ async fn a_full_bulkhead_is_a_503_not_retried_and_not_a_breaker_failure() {
         1,
         "refused once: the refusal was not retried"
     );
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        1,
-        "only the held call reached the upstream"
-    );
+    assert_eq!(gate.calls(), 1, "only the held call reached the upstream");
     let breaker = gw.state.circuit_breakers().get("gated").unwrap().snapshot();
     assert_eq!(
         (breaker.calls, breaker.failed_calls),
@@ -155,12 +117,7 @@ async fn a_full_bulkhead_is_a_503_not_retried_and_not_a_breaker_failure() {
     );
     assert_eq!(breaker.state, State::Closed);
 
-    release.notify_one();
-    let res = held.await.unwrap();
-    assert_eq!(
-        (res.status, res.body.as_str()),
-        (StatusCode::OK, "released")
-    );
+    gate.release(held).await;
     gw.stop().await;
 }
 

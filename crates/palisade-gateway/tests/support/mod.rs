@@ -13,6 +13,8 @@
 #![allow(dead_code, unreachable_pub)] // each test binary uses a subset
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -21,7 +23,7 @@ use http_body_util::BodyExt;
 use palisade_gateway::config::Config;
 use palisade_gateway::proxy::{HttpClient, http_client};
 use palisade_gateway::{AppState, Gateway};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// A config with every demo backend on a free port, no simulated latency,
@@ -218,5 +220,80 @@ where
             "condition not met within {deadline:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An upstream whose `GET /hold` answers `released` only when the test
+/// releases it; it tells the test when a call arrives, and counts calls.
+pub struct Gate {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    entered: mpsc::UnboundedReceiver<()>,
+    release: Arc<Notify>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Gate {
+    /// Starts the upstream on a free loopback port.
+    pub async fn start() -> Self {
+        let (entered_tx, entered) = mpsc::unbounded_channel();
+        let release = Arc::new(Notify::new());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (r, n) = (Arc::clone(&release), Arc::clone(&calls));
+        let app = axum::Router::new().route(
+            "/hold",
+            axum::routing::get(move || {
+                let (entered_tx, r, n) = (entered_tx.clone(), Arc::clone(&r), Arc::clone(&n));
+                async move {
+                    n.fetch_add(1, Ordering::SeqCst);
+                    let _ = entered_tx.send(());
+                    r.notified().await;
+                    "released"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            addr,
+            entered,
+            release,
+            calls,
+        }
+    }
+
+    /// `[upstreams.<name>]` at this upstream with `timeout_ms`, then `tables`
+    /// (its sub-tables, if any), then the route `/api/<name>` to it.
+    pub fn upstream_toml(&self, name: &str, timeout_ms: u64, tables: &str) -> String {
+        format!(
+            "[upstreams.{name}]\nurl = \"http://{}\"\ntimeout_ms = {timeout_ms}\n{tables}\
+             [[routes]]\nprefix = \"/api/{name}\"\nupstream = \"{name}\"\n",
+            self.addr
+        )
+    }
+
+    /// Waits until the next call has reached the upstream (and is held).
+    pub async fn entered(&mut self) {
+        self.entered
+            .recv()
+            .await
+            .expect("a call reached the gated upstream");
+    }
+
+    /// Calls that reached the upstream so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Releases one held call and checks that `held`, the client's side of
+    /// it, then gets `200 released`.
+    pub async fn release(&self, held: JoinHandle<Reply>) {
+        self.release.notify_one();
+        let res = held.await.unwrap();
+        assert_eq!(
+            (res.status, res.body.as_str()),
+            (StatusCode::OK, "released")
+        );
     }
 }
