@@ -5,78 +5,18 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_circuit_breaker::{CircuitBreakerLayer, State};
+use palisade_test_util::{CapturedEvent, EventCapture};
 use support::{Step, backend, call, rejected};
 use tokio::time::advance;
 use tower::Layer;
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Metadata, Subscriber};
-
-/// One captured event: its level, target and fields (strings unquoted).
-#[derive(Clone, Debug)]
-struct Captured {
-    level: Level,
-    target: String,
-    fields: BTreeMap<String, String>,
-}
-
-impl Captured {
-    fn field(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).map(String::as_str)
-    }
-}
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Captured>>>);
-
-struct Fields(BTreeMap<String, String>);
-
-impl Visit for Fields {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut fields = Fields(BTreeMap::new());
-        event.record(&mut fields);
-        self.0.lock().unwrap().push(Captured {
-            level: *event.metadata().level(),
-            target: event.metadata().target().to_owned(),
-            fields: fields.0,
-        });
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
-
-impl Capture {
-    fn take(&self) -> Vec<Captured> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
+use tracing::Level;
 
 /// Asserts that `event` is a transition of `inventory` from `from` to `to`
 /// at `level`.
-fn assert_transition(event: &Captured, level: Level, from: State, to: State, reason: &str) {
+fn assert_transition(event: &CapturedEvent, level: Level, from: State, to: State, reason: &str) {
     assert_eq!(event.level, level, "{event:?}");
     assert!(
         event.target.starts_with("palisade_circuit_breaker"),
@@ -90,8 +30,8 @@ fn assert_transition(event: &Captured, level: Level, from: State, to: State, rea
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn transitions_and_rejections_are_traced_and_closed_calls_are_not() {
-    let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
+    let capture = EventCapture::default();
+    let _guard = capture.set_default();
 
     let layer = CircuitBreakerLayer::builder("inventory")
         .count_window(4)

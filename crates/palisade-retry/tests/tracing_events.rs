@@ -5,57 +5,23 @@
 
 mod support;
 
-use std::fmt::{Debug, Write};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_core::BoxError;
 use palisade_retry::{Backoff, RetryLayer};
+use palisade_test_util::{CapturedEvent, EventCapture};
 use support::{backend, boom};
 use tower::{Layer, ServiceExt};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<String>>>);
-
-struct Line(String);
-
-impl Visit for Line {
-    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
-        let _ = write!(self.0, "{}={:?} ", field.name(), value);
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut line = Line(format!("{} ", event.metadata().level()));
-        event.record(&mut line);
-        self.0.lock().unwrap().push(line.0);
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
-
-impl Capture {
-    fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
+/// The events captured since the last call, one line each.
+fn lines_of(capture: &EventCapture) -> Vec<String> {
+    capture.take().iter().map(CapturedEvent::line).collect()
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_layer_says_what_it_does_and_why() {
-    let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
+    let capture = EventCapture::default();
+    let _guard = capture.set_default();
 
     // A retry, then the budget runs out.
     let layer = RetryLayer::builder("orders")
@@ -68,7 +34,7 @@ async fn the_layer_says_what_it_does_and_why() {
         .unwrap();
     let inner = backend(|_, _: u32| Err::<u32, BoxError>(boom()));
     let _ = layer.layer(inner).oneshot(1).await;
-    let lines = capture.take();
+    let lines = lines_of(&capture);
     let retrying: Vec<_> = lines.iter().filter(|l| l.contains("retrying")).collect();
     assert_eq!(retrying.len(), 1, "{lines:#?}");
     for part in [
@@ -113,7 +79,7 @@ async fn the_layer_says_what_it_does_and_why() {
             .body(Full::new(Bytes::new()))
             .unwrap();
         let _ = svc.oneshot(post).await;
-        let lines = capture.take();
+        let lines = lines_of(&capture);
         assert!(
             lines
                 .iter()

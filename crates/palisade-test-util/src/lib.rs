@@ -3,11 +3,12 @@
 //! - [`trace_init`]: tracing output captured by the test harness, level from
 //!   `RUST_LOG`.
 //! - [`MetricsCapture`]: a recorder to assert on the `metrics` a layer emits.
+//! - [`EventCapture`]: a subscriber to assert on the tracing events a layer emits.
 //! - [`DropProbe`]: observe that a future or value was dropped (cancellation).
 //! - [`assert_send_sync_clone`] and friends: compile-time trait checks.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_util::registry::{AtomicStorage, Registry};
@@ -273,4 +274,134 @@ mod tests {
         drop(a);
         assert_eq!(probe.count(), 1);
     }
+}
+
+// ===== EventCapture =====
+
+/// A tracing subscriber for tests that keeps every event emitted while it is
+/// the thread's default, to assert on what a layer logs.
+///
+/// Install it with [`set_default`](Self::set_default) on a `current_thread`
+/// runtime, in a test binary of its own: tracing caches each callsite's
+/// interest per process, and a callsite first hit on another thread while a
+/// scoped subscriber is being installed may miss it.
+///
+/// ```
+/// use palisade_test_util::EventCapture;
+///
+/// let capture = EventCapture::default();
+/// let _guard = capture.set_default();
+/// tracing::warn!(name = "orders", reason = "error", "retrying");
+/// let events = capture.take();
+/// assert_eq!(events.len(), 1);
+/// assert_eq!(events[0].level, tracing::Level::WARN);
+/// assert_eq!(events[0].field("reason"), Some("error"));
+/// assert_eq!(events[0].line(), r#"WARN message=retrying name="orders" reason="error""#);
+/// assert!(capture.take().is_empty());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct EventCapture(Arc<Mutex<Vec<CapturedEvent>>>);
+
+/// One event an [`EventCapture`] kept.
+#[derive(Clone, Debug)]
+pub struct CapturedEvent {
+    /// Its level.
+    pub level: tracing::Level,
+    /// Its target (the emitting module's path).
+    pub target: String,
+    /// Its fields in order: name, value, and whether the value was recorded
+    /// as a string (rendered quoted by [`line`](Self::line)).
+    fields: Vec<(String, String, bool)>,
+}
+
+impl EventCapture {
+    /// Makes this capture the current thread's default subscriber until the
+    /// guard is dropped.
+    #[must_use]
+    pub fn set_default(&self) -> tracing::subscriber::DefaultGuard {
+        tracing::subscriber::set_default(self.clone())
+    }
+
+    /// The events kept so far, leaving none.
+    ///
+    /// # Panics
+    ///
+    /// If a thread panicked while recording an event.
+    pub fn take(&self) -> Vec<CapturedEvent> {
+        std::mem::take(&mut *self.0.lock().expect("capture lock"))
+    }
+}
+
+impl CapturedEvent {
+    /// The value of field `name` (a string field without quotes), if present.
+    #[must_use]
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, v, _)| v.as_str())
+    }
+
+    /// The event as one line: `LEVEL name=value ...`, string fields quoted,
+    /// others as their `Debug` (or `Display`, for `%` fields) form.
+    #[must_use]
+    pub fn line(&self) -> String {
+        let mut line = self.level.to_string();
+        for (name, value, quoted) in &self.fields {
+            line.push(' ');
+            line.push_str(name);
+            line.push('=');
+            if *quoted {
+                line.push_str(&format!("{value:?}"));
+            } else {
+                line.push_str(value);
+            }
+        }
+        line
+    }
+}
+
+struct Fields<'a>(&'a mut Vec<(String, String, bool)>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0
+            .push((field.name().to_owned(), value.to_owned(), true));
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .push((field.name().to_owned(), format!("{value:?}"), false));
+    }
+}
+
+impl tracing::Subscriber for EventCapture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = Vec::new();
+        event.record(&mut Fields(&mut fields));
+        let captured = CapturedEvent {
+            level: *event.metadata().level(),
+            target: event.metadata().target().to_owned(),
+            fields,
+        };
+        if let Ok(mut events) = self.0.lock() {
+            events.push(captured);
+        }
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
 }
