@@ -137,6 +137,20 @@ async fn body(response: Response<String>) -> Value {
     serde_json::from_str(response.body()).unwrap()
 }
 
+/// Checks that `response` is the required-branch-failed problem (its
+/// headers and type) and returns its body.
+async fn required_branch_failed(response: Response<String>) -> Value {
+    assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
+    assert_eq!(response.headers()[COMPLETED_HEADER], "false");
+    assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+    let problem = body(response).await;
+    assert_eq!(
+        problem["type"],
+        "urn:palisade:problem:required-branch-failed"
+    );
+    problem
+}
+
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn an_optional_branch_timing_out_gives_a_partial_200_marked_incomplete() {
     let user = Backend::json(80, &json!({"name": "John"}));
@@ -465,14 +479,7 @@ async fn a_failed_required_branch_answers_a_problem() {
     let response = fan_out.oneshot(get("/api/dashboard/user/1")).await.unwrap();
     assert_eq!(elapsed_ms(start), 5);
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
-    assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
-    assert_eq!(response.headers()[COMPLETED_HEADER], "false");
-    assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
-    let problem = body(response).await;
-    assert_eq!(
-        problem["type"],
-        "urn:palisade:problem:required-branch-failed"
-    );
+    let problem = required_branch_failed(response).await;
     assert_eq!(problem["status"], 502);
     assert_eq!(problem["fan_out"], "dashboard");
     assert_eq!(problem["branch"], "user");
@@ -519,14 +526,7 @@ async fn a_required_branch_answering_a_client_error_passes_it_on() {
             expected,
             "branch answered {answered}"
         );
-        assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
-        assert_eq!(response.headers()[COMPLETED_HEADER], "false");
-        assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
-        let problem = body(response).await;
-        assert_eq!(
-            problem["type"],
-            "urn:palisade:problem:required-branch-failed"
-        );
+        let problem = required_branch_failed(response).await;
         assert_eq!(problem["status"], expected);
         assert_eq!(problem["branch"], "user");
         assert_eq!(problem["reason"], "status");
