@@ -224,14 +224,7 @@ async fn the_aggregator_answers_partially_without_an_optional_backend_and_fails_
     assert_eq!(all.status, StatusCode::OK, "{}", all.body);
     assert_eq!(all.header("x-palisade-completed"), "true");
     let body = all.json();
-    for key in [
-        "user",
-        "order",
-        "product",
-        "review",
-        "reward",
-        "notification",
-    ] {
+    for key in palisade_gateway::config::DEMO_SERVICES {
         assert!(body.get(key).is_some(), "{key} missing: {body}");
     }
     assert_eq!(body["user"]["id"], 7);
