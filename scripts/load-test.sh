@@ -19,7 +19,11 @@
 # proxy route to an upstream with no retry, breaker or bulkhead table (its
 # timeout only), and (h) `examples/bare_proxy.rs` of the gateway crate:
 # hyper's server and hyper-util's client laid out as the gateway lays them
-# out, with nothing else. Then the aggregator: six more demo backends with their default
+# out, with nothing else; and (i) `examples/in_task_proxy.rs`, the same with
+# a client that drives its upstream connection from the request's own task
+# instead of hyper-util's pooled client (an experiment, not the gateway's
+# client: it shows what the pooled client's hand-off between tasks costs).
+# Then the aggregator: six more demo backends with their default
 # simulated latencies (5 to 20 ms), and wrk with fewer connections against
 # (d) the gateway's GET /api/dashboard/user/{id} over them, (e) its slowest
 # branch (notification, 20 ms) directly and (f) that branch through the
@@ -52,6 +56,7 @@ AGG_CONNECTIONS=${AGG_CONNECTIONS:-16}
 LTO=${LTO:-1}
 GATEWAY_PORT=${GATEWAY_PORT:-19080}
 BARE_PORT=${BARE_PORT:-19070}
+IN_TASK_PORT=${IN_TASK_PORT:-19071}
 NGINX_PORT=${NGINX_PORT:-19090}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ "$LTO" = 1 ]; then
@@ -78,8 +83,9 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 echo "== building the gateway: $PROFILE"
 cargo build --release -p palisade-gateway --quiet
-cargo build --release -p palisade-gateway --example bare_proxy --quiet
+cargo build --release -p palisade-gateway --example bare_proxy --example in_task_proxy --quiet
 BARE_BIN="$CARGO_TARGET_DIR/release/examples/bare_proxy"
+IN_TASK_BIN="$CARGO_TARGET_DIR/release/examples/in_task_proxy"
 
 WORK=$(mktemp -d /tmp/palisade-load.XXXXXX)
 chmod 755 "$WORK"
@@ -228,6 +234,9 @@ PIDS+=($NGINX_PID)
 "$BARE_BIN" "127.0.0.1:$BARE_PORT" "127.0.0.1:$BACKEND_PORT" > "$WORK/bare.out" 2>&1 &
 BARE_PID=$!
 PIDS+=($BARE_PID)
+"$IN_TASK_BIN" "127.0.0.1:$IN_TASK_PORT" "127.0.0.1:$BACKEND_PORT" > "$WORK/in-task.out" 2>&1 &
+IN_TASK_PID=$!
+PIDS+=($IN_TASK_PID)
 
 # --- wait for them all -------------------------------------------------------
 wait_for() {
@@ -245,11 +254,13 @@ GATEWAY="http://127.0.0.1:$GATEWAY_PORT/api/user/users/42"
 VIA_NGINX="http://127.0.0.1:$NGINX_PORT/users/42"
 PLAIN="http://127.0.0.1:$GATEWAY_PORT/api/plain/users/42"
 BARE="http://127.0.0.1:$BARE_PORT/users/42"
+IN_TASK="http://127.0.0.1:$IN_TASK_PORT/users/42"
 wait_for "$DIRECT" backend
 wait_for "$GATEWAY" gateway
 wait_for "$VIA_NGINX" nginx
 wait_for "$PLAIN" "the gateway's plain route"
 wait_for "$BARE" "the bare proxy"
+wait_for "$IN_TASK" "the in-task proxy"
 [ "$(curl -fsS "$GATEWAY")" = "$(curl -fsS "$DIRECT")" ] || { echo "error: the gateway's answer differs from the backend's" >&2; exit 1; }
 AGGREGATE="http://127.0.0.1:$GATEWAY_PORT/api/dashboard/user/42"
 SLOWEST="http://127.0.0.1:$((AGG_PORT + 5))/users/42/notifications"
@@ -282,6 +293,7 @@ proxy_pids() {
     gateway) echo "$GATEWAY_PID" ;;
     nginx) echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')" ;;
     bare) echo "$BARE_PID" ;;
+    in-task) echo "$IN_TASK_PID" ;;
     none) echo "" ;;
   esac
 }
@@ -316,6 +328,7 @@ measure "(b) gateway /api/user (stack)" "$GATEWAY" gateway
 measure "(c) nginx reverse proxy" "$VIA_NGINX" nginx
 measure "(g) gateway, no resilience layers" "$PLAIN" gateway
 measure "(h) bare hyper + hyper-util proxy" "$BARE" bare
+measure "(i) bare hyper, in-task client" "$IN_TASK" in-task
 
 echo "== the aggregator: wrk -t$THREADS -c$AGG_CONNECTIONS -d$DURATION, six backends of 5 to 20 ms"
 measure "(d) gateway aggregator" "$AGGREGATE" gateway "$AGG_CONNECTIONS"
@@ -323,7 +336,7 @@ measure "(e) slowest branch direct" "$SLOWEST" none "$AGG_CONNECTIONS"
 measure "(f) slowest branch via gateway" "$SLOWEST_VIA" gateway "$AGG_CONNECTIONS"
 
 echo
-echo "| target | requests/s | p50 (ms) | p99 (ms) | CPU µs/request (a: backend; b, c, g, h: the proxy alone) | non-2xx/socket errors |"
+echo "| target | requests/s | p50 (ms) | p99 (ms) | CPU µs/request (a: backend; b, c, g, h, i: the proxy alone) | non-2xx/socket errors |"
 echo "|---|---:|---:|---:|---:|---:|"
 for row in "${ROWS[@]}"; do echo "$row"; done
 echo
