@@ -31,50 +31,21 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 type HttpClient = Client<HttpConnector, Incoming>;
 
+mod proxy_floor;
+
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let (Some(listen), Some(upstream), None) = (args.next(), args.next(), args.next()) else {
-        eprintln!("usage: bare_proxy LISTEN_ADDR UPSTREAM_HOST:PORT");
-        return ExitCode::from(2);
-    };
-    let listen: SocketAddr = match listen.parse() {
-        Ok(addr) => addr,
-        Err(err) => {
-            eprintln!("bare_proxy: listen address {listen:?}: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    let upstream: Authority = match upstream.parse() {
-        Ok(authority) => authority,
-        Err(err) => {
-            eprintln!("bare_proxy: upstream {upstream:?}: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    let workers = std::thread::available_parallelism().map_or(1, usize::from);
-    let threads: Vec<_> = (0..workers)
-        .map(|_| {
-            let upstream = upstream.clone();
-            std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .and_then(|rt| rt.block_on(worker(listen, upstream)))
-            })
-        })
-        .collect();
-    println!("bare_proxy listening on {listen}, {workers} workers, upstream {upstream}");
-    for thread in threads {
-        match thread.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                eprintln!("bare_proxy: worker failed: {err}");
-                return ExitCode::FAILURE;
-            }
-            Err(_) => return ExitCode::FAILURE,
-        }
-    }
-    ExitCode::SUCCESS
+    let (listen, upstream): (SocketAddr, Authority) =
+        match proxy_floor::args("bare_proxy", "HOST:PORT") {
+            Ok(args) => args,
+            Err(code) => return code,
+        };
+    println!("bare_proxy listening on {listen}, upstream {upstream}");
+    proxy_floor::run_per_core("bare_proxy", move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .and_then(|rt| rt.block_on(worker(listen, upstream.clone())))
+    })
 }
 
 /// One worker: its own `SO_REUSEPORT` listener on `addr` and its own client,

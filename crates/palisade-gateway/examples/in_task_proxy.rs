@@ -45,49 +45,21 @@ type Connection = client::Connection<TokioIo<TcpStream>, Incoming>;
 type Idle = Rc<RefCell<Vec<Upstream>>>;
 type Reply = Response<Either<Tail, String>>;
 
+mod proxy_floor;
+
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let (Some(listen), Some(upstream), None) = (args.next(), args.next(), args.next()) else {
-        eprintln!("usage: in_task_proxy LISTEN_ADDR UPSTREAM_ADDR");
-        return ExitCode::from(2);
-    };
-    let listen: SocketAddr = match listen.parse() {
-        Ok(addr) => addr,
-        Err(err) => {
-            eprintln!("in_task_proxy: listen address {listen:?}: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    let upstream: SocketAddr = match upstream.parse() {
-        Ok(addr) => addr,
-        Err(err) => {
-            eprintln!("in_task_proxy: upstream {upstream:?} (an IP:port): {err}");
-            return ExitCode::from(2);
-        }
-    };
-    let workers = std::thread::available_parallelism().map_or(1, usize::from);
-    let threads: Vec<_> = (0..workers)
-        .map(|_| {
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                tokio::task::LocalSet::new().block_on(&rt, worker(listen, upstream))
-            })
-        })
-        .collect();
-    println!("in_task_proxy listening on {listen}, {workers} workers, upstream {upstream}");
-    for thread in threads {
-        match thread.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                eprintln!("in_task_proxy: worker failed: {err}");
-                return ExitCode::FAILURE;
-            }
-            Err(_) => return ExitCode::FAILURE,
-        }
-    }
-    ExitCode::SUCCESS
+    let (listen, upstream): (SocketAddr, SocketAddr) =
+        match proxy_floor::args("in_task_proxy", "an IP:port") {
+            Ok(args) => args,
+            Err(code) => return code,
+        };
+    println!("in_task_proxy listening on {listen}, upstream {upstream}");
+    proxy_floor::run_per_core("in_task_proxy", move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        tokio::task::LocalSet::new().block_on(&rt, worker(listen, upstream))
+    })
 }
 
 async fn worker(addr: SocketAddr, upstream: SocketAddr) -> std::io::Result<()> {
