@@ -96,12 +96,7 @@ async fn the_admin_api_is_disabled_without_a_token() {
         .await;
         assert_eq!(res.status, StatusCode::FORBIDDEN, "{path}");
         assert_eq!(res.json()["title"], "admin API disabled");
-        assert!(
-            res.json()["detail"]
-                .as_str()
-                .unwrap()
-                .contains("PALISADE_ADMIN_TOKEN")
-        );
+        assert!(res.detail().contains("PALISADE_ADMIN_TOKEN"));
     }
     gw.stop().await;
 }
@@ -854,24 +849,14 @@ async fn the_admin_api_lists_and_switches_breakers_and_bulkheads() {
     )
     .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
-    assert!(
-        unknown.json()["detail"]
-            .as_str()
-            .unwrap()
-            .contains("known: user")
-    );
+    assert!(unknown.detail().contains("known: user"));
     let bad = send(
         &c,
         admin(Method::POST, "/admin/circuit-breakers/user/explode", None),
     )
     .await;
     assert_eq!(bad.status, StatusCode::NOT_FOUND);
-    assert!(
-        bad.json()["detail"]
-            .as_str()
-            .unwrap()
-            .contains("force-open")
-    );
+    assert!(bad.detail().contains("force-open"));
 
     // Bulkheads: listed, resized.
     let list = send(&c, admin(Method::GET, "/admin/bulkheads", None)).await;

@@ -137,14 +137,7 @@ async fn a_hung_attempt_is_cut_by_the_attempt_timeout_counted_by_the_breaker_and
     let took = start.elapsed();
     assert_eq!(res.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(res.json()["type"], "urn:palisade:problem:timeout");
-    assert!(
-        res.json()["detail"]
-            .as_str()
-            .unwrap()
-            .contains("each attempt 100 ms"),
-        "{}",
-        res.body
-    );
+    assert!(res.detail().contains("each attempt 100 ms"), "{}", res.body);
     assert!(
         took >= Duration::from_millis(300) && took < Duration::from_secs(5),
         "three attempts of 100 ms, well within the 5 s overall timeout: {took:?}"

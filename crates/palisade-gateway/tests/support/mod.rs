@@ -154,6 +154,14 @@ impl Reply {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 
+    /// The problem body's `detail` text.
+    pub fn detail(&self) -> String {
+        match &self.json()["detail"] {
+            serde_json::Value::String(detail) => detail.clone(),
+            _ => panic!("no `detail` string in {}", self.body),
+        }
+    }
+
     pub fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
