@@ -10,7 +10,7 @@ use axum::body::Body;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use palisade_gateway::app;
-use support::{Gate, TestGateway, client, demo_config, eventually, get as http_get, request, send};
+use support::{Gate, TestGateway, client, demo_config, get as http_get, request, send};
 use tower::ServiceExt;
 
 #[tokio::test]
@@ -524,14 +524,7 @@ async fn shutdown_drains_in_flight_requests_then_returns() {
         .unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     // No new connections are accepted.
-    let addr = gw.addr;
-    eventually(Duration::from_secs(10), || async move {
-        tokio::net::TcpStream::connect(addr)
-            .await
-            .is_err()
-            .then_some(())
-    })
-    .await;
+    gw.wait_until_refusing().await;
     // The in-flight request still completes.
     assert!(
         !gw.task.as_ref().unwrap().is_finished(),
@@ -582,14 +575,7 @@ async fn shutdown_answers_readyz_503_to_new_connections_for_the_grace_then_stops
         "still serving during the grace"
     );
     // After the grace: new connections are refused...
-    let addr = gw.addr;
-    eventually(Duration::from_secs(10), || async move {
-        tokio::net::TcpStream::connect(addr)
-            .await
-            .is_err()
-            .then_some(())
-    })
-    .await;
+    gw.wait_until_refusing().await;
     assert!(
         signalled.elapsed() >= GRACE,
         "accepting stopped only after the grace, at {:?}",

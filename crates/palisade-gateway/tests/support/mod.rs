@@ -128,6 +128,18 @@ impl TestGateway {
         }
     }
 
+    /// Waits (bounded, 10 s) until the listener refuses new connections.
+    pub async fn wait_until_refusing(&self) {
+        let addr = self.addr;
+        eventually(Duration::from_secs(10), || async move {
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .is_err()
+                .then_some(())
+        })
+        .await;
+    }
+
     /// Signals shutdown and waits (bounded) for the server to return.
     pub async fn stop(mut self) {
         self.begin_stop();
