@@ -51,6 +51,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use palisade_core::BoxError;
@@ -214,20 +215,36 @@ impl Http {
 /// The copy of a request kept for replay: its head, its body and trailers.
 #[derive(Clone, Debug)]
 pub struct Held {
-    head: Request<()>,
+    head: Parts,
     body: Bytes,
     trailers: Option<Box<HeaderMap>>,
 }
 
-/// Splits `req` into the head kept for replay and the request sent now,
-/// whose body is `body(original body)`.
-#[inline]
-fn keep_head<B, C>(req: Request<B>, body: impl FnOnce(B) -> C) -> (Request<()>, Request<C>) {
-    let (parts, original) = req.into_parts();
-    (
-        Request::from_parts(parts.clone(), ()),
-        Request::from_parts(parts, body(original)),
-    )
+impl Held {
+    /// A request to send: a copy of the kept one.
+    #[inline(always)]
+    fn copy<B>(&self) -> Request<RetryBody<B>> {
+        Request::from_parts(
+            self.head.clone(),
+            RetryBody::replay_boxed(self.body.clone(), self.trailers.clone()),
+        )
+    }
+}
+
+/// Keeps `req`'s head (its body has been read whole: `body`) in `held`, and
+/// returns a copy of the request to send.
+///
+/// The original is kept and the copy is sent, not the other way round: the
+/// head is then moved once, into its place in the response future, and the
+/// copy is built where it is handed on.
+#[inline(always)]
+fn keep<B, C>(held: &mut Option<Held>, req: Request<B>, body: Bytes) -> Request<RetryBody<C>> {
+    held.insert(Held {
+        head: req.into_parts().0,
+        body,
+        trailers: None,
+    })
+    .copy()
 }
 
 impl<B> Replay<Request<B>> for Http
@@ -242,29 +259,23 @@ where
     type Prepare = Collect<B>;
 
     #[inline]
-    fn start(
+    fn start<F>(
         &self,
-        req: Request<B>,
+        mut req: Request<B>,
         held: &mut Option<Held>,
         replay: bool,
-    ) -> Start<Self::Sent, Collect<B>> {
-        let mut req = req;
+        send: impl FnOnce(Self::Sent) -> F,
+    ) -> Start<F, Collect<B>> {
         self.mark_attempt(req.headers_mut(), 1);
         if !replay {
-            return Start::Send(req.map(RetryBody::new));
+            return Start::Sent(send(req.map(RetryBody::new)));
         }
         if !self.replayable_method(&req) {
             self.not_idempotent(req.method());
-            return Start::Send(req.map(RetryBody::new));
+            return Start::Sent(send(req.map(RetryBody::new)));
         }
         if req.body().is_end_stream() {
-            let (head, sent) = keep_head(req, |_| RetryBody::replay_boxed(Bytes::new(), None));
-            *held = Some(Held {
-                head,
-                body: Bytes::new(),
-                trailers: None,
-            });
-            return Start::Send(sent);
+            return Start::Sent(send(keep(held, req, Bytes::new())));
         }
         let limit = u64::try_from(self.max_body_bytes).unwrap_or(u64::MAX);
         match req.body().size_hint().upper() {
@@ -293,19 +304,12 @@ where
                     Poll::Pending => (None, None),
                 };
                 if let Some(body) = whole {
-                    let (head, sent) =
-                        keep_head(req, |_| RetryBody::replay_boxed(body.clone(), None));
-                    *held = Some(Held {
-                        head,
-                        body,
-                        trailers: None,
-                    });
-                    return Start::Send(sent);
+                    return Start::Sent(send(keep(held, req, body)));
                 }
                 // The head waits in the kept copy while the body is read.
                 let (parts, body) = req.into_parts();
                 *held = Some(Held {
-                    head: Request::from_parts(parts, ()),
+                    head: parts,
                     body: Bytes::new(),
                     trailers: None,
                 });
@@ -324,7 +328,7 @@ where
             }
             upper => {
                 self.not_buffered(upper);
-                Start::Send(req.map(RetryBody::new))
+                Start::Sent(send(req.map(RetryBody::new)))
             }
         }
     }
@@ -335,30 +339,29 @@ where
                 let kept = held.as_mut()?;
                 kept.body = body;
                 kept.trailers = trailers;
-                let sent = kept
-                    .head
-                    .clone()
-                    .map(|()| RetryBody::replay_boxed(kept.body.clone(), kept.trailers.clone()));
-                Some(sent)
+                Some(kept.copy())
             }
             Collected::Overflow { prefix, rest } => {
                 let head = held.take()?.head;
-                Some(head.map(|()| RetryBody::with_prefix(prefix, rest)))
+                Some(Request::from_parts(
+                    head,
+                    RetryBody::with_prefix(prefix, rest),
+                ))
             }
         }
     }
 
     fn resend(&self, held: &mut Option<Held>, attempt: u32, last: bool) -> Option<Self::Sent> {
-        let Held {
-            head,
-            body,
-            trailers,
-        } = if last {
-            held.take()?
+        let mut req = if last {
+            let Held {
+                head,
+                body,
+                trailers,
+            } = held.take()?;
+            Request::from_parts(head, RetryBody::replay_boxed(body, trailers))
         } else {
-            held.as_ref()?.clone()
+            held.as_ref()?.copy()
         };
-        let mut req = head.map(|()| RetryBody::replay_boxed(body, trailers));
         self.mark_attempt(req.headers_mut(), attempt);
         Some(req)
     }

@@ -29,9 +29,9 @@ pub(crate) use sealed::Sealed;
 
 /// How the first attempt of a call starts.
 #[derive(Debug)]
-pub enum Start<Sent, P> {
-    /// Send this request now.
-    Send(Sent),
+pub enum Start<F, P> {
+    /// The first attempt was sent at once: its response future.
+    Sent(F),
     /// Finish `P` first (buffering a request body), then hand what it yields
     /// to [`Replay::prepared`] for the request to send.
     Prepare(P),
@@ -49,14 +49,19 @@ pub trait Replay<Req>: Sealed {
     type Prepare: Future<Output = Result<Self::Prepared, BoxError>>;
 
     /// Starts a call, writing the copy to keep (if the request can be
-    /// replayed) into `held`. `replay` is `false` when no retry can ever
-    /// happen (`max_attempts` is 1), so nothing needs to be kept.
-    fn start(
+    /// replayed) into `held`, and sending the first attempt through `send`
+    /// when nothing needs preparing. `replay` is `false` when no retry can
+    /// ever happen (`max_attempts` is 1), so nothing needs to be kept.
+    ///
+    /// `send` is called where the request is built, so a request of a few
+    /// hundred bytes is not moved once more on its way to the inner service.
+    fn start<F>(
         &self,
         req: Req,
         held: &mut Option<Self::Held>,
         replay: bool,
-    ) -> Start<Self::Sent, Self::Prepare>;
+        send: impl FnOnce(Self::Sent) -> F,
+    ) -> Start<F, Self::Prepare>;
 
     /// The first request to send once the preparation is done; updates (or
     /// clears) the kept copy. `None` only if `held` lost what `start` put in.
@@ -105,11 +110,17 @@ impl<Req: Clone> Replay<Req> for Plain {
     type Prepare = Pending<Result<Infallible, BoxError>>;
 
     #[inline]
-    fn start(&self, req: Req, held: &mut Option<Req>, replay: bool) -> Start<Req, Self::Prepare> {
+    fn start<F>(
+        &self,
+        req: Req,
+        held: &mut Option<Req>,
+        replay: bool,
+        send: impl FnOnce(Req) -> F,
+    ) -> Start<F, Self::Prepare> {
         if replay {
             *held = Some(req.clone());
         }
-        Start::Send(req)
+        Start::Sent(send(req))
     }
 
     #[inline]

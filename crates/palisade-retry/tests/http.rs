@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use palisade_core::BoxError;
@@ -29,11 +29,18 @@ const MS: Duration = Duration::from_millis(1);
 struct Seen {
     at: Duration,
     method: Method,
+    uri: Uri,
+    version: Version,
     headers: HeaderMap,
+    tag: Option<Tag>,
     body: Bytes,
     trailers: Option<HeaderMap>,
     replayed: bool,
 }
+
+/// A request extension the backend reports back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Tag(&'static str);
 
 /// A backend that reads each request's body whole and answers attempt `n`
 /// with `answer(n)`.
@@ -108,7 +115,10 @@ where
                 seen.push(Seen {
                     at,
                     method: parts.method,
+                    uri: parts.uri,
+                    version: parts.version,
                     headers: parts.headers,
+                    tag: parts.extensions.get::<Tag>().cloned(),
                     body: collected.to_bytes(),
                     trailers,
                     replayed,
@@ -522,6 +532,63 @@ async fn a_body_not_ready_at_call_time_is_buffered_when_it_arrives() {
         assert!(attempt.replayed);
     }
     assert_eq!(start.elapsed(), MS * 40);
+}
+
+/// A request whose every head field differs from `Request::new`'s defaults.
+fn full_head<B>(method: Method, body: B) -> Request<B> {
+    Request::builder()
+        .method(method)
+        .uri("https://orders.internal:8443/items/7?fields=price")
+        .version(Version::HTTP_2)
+        .header("x-request-id", "r-42")
+        .extension(Tag("kept"))
+        .body(body)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn every_attempt_carries_the_whole_head() {
+    async fn attempts<B>(req: Request<B>) -> Vec<Seen>
+    where
+        B: Body<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (inner, seen) = backend(|n| if n < 3 { status(503) } else { status(200) });
+        assert_eq!(through(inner, req).await.status(), 200);
+        let seen = seen.lock().unwrap().clone();
+        seen
+    }
+    // No body; a body in memory (read at `call` time); a body buffered
+    // before the first attempt. The third attempt is the last, sent from
+    // the kept copy itself rather than a clone of it.
+    let cases = [
+        (
+            "empty",
+            attempts(full_head(Method::GET, Empty::new())).await,
+        ),
+        (
+            "in memory",
+            attempts(full_head(Method::PUT, Full::new(Bytes::from_static(b"x")))).await,
+        ),
+        (
+            "buffered",
+            attempts(full_head(Method::PUT, Chunks::new(&["x"], None))).await,
+        ),
+    ];
+    for (case, seen) in cases {
+        assert_eq!(seen.len(), 3, "{case}");
+        for (i, attempt) in seen.iter().enumerate() {
+            let at = format!("{case}, attempt {}", i + 1);
+            assert_eq!(
+                attempt.uri, "https://orders.internal:8443/items/7?fields=price",
+                "{at}"
+            );
+            assert_eq!(attempt.version, Version::HTTP_2, "{at}");
+            assert_eq!(attempt.headers["x-request-id"], "r-42", "{at}");
+            assert_eq!(attempt.tag, Some(Tag("kept")), "{at}");
+            assert!(attempt.replayed, "{at}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
