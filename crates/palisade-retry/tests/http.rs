@@ -555,8 +555,7 @@ async fn every_attempt_carries_the_whole_head() {
     {
         let (inner, seen) = backend(|n| if n < 3 { status(503) } else { status(200) });
         assert_eq!(through(inner, req).await.status(), 200);
-        let seen = seen.lock().unwrap().clone();
-        seen
+        seen.lock().unwrap().clone()
     }
     // No body; a body in memory (read at `call` time); a body buffered
     // before the first attempt. The third attempt is the last, sent from
