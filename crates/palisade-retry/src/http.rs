@@ -236,7 +236,8 @@ impl Held {
 ///
 /// The original is kept and the copy is sent, not the other way round: the
 /// head is then moved once, into its place in the response future, and the
-/// copy is built where it is handed on.
+/// copy is built where it is handed on. (`always`: with `#[inline]` alone
+/// the compiler left it out of line, and returning the copy moved it again.)
 #[inline(always)]
 fn keep<B, C>(held: &mut Option<Held>, req: Request<B>, body: Bytes) -> Request<RetryBody<C>> {
     held.insert(Held {
