@@ -213,7 +213,7 @@ impl Http {
 }
 
 /// The copy of a request kept for replay: its head, its body and trailers.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Held {
     head: Parts,
     body: Bytes,
