@@ -22,13 +22,15 @@ use tower_service::Service;
 
 use crate::BoxError;
 use crate::classify::{Classify, Outcome};
-use crate::reject::{BulkheadFull, CircuitOpen, Rejection, rejection};
+use crate::reject::{BulkheadFull, CircuitOpen, RateLimited, Rejection, rejection};
 
 /// Names the breaker that rejected a call, on a `503` answered for it.
 pub const CIRCUIT_BREAKER_HEADER: HeaderName =
     HeaderName::from_static("x-palisade-circuit-breaker");
 /// Names the bulkhead that rejected a call, on a `503` answered for it.
 pub const BULKHEAD_HEADER: HeaderName = HeaderName::from_static("x-palisade-bulkhead");
+/// Names the rate limiter that rejected a call, on a `429` answered for it.
+pub const RATE_LIMIT_HEADER: HeaderName = HeaderName::from_static("x-palisade-rate-limit");
 /// The media type of problem details (RFC 9457).
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -421,13 +423,44 @@ impl BulkheadFull {
     }
 }
 
+impl RateLimited {
+    /// This rejection as a `429 Too Many Requests` problem, with
+    /// `Retry-After` when the limiter knows the next slot and an
+    /// `x-palisade-rate-limit` header naming it. (The IETF `RateLimit` and
+    /// `RateLimit-Policy` fields are the rate-limit layer's to add: they need
+    /// the policy, which this error does not carry.)
+    #[must_use]
+    pub fn to_problem(&self) -> Problem {
+        let mut problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate limited")
+            .kind("rate-limited")
+            .detail(self.to_string())
+            .extension("rate_limit", self.name());
+        if let Some(class) = self.class() {
+            problem = problem.extension("class", class);
+        }
+        if let Some(name) = header_value(self.name()) {
+            problem = problem.header(RATE_LIMIT_HEADER, name);
+        }
+        if let Some(after) = self.retry_after() {
+            problem = problem
+                .header(RETRY_AFTER, retry_after_value(after))
+                .extension(
+                    "retry_after_ms",
+                    u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+                );
+        }
+        problem
+    }
+}
+
 /// The problem for a rejection anywhere in `error`'s chain (an open breaker,
-/// a full bulkhead), or `None` when `error` is not a rejection.
+/// a full bulkhead, a rate limit), or `None` when `error` is not a rejection.
 #[must_use]
 pub fn rejection_problem(error: &(dyn Error + 'static)) -> Option<Problem> {
     Some(match rejection(error)? {
         Rejection::CircuitOpen(open) => open.to_problem(),
         Rejection::BulkheadFull(full) => full.to_problem(),
+        Rejection::RateLimited(limited) => limited.to_problem(),
     })
 }
 
@@ -782,6 +815,22 @@ mod tests {
         assert_eq!(body["type"], "urn:palisade:problem:bulkhead-full");
         assert_eq!(body["partition"], "t1");
         assert_eq!(body["status"], 503);
+    }
+
+    #[test]
+    fn rate_limit_rejection_response() {
+        let err: BoxError = RateLimited::new("api", Some(Duration::from_millis(1200)))
+            .with_class("free")
+            .into();
+        let res: Response<String> = rejection_response(&*err).unwrap();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(res.headers()[RATE_LIMIT_HEADER], "api");
+        assert_eq!(res.headers()[RETRY_AFTER], "2");
+        let body: serde_json::Value = serde_json::from_str(res.body()).unwrap();
+        assert_eq!(body["type"], "urn:palisade:problem:rate-limited");
+        assert_eq!(body["class"], "free");
+        assert_eq!(body["retry_after_ms"], 1200);
+        assert_eq!(body["status"], 429);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!   nothing ([`ErrorsAsFailures`] for plain results; `http::StatusClassifier`
 //!   for responses, feature `http`); [`IgnoreRejections`] for a breaker above
 //!   a bulkhead.
-//! - [`CircuitOpen`], [`BulkheadFull`] and [`is_rejection`]: the errors that
+//! - [`CircuitOpen`], [`BulkheadFull`], [`RateLimited`] and [`is_rejection`]: the errors that
 //!   mean "refused to add load", which no layer retries.
 //! - [`Listeners`]: event hooks that cost nothing when nobody listens.
 //! - [`Registry`]: named instances for admin APIs and dashboards.
@@ -44,4 +44,4 @@ pub use config::ConfigError;
 pub use error::{BoxError, cause_ref, is_caused_by};
 pub use listener::Listeners;
 pub use registry::Registry;
-pub use reject::{BulkheadFull, CircuitOpen, Rejection, is_rejection, rejection};
+pub use reject::{BulkheadFull, CircuitOpen, RateLimited, Rejection, is_rejection, rejection};

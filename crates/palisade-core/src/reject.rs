@@ -130,6 +130,72 @@ impl fmt::Display for BulkheadFull {
 
 impl Error for BulkheadFull {}
 
+/// A rate limiter refused the call: the caller's key has used its allowance
+/// and the call could not wait for the next slot.
+///
+/// Raised by `palisade-rate-limit`. [`retry_after`](Self::retry_after) says
+/// when the key's next call would be admitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimited {
+    name: Arc<str>,
+    class: Option<Arc<str>>,
+    retry_after: Option<Duration>,
+}
+
+impl RateLimited {
+    /// A rejection by the rate limiter called `name`; `retry_after` is the
+    /// time until the key's next call would be admitted, if known.
+    pub fn new(name: impl Into<Arc<str>>, retry_after: Option<Duration>) -> Self {
+        Self {
+            name: name.into(),
+            class: None,
+            retry_after,
+        }
+    }
+
+    /// Names the key's class (a tier such as `free` or `paid`); never the raw
+    /// key, which may be a secret or unbounded in number.
+    #[must_use]
+    pub fn with_class(mut self, class: impl Into<Arc<str>>) -> Self {
+        self.class = Some(class.into());
+        self
+    }
+
+    /// The name of the rate limiter that refused the call.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The class of the key that was limited, when the limiter has tiers.
+    #[must_use]
+    pub fn class(&self) -> Option<&str> {
+        self.class.as_deref()
+    }
+
+    /// How long until the key's next call would be admitted, if known.
+    #[must_use]
+    pub const fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rate limiter `{}`", self.name)?;
+        if let Some(class) = &self.class {
+            write!(f, " class `{class}`")?;
+        }
+        f.write_str(" refused the call")?;
+        if let Some(after) = self.retry_after {
+            write!(f, "; next slot in {after:?}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Error for RateLimited {}
+
 /// A view of the rejection found in an error chain.
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
@@ -138,6 +204,8 @@ pub enum Rejection<'a> {
     CircuitOpen(&'a CircuitOpen),
     /// A bulkhead refused the call.
     BulkheadFull(&'a BulkheadFull),
+    /// A rate limiter refused the call.
+    RateLimited(&'a RateLimited),
 }
 
 impl Rejection<'_> {
@@ -147,6 +215,7 @@ impl Rejection<'_> {
         match self {
             Self::CircuitOpen(open) => open.retry_after(),
             Self::BulkheadFull(_) => None,
+            Self::RateLimited(limited) => limited.retry_after(),
         }
     }
 
@@ -156,6 +225,7 @@ impl Rejection<'_> {
         match self {
             Self::CircuitOpen(open) => open.name(),
             Self::BulkheadFull(full) => full.name(),
+            Self::RateLimited(limited) => limited.name(),
         }
     }
 }
@@ -178,6 +248,9 @@ pub fn rejection<'a>(error: &'a (dyn Error + 'static)) -> Option<Rejection<'a>> 
         }
         if let Some(full) = err.downcast_ref::<BulkheadFull>() {
             return Some(Rejection::BulkheadFull(full));
+        }
+        if let Some(limited) = err.downcast_ref::<RateLimited>() {
+            return Some(Rejection::RateLimited(limited));
         }
         next = err.source();
     }
@@ -238,6 +311,23 @@ mod tests {
 
         let err: BoxError = Box::new(Wrapped(BulkheadFull::new("b").into()));
         assert!(matches!(rejection(&*err), Some(Rejection::BulkheadFull(f)) if f.name() == "b"));
+
+        let err: BoxError = Box::new(Wrapped(
+            RateLimited::new("api", Some(Duration::from_millis(250)))
+                .with_class("free")
+                .into(),
+        ));
+        let found = rejection(&*err).expect("rate limit in chain");
+        assert_eq!(found.name(), "api");
+        assert_eq!(found.retry_after(), Some(Duration::from_millis(250)));
+        let Rejection::RateLimited(limited) = found else {
+            panic!("expected a rate limit, found {found:?}");
+        };
+        assert_eq!(limited.class(), Some("free"));
+        assert_eq!(
+            limited.to_string(),
+            "rate limiter `api` class `free` refused the call; next slot in 250ms"
+        );
 
         let err: BoxError = "plain".into();
         assert!(!is_rejection(&*err));

@@ -56,8 +56,8 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use palisade_core::BoxError;
 use palisade_core::http::{
-    BULKHEAD_HEADER, CIRCUIT_BREAKER_HEADER, Problem, StatusClassifier, parse_retry_after,
-    rejection_response,
+    BULKHEAD_HEADER, CIRCUIT_BREAKER_HEADER, Problem, RATE_LIMIT_HEADER, StatusClassifier,
+    parse_retry_after, rejection_response,
 };
 use pin_project_lite::pin_project;
 
@@ -391,9 +391,14 @@ impl<B> Inspect<Response<B>> for Http {
 
     #[inline]
     fn is_rejection_response(res: &Response<B>) -> bool {
-        res.status() == StatusCode::SERVICE_UNAVAILABLE
-            && (res.headers().contains_key(CIRCUIT_BREAKER_HEADER)
-                || res.headers().contains_key(BULKHEAD_HEADER))
+        match res.status() {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                res.headers().contains_key(CIRCUIT_BREAKER_HEADER)
+                    || res.headers().contains_key(BULKHEAD_HEADER)
+            }
+            StatusCode::TOO_MANY_REQUESTS => res.headers().contains_key(RATE_LIMIT_HEADER),
+            _ => false,
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use palisade_core::BoxError;
-use palisade_core::http::{CIRCUIT_BREAKER_HEADER, StatusClassifier};
+use palisade_core::http::{CIRCUIT_BREAKER_HEADER, RATE_LIMIT_HEADER, StatusClassifier};
 use palisade_retry::http::{HttpRetryLayer, RetryBody, error_response};
 use palisade_retry::{AttemptTimedOut, Backoff, Jitter, MAX_DURATION, RetryLayer};
 use tokio::time::Instant;
@@ -282,6 +282,13 @@ async fn rejections_answered_as_responses_are_not_retried() {
     let (inner, seen) = backend(|_| status_with(503, CIRCUIT_BREAKER_HEADER, "payments"));
     let res = through(inner, get()).await;
     assert_eq!(res.status(), 503);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+
+    // A rate limiter's 429 below retry is a rejection too, whatever the
+    // classifier thinks of 429 (transient() counts it as retryable).
+    let (inner, seen) = backend(|_| status_with(429, RATE_LIMIT_HEADER, "api"));
+    let res = through(inner, get()).await;
+    assert_eq!(res.status(), 429);
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
 

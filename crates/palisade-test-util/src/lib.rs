@@ -6,6 +6,9 @@
 //! - [`EventCapture`]: a subscriber to assert on the tracing events a layer emits.
 //! - [`DropProbe`]: observe that a future or value was dropped (cancellation).
 //! - [`assert_send_sync_clone`] and friends: compile-time trait checks.
+//! - [`service_url`] and [`unique_name`]: tests against the real PostgreSQL,
+//!   Redis and NATS servers (skip with a printed reason by hand, must run in CI),
+//!   each isolated by its own schema, key prefix or stream name.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -404,4 +407,85 @@ impl tracing::Subscriber for EventCapture {
     fn enter(&self, _: &tracing::span::Id) {}
 
     fn exit(&self, _: &tracing::span::Id) {}
+}
+
+// ===== Real services =====
+
+/// The environment variable that points tests at a PostgreSQL server.
+pub const POSTGRES_URL_VAR: &str = "PALISADE_TEST_POSTGRES_URL";
+/// The environment variable that points tests at a Redis server.
+pub const REDIS_URL_VAR: &str = "PALISADE_TEST_REDIS_URL";
+/// The environment variable that points tests at a NATS server with JetStream.
+pub const NATS_URL_VAR: &str = "PALISADE_TEST_NATS_URL";
+
+/// `true` when the tests run in CI (`CI=true`), where nothing may be skipped.
+#[must_use]
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The URL of a real service for a test, read from `var`
+/// ([`POSTGRES_URL_VAR`], [`REDIS_URL_VAR`], [`NATS_URL_VAR`]).
+///
+/// - Set and not empty: `Some(url)`.
+/// - Unset (or empty) by hand: prints why the test skips and returns `None`;
+///   the test should return at once.
+/// - Unset with `CI=true`: panics, because in CI these tests must run (`.ci/run`
+///   sets the variables after checking that each server answers).
+///
+/// ```no_run
+/// # async fn connect(_url: &str) {}
+/// # async fn example() {
+/// let Some(url) = palisade_test_util::service_url(palisade_test_util::POSTGRES_URL_VAR, "appends_twice") else {
+///     return; // skipped by hand, with the reason printed
+/// };
+/// connect(&url).await;
+/// # }
+/// ```
+#[must_use]
+pub fn service_url(var: &str, test: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if in_ci() => panic!(
+            "{test}: CI=true but {var} is not set; .ci/run sets it after checking the server answers"
+        ),
+        _ => {
+            println!("{test}: skipped, {var} is not set (set it to run against a real server)");
+            None
+        }
+    }
+}
+
+/// A name no other test (in this process or another) is using, for a schema,
+/// a key prefix, a stream or a subject: `{prefix}_{pid}_{counter}_{random}`,
+/// lowercase ASCII letters, digits and `_` only, so it is a valid SQL
+/// identifier, Redis key part and NATS stream name.
+///
+/// ```
+/// let a = palisade_test_util::unique_name("es");
+/// let b = palisade_test_util::unique_name("es");
+/// assert_ne!(a, b);
+/// assert!(a.starts_with("es_"));
+/// ```
+#[must_use]
+pub fn unique_name(prefix: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // RandomState is seeded per process: a cheap random suffix without a
+    // dependency, so two test processes with recycled pids still differ.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_usize(n);
+    let random = h.finish() & 0xff_ffff;
+    let prefix: String = prefix
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{prefix}_{}_{n}_{random:06x}", std::process::id())
 }
