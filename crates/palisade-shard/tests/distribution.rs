@@ -34,7 +34,12 @@ fn shard_names(prefix: &str, n: usize) -> Vec<(String, f64)> {
 const RING_VNODES: u32 = 2000;
 
 fn map(scheme: Scheme, shards: &[(String, f64)]) -> ShardMap {
-    ShardMap::new(scheme, RING_VNODES, shards.iter().map(|(n, w)| (n.as_str(), *w))).unwrap()
+    ShardMap::new(
+        scheme,
+        RING_VNODES,
+        shards.iter().map(|(n, w)| (n.as_str(), *w)),
+    )
+    .unwrap()
 }
 
 proptest! {
