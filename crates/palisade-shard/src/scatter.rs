@@ -16,6 +16,7 @@ use crate::service::ShardService;
 use crate::shared::Shared;
 
 type MapFn<Req> = Arc<dyn Fn(&Req) -> Req + Send + Sync>;
+type ShardFanOut<S, Req, M> = FanOut<ShardService<S>, Req, Req, M>;
 
 struct Built<S, Req, M>
 where
@@ -196,7 +197,7 @@ fn build_fan_out<S, Req, M>(
     merge: &M,
     deadline: Option<Duration>,
     timeout: Option<Duration>,
-) -> Result<(u64, FanOut<ShardService<S>, Req, Req, M>), ConfigError>
+) -> Result<(u64, ShardFanOut<S, Req, M>), ConfigError>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,

@@ -70,11 +70,13 @@ pub enum MovePolicy {
     #[default]
     Forward,
     /// A request for a key that moved goes to its new owner first; if the
-    /// new owner fails it (by the router's classifier, e.g. a `404` because
-    /// the data has not arrived), it is sent again to the previous owner.
-    /// Lasts until [`ShardHandle::complete_move`](crate::ShardHandle::complete_move)
-    /// or the next change. Needs a way to copy a request
-    /// ([`ShardRouterBuilder::retry_request`](crate::ShardRouterBuilder::retry_request)).
+    /// new owner misses (an error, or a `404` because the data has not
+    /// arrived: the caller says what a miss is), a copy made before the
+    /// first call is sent to the previous owner. Lasts until
+    /// [`ShardHandle::complete_move`](crate::ShardHandle::complete_move) or
+    /// the next change. Set by
+    /// [`ShardRouterBuilder::fall_back_to_previous`](crate::ShardRouterBuilder::fall_back_to_previous),
+    /// which says how to copy a request and what a miss is.
     FallBackToPrevious,
 }
 
@@ -137,7 +139,6 @@ pub enum KeyFormat {
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
-#[non_exhaustive]
 pub struct ShardSettings {
     /// How keys map to shards. Default: [`Scheme::Rendezvous`].
     pub scheme: Scheme,

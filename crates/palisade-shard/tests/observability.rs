@@ -6,9 +6,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use palisade_core::BoxError;
-use palisade_shard::{
-    ChangeKind, MapChange, MovePolicy, Scheme, Shard, ShardEvent, ShardRouter, ShardSettings,
-};
+use palisade_shard::{ChangeKind, MapChange, MovePolicy, Scheme, Shard, ShardEvent, ShardRouter};
 use palisade_test_util::{MetricsCapture, assert_send, assert_send_sync, assert_send_sync_clone};
 use support::{Named, key_on};
 use tower::ServiceExt;
@@ -119,6 +117,8 @@ async fn listeners_hear_every_change() {
 #[cfg(feature = "serde")]
 #[test]
 fn settings_from_toml_and_snapshot_as_json() {
+    use palisade_shard::ShardSettings;
+
     let settings: ShardSettings = toml::from_str(
         r#"
         scheme = "ring"

@@ -8,7 +8,9 @@ use palisade_shard::{ChangeKind, MapErrorKind, Scheme, Shard, ShardHandle, Shard
 use support::{Named, key_on};
 use tower::ServiceExt;
 
-fn users(scheme: Scheme) -> ShardRouter<Named, palisade_shard::KeyFn<fn(&u64) -> Option<u64>>> {
+type ById = palisade_shard::KeyFn<fn(&u64) -> Option<u64>>;
+
+fn users(scheme: Scheme) -> ShardRouter<Named, ById> {
     ShardRouter::builder("users")
         .scheme(scheme)
         .shard(Shard::new("users-0", Named("users-0")))
