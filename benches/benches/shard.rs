@@ -14,9 +14,10 @@
 //!     hashing included;
 //!   - `palisade_lookup`: `ShardMap::owner(ShardKey::from(key))`, the same;
 //!   - `palisade_router`: a whole call through `ShardRouter` (key closure,
-//!     map load, lookup, replica, service clone, counters, the response
+//!     map check, lookup, replica, service clone, counters, the response
 //!     future), with the default settings (per-shard latency: two clock
-//!     reads) and with `record_latency(false)`.
+//!     reads) and with `record_latency(false)`; for jump also with a fresh
+//!     clone of the router per call, as axum calls a route.
 //! - `steer`: tower's `Steer` with a jump-hash picker (hashing the key with
 //!   XXH3, as the router does): what a hand-written key router on tower
 //!   costs. `Steer` polls every shard ready on each call.
@@ -64,7 +65,12 @@ fn names(n: usize) -> Vec<(String, f64)> {
 }
 
 fn palisade_map(scheme: Scheme, n: usize) -> ShardMap {
-    ShardMap::new(scheme, VNODES, names(n).iter().map(|(s, w)| (s.as_str(), *w))).unwrap()
+    ShardMap::new(
+        scheme,
+        VNODES,
+        names(n).iter().map(|(s, w)| (s.as_str(), *w)),
+    )
+    .unwrap()
 }
 
 type Router = ShardRouter<Identity, KeyFn<fn(&&'static str) -> Option<&'static str>>>;
@@ -83,6 +89,13 @@ fn router(scheme: Scheme, n: usize, record_latency: bool) -> Router {
 
 fn bench_router(bencher: Bencher<'_, '_>, mut router: Router) {
     bench_keys(bencher, move |key| call_now(&mut router, key).unwrap());
+}
+
+/// As axum calls a route: a fresh clone of the router per request.
+fn bench_router_cloned(bencher: Bencher<'_, '_>, router: Router) {
+    bench_keys(bencher, move |key| {
+        call_now(&mut router.clone(), key).unwrap()
+    });
 }
 
 mod rendezvous {
@@ -168,6 +181,12 @@ mod jump {
     #[divan::bench(consts = [3, 16, 256])]
     fn palisade_router_no_latency<const N: usize>(bencher: Bencher<'_, '_>) {
         bench_router(bencher, router(Scheme::Jump, N, false));
+    }
+
+    /// A clone of the router per call (axum's way), no latency histogram.
+    #[divan::bench(consts = [3, 16, 256])]
+    fn palisade_router_cloned_no_latency<const N: usize>(bencher: Bencher<'_, '_>) {
+        bench_router_cloned(bencher, router(Scheme::Jump, N, false));
     }
 }
 

@@ -274,7 +274,12 @@ impl<S, K, P> ShardRouterBuilder<S, K, P> {
                 shared
             }
         };
+        let cached = (
+            shared.generation.load(std::sync::atomic::Ordering::Acquire),
+            shared.current.load_full(),
+        );
         Ok(ShardRouter {
+            cached,
             inner: Arc::new(RouterInner {
                 shared,
                 key,

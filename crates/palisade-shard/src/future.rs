@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use palisade_core::BoxError;
@@ -29,16 +29,6 @@ pin_project! {
         Called { #[pin] future: F },
         // Completed.
         Done,
-    }
-}
-
-pin_project! {
-    #[project = TimerProj]
-    enum Timer {
-        // No timer: the service has not yet been found unready.
-        Idle,
-        // Bounding the wait for readiness.
-        Armed { #[pin] sleep: Sleep },
     }
 }
 
@@ -75,8 +65,9 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        #[pin]
-        timer: Timer,
+        // Created only when the service is not ready at once: boxed, so that
+        // the common path carries no timer in the future.
+        timer: Option<Pin<Box<Sleep>>>,
         service: Option<S>,
         request: Option<Req>,
         error: Option<BoxError>,
@@ -116,23 +107,33 @@ where
     S: Service<Req>,
 {
     /// A call of replica `replica` of `slot` with `request`.
+    ///
+    /// The chosen service's `poll_ready` is tried once here, with a no-op
+    /// waker: most services are ready at once, and then the call is made
+    /// right away and the future only polls its response. Otherwise the
+    /// future polls `poll_ready` again with the caller's waker (which then
+    /// replaces the no-op one, as the `Service` contract requires of any
+    /// service that returned `Pending`), with the bound. The slot is kept
+    /// (one reference count) only when the call needs it afterwards: to
+    /// time it, to update a replica's load, to wait, or to fall back.
     pub(crate) fn routed(
         shared: &Shared<S>,
-        slot: Arc<Slot<S>>,
+        slot: &Arc<Slot<S>>,
         replica: usize,
         request: Req,
         retry: Option<Retry<S, Req, P>>,
     ) -> Self
     where
         S: Clone,
+        S::Error: Into<BoxError>,
     {
         let chosen = &slot.replicas[replica];
-        let service = chosen.service.clone();
+        let mut service = chosen.service.clone();
         slot.requests.fetch_add(1, Ordering::Relaxed);
-        chosen.requests.fetch_add(1, Ordering::Relaxed);
         slot.metrics.requests.increment(1);
         let multi = slot.replicas.len() > 1;
         if multi {
+            chosen.requests.fetch_add(1, Ordering::Relaxed);
             chosen.load.start();
         }
         let span = tracing::debug_span!(
@@ -142,29 +143,60 @@ where
             replica = %chosen.name,
         );
         let timed = shared.settings.record_latency;
-        Self {
+        let mut this = Self {
             state: State::Ready,
-            timer: Timer::Idle,
-            service: Some(service),
-            request: Some(request),
+            timer: None,
+            service: None,
+            request: None,
             error: None,
             started: None,
             in_flight: multi,
             base: multi.then_some(shared.base),
-            slot: Some(slot),
+            slot: None,
             replica,
             ready_timeout: shared.settings.ready_timeout,
             timed,
             retry,
             span,
+        };
+        let ready = {
+            let _entered = this.span.enter();
+            service.poll_ready(&mut Context::from_waker(Waker::noop()))
+        };
+        match ready {
+            Poll::Ready(Ok(())) => {
+                if timed || multi {
+                    this.started = Some(Instant::now());
+                }
+                let future = {
+                    let _entered = this.span.enter();
+                    service.call(request)
+                };
+                this.state = State::Called { future };
+                if timed || multi || this.retry.is_some() {
+                    this.slot = Some(Arc::clone(slot));
+                }
+            }
+            Poll::Ready(Err(error)) => {
+                this.error = Some(error.into());
+                if multi {
+                    this.slot = Some(Arc::clone(slot));
+                }
+            }
+            Poll::Pending => {
+                this.service = Some(service);
+                this.request = Some(request);
+                this.slot = Some(Arc::clone(slot));
+            }
         }
+        this
     }
 
     /// A future that fails at once with `error` (a request without a key).
     pub(crate) fn failed(error: BoxError) -> Self {
         Self {
             state: State::Ready,
-            timer: Timer::Idle,
+            timer: None,
             service: None,
             request: None,
             error: Some(error),
@@ -211,13 +243,11 @@ where
                             return Poll::Ready(Err(error.into()));
                         }
                         Poll::Pending => {
-                            if let TimerProj::Idle = this.timer.as_mut().project() {
-                                let sleep = tokio::time::sleep(*this.ready_timeout);
-                                this.timer.set(Timer::Armed { sleep });
-                            }
-                            if let TimerProj::Armed { sleep } = this.timer.as_mut().project() {
-                                ready!(sleep.poll(cx));
-                            }
+                            let timeout = *this.ready_timeout;
+                            let sleep = this
+                                .timer
+                                .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                            ready!(sleep.as_mut().poll(cx));
                             // The wait is over and the service is still not
                             // ready: give up without calling it.
                             this.state.set(State::Done);
@@ -250,8 +280,8 @@ where
                 }
                 StateProj::Called { future } => {
                     let result = ready!(future.poll(cx));
-                    let slot = this.slot.as_ref().expect("a routed call has a slot");
-                    if let Some(started) = *this.started {
+                    // Timed calls keep their slot (see `routed`).
+                    if let (Some(started), Some(slot)) = (*this.started, this.slot.as_ref()) {
                         let now = Instant::now();
                         let rtt = now.saturating_duration_since(started);
                         if *this.timed {
@@ -303,10 +333,10 @@ where
         });
         let chosen = &retry.slot.replicas[retry.replica];
         retry.slot.requests.fetch_add(1, Ordering::Relaxed);
-        chosen.requests.fetch_add(1, Ordering::Relaxed);
         retry.slot.metrics.requests.increment(1);
         let multi = retry.slot.replicas.len() > 1;
         if multi {
+            chosen.requests.fetch_add(1, Ordering::Relaxed);
             chosen.load.start();
         }
         *self.in_flight = multi;
@@ -316,7 +346,7 @@ where
         *self.service = Some(retry.service);
         *self.request = Some(retry.request);
         *self.slot = Some(retry.slot);
-        self.timer.set(Timer::Idle);
+        *self.timer = None;
         self.state.set(State::Ready);
     }
 }

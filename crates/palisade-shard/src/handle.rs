@@ -125,10 +125,12 @@ impl<S> ShardHandle<S> {
     }
 
     /// Removes the shard `name`. Only the keys it owned move, each to its
-    /// next choice. Calls in flight to it finish; its service is dropped when
-    /// the last of them ends (and, with
-    /// [`MovePolicy::FallBackToPrevious`](crate::MovePolicy::FallBackToPrevious),
-    /// when the move completes).
+    /// next choice. Calls in flight to it finish. Its service is dropped once
+    /// nothing refers to the map that held it: no call in flight on it, no
+    /// router clone still caching that map (a clone refreshes on its next
+    /// call), and with
+    /// [`MovePolicy::FallBackToPrevious`](crate::MovePolicy::FallBackToPrevious)
+    /// not before the move completes.
     ///
     /// # Errors
     ///
@@ -203,7 +205,8 @@ impl<S> ShardHandle<S> {
                         name: Arc::clone(&replica.name),
                         requests: replica.requests.load(Ordering::Relaxed),
                         in_flight: replica.load.in_flight(),
-                        latency_ms: replica.load.estimate(now) / 1e6,
+                        latency_ms: (slot.replicas.len() > 1)
+                            .then(|| replica.load.estimate(now) / 1e6),
                         breaker: replica
                             .breaker
                             .as_ref()
@@ -303,12 +306,14 @@ pub struct ReplicaFigures {
     pub name: Arc<str>,
     /// Requests sent to it.
     pub requests: u64,
-    /// Calls in flight (tracked when the shard has more than one replica).
+    /// Calls in flight (tracked when the shard has more than one replica;
+    /// 0 otherwise).
     pub in_flight: u32,
     /// Its peak-EWMA latency in milliseconds (the default estimate, 30 ms,
-    /// until it has answered; tracked when the shard has more than one
-    /// replica).
-    pub latency_ms: f64,
+    /// until it has answered), decayed to now. `None` for a shard with one
+    /// replica, which has no choice to make and so no estimate (its latency
+    /// is in the `palisade_shard_request_duration_seconds` histogram).
+    pub latency_ms: Option<f64>,
     /// Its breaker's state (`closed`, `open`, ...), if it has one.
     pub breaker: Option<&'static str>,
     /// `false` while its breaker refuses calls.

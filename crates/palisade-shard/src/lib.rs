@@ -26,6 +26,9 @@
 //! - **Observable**: metrics per shard, a span per call naming the shard and
 //!   replica, events for every change, a serializable [`ShardSnapshot`].
 //!
+//! The router is a `Service` over many services, not a `Layer` around one
+//! (like tower's `Steer` and the fan-out), so the crate has no layer type.
+//!
 //! # Example
 //!
 //! ```

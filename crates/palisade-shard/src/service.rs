@@ -15,7 +15,7 @@ use crate::fallback::{Forward, MoveFallback};
 use crate::future::{ResponseFuture, Retry};
 use crate::handle::ShardHandle;
 use crate::key::ExtractKey;
-use crate::shared::{Shared, Slot};
+use crate::shared::{Shared, Slot, Version};
 use crate::state::load::pick_two;
 
 // ===== routing =====
@@ -53,6 +53,9 @@ pub(crate) struct RouterInner<S, K, P> {
 /// and by the router's [`ShardHandle`].
 pub struct ShardRouter<S, K, P = Forward> {
     pub(crate) inner: Arc<RouterInner<S, K, P>>,
+    /// The map version this instance last used, with the generation it was
+    /// read at: a call checks one atomic and reloads only after a change.
+    pub(crate) cached: (u64, Arc<Version<S>>),
 }
 
 impl<S, K, P> ShardRouter<S, K, P> {
@@ -79,6 +82,7 @@ impl<S, K, P> Clone for ShardRouter<S, K, P> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
+            cached: (self.cached.0, Arc::clone(&self.cached.1)),
         }
     }
 }
@@ -114,7 +118,8 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let inner = &*self.inner;
         let shared = &*inner.shared;
-        let version = shared.current.load();
+        shared.refresh(&mut self.cached);
+        let version = &*self.cached.1;
         let (index, key) = match inner.key.extract(&request) {
             Ok(key) => (version.map.owner(key), Some(key)),
             Err(error) => {
@@ -155,7 +160,7 @@ where
             _ => None,
         };
         let replica = pick(shared, slot);
-        ResponseFuture::routed(shared, Arc::clone(slot), replica, request, retry)
+        ResponseFuture::routed(shared, slot, replica, request, retry)
     }
 }
 
@@ -219,6 +224,6 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         let replica = pick(&self.shared, &self.slot);
-        ResponseFuture::routed(&self.shared, Arc::clone(&self.slot), replica, request, None)
+        ResponseFuture::routed(&self.shared, &self.slot, replica, request, None)
     }
 }

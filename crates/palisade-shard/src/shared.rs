@@ -263,6 +263,9 @@ pub(crate) struct Shared<S> {
     pub(crate) name: Arc<str>,
     pub(crate) settings: ShardSettings,
     pub(crate) current: ArcSwap<Version<S>>,
+    /// Incremented after every store to `current`: a router compares it
+    /// with the version it cached (one plain load per call).
+    pub(crate) generation: AtomicU64,
     /// Serializes changes (never taken by a call).
     writer: Mutex<()>,
     /// The origin of the replicas' EWMA timestamps.
@@ -311,6 +314,7 @@ impl<S> Shared<S> {
             name,
             settings,
             current: ArcSwap::from_pointee(version),
+            generation: AtomicU64::new(0),
             writer: Mutex::new(()),
             base: Instant::now(),
             listeners,
@@ -319,6 +323,20 @@ impl<S> Shared<S> {
             key_malformed: AtomicU64::new(0),
             defaulted: AtomicU64::new(0),
         })
+    }
+
+    fn store(&self, version: Version<S>) {
+        self.current.store(Arc::new(version));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The version in force, from `cached` when it is still current.
+    #[inline]
+    pub(crate) fn refresh(&self, cached: &mut (u64, Arc<Version<S>>)) {
+        let generation = self.generation.load(Ordering::Acquire);
+        if generation != cached.0 {
+            *cached = (generation, self.current.load_full());
+        }
     }
 
     /// Nanoseconds since the router was built.
@@ -389,7 +407,7 @@ impl<S> Shared<S> {
             last_change: Some(change.clone()),
         };
         let shards = version.map.len();
-        self.current.store(Arc::new(version));
+        self.store(version);
         self.metrics.published(change.epoch, shards, Some(&change));
         self.listeners.emit_with(|| ShardEvent::MapChanged {
             router: Arc::clone(&self.name),
@@ -414,7 +432,7 @@ impl<S> Shared<S> {
             previous: None,
             last_change: old.last_change.clone(),
         };
-        self.current.store(Arc::new(version));
+        self.store(version);
         tracing::info!(name = %self.name, epoch = old.epoch, "shard move completed");
         self.listeners.emit_with(|| ShardEvent::MoveCompleted {
             router: Arc::clone(&self.name),

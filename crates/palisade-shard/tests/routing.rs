@@ -40,6 +40,11 @@ async fn each_key_goes_to_its_owner_under_every_scheme() {
             .collect();
         assert_eq!(counts.iter().sum::<u64>(), 500);
         assert!(counts.iter().all(|&c| c > 100), "{scheme:?}: {counts:?}");
+        // One replica per shard: no choice, so no latency estimate.
+        assert_eq!(
+            router.handle().snapshot().shards[0].replicas[0].latency_ms,
+            None
+        );
     }
 }
 
