@@ -151,3 +151,26 @@ async fn dropping_a_call_in_flight_cancels_it() {
     drop(call);
     assert!(probe.dropped());
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_router_dropped_after_poll_ready_reserved_nothing() {
+    let (mock, mut handle) = tower_test::mock::pair::<u64, &'static str>();
+    handle.allow(1);
+    let stack = ServiceBuilder::new().concurrency_limit(1).service(mock);
+    let router = ShardRouter::builder("users")
+        .shard(Shard::new("only", BoxCloneSyncService::new(stack)))
+        .key_fn(|id: &u64| Some(*id))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let mut clone = router.clone();
+        assert_ready_ok!(tokio_test::task::spawn(()).enter(|cx, _| clone.poll_ready(cx)));
+        drop(clone);
+    }
+    // The shard's single permit is still free.
+    let call = tokio::spawn(router.oneshot(5));
+    let (request, respond) = handle.next_request().await.unwrap();
+    assert_eq!(request, 5);
+    respond.send_response("ok");
+    assert_eq!(call.await.unwrap().unwrap(), "ok");
+}
