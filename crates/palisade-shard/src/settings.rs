@@ -145,8 +145,8 @@ pub struct ShardSettings {
     /// Ring only: points per shard per unit of weight, 1 to
     /// [`MAX_VIRTUAL_NODES`]. More points even out the shares (the spread
     /// falls as 1/√points) at the cost of memory and a slightly slower
-    /// lookup. Default: 1000 (each shard's share within about ±5 % of the
-    /// mean with 16 shards).
+    /// lookup. Default: 1000 (16 shards named `users-0` to `users-15` get
+    /// 0.92 to 1.09 of the mean share; with 2000 points, 0.95 to 1.03).
     pub virtual_nodes: u32,
     /// The longest a request waits for its shard's service to become ready
     /// before failing with [`ShardNotReady`](crate::error::ShardNotReady).
