@@ -8,6 +8,8 @@
 //! | `bulkhead` | [`bulkhead`] | bounded concurrency with fair, bounded waiting; partitions; adaptive limits |
 //! | `fan-out` | [`fan_out`] | scatter-gather with deadlines and partial results |
 //! | `chaos` | [`chaos`] | latency, error and abort injection, to see the others work |
+//! | `shard` | [`shard`] | key-affine routing over a versioned shard map: rendezvous, ring, jump; replicas; scatter-gather |
+//! | `serde` | | `Serialize`/`Deserialize` for settings and snapshots (the shard router's) |
 //! | `http` | [`http`] and each pattern's `http` module | status classification, problem+json answers for every layer's errors, 503 + `Retry-After` |
 //! | `full` | all of the above | |
 //!
@@ -116,6 +118,12 @@ pub use palisade_fan_out as fan_out;
 #[cfg(feature = "chaos")]
 #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
 pub use palisade_chaos as chaos;
+
+/// Key-affine sharding (feature `shard`): the
+/// [`palisade-shard`](palisade_shard) crate.
+#[cfg(feature = "shard")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shard")))]
+pub use palisade_shard as shard;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
