@@ -439,11 +439,7 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let mut res = if let Some(declared) = declared.filter(|n| *n > limit as u64) {
-        let mut res = problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body too large",
-            format!("the request body is larger than the {limit} bytes the gateway accepts"),
-        );
+        let mut res = crate::errors::body_too_large(Some(limit)).into_response();
         // Closing a connection with unread data resets it, and the client
         // may lose the answer: read (and drop) a body that is not much over
         // the limit first, as nginx's lingering close does; close after a
