@@ -31,9 +31,25 @@ pub fn prometheus() -> PrometheusHandle {
             if let Err(err) = metrics::set_global_recorder(recorder) {
                 tracing::warn!(%err, "a metrics recorder was already installed; /metrics will miss its series");
             }
+            describe_metrics();
             handle
         })
         .clone()
+}
+
+/// The `# HELP` (and unit) of the gateway's own metric families; the
+/// layers describe theirs.
+fn describe_metrics() {
+    metrics::describe_counter!(
+        "palisade_gateway_requests_total",
+        metrics::Unit::Count,
+        "Requests answered on the gateway's proxy routes, by upstream and status class (1xx to 5xx), the gateway's own answers (timeouts, refusals, 4xx) included."
+    );
+    metrics::describe_histogram!(
+        "palisade_gateway_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time from a proxied request's arrival to its response headers, by upstream."
+    );
 }
 
 /// Where the gateway is in its life: serving, not ready (shutting down, but

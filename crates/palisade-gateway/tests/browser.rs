@@ -21,7 +21,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -30,29 +30,11 @@ use http::{Method, Request};
 use http_body_util::BodyExt;
 use palisade::circuit_breaker::State;
 use serde_json::{Value, json};
-use support::{TestGateway, client, demo_config_with, get};
+use support::{TestGateway, ci, client, demo_config_with, find_tool, get};
 
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 const TOKEN: &str = "browser-test-token";
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// `name`'s path: the environment variable `env` if set (a path that does
-/// not exist means "missing"), else `/usr/bin/<name>`, else `PATH`.
-fn find_tool(name: &str, env: &str) -> Option<PathBuf> {
-    if let Some(given) = std::env::var_os(env) {
-        let given = PathBuf::from(given);
-        return given.is_file().then_some(given);
-    }
-    let fixed = Path::new("/usr/bin").join(name);
-    if fixed.is_file() {
-        return Some(fixed);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    })
-}
 
 /// A WebDriver session over plain HTTP.
 struct Driver {
@@ -257,14 +239,13 @@ fn percent(text: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_an_outage_injected_from_its_button() {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let (chromium, chromedriver) = (
         find_tool("chromium", "PALISADE_CHROMIUM"),
         find_tool("chromedriver", "PALISADE_CHROMEDRIVER"),
     );
     let (Some(chromium), Some(chromedriver)) = (chromium, chromedriver) else {
         assert!(
-            !ci,
+            !ci(),
             "CI=true but chromium and/or chromedriver are missing: install Debian's chromium and chromium-driver"
         );
         println!(

@@ -407,6 +407,70 @@ async fn metrics_parse_as_prometheus_text_and_count_requests() {
     gw.stop().await;
 }
 
+/// `promtool check metrics` (Prometheus's own linter, Debian package
+/// `prometheus`) finds nothing wrong with `/metrics`: every family has its
+/// `# HELP` and `# TYPE`, names and units follow the conventions. Run by
+/// hand without promtool, the test prints that it skipped; with `CI=true`
+/// it fails.
+#[tokio::test]
+async fn metrics_pass_promtool_check() {
+    let Some(promtool) = support::find_tool("promtool", "PALISADE_PROMTOOL") else {
+        assert!(
+            !support::ci(),
+            "CI=true but promtool is missing: install Debian's prometheus package"
+        );
+        println!("skipped: the check needs promtool (Debian package prometheus)");
+        return;
+    };
+    let gw = TestGateway::start(layered_config(), Some("t")).await;
+    let c = client();
+    // Every family the gateway exports: proxied calls (2xx, 4xx), the
+    // aggregator (fan-out), chaos, breakers, bulkheads, retries.
+    for path in [
+        "/api/user/users/1",
+        "/api/product/products/99999",
+        "/api/dashboard/user/3",
+    ] {
+        let _ = http_get(&c, &gw.url(path)).await;
+    }
+    let res = http_get(&c, &gw.url("/metrics")).await;
+    assert_eq!(res.status, StatusCode::OK);
+    for family in [
+        "palisade_gateway_requests_total",
+        "palisade_gateway_request_duration_seconds",
+        "palisade_fan_out_",
+        "palisade_circuit_breaker_",
+        "palisade_bulkhead_",
+        "palisade_retry_",
+        "palisade_chaos_",
+    ] {
+        assert!(res.body.contains(family), "{family} missing: {}", res.body);
+    }
+    let mut child = tokio::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool starts");
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, res.body.as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {said}"
+    );
+    gw.stop().await;
+}
+
 #[test]
 fn the_prometheus_checker_rejects_broken_text() {
     for bad in [
