@@ -86,6 +86,20 @@ impl ConfigFileError {
         }
     }
 
+    /// A file that sets nothing at all (empty, or only comments): a gateway
+    /// with no routes, which is never what was meant.
+    fn empty(file: &str) -> Self {
+        Self {
+            file: file.to_owned(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: "the file is empty (or only comments): a gateway with no upstream and no \
+                      route would serve nothing; start from `palisade-gateway --print-default-config`"
+                .to_owned(),
+        }
+    }
+
     /// A file that could not be read at all.
     #[must_use]
     pub fn unreadable(file: &str, err: &std::io::Error) -> Self {
@@ -739,16 +753,29 @@ impl Config {
     ///
     /// Every resilience table is checked by building its layer with the
     /// settings given: what the builder refuses is refused here, at the key
-    /// the builder's [`ConfigError`] names.
+    /// the builder's [`ConfigError`] names. A text that sets nothing (empty,
+    /// or only comments and blank lines) is refused too.
     ///
     /// # Errors
     ///
     /// As [`load`](Self::load).
     pub fn parse(name: &str, text: &str) -> Result<Self, ConfigFileError> {
+        if sets_nothing(text) {
+            return Err(ConfigFileError::empty(name));
+        }
         let source = Source { name, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| syntax_error(&source, &e))?;
         Checker { source: &source }.config(raw)
     }
+}
+
+/// `true` if `text` has nothing but blank lines and comments: TOML that
+/// sets no key and opens no table.
+fn sets_nothing(text: &str) -> bool {
+    text.lines().all(|line| {
+        let line = line.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+        line.is_empty() || line.starts_with('#')
+    })
 }
 
 /// `true` for a route prefix the router can take as it is: `/` followed by

@@ -191,17 +191,26 @@ pub fn worker_socket(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket>
 }
 
 impl Gateway {
-    /// Installs the metrics recorder, starts the demo backends, builds every
+    /// Binds the gateway's address (once per worker thread), then installs
+    /// the metrics recorder, starts the demo backends and builds every
     /// upstream's layers (registering breakers and bulkheads in the state's
-    /// registries), and binds the gateway's address, once per worker thread.
-    /// `admin_token` is the token in force (config or environment, resolved
-    /// by the caller); `None` disables the admin API.
+    /// registries). `admin_token` is the token in force (config or
+    /// environment, resolved by the caller); `None` disables the admin API.
+    ///
+    /// The gateway's address is bound first, so an address in use is
+    /// reported before anything else starts (or logs).
     ///
     /// # Errors
     ///
     /// An address cannot be bound.
     pub async fn bind(config: Config, admin_token: Option<String>) -> Result<Self, StartError> {
-        // The recorder first: layers resolve their metric handles when built.
+        let workers = worker_count(config.server.worker_threads);
+        let (listeners, addr) = bind_listeners(config.server.listen, workers)
+            .await
+            .map_err(|e| StartError::bind("gateway".to_owned(), config.server.listen, &e))?;
+
+        // The recorder before any layer: layers resolve their metric handles
+        // when built.
         let _ = prometheus();
 
         let backends = match &config.demo {
@@ -239,10 +248,6 @@ impl Gateway {
             );
         }
 
-        let workers = worker_count(config.server.worker_threads);
-        let (listeners, addr) = bind_listeners(config.server.listen, workers)
-            .await
-            .map_err(|e| StartError::bind("gateway".to_owned(), config.server.listen, &e))?;
         Ok(Self {
             listeners,
             addr,
