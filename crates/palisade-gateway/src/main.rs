@@ -283,5 +283,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(args, config, token))
+    let code = runtime.block_on(run(args, config, token));
+    // By now the gateway has stopped (its workers joined, the demo backends
+    // shut down): nothing left on the runtime is worth waiting for. Dropping
+    // it would wait without bound for any blocking task still running (a
+    // DNS lookup, say); this waits a moment at most.
+    runtime.shutdown_timeout(EXIT_WAIT);
+    code
 }
+
+/// How long the exit waits for whatever is left on the runtime once the
+/// gateway has stopped.
+const EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
