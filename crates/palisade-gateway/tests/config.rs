@@ -526,6 +526,33 @@ fn the_aggregator_prefix_is_reserved() {
     );
 }
 
+/// The README warns that an outage on a required aggregator branch fails
+/// the whole aggregate, naming the required and the optional branches: the
+/// names it gives are the embedded config's.
+#[test]
+fn the_readme_names_the_default_configs_required_and_optional_branches() {
+    let readme = include_str!("../../../README.md").replace("\n> ", " ");
+    let config = Config::embedded_default();
+    let branches = &config.aggregator.expect("the default config has an aggregator").branches;
+    let names = |required: bool| -> Vec<String> {
+        branches
+            .iter()
+            .filter(|b| b.required == required)
+            .map(|b| format!("`{}`", b.name))
+            .collect()
+    };
+    let list = |names: Vec<String>| match names.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    };
+    let required = format!("the required branches are {}", list(names(true)));
+    let optional = format!("The optional branches are {}", list(names(false)));
+    assert!(readme.contains("fails the whole aggregate"), "no warning in the README");
+    assert!(readme.contains(&required), "the README does not say: {required}");
+    assert!(readme.contains(&optional), "the README does not say: {optional}");
+}
+
 #[test]
 fn the_binary_prints_the_default_config() {
     let out = Command::new(BIN)
