@@ -321,13 +321,22 @@ impl Gateway {
         let lifecycle = state.lifecycle().clone();
         let upkeep = tokio::spawn({
             let lifecycle = lifecycle.clone();
+            let state = state.clone();
             async move {
                 let handle = prometheus();
-                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut ticks = 0u64;
                 loop {
                     tokio::select! {
                         () = lifecycle.wait_drain() => break,
-                        _ = tick.tick() => handle.run_upkeep(),
+                        _ = tick.tick() => {
+                            state.upkeep();
+                            ticks += 1;
+                            if ticks % 5 == 0 {
+                                handle.run_upkeep();
+                            }
+                        }
                     }
                 }
             }
@@ -416,6 +425,7 @@ impl Gateway {
         if let Some(backends) = backends {
             backends.shutdown(drain_timeout).await;
         }
+        state.flush_logs();
         tracing::info!("gateway stopped");
         result
     }

@@ -154,6 +154,7 @@ pub(crate) struct Inner {
     pub(crate) bulkheads: BulkheadRegistry,
     pub(crate) admin_token: Option<Arc<str>>,
     pub(crate) body_limit: usize,
+    pub(crate) access_log: crate::logs::AccessLog,
     pub(crate) lifecycle: Lifecycle,
     pub(crate) prometheus: PrometheusHandle,
 }
@@ -232,6 +233,7 @@ impl AppState {
                 bulkheads,
                 admin_token: admin_token.map(Arc::from),
                 body_limit: config.server.body_limit_bytes,
+                access_log: config.log.access_log,
                 lifecycle: Lifecycle::default(),
                 prometheus: prometheus(),
             }),
@@ -271,6 +273,24 @@ impl AppState {
     #[must_use]
     pub fn lifecycle(&self) -> &Lifecycle {
         &self.inner.lifecycle
+    }
+
+    /// What the gateway does once a second (`Gateway::serve` calls it):
+    /// reports, per upstream, the failures the log held back in the seconds
+    /// that ended ([`FailureLog::report_suppressed`]).
+    ///
+    /// [`FailureLog::report_suppressed`]: crate::logs::FailureLog::report_suppressed
+    pub fn upkeep(&self) {
+        for up in self.upstreams() {
+            up.failure_log().report_suppressed(up.name(), false);
+        }
+    }
+
+    /// Reports every failure the log still holds back (at shutdown).
+    pub fn flush_logs(&self) {
+        for up in self.upstreams() {
+            up.failure_log().report_suppressed(up.name(), true);
+        }
     }
 
     /// `true` when the admin API is enabled (a token is set).

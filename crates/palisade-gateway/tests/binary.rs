@@ -19,10 +19,14 @@ async fn sigterm_drains_and_exits_zero_with_json_logs() {
         .output()
         .unwrap();
     let default = String::from_utf8(printed.stdout).unwrap();
-    let configured = default.replacen("shutdown_grace_ms = 1000", "shutdown_grace_ms = 3000", 1);
-    assert_ne!(
-        configured, default,
-        "the default config sets shutdown_grace_ms"
+    // And the access log on, to find the request's line.
+    let configured = default
+        .replacen("shutdown_grace_ms = 1000", "shutdown_grace_ms = 3000", 1)
+        .replacen("access_log = \"off\"", "access_log = \"all\"", 1);
+    assert!(
+        configured.contains("shutdown_grace_ms = 3000")
+            && configured.contains("access_log = \"all\""),
+        "the default config sets shutdown_grace_ms and access_log"
     );
     let dir = std::env::temp_dir().join(format!("palisade-gateway-sigterm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -132,18 +136,29 @@ async fn sigterm_drains_and_exits_zero_with_json_logs() {
         text.contains("SIGTERM received") && text.contains("gateway stopped"),
         "{text}"
     );
-    // The access log line of the request carries its id.
+    // The access log line of the request: one JSON object whose fields are
+    // keys of their own, its id among them.
     let access = rest
         .iter()
         .find(|l| l.contains("finished processing request") && l.contains("/api/user/users/1"))
         .unwrap_or_else(|| panic!("no access log line in {text}"));
-    assert!(access.contains(&request_id), "{access}");
+    let access: serde_json::Value = serde_json::from_str(access).unwrap();
+    assert_eq!(access["target"], "palisade_gateway::access", "{access}");
+    assert_eq!(access["request_id"], request_id.as_str(), "{access}");
+    assert_eq!(access["method"], "GET", "{access}");
+    assert_eq!(access["path"], "/api/user/users/1", "{access}");
+    assert_eq!(access["status"], 200, "{access}");
+    assert!(access["latency_ms"].is_number(), "{access}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The embedded default config with `from` replaced by `to` (which must be
 /// there), written to a file of its own; the file's directory.
-fn default_config_with(from: &str, to: &str, what: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+fn default_config_with(
+    from: &str,
+    to: &str,
+    what: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let printed = std::process::Command::new(BIN)
         .arg("--print-default-config")
         .output()
@@ -168,11 +183,8 @@ async fn after_sigterm_the_process_exits_promptly_once_stopped() {
     /// A process exit takes milliseconds; the bound leaves room for a busy
     /// machine and still catches a linger of a second.
     const EXIT_BOUND: Duration = Duration::from_millis(750);
-    let (config, dir) = default_config_with(
-        "shutdown_grace_ms = 1000",
-        "shutdown_grace_ms = 0",
-        "exit",
-    );
+    let (config, dir) =
+        default_config_with("shutdown_grace_ms = 1000", "shutdown_grace_ms = 0", "exit");
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(&config)
@@ -213,10 +225,17 @@ async fn after_sigterm_the_process_exits_promptly_once_stopped() {
             .body(axum::body::Body::empty())
             .unwrap()
     };
-    for path in ["/api/user/users/1", "/api/dashboard/user/2", "/api/review/users/3/reviews", "/metrics"] {
+    for path in [
+        "/api/user/users/1",
+        "/api/dashboard/user/2",
+        "/api/review/users/3/reviews",
+        "/metrics",
+    ] {
         let res = client.request(get(path)).await.unwrap();
         assert_eq!(res.status(), 200, "{path}");
-        let _ = http_body_util::BodyExt::collect(res.into_body()).await.unwrap();
+        let _ = http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap();
     }
     let events = client.request(get("/dashboard/events")).await.unwrap();
     assert_eq!(events.status(), 200);

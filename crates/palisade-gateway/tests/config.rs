@@ -533,7 +533,10 @@ fn the_aggregator_prefix_is_reserved() {
 fn the_readme_names_the_default_configs_required_and_optional_branches() {
     let readme = include_str!("../../../README.md").replace("\n> ", " ");
     let config = Config::embedded_default();
-    let branches = &config.aggregator.expect("the default config has an aggregator").branches;
+    let branches = &config
+        .aggregator
+        .expect("the default config has an aggregator")
+        .branches;
     let names = |required: bool| -> Vec<String> {
         branches
             .iter()
@@ -548,9 +551,18 @@ fn the_readme_names_the_default_configs_required_and_optional_branches() {
     };
     let required = format!("the required branches are {}", list(names(true)));
     let optional = format!("The optional branches are {}", list(names(false)));
-    assert!(readme.contains("fails the whole aggregate"), "no warning in the README");
-    assert!(readme.contains(&required), "the README does not say: {required}");
-    assert!(readme.contains(&optional), "the README does not say: {optional}");
+    assert!(
+        readme.contains("fails the whole aggregate"),
+        "no warning in the README"
+    );
+    assert!(
+        readme.contains(&required),
+        "the README does not say: {required}"
+    );
+    assert!(
+        readme.contains(&optional),
+        "the README does not say: {optional}"
+    );
 }
 
 #[test]
@@ -611,6 +623,64 @@ fn the_binary_exits_non_zero_on_a_bad_config_naming_the_place() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn the_access_log_is_off_unless_asked_for_and_its_values_are_checked() {
+    use palisade_gateway::config::AccessLog;
+    let log = |table: &str| Config::parse("log.toml", &format!("{table}\n{BASE}"));
+    assert_eq!(
+        Config::parse("ok.toml", BASE).unwrap().log.access_log,
+        AccessLog::Off
+    );
+    assert_eq!(
+        Config::embedded_default().log.access_log,
+        AccessLog::Off,
+        "the embedded config keeps it off"
+    );
+    assert_eq!(
+        log("[log]\naccess_log = \"all\"").unwrap().log.access_log,
+        AccessLog::All
+    );
+    assert_eq!(
+        log("[log]\naccess_log = \"sampled\"")
+            .unwrap()
+            .log
+            .access_log,
+        AccessLog::Sampled(0.01)
+    );
+    assert_eq!(
+        log("[log]\naccess_log = \"sampled\"\naccess_log_sample = 0.25")
+            .unwrap()
+            .log
+            .access_log,
+        AccessLog::Sampled(0.25)
+    );
+    for (table, line, key, says) in [
+        (
+            "[log]\naccess_log = \"loud\"",
+            2,
+            "log.access_log",
+            "\"off\", \"sampled\" or \"all\"",
+        ),
+        (
+            "[log]\naccess_log = \"sampled\"\naccess_log_sample = 0",
+            3,
+            "log.access_log_sample",
+            "(0, 1]",
+        ),
+        (
+            "[log]\naccess_log_sample = 1.5",
+            2,
+            "log.access_log_sample",
+            "(0, 1]",
+        ),
+        ("[log]\naccess = \"all\"", 2, "log.access", "unknown field"),
+    ] {
+        let err = log(table).expect_err(table);
+        assert_eq!((err.line(), err.key()), (line, key), "{err}");
+        assert!(err.message().contains(says), "{err}");
+    }
+}
+
 /// A temporary directory of this test process, removed by the caller.
 fn temp_dir(what: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("palisade-gateway-{what}-{}", std::process::id()));
@@ -621,7 +691,8 @@ fn temp_dir(what: &str) -> std::path::PathBuf {
 #[test]
 fn an_empty_config_file_is_refused_even_by_check_config() {
     for empty in ["", "\n\n", "   \n", "# just a comment\n\n  # another\n"] {
-        let err = Config::parse("empty.toml", empty).expect_err(&format!("{empty:?} must be refused"));
+        let err =
+            Config::parse("empty.toml", empty).expect_err(&format!("{empty:?} must be refused"));
         assert_eq!(err.file(), "empty.toml");
         assert!(err.message().contains("empty"), "{err}");
         assert!(
@@ -685,7 +756,11 @@ async fn an_admin_token_set_but_empty_in_the_environment_is_refused() {
         .env("PALISADE_ADMIN_TOKEN", "a-token")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -695,7 +770,10 @@ fn help_names_the_environment_and_the_manual() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for needed in ["PALISADE_ADMIN_TOKEN", "RUST_LOG", "docs/gateway.md"] {
-        assert!(help.contains(needed), "--help does not mention {needed}:\n{help}");
+        assert!(
+            help.contains(needed),
+            "--help does not mention {needed}:\n{help}"
+        );
     }
 }
 
