@@ -59,6 +59,7 @@ use palisade::fan_out::http::ParseJsonLayer;
 use tower::{Layer, Service, ServiceExt};
 use tracing::Level;
 
+use crate::aggregator::{Gathered, Timed};
 use crate::errors::{error_response, problem};
 use crate::logs::{ACCESS_TARGET, AccessLog, FailureLog, FailureReason};
 use crate::proxy::{self, HttpClient};
@@ -248,11 +249,19 @@ fn router(state: &AppState, stacks: &std::collections::BTreeMap<&str, UpstreamSt
             let base = state
                 .upstream(&branch.upstream)
                 .map_or_else(String::new, |up| up.base().to_string());
-            (ParseJsonLayer::new().layer(AggregatorBranch(service)), base)
+            // Branch names are unique (validated).
+            let index = config
+                .branches
+                .iter()
+                .position(|b| b.name == branch.name)
+                .unwrap_or(usize::MAX);
+            let json = ParseJsonLayer::new().layer(AggregatorBranch(service));
+            (Timed::new(json, index), base)
         });
         match built {
             Ok(aggregator) => {
-                router = router.route(crate::config::AGGREGATOR_ROUTE, get_service(aggregator));
+                let timed = Gathered::new(aggregator, config, Arc::clone(&state.inner.waterfall));
+                router = router.route(crate::config::AGGREGATOR_ROUTE, get_service(timed));
             }
             // Validation builds the same fan-out: not for a loaded config.
             Err(err) => {

@@ -155,6 +155,7 @@ pub(crate) struct Inner {
     pub(crate) admin_token: Option<Arc<str>>,
     pub(crate) body_limit: usize,
     pub(crate) access_log: crate::logs::AccessLog,
+    pub(crate) waterfall: Arc<crate::aggregator::Waterfall>,
     pub(crate) lifecycle: Lifecycle,
     pub(crate) prometheus: PrometheusHandle,
 }
@@ -234,6 +235,7 @@ impl AppState {
                 admin_token: admin_token.map(Arc::from),
                 body_limit: config.server.body_limit_bytes,
                 access_log: config.log.access_log,
+                waterfall: Arc::default(),
                 lifecycle: Lifecycle::default(),
                 prometheus: prometheus(),
             }),
@@ -277,13 +279,35 @@ impl AppState {
 
     /// What the gateway does once a second (`Gateway::serve` calls it):
     /// reports, per upstream, the failures the log held back in the seconds
-    /// that ended ([`FailureLog::report_suppressed`]).
+    /// that ended ([`FailureLog::report_suppressed`]), and folds those
+    /// seconds into each upstream's history for the dashboard's sparklines
+    /// ([`UpstreamStats::fold_history`](crate::stats::UpstreamStats::fold_history)).
     ///
     /// [`FailureLog::report_suppressed`]: crate::logs::FailureLog::report_suppressed
     pub fn upkeep(&self) {
         for up in self.upstreams() {
             up.failure_log().report_suppressed(up.name(), false);
         }
+        self.fold_history();
+    }
+
+    /// Folds the seconds that ended into each upstream's history, with its
+    /// breaker's state now.
+    pub(crate) fn fold_history(&self) {
+        for up in self.upstreams() {
+            let breaker = self
+                .circuit_breakers()
+                .get(up.name())
+                .map(|h| h.state().as_str());
+            up.stats().fold_history(breaker);
+        }
+    }
+
+    /// The last aggregator gather kept for the dashboard (one every
+    /// [`SAMPLE_EVERY`](crate::aggregator::SAMPLE_EVERY) at most).
+    #[must_use]
+    pub fn last_gather(&self) -> Option<crate::aggregator::GatherView> {
+        self.inner.waterfall.last()
     }
 
     /// Reports every failure the log still holds back (at shutdown).
