@@ -399,7 +399,10 @@ fn server_timing(
 ) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(48 * (spans.len() + 1));
-    for span in spans {
+    // In the config's order (they end in any order).
+    let mut ordered: Vec<&BranchSpan> = spans.iter().collect();
+    ordered.sort_by_key(|s| s.branch);
+    for span in ordered {
         let Some((name, _)) = branches.get(span.branch) else {
             continue;
         };

@@ -4,7 +4,7 @@
 //!
 //! Each tile's sparklines come from its upstream's history, kept
 //! server-side ([`crate::stats`]: one point per second for the last
-//! [`HISTORY_SECS`](crate::stats::HISTORY_SECS) seconds, bounded). A stream's
+//! [`HISTORY_SECS`] seconds, bounded). A stream's
 //! first snapshot carries every point; each later one only the points it
 //! has not sent yet, so a second's snapshot stays small. The page keeps at
 //! most as many points as the server does.

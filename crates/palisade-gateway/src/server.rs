@@ -298,7 +298,8 @@ impl Gateway {
     /// stop. See the [module docs](self).
     ///
     /// The worker threads run their own runtimes; this future (on the
-    /// caller's runtime) waits for them and runs the metrics upkeep.
+    /// caller's runtime) waits for them and runs the once-a-second upkeep
+    /// ([`AppState::upkeep`], and the metrics exporter's every 5 s).
     ///
     /// # Errors
     ///
