@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_core::Stream;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use futures_core::Stream;
 use palisade_core::{BoxError, ConfigError, Listeners, cause_ref, rejection};
 use tokio::time::Instant;
 use tower_service::Service;
@@ -523,9 +523,7 @@ where
         }
         .instrument(span.clone())
         .await;
-        ctx.metrics
-            .handle
-            .record(started.elapsed().as_secs_f64());
+        ctx.metrics.handle.record(started.elapsed().as_secs_f64());
         let err = match outcome {
             Ok(()) => {
                 if let Err(err) = delivery.ack().await {

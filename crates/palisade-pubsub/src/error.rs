@@ -276,7 +276,9 @@ impl fmt::Display for SubscribeError {
             SubscribeErrorKind::Lagged(n) => {
                 write!(f, "subscriber lagged: {n} messages dropped")
             }
-            SubscribeErrorKind::Unavailable => write!(f, "subscription unavailable: {}", self.detail),
+            SubscribeErrorKind::Unavailable => {
+                write!(f, "subscription unavailable: {}", self.detail)
+            }
             SubscribeErrorKind::Rejected => write!(f, "subscription refused: {}", self.detail),
         }
     }

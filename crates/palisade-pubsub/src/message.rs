@@ -97,13 +97,21 @@ impl Message {
     /// # Errors
     ///
     /// [`InvalidMessage`] for an invalid subject.
-    pub fn new(subject: impl Into<String>, payload: impl Into<Bytes>) -> Result<Self, InvalidMessage> {
+    pub fn new(
+        subject: impl Into<String>,
+        payload: impl Into<Bytes>,
+    ) -> Result<Self, InvalidMessage> {
         Self::builder(subject).payload(payload).build()
     }
 
     /// A message as a backend received it: no validation, nothing inherited.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
-    pub(crate) fn from_parts(id: Box<str>, subject: Box<str>, headers: Headers, payload: Bytes) -> Self {
+    pub(crate) fn from_parts(
+        id: Box<str>,
+        subject: Box<str>,
+        headers: Headers,
+        payload: Bytes,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 id,
@@ -305,7 +313,12 @@ impl MessageBuilder {
             headers.insert(TRACEPARENT, trace.to_string());
         }
         headers.validate()?;
-        Ok(Message::from_parts(id.into(), subject.into(), headers, payload))
+        Ok(Message::from_parts(
+            id.into(),
+            subject.into(),
+            headers,
+            payload,
+        ))
     }
 }
 
@@ -441,13 +454,17 @@ impl Headers {
             {
                 return Err(InvalidMessage::new(
                     "header",
-                    format!("name {name:?} must be 1 to {MAX_HEADER_LEN} printable ASCII bytes without `:`"),
+                    format!(
+                        "name {name:?} must be 1 to {MAX_HEADER_LEN} printable ASCII bytes without `:`"
+                    ),
                 ));
             }
             if value.len() > MAX_HEADER_LEN || value.chars().any(char::is_control) {
                 return Err(InvalidMessage::new(
                     "header",
-                    format!("value of {name:?} must be at most {MAX_HEADER_LEN} bytes without control characters"),
+                    format!(
+                        "value of {name:?} must be at most {MAX_HEADER_LEN} bytes without control characters"
+                    ),
                 ));
             }
         }
@@ -507,9 +524,18 @@ mod tests {
         assert_eq!(field(Message::builder("")), "subject");
         assert_eq!(field(Message::builder("a").id("")), "id");
         assert_eq!(field(Message::builder("a").id("has space")), "id");
-        assert_eq!(field(Message::builder("a").id("x".repeat(MAX_ID_LEN + 1))), "id");
-        assert_eq!(field(Message::builder("a").header("Bad:Name", "v")), "header");
-        assert_eq!(field(Message::builder("a").header("X", "line\r\nbreak")), "header");
+        assert_eq!(
+            field(Message::builder("a").id("x".repeat(MAX_ID_LEN + 1))),
+            "id"
+        );
+        assert_eq!(
+            field(Message::builder("a").header("Bad:Name", "v")),
+            "header"
+        );
+        assert_eq!(
+            field(Message::builder("a").header("X", "line\r\nbreak")),
+            "header"
+        );
         let mut b = Message::builder("a");
         for i in 0..=MAX_HEADERS {
             b = b.header(format!("H{i}"), "v");
@@ -520,6 +546,9 @@ mod tests {
     #[test]
     fn sanitize_removes_line_breaks_and_cuts() {
         assert_eq!(sanitize("a\r\nb"), "a  b");
-        assert_eq!(sanitize(&"é".repeat(MAX_HEADER_LEN)).len() <= MAX_HEADER_LEN, true);
+        assert_eq!(
+            sanitize(&"é".repeat(MAX_HEADER_LEN)).len() <= MAX_HEADER_LEN,
+            true
+        );
     }
 }

@@ -27,13 +27,19 @@ pub(crate) const RELAY_ERRORS: &str = "palisade_pubsub_relay_errors_total";
 
 /// Describes every metric to the installed recorder (help text and unit).
 pub(crate) fn describe() {
-    metrics::describe_counter!(PUBLISHED, "Messages published (accepted by the bus or stream)");
+    metrics::describe_counter!(
+        PUBLISHED,
+        "Messages published (accepted by the bus or stream)"
+    );
     metrics::describe_counter!(PUBLISH_ERRORS, "Publishes that failed, by kind");
     metrics::describe_counter!(
         DROPPED,
         "Messages the in-process bus dropped from slow subscribers' buffers"
     );
-    metrics::describe_counter!(DELIVERED, "Deliveries a consumer received, redeliveries included");
+    metrics::describe_counter!(
+        DELIVERED,
+        "Deliveries a consumer received, redeliveries included"
+    );
     metrics::describe_counter!(ACKED, "Messages a consumer handled and acknowledged");
     metrics::describe_counter!(REDELIVERED, "Deliveries after the first of a message");
     metrics::describe_counter!(DEAD_LETTERED, "Messages sent to the dead letters, by kind");
@@ -41,14 +47,32 @@ pub(crate) fn describe() {
         REJECTED,
         "Messages the handler's stack refused (breaker open, bulkhead full, rate limited)"
     );
-    metrics::describe_counter!(DUPLICATES, "Messages an idempotent consumer skipped as already handled");
-    metrics::describe_gauge!(LAG, "Messages waiting for a consumer (buffer or stream backlog)");
-    metrics::describe_gauge!(IN_FLIGHT, "Messages a consumer holds (handling, or waiting to retry)");
+    metrics::describe_counter!(
+        DUPLICATES,
+        "Messages an idempotent consumer skipped as already handled"
+    );
+    metrics::describe_gauge!(
+        LAG,
+        "Messages waiting for a consumer (buffer or stream backlog)"
+    );
+    metrics::describe_gauge!(
+        IN_FLIGHT,
+        "Messages a consumer holds (handling, or waiting to retry)"
+    );
     metrics::describe_histogram!(HANDLE, Unit::Seconds, "Time a handler took per delivery");
     metrics::describe_counter!(RELAYED, "Events the outbox relay published");
-    metrics::describe_gauge!(RELAY_POSITION, "The outbox relay's checkpoint (global position)");
-    metrics::describe_gauge!(RELAY_LAG, "Committed events the outbox relay has not published yet");
-    metrics::describe_counter!(RELAY_ERRORS, "Outbox relay failures (read, publish, checkpoint)");
+    metrics::describe_gauge!(
+        RELAY_POSITION,
+        "The outbox relay's checkpoint (global position)"
+    );
+    metrics::describe_gauge!(
+        RELAY_LAG,
+        "Committed events the outbox relay has not published yet"
+    );
+    metrics::describe_counter!(
+        RELAY_ERRORS,
+        "Outbox relay failures (read, publish, checkpoint)"
+    );
 }
 
 /// A publisher's handles (a bus or a JetStream context).
@@ -95,9 +119,7 @@ impl ConsumerMetrics {
     pub(crate) fn new(name: &str) -> Self {
         describe();
         let n = name.to_owned();
-        let dead = |kind: DeadLetterKind| {
-            metrics::counter!(DEAD_LETTERED, "name" => n.clone(), "kind" => kind.as_str())
-        };
+        let dead = |kind: DeadLetterKind| metrics::counter!(DEAD_LETTERED, "name" => n.clone(), "kind" => kind.as_str());
         Self {
             dead_terminal: dead(DeadLetterKind::Terminal),
             dead_max_deliver: dead(DeadLetterKind::MaxDeliver),

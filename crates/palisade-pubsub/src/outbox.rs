@@ -139,7 +139,11 @@ pub trait CheckpointStore: Send + Sync + 'static {
     ///
     /// A [`StoreError`]; the relay retries with backoff (without publishing
     /// more in between).
-    fn save(&self, relay: &str, position: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn save(
+        &self,
+        relay: &str,
+        position: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Configures a [`Relay`]; [`build`](Self::build) validates.
@@ -391,9 +395,9 @@ where
         }
         if let Some(position) = published {
             self.checkpoints
-                    .save(&self.name, position)
-                    .await
-                    .map_err(RelayError::Store)?;
+                .save(&self.name, position)
+                .await
+                .map_err(RelayError::Store)?;
             self.position = Some(position);
             self.publish_position();
             tracing::debug!(name = %self.name, position, count, "relayed");
@@ -595,7 +599,11 @@ impl CheckpointStore for MemoryCheckpoints {
         std::future::ready(Ok(self.map.lock().get(relay).copied()))
     }
 
-    fn save(&self, relay: &str, position: u64) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn save(
+        &self,
+        relay: &str,
+        position: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.map.lock().insert(relay.to_owned(), position);
         std::future::ready(Ok(()))
     }

@@ -255,7 +255,11 @@ impl RelaySettings {
     /// A [`ConfigError`] naming the first bad setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
         in_range("batch_size", self.batch_size, 1, MAX_BATCH)?;
-        duration("poll_interval", self.poll_interval, Duration::from_millis(1))?;
+        duration(
+            "poll_interval",
+            self.poll_interval,
+            Duration::from_millis(1),
+        )?;
         duration("retry_delay", self.retry_delay, Duration::from_millis(1))?;
         duration("retry_delay_max", self.retry_delay_max, self.retry_delay)
     }

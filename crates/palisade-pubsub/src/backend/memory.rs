@@ -38,8 +38,8 @@
 //! ```
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -166,7 +166,11 @@ impl MemoryBus {
         self.join(pattern, Some(group))
     }
 
-    fn join(&self, pattern: &str, group: Option<&str>) -> Result<MemorySubscription, InvalidSubject> {
+    fn join(
+        &self,
+        pattern: &str,
+        group: Option<&str>,
+    ) -> Result<MemorySubscription, InvalidSubject> {
         let parsed = Pattern::new(pattern)?;
         let shared = &self.shared;
         let member = shared.next_member.fetch_add(1, Ordering::Relaxed);
@@ -255,7 +259,10 @@ impl MemoryBus {
             SlowSubscriber::Wait => {
                 let routes = self.shared.routes.load();
                 let mut permits = Vec::new();
-                for queue in routes.iter().filter(|q| q.pattern.matches(message.subject())) {
+                for queue in routes
+                    .iter()
+                    .filter(|q| q.pattern.matches(message.subject()))
+                {
                     let space = queue.space.as_ref().expect("Wait queues have a semaphore");
                     match space.try_acquire() {
                         Ok(permit) => permits.push((queue, permit)),
@@ -281,7 +288,9 @@ impl MemoryBus {
 
     fn check(&self, message: &Message) -> Result<(), PublishError> {
         if self.shared.closed.load(Ordering::Acquire) {
-            self.shared.metrics.publish_error(PublishErrorKind::Closed.as_str());
+            self.shared
+                .metrics
+                .publish_error(PublishErrorKind::Closed.as_str());
             return Err(PublishError::new(
                 PublishErrorKind::Closed,
                 message.subject(),
@@ -290,18 +299,25 @@ impl MemoryBus {
         }
         let max = self.shared.settings.max_payload;
         if message.payload().len() > max {
-            self.shared.metrics.publish_error(PublishErrorKind::TooLarge.as_str());
+            self.shared
+                .metrics
+                .publish_error(PublishErrorKind::TooLarge.as_str());
             return Err(PublishError::new(
                 PublishErrorKind::TooLarge,
                 message.subject(),
-                format!("payload of {} bytes, above max_payload {max}", message.payload().len()),
+                format!(
+                    "payload of {} bytes, above max_payload {max}",
+                    message.payload().len()
+                ),
             ));
         }
         Ok(())
     }
 
     fn full(&self, message: &Message, queue: &Queue) -> PublishError {
-        self.shared.metrics.publish_error(PublishErrorKind::Full.as_str());
+        self.shared
+            .metrics
+            .publish_error(PublishErrorKind::Full.as_str());
         PublishError::new(
             PublishErrorKind::Full,
             message.subject(),
@@ -332,7 +348,10 @@ impl MemoryBus {
     ) -> Result<(), PublishError> {
         let routes = self.shared.routes.load_full();
         let mut permits = Vec::new();
-        for queue in routes.iter().filter(|q| q.pattern.matches(message.subject())) {
+        for queue in routes
+            .iter()
+            .filter(|q| q.pattern.matches(message.subject()))
+        {
             let space = queue.space.as_ref().expect("Wait queues have a semaphore");
             let acquired = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, space.acquire()).await {
@@ -467,7 +486,11 @@ impl Queue {
         }
     }
 
-    fn poll_pop(&self, member: u64, cx: &mut Context<'_>) -> Poll<Option<Result<(Message, usize), SubscribeError>>> {
+    fn poll_pop(
+        &self,
+        member: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(Message, usize), SubscribeError>>> {
         let mut state = self.state.lock();
         if state.lagged > 0 {
             let missed = std::mem::take(&mut state.lagged);
@@ -586,10 +609,7 @@ impl fmt::Debug for MemoryBus {
 }
 
 impl Publisher for MemoryBus {
-    fn publish(
-        &self,
-        message: Message,
-    ) -> impl Future<Output = Result<(), PublishError>> + Send {
+    fn publish(&self, message: Message) -> impl Future<Output = Result<(), PublishError>> + Send {
         Self::publish(self, message)
     }
 }

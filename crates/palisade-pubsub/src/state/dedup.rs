@@ -29,7 +29,10 @@ enum State {
     InProgress,
     /// Done at this instant; `seq` tells the eviction queue's entry apart from
     /// an older one for the same id.
-    Done { at: Instant, seq: u64 },
+    Done {
+        at: Instant,
+        seq: u64,
+    },
 }
 
 /// Ids seen, bounded by `capacity` done entries.

@@ -190,18 +190,12 @@ mod tests {
     #[test]
     fn rejects_bad_subjects_and_patterns() {
         for bad in [
-            "",
-            "a..b",
-            ".a",
-            "a.",
-            "a b",
-            "a.\tb",
-            "a.>.b",
-            "a.b*",
-            "a.>x",
-            "é",
+            "", "a..b", ".a", "a.", "a b", "a.\tb", "a.>.b", "a.b*", "a.>x", "é",
         ] {
-            assert!(validate_pattern(bad).is_err(), "{bad:?} accepted as a pattern");
+            assert!(
+                validate_pattern(bad).is_err(),
+                "{bad:?} accepted as a pattern"
+            );
         }
         assert!(validate_subject("orders.*").is_err());
         assert!(validate_subject("orders.>").is_err());
@@ -222,7 +216,11 @@ mod tests {
     }
 
     fn token() -> impl Strategy<Value = String> {
-        prop_oneof![Just("a".to_owned()), Just("b".to_owned()), Just("cc".to_owned())]
+        prop_oneof![
+            Just("a".to_owned()),
+            Just("b".to_owned()),
+            Just("cc".to_owned())
+        ]
     }
 
     proptest! {
