@@ -171,12 +171,6 @@ impl PublishError {
         }
     }
 
-    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
-    pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.source = Some(source.into());
-        self
-    }
-
     /// Why it failed.
     #[must_use]
     pub const fn kind(&self) -> PublishErrorKind {

@@ -285,6 +285,13 @@ pub struct NatsSettings {
     /// message) instead of a fire-and-forget ack. A lost plain ack means one
     /// redelivery, which idempotent handlers absorb. Default `false`.
     pub double_ack: bool,
+    /// Messages a subscription asks for per pull request (they wait in the
+    /// client until handled, their ack wait running: keep it near the
+    /// consumer's `max_in_flight`). Default 64.
+    pub pull_batch: usize,
+    /// Unacknowledged messages the broker lets a consumer (all members of a
+    /// queue group together) hold before it stops delivering. Default 1024.
+    pub max_ack_pending: usize,
 }
 
 impl Default for NatsSettings {
@@ -293,6 +300,8 @@ impl Default for NatsSettings {
             publish_timeout: Duration::from_secs(5),
             ack_wait: Duration::from_secs(30),
             double_ack: false,
+            pull_batch: 64,
+            max_ack_pending: 1024,
         }
     }
 }
@@ -309,7 +318,9 @@ impl NatsSettings {
             self.publish_timeout,
             Duration::from_millis(1),
         )?;
-        duration("ack_wait", self.ack_wait, Duration::from_millis(100))
+        duration("ack_wait", self.ack_wait, Duration::from_millis(100))?;
+        in_range("pull_batch", self.pull_batch, 1, MAX_IN_FLIGHT)?;
+        in_range("max_ack_pending", self.max_ack_pending, 1, MAX_IN_FLIGHT)
     }
 }
 
