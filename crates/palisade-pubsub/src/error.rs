@@ -158,6 +158,7 @@ pub struct PublishError {
 }
 
 impl PublishError {
+    #[cfg_attr(not(any(feature = "memory", feature = "nats")), allow(dead_code))]
     pub(crate) fn new(
         kind: PublishErrorKind,
         subject: &str,
@@ -234,6 +235,7 @@ pub struct SubscribeError {
 }
 
 impl SubscribeError {
+    #[cfg_attr(not(any(feature = "memory", feature = "nats")), allow(dead_code))]
     pub(crate) fn new(kind: SubscribeErrorKind, detail: impl Into<Cow<'static, str>>) -> Self {
         Self {
             kind,

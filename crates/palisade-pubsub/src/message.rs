@@ -546,9 +546,6 @@ mod tests {
     #[test]
     fn sanitize_removes_line_breaks_and_cuts() {
         assert_eq!(sanitize("a\r\nb"), "a  b");
-        assert_eq!(
-            sanitize(&"é".repeat(MAX_HEADER_LEN)).len() <= MAX_HEADER_LEN,
-            true
-        );
+        assert!(sanitize(&"é".repeat(MAX_HEADER_LEN)).len() <= MAX_HEADER_LEN);
     }
 }

@@ -76,6 +76,7 @@ pub(crate) fn describe() {
 }
 
 /// A publisher's handles (a bus or a JetStream context).
+#[cfg_attr(not(any(feature = "memory", feature = "nats")), allow(dead_code))]
 #[derive(Clone, Debug)]
 pub(crate) struct PublisherMetrics {
     pub(crate) published: Counter,
@@ -83,6 +84,7 @@ pub(crate) struct PublisherMetrics {
     name: Arc<str>,
 }
 
+#[cfg_attr(not(any(feature = "memory", feature = "nats")), allow(dead_code))]
 impl PublisherMetrics {
     pub(crate) fn new(name: &Arc<str>) -> Self {
         describe();

@@ -2,6 +2,7 @@
 //! broker: ack, redelivery with backoff, dead letters, rejections that pause
 //! pulling, bounded in-flight messages, trace and correlation propagation,
 //! and a consumer killed mid-message.
+#![cfg(feature = "memory")]
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! The outbox relay: order, commit visibility, and crashes injected between
 //! commit and publish and between publish and checkpoint, with the
 //! in-memory source and real SQLite and PostgreSQL checkpoint stores.
+#![cfg(feature = "memory")]
 
 use std::collections::HashMap;
 use std::sync::Arc;

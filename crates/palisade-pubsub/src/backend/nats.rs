@@ -349,7 +349,7 @@ fn publish_error(message: &Message, err: &jetstream::context::PublishError) -> P
         NatsPublishErrorKind::StreamNotFound
         | NatsPublishErrorKind::WrongLastMessageId
         | NatsPublishErrorKind::WrongLastSequence => PublishErrorKind::Rejected,
-        _ => PublishErrorKind::Unavailable,
+        NatsPublishErrorKind::Other => PublishErrorKind::Unavailable,
     };
     PublishError::new(kind, message.subject(), err.to_string())
 }
@@ -572,41 +572,33 @@ impl Delivery for NatsDelivery {
         Some(self.ack_wait / 2)
     }
 
-    fn ack(self) -> impl Future<Output = Result<(), AckError>> + Send {
-        async move {
-            if self.double_ack {
-                self.inner.double_ack().await.map_err(AckError::new)
-            } else {
-                self.inner.ack().await.map_err(AckError::new)
-            }
+    async fn ack(self) -> Result<(), AckError> {
+        if self.double_ack {
+            self.inner.double_ack().await.map_err(AckError::new)
+        } else {
+            self.inner.ack().await.map_err(AckError::new)
         }
     }
 
-    fn nak(self, delay: Duration) -> impl Future<Output = Result<(), AckError>> + Send {
-        async move {
-            let delay = (!delay.is_zero()).then_some(delay);
-            self.inner
-                .ack_with(AckKind::Nak(delay))
-                .await
-                .map_err(AckError::new)
-        }
+    async fn nak(self, delay: Duration) -> Result<(), AckError> {
+        let delay = (!delay.is_zero()).then_some(delay);
+        self.inner
+            .ack_with(AckKind::Nak(delay))
+            .await
+            .map_err(AckError::new)
     }
 
-    fn term(self) -> impl Future<Output = Result<(), AckError>> + Send {
-        async move {
-            self.inner
-                .ack_with(AckKind::Term)
-                .await
-                .map_err(AckError::new)
-        }
+    async fn term(self) -> Result<(), AckError> {
+        self.inner
+            .ack_with(AckKind::Term)
+            .await
+            .map_err(AckError::new)
     }
 
-    fn in_progress(&self) -> impl Future<Output = Result<(), AckError>> + Send {
-        async move {
-            self.inner
-                .ack_with(AckKind::Progress)
-                .await
-                .map_err(AckError::new)
-        }
+    async fn in_progress(&self) -> Result<(), AckError> {
+        self.inner
+            .ack_with(AckKind::Progress)
+            .await
+            .map_err(AckError::new)
     }
 }

@@ -261,7 +261,7 @@ macro_rules! sql_stores {
 pub(crate) use sql_stores;
 
 /// A handler's transaction from an inbox's `begin`: write the effects
-/// through it ([`as_mut`](Self::as_mut), or `&mut *tx` via `DerefMut`),
+/// through it (`&mut **tx`, or [`transaction`](Self::transaction)),
 /// then [`commit`](Self::commit). Dropped without committing, it rolls back
 /// (the id is not recorded, the redelivery handles the message).
 #[derive(Debug)]
@@ -283,7 +283,7 @@ impl<DB: sqlx::Database> InboxTransaction<DB> {
     }
 
     /// The transaction, to run the handler's statements on.
-    pub fn as_mut(&mut self) -> &mut sqlx::Transaction<'static, DB> {
+    pub fn transaction(&mut self) -> &mut sqlx::Transaction<'static, DB> {
         &mut self.tx
     }
 }
