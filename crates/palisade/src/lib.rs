@@ -8,6 +8,8 @@
 //! | `bulkhead` | [`bulkhead`] | bounded concurrency with fair, bounded waiting; partitions; adaptive limits |
 //! | `fan-out` | [`fan_out`] | scatter-gather with deadlines and partial results |
 //! | `chaos` | [`chaos`] | latency, error and abort injection, to see the others work |
+//! | `pubsub` | [`pubsub`] | an in-process bus, consumers that drive a tower stack per message, idempotent consumers, a transactional outbox relay |
+//! | `pubsub-nats`, `pubsub-sqlite`, `pubsub-postgres` | [`pubsub`]`::backend` | NATS JetStream; the SQL inboxes and relay checkpoints |
 //! | `http` | [`http`] and each pattern's `http` module | status classification, problem+json answers for every layer's errors, 503 + `Retry-After` |
 //! | `full` | all of the above | |
 //!
@@ -116,6 +118,13 @@ pub use palisade_fan_out as fan_out;
 #[cfg(feature = "chaos")]
 #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
 pub use palisade_chaos as chaos;
+
+/// Publish-subscribe (feature `pubsub`; backends `pubsub-nats`,
+/// `pubsub-sqlite`, `pubsub-postgres`): the
+/// [`palisade-pubsub`](palisade_pubsub) crate.
+#[cfg(feature = "pubsub")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pubsub")))]
+pub use palisade_pubsub as pubsub;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
