@@ -162,7 +162,11 @@ mod jetstream {
         let Some(client) = setup(&rt, &stream) else {
             return;
         };
-        let bus = NatsBus::new(client.clone(), "bench", NatsSettings::default()).unwrap();
+        // async-nats spawns its acknowledgement task: build inside the runtime.
+        let bus = {
+            let _runtime = rt.enter();
+            NatsBus::new(client.clone(), "bench", NatsSettings::default()).unwrap()
+        };
         bencher
             .counter(divan::counter::ItemsCount::new(N))
             .bench_local(|| {

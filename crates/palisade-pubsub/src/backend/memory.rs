@@ -80,12 +80,49 @@ struct BusShared {
     settings: BusSettings,
     /// Read on every publish without a lock; replaced whole on (rare)
     /// subscribe and unsubscribe, under `write`.
-    routes: ArcSwap<Vec<Arc<Queue>>>,
+    routes: ArcSwap<Routes>,
     write: Mutex<()>,
     closed: AtomicBool,
     next_member: AtomicU64,
     metrics: PublisherMetrics,
     listeners: Listeners<PubSubEvent>,
+}
+
+/// The route table: every queue, and the queues grouped by pattern so a
+/// publish matches each distinct pattern once however many subscriptions
+/// share it.
+#[derive(Default)]
+struct Routes {
+    queues: Vec<Arc<Queue>>,
+    by_pattern: Vec<(Pattern, Box<[Arc<Queue>]>)>,
+}
+
+impl Routes {
+    fn new(queues: Vec<Arc<Queue>>) -> Self {
+        let mut by_pattern: Vec<(Pattern, Vec<Arc<Queue>>)> = Vec::new();
+        for queue in &queues {
+            match by_pattern.iter_mut().find(|(p, _)| *p == queue.pattern) {
+                Some((_, list)) => list.push(Arc::clone(queue)),
+                None => by_pattern.push((queue.pattern.clone(), vec![Arc::clone(queue)])),
+            }
+        }
+        Self {
+            queues,
+            by_pattern: by_pattern
+                .into_iter()
+                .map(|(p, list)| (p, list.into_boxed_slice()))
+                .collect(),
+        }
+    }
+
+    /// The queues whose pattern matches `subject`.
+    #[inline]
+    fn matching<'a>(&'a self, subject: &'a str) -> impl Iterator<Item = &'a Arc<Queue>> + 'a {
+        self.by_pattern
+            .iter()
+            .filter(move |(pattern, _)| pattern.matches(subject))
+            .flat_map(|(_, queues)| queues.iter())
+    }
 }
 
 /// One subscription's (or queue group's) bounded buffer.
@@ -180,6 +217,7 @@ impl MemoryBus {
         let routes = shared.routes.load();
         if let Some(group) = group {
             if let Some(queue) = routes
+                .queues
                 .iter()
                 .find(|q| q.group.as_deref() == Some(group) && q.pattern == parsed)
             {
@@ -209,10 +247,10 @@ impl MemoryBus {
             members: AtomicUsize::new(1),
         });
         if !closed {
-            let mut next = Vec::with_capacity(routes.len() + 1);
-            next.extend(routes.iter().cloned());
+            let mut next = Vec::with_capacity(routes.queues.len() + 1);
+            next.extend(routes.queues.iter().cloned());
             next.push(Arc::clone(&queue));
-            shared.routes.store(Arc::new(next));
+            shared.routes.store(Arc::new(Routes::new(next)));
         }
         Ok(MemorySubscription {
             queue,
@@ -261,10 +299,7 @@ impl MemoryBus {
             SlowSubscriber::Wait => {
                 let routes = self.shared.routes.load();
                 let mut permits = Vec::new();
-                for queue in routes
-                    .iter()
-                    .filter(|q| q.pattern.matches(message.subject()))
-                {
+                for queue in routes.matching(message.subject()) {
                     let space = queue.space.as_ref().expect("Wait queues have a semaphore");
                     match space.try_acquire() {
                         Ok(permit) => permits.push((queue, permit)),
@@ -335,10 +370,8 @@ impl MemoryBus {
     #[inline]
     fn publish_dropping(&self, message: &Message) {
         let routes = self.shared.routes.load();
-        for queue in routes.iter() {
-            if queue.pattern.matches(message.subject()) {
-                queue.push(message.clone(), &self.shared);
-            }
+        for queue in routes.matching(message.subject()) {
+            queue.push(message.clone(), &self.shared);
         }
         self.shared.metrics.published.increment(1);
     }
@@ -350,10 +383,7 @@ impl MemoryBus {
     ) -> Result<(), PublishError> {
         let routes = self.shared.routes.load_full();
         let mut permits = Vec::new();
-        for queue in routes
-            .iter()
-            .filter(|q| q.pattern.matches(message.subject()))
-        {
+        for queue in routes.matching(message.subject()) {
             let space = queue.space.as_ref().expect("Wait queues have a semaphore");
             let acquired = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, space.acquire()).await {
@@ -390,7 +420,7 @@ impl MemoryBus {
     /// Live subscriptions (a queue group counts once).
     #[must_use]
     pub fn subscriptions(&self) -> usize {
-        self.shared.routes.load().len()
+        self.shared.routes.load().queues.len()
     }
 }
 
@@ -400,8 +430,8 @@ impl BusShared {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        let routes = self.routes.swap(Arc::new(Vec::new()));
-        for queue in routes.iter() {
+        let routes = self.routes.swap(Arc::new(Routes::default()));
+        for queue in &routes.queues {
             queue.close();
         }
     }
@@ -409,20 +439,21 @@ impl BusShared {
     /// Removes `queue` from the route table; the caller holds `write`.
     fn unsubscribe_locked(&self, queue: &Arc<Queue>) {
         let routes = self.routes.load();
-        if routes.iter().any(|q| Arc::ptr_eq(q, queue)) {
+        if routes.queues.iter().any(|q| Arc::ptr_eq(q, queue)) {
             let next: Vec<Arc<Queue>> = routes
+                .queues
                 .iter()
                 .filter(|q| !Arc::ptr_eq(q, queue))
                 .cloned()
                 .collect();
-            self.routes.store(Arc::new(next));
+            self.routes.store(Arc::new(Routes::new(next)));
         }
     }
 }
 
 impl Drop for BusShared {
     fn drop(&mut self) {
-        for queue in self.routes.load().iter() {
+        for queue in &self.routes.load().queues {
             queue.close();
         }
     }
@@ -581,7 +612,7 @@ impl MemoryBusBuilder {
                 metrics: PublisherMetrics::new(&name),
                 name,
                 settings: self.settings,
-                routes: ArcSwap::from_pointee(Vec::new()),
+                routes: ArcSwap::from_pointee(Routes::default()),
                 write: Mutex::new(()),
                 closed: AtomicBool::new(false),
                 next_member: AtomicU64::new(0),

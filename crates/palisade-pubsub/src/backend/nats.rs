@@ -109,6 +109,11 @@ impl NatsBus {
     /// # Errors
     ///
     /// A [`ConfigError`] for bad settings or name.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime: async-nats spawns the task that collects
+    /// publish acknowledgements.
     pub fn new(
         client: async_nats::Client,
         name: &str,
