@@ -215,7 +215,10 @@ mod jetstream {
         let Some(client) = setup(&rt, &stream) else {
             return;
         };
-        let js = async_nats::jetstream::new(client.clone());
+        let js = {
+            let _runtime = rt.enter();
+            async_nats::jetstream::new(client.clone())
+        };
         bencher
             .counter(divan::counter::ItemsCount::new(N))
             .bench_local(|| {
