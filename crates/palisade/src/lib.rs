@@ -10,6 +10,8 @@
 //! | `chaos` | [`chaos`] | latency, error and abort injection, to see the others work |
 //! | `shard` | [`shard`] | key-affine routing over a versioned shard map: rendezvous, ring, jump; replicas; scatter-gather |
 //! | `serde` | | `Serialize`/`Deserialize` for settings and snapshots (the shard router's) |
+//! | `pubsub` | [`pubsub`] | an in-process bus, consumers that drive a tower stack per message, idempotent consumers, a transactional outbox relay |
+//! | `pubsub-nats`, `pubsub-sqlite`, `pubsub-postgres` | [`pubsub`]`::backend` | NATS JetStream; the SQL inboxes and relay checkpoints |
 //! | `http` | [`http`] and each pattern's `http` module | status classification, problem+json answers for every layer's errors, 503 + `Retry-After` |
 //! | `full` | all of the above | |
 //!
@@ -124,6 +126,12 @@ pub use palisade_chaos as chaos;
 #[cfg(feature = "shard")]
 #[cfg_attr(docsrs, doc(cfg(feature = "shard")))]
 pub use palisade_shard as shard;
+/// Publish-subscribe (feature `pubsub`; backends `pubsub-nats`,
+/// `pubsub-sqlite`, `pubsub-postgres`): the
+/// [`palisade-pubsub`](palisade_pubsub) crate.
+#[cfg(feature = "pubsub")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pubsub")))]
+pub use palisade_pubsub as pubsub;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
