@@ -226,8 +226,8 @@
 //! - **Adaptive limits** after Netflix's concurrency-limits: AIMD and
 //!   Gradient2, in a pure, tested [`limiter`] module.
 //! - **Observable**: metrics per pool, tracing, events, a
-//!   [`BulkheadRegistry`] and plain-data [`BulkheadSnapshot`]s for an admin
-//!   API.
+//!   [`Registry`] of handles ([`BulkheadBuilder::registry`]) and plain-data
+//!   [`BulkheadSnapshot`]s for an admin API.
 //!
 //! Design notes and a diagram: `docs/patterns/bulkhead.md`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -247,12 +247,12 @@ mod service;
 mod shared;
 
 pub use event::{BulkheadEvent, LimitCause, RejectReason};
-pub use handle::{BulkheadHandle, BulkheadRegistry, BulkheadSnapshot, PoolSnapshot};
+pub use handle::{BulkheadHandle, BulkheadSnapshot, PoolSnapshot};
 pub use layer::{
     BulkheadBuilder, BulkheadLayer, DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_MAX_PARTITIONS,
     DEFAULT_PARTITION_IDLE_TIMEOUT, MAX_PARTITIONS,
 };
 pub use limiter::{AdaptiveLimit, Aimd, Gradient};
-pub use palisade_core::BulkheadFull;
+pub use palisade_core::{BulkheadFull, Registry};
 pub use partition::{KeyFn, Partition, Unpartitioned};
 pub use service::Bulkhead;

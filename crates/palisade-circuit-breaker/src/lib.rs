@@ -75,8 +75,9 @@
 //! builder and shared through an `Arc` by every service the layer builds:
 //! cloning the layer or the service does not create new state, and calling
 //! `layer()` many times (axum does it once per route) gives services over the
-//! same breaker. Build one layer per downstream, or get it from a
-//! [`CircuitBreakerRegistry`] by name.
+//! same breaker. Build one layer per downstream, or build it with a
+//! [`Registry`] ([`registry`](CircuitBreakerBuilder::registry)): every build
+//! under one name shares the first one's breaker.
 //!
 //! Readiness is not shared: a cloned service starts unready and holds no
 //! probe permit, whatever its original held.
@@ -164,14 +165,13 @@
 //! - Tracing (target `palisade_circuit_breaker`, field `name`): a transition
 //!   to Open or ForcedOpen at `warn`, any other transition at `info` (with the
 //!   reason and the figures that decided it), a rejected call at `debug`.
-//! - Listeners registered on the builder:
-//!   [`on_state_transition`](CircuitBreakerBuilder::on_state_transition)
-//!   ([`StateTransition`], exactly once per transition),
-//!   [`on_call_not_permitted`](CircuitBreakerBuilder::on_call_not_permitted)
-//!   ([`CallNotPermitted`]) and
-//!   [`on_call_outcome`](CircuitBreakerBuilder::on_call_outcome)
-//!   ([`CallOutcome`]). An event is only built when someone listens: without
-//!   listeners nothing is allocated per call.
+//! - Listeners registered on the builder with
+//!   [`on_event`](CircuitBreakerBuilder::on_event) receive every
+//!   [`CircuitBreakerEvent`]: [`StateTransition`] (exactly once per
+//!   transition), [`CallNotPermitted`] and [`CallOutcome`] (once per
+//!   completed call, so with a listener calls are timed). An event is only
+//!   built when someone listens: without listeners nothing is allocated or
+//!   timed per call.
 //! - The [`CircuitBreakerHandle`] reads the state and a
 //!   [`CircuitBreakerSnapshot`] of the figures at any time, and switches the
 //!   manual states: [`disable`](CircuitBreakerHandle::disable),
@@ -238,18 +238,16 @@ mod layer;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod metrics;
-mod registry;
 mod service;
 mod state;
 mod sync;
 mod window;
 
 pub use config::{CircuitBreakerBuilder, ConfigSummary, MAX_DURATION, SlidingWindow};
-pub use event::{CallNotPermitted, CallOutcome, StateTransition};
+pub use event::{CallNotPermitted, CallOutcome, CircuitBreakerEvent, StateTransition};
 pub use handle::{CircuitBreakerHandle, CircuitBreakerSnapshot, HalfOpenProbes};
 pub use layer::CircuitBreakerLayer;
-pub use registry::CircuitBreakerRegistry;
 pub use service::CircuitBreaker;
 pub use state::{State, TransitionReason};
 
-pub use palisade_core::{BoxError, CircuitOpen, Classify, ErrorsAsFailures, Outcome};
+pub use palisade_core::{BoxError, CircuitOpen, Classify, ErrorsAsFailures, Outcome, Registry};

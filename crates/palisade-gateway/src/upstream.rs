@@ -35,14 +35,12 @@ use std::time::Duration;
 
 use axum::body::Body;
 use http::{Request, Response, Uri};
-use palisade::bulkhead::{Bulkhead, BulkheadHandle, BulkheadLayer, BulkheadRegistry};
-use palisade::circuit_breaker::{
-    CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer, CircuitBreakerRegistry,
-};
+use palisade::bulkhead::{Bulkhead, BulkheadHandle, BulkheadLayer};
+use palisade::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer};
 use palisade::http::StatusClassifier;
 use palisade::retry::Retry;
 use palisade::retry::http::{Http, HttpRetryLayer, RetryBody};
-use palisade::{BoxError, BulkheadFull, Classify, ConfigError, Outcome, cause_ref};
+use palisade::{BoxError, BulkheadFull, Classify, ConfigError, Outcome, Registry, cause_ref};
 use tower::timeout::{Timeout, TimeoutLayer};
 use tower::util::{BoxCloneSyncService, Either, MapRequest};
 use tower::{Layer, ServiceBuilder};
@@ -173,8 +171,8 @@ impl UpstreamLayers {
     pub fn build(
         name: &str,
         config: &UpstreamConfig,
-        breakers: &CircuitBreakerRegistry,
-        bulkheads: &BulkheadRegistry,
+        breakers: &Registry<CircuitBreakerHandle>,
+        bulkheads: &Registry<BulkheadHandle>,
     ) -> Result<Self, ConfigError> {
         let retry = config
             .retry
@@ -184,7 +182,12 @@ impl UpstreamLayers {
         let circuit_breaker = config
             .circuit_breaker
             .as_ref()
-            .map(|c| breakers.get_or_build(c.builder(name).classifier(UpstreamClassifier::new())))
+            .map(|c| {
+                c.builder(name)
+                    .classifier(UpstreamClassifier::new())
+                    .registry(breakers)
+                    .build()
+            })
             .transpose()?;
         let bulkhead = config
             .bulkhead
@@ -287,8 +290,8 @@ impl Upstream {
         base: Uri,
         demo_backend: Option<String>,
         config: UpstreamConfig,
-        breakers: &CircuitBreakerRegistry,
-        bulkheads: &BulkheadRegistry,
+        breakers: &Registry<CircuitBreakerHandle>,
+        bulkheads: &Registry<BulkheadHandle>,
     ) -> Result<Self, ConfigError> {
         let layers = UpstreamLayers::build(name, &config, breakers, bulkheads)?;
         Ok(Self {
