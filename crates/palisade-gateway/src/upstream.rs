@@ -177,7 +177,7 @@ impl UpstreamLayers {
         let retry = config
             .retry
             .as_ref()
-            .map(|r| r.builder(name).classify(RetryClassifier::new()).build())
+            .map(|r| r.builder(name).classifier(RetryClassifier::new()).build())
             .transpose()?;
         let circuit_breaker = config
             .circuit_breaker
