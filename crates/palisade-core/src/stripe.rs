@@ -132,7 +132,16 @@ impl<T> Striped<T> {
     #[inline]
     #[must_use]
     pub fn stripe(&self) -> Arc<Stripe<T>> {
-        Arc::clone(&self.stripes[thread_index() % STRIPES])
+        self.stripe_at(thread_index())
+    }
+
+    /// The reference for the thread whose [`thread_index`] is `index`: for a
+    /// caller that needs the index for stripes of its own as well (a budget's
+    /// counters), so that it reads the thread-local once per call.
+    #[inline]
+    #[must_use]
+    pub fn stripe_at(&self, index: usize) -> Arc<Stripe<T>> {
+        Arc::clone(&self.stripes[index % STRIPES])
     }
 
     /// The shared value.

@@ -160,7 +160,14 @@ impl RetryBudget {
     /// Lock-free and without a read-modify-write; see the [module docs](self).
     #[inline]
     pub fn deposit(&self) {
-        let stripe = &self.stripes[thread_index() & self.mask].0;
+        self.deposit_at(thread_index());
+    }
+
+    /// [`deposit`](Self::deposit) for the thread whose
+    /// [`thread_index`](palisade_core::stripe::thread_index) is `thread`.
+    #[inline]
+    pub(crate) fn deposit_at(&self, thread: usize) {
+        let stripe = &self.stripes[thread & self.mask].0;
         let before = stripe.load(Ordering::Relaxed);
         stripe.store(before.wrapping_add(1), Ordering::Relaxed);
         if before & (OBSERVE_EVERY - 1) == OBSERVE_EVERY - 1 {

@@ -5,6 +5,7 @@ use std::mem;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use palisade_core::stripe::thread_index;
 use palisade_core::{BoxError, Classify, ErrorsAsFailures};
 use tower_service::Service;
 
@@ -77,11 +78,12 @@ where
         // First, before the request's bytes are moved around: a locked
         // increment waits for every pending store to drain. The reference is
         // this thread's stripe, so cores do not bounce one counter.
-        let stripe = self.handles.stripe();
+        let thread = thread_index();
+        let stripe = self.handles.stripe_at(thread);
         let shared = stripe.get();
         shared.metrics.requests.increment(1);
         if let Some(budget) = &shared.budget {
-            budget.deposit();
+            budget.deposit_at(thread);
         }
         // The ready service goes with the call; a fresh clone stays for the
         // next `poll_ready`.
