@@ -21,6 +21,9 @@
 //! - [`ConfigError`]: what every builder returns for bad settings.
 //! - [`stripe::Striped`]: a layer's shared state behind per-thread counted
 //!   references, so calls on different cores do not bounce one counter.
+//! - [`path::check_path`]: one decode-then-check refusal of request paths
+//!   that could climb (`..`, `..;`, `%2e%2e`, `..%2F`, backslashes), for
+//!   every layer that forwards a path.
 //! - `http` (feature `http`): `Retry-After`, problem+json responses for
 //!   rejections, status classification.
 //!
@@ -42,6 +45,7 @@ pub mod error;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod listener;
+pub mod path;
 pub mod registry;
 pub mod reject;
 mod service;
