@@ -83,7 +83,7 @@ mod builder;
 
 pub use builder::ServiceBuilderExt;
 /// Refusing request paths that could climb (`..`, `..;`, `%2e%2e`, `..%2F`,
-/// backslashes): palisade-core's [`path`](palisade_core::path) module.
+/// backslashes): palisade-core's [`path`] module.
 pub use palisade_core::path;
 pub use palisade_core::{
     BoxError, BulkheadFull, CircuitOpen, Classify, ConfigError, ErrorsAsFailures, Handle,
