@@ -213,9 +213,9 @@
 //!   (under tower's `ConcurrencyLimit`) takes its waiter lock on every
 //!   release; a pool here acquires and releases with one atomic operation
 //!   each unless somebody waits, and only then takes its lock to hand the
-//!   permit over. 46 ns per call against tower's 51 ns on one thread (0.89×),
-//!   0.72× tower's time under sustained two-thread contention, no allocation
-//!   (`docs/benchmarks.md`).
+//!   permit over: cheaper per call than tower's `ConcurrencyLimit` on one
+//!   thread and under two-thread contention, with no allocation (the
+//!   figures are in `docs/benchmarks.md`).
 //! - **Partitions with bounded memory.** Per-key pools (a header, a path
 //!   prefix, the authority, or any closure), at most `max_partitions` live,
 //!   idle ones reclaimed; lookups of a known key allocate nothing.
