@@ -12,8 +12,11 @@ use std::time::Duration;
 /// One attempt took longer than the per-attempt timeout
 /// ([`attempt_timeout`](crate::RetryBuilder::attempt_timeout)).
 ///
-/// It is the attempt's outcome: retried like any error by the default
-/// classifiers, and returned if it was the last attempt.
+/// It is the attempt's outcome, made by the layer itself (so the classifier,
+/// which judges the inner service's results, does not see it): retried as a
+/// failure unless
+/// [`retry_on_attempt_timeout(false)`](crate::RetryBuilder::retry_on_attempt_timeout),
+/// and returned if it was the last attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttemptTimedOut {
     attempt: u32,

@@ -255,7 +255,9 @@ impl<C, K> RetryBuilder<C, K> {
     }
 
     /// Cuts off each attempt after `timeout` with [`AttemptTimedOut`], which
-    /// is retried like any error by the default classifiers (default: none).
+    /// is retried as a failure unless
+    /// [`retry_on_attempt_timeout(false)`](Self::retry_on_attempt_timeout)
+    /// (default: none).
     /// Must be greater than zero and at most [`MAX_DURATION`].
     ///
     /// This timeout is part of the retry layer, so it sits *outside* every

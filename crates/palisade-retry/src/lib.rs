@@ -158,7 +158,7 @@
 //!
 //! | error | when | HTTP (`http::error_response`) |
 //! |---|---|---|
-//! | [`AttemptTimedOut`] | an attempt ran into `attempt_timeout`; retried like any error by the default classifiers, returned if it was the last | `504` problem+json |
+//! | [`AttemptTimedOut`] | an attempt ran into `attempt_timeout`; retried (unless `retry_on_attempt_timeout(false)`), returned if it was the last | `504` problem+json |
 //! | [`DeadlineExceeded`] | the deadline passed while an attempt was in flight or the service was not ready | `504` problem+json |
 //!
 //! Rejections are returned as they came (`CircuitOpen`, `BulkheadFull`,
