@@ -26,7 +26,6 @@
 //! such a request path with `400`, and the fan-out's HTTP targets refuse a
 //! path parameter or query value that would put one into a branch's path.
 
-use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
 
@@ -102,78 +101,112 @@ impl Error for UnsafePath {}
 /// (`a%2Fb`) is accepted.
 ///
 /// A path with no `.`, `%` or `\` at all (most of them) is accepted after one
-/// pass over its bytes, without allocating; decoding allocates.
+/// pass over its bytes. Nothing is allocated, except to decode a path that
+/// is percent-encoded twice over.
 ///
 /// # Errors
 ///
 /// The first [`UnsafePath`] reason found.
 pub fn check_path(path: &str) -> Result<(), UnsafePath> {
-    if !path.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
+    let raw = path.as_bytes();
+    if !raw.iter().any(|&b| matches!(b, b'.' | b'%' | b'\\')) {
         return Ok(());
     }
-    let mut reading: Cow<'_, [u8]> = Cow::Borrowed(path.as_bytes());
+    // Each reading is checked as it is decoded, without a copy; a copy of a
+    // reading is made only when it holds escapes to decode once more (a
+    // path encoded twice).
+    let mut escapes = check_reading(raw.iter().copied())?;
+    let mut kept: Option<Vec<u8>> = None;
     let mut decodings = 0;
-    loop {
-        check_reading(&reading)?;
-        if !reading.contains(&b'%') {
-            return Ok(());
-        }
-        let decoded: Cow<'_, [u8]> = percent_decode(&reading).into();
-        if decoded.len() == reading.len() {
-            // Nothing decoded: every `%` is a literal one.
-            return Ok(());
-        }
+    while escapes {
         if decodings == MAX_DECODINGS {
             return Err(UnsafePath::TooManyEncodings);
         }
         decodings += 1;
-        reading = Cow::Owned(decoded.into_owned());
-    }
-}
-
-/// Checks one reading of the path.
-fn check_reading(bytes: &[u8]) -> Result<(), UnsafePath> {
-    if bytes
-        .split(|&b| b == b'/' || b == b'\\')
-        .any(is_dot_segment)
-    {
-        return Err(UnsafePath::DotSegment);
-    }
-    if bytes.contains(&b'\\') {
-        return Err(UnsafePath::Backslash);
-    }
-    if bytes.contains(&0) {
-        return Err(UnsafePath::NulByte);
-    }
-    if has_overlong(bytes) {
-        return Err(UnsafePath::OverlongUtf8);
+        let source = kept.as_deref().unwrap_or(raw);
+        escapes = check_reading(percent_decode(source))?;
+        if escapes {
+            let next: Vec<u8> = percent_decode(source).collect();
+            kept = Some(next);
+        }
     }
     Ok(())
 }
 
-/// `.` or `..`, once its path parameters and trailing spaces are dropped.
-fn is_dot_segment(segment: &[u8]) -> bool {
-    let name = segment
-        .iter()
-        .position(|&b| b == b';')
-        .map_or(segment, |end| &segment[..end]);
-    let name = match name.iter().rposition(|&b| b != b' ') {
-        Some(last) => &name[..=last],
-        None => return false,
-    };
-    name == b"." || name == b".."
+/// Checks one reading of the path, byte by byte; `Ok(true)` if it holds
+/// escapes (`%` and two hex digits) that a further decoding would decode.
+/// A dot segment is reported before the other reasons.
+fn check_reading(bytes: impl Iterator<Item = u8>) -> Result<bool, UnsafePath> {
+    let mut segment = Segment::default();
+    let (mut dot_segment, mut backslash, mut nul, mut overlong, mut escapes) =
+        (false, false, false, false, false);
+    // The two bytes before the current one.
+    let (mut before, mut last) = (0_u8, 0_u8);
+    for b in bytes {
+        match b {
+            b'/' => dot_segment |= segment.end(),
+            b'\\' => {
+                dot_segment |= segment.end();
+                backslash = true;
+            }
+            _ => segment.push(b),
+        }
+        nul |= b == 0;
+        // Overlong UTF-8: a lead byte `C0` or `C1` (always overlong), `E0`
+        // followed by `80..=9F`, `F0` followed by `80..=8F`.
+        overlong |= matches!(b, 0xC0 | 0xC1)
+            || (last == 0xE0 && (0x80..=0x9F).contains(&b))
+            || (last == 0xF0 && (0x80..=0x8F).contains(&b));
+        escapes |= before == b'%' && last.is_ascii_hexdigit() && b.is_ascii_hexdigit();
+        (before, last) = (last, b);
+    }
+    dot_segment |= segment.end();
+    if dot_segment {
+        Err(UnsafePath::DotSegment)
+    } else if backslash {
+        Err(UnsafePath::Backslash)
+    } else if nul {
+        Err(UnsafePath::NulByte)
+    } else if overlong {
+        Err(UnsafePath::OverlongUtf8)
+    } else {
+        Ok(escapes)
+    }
 }
 
-/// `true` if `bytes` hold an overlong UTF-8 sequence: a lead byte `C0` or
-/// `C1` (always overlong), `E0` followed by `80..=9F`, or `F0` followed by
-/// `80..=8F`.
-fn has_overlong(bytes: &[u8]) -> bool {
-    bytes.iter().enumerate().any(|(i, &b)| match b {
-        0xC0 | 0xC1 => true,
-        0xE0 => bytes.get(i + 1).is_some_and(|n| (0x80..=0x9F).contains(n)),
-        0xF0 => bytes.get(i + 1).is_some_and(|n| (0x80..=0x8F).contains(n)),
-        _ => false,
-    })
+/// One segment of a reading, fed byte by byte: is it `.` or `..` once its
+/// path parameters (from its first `;`) and trailing spaces are dropped?
+#[derive(Default)]
+struct Segment {
+    /// Dots so far, while nothing else was seen.
+    dots: u8,
+    /// A space after the dots: only more spaces may follow.
+    spaces: bool,
+    /// Anything that makes it an ordinary name.
+    other: bool,
+    /// Past the first `;`: the rest is parameters.
+    params: bool,
+}
+
+impl Segment {
+    fn push(&mut self, b: u8) {
+        if self.params {
+            return;
+        }
+        match b {
+            b';' => self.params = true,
+            b'.' if !self.spaces && !self.other && self.dots < 2 => self.dots += 1,
+            b' ' if self.dots > 0 && !self.other => self.spaces = true,
+            _ => self.other = true,
+        }
+    }
+
+    /// `true` if the segment just ended is `.` or `..`; starts the next one.
+    fn end(&mut self) -> bool {
+        let dot = self.dots > 0 && !self.other;
+        *self = Self::default();
+        dot
+    }
 }
 
 #[cfg(test)]
@@ -254,6 +287,7 @@ mod tests {
     fn every_spelling_of_a_climb_is_refused() {
         for (path, reason) in REFUSED {
             assert_eq!(check_path(path), Err(*reason), "{path}");
+            assert_eq!(model(path), Err(*reason), "the model, {path}");
         }
     }
 
@@ -261,6 +295,7 @@ mod tests {
     fn names_that_only_look_like_a_climb_are_accepted() {
         for path in ACCEPTED {
             assert_eq!(check_path(path), Ok(()), "{path}");
+            assert_eq!(model(path), Ok(()), "the model, {path}");
         }
     }
 
@@ -307,7 +342,56 @@ mod tests {
         assert!(!UnsafePath::NulByte.to_string().ends_with('.'));
     }
 
+    /// The check written the plain way (each reading decoded into a buffer,
+    /// split into segments): the model the streaming check must agree with.
+    fn model(path: &str) -> Result<(), UnsafePath> {
+        fn dot(segment: &[u8]) -> bool {
+            let name = segment.split(|&b| b == b';').next().unwrap_or_default();
+            match name.iter().rposition(|&b| b != b' ') {
+                Some(last) => matches!(&name[..=last], b"." | b".."),
+                None => false,
+            }
+        }
+        let mut reading = path.as_bytes().to_vec();
+        for decodings in 0.. {
+            if reading.split(|&b| b == b'/' || b == b'\\').any(dot) {
+                return Err(UnsafePath::DotSegment);
+            }
+            if reading.contains(&b'\\') {
+                return Err(UnsafePath::Backslash);
+            }
+            if reading.contains(&0) {
+                return Err(UnsafePath::NulByte);
+            }
+            let overlong = reading.windows(2).any(|w| {
+                matches!(w[0], 0xC0 | 0xC1)
+                    || (w[0] == 0xE0 && (0x80..=0x9F).contains(&w[1]))
+                    || (w[0] == 0xF0 && (0x80..=0x8F).contains(&w[1]))
+            }) || reading.last().is_some_and(|b| matches!(b, 0xC0 | 0xC1));
+            if overlong {
+                return Err(UnsafePath::OverlongUtf8);
+            }
+            let decoded: Vec<u8> = percent_decode(&reading).collect();
+            if decoded.len() == reading.len() {
+                return Ok(());
+            }
+            if decodings == MAX_DECODINGS {
+                return Err(UnsafePath::TooManyEncodings);
+            }
+            reading = decoded;
+        }
+        unreachable!("the loop returns")
+    }
+
     proptest::proptest! {
+        /// The streaming check and the plain model agree on every path.
+        #[test]
+        fn agrees_with_the_plain_model(
+            path in "[./%;\\\\ a2345eEfFcC0-9]{0,28}"
+        ) {
+            proptest::prop_assert_eq!(check_path(&path), model(&path), "{}", path);
+        }
+
         /// Never panics, and anything it accepts has no dot segment however
         /// a server splits and decodes it.
         #[test]
