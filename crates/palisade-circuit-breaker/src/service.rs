@@ -4,14 +4,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use palisade_core::stripe::Stripe;
 use palisade_core::{BoxError, CircuitOpen, Classify, ErrorsAsFailures, Outcome};
 use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::future::{Kind, ResponseFuture};
 use crate::handle::CircuitBreakerHandle;
-use palisade_core::stripe::Stripe;
-
 use crate::layer::{Calls, Shared};
 use crate::state::{Admit, Now, State, nanos_since};
 

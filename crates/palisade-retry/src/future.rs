@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use palisade_core::stripe::Stripe;
 use palisade_core::{BoxError, Classify, Outcome, is_caused_by, is_rejection};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
@@ -17,8 +18,6 @@ use crate::backoff::Jitter;
 use crate::error::{AttemptTimedOut, DeadlineExceeded, RequestLost};
 use crate::event::{RetryEvent, RetryReason, StopReason};
 use crate::kind::{Inspect, Replay, ServerDelay, Start};
-use palisade_core::stripe::Stripe;
-
 use crate::layer::Shared;
 
 pin_project! {
