@@ -617,20 +617,11 @@ pub struct ProblemResponse<S> {
     ready_error: Option<BoxError>,
 }
 
-impl<S> ProblemResponse<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes this service, returning the inner one.
-    pub fn into_inner(self) -> S {
-        self.inner
+// A clone does not carry a pending `poll_ready` error.
+crate::inner_service! {
+    ProblemResponse<S> {
+        inner: S,
+        clone: { share: [mappers], reset: [ready_error = None] },
     }
 }
 
@@ -639,17 +630,6 @@ impl<S: fmt::Debug> fmt::Debug for ProblemResponse<S> {
         f.debug_struct("ProblemResponse")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
-    }
-}
-
-impl<S: Clone> Clone for ProblemResponse<S> {
-    /// A clone does not carry a pending `poll_ready` error.
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            mappers: Arc::clone(&self.mappers),
-            ready_error: None,
-        }
     }
 }
 

@@ -158,7 +158,7 @@
 //!
 //! | error | when | HTTP (`http::error_response`) |
 //! |---|---|---|
-//! | [`AttemptTimedOut`] | an attempt ran into `attempt_timeout`; retried like any error by the default classifiers, returned if it was the last | `504` problem+json |
+//! | [`AttemptTimedOut`] | an attempt ran into `attempt_timeout`; retried (unless `retry_on_attempt_timeout(false)`), returned if it was the last | `504` problem+json |
 //! | [`DeadlineExceeded`] | the deadline passed while an attempt was in flight or the service was not ready | `504` problem+json |
 //!
 //! Rejections are returned as they came (`CircuitOpen`, `BulkheadFull`,
@@ -240,7 +240,7 @@ mod service;
 
 pub use backoff::{Backoff, Jitter};
 pub use budget::{BudgetSnapshot, RetryBudget, RetryBudgetBuilder};
-pub use error::{AttemptTimedOut, DeadlineExceeded};
+pub use error::{AttemptTimedOut, DeadlineExceeded, RequestLost};
 pub use event::{RetryEvent, RetryReason, StopReason};
 pub use layer::{MAX_DURATION, RetryBuilder, RetryLayer};
 pub use palisade_core::{BulkheadFull, CircuitOpen};

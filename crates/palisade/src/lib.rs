@@ -86,9 +86,13 @@
 mod builder;
 
 pub use builder::ServiceBuilderExt;
+/// Refusing request paths that could climb (`..`, `..;`, `%2e%2e`, `..%2F`,
+/// backslashes): palisade-core's [`path`] module.
+pub use palisade_core::path;
 pub use palisade_core::{
-    BoxError, BulkheadFull, CircuitOpen, Classify, ConfigError, ErrorsAsFailures, IgnoreRejections,
-    Listeners, Outcome, Registry, Rejection, cause_ref, is_caused_by, is_rejection, rejection,
+    BoxError, BulkheadFull, CircuitOpen, Classify, ConfigError, ErrorsAsFailures, Handle,
+    IgnoreRejections, Listeners, Outcome, Registry, Rejection, cause_ref, is_caused_by,
+    is_rejection, rejection,
 };
 
 /// The circuit breaker (feature `circuit-breaker`): the

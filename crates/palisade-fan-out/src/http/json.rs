@@ -87,21 +87,10 @@ impl<S> ParseJson<S> {
     pub const fn new(inner: S, limit: usize) -> Self {
         Self { inner, limit }
     }
+}
 
-    /// The wrapped service.
-    pub const fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+palisade_core::inner_service! {
+    ParseJson<S> { inner: S }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ParseJson<S>
