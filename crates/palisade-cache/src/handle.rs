@@ -104,6 +104,7 @@ pub(crate) trait Control: Any + Send + Sync {
     fn clear(&self) -> u64;
     fn snapshot(&self) -> CacheSnapshot;
     fn run_pending_tasks(&self);
+    fn bytes(&self) -> u64;
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
@@ -183,6 +184,10 @@ impl<P: Storage> Control for Shared<P> {
     fn run_pending_tasks(&self) {
         self.store.run_pending_tasks();
         self.publish_size();
+    }
+
+    fn bytes(&self) -> u64 {
+        self.store.bytes()
     }
 
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
@@ -293,6 +298,14 @@ impl CacheHandle {
     #[must_use]
     pub fn snapshot(&self) -> CacheSnapshot {
         self.control.snapshot()
+    }
+
+    /// Bytes held by the process tier now, without applying the store's
+    /// pending work first (so it may briefly exceed `max_bytes` by what
+    /// is pending).
+    #[must_use]
+    pub fn snapshot_unflushed_bytes(&self) -> u64 {
+        self.control.bytes()
     }
 
     /// Applies the store's pending work (evictions, expirations) now;

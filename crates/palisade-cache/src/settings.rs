@@ -53,7 +53,6 @@ pub const MAX_BYTES: u64 = 1 << 40;
     derive(serde::Serialize, serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
-#[non_exhaustive]
 pub struct CacheSettings {
     /// How long an entry is fresh when the response says nothing (HTTP: no
     /// `s-maxage`, `max-age` or `Expires`), and for every entry of a
@@ -185,7 +184,6 @@ impl CacheSettings {
     derive(serde::Serialize, serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
-#[non_exhaustive]
 pub struct RedisSettings {
     /// The prefix of every key this cache writes, so caches (and tests)
     /// sharing one Redis never see each other's entries. `None`:

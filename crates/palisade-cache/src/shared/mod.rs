@@ -200,6 +200,12 @@ impl<P: Storage> Shared<P> {
             fresh_for: entry.times.lifetime().fresh,
         });
         self.store.insert(key, Arc::clone(entry));
+        if self.store.bytes() > self.settings.max_bytes {
+            // moka applies evictions in batches (every 64 writes); past the
+            // bound, apply them now so the bound holds at all times, not
+            // only between batches.
+            self.store.run_pending_tasks();
+        }
         self.publish_size();
         true
     }

@@ -123,9 +123,7 @@ where
     }
 
     pub(crate) fn clear(&self) -> u64 {
-        let count = self.cache.entry_count();
-        self.cache.invalidate_all();
-        count
+        self.remove_matching(|_| true)
     }
 
     /// Bytes held by the entries in the map.
