@@ -63,6 +63,20 @@ impl<B> CacheBody<B> {
     }
 }
 
+impl<B> From<String> for CacheBody<B> {
+    /// A stored body holding `text` (what a problem+json answer is built
+    /// from).
+    fn from(text: String) -> Self {
+        Self::full(Bytes::from(text))
+    }
+}
+
+impl<B> From<Bytes> for CacheBody<B> {
+    fn from(bytes: Bytes) -> Self {
+        Self::full(bytes)
+    }
+}
+
 impl<B> fmt::Debug for CacheBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {

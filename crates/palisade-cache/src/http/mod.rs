@@ -308,6 +308,14 @@ fn vary_names(headers: &HeaderMap) -> Vec<HeaderName> {
     names
 }
 
+/// A backend response passed on as it came, marked a miss.
+fn missed<B>(mut parts: http::response::Parts, body: CacheBody<B>) -> Response<CacheBody<B>> {
+    parts
+        .headers
+        .insert(CACHE_STATUS_HEADER, status_value(Served::Miss));
+    Response::from_parts(parts, body)
+}
+
 fn status_value(served: Served) -> HeaderValue {
     HeaderValue::from_static(served.as_str())
 }
@@ -544,7 +552,7 @@ where
             }
             // A 304 the cache did not ask for: pass it on.
             return HttpAdmit::ready(Admitted::Pass {
-                response: Response::from_parts(parts, CacheBody::stream(body)),
+                response: missed(parts, CacheBody::stream(body)),
                 reason: NotStored::Status,
                 failure: false,
             });
@@ -573,7 +581,7 @@ where
                 | NotStored::NoStore),
             ) => {
                 return HttpAdmit::ready(Admitted::Pass {
-                    response: Response::from_parts(parts, CacheBody::stream(body)),
+                    response: missed(parts, CacheBody::stream(body)),
                     reason,
                     failure,
                 });
@@ -588,7 +596,7 @@ where
         });
         if declared.is_some_and(|len| len > cx.max_entry_bytes) {
             return HttpAdmit::ready(Admitted::Pass {
-                response: Response::from_parts(parts, CacheBody::stream(body)),
+                response: missed(parts, CacheBody::stream(body)),
                 reason: NotStored::TooLarge,
                 failure,
             });
@@ -685,7 +693,7 @@ where
                 Poll::Ready(match collected {
                     Collected::Failed(e) => Admitted::Failed(e.into()),
                     Collected::Partial(body) => Admitted::Pass {
-                        response: Response::from_parts(parts, body),
+                        response: missed(parts, body),
                         reason: NotStored::TooLarge,
                         failure,
                     },
