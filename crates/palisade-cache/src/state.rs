@@ -395,7 +395,7 @@ mod tests {
     fn an_entry_lives_through_each_state_in_order() {
         let t0 = Instant::now();
         let times = Times::new(t0, Duration::ZERO, &base());
-        let at = |secs: u64| times.freshness(t0 + secs * S);
+        let at = |secs: u64| times.freshness(t0 + Duration::from_secs(secs));
         assert_eq!(at(0), Freshness::Fresh);
         assert_eq!(at(59), Freshness::Fresh);
         assert_eq!(at(60), Freshness::StaleWhileRevalidate);
@@ -456,7 +456,7 @@ mod tests {
         let d = Directives::default;
         let store = |fresh: u64, must_revalidate: bool| Decision::Store {
             lifetime: Lifetime {
-                fresh: fresh * S,
+                fresh: Duration::from_secs(fresh),
                 must_revalidate,
                 ..base()
             },
