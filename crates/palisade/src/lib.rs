@@ -8,6 +8,9 @@
 //! | `bulkhead` | [`bulkhead`] | bounded concurrency with fair, bounded waiting; partitions; adaptive limits |
 //! | `fan-out` | [`fan_out`] | scatter-gather with deadlines and partial results |
 //! | `chaos` | [`chaos`] | latency, error and abort injection, to see the others work |
+//! | `cache` | [`cache`] | cache-aside: stale-while-revalidate, stale-if-error, request coalescing, bounded by bytes |
+//! | `cache-redis` | [`cache`]`::backend::redis` | the cache's second tier in Redis, behind a breaker |
+//! | `serde` | | `Serialize`/`Deserialize` for settings and snapshots (the cache's) |
 //! | `http` | [`http`] and each pattern's `http` module | status classification, problem+json answers for every layer's errors, 503 + `Retry-After` |
 //! | `full` | all of the above | |
 //!
@@ -116,6 +119,12 @@ pub use palisade_fan_out as fan_out;
 #[cfg(feature = "chaos")]
 #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
 pub use palisade_chaos as chaos;
+
+/// Cache-aside (feature `cache`): the [`palisade-cache`](palisade_cache)
+/// crate.
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use palisade_cache as cache;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
