@@ -24,7 +24,12 @@ pub enum StaleReason {
 
 impl StaleReason {
     /// Every reason, in label order.
-    pub const ALL: [Self; 4] = [Self::Revalidating, Self::Error, Self::Timeout, Self::Rejected];
+    pub const ALL: [Self; 4] = [
+        Self::Revalidating,
+        Self::Error,
+        Self::Timeout,
+        Self::Rejected,
+    ];
 
     /// The metric label.
     #[must_use]

@@ -192,7 +192,11 @@ where
     /// Starts a request: answers it from a fresh entry, or sets out to
     /// fetch it. `service` gives the inner service to call if needed.
     #[inline]
-    pub(crate) fn start(shared: &Arc<Shared<P>>, service: impl FnOnce() -> S, request: Req) -> Self {
+    pub(crate) fn start(
+        shared: &Arc<Shared<P>>,
+        service: impl FnOnce() -> S,
+        request: Req,
+    ) -> Self {
         let policy = &shared.policy;
         let telemetry = &shared.telemetry;
         let primary = match policy.lookup(&request) {
@@ -237,7 +241,16 @@ where
                 let key = variant.unwrap_or_else(|| primary.clone());
                 telemetry.stale(reason, || key.text().into_owned());
                 if let Some(leader) = shared.flights.try_lead(&key) {
-                    Self::refresh(shared, service(), request, primary, key, meta, entry, leader);
+                    Self::refresh(
+                        shared,
+                        service(),
+                        request,
+                        primary,
+                        key,
+                        meta,
+                        entry,
+                        leader,
+                    );
                 }
                 Self::ready(response)
             }
@@ -253,7 +266,12 @@ where
         }
     }
 
-    fn bypass(shared: &Arc<Shared<P>>, service: S, request: Req, invalidate: Option<P::Key>) -> Self {
+    fn bypass(
+        shared: &Arc<Shared<P>>,
+        service: S,
+        request: Req,
+        invalidate: Option<P::Key>,
+    ) -> Self {
         shared.telemetry.bypassed.add(1);
         Self {
             state: State::Readying {
@@ -457,11 +475,15 @@ where
         loop {
             let step = match this.state.as_mut().project() {
                 StateProj::Ready { response } => {
-                    let response = response.take().expect("ResponseFuture polled after completion");
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
                     return Poll::Ready(Ok(response));
                 }
                 StateProj::Failed { error } => {
-                    let error = error.take().expect("ResponseFuture polled after completion");
+                    let error = error
+                        .take()
+                        .expect("ResponseFuture polled after completion");
                     return Poll::Ready(Err(error));
                 }
                 StateProj::Empty => panic!("ResponseFuture polled after completion"),
@@ -572,12 +594,8 @@ where
     }
 }
 
-type StepOf<S, Req, P> = Step<
-    StateOf<S, Req, P>,
-    <P as Policy<Req, <S as Service<Req>>::Response>>::Response,
-    S,
-    Req,
->;
+type StepOf<S, Req, P> =
+    Step<StateOf<S, Req, P>, <P as Policy<Req, <S as Service<Req>>::Response>>::Response, S, Req>;
 type CtxOf<S, Req, P> = (Arc<Shared<P>>, JobOf<Req, <S as Service<Req>>::Response, P>);
 
 /// The backend answered.
@@ -604,7 +622,10 @@ where
             Step::Output(Ok(response))
         }
         Job::Fetch(fetch) => {
-            let pending = fetch.pending.take().expect("a sent request has its pending part");
+            let pending = fetch
+                .pending
+                .take()
+                .expect("a sent request has its pending part");
             let stale = fetch.stale.as_ref().map(|e| &e.value);
             Step::Next(State::Admit {
                 admit: shared
@@ -722,9 +743,10 @@ where
             } else {
                 Served::Miss
             };
-            let response = shared
-                .policy
-                .respond(&fetch.meta, &entry.value, served, entry.times.age(now));
+            let response =
+                shared
+                    .policy
+                    .respond(&fetch.meta, &entry.value, served, entry.times.age(now));
             Step::Output(Ok(response))
         }
         Admitted::Share {
@@ -746,13 +768,18 @@ where
                 telemetry.refreshed(false, || fetch.key.text().into_owned());
             }
             if failure {
-                if let Some(response) = serve_stale::<S, Req, P>(shared, fetch, StaleReason::Error, now) {
+                if let Some(response) =
+                    serve_stale::<S, Req, P>(shared, fetch, StaleReason::Error, now)
+                {
                     return Step::Output(Ok(response));
                 }
             }
-            let response = shared
-                .policy
-                .respond(&fetch.meta, &entry.value, Served::Miss, std::time::Duration::ZERO);
+            let response = shared.policy.respond(
+                &fetch.meta,
+                &entry.value,
+                Served::Miss,
+                std::time::Duration::ZERO,
+            );
             Step::Output(Ok(response))
         }
         Admitted::Pass {
@@ -768,7 +795,9 @@ where
                 telemetry.refreshed(false, || fetch.key.text().into_owned());
             }
             if failure {
-                if let Some(stale) = serve_stale::<S, Req, P>(shared, fetch, StaleReason::Error, now) {
+                if let Some(stale) =
+                    serve_stale::<S, Req, P>(shared, fetch, StaleReason::Error, now)
+                {
                     return Step::Output(Ok(stale));
                 }
             }
@@ -825,7 +854,9 @@ where
         value.map(|value| (value, found))
     });
     let Some((value, found)) = decoded else {
-        return Step::Next(ResponseFuture::<S, Req, P>::send(shared, service, request, fetch));
+        return Step::Next(ResponseFuture::<S, Req, P>::send(
+            shared, service, request, fetch,
+        ));
     };
     telemetry.tier(TierResult::Hit);
     let now = Instant::now();
@@ -847,7 +878,10 @@ where
             }
             let shared = Arc::clone(shared);
             let fresh = ResponseFuture::<S, Req, P>::start(&shared, move || service, request);
-            let ResponseFuture { state, ctx: fresh_ctx } = fresh;
+            let ResponseFuture {
+                state,
+                ctx: fresh_ctx,
+            } = fresh;
             *ctx = fresh_ctx.expect("a fresh start after a marker has a context");
             Step::Next(state)
         }
@@ -861,17 +895,25 @@ where
                         failure: false,
                     });
                 }
-                let response =
-                    shared
-                        .policy
-                        .respond(&fetch.meta, &entry.value, Served::Hit, entry.times.age(now));
+                let response = shared.policy.respond(
+                    &fetch.meta,
+                    &entry.value,
+                    Served::Hit,
+                    entry.times.age(now),
+                );
                 Step::Output(Ok(response))
             }
-            Freshness::Expired => Step::Next(ResponseFuture::<S, Req, P>::send(shared, service, request, fetch)),
+            Freshness::Expired => Step::Next(ResponseFuture::<S, Req, P>::send(
+                shared, service, request, fetch,
+            )),
             // Stale in the tier: ask the backend, with it as the stale entry.
-            Freshness::StaleWhileRevalidate | Freshness::StaleIfError | Freshness::MustRevalidate => {
+            Freshness::StaleWhileRevalidate
+            | Freshness::StaleIfError
+            | Freshness::MustRevalidate => {
                 fetch.stale = Some(entry);
-                Step::Next(ResponseFuture::<S, Req, P>::send(shared, service, request, fetch))
+                Step::Next(ResponseFuture::<S, Req, P>::send(
+                    shared, service, request, fetch,
+                ))
             }
         },
     }
@@ -905,14 +947,18 @@ where
         }
         Outcome::Value { entry, failure, .. } => {
             if failure {
-                if let Some(response) = serve_stale::<S, Req, P>(shared, fetch, StaleReason::Error, now) {
+                if let Some(response) =
+                    serve_stale::<S, Req, P>(shared, fetch, StaleReason::Error, now)
+                {
                     return Step::Output(Ok(response));
                 }
             }
-            let response =
-                shared
-                    .policy
-                    .respond(&fetch.meta, &entry.value, Served::Coalesced, entry.times.age(now));
+            let response = shared.policy.respond(
+                &fetch.meta,
+                &entry.value,
+                Served::Coalesced,
+                entry.times.age(now),
+            );
             Step::Output(Ok(response))
         }
         Outcome::Failed(error) => {
@@ -924,11 +970,15 @@ where
         }
         Outcome::Passed { failure } => {
             if failure {
-                if let Some(response) = serve_stale::<S, Req, P>(shared, fetch, StaleReason::Error, now) {
+                if let Some(response) =
+                    serve_stale::<S, Req, P>(shared, fetch, StaleReason::Error, now)
+                {
                     return Step::Output(Ok(response));
                 }
             }
-            Step::Next(ResponseFuture::<S, Req, P>::send(shared, service, request, fetch))
+            Step::Next(ResponseFuture::<S, Req, P>::send(
+                shared, service, request, fetch,
+            ))
         }
     }
 }

@@ -100,7 +100,11 @@ pub struct Purged {
 pub(crate) trait Control: Any + Send + Sync {
     fn name(&self) -> &str;
     fn invalidate_local(&self, pattern: &str, prefix: bool) -> u64;
-    fn invalidate_tier(&self, pattern: &str, prefix: bool) -> Option<TierFuture<Result<u64, TierError>>>;
+    fn invalidate_tier(
+        &self,
+        pattern: &str,
+        prefix: bool,
+    ) -> Option<TierFuture<Result<u64, TierError>>>;
     fn clear(&self) -> u64;
     fn snapshot(&self) -> CacheSnapshot;
     fn run_pending_tasks(&self);
@@ -117,7 +121,11 @@ impl<P: Storage> Control for Shared<P> {
         Self::invalidate_local(self, pattern, prefix)
     }
 
-    fn invalidate_tier(&self, pattern: &str, prefix: bool) -> Option<TierFuture<Result<u64, TierError>>> {
+    fn invalidate_tier(
+        &self,
+        pattern: &str,
+        prefix: bool,
+    ) -> Option<TierFuture<Result<u64, TierError>>> {
         Self::invalidate_tier(self, pattern, prefix)
     }
 
@@ -204,13 +212,21 @@ impl<P: Storage> Control for Shared<P> {
 ///
 /// ```
 /// use palisade_cache::CacheLayer;
+/// use tower::{Layer, ServiceExt, service_fn};
 ///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), palisade_core::BoxError> {
 /// let layer = CacheLayer::builder("products").key(|id: &u32| Some(*id)).build()?;
 /// let handle = layer.handle();
-/// # let _ = tower::Layer::layer(&layer, tower::service_fn(|id: u32| async move { Ok::<u32, std::io::Error>(id) }));
-/// assert_eq!(handle.invalidate("7"), 0); // nothing cached yet
-/// assert_eq!(handle.snapshot().hits, 0);
-/// # Ok::<(), palisade_core::ConfigError>(())
+/// let svc = layer.layer(service_fn(|id: u32| async move { Ok::<_, std::io::Error>(id * 10) }));
+/// svc.clone().oneshot(7).await?;
+/// svc.clone().oneshot(8).await?;
+/// assert_eq!(handle.invalidate("7"), 1); // by the key's text
+/// assert_eq!(handle.invalidate("7"), 0);
+/// let snapshot = handle.snapshot();
+/// assert_eq!((snapshot.entries, snapshot.misses), (1, 2));
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct CacheHandle {

@@ -20,12 +20,19 @@ use crate::shared::Shared;
 ///
 /// ```
 /// use palisade_cache::CacheLayer;
-/// use tower::{Layer, service_fn};
+/// use tower::{Layer, ServiceExt, service_fn};
 ///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
 /// let layer = CacheLayer::builder("squares").key(|n: &u64| Some(*n)).build().unwrap();
-/// let a = layer.layer(service_fn(|n: u64| async move { Ok::<_, std::io::Error>(n * n) }));
-/// let b = layer.clone().layer(service_fn(|n: u64| async move { Ok::<_, std::io::Error>(n * n) }));
+/// let square = service_fn(|n: u64| async move { Ok::<_, std::io::Error>(n * n) });
+/// let a = layer.layer(square);
+/// let b = layer.clone().layer(square);
 /// assert!(a.handle().same_cache(&b.handle()));
+/// assert_eq!(a.oneshot(3).await.unwrap(), 9);
+/// assert_eq!(b.oneshot(3).await.unwrap(), 9); // a hit: a's entry
+/// assert_eq!(layer.handle().snapshot().hits, 1);
+/// # }
 /// ```
 pub struct CacheLayer<P: Storage> {
     shared: Arc<Shared<P>>,

@@ -110,7 +110,13 @@ pub(crate) enum TierResult {
 }
 
 impl TierResult {
-    const ALL: [Self; 5] = [Self::Hit, Self::Miss, Self::Error, Self::Skipped, Self::Write];
+    const ALL: [Self; 5] = [
+        Self::Hit,
+        Self::Miss,
+        Self::Error,
+        Self::Skipped,
+        Self::Write,
+    ];
 
     const fn as_str(self) -> &'static str {
         match self {
@@ -159,9 +165,8 @@ impl Telemetry {
             not_stored: NotStored::ALL.map(|r| {
                 Figure::new(metrics::counter!(NOT_STORED, "name" => n(), "reason" => r.as_str()))
             }),
-            refreshes: ["success", "failure"].map(|o| {
-                Figure::new(metrics::counter!(REFRESHES, "name" => n(), "outcome" => o))
-            }),
+            refreshes: ["success", "failure"]
+                .map(|o| Figure::new(metrics::counter!(REFRESHES, "name" => n(), "outcome" => o))),
             tier: TierResult::ALL.map(|r| {
                 Figure::new(metrics::counter!(SHARED_TIER, "name" => n(), "result" => r.as_str()))
             }),
@@ -243,10 +248,11 @@ impl Telemetry {
         } else {
             tracing::warn!(name = %self.name, %error, "cache shared tier failed; the process tier carries on");
         }
-        self.listeners.emit_with(|| CacheEvent::SharedTierUnavailable {
-            name: Arc::clone(&self.name),
-            error: error.to_string(),
-        });
+        self.listeners
+            .emit_with(|| CacheEvent::SharedTierUnavailable {
+                name: Arc::clone(&self.name),
+                error: error.to_string(),
+            });
     }
 
     /// Publishes the process tier's size.

@@ -48,7 +48,9 @@ macro_rules! display_keys {
         }
     )*};
 }
-display_keys!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, char);
+display_keys!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, char
+);
 
 impl CacheKey for String {
     fn base(&self) -> Cow<'_, str> {
@@ -213,7 +215,13 @@ pub trait Policy<Req, Res>: Storage {
     fn meta(&self, request: &Req) -> Self::Meta;
 
     /// Answers a request from a stored value `age` old.
-    fn respond(&self, meta: &Self::Meta, value: &Self::Value, served: Served, age: Duration) -> Self::Response;
+    fn respond(
+        &self,
+        meta: &Self::Meta,
+        value: &Self::Value,
+        served: Served,
+        age: Duration,
+    ) -> Self::Response;
 
     /// Readies `request` for the backend (HTTP: drops the caller's
     /// validators, adds the stale entry's `If-None-Match`) and keeps what
@@ -453,7 +461,14 @@ where
     #[inline]
     fn prepare(&self, _: &mut Req, _: Option<&Res>) {}
 
-    fn admit(&self, response: Res, key: &K, (): (), _: Option<&Res>, cx: &AdmitContext) -> Self::Admit {
+    fn admit(
+        &self,
+        response: Res,
+        key: &K,
+        (): (),
+        _: Option<&Res>,
+        cx: &AdmitContext,
+    ) -> Self::Admit {
         let bytes = self.weigher.weigh(key, &response);
         ready(if bytes as u64 > cx.max_entry_bytes {
             Admitted::Share {

@@ -37,7 +37,11 @@ pub struct Lifetime {
 impl Lifetime {
     /// An entry fresh for `fresh`, with the stale windows given.
     #[must_use]
-    pub const fn new(fresh: Duration, stale_while_revalidate: Duration, stale_if_error: Duration) -> Self {
+    pub const fn new(
+        fresh: Duration,
+        stale_while_revalidate: Duration,
+        stale_if_error: Duration,
+    ) -> Self {
         Self {
             fresh,
             stale_while_revalidate,
@@ -108,7 +112,8 @@ pub(crate) struct Times {
 fn add(at: Instant, d: Duration) -> Instant {
     // Every duration is bounded by the settings (one year), so this only
     // saturates on a clock near its end.
-    at.checked_add(d).unwrap_or(at + Duration::from_secs(365 * 24 * 3600))
+    at.checked_add(d)
+        .unwrap_or(at + Duration::from_secs(365 * 24 * 3600))
 }
 
 impl Times {
@@ -414,7 +419,10 @@ mod tests {
     fn swr_longer_than_sie_is_kept_for_swr() {
         let t0 = Instant::now();
         let times = Times::new(t0, Duration::ZERO, &Lifetime::new(S, 100 * S, 10 * S));
-        assert_eq!(times.freshness(t0 + 50 * S), Freshness::StaleWhileRevalidate);
+        assert_eq!(
+            times.freshness(t0 + 50 * S),
+            Freshness::StaleWhileRevalidate
+        );
         assert!(!times.serves_on_error(t0 + 50 * S));
         assert_eq!(times.freshness(t0 + 101 * S), Freshness::Expired);
     }
@@ -424,7 +432,10 @@ mod tests {
         let t0 = Instant::now() + 1000 * S;
         let times = Times::new(t0, 50 * S, &base());
         assert_eq!(times.freshness(t0 + 9 * S), Freshness::Fresh);
-        assert_eq!(times.freshness(t0 + 10 * S), Freshness::StaleWhileRevalidate);
+        assert_eq!(
+            times.freshness(t0 + 10 * S),
+            Freshness::StaleWhileRevalidate
+        );
         assert_eq!(times.age(t0), 50 * S);
     }
 
@@ -445,7 +456,11 @@ mod tests {
     #[test]
     fn zero_windows_expire_at_the_end_of_freshness() {
         let t0 = Instant::now();
-        let times = Times::new(t0, Duration::ZERO, &Lifetime::new(5 * S, Duration::ZERO, Duration::ZERO));
+        let times = Times::new(
+            t0,
+            Duration::ZERO,
+            &Lifetime::new(5 * S, Duration::ZERO, Duration::ZERO),
+        );
         assert_eq!(times.freshness(t0 + 4 * S), Freshness::Fresh);
         assert_eq!(times.freshness(t0 + 5 * S), Freshness::Expired);
     }
@@ -493,7 +508,11 @@ mod tests {
             ("206 partial content is not stored", 206, d(), None, Decision::Skip(NotStored::Status)),
         ];
         for (what, status, directives, negative, expected) in rows {
-            assert_eq!(decide(status, &directives, &base(), negative), expected, "{what}");
+            assert_eq!(
+                decide(status, &directives, &base(), negative),
+                expected,
+                "{what}"
+            );
         }
     }
 

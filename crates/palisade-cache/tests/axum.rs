@@ -25,10 +25,19 @@ async fn a_route_behind_the_cache() {
             "/products/{id}",
             get(move |axum::extract::Path(id): axum::extract::Path<u32>| {
                 let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
-                async move { ([("cache-control", "max-age=30")], format!("product {id}, call {n}")) }
+                async move {
+                    (
+                        [("cache-control", "max-age=30")],
+                        format!("product {id}, call {n}"),
+                    )
+                }
             }),
         )
-        .layer(ServiceBuilder::new().layer(ProblemResponseLayer::new()).layer(cache));
+        .layer(
+            ServiceBuilder::new()
+                .layer(ProblemResponseLayer::new())
+                .layer(cache),
+        );
 
     for _ in 0..3 {
         let response = app

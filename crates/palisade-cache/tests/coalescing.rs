@@ -12,7 +12,8 @@ use support::{Answer, Backend, settle};
 use tokio::sync::Semaphore;
 use tower::{Layer, Service, ServiceExt};
 
-type Svc = palisade_cache::Cache<Backend, palisade_cache::KeyFn<fn(&u32) -> Option<u32>, u32, String>>;
+type Svc =
+    palisade_cache::Cache<Backend, palisade_cache::KeyFn<fn(&u32) -> Option<u32>, u32, String>>;
 
 fn key(n: &u32) -> Option<u32> {
     Some(*n)
@@ -102,7 +103,11 @@ async fn a_flight_left_by_everyone_leaves_nothing_behind() {
         assert!(task.await.unwrap_err().is_cancelled());
     }
     settle().await;
-    assert_eq!(handle.snapshot().in_flight, 0, "the orphaned flight was removed");
+    assert_eq!(
+        handle.snapshot().in_flight,
+        0,
+        "the orphaned flight was removed"
+    );
 
     // The next miss starts afresh.
     gate.add_permits(1);
@@ -142,7 +147,10 @@ async fn a_lone_leader_keeps_its_own_error_and_rejections_stay_rejections() {
     backend.answer(Answer::Err("plain".into()));
     let (svc, _) = cache(&backend, None);
     let err = svc.clone().oneshot(1).await.unwrap_err();
-    assert!(!is_caused_by::<Coalesced>(&*err), "nobody waited: the original error");
+    assert!(
+        !is_caused_by::<Coalesced>(&*err),
+        "nobody waited: the original error"
+    );
     assert_eq!(err.to_string(), "plain");
 
     let gate = Arc::new(Semaphore::new(0));
@@ -156,7 +164,10 @@ async fn a_lone_leader_keeps_its_own_error_and_rejections_stay_rejections() {
     gate.add_permits(1);
     for task in tasks {
         let err = task.await.unwrap().unwrap_err();
-        assert!(is_rejection(&*err), "a shared rejection is still a rejection: {err}");
+        assert!(
+            is_rejection(&*err),
+            "a shared rejection is still a rejection: {err}"
+        );
     }
 }
 

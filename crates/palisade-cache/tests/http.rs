@@ -32,7 +32,10 @@ struct Origin {
 
 impl Origin {
     fn answer(&self, path: &str, status: u16, headers: &[(&str, &str)], body: &str) {
-        let headers = headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
+        let headers = headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
         self.script
             .lock()
             .unwrap()
@@ -61,10 +64,11 @@ impl Service<Request<()>> for Origin {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.seen.lock().unwrap().push(request.headers().clone());
         let script = self.script.lock().unwrap();
-        let (status, headers, body) = script
-            .get(request.uri().path())
-            .cloned()
-            .unwrap_or((200, Vec::new(), format!("body of {}", request.uri().path())));
+        let (status, headers, body) = script.get(request.uri().path()).cloned().unwrap_or((
+            200,
+            Vec::new(),
+            format!("body of {}", request.uri().path()),
+        ));
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = StatusCode::from_u16(status).unwrap();
         for (name, value) in headers {
@@ -79,7 +83,10 @@ impl Service<Request<()>> for Origin {
 
 type Svc = palisade_cache::Cache<Origin, palisade_cache::http::HttpPolicy>;
 
-fn build(builder: CacheBuilder<palisade_cache::http::HttpPolicy>, origin: &Origin) -> (Svc, CacheHandle) {
+fn build(
+    builder: CacheBuilder<palisade_cache::http::HttpPolicy>,
+    origin: &Origin,
+) -> (Svc, CacheHandle) {
     let layer = builder.build().unwrap();
     (layer.layer(origin.clone()), layer.handle())
 }
@@ -91,9 +98,10 @@ fn get(path: &str) -> Request<()> {
 fn get_with(path: &str, headers: &[(&str, &str)]) -> Request<()> {
     let mut request = get(path);
     for (n, v) in headers {
-        request
-            .headers_mut()
-            .append(http::HeaderName::from_bytes(n.as_bytes()).unwrap(), v.parse().unwrap());
+        request.headers_mut().append(
+            http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
     }
     request
 }
@@ -179,9 +187,18 @@ async fn cache_control_table() {
             Expect::Fresh(secs) => {
                 advance(Duration::from_secs(secs - 1)).await;
                 let hit = send(&svc, get("/r")).await;
-                assert_eq!((hit.cache(), origin.calls()), ("hit", 1), "{what}: fresh at {}s", secs - 1);
+                assert_eq!(
+                    (hit.cache(), origin.calls()),
+                    ("hit", 1),
+                    "{what}: fresh at {}s",
+                    secs - 1
+                );
                 assert_eq!(hit.body, first.body, "{what}");
-                assert_eq!(hit.headers["age"], (secs - 1 + u64::from(headers.iter().any(|h| h.0 == "age")) * 4).to_string(), "{what}");
+                assert_eq!(
+                    hit.headers["age"],
+                    (secs - 1 + u64::from(headers.iter().any(|h| h.0 == "age")) * 4).to_string(),
+                    "{what}"
+                );
                 advance(S).await;
                 let _ = send(&svc, get("/r")).await;
                 assert_eq!(origin.calls(), 2, "{what}: stale at {secs}s");
@@ -195,7 +212,11 @@ async fn cache_control_table() {
                 origin.answer("/r", 304, &[("etag", "\"a\"")], "");
                 for n in 2..=3 {
                     let again = send(&svc, get("/r")).await;
-                    assert_eq!((again.status, again.cache()), (StatusCode::OK, "revalidated"), "{what}");
+                    assert_eq!(
+                        (again.status, again.cache()),
+                        (StatusCode::OK, "revalidated"),
+                        "{what}"
+                    );
                     assert_eq!(again.body, first.body, "{what}");
                     assert_eq!(origin.calls(), n, "{what}");
                     assert_eq!(origin.last_seen()["if-none-match"], "\"a\"", "{what}");
@@ -246,17 +267,30 @@ async fn vary_table() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn etag_revalidation_refreshes_a_stale_entry_without_its_body() {
     let origin = Origin::default();
-    origin.answer("/p", 200, &[("cache-control", "max-age=10"), ("etag", "\"v1\"")], "product");
+    origin.answer(
+        "/p",
+        200,
+        &[("cache-control", "max-age=10"), ("etag", "\"v1\"")],
+        "product",
+    );
     let (svc, handle) = build(plain("etag").stale_if_error(60 * S), &origin);
     send(&svc, get("/p")).await;
 
     advance(11 * S).await;
-    origin.answer("/p", 304, &[("cache-control", "max-age=20"), ("etag", "\"v1\"")], "");
+    origin.answer(
+        "/p",
+        304,
+        &[("cache-control", "max-age=20"), ("etag", "\"v1\"")],
+        "",
+    );
     let revalidated = send(&svc, get("/p")).await;
     assert_eq!(revalidated.status, StatusCode::OK);
     assert_eq!(revalidated.cache(), "revalidated");
     assert_eq!(revalidated.body, "product");
-    assert_eq!(revalidated.headers["cache-control"], "max-age=20", "the 304's headers win");
+    assert_eq!(
+        revalidated.headers["cache-control"], "max-age=20",
+        "the 304's headers win"
+    );
     assert_eq!(origin.last_seen()["if-none-match"], "\"v1\"");
 
     // Fresh again, for the 304's max-age.
@@ -266,9 +300,17 @@ async fn etag_revalidation_refreshes_a_stale_entry_without_its_body() {
 
     // Changed on the origin: the new body replaces the entry.
     advance(2 * S).await;
-    origin.answer("/p", 200, &[("cache-control", "max-age=10"), ("etag", "\"v2\"")], "new product");
+    origin.answer(
+        "/p",
+        200,
+        &[("cache-control", "max-age=10"), ("etag", "\"v2\"")],
+        "new product",
+    );
     let changed = send(&svc, get("/p")).await;
-    assert_eq!((changed.cache(), &changed.body[..]), ("miss", &b"new product"[..]));
+    assert_eq!(
+        (changed.cache(), &changed.body[..]),
+        ("miss", &b"new product"[..])
+    );
     assert_eq!(send(&svc, get("/p")).await.body, "new product");
     assert_eq!(handle.snapshot().stored, 3);
 }
@@ -276,19 +318,35 @@ async fn etag_revalidation_refreshes_a_stale_entry_without_its_body() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_client_validator_is_answered_by_the_cache() {
     let origin = Origin::default();
-    origin.answer("/p", 200, &[("etag", "W/\"v1\""), ("cache-control", "max-age=60")], "product");
+    origin.answer(
+        "/p",
+        200,
+        &[("etag", "W/\"v1\""), ("cache-control", "max-age=60")],
+        "product",
+    );
     let (svc, _) = build(plain("client-etag"), &origin);
     // The client's own validator is not forwarded on a miss: the cache
     // needs a whole response to store.
     let first = send(&svc, get_with("/p", &[("if-none-match", "\"v1\"")])).await;
     assert!(!origin.last_seen().contains_key("if-none-match"));
-    assert_eq!(first.status, StatusCode::NOT_MODIFIED, "weak comparison matches");
-    let not_modified = send(&svc, get_with("/p", &[("if-none-match", "\"v0\", W/\"v1\"")])).await;
+    assert_eq!(
+        first.status,
+        StatusCode::NOT_MODIFIED,
+        "weak comparison matches"
+    );
+    let not_modified = send(
+        &svc,
+        get_with("/p", &[("if-none-match", "\"v0\", W/\"v1\"")]),
+    )
+    .await;
     assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
     assert!(not_modified.body.is_empty());
     assert_eq!(not_modified.headers["etag"], "W/\"v1\"");
     let other = send(&svc, get_with("/p", &[("if-none-match", "\"v9\"")])).await;
-    assert_eq!((other.status, &other.body[..]), (StatusCode::OK, &b"product"[..]));
+    assert_eq!(
+        (other.status, &other.body[..]),
+        (StatusCode::OK, &b"product"[..])
+    );
     assert_eq!(origin.calls(), 1);
 }
 
@@ -301,10 +359,16 @@ async fn a_5xx_is_never_stored_and_is_answered_by_a_stale_entry() {
     advance(11 * S).await;
     origin.answer("/p", 503, &[], "down");
     let stale = send(&svc, get("/p")).await;
-    assert_eq!((stale.status, stale.cache(), &stale.body[..]), (StatusCode::OK, "stale", &b"product"[..]));
+    assert_eq!(
+        (stale.status, stale.cache(), &stale.body[..]),
+        (StatusCode::OK, "stale", &b"product"[..])
+    );
     advance(60 * S).await;
     let down = send(&svc, get("/p")).await;
-    assert_eq!((down.status, &down.body[..]), (StatusCode::SERVICE_UNAVAILABLE, &b"down"[..]));
+    assert_eq!(
+        (down.status, &down.body[..]),
+        (StatusCode::SERVICE_UNAVAILABLE, &b"down"[..])
+    );
     assert_eq!(handle.snapshot().stale_served.error, 1);
 }
 
@@ -336,9 +400,17 @@ async fn head_is_cached_apart_and_writes_invalidate_the_uri() {
     assert_eq!(origin.calls(), 2);
     assert_eq!(handle.snapshot().entries, 2);
 
-    let post = Request::builder().method(Method::POST).uri("/p").body(()).unwrap();
+    let post = Request::builder()
+        .method(Method::POST)
+        .uri("/p")
+        .body(())
+        .unwrap();
     assert_eq!(send(&svc, post).await.cache(), "bypass");
-    assert_eq!(handle.snapshot().entries, 0, "a successful POST invalidates GET and HEAD");
+    assert_eq!(
+        handle.snapshot().entries,
+        0,
+        "a successful POST invalidates GET and HEAD"
+    );
     assert_eq!(send(&svc, get("/p")).await.cache(), "miss");
 }
 
@@ -359,14 +431,22 @@ async fn a_body_too_large_to_store_is_streamed_whole() {
     let chunks: Vec<Bytes> = (0..10)
         .map(|i| Bytes::from(format!("chunk{i:02}-").repeat(20)))
         .collect();
-    let expected: String = (0..10).map(|i| format!("chunk{i:02}-").repeat(20)).collect();
-    let layer = CacheLayer::http_builder("large").max_entry_bytes(500).build().unwrap();
+    let expected: String = (0..10)
+        .map(|i| format!("chunk{i:02}-").repeat(20))
+        .collect();
+    let layer = CacheLayer::http_builder("large")
+        .max_entry_bytes(500)
+        .build()
+        .unwrap();
     let handle = layer.handle();
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&calls);
     let svc = layer.layer(tower::service_fn(move |_: Request<()>| {
         counted.fetch_add(1, Ordering::SeqCst);
-        let frames = chunks.iter().cloned().map(|c| Ok::<_, Infallible>(http_body::Frame::data(c)));
+        let frames = chunks
+            .iter()
+            .cloned()
+            .map(|c| Ok::<_, Infallible>(http_body::Frame::data(c)));
         let body = StreamBody::new(futures_util::stream::iter(frames.collect::<Vec<_>>()));
         ready(Ok::<_, Infallible>(Response::new(body)))
     }));

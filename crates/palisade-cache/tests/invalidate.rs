@@ -28,11 +28,18 @@ impl tower::Service<String> for Paths {
     type Response = String;
     type Error = palisade_core::BoxError;
     type Future = <Backend as tower::Service<u32>>::Future;
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
         tower::Service::<u32>::poll_ready(&mut self.0, cx)
     }
     fn call(&mut self, path: String) -> Self::Future {
-        let n = path.rsplit('/').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let n = path
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
         self.0.call(n)
     }
 }
@@ -52,7 +59,11 @@ async fn by_key_by_prefix_and_all() {
     assert_eq!(handle.invalidate("/products/1"), 0);
     svc.clone().oneshot("/products/1".to_owned()).await.unwrap();
     svc.clone().oneshot("/products/2".to_owned()).await.unwrap();
-    assert_eq!(backend.calls(), 4, "only the invalidated key was fetched again");
+    assert_eq!(
+        backend.calls(),
+        4,
+        "only the invalidated key was fetched again"
+    );
 
     assert_eq!(handle.invalidate_prefix("/products/"), 2);
     svc.clone().oneshot("/users/1".to_owned()).await.unwrap();
@@ -85,7 +96,10 @@ async fn a_call_in_flight_across_an_invalidation_does_not_store() {
     // ...but it may predate the invalidation, so it was not stored.
     backend.answer(Answer::Ok("new".into()));
     gate.add_permits(1);
-    assert_eq!(svc.clone().oneshot("/products/1".to_owned()).await.unwrap(), "new1");
+    assert_eq!(
+        svc.clone().oneshot("/products/1".to_owned()).await.unwrap(),
+        "new1"
+    );
     let snapshot = handle.snapshot();
     assert_eq!(snapshot.not_stored, vec![("invalidated", 1)]);
 }

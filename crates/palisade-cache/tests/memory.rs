@@ -28,19 +28,38 @@ async fn the_byte_bound_holds_under_a_flood_of_distinct_keys() {
         peak_unflushed = peak_unflushed.max(handle.snapshot_unflushed_bytes());
         if n % 500 == 0 {
             let snapshot = handle.snapshot();
-            assert!(snapshot.bytes <= MAX, "{} bytes held after {n} keys", snapshot.bytes);
+            assert!(
+                snapshot.bytes <= MAX,
+                "{} bytes held after {n} keys",
+                snapshot.bytes
+            );
         }
     }
     let snapshot = handle.snapshot();
     assert!(snapshot.bytes <= MAX, "{} bytes", snapshot.bytes);
-    assert!(snapshot.bytes > MAX / 2, "the cache is in use: {} bytes", snapshot.bytes);
+    assert!(
+        snapshot.bytes > MAX / 2,
+        "the cache is in use: {} bytes",
+        snapshot.bytes
+    );
     let per_entry = 1024 + 5 + ENTRY_OVERHEAD as u64;
-    assert!(snapshot.entries <= MAX / 1024, "{} entries", snapshot.entries);
-    assert_eq!(snapshot.bytes / per_entry, snapshot.entries, "bytes count what is held");
+    assert!(
+        snapshot.entries <= MAX / 1024,
+        "{} entries",
+        snapshot.entries
+    );
+    assert_eq!(
+        snapshot.bytes / per_entry,
+        snapshot.entries,
+        "bytes count what is held"
+    );
     // At every moment, not only after a flush: at most the entry just
     // stored beyond the bound.
     let one_entry = 4 * 1024 + ENTRY_OVERHEAD as u64;
-    assert!(peak_unflushed <= MAX + one_entry, "peak {peak_unflushed} bytes");
+    assert!(
+        peak_unflushed <= MAX + one_entry,
+        "peak {peak_unflushed} bytes"
+    );
     assert_eq!(backend.calls(), 20_000);
 }
 

@@ -56,11 +56,17 @@ fn metrics_are_emitted_with_the_name_label() {
     assert_eq!(capture.counter("palisade_cache_coalesced_total", &name), 1);
     assert_eq!(capture.counter("palisade_cache_stored_total", &name), 2);
     assert_eq!(
-        capture.counter("palisade_cache_stale_served_total", &[("name", "metered"), ("reason", "error")]),
+        capture.counter(
+            "palisade_cache_stale_served_total",
+            &[("name", "metered"), ("reason", "error")]
+        ),
         1
     );
     assert_eq!(
-        capture.counter("palisade_cache_stale_served_total", &[("name", "metered"), ("reason", "revalidating")]),
+        capture.counter(
+            "palisade_cache_stale_served_total",
+            &[("name", "metered"), ("reason", "revalidating")]
+        ),
         0
     );
     let bytes = capture.gauge("palisade_cache_bytes", &name).unwrap();
@@ -98,13 +104,27 @@ async fn listeners_see_what_happened() {
             CacheEvent::Miss { .. } => "miss",
             CacheEvent::Stored { .. } => "stored",
             CacheEvent::Hit { .. } => "hit",
-            CacheEvent::StaleServed { reason: StaleReason::Revalidating, .. } => "stale",
+            CacheEvent::StaleServed {
+                reason: StaleReason::Revalidating,
+                ..
+            } => "stale",
             CacheEvent::Refreshed { success: true, .. } => "refreshed",
             CacheEvent::Invalidated { removed: 1, .. } => "invalidated",
             other => panic!("unexpected {other:?}"),
         })
         .collect();
-    assert_eq!(kinds, ["miss", "stored", "hit", "stale", "stored", "refreshed", "invalidated"]);
+    assert_eq!(
+        kinds,
+        [
+            "miss",
+            "stored",
+            "hit",
+            "stale",
+            "stored",
+            "refreshed",
+            "invalidated"
+        ]
+    );
     let CacheEvent::Hit { name, key } = &events[2] else {
         unreachable!()
     };

@@ -52,8 +52,13 @@ impl Origin {
     }
 }
 
-async fn body(response: Response<palisade_cache::http::CacheBody<Full<Bytes>>>) -> (String, String) {
-    let cache = response.headers()["x-palisade-cache"].to_str().unwrap().to_owned();
+async fn body(
+    response: Response<palisade_cache::http::CacheBody<Full<Bytes>>>,
+) -> (String, String) {
+    let cache = response.headers()["x-palisade-cache"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     (String::from_utf8(bytes.to_vec()).unwrap(), cache)
 }
@@ -102,18 +107,45 @@ async fn two_instances_share_entries_through_redis() {
     let (origin_a, origin_b) = (Origin::default(), Origin::default());
     let (svc_a, svc_b) = (a.layer(origin_a.clone()), b.layer(origin_b.clone()));
 
-    let (text, cache) = body(svc_a.clone().oneshot(Request::get("/products/7").body(()).unwrap()).await.unwrap()).await;
-    assert_eq!((text.as_str(), cache.as_str()), ("/products/7 from call 1", "miss"));
+    let (text, cache) = body(
+        svc_a
+            .clone()
+            .oneshot(Request::get("/products/7").body(()).unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (text.as_str(), cache.as_str()),
+        ("/products/7 from call 1", "miss")
+    );
     until("the write to Redis", || writes(&a.handle()) == 1).await;
 
     // The other instance has never seen the key: Redis answers for it.
-    let (text, cache) = body(svc_b.clone().oneshot(Request::get("/products/7").body(()).unwrap()).await.unwrap()).await;
-    assert_eq!((text.as_str(), cache.as_str()), ("/products/7 from call 1", "hit"));
+    let (text, cache) = body(
+        svc_b
+            .clone()
+            .oneshot(Request::get("/products/7").body(()).unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (text.as_str(), cache.as_str()),
+        ("/products/7 from call 1", "hit")
+    );
     assert_eq!(origin_b.calls(), 0, "instance b never called its origin");
     let tier = b.handle().snapshot().shared_tier.unwrap();
     assert_eq!((tier.hits, tier.breaker_state), (1, "closed"));
     // Now in b's process tier too.
-    let (_, cache) = body(svc_b.clone().oneshot(Request::get("/products/7").body(()).unwrap()).await.unwrap()).await;
+    let (_, cache) = body(
+        svc_b
+            .clone()
+            .oneshot(Request::get("/products/7").body(()).unwrap())
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(cache, "hit");
     assert_eq!(b.handle().snapshot().shared_tier.unwrap().hits, 1);
 
@@ -131,7 +163,10 @@ async fn two_instances_share_entries_through_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_function_cache_shares_through_its_codec() {
-    let Some(url) = service_url(REDIS_URL_VAR, "a_key_function_cache_shares_through_its_codec") else {
+    let Some(url) = service_url(
+        REDIS_URL_VAR,
+        "a_key_function_cache_shares_through_its_codec",
+    ) else {
         return;
     };
     let prefix = format!("{}:", unique_name("cache_codec"));
@@ -171,10 +206,17 @@ struct OwnRedis {
 
 impl OwnRedis {
     async fn start(test: &str) -> Option<Self> {
-        let which = std::process::Command::new("redis-server").arg("--version").output();
+        let which = std::process::Command::new("redis-server")
+            .arg("--version")
+            .output();
         if which.is_err() {
-            assert!(!in_ci(), "{test}: redis-server is missing, and CI=true requires this test to run");
-            println!("{test}: skipped, redis-server is not installed (Debian package redis-server)");
+            assert!(
+                !in_ci(),
+                "{test}: redis-server is missing, and CI=true requires this test to run"
+            );
+            println!(
+                "{test}: skipped, redis-server is not installed (Debian package redis-server)"
+            );
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -183,7 +225,16 @@ impl OwnRedis {
             .unwrap()
             .port();
         let child = tokio::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -194,7 +245,11 @@ impl OwnRedis {
         tokio::time::timeout(Duration::from_secs(10), async {
             loop {
                 if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                    if redis::cmd("PING").query_async::<String>(&mut c).await.is_ok() {
+                    if redis::cmd("PING")
+                        .query_async::<String>(&mut c)
+                        .await
+                        .is_ok()
+                    {
                         break;
                     }
                 }
@@ -220,7 +275,11 @@ async fn with_redis_down_the_process_tier_goes_on() {
         .unwrap();
     let breaker_handle = breaker.handle();
     let layer = CacheLayer::http_builder("outage")
-        .redis(RedisTier::new(connection).timeout(Duration::from_millis(300)).breaker(breaker))
+        .redis(
+            RedisTier::new(connection)
+                .timeout(Duration::from_millis(300))
+                .breaker(breaker),
+        )
         .build()
         .unwrap();
     let handle = layer.handle();
@@ -234,7 +293,10 @@ async fn with_redis_down_the_process_tier_goes_on() {
     server.child.kill().await.unwrap();
 
     // What the process tier holds is served as before.
-    assert_eq!(body(get("/a").await.unwrap()).await, ("/a from call 1".to_owned(), "hit".to_owned()));
+    assert_eq!(
+        body(get("/a").await.unwrap()).await,
+        ("/a from call 1".to_owned(), "hit".to_owned())
+    );
     // Misses fail over to the origin: Redis errors, then the breaker opens
     // and Redis is not even tried.
     for (i, path) in ["/b", "/c", "/d", "/e"].into_iter().enumerate() {
@@ -242,7 +304,11 @@ async fn with_redis_down_the_process_tier_goes_on() {
         assert_eq!(text, format!("{path} from call {}", i + 2));
         assert_eq!(cache, "miss");
     }
-    assert_eq!(body(get("/b").await.unwrap()).await.1, "hit", "stored in process");
+    assert_eq!(
+        body(get("/b").await.unwrap()).await.1,
+        "hit",
+        "stored in process"
+    );
     until("the writes to fail", || {
         let tier = handle.snapshot().shared_tier.unwrap();
         tier.errors + tier.skipped >= 8

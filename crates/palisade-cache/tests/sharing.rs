@@ -29,7 +29,10 @@ fn public_types_are_send_sync_clone() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn services_of_one_layer_and_their_clones_share_entries() {
     let backend = Backend::new("v");
-    let layer = CacheLayer::builder("shared").key(key as Key).build().unwrap();
+    let layer = CacheLayer::builder("shared")
+        .key(key as Key)
+        .build()
+        .unwrap();
     // Two routes, as axum would build them, and a clone of the layer.
     let a = layer.layer(backend.clone());
     let b = layer.clone().layer(backend.clone());
@@ -75,7 +78,10 @@ async fn a_registry_shares_a_cache_by_name() {
 async fn dropping_a_response_future_or_a_service_leaks_nothing() {
     let backend = Backend::new("v");
     backend.hang_call(1);
-    let layer = CacheLayer::builder("drops").key(key as Key).build().unwrap();
+    let layer = CacheLayer::builder("drops")
+        .key(key as Key)
+        .build()
+        .unwrap();
     let handle = layer.handle();
     let svc = layer.layer(backend.clone());
 

@@ -5,7 +5,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_cache::{CacheHandle, CacheLayer, CacheBuilder, KeyFn};
+use palisade_cache::{CacheBuilder, CacheHandle, CacheLayer, KeyFn};
 use support::{Answer, Backend, settle};
 use tokio::sync::Semaphore;
 use tokio::time::advance;
@@ -65,7 +65,11 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_exactly_once() {
     settle().await;
     let after = handle.snapshot();
     assert_eq!((after.refreshes_running, after.refreshes_succeeded), (0, 1));
-    assert_eq!(svc.clone().oneshot(1).await.unwrap(), "b1", "the refreshed entry");
+    assert_eq!(
+        svc.clone().oneshot(1).await.unwrap(),
+        "b1",
+        "the refreshed entry"
+    );
     assert_eq!(backend.calls(), 2);
 }
 
@@ -85,9 +89,17 @@ async fn a_failed_refresh_keeps_the_stale_entry_and_a_later_one_may_retry() {
     assert_eq!(svc.clone().oneshot(1).await.unwrap(), "a1");
     settle().await;
     assert_eq!(handle.snapshot().refreshes_failed, 1);
-    assert_eq!(svc.clone().oneshot(1).await.unwrap(), "a1", "still served stale");
+    assert_eq!(
+        svc.clone().oneshot(1).await.unwrap(),
+        "a1",
+        "still served stale"
+    );
     settle().await;
-    assert_eq!(backend.calls(), 3, "one refresh at a time, a new one after a failure");
+    assert_eq!(
+        backend.calls(),
+        3,
+        "one refresh at a time, a new one after a failure"
+    );
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -139,7 +151,11 @@ async fn stale_if_error_within_and_beyond_the_grace() {
     advance(2 * S).await; // stale for 31 s: beyond it
     let err = svc.clone().oneshot(1).await.unwrap_err();
     assert_eq!(err.to_string(), "orders is down");
-    assert_eq!(backend.calls(), 4, "each stale request asked the backend first");
+    assert_eq!(
+        backend.calls(),
+        4,
+        "each stale request asked the backend first"
+    );
     let snapshot = handle.snapshot();
     assert_eq!(snapshot.stale_served.error, 2);
     assert_eq!(snapshot.stale_served.total(), 2);
@@ -148,7 +164,12 @@ async fn stale_if_error_within_and_beyond_the_grace() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_refusal_by_an_open_breaker_is_answered_stale_as_rejected() {
     let backend = Backend::new("a");
-    let (svc, handle) = build(builder("sie-rejected").ttl(10 * S).stale_while_revalidate(Duration::ZERO), &backend);
+    let (svc, handle) = build(
+        builder("sie-rejected")
+            .ttl(10 * S)
+            .stale_while_revalidate(Duration::ZERO),
+        &backend,
+    );
     svc.clone().oneshot(1).await.unwrap();
     backend.answer(Answer::Rejected);
     advance(11 * S).await;

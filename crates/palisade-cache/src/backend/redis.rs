@@ -66,7 +66,10 @@ impl fmt::Debug for RedisTier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisTier")
             .field("settings", &self.settings)
-            .field("breaker", &self.breaker.as_ref().map(CircuitBreakerLayer::name))
+            .field(
+                "breaker",
+                &self.breaker.as_ref().map(CircuitBreakerLayer::name),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -132,7 +135,10 @@ impl RedisTier {
                 .permitted_calls_in_half_open(1)
                 .build()?,
         };
-        let timeout = self.settings.timeout.unwrap_or(RedisSettings::DEFAULT_TIMEOUT);
+        let timeout = self
+            .settings
+            .timeout
+            .unwrap_or(RedisSettings::DEFAULT_TIMEOUT);
         let prefix = self
             .settings
             .key_prefix
@@ -319,7 +325,10 @@ fn failed(error: BoxError) -> TierError {
 
 impl SharedTier for Redis {
     fn get(&self, key: String) -> TierFuture<Result<Option<TierEntry>, TierError>> {
-        let call = self.service.clone().oneshot(Op::Get(format!("{}{key}", self.prefix)));
+        let call = self
+            .service
+            .clone()
+            .oneshot(Op::Get(format!("{}{key}", self.prefix)));
         Box::pin(async move {
             match call.await.map_err(failed)? {
                 Done::Got(Some(bytes), pttl) => Ok(decode(&bytes, pttl)),
@@ -331,10 +340,11 @@ impl SharedTier for Redis {
     fn put(&self, key: String, entry: TierEntry) -> TierFuture<Result<(), TierError>> {
         let left = entry.lifetime.keep().saturating_sub(entry.age);
         let px = millis(left).max(1);
-        let call = self
-            .service
-            .clone()
-            .oneshot(Op::Put(format!("{}{key}", self.prefix), encode(&entry), px));
+        let call = self.service.clone().oneshot(Op::Put(
+            format!("{}{key}", self.prefix),
+            encode(&entry),
+            px,
+        ));
         Box::pin(async move { call.await.map(|_| ()).map_err(failed) })
     }
 
@@ -350,7 +360,12 @@ impl SharedTier for Redis {
         Box::pin(async move {
             let mut deleted = 0;
             for glob in globs {
-                match service.clone().oneshot(Op::Delete(glob)).await.map_err(failed)? {
+                match service
+                    .clone()
+                    .oneshot(Op::Delete(glob))
+                    .await
+                    .map_err(failed)?
+                {
                     Done::Deleted(n) => deleted += n,
                     _ => {}
                 }

@@ -133,7 +133,9 @@ where
                     .iter()
                     .filter_map(|f| f.data_ref().map(|d| d.len() as u64))
                     .sum();
-                let mut hint = rest.as_ref().map_or_else(|| SizeHint::with_exact(0), Body::size_hint);
+                let mut hint = rest
+                    .as_ref()
+                    .map_or_else(|| SizeHint::with_exact(0), Body::size_hint);
                 hint.set_lower(hint.lower() + buffered);
                 if let Some(upper) = hint.upper() {
                     hint.set_upper(upper + buffered);
@@ -196,7 +198,10 @@ where
                     self.frames.push_back(frame);
                     if trailers || self.len > self.limit {
                         let frames = std::mem::take(&mut self.frames);
-                        return Poll::Ready(Collected::Partial(CacheBody::replay(frames, self.body.take())));
+                        return Poll::Ready(Collected::Partial(CacheBody::replay(
+                            frames,
+                            self.body.take(),
+                        )));
                     }
                 }
             }

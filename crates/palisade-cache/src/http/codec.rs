@@ -89,10 +89,13 @@ impl<'a> Reader<'a> {
         self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn u64(&mut self) -> Option<u64> {
-        self.take(8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
+        self.take(8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
     }
 }
 
@@ -148,7 +151,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(http::header::ETAG, HeaderValue::from_static("\"v1\""));
         headers.append(http::header::VARY, HeaderValue::from_static("accept"));
-        headers.append(http::header::VARY, HeaderValue::from_static("accept-language"));
+        headers.append(
+            http::header::VARY,
+            HeaderValue::from_static("accept-language"),
+        );
         let value = HttpValue::Response(CachedResponse {
             status: StatusCode::CREATED,
             version: Version::HTTP_2,
@@ -179,7 +185,9 @@ mod tests {
     fn garbage_and_truncation_decode_to_nothing() {
         assert!(decode(b"").is_none());
         assert!(decode(b"\x02\x00").is_none());
-        let full = encode(&HttpValue::Vary(vec![http::header::ACCEPT].into_boxed_slice()));
+        let full = encode(&HttpValue::Vary(
+            vec![http::header::ACCEPT].into_boxed_slice(),
+        ));
         for cut in 0..full.len() {
             assert!(decode(&full[..cut]).is_none(), "cut at {cut}");
         }

@@ -84,7 +84,9 @@ pub struct HttpKey {
 
 impl HttpKey {
     fn new(uri: &http::Uri, head: bool) -> Self {
-        let pq = uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
+        let pq = uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
         let mut text = String::with_capacity(pq.len() + 48);
         if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
             text.push_str(scheme);
@@ -285,10 +287,11 @@ pub(crate) fn directives(headers: &HeaderMap) -> Directives {
         .typed_get::<headers::Age>()
         .map_or(Duration::ZERO, |age| Duration::from_secs(age.as_secs()));
     d.sets_cookie = headers.contains_key(header::SET_COOKIE);
-    d.vary_any = headers
-        .get_all(header::VARY)
-        .iter()
-        .any(|v| v.as_bytes().split(|b| *b == b',').any(|item| item.trim_ascii() == b"*"));
+    d.vary_any = headers.get_all(header::VARY).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|item| item.trim_ascii() == b"*")
+    });
     d.partial = headers
         .get(COMPLETED_HEADER)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"false"));
@@ -438,7 +441,12 @@ where
     }
 
     #[inline]
-    fn variant(&self, request: &Request<ReqB>, key: &HttpKey, stored: &HttpValue) -> Variant<HttpKey> {
+    fn variant(
+        &self,
+        request: &Request<ReqB>,
+        key: &HttpKey,
+        stored: &HttpValue,
+    ) -> Variant<HttpKey> {
         match stored {
             HttpValue::Response(_) => Variant::Itself,
             HttpValue::Vary(names) => Variant::At(key.variant(names, request.headers())),
@@ -453,7 +461,13 @@ where
         }
     }
 
-    fn respond(&self, meta: &HttpMeta, value: &HttpValue, served: Served, age: Duration) -> Self::Response {
+    fn respond(
+        &self,
+        meta: &HttpMeta,
+        value: &HttpValue,
+        served: Served,
+        age: Duration,
+    ) -> Self::Response {
         let HttpValue::Response(stored) = value else {
             // The engine resolves markers before answering; should one get
             // here, answer with an error rather than a wrong body.
@@ -617,7 +631,10 @@ where
         parts
             .headers
             .insert(CACHE_STATUS_HEADER, status_value(Served::Bypass));
-        (Response::from_parts(parts, CacheBody::stream(body)), success)
+        (
+            Response::from_parts(parts, CacheBody::stream(body)),
+            success,
+        )
     }
 }
 
@@ -698,7 +715,8 @@ where
                         failure,
                     },
                     Collected::Full(bytes) => {
-                        let value = HttpValue::Response(CachedResponse::from_parts(&parts, bytes, *head));
+                        let value =
+                            HttpValue::Response(CachedResponse::from_parts(&parts, bytes, *head));
                         match then {
                             Then::Store {
                                 lifetime,

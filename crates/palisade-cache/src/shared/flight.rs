@@ -321,7 +321,12 @@ mod tests {
     fn entry(v: u32) -> Arc<Entry<u32>> {
         let now = tokio::time::Instant::now();
         let lifetime = Lifetime::new(Duration::from_secs(1), Duration::ZERO, Duration::ZERO);
-        Arc::new(Entry::new(v, Times::new(now, Duration::ZERO, &lifetime), 1, Duration::from_secs(1)))
+        Arc::new(Entry::new(
+            v,
+            Times::new(now, Duration::ZERO, &lifetime),
+            1,
+            Duration::from_secs(1),
+        ))
     }
 
     fn value(outcome: &Outcome<u32>) -> u32 {
@@ -343,7 +348,11 @@ mod tests {
         assert!(matches!(waiter.look(), Look::Wait));
         assert!(flights.try_lead(&1).is_none(), "a flight is running");
         assert!(flights.try_lead(&2).is_some(), "another key is free");
-        assert_eq!(flights.len(), 1, "the try_lead flight of key 2 was dropped and removed");
+        assert_eq!(
+            flights.len(),
+            1,
+            "the try_lead flight of key 2 was dropped and removed"
+        );
         leader.complete(Outcome::Value {
             entry: entry(7),
             exact: true,

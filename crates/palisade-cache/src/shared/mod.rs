@@ -41,7 +41,10 @@ pub(crate) struct TierEntry {
 
 /// Why a shared-tier operation did not happen.
 #[derive(Debug)]
-#[cfg_attr(not(feature = "redis"), allow(dead_code, reason = "built by the Redis tier"))]
+#[cfg_attr(
+    not(feature = "redis"),
+    allow(dead_code, reason = "built by the Redis tier")
+)]
 pub(crate) enum TierError {
     /// Refused by the breaker in front of the tier: not tried.
     Skipped(BoxError),
@@ -186,7 +189,9 @@ impl<P: Storage> Shared<P> {
     ) -> bool {
         if self.generation() != generation {
             self.telemetry
-                .not_stored(crate::state::NotStored::Invalidated, || key.text().into_owned());
+                .not_stored(crate::state::NotStored::Invalidated, || {
+                    key.text().into_owned()
+                });
             return false;
         }
         if share {
