@@ -48,9 +48,12 @@ pub struct CacheBuilder<P> {
     tier: Option<TierParts>,
 }
 
+/// Builds a shared tier for the cache named by its argument.
+type BuildTier = Box<dyn FnOnce(&str) -> Result<Arc<dyn SharedTier>, ConfigError> + Send>;
+
 /// A shared tier as the builder keeps it until `build`.
 pub(crate) struct TierParts {
-    pub(crate) build: Box<dyn FnOnce(&str) -> Result<Arc<dyn SharedTier>, ConfigError> + Send>,
+    pub(crate) build: BuildTier,
 }
 
 impl<P: fmt::Debug> fmt::Debug for CacheBuilder<P> {
@@ -206,7 +209,7 @@ impl<F, K, V, W, C> CacheBuilder<KeyFn<F, K, V, W, C>> {
     where
         W2: Fn(&K, &V) -> usize + Send + Sync + 'static,
     {
-        let CacheBuilder {
+        let Self {
             name,
             policy,
             settings,
@@ -230,7 +233,7 @@ impl<F, K, V, W, C> CacheBuilder<KeyFn<F, K, V, W, C>> {
     where
         C2: Codec<V>,
     {
-        let CacheBuilder {
+        let Self {
             name,
             policy,
             settings,

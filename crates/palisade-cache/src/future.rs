@@ -544,9 +544,7 @@ where
                                     unreachable!("only fetches wait")
                                 };
                                 fetch.leader = Some(leader);
-                                break Step::Next(ResponseFuture::<S, Req, P>::lead(
-                                    shared, service, request, fetch,
-                                ));
+                                break Step::Next(Self::lead(shared, service, request, fetch));
                             }
                             Look::Wait => {}
                         }
@@ -559,9 +557,7 @@ where
                                 let (shared, Job::Fetch(fetch)) = ctx else {
                                     unreachable!("only fetches wait")
                                 };
-                                break Step::Next(ResponseFuture::<S, Req, P>::send(
-                                    shared, service, request, fetch,
-                                ));
+                                break Step::Next(Self::send(shared, service, request, fetch));
                             }
                         }
                         ready!(notified.as_mut().poll(cx));
@@ -585,7 +581,7 @@ where
                     this.state.set(State::Empty);
                     let (shared, _) = this.ctx.take().expect("a call has a context");
                     let fresh = Self::start(&shared, move || service, request);
-                    let ResponseFuture { state, ctx } = fresh;
+                    let Self { state, ctx } = fresh;
                     *this.ctx = ctx;
                     this.state.set(state);
                 }

@@ -63,7 +63,7 @@
 //!
 //! HTTP (feature `http`): keys from method, URI and `Vary`, freshness from
 //! `Cache-Control`, revalidation with `ETag`, bodies buffered into entries
-//! (see the [`http`](crate::http) module for what is stored):
+//! (see the [`http`] module for what is stored):
 //!
 //! ```
 //! # #[cfg(feature = "http")] {

@@ -182,7 +182,12 @@ pub trait Storage: Send + Sync + 'static {
     }
 }
 
-/// How one request type is cached. See the [module docs](self); the
+/// How one request type is cached.
+///
+/// The cache's engine (lookup, freshness, coalescing, stale serving,
+/// background refresh, tiers) is the same for every request type; a policy
+/// supplies what depends on the type: the key, whether and how long a
+/// response is stored, and how a stored value answers a request. The
 /// provided policies are [`KeyFn`] and, with `http`,
 /// [`HttpPolicy`](crate::http::HttpPolicy).
 ///

@@ -67,7 +67,12 @@ impl Lifetime {
     }
 }
 
-/// Where an entry stands at one instant; see the [module docs](self).
+/// Where an entry stands at one instant.
+///
+/// An entry stored at `t` with a [`Lifetime`] is `Fresh` until `t + fresh`;
+/// then `StaleWhileRevalidate` within `stale_while_revalidate`, then
+/// `StaleIfError` within `stale_if_error` (or `MustRevalidate` all along
+/// for a `must_revalidate` entry); then `Expired`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Freshness {
     /// Serve it.

@@ -4,12 +4,11 @@ use std::time::Duration;
 
 use palisade_cache::{CacheLayer, CacheSettings};
 
+type Build = Box<dyn Fn() -> Result<(), palisade_core::ConfigError>>;
+
 #[test]
 fn build_refuses_bad_settings_by_name() {
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn() -> Result<(), palisade_core::ConfigError>>,
-    )> = vec![
+    let cases: Vec<(&str, Build)> = vec![
         (
             "ttl",
             Box::new(|| {

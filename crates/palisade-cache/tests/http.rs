@@ -20,12 +20,24 @@ use tower::{Layer, Service, ServiceExt};
 
 const S: Duration = Duration::from_secs(1);
 
+/// path → (status, headers, body)
+type Script = HashMap<String, (u16, Vec<(String, String)>, String)>;
+/// (what, status, response headers, expectation)
+type ControlRow = (
+    &'static str,
+    u16,
+    &'static [(&'static str, &'static str)],
+    Expect,
+);
+/// (request headers, `x-palisade-cache`, the origin call whose body it gets)
+type VaryRequest = (Vec<(&'static str, &'static str)>, &'static str, usize);
+
 /// What the origin answers with, per path, and what it saw.
 #[derive(Clone, Default)]
 struct Origin {
     calls: Arc<AtomicUsize>,
     /// path → (status, headers, body)
-    script: Arc<Mutex<HashMap<String, (u16, Vec<(String, String)>, String)>>>,
+    script: Arc<Mutex<Script>>,
     /// The headers of each request received, in order.
     seen: Arc<Mutex<Vec<HeaderMap>>>,
 }
@@ -149,7 +161,7 @@ enum Expect {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn cache_control_table() {
     #[rustfmt::skip]
-    let rows: Vec<(&str, u16, &[(&str, &str)], Expect)> = vec![
+    let rows: Vec<ControlRow> = vec![
         ("nothing said: the configured ttl", 200, &[], Expect::Fresh(60)),
         ("max-age", 200, &[("cache-control", "max-age=5")], Expect::Fresh(5)),
         ("s-maxage over max-age", 200, &[("cache-control", "max-age=5, s-maxage=20")], Expect::Fresh(20)),
@@ -231,7 +243,7 @@ async fn vary_table() {
     // (request headers, which response body it gets: the number of the
     // origin call that produced it)
     #[rustfmt::skip]
-    let rows: Vec<(&str, &str, Vec<(Vec<(&str, &str)>, &str, usize)>)> = vec![
+    let rows: Vec<(&str, &str, Vec<VaryRequest>)> = vec![
         ("one header", "accept-encoding", vec![
             (vec![("accept-encoding", "gzip")], "miss", 1),
             (vec![("accept-encoding", "br")], "miss", 2),

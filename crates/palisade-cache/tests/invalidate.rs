@@ -10,12 +10,16 @@ use support::{Answer, Backend, settle};
 use tokio::sync::Semaphore;
 use tower::{Layer, ServiceExt};
 
-fn layer() -> CacheLayer<palisade_cache::KeyFn<fn(&String) -> Option<String>, String, String>> {
-    fn key(path: &String) -> Option<String> {
-        Some(path.clone())
-    }
+type PathKey = fn(&String) -> Option<String>;
+
+#[allow(clippy::ptr_arg, reason = "the key function of `String` requests")]
+fn key(path: &String) -> Option<String> {
+    Some(path.clone())
+}
+
+fn layer() -> CacheLayer<palisade_cache::KeyFn<PathKey, String, String>> {
     CacheLayer::builder("invalidate")
-        .key(key as fn(&String) -> Option<String>)
+        .key(key as PathKey)
         .build()
         .unwrap()
 }

@@ -45,12 +45,20 @@ async fn the_cache_answers_stale_while_the_breaker_below_is_open() {
 
     assert_eq!(svc.clone().oneshot(7).await.unwrap(), "product 7");
     assert_eq!(svc.clone().oneshot(7).await.unwrap(), "product 7");
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "the hit never reached the layers below");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the hit never reached the layers below"
+    );
 
     tokio::time::advance(Duration::from_secs(11)).await;
     breaker_handle.force_open();
     assert_eq!(svc.clone().oneshot(7).await.unwrap(), "product 7");
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "refused below, not retried, answered stale");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "refused below, not retried, answered stale"
+    );
     assert_eq!(cache_handle.snapshot().stale_served.rejected, 1);
 
     // Nothing cached for another key: the refusal reaches the caller.

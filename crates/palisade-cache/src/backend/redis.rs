@@ -13,8 +13,8 @@
 //!
 //! A process-tier miss asks Redis (`GET` and `PTTL` in one pipeline) before
 //! the backend; a stored entry is written (`SET .. PX`) in a background task.
-//! Every operation goes through a [`CircuitBreaker`](palisade_circuit_breaker::CircuitBreaker)
-//! and a timeout: when Redis fails or hangs, the breaker opens and the cache
+//! Every operation goes through a
+//! [`palisade_circuit_breaker::CircuitBreaker`] and a timeout: when Redis fails or hangs, the breaker opens and the cache
 //! goes on with its process tier alone, without waiting on Redis, until a
 //! probe finds it back.
 
@@ -360,14 +360,13 @@ impl SharedTier for Redis {
         Box::pin(async move {
             let mut deleted = 0;
             for glob in globs {
-                match service
+                if let Done::Deleted(n) = service
                     .clone()
                     .oneshot(Op::Delete(glob))
                     .await
                     .map_err(failed)?
                 {
-                    Done::Deleted(n) => deleted += n,
-                    _ => {}
+                    deleted += n;
                 }
             }
             Ok(deleted)

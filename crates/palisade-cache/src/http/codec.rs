@@ -191,7 +191,7 @@ mod tests {
         for cut in 0..full.len() {
             assert!(decode(&full[..cut]).is_none(), "cut at {cut}");
         }
-        let mut longer = full.clone();
+        let mut longer = full;
         longer.push(0);
         assert!(decode(&longer).is_none());
     }

@@ -639,6 +639,10 @@ where
 }
 
 /// What to do with a body once read.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per response read, never moved in a loop"
+)]
 enum Then {
     Store {
         lifetime: crate::state::Lifetime,

@@ -40,6 +40,12 @@ impl<V> Entry<V> {
 
 struct KeepFor;
 
+// moka's `Expiry` names std's `Instant` (moka's own clock); the cache's
+// freshness runs on tokio's clock and never reads this one.
+#[allow(
+    clippy::disallowed_types,
+    reason = "the signature of moka's Expiry trait"
+)]
 impl<K, V> Expiry<K, Arc<Entry<V>>> for KeepFor {
     fn expire_after_create(
         &self,
