@@ -109,17 +109,9 @@ type StateOf<S, Req, P> = State<
 >;
 
 pin_project! {
-    /// Response future of [`Cache`](crate::Cache).
-    ///
-    /// Ready at once for a hit. For a miss it carries a clone of the inner
-    /// service, the request and the key's flight: it makes the backend call
-    /// (after the shared tier, if any), or waits for the call of the request
-    /// it was coalesced with and takes over if that one is dropped. Dropping
-    /// it leaves the flight (its waiters take over) and releases
-    /// everything it holds. No allocation beyond the service clone, the
-    /// key's copies and what the policy reads; a shared-tier lookup is one
-    /// boxed future (network I/O).
-    pub struct ResponseFuture<S, Req, P>
+    /// The engine of a request that is not answered at once: a miss, a
+    /// revalidation, a coalesced wait, a background refresh.
+    pub(crate) struct Engine<S, Req, P>
     where
         S: Service<Req>,
         P: Policy<Req, S::Response>,
@@ -130,7 +122,7 @@ pin_project! {
     }
 }
 
-impl<S, Req, P> fmt::Debug for ResponseFuture<S, Req, P>
+impl<S, Req, P> fmt::Debug for Engine<S, Req, P>
 where
     S: Service<Req>,
     P: Policy<Req, S::Response>,
@@ -146,9 +138,116 @@ where
             State::Wait { .. } => "wait",
             State::Empty => "empty",
         };
-        f.debug_struct("ResponseFuture")
+        f.debug_struct("Engine")
             .field("state", &state)
             .finish_non_exhaustive()
+    }
+}
+
+/// How a request starts: answered at once, or an engine to run.
+pub(crate) enum Begin<E, R> {
+    Ready(R),
+    Engine(E),
+}
+
+pin_project! {
+    /// Response future of [`Cache`](crate::Cache).
+    ///
+    /// Ready at once for a hit, and then two words: a hit allocates
+    /// nothing. Any other request (a miss, a revalidation, a coalesced wait)
+    /// runs in an engine that carries a clone of the inner service, the
+    /// request and the key's flight: it makes the backend call (after the
+    /// shared tier, if any), or waits for the call of the request it was
+    /// coalesced with and takes over if that one is dropped. The engine is
+    /// boxed, once per such request, so that hits do not carry its size
+    /// around; a shared-tier lookup is one more boxed future (network I/O).
+    /// Dropping the future leaves the flight (its waiters take over) and
+    /// releases everything it holds.
+    pub struct ResponseFuture<S, Req, P>
+    where
+        S: Service<Req>,
+        P: Policy<Req, S::Response>,
+    {
+        #[pin]
+        kind: Kind<P::Response, Pin<Box<Engine<S, Req, P>>>>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<R, E> {
+        Ready { response: Option<R> },
+        Engine { #[pin] engine: E },
+    }
+}
+
+impl<S, Req, P> fmt::Debug for ResponseFuture<S, Req, P>
+where
+    S: Service<Req>,
+    P: Policy<Req, S::Response>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Ready { .. } => f
+                .debug_struct("ResponseFuture")
+                .field("state", &"ready")
+                .finish(),
+            Kind::Engine { engine } => f
+                .debug_struct("ResponseFuture")
+                .field("engine", engine)
+                .finish(),
+        }
+    }
+}
+
+impl<S, Req, P> ResponseFuture<S, Req, P>
+where
+    S: Service<Req> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Response: Send + 'static,
+    P: Policy<Req, S::Response>,
+    P::Response: Send + 'static,
+    Req: Send + 'static,
+{
+    #[inline]
+    pub(crate) fn start(
+        shared: &Arc<Shared<P>>,
+        service: impl FnOnce() -> S,
+        request: Req,
+    ) -> Self {
+        let kind = match Engine::begin(shared, service, request) {
+            Begin::Ready(response) => Kind::Ready {
+                response: Some(response),
+            },
+            Begin::Engine(engine) => Kind::Engine {
+                engine: Box::pin(engine),
+            },
+        };
+        Self { kind }
+    }
+}
+
+impl<S, Req, P> Future for ResponseFuture<S, Req, P>
+where
+    S: Service<Req> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Response: Send + 'static,
+    P: Policy<Req, S::Response>,
+    P::Response: Send + 'static,
+    Req: Send + 'static,
+{
+    type Output = Result<P::Response, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Ready { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("ResponseFuture polled after completion"))),
+            KindProj::Engine { engine } => engine.get_mut().as_mut().poll(cx),
+        }
     }
 }
 
@@ -170,7 +269,7 @@ fn usable<V>(stale: Option<&Arc<Entry<V>>>, now: Instant) -> Option<&Arc<Entry<V
     stale.filter(|e| e.times.serves_on_error(now))
 }
 
-impl<S, Req, P> ResponseFuture<S, Req, P>
+impl<S, Req, P> Engine<S, Req, P>
 where
     S: Service<Req> + Send + 'static,
     S::Future: Send + 'static,
@@ -180,29 +279,22 @@ where
     P::Response: Send + 'static,
     Req: Send + 'static,
 {
-    fn ready(response: P::Response) -> Self {
-        Self {
-            state: State::Ready {
-                response: Some(response),
-            },
-            ctx: None,
-        }
-    }
-
     /// Starts a request: answers it from a fresh entry, or sets out to
     /// fetch it. `service` gives the inner service to call if needed.
     #[inline]
-    pub(crate) fn start(
+    pub(crate) fn begin(
         shared: &Arc<Shared<P>>,
         service: impl FnOnce() -> S,
         request: Req,
-    ) -> Self {
+    ) -> Begin<Self, P::Response> {
         let policy = &shared.policy;
         let telemetry = &shared.telemetry;
         let primary = match policy.lookup(&request) {
             Lookup::Key(key) => key,
-            Lookup::Bypass => return Self::bypass(shared, service(), request, None),
-            Lookup::Invalidate(key) => return Self::bypass(shared, service(), request, Some(key)),
+            Lookup::Bypass => return Begin::Engine(Self::bypass(shared, service(), request, None)),
+            Lookup::Invalidate(key) => {
+                return Begin::Engine(Self::bypass(shared, service(), request, Some(key)));
+            }
         };
         let now = Instant::now();
         let (variant, entry) = match shared.store.get(&primary) {
@@ -223,9 +315,15 @@ where
         let meta = policy.meta(&request);
         let Some(entry) = entry else {
             let key = variant.unwrap_or_else(|| primary.clone());
-            return Self::fetch(shared, service, request, primary, key, meta, None);
+            return Begin::Engine(Self::fetch(
+                shared, service, request, primary, key, meta, None,
+            ));
         };
-        let age = entry.times.age(now);
+        let age = if P::USES_AGE {
+            entry.times.age(now)
+        } else {
+            std::time::Duration::ZERO
+        };
         match entry.times.freshness(now) {
             Freshness::Fresh => {
                 telemetry.hits.add(1);
@@ -233,7 +331,7 @@ where
                     name: Arc::clone(shared.name()),
                     key: variant.as_ref().unwrap_or(&primary).text().into_owned(),
                 });
-                Self::ready(policy.respond(&meta, &entry.value, Served::Hit, age))
+                Begin::Ready(policy.respond(&meta, &entry.value, Served::Hit, age))
             }
             Freshness::StaleWhileRevalidate => {
                 let reason = StaleReason::Revalidating;
@@ -252,16 +350,26 @@ where
                         leader,
                     );
                 }
-                Self::ready(response)
+                Begin::Ready(response)
             }
             Freshness::StaleIfError | Freshness::MustRevalidate => {
                 let key = variant.unwrap_or_else(|| primary.clone());
-                Self::fetch(shared, service, request, primary, key, meta, Some(entry))
+                Begin::Engine(Self::fetch(
+                    shared,
+                    service,
+                    request,
+                    primary,
+                    key,
+                    meta,
+                    Some(entry),
+                ))
             }
             Freshness::Expired => {
                 let key = variant.unwrap_or_else(|| primary.clone());
                 shared.store.remove_if_same(&key, &entry);
-                Self::fetch(shared, service, request, primary, key, meta, None)
+                Begin::Engine(Self::fetch(
+                    shared, service, request, primary, key, meta, None,
+                ))
             }
         }
     }
@@ -458,7 +566,7 @@ enum Step<St, R, S, Req> {
     Output(Result<R, BoxError>),
 }
 
-impl<S, Req, P> Future for ResponseFuture<S, Req, P>
+impl<S, Req, P> Future for Engine<S, Req, P>
 where
     S: Service<Req> + Send + 'static,
     S::Future: Send + 'static,
@@ -475,18 +583,14 @@ where
         loop {
             let step = match this.state.as_mut().project() {
                 StateProj::Ready { response } => {
-                    let response = response
-                        .take()
-                        .expect("ResponseFuture polled after completion");
+                    let response = response.take().expect("polled after completion");
                     return Poll::Ready(Ok(response));
                 }
                 StateProj::Failed { error } => {
-                    let error = error
-                        .take()
-                        .expect("ResponseFuture polled after completion");
+                    let error = error.take().expect("polled after completion");
                     return Poll::Ready(Err(error));
                 }
-                StateProj::Empty => panic!("ResponseFuture polled after completion"),
+                StateProj::Empty => panic!("polled after completion"),
                 StateProj::Readying { service, request } => {
                     let ctx = this.ctx.as_mut().expect("a call has a context");
                     match ready!(service.poll_ready(cx)) {
@@ -580,10 +684,13 @@ where
                 Step::Restart(service, request) => {
                     this.state.set(State::Empty);
                     let (shared, _) = this.ctx.take().expect("a call has a context");
-                    let fresh = Self::start(&shared, move || service, request);
-                    let Self { state, ctx } = fresh;
-                    *this.ctx = ctx;
-                    this.state.set(state);
+                    match Self::begin(&shared, move || service, request) {
+                        Begin::Ready(response) => return Poll::Ready(Ok(response)),
+                        Begin::Engine(Self { state, ctx }) => {
+                            *this.ctx = ctx;
+                            this.state.set(state);
+                        }
+                    }
                 }
             }
         }
@@ -850,9 +957,7 @@ where
         value.map(|value| (value, found))
     });
     let Some((value, found)) = decoded else {
-        return Step::Next(ResponseFuture::<S, Req, P>::send(
-            shared, service, request, fetch,
-        ));
+        return Step::Next(Engine::<S, Req, P>::send(shared, service, request, fetch));
     };
     telemetry.tier(TierResult::Hit);
     let now = Instant::now();
@@ -873,13 +978,16 @@ where
                 });
             }
             let shared = Arc::clone(shared);
-            let fresh = ResponseFuture::<S, Req, P>::start(&shared, move || service, request);
-            let ResponseFuture {
-                state,
-                ctx: fresh_ctx,
-            } = fresh;
-            *ctx = fresh_ctx.expect("a fresh start after a marker has a context");
-            Step::Next(state)
+            match Engine::<S, Req, P>::begin(&shared, move || service, request) {
+                Begin::Ready(response) => Step::Output(Ok(response)),
+                Begin::Engine(Engine {
+                    state,
+                    ctx: fresh_ctx,
+                }) => {
+                    *ctx = fresh_ctx.expect("an engine has a context");
+                    Step::Next(state)
+                }
+            }
         }
         Variant::Itself => match entry.times.freshness(now) {
             Freshness::Fresh => {
@@ -899,17 +1007,15 @@ where
                 );
                 Step::Output(Ok(response))
             }
-            Freshness::Expired => Step::Next(ResponseFuture::<S, Req, P>::send(
-                shared, service, request, fetch,
-            )),
+            Freshness::Expired => {
+                Step::Next(Engine::<S, Req, P>::send(shared, service, request, fetch))
+            }
             // Stale in the tier: ask the backend, with it as the stale entry.
             Freshness::StaleWhileRevalidate
             | Freshness::StaleIfError
             | Freshness::MustRevalidate => {
                 fetch.stale = Some(entry);
-                Step::Next(ResponseFuture::<S, Req, P>::send(
-                    shared, service, request, fetch,
-                ))
+                Step::Next(Engine::<S, Req, P>::send(shared, service, request, fetch))
             }
         },
     }
@@ -972,9 +1078,7 @@ where
                     return Step::Output(Ok(response));
                 }
             }
-            Step::Next(ResponseFuture::<S, Req, P>::send(
-                shared, service, request, fetch,
-            ))
+            Step::Next(Engine::<S, Req, P>::send(shared, service, request, fetch))
         }
     }
 }

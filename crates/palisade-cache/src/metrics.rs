@@ -98,6 +98,54 @@ impl Figure {
     }
 }
 
+/// A counter on the hit path: exported to `metrics`, and kept for the
+/// snapshot in per-thread stripes, so threads hitting the cache together
+/// do not all write one cache line.
+#[derive(Debug)]
+pub(crate) struct HotFigure {
+    counter: Counter,
+    stripes: Box<[Stripe]>,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stripe(AtomicU64);
+
+const STRIPES: usize = 16;
+
+#[inline]
+fn stripe_index() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    INDEX.with(|i| *i)
+}
+
+impl HotFigure {
+    fn new(counter: Counter) -> Self {
+        Self {
+            counter,
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        self.stripes[stripe_index()]
+            .0
+            .fetch_add(n, Ordering::Relaxed);
+        self.counter.increment(n);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
 /// Results of the shared tier, as labelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TierResult {
@@ -133,7 +181,7 @@ impl TierResult {
 #[derive(Debug)]
 pub(crate) struct Telemetry {
     pub(crate) name: Arc<str>,
-    pub(crate) hits: Figure,
+    pub(crate) hits: HotFigure,
     pub(crate) misses: Figure,
     stale: [Figure; 4],
     pub(crate) coalesced: Figure,
@@ -154,7 +202,7 @@ impl Telemetry {
         let n = || Arc::clone(&name);
         let counter = |metric: &'static str| Figure::new(metrics::counter!(metric, "name" => n()));
         Self {
-            hits: counter(HITS),
+            hits: HotFigure::new(metrics::counter!(HITS, "name" => n())),
             misses: counter(MISSES),
             stale: StaleReason::ALL.map(|r| {
                 Figure::new(metrics::counter!(STALE, "name" => n(), "reason" => r.as_str()))

@@ -197,6 +197,10 @@ pub trait Storage: Send + Sync + 'static {
     note = "give the builder a key function over `&{Req}` with `.key(..)`, or use `CacheLayer::http_builder` for HTTP"
 )]
 pub trait Policy<Req, Res>: Storage {
+    /// Whether [`respond`](Self::respond) reads its `age` (HTTP's `Age`
+    /// header); when `false` a hit does not compute it.
+    const USES_AGE: bool = true;
+
     /// The cache service's response.
     type Response;
     /// What is kept of a request to answer it after the request itself has
@@ -437,6 +441,8 @@ where
     W: Weigher<K, Res>,
     C: Codec<Res>,
 {
+    const USES_AGE: bool = false;
+
     type Response = Res;
     type Meta = ();
     type Pending = ();

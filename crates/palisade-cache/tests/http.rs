@@ -470,3 +470,57 @@ async fn a_body_too_large_to_store_is_streamed_whole() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(handle.snapshot().not_stored, vec![("too_large", 2)]);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn coalesced_requests_for_other_variants_look_their_own_up() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (g, c) = (Arc::clone(&gate), Arc::clone(&calls));
+    let layer = plain("vary-coalesced").build().unwrap();
+    let svc = layer.layer(tower::service_fn(move |request: Request<()>| {
+        let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+        let gate = Arc::clone(&g);
+        async move {
+            gate.acquire().await.unwrap().forget();
+            let encoding = request.headers()["accept-encoding"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let response = Response::builder()
+                .header("vary", "accept-encoding")
+                .body(Full::new(Bytes::from(format!("{encoding} from call {n}"))))
+                .unwrap();
+            Ok::<_, Infallible>(response)
+        }
+    }));
+    let send = |encoding: &'static str| {
+        tokio::spawn(
+            svc.clone()
+                .oneshot(get_with("/v", &[("accept-encoding", encoding)])),
+        )
+    };
+    let (first, same, other) = (send("gzip"), send("gzip"), send("br"));
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one call for the three misses"
+    );
+    gate.add_permits(2);
+    let text = |r: Response<CacheBody<Full<Bytes>>>| async move {
+        String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    };
+    assert_eq!(
+        text(first.await.unwrap().unwrap()).await,
+        "gzip from call 1"
+    );
+    assert_eq!(text(same.await.unwrap().unwrap()).await, "gzip from call 1");
+    assert_eq!(
+        text(other.await.unwrap().unwrap()).await,
+        "br from call 2",
+        "its own variant"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
