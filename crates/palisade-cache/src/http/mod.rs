@@ -87,7 +87,12 @@ impl HttpKey {
         let pq = uri
             .path_and_query()
             .map_or("/", http::uri::PathAndQuery::as_str);
-        let mut text = String::with_capacity(pq.len() + 48);
+        let origin = match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => scheme.len() + 3 + authority.as_str().len(),
+            _ => 0,
+        };
+        // Exactly the key's length: no shrink when it is boxed.
+        let mut text = String::with_capacity(origin + pq.len() + if head { 5 } else { 0 });
         if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
             text.push_str(scheme);
             text.push_str("://");
@@ -333,17 +338,24 @@ const NOT_MODIFIED_HEADERS: [HeaderName; 6] = [
     header::VARY,
 ];
 
+/// Puts the headers every answer sets (`Age`, `x-palisade-cache`) in a
+/// stored map, so that answering replaces their values in its clone instead
+/// of growing it (a reallocation per hit).
+fn with_placeholders(headers: &mut HeaderMap) {
+    headers.insert(header::AGE, HeaderValue::from_static("0"));
+    headers.insert(CACHE_STATUS_HEADER, HeaderValue::from_static("hit"));
+}
+
 impl CachedResponse {
     fn from_parts(parts: &http::response::Parts, body: Bytes, head: bool) -> Self {
         let mut headers = parts.headers.clone();
         for name in &HOP_BY_HOP {
             headers.remove(name);
         }
-        headers.remove(CACHE_STATUS_HEADER);
-        headers.remove(header::AGE);
         if !head {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
+        with_placeholders(&mut headers);
         let etag = headers.typed_get::<headers::ETag>();
         Self {
             status: parts.status,
@@ -368,7 +380,7 @@ impl CachedResponse {
                 headers.append(name.clone(), value.clone());
             }
         }
-        headers.remove(header::AGE);
+        with_placeholders(&mut headers);
         let etag = headers.typed_get::<headers::ETag>();
         Self {
             status: self.status,
