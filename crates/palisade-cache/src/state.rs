@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::settings::MAX_DURATION;
+
 /// How long an entry is fresh, and for how long it may be served stale after
 /// that.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +59,17 @@ impl Lifetime {
     pub fn keep(&self) -> Duration {
         self.fresh
             .saturating_add(self.stale_while_revalidate.max(self.stale_if_error))
+    }
+
+    /// The same lifetime with every part at most [`MAX_DURATION`] (a year).
+    #[must_use]
+    pub fn clamped(self) -> Self {
+        Self {
+            fresh: self.fresh.min(MAX_DURATION),
+            stale_while_revalidate: self.stale_while_revalidate.min(MAX_DURATION),
+            stale_if_error: self.stale_if_error.min(MAX_DURATION),
+            must_revalidate: self.must_revalidate,
+        }
     }
 
     /// The same lifetime, fresh for at most `cap`.
@@ -375,7 +388,12 @@ pub fn decide(
         return skip(NotStored::Status);
     };
     let must_revalidate = d.must_revalidate || d.no_cache;
-    let fresh = if d.no_cache { Duration::ZERO } else { fresh };
+    // An origin may declare any max-age; a year is the longest kept.
+    let fresh = if d.no_cache {
+        Duration::ZERO
+    } else {
+        fresh.min(MAX_DURATION)
+    };
     let lifetime = Lifetime {
         fresh,
         stale_while_revalidate: base.stale_while_revalidate,
@@ -387,7 +405,7 @@ pub fn decide(
     }
     Decision::Store {
         lifetime,
-        age: d.age,
+        age: d.age.min(MAX_DURATION),
     }
 }
 
@@ -541,6 +559,21 @@ mod tests {
             decide(200, &d, &no_windows, None),
             Decision::Skip(NotStored::NoLifetime)
         );
+    }
+
+    #[test]
+    fn a_huge_max_age_is_a_year() {
+        let d = Directives {
+            max_age: Some(Duration::from_secs(u64::MAX)),
+            ..Directives::default()
+        };
+        let Decision::Store { lifetime, .. } = decide(200, &d, &base(), None) else {
+            panic!("stored")
+        };
+        assert_eq!(lifetime.fresh, MAX_DURATION);
+        let t0 = Instant::now();
+        let times = Times::new(t0, Duration::ZERO, &lifetime);
+        assert_eq!(times.freshness(t0 + 300 * 86_400 * S), Freshness::Fresh);
     }
 
     #[test]

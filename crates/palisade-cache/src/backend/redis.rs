@@ -301,7 +301,8 @@ pub(crate) fn decode(bytes: &[u8], pttl: i64) -> Option<TierEntry> {
         stale_while_revalidate: read(12)?,
         stale_if_error: read(20)?,
         must_revalidate: bytes[3] & 1 == 1,
-    };
+    }
+    .clamped();
     // PTTL: ms left; -1: no expiry (not written by this tier); -2: gone.
     let left = match pttl {
         -2 => return None,
