@@ -9,9 +9,11 @@
 //! | `fan-out` | [`fan_out`] | scatter-gather with deadlines and partial results |
 //! | `chaos` | [`chaos`] | latency, error and abort injection, to see the others work |
 //! | `shard` | [`shard`] | key-affine routing over a versioned shard map: rendezvous, ring, jump; replicas; scatter-gather |
-//! | `serde` | | `Serialize`/`Deserialize` for settings and snapshots (the shard router's) |
+//! | `serde` | | `Serialize`/`Deserialize` for settings and snapshots (of the patterns that have them) |
 //! | `pubsub` | [`pubsub`] | an in-process bus, consumers that drive a tower stack per message, idempotent consumers, a transactional outbox relay |
 //! | `pubsub-nats`, `pubsub-sqlite`, `pubsub-postgres` | [`pubsub`]`::backend` | NATS JetStream; the SQL inboxes and relay checkpoints |
+//! | `cache` | [`cache`] | cache-aside: stale-while-revalidate, stale-if-error, request coalescing, bounded by bytes |
+//! | `cache-redis` | [`cache`]`::backend::redis` | the cache's second tier in Redis, behind a breaker |
 //! | `http` | [`http`] and each pattern's `http` module | status classification, problem+json answers for every layer's errors, 503 + `Retry-After` |
 //! | `full` | all of the above | |
 //!
@@ -136,6 +138,11 @@ pub use palisade_shard as shard;
 #[cfg(feature = "pubsub")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pubsub")))]
 pub use palisade_pubsub as pubsub;
+/// Cache-aside (feature `cache`): the [`palisade-cache`](palisade_cache)
+/// crate.
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use palisade_cache as cache;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
