@@ -345,6 +345,9 @@ impl Shared {
                 let gcra = &limits.tiers[tier].gcra;
                 let (decision, word) =
                     store.decide(key, gcra, now, max_delay, |full| self.full(full));
+                if word == Word::Inserted {
+                    self.metrics.keys(store.table().len());
+                }
                 self.conclude(&limits, tier, decision, now, Some((word, key)))
             }
             #[cfg(feature = "redis")]
@@ -534,6 +537,9 @@ impl Shared {
                                 .decide(ctx.key(), gcra, now, ctx.max_delay, |full| {
                                     self.full(full)
                                 });
+                        if word == Word::Inserted {
+                            self.metrics.keys(store.fallback().table().len());
+                        }
                         self.conclude(&limits, tier, decision, now, Some((word, ctx.key())))
                     }
                     crate::settings::FailureMode::Closed => {

@@ -22,6 +22,8 @@ pub(crate) enum Word {
     Overflow,
     /// The key's own entry.
     Keyed,
+    /// The key's own entry, just added to the table.
+    Inserted,
 }
 
 /// The in-process GCRA store.
@@ -60,7 +62,8 @@ impl MemoryStore {
             Some((key, hash)) => {
                 let updated = self.table.update(key, hash, now, step, on_full);
                 let word = match updated.slot {
-                    Slot::Found | Slot::Inserted => Word::Keyed,
+                    Slot::Found => Word::Keyed,
+                    Slot::Inserted => Word::Inserted,
                     Slot::Overflow => Word::Overflow,
                 };
                 (updated.prev, word)
@@ -87,8 +90,10 @@ impl MemoryStore {
                 .compare_exchange(from, to, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok(),
             (Word::Overflow, _) => self.table.compare_exchange_overflow(from, to),
-            (Word::Keyed, Some((key, hash))) => self.table.compare_exchange(key, hash, from, to),
-            (Word::Keyed, None) => false,
+            (Word::Keyed | Word::Inserted, Some((key, hash))) => {
+                self.table.compare_exchange(key, hash, from, to)
+            }
+            (Word::Keyed | Word::Inserted, None) => false,
         }
     }
 
