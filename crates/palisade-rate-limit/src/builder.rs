@@ -309,7 +309,7 @@ impl<K> RateLimitBuilder<K> {
             .key_prefix
             .clone()
             .unwrap_or_else(|| format!("palisade:rate-limit:{}:", self.name));
-        Ok(Backend::Redis(RedisStore::new(
+        Ok(Backend::Redis(Box::new(RedisStore::new(
             RedisParts {
                 backend: redis.clone(),
                 breaker,
@@ -321,7 +321,7 @@ impl<K> RateLimitBuilder<K> {
             },
             BackendMetrics::new(&self.name, self.settings.failure_mode.as_str()),
             0,
-        )))
+        ))))
     }
 }
 

@@ -47,6 +47,10 @@ pin_project! {
     }
 }
 
+/// How a call ends: the inner service's result, or a refusal.
+pub(crate) type Outcome<S, Req> =
+    Result<Result<<S as Service<Req>>::Response, <S as Service<Req>>::Error>, Refusal>;
+
 pin_project! {
     /// The state machine shared by the plain and the HTTP future.
     pub(crate) struct Core<S, Req>
@@ -145,10 +149,7 @@ where
     /// # Panics
     ///
     /// When polled again after it completed.
-    pub(crate) fn poll_core(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Result<S::Response, S::Error>, Refusal>> {
+    pub(crate) fn poll_core(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<S, Req>> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {

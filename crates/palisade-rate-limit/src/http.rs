@@ -136,6 +136,12 @@ impl<B> KeyExtractor<Request<B>> for HeaderKey {
     }
 }
 
+impl crate::key::KeyExtractorExt for HeaderKey {}
+impl crate::key::KeyExtractorExt for ClientIp {}
+impl crate::key::KeyExtractorExt for PathKey {}
+#[cfg(feature = "axum")]
+impl crate::key::KeyExtractorExt for RouteKey {}
+
 /// Keys by the client's IP address; see [`client_ip`].
 #[derive(Clone, Debug)]
 pub struct ClientIp {
@@ -206,7 +212,7 @@ impl ClientIp {
         }
     }
 
-    fn from_headers<B>(&self, name: &HeaderName, req: &Request<B>) -> KeyResult<'static> {
+    fn read_header<B>(&self, name: &HeaderName, req: &Request<B>) -> KeyResult<'static> {
         let Some(value) = req.headers().get_all(name).iter().next_back() else {
             return Ok(None);
         };
@@ -228,7 +234,7 @@ impl<B> KeyExtractor<Request<B>> for ClientIp {
     #[inline]
     fn extract<'r>(&'r self, req: &'r Request<B>) -> KeyResult<'r> {
         if let Some(name) = &self.header {
-            return self.from_headers(name, req);
+            return self.read_header(name, req);
         }
         let ext = req.extensions();
         #[cfg(feature = "axum")]

@@ -329,7 +329,8 @@ where
     }
 }
 
-/// Combinators for every key extractor.
+/// Combinators for key extractors: implemented by every extractor of this
+/// crate; implement it for your own with an empty `impl` to get them.
 pub trait KeyExtractorExt: Sized {
     /// Uses `other` when this extractor finds no key.
     fn or<B>(self, other: B) -> Or<Self, B> {
@@ -349,7 +350,10 @@ pub trait KeyExtractorExt: Sized {
     }
 }
 
-impl<E> KeyExtractorExt for E {}
+impl KeyExtractorExt for Unkeyed {}
+impl<F> KeyExtractorExt for KeyFn<F> {}
+impl<A, B> KeyExtractorExt for Or<A, B> {}
+impl<E> KeyExtractorExt for WithClass<E> {}
 
 #[cfg(test)]
 mod tests {
@@ -367,6 +371,7 @@ mod tests {
     }
 
     struct Strict;
+    impl KeyExtractorExt for Strict {}
     impl KeyExtractor<Req> for Strict {
         fn extract<'r>(&'r self, req: &'r Req) -> KeyResult<'r> {
             if req.bad {
@@ -376,9 +381,17 @@ mod tests {
         }
     }
 
+    fn ip(req: &Req) -> Option<Key<'_>> {
+        req.ip.map(Key::ip)
+    }
+
+    fn paid(req: &Req) -> Option<Key<'_>> {
+        api_key(req).map(|k| k.with_class("paid"))
+    }
+
     #[test]
     fn or_falls_back_only_on_a_missing_key_and_class_applies() {
-        let ip = KeyFn(|req: &Req| req.ip.map(Key::ip));
+        let ip = KeyFn(ip);
         let extractor = Strict.class("free").or(ip.class("anonymous"));
         let addr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
         let req = Req {
@@ -414,7 +427,7 @@ mod tests {
         };
         assert_eq!(extractor.extract(&req), Err(KeyProblem::Malformed));
         // A class the key already names wins.
-        let named = KeyFn(|req: &Req| api_key(req).map(|k| k.with_class("paid"))).class("free");
+        let named = KeyFn(paid).class("free");
         let req = Req {
             api_key: Some("k"),
             ip: None,

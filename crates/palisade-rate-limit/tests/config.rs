@@ -5,9 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use palisade_rate_limit::{
-    FailureMode, Limit, MissingKey, Rate, RateLimitLayer, RateLimitRegistry, RateLimitSettings,
-};
+use palisade_rate_limit::{Limit, Rate, RateLimitLayer, RateLimitRegistry};
 use support::{Echo, admitted};
 use tower::Layer;
 
@@ -83,6 +81,7 @@ fn the_handle_validates_what_it_changes() {
 #[cfg(feature = "serde")]
 #[test]
 fn settings_round_trip_through_toml_and_the_snapshot_serializes() {
+    use palisade_rate_limit::{FailureMode, MissingKey, RateLimitSettings};
     let text = r#"
         rate = "6000/min"
         burst = 50

@@ -72,6 +72,10 @@ async fn every_clone_and_layer_call_shares_one_limit() {
         .build()
         .unwrap();
     let mut a = layer.layer(Echo);
+    #[allow(
+        clippy::redundant_clone,
+        reason = "the point: a clone of the layer shares its state"
+    )]
     let mut b = layer.clone().layer(Echo);
     let mut c = a.clone();
     assert!(admitted(&mut a, 1));

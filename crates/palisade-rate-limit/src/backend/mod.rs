@@ -17,12 +17,16 @@ use memory::MemoryStore;
 
 /// The backend of one limiter.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per limiter, inside its Arc: never moved on the call path"
+)]
 pub(crate) enum Backend {
     /// In process.
     Memory(MemoryStore),
     /// Redis, with its local cache and fallback.
     #[cfg(feature = "redis")]
-    Redis(redis::RedisStore),
+    Redis(Box<redis::RedisStore>),
 }
 
 impl Backend {

@@ -447,7 +447,7 @@ mod tests {
 
     #[test]
     fn idle_entries_are_swept_when_due() {
-        let table = Table::new(1_000, 100, 0, DefaultHashBuilder::default());
+        let table = Table::new(200, 100, 0, DefaultHashBuilder::default());
         set(&table, "idle", 0, 50);
         set(&table, "busy", 0, 500);
         // Before the sweep is due, nothing goes.
