@@ -1,5 +1,5 @@
 //! The errors this crate adds. A refusal for being over the limit is
-//! palisade-core's [`RateLimited`](palisade_core::RateLimited), re-exported at
+//! palisade-core's [`RateLimited`], re-exported at
 //! the crate root.
 
 use std::error::Error;

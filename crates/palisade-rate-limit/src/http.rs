@@ -13,7 +13,7 @@
 //!   a header you name ([`ClientIp::from_header`]). IPv6 clients are keyed
 //!   by their /64 network unless told otherwise.
 //! - [`path`]`()`, [`path_prefix`]`(n)`, and with the `axum` feature
-//!   [`route`]`()` (the route template, `MatchedPath`).
+//!   `route()` (the route template, `MatchedPath`).
 //!
 //! # Fields
 //!
@@ -259,7 +259,7 @@ pub struct PathKey {
 }
 
 /// Keys by the whole path (without the query). Paths with ids make one key
-/// per id: prefer [`path_prefix`] or [`route`].
+/// per id: prefer [`path_prefix`] or `route()` (feature `axum`).
 #[must_use]
 pub const fn path() -> PathKey {
     PathKey { segments: None }

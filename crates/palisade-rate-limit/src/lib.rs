@@ -52,7 +52,7 @@
 //! ```
 //!
 //! For HTTP (feature `http`), key by a header or the client's address and
-//! use [`http_layer`](RateLimitLayer::http_layer): refusals become `429`
+//! use `RateLimitLayer::http_layer`: refusals become `429`
 //! responses with `Retry-After` and the IETF `RateLimit-Policy` and
 //! `RateLimit` fields, which admitted responses carry too (see
 //! `palisade_rate_limit::http`). The gateway's per-client limit, "the API
@@ -136,7 +136,7 @@
 //! The service's error is [`BoxError`](palisade_core::BoxError): the inner
 //! service's errors, unchanged inside the box, and:
 //!
-//! | error | when | HTTP (`http_layer`, or [`http::to_problem`]) |
+//! | error | when | HTTP (`http_layer`, or `http::to_problem`) |
 //! |---|---|---|
 //! | [`RateLimited`] (palisade-core, re-exported) | over the limit; carries the name, the tier (`class`) and `retry_after` | 429, `Retry-After`, `RateLimit-Policy`, `RateLimit`, problem+json |
 //! | [`error::InvalidKey`] | the key is empty, too long, malformed, or missing under `MissingKey::Reject` | 400 |
@@ -163,7 +163,7 @@
 //!
 //! # Distributed
 //!
-//! With the `redis` feature and [`redis`](RateLimitBuilder::redis), the
+//! With the `redis` feature and `RateLimitBuilder::redis`, the
 //! words live in Redis and every instance using the same name (or
 //! `key_prefix`) shares one limit. Each decision is one script call (one
 //! round trip, the server's clock); a key Redis refused is refused locally

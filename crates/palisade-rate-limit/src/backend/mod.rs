@@ -1,10 +1,9 @@
-//! Where the limiter keeps its words: in process ([`memory`]) or, with the
-//! `redis` feature, in Redis for a whole fleet ([`RedisBackend`]).
-//!
-//! In this crate the backends sit between [`shared`](crate::shared) and the
-//! leaves: the shared state owns its backend, and a backend imports only
-//! `metrics` and the leaves.
+//! Where the limiter keeps its words: in process (the default) or, with the
+//! `redis` feature, in Redis for a whole fleet (`RedisBackend`).
 
+// In this crate the backends sit between `shared` and the leaves: the shared
+// state owns its backend, and a backend imports only `metrics` and the
+// leaves.
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
