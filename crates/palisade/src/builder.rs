@@ -59,6 +59,26 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
         layer: palisade_bulkhead::BulkheadLayer<P, C>,
     ) -> ServiceBuilder<tower_layer::Stack<palisade_bulkhead::BulkheadLayer<P, C>, L>>;
 
+    /// Adds a rate limiter: calls over their key's limit fail with
+    /// [`RateLimited`](crate::RateLimited) (or wait for their slot, when
+    /// throttling).
+    #[cfg(feature = "rate-limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+    fn rate_limit<K>(
+        self,
+        layer: palisade_rate_limit::RateLimitLayer<K>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_rate_limit::RateLimitLayer<K>, L>>;
+
+    /// Adds a rate limiter for HTTP services that answers refusals with
+    /// `429 Too Many Requests` (with `Retry-After` and the IETF `RateLimit`
+    /// fields, which admitted responses carry too) instead of an error.
+    #[cfg(all(feature = "rate-limit", feature = "http"))]
+    #[cfg_attr(docsrs, doc(cfg(all(feature = "rate-limit", feature = "http"))))]
+    fn http_rate_limit<K>(
+        self,
+        layer: palisade_rate_limit::http::HttpRateLimitLayer<K>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_rate_limit::http::HttpRateLimitLayer<K>, L>>;
+
     /// Adds fault injection (latency, errors, aborts), for testing the layers
     /// above it.
     #[cfg(feature = "chaos")]
@@ -102,6 +122,23 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: palisade_bulkhead::BulkheadLayer<P, C>,
     ) -> ServiceBuilder<tower_layer::Stack<palisade_bulkhead::BulkheadLayer<P, C>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "rate-limit")]
+    fn rate_limit<K>(
+        self,
+        layer: palisade_rate_limit::RateLimitLayer<K>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_rate_limit::RateLimitLayer<K>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(all(feature = "rate-limit", feature = "http"))]
+    fn http_rate_limit<K>(
+        self,
+        layer: palisade_rate_limit::http::HttpRateLimitLayer<K>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_rate_limit::http::HttpRateLimitLayer<K>, L>>
+    {
         self.layer(layer)
     }
 

@@ -6,6 +6,7 @@
 //! | `circuit-breaker` | [`circuit_breaker`] | stop calling a failing dependency, probe it, recover |
 //! | `retry` | [`retry`] | backoff with jitter, a shared retry budget, `Retry-After`, replayable HTTP |
 //! | `bulkhead` | [`bulkhead`] | bounded concurrency with fair, bounded waiting; partitions; adaptive limits |
+//! | `rate-limit` | [`rate_limit`] | keyed GCRA limits with tiers, throttling, the IETF `RateLimit` fields; `rate-limit-redis`: one limit for a fleet |
 //! | `fan-out` | [`fan_out`] | scatter-gather with deadlines and partial results |
 //! | `chaos` | [`chaos`] | latency, error and abort injection, to see the others work |
 //! | `http` | [`http`] and each pattern's `http` module | status classification, problem+json answers for every layer's errors, 503 + `Retry-After` |
@@ -13,7 +14,8 @@
 //!
 //! The shared vocabulary is re-exported at the root: [`BoxError`],
 //! [`is_caused_by`], [`Classify`] and [`Outcome`], the rejections
-//! [`CircuitOpen`] and [`BulkheadFull`], [`Registry`], [`ConfigError`].
+//! [`CircuitOpen`], [`BulkheadFull`] and [`RateLimited`], [`Registry`],
+//! [`ConfigError`].
 //! [`ServiceBuilderExt`] adds one method per pattern to
 //! `tower::ServiceBuilder`.
 //!
@@ -84,7 +86,8 @@ mod builder;
 pub use builder::ServiceBuilderExt;
 pub use palisade_core::{
     BoxError, BulkheadFull, CircuitOpen, Classify, ConfigError, ErrorsAsFailures, IgnoreRejections,
-    Listeners, Outcome, Registry, Rejection, cause_ref, is_caused_by, is_rejection, rejection,
+    Listeners, Outcome, RateLimited, Registry, Rejection, cause_ref, is_caused_by, is_rejection,
+    rejection,
 };
 
 /// The circuit breaker (feature `circuit-breaker`): the
@@ -104,6 +107,12 @@ pub use palisade_retry as retry;
 #[cfg(feature = "bulkhead")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
 pub use palisade_bulkhead as bulkhead;
+
+/// Rate limiting (feature `rate-limit`): the
+/// [`palisade-rate-limit`](palisade_rate_limit) crate.
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub use palisade_rate_limit as rate_limit;
 
 /// Scatter-gather (feature `fan-out`): the
 /// [`palisade-fan-out`](palisade_fan_out) crate.
