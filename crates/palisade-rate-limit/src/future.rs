@@ -14,14 +14,15 @@ use tower_service::Service;
 use crate::backend::RemoteCall;
 use crate::shared::{Admission, Info, Refusal, RemoteCtx, Reservation, Shared};
 
+impl From<Refusal> for BoxError {
+    fn from(refusal: Refusal) -> Self {
+        refusal.into_error()
+    }
+}
+
 pin_project! {
-    #[project = StateProj]
-    enum State<S, Req, F> {
-        // Admitted: the inner call runs.
-        Called {
-            #[pin]
-            future: F,
-        },
+    #[project = SlowProj]
+    enum Slow<S, Req, F> {
         // Throttled: waits for its slot with the ready inner service and the
         // request; dropping it gives the slot back when nothing was reserved
         // after it.
@@ -40,121 +41,47 @@ pin_project! {
             service: Option<S>,
             request: Option<Req>,
         },
-        // Refused before it started.
+        // The inner call, after a wait or a remote decision.
+        Called {
+            #[pin]
+            future: F,
+        },
+        // Refused by the remote decision.
         Refused {
             refusal: Option<Refusal>,
         },
     }
 }
 
-/// How a call ends: the inner service's result, or a refusal.
-pub(crate) type Outcome<S, Req> =
-    Result<Result<<S as Service<Req>>::Response, <S as Service<Req>>::Error>, Refusal>;
-
 pin_project! {
-    /// The state machine shared by the plain and the HTTP future.
-    pub(crate) struct Core<S, Req>
-    where
-        S: Service<Req>,
-    {
+    /// A call that waits (throttled, or for a remote decision): boxed, so
+    /// that the common future (admitted or refused at once) stays the size of
+    /// the inner one.
+    struct SlowCall<S, Req, F> {
         #[pin]
-        state: State<S, Req, S::Future>,
+        state: Slow<S, Req, F>,
+        // After a remote decision: what it left, and the limiter, for the
+        // HTTP fields.
         info: Option<Info>,
-        // The limiter, kept after a remote decision (for the HTTP fields).
         shared: Option<Arc<Shared>>,
     }
 }
 
-/// Swaps the ready inner service out for a clone, which must be polled
-/// ready before the next call.
-fn take_ready<S: Clone>(inner: &mut S) -> S {
-    let clone = inner.clone();
-    std::mem::replace(inner, clone)
-}
-
-impl<S, Req> Core<S, Req>
+impl<S, Req> SlowCall<S, Req, S::Future>
 where
     S: Service<Req>,
 {
-    /// Starts a call the limiter decided.
-    #[inline]
-    pub(crate) fn start(admission: Admission, inner: &mut S, request: Req) -> Self
-    where
-        S: Clone,
-    {
-        let (state, info) = match admission {
-            Admission::Now(info) => (
-                State::Called {
-                    future: inner.call(request),
-                },
-                Some(info),
-            ),
-            Admission::Bypass => (
-                State::Called {
-                    future: inner.call(request),
-                },
-                None,
-            ),
-            Admission::Wait {
-                info,
-                until,
-                reservation,
-            } => (
-                State::Waiting {
-                    sleep: tokio::time::sleep_until(until),
-                    service: Some(take_ready(inner)),
-                    request: Some(request),
-                    reservation,
-                },
-                Some(info),
-            ),
-            Admission::Remote(call, ctx) => (
-                State::Remote {
-                    call,
-                    ctx: Some(ctx),
-                    service: Some(take_ready(inner)),
-                    request: Some(request),
-                },
-                None,
-            ),
-            Admission::Refused(refusal) => (
-                State::Refused {
-                    refusal: Some(refusal),
-                },
-                None,
-            ),
-        };
-        Self {
-            state,
-            info,
-            shared: None,
-        }
-    }
-
-    /// What the decision left for the `RateLimit` field, once decided.
-    #[cfg(feature = "http")]
-    pub(crate) const fn info(&self) -> Option<&Info> {
-        self.info.as_ref()
-    }
-
-    /// The limiter, after a remote decision.
-    #[cfg(feature = "http")]
-    pub(crate) const fn remote_shared(&self) -> Option<&Arc<Shared>> {
-        self.shared.as_ref()
-    }
-
-    /// Drives the call to its end: the inner service's result, or the
-    /// refusal.
-    ///
-    /// # Panics
-    ///
-    /// When polled again after it completed.
-    pub(crate) fn poll_core(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<S, Req>> {
+    fn poll_slow(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<S, Req, Refusal>> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Called { future } => return future.poll(cx).map(Ok),
-                StateProj::Waiting {
+                SlowProj::Called { future } => return future.poll(cx).map(Ok),
+                SlowProj::Refused { refusal } => {
+                    return Poll::Ready(Err(refusal
+                        .take()
+                        .expect("rate limit future polled after completion")));
+                }
+                SlowProj::Waiting {
                     sleep,
                     service,
                     request,
@@ -168,9 +95,9 @@ where
                     let request = request.take().expect("a waiting call holds its request");
                     // `service` was polled ready before `call` moved it here.
                     let future = service.call(request);
-                    this.state.set(State::Called { future });
+                    this.state.set(Slow::Called { future });
                 }
-                StateProj::Remote {
+                SlowProj::Remote {
                     call,
                     ctx,
                     service,
@@ -190,14 +117,13 @@ where
                             c.shared.finish_remote(c, remote)
                         };
                         *this.shared = ctx.take().map(|c| c.shared);
-                        let service = service.take().expect("a remote call holds its service");
+                        let mut service = service.take().expect("a remote call holds its service");
                         let request = request.take().expect("a remote call holds its request");
                         match admission {
                             Admission::Now(info) => {
                                 *this.info = Some(info);
-                                let mut service = service;
                                 let future = service.call(request);
-                                this.state.set(State::Called { future });
+                                this.state.set(Slow::Called { future });
                             }
                             Admission::Wait {
                                 info,
@@ -205,7 +131,7 @@ where
                                 reservation,
                             } => {
                                 *this.info = Some(info);
-                                this.state.set(State::Waiting {
+                                this.state.set(Slow::Waiting {
                                     sleep: tokio::time::sleep_until(until),
                                     service: Some(service),
                                     request: Some(request),
@@ -213,7 +139,7 @@ where
                                 });
                             }
                             Admission::Refused(refusal) => {
-                                this.state.set(State::Refused {
+                                this.state.set(Slow::Refused {
                                     refusal: Some(refusal),
                                 });
                             }
@@ -228,12 +154,140 @@ where
                         match *call.get_mut() {}
                     }
                 }
-                StateProj::Refused { refusal } => {
-                    return Poll::Ready(Err(refusal
-                        .take()
-                        .expect("rate limit future polled after completion")));
+            }
+        }
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, Req, F, R> {
+        // Admitted at once: the inner call runs.
+        Called {
+            #[pin]
+            future: F,
+        },
+        // Refused at once.
+        Refused {
+            refusal: Option<R>,
+        },
+        // Waits: throttled, or for a remote decision.
+        Slow {
+            slow: Pin<Box<SlowCall<S, Req, F>>>,
+        },
+    }
+}
+
+pin_project! {
+    /// The state machine shared by the plain and the HTTP future; `R` is how
+    /// a refusal decided at once is kept (a `BoxError`, or the refusal for
+    /// the HTTP answer).
+    pub(crate) struct Core<S, Req, R>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S, Req, S::Future, R>,
+    }
+}
+
+/// How a call ends: the inner service's result, or a refusal.
+pub(crate) type Outcome<S, Req, R> =
+    Result<Result<<S as Service<Req>>::Response, <S as Service<Req>>::Error>, R>;
+
+/// Swaps the ready inner service out for a clone, which must be polled
+/// ready before the next call.
+fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}
+
+impl<S, Req, R> Core<S, Req, R>
+where
+    S: Service<Req>,
+    R: From<Refusal>,
+{
+    /// Starts a call the limiter decided.
+    #[inline]
+    pub(crate) fn start(admission: Admission, inner: &mut S, request: Req) -> Self
+    where
+        S: Clone,
+    {
+        let state = match admission {
+            Admission::Now(_) | Admission::Bypass => State::Called {
+                future: inner.call(request),
+            },
+            Admission::Refused(refusal) => State::Refused {
+                refusal: Some(R::from(refusal)),
+            },
+            Admission::Wait {
+                until, reservation, ..
+            } => State::Slow {
+                slow: Box::pin(SlowCall {
+                    state: Slow::Waiting {
+                        sleep: tokio::time::sleep_until(until),
+                        service: Some(take_ready(inner)),
+                        request: Some(request),
+                        reservation,
+                    },
+                    info: None,
+                    shared: None,
+                }),
+            },
+            Admission::Remote(remote) => {
+                let (call, ctx) = *remote;
+                State::Slow {
+                    slow: Box::pin(SlowCall {
+                        state: Slow::Remote {
+                            call,
+                            ctx: Some(ctx),
+                            service: Some(take_ready(inner)),
+                            request: Some(request),
+                        },
+                        info: None,
+                        shared: None,
+                    }),
                 }
             }
+        };
+        Self { state }
+    }
+
+    /// After a remote decision: what it left, with the limiter.
+    #[cfg(feature = "http")]
+    pub(crate) fn remote_info(&self) -> Option<(&Arc<Shared>, &Info)> {
+        match &self.state {
+            State::Slow { slow } => slow.shared.as_ref().zip(slow.info.as_ref()),
+            State::Called { .. } | State::Refused { .. } => None,
+        }
+    }
+
+    /// The limiter, after a remote decision.
+    #[cfg(feature = "http")]
+    pub(crate) fn remote_shared(&self) -> Option<&Arc<Shared>> {
+        match &self.state {
+            State::Slow { slow } => slow.shared.as_ref(),
+            State::Called { .. } | State::Refused { .. } => None,
+        }
+    }
+
+    /// Drives the call to its end: the inner service's result, or the
+    /// refusal.
+    ///
+    /// # Panics
+    ///
+    /// When polled again after it completed with a refusal.
+    #[inline]
+    pub(crate) fn poll_core(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Outcome<S, Req, R>> {
+        match self.project().state.project() {
+            StateProj::Called { future } => future.poll(cx).map(Ok),
+            StateProj::Refused { refusal } => Poll::Ready(Err(refusal
+                .take()
+                .expect("rate limit future polled after completion"))),
+            StateProj::Slow { slow } => slow.as_mut().poll_slow(cx).map(|r| r.map_err(R::from)),
         }
     }
 }
@@ -241,16 +295,18 @@ where
 pin_project! {
     /// Response future of [`RateLimit`](crate::RateLimit).
     ///
-    /// No allocation and no boxing for a call decided in process. A
-    /// throttled call waits in it, holding the ready inner service, the
-    /// request and its reserved slot; dropping it before its slot gives the
-    /// slot back if no later call reserved after it.
+    /// A call admitted or refused at once needs no allocation beyond the
+    /// refusal's error, and the future is the inner one's size plus a word.
+    /// A throttled call (or one asked of a remote backend) waits in one
+    /// allocation holding the ready inner service, the request, its timer and
+    /// its reserved slot; dropping it before its slot gives the slot back if
+    /// no later call reserved after it.
     pub struct ResponseFuture<S, Req>
     where
         S: Service<Req>,
     {
         #[pin]
-        core: Core<S, Req>,
+        core: Core<S, Req, BoxError>,
     }
 }
 
@@ -258,7 +314,7 @@ impl<S, Req> ResponseFuture<S, Req>
 where
     S: Service<Req>,
 {
-    pub(crate) const fn new(core: Core<S, Req>) -> Self {
+    pub(crate) const fn new(core: Core<S, Req, BoxError>) -> Self {
         Self { core }
     }
 }
@@ -286,7 +342,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Poll::Ready(match ready!(self.project().core.poll_core(cx)) {
             Ok(result) => result.map_err(Into::into),
-            Err(refusal) => Err(refusal.into_error()),
+            Err(error) => Err(error),
         })
     }
 }

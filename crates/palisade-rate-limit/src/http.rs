@@ -87,7 +87,7 @@ use crate::handle::RateLimitHandle;
 use crate::key::{Key, KeyExtractor, KeyResult};
 use crate::layer::RateLimitLayer;
 use crate::settings::Limit;
-use crate::shared::{Admission, Info, Refusal, Shared};
+use crate::shared::{Admission, Info, LimitsCache, Refusal, Shared};
 
 /// The `RateLimit-Policy` field's name.
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -490,9 +490,11 @@ impl<S, K: Clone> Layer<S> for HttpRateLimitLayer<K> {
     type Service = HttpRateLimit<S, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        let shared = Arc::clone(self.layer.shared());
         HttpRateLimit {
             inner,
-            shared: Arc::clone(self.layer.shared()),
+            limits: shared.limits_cache(),
+            shared,
             key: self.layer.key().clone(),
         }
     }
@@ -505,6 +507,7 @@ impl<S, K: Clone> Layer<S> for HttpRateLimitLayer<K> {
 pub struct HttpRateLimit<S, K> {
     inner: S,
     shared: Arc<Shared>,
+    limits: LimitsCache,
     key: K,
 }
 
@@ -536,6 +539,7 @@ impl<S: Clone, K: Clone> Clone for HttpRateLimit<S, K> {
         Self {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
+            limits: self.shared.limits_cache(),
             key: self.key.clone(),
         }
     }
@@ -566,7 +570,10 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let admission = self.shared.admit(self.key.extract(&req), K::UNKEYED);
+        let limits = self.limits.load();
+        let admission = self
+            .shared
+            .admit(limits, self.key.extract(&req), K::UNKEYED);
         let want = self.shared.fixed.headers;
         let fields = match &admission {
             Admission::Now(info) | Admission::Wait { info, .. } if want => {
@@ -590,7 +597,7 @@ pin_project! {
         S: Service<Req>,
     {
         #[pin]
-        core: Core<S, Req>,
+        core: Core<S, Req, Box<Refusal>>,
         fields: Option<Fields>,
         want: bool,
     }
@@ -618,14 +625,16 @@ where
         let core = this.core.as_ref().get_ref();
         // After a remote decision the fields are computed now.
         let late = |info: Option<&Info>| {
-            core.remote_shared()
-                .zip(info)
-                .and_then(|(shared, info)| Fields::new(shared, info))
+            let (shared, info) = match info {
+                Some(info) => (core.remote_shared()?, info),
+                None => core.remote_info()?,
+            };
+            Fields::new(shared, info)
         };
         Poll::Ready(match result {
             Ok(Ok(mut res)) => {
                 if *this.want {
-                    if let Some(fields) = this.fields.take().or_else(|| late(core.info())) {
+                    if let Some(fields) = this.fields.take().or_else(|| late(None)) {
                         fields.apply(res.headers_mut());
                     }
                 }
@@ -633,11 +642,11 @@ where
             }
             Ok(Err(error)) => Err(error),
             Err(refusal) => {
-                let fields = this.fields.take().or_else(|| match &refusal {
+                let fields = this.fields.take().or_else(|| match &*refusal {
                     Refusal::Limited { info, .. } => late(Some(info)),
                     _ => None,
                 });
-                Ok(refusal_response(refusal, fields))
+                Ok(refusal_response(*refusal, fields))
             }
         })
     }

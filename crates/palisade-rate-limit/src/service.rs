@@ -10,7 +10,7 @@ use tower_service::Service;
 use crate::future::{Core, ResponseFuture};
 use crate::handle::RateLimitHandle;
 use crate::key::{KeyExtractor, Unkeyed};
-use crate::shared::Shared;
+use crate::shared::{LimitsCache, Shared};
 
 /// Limits the rate of calls to the inner service; see the [crate
 /// docs](crate). Built by [`RateLimitLayer`](crate::RateLimitLayer).
@@ -21,12 +21,18 @@ use crate::shared::Shared;
 pub struct RateLimit<S, K = Unkeyed> {
     inner: S,
     shared: Arc<Shared>,
+    limits: LimitsCache,
     key: K,
 }
 
 impl<S, K> RateLimit<S, K> {
-    pub(crate) const fn new(inner: S, shared: Arc<Shared>, key: K) -> Self {
-        Self { inner, shared, key }
+    pub(crate) fn new(inner: S, shared: Arc<Shared>, key: K) -> Self {
+        Self {
+            inner,
+            limits: shared.limits_cache(),
+            shared,
+            key,
+        }
     }
 
     /// A handle to read and change the limiter.
@@ -94,7 +100,10 @@ where
     /// is not called.
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let admission = self.shared.admit(self.key.extract(&req), K::UNKEYED);
+        let limits = self.limits.load();
+        let admission = self
+            .shared
+            .admit(limits, self.key.extract(&req), K::UNKEYED);
         ResponseFuture::new(Core::start(admission, &mut self.inner, req))
     }
 }

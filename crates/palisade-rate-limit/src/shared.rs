@@ -3,7 +3,7 @@
 //! Every service the layer builds, every clone and every handle share it.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -35,12 +35,19 @@ pub(crate) struct Tier {
     pub(crate) stats: Arc<TierStats>,
 }
 
-/// The tiers, by index; index 0 is the default tier. Tiers are never
-/// removed, so an index stays valid across limit changes.
+/// The tiers, by index (index 0 is the default tier), and the keys assigned
+/// to them. Tiers are never removed, so an index stays valid across limit
+/// changes. Replaced whole on a change; services read it through a cache of
+/// their own ([`LimitsCache`]), which costs one plain load per call.
 #[derive(Debug)]
 pub(crate) struct Limits {
     pub(crate) tiers: Box<[Tier]>,
+    key_tiers: KeyTiers,
 }
+
+/// A service's view of the limits: checks for a change with one relaxed
+/// load, no atomic read-modify-write.
+pub(crate) type LimitsCache = arc_swap::cache::Cache<Arc<ArcSwap<Limits>>, Arc<Limits>>;
 
 impl Limits {
     #[inline]
@@ -50,7 +57,7 @@ impl Limits {
 }
 
 /// Keys assigned to a tier.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 struct KeyTiers {
     map: HashTable<(Box<[u8]>, u32)>,
 }
@@ -172,7 +179,7 @@ pub(crate) enum Admission {
     /// Not limited (no key, and `MissingKey::Bypass`).
     Bypass,
     /// Ask the remote backend.
-    Remote(RemoteCall, RemoteCtx),
+    Remote(Box<(RemoteCall, RemoteCtx)>),
 }
 
 // ===== Shared =====
@@ -192,9 +199,7 @@ pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
     base: Instant,
     hasher: DefaultHashBuilder,
-    limits: ArcSwap<Limits>,
-    key_tiers: ArcSwap<KeyTiers>,
-    key_tiers_len: AtomicUsize,
+    limits: Arc<ArcSwap<Limits>>,
     max_delay: AtomicU64,
     pub(crate) fixed: Fixed,
     pub(crate) backend: Backend,
@@ -246,21 +251,24 @@ impl Shared {
         for (tier, limit) in &settings.tiers {
             add(tier, *limit);
         }
-        let limits = Limits {
+        let mut limits = Limits {
             tiers: tiers.into_boxed_slice(),
+            key_tiers: KeyTiers::default(),
         };
-        let mut key_tiers = KeyTiers::default();
         for (key, tier) in &settings.key_tiers {
             let index = limits.find(tier).unwrap_or(0);
             let key = Key::parse_assigned(key);
-            Self::assign(&mut key_tiers, &parts.hasher, key.as_ref(), Some(index));
+            Self::assign(
+                &mut limits.key_tiers,
+                &parts.hasher,
+                key.as_ref(),
+                Some(index),
+            );
         }
         let metrics = LimiterMetrics::new(&name);
         metrics.keys(0);
         Self {
-            key_tiers_len: AtomicUsize::new(key_tiers.map.len()),
-            key_tiers: ArcSwap::from_pointee(key_tiers),
-            limits: ArcSwap::from_pointee(limits),
+            limits: Arc::new(ArcSwap::from_pointee(limits)),
             max_delay: AtomicU64::new(nanos(settings.max_delay)),
             fixed: Fixed {
                 max_key_len: settings.max_key_len,
@@ -301,6 +309,11 @@ impl Shared {
         self.limits.load()
     }
 
+    /// A cache of the limits for one service.
+    pub(crate) fn limits_cache(&self) -> LimitsCache {
+        arc_swap::cache::Cache::new(Arc::clone(&self.limits))
+    }
+
     pub(crate) fn max_delay(&self) -> Duration {
         Duration::from_nanos(self.max_delay.load(Ordering::Relaxed))
     }
@@ -310,7 +323,12 @@ impl Shared {
     /// Decides a call whose key extraction gave `extracted` (ignored when
     /// `unkeyed`).
     #[inline]
-    pub(crate) fn admit(self: &Arc<Self>, extracted: KeyResult<'_>, unkeyed: bool) -> Admission {
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        limits: &Limits,
+        extracted: KeyResult<'_>,
+        unkeyed: bool,
+    ) -> Admission {
         let key = if unkeyed {
             None
         } else {
@@ -332,8 +350,7 @@ impl Shared {
                 Err(problem) => return self.invalid(problem),
             }
         };
-        let limits = self.limits.load();
-        let tier = self.resolve(&limits, key.as_ref());
+        let tier = self.resolve(limits, key.as_ref());
         let key = key.as_ref().map(|k| {
             let k = k.as_ref();
             (k, self.hash(k))
@@ -348,7 +365,7 @@ impl Shared {
                 if word == Word::Inserted {
                     self.metrics.keys(store.table().len());
                 }
-                self.conclude(&limits, tier, decision, now, Some((word, key)))
+                self.conclude(limits, tier, decision, now, Some((word, key)))
             }
             #[cfg(feature = "redis")]
             Backend::Redis(store) => {
@@ -362,7 +379,7 @@ impl Shared {
                                 .saturating_add(gcra.tolerance()),
                             retry_after,
                         };
-                        return self.conclude(&limits, tier, decision, now, None);
+                        return self.conclude(limits, tier, decision, now, None);
                     }
                 }
                 let call = store.call(
@@ -370,7 +387,7 @@ impl Shared {
                     &limits.tiers[tier].gcra,
                     max_delay,
                 );
-                Admission::Remote(
+                Admission::Remote(Box::new((
                     call,
                     RemoteCtx {
                         shared: Arc::clone(self),
@@ -378,7 +395,7 @@ impl Shared {
                         tier: tier as u32,
                         max_delay,
                     },
-                )
+                )))
             }
         }
     }
@@ -387,11 +404,11 @@ impl Shared {
     #[inline]
     fn resolve(&self, limits: &Limits, key: Option<&Key<'_>>) -> usize {
         let Some(key) = key else { return 0 };
-        if self.key_tiers_len.load(Ordering::Relaxed) > 0 {
+        if !limits.key_tiers.map.is_empty() {
             let k = key.as_ref();
             let hash = self.hash(k);
-            let assigned = self.key_tiers.load();
-            if let Some((_, tier)) = assigned
+            if let Some((_, tier)) = limits
+                .key_tiers
                 .map
                 .find(hash, |(stored, _)| KeyRef::from_stored(stored) == k)
             {
@@ -597,6 +614,7 @@ impl Shared {
         };
         self.limits.store(Arc::new(Limits {
             tiers: tiers.into_boxed_slice(),
+            key_tiers: current.key_tiers.clone(),
         }));
         stats.set_limit(limit);
         #[cfg(feature = "redis")]
@@ -664,10 +682,8 @@ impl Shared {
             })?),
         };
         let _writer = self.write();
-        let current = self.key_tiers.load();
-        let mut next = KeyTiers {
-            map: current.map.clone(),
-        };
+        let current = self.limits.load();
+        let mut next = current.key_tiers.clone();
         let changed = Self::assign(
             &mut next,
             &self.hasher,
@@ -675,8 +691,10 @@ impl Shared {
             index,
         );
         if changed {
-            self.key_tiers_len.store(next.map.len(), Ordering::Relaxed);
-            self.key_tiers.store(Arc::new(next));
+            self.limits.store(Arc::new(Limits {
+                tiers: current.tiers.clone(),
+                key_tiers: next,
+            }));
             tracing::info!(name = %self.name, tier = tier.unwrap_or("(none)"), "rate limit key assignment changed");
         }
         Ok(changed)
@@ -687,11 +705,12 @@ impl Shared {
         let parsed = Key::parse_assigned(key);
         let k = parsed.as_ref();
         let hash = self.hash(k);
-        let assigned = self.key_tiers.load();
-        let (_, tier) = assigned
+        let limits = self.limits.load();
+        let (_, tier) = limits
+            .key_tiers
             .map
             .find(hash, |(stored, _)| KeyRef::from_stored(stored) == k)?;
-        Some(Arc::clone(&self.limits.load().tiers[*tier as usize].name))
+        Some(Arc::clone(&limits.tiers[*tier as usize].name))
     }
 
     /// Sets how long a call may wait for its slot.
