@@ -32,9 +32,10 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use divan::{AllocProfiler, Bencher};
+use governor::clock::MonotonicClock;
 use governor::{Quota, RateLimiter};
 use palisade_benches::{Identity, call_now, enter_runtime};
-use palisade_rate_limit::{Key, Rate, RateLimitLayer};
+use palisade_rate_limit::{ClockSource, Key, Rate, RateLimitLayer};
 use tower::Layer;
 
 #[global_allocator]
@@ -82,6 +83,31 @@ fn key_of<'a>(k: &'a &str) -> Option<Key<'a>> {
     Some(Key::text(k))
 }
 
+/// The clock of a Palisade bench, as a divan argument.
+#[derive(Clone, Copy, Debug)]
+enum Clock {
+    Tokio,
+    Tsc,
+}
+
+impl Clock {
+    const fn source(self) -> ClockSource {
+        match self {
+            Self::Tokio => ClockSource::Tokio,
+            Self::Tsc => ClockSource::Tsc,
+        }
+    }
+}
+
+impl std::fmt::Display for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Tokio => "tokio_clock",
+            Self::Tsc => "tsc_clock",
+        })
+    }
+}
+
 fn governor_quota() -> Quota {
     Quota::per_second(NonZeroU32::MAX)
 }
@@ -113,9 +139,20 @@ mod per_call {
         bencher.bench(|| limiter.check().unwrap());
     }
 
+    /// governor on the OS clock (`MonotonicClock`, as Palisade's default).
     #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
-    fn palisade_unkeyed(bencher: Bencher<'_, '_>) {
-        let mut svc = palisade_layer().build().unwrap().layer(Identity);
+    fn governor_direct_os_clock(bencher: Bencher<'_, '_>) {
+        let limiter = RateLimiter::direct_with_clock(governor_quota(), MonotonicClock);
+        bencher.bench(|| limiter.check().unwrap());
+    }
+
+    #[divan::bench(threads = [1, 2], args = [Clock::Tokio, Clock::Tsc], sample_count = 200, sample_size = 1000)]
+    fn palisade_unkeyed(bencher: Bencher<'_, '_>, clock: Clock) {
+        let mut svc = palisade_layer()
+            .clock(clock.source())
+            .build()
+            .unwrap()
+            .layer(Identity);
         call_now(&mut svc, "k").unwrap();
         let proto = Mutex::new(svc);
         bencher
@@ -133,9 +170,36 @@ mod per_call {
         bencher.bench(|| limiter.check_key(&next_key(keys)).unwrap());
     }
 
+    /// governor keyed on the OS clock (`MonotonicClock`, as Palisade's
+    /// default).
+    #[divan::bench(threads = [1, 2], args = [1, 10_000], sample_count = 200, sample_size = 1000)]
+    fn governor_keyed_os_clock(bencher: Bencher<'_, '_>, n: usize) {
+        let limiter = RateLimiter::dashmap_with_clock(governor_quota(), MonotonicClock);
+        let keys = keys(n);
+        for k in keys {
+            limiter.check_key(k).unwrap();
+        }
+        bencher.bench(|| limiter.check_key(&next_key(keys)).unwrap());
+    }
+
     #[divan::bench(threads = [1, 2], args = [1, 10_000], sample_count = 200, sample_size = 1000)]
     fn palisade_keyed(bencher: Bencher<'_, '_>, n: usize) {
-        let mut svc = palisade_layer().key_by(key_of).build().unwrap().layer(Identity);
+        bench_keyed(bencher, n, ClockSource::Tokio);
+    }
+
+    /// With the time-stamp counter clock (`ClockSource::Tsc`, as governor's).
+    #[divan::bench(threads = [1, 2], args = [1, 10_000], sample_count = 200, sample_size = 1000)]
+    fn palisade_keyed_tsc(bencher: Bencher<'_, '_>, n: usize) {
+        bench_keyed(bencher, n, ClockSource::Tsc);
+    }
+
+    fn bench_keyed(bencher: Bencher<'_, '_>, n: usize, clock: ClockSource) {
+        let mut svc = palisade_layer()
+            .clock(clock)
+            .key_by(key_of)
+            .build()
+            .unwrap()
+            .layer(Identity);
         for k in keys(n) {
             call_now(&mut svc, *k).unwrap();
         }
@@ -154,7 +218,11 @@ mod new_key {
     /// key's bytes and the table's growth, amortised).
     #[divan::bench(sample_count = 50, sample_size = 10_000)]
     fn palisade_keyed(bencher: Bencher<'_, '_>) {
-        let mut svc = palisade_layer().key_by(key_of).build().unwrap().layer(Identity);
+        let mut svc = palisade_layer()
+            .key_by(key_of)
+            .build()
+            .unwrap()
+            .layer(Identity);
         let keys = keys(1_000_000);
         let mut next = 0;
         bencher.bench_local(|| {

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use hashbrown::DefaultHashBuilder;
 use palisade_core::{ConfigError, Listeners};
-use tokio::time::Instant;
 
 use crate::backend::Backend;
 use crate::backend::memory::MemoryStore;
@@ -146,6 +145,13 @@ impl<K> RateLimitBuilder<K> {
         self
     }
 
+    /// The clock read on every call (default: tokio's, which tests can
+    /// pause); [`ClockSource::Tsc`](crate::ClockSource::Tsc) is cheaper.
+    pub const fn clock(mut self, clock: crate::ClockSource) -> Self {
+        self.settings.clock = clock;
+        self
+    }
+
     /// Keys requests with `key` (a [`KeyExtractor`](crate::KeyExtractor):
     /// the `http` extractors, combinators, your own).
     pub fn key<K2>(self, key: K2) -> RateLimitBuilder<K2> {
@@ -249,7 +255,7 @@ impl<K> RateLimitBuilder<K> {
             }
         }
         let hasher = DefaultHashBuilder::default();
-        let base = Instant::now();
+        let base = crate::shared::Clock::new(self.settings.clock);
         let backend = self.backend(hasher.clone())?;
         let shared = Arc::new(Shared::new(
             &self.settings,

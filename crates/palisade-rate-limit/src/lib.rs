@@ -257,7 +257,7 @@ pub use layer::RateLimitLayer;
 pub use palisade_core::RateLimited;
 pub use service::RateLimit;
 pub use settings::{
-    DEFAULT_BACKEND_TIMEOUT, DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_KEYS, DEFAULT_TIER, FailureMode,
-    Limit, MAX_DELAY, MAX_KEY_LEN, MAX_KEY_PREFIX_LEN, MAX_KEYS, MAX_PERIOD, MAX_TIER_NAME_LEN,
-    MAX_TIERS, MissingKey, Rate, RateLimitSettings,
+    ClockSource, DEFAULT_BACKEND_TIMEOUT, DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_KEYS, DEFAULT_TIER,
+    FailureMode, Limit, MAX_DELAY, MAX_KEY_LEN, MAX_KEY_PREFIX_LEN, MAX_KEYS, MAX_PERIOD,
+    MAX_TIER_NAME_LEN, MAX_TIERS, MissingKey, Rate, RateLimitSettings,
 };

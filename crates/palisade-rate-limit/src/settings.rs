@@ -340,6 +340,24 @@ impl FailureMode {
     }
 }
 
+/// The clock a limiter reads on every call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum ClockSource {
+    /// tokio's `Instant` (the default): follows tokio's paused clock, so
+    /// tests run on virtual time. One `clock_gettime` per call.
+    #[default]
+    Tokio,
+    /// The CPU's time-stamp counter, through quanta (as governor reads
+    /// time): a few nanoseconds per read, calibrated once per process,
+    /// falling back to the OS clock where the counter is not usable. Does
+    /// not follow tokio's paused clock: for production, where each call's
+    /// clock read is a large share of the limiter's cost.
+    Tsc,
+}
+
 // ===== RateLimitSettings =====
 
 /// Every setting of a rate limiter; [`Default`] gives the documented defaults.
@@ -358,6 +376,7 @@ impl FailureMode {
 /// | `failure_mode` | `open` | remote backend down: `open` (local limiter) or `closed` (refuse) |
 /// | `backend_timeout` | 50 ms | remote backend: the longest a decision may take |
 /// | `key_prefix` | `palisade:rate-limit:<name>:` | remote backend: the prefix of every key it stores |
+/// | `clock` | `tokio` | the clock read per call: `tokio` (follows tokio's paused clock) or `tsc` (cheaper) |
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
@@ -399,6 +418,8 @@ pub struct RateLimitSettings {
     /// `palisade:rate-limit:<name>:`). Give limiters that must share a limit
     /// the same name or prefix, and others different ones.
     pub key_prefix: Option<String>,
+    /// The clock read on every call.
+    pub clock: ClockSource,
 }
 
 impl Default for RateLimitSettings {
@@ -416,6 +437,7 @@ impl Default for RateLimitSettings {
             failure_mode: FailureMode::Open,
             backend_timeout: DEFAULT_BACKEND_TIMEOUT,
             key_prefix: None,
+            clock: ClockSource::Tokio,
         }
     }
 }

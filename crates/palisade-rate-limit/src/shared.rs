@@ -197,7 +197,7 @@ pub(crate) struct Fixed {
 /// The limiter's state; see the module docs.
 pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
-    base: Instant,
+    base: Clock,
     hasher: DefaultHashBuilder,
     limits: Arc<ArcSwap<Limits>>,
     max_delay: AtomicU64,
@@ -222,12 +222,54 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// The clock of a limiter, read as nanoseconds since it was built.
+pub(crate) enum Clock {
+    /// tokio's clock (paused in tests).
+    Tokio { base: Instant },
+    /// The time-stamp counter.
+    Tsc {
+        clock: quanta::Clock,
+        base: quanta::Instant,
+    },
+}
+
+impl Clock {
+    pub(crate) fn new(source: crate::settings::ClockSource) -> Self {
+        match source {
+            crate::settings::ClockSource::Tsc => {
+                let clock = quanta::Clock::new();
+                let base = clock.now();
+                Self::Tsc { clock, base }
+            }
+            _ => Self::Tokio {
+                base: Instant::now(),
+            },
+        }
+    }
+
+    #[inline]
+    fn now(&self) -> u64 {
+        match self {
+            Self::Tokio { base } => nanos(Instant::now().saturating_duration_since(*base)),
+            Self::Tsc { clock, base } => nanos(clock.now().saturating_duration_since(*base)),
+        }
+    }
+
+    /// tokio's instant at `at` (a time of this clock, not before `now`).
+    fn instant(&self, at: u64, now: u64) -> Instant {
+        match self {
+            Self::Tokio { base } => *base + Duration::from_nanos(at),
+            Self::Tsc { .. } => Instant::now() + Duration::from_nanos(at.saturating_sub(now)),
+        }
+    }
+}
+
 /// Everything `Shared::new` needs beyond the settings.
 pub(crate) struct Parts {
     pub(crate) name: Arc<str>,
     pub(crate) listeners: Listeners<RateLimitEvent>,
     pub(crate) hasher: DefaultHashBuilder,
-    pub(crate) base: Instant,
+    pub(crate) base: Clock,
     pub(crate) backend: Backend,
 }
 
@@ -289,12 +331,7 @@ impl Shared {
     /// Nanoseconds since the limiter was built.
     #[inline]
     pub(crate) fn now(&self) -> u64 {
-        nanos(Instant::now().saturating_duration_since(self.base))
-    }
-
-    /// The instant `at` nanoseconds after the limiter was built.
-    pub(crate) fn instant(&self, at: u64) -> Instant {
-        self.base + Duration::from_nanos(at)
+        self.base.now()
     }
 
     #[inline]
@@ -470,7 +507,7 @@ impl Shared {
                         tat,
                         now,
                     },
-                    until: self.instant(now.saturating_add(wait)),
+                    until: self.base.instant(now.saturating_add(wait), now),
                     reservation,
                 }
             }
@@ -767,7 +804,7 @@ mod tests {
                 name: Arc::from("t"),
                 listeners: Listeners::new(),
                 hasher: hasher.clone(),
-                base: Instant::now(),
+                base: Clock::new(crate::settings::ClockSource::Tokio),
                 backend: Backend::Memory(MemoryStore::new(settings.max_keys, 0, hasher)),
             },
         ))

@@ -279,6 +279,45 @@ fn futures_ready<S: tower::Service<u32>>(svc: &mut S) -> bool {
     svc.poll_ready(&mut cx).is_ready()
 }
 
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_tsc_clock_limits_and_throttles_the_same_way() {
+    use palisade_rate_limit::ClockSource;
+    // Real time on the counter: a limit of one call an hour leaves no doubt.
+    let layer = RateLimitLayer::builder("tsc")
+        .clock(ClockSource::Tsc)
+        .rate(Rate::per_hour(1))
+        .burst(2)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(Echo);
+    assert!(admitted(&mut svc, 1));
+    assert!(admitted(&mut svc, 2));
+    let err = call_now(&mut svc, 3).unwrap().unwrap_err();
+    let after = retry_after(&err);
+    assert!(
+        after > Duration::from_secs(3590) && after <= Duration::from_secs(3600),
+        "{after:?}"
+    );
+    // Throttled on the counter, waiting on tokio's (paused) timer.
+    let layer = RateLimitLayer::builder("tsc-throttle")
+        .clock(ClockSource::Tsc)
+        .rate(Rate::per_hour(1))
+        .burst(1)
+        .max_delay(Duration::from_secs(7200))
+        .build()
+        .unwrap();
+    let svc = layer.layer(Echo);
+    svc.clone().oneshot(1).await.unwrap();
+    let start = tokio::time::Instant::now();
+    svc.clone().oneshot(2).await.unwrap();
+    let waited = start.elapsed();
+    assert!(
+        waited > Duration::from_secs(3590) && waited <= Duration::from_secs(3601),
+        "{waited:?}"
+    );
+    assert_eq!(layer.handle().snapshot().tiers[0].delayed, 1);
+}
+
 #[test]
 fn public_types_are_send_sync_clone() {
     use palisade_rate_limit::{RateLimit, RateLimitHandle, Unkeyed};
