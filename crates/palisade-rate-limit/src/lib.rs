@@ -156,10 +156,20 @@
 //! sweeps at most once a second) or on [`RateLimitHandle::evict_idle`].
 //! When the table is full of active keys, new keys share one overflow
 //! allowance until room is made: a flood of distinct keys is limited as one
-//! client and cannot grow memory. An entry is 24 bytes in a table kept at
-//! most 7/8 full, plus the key's own allocation (its length plus one byte,
-//! rounded up by the allocator); `docs/benchmarks.md` has the measured bytes
-//! per key. A key already in the table is found without allocating.
+//! client and cannot grow memory. An entry is 32 bytes in a table kept at
+//! most 7/8 full; a key of up to 21 bytes (an IP address, a short id) lives
+//! in the entry, a longer one in an allocation of its own (its length plus
+//! one byte, rounded up by the allocator). `docs/benchmarks.md` has the
+//! measured bytes per key. A key already in the table is found without
+//! allocating.
+//!
+//! # Clock
+//!
+//! Each call reads the clock once. By default it is tokio's `Instant`, so
+//! tests on tokio's paused clock drive the limiter deterministically. Where
+//! reading the OS clock is slow (on some virtual machines it is most of a
+//! call's cost), [`ClockSource::Tsc`] reads the CPU's time-stamp counter
+//! instead, as governor does; `docs/benchmarks.md` compares both.
 //!
 //! # Distributed
 //!

@@ -10,16 +10,17 @@
 //!   (many readers at once; a read lock is one atomic operation on the
 //!   shard's own cache line), find the entry and compare-and-swap its word
 //!   under that read lock. No allocation, no write lock.
-//! - **A new key** takes its shard's write lock, allocates the key's bytes
-//!   once, and inserts. Every `sweep_every`, an insert into a shard first
+//! - **A new key** takes its shard's write lock and inserts (allocating
+//!   the key's bytes only for a key too long to be held inline). Every `sweep_every`, an insert into a shard first
 //!   drops that shard's idle entries.
 //! - **Bounded**: at most `max` entries in all. A new key that finds the
 //!   table full (after its shard's sweep, when one is due) shares the
 //!   table's *overflow* word with the other newcomers until room is made.
 //!
-//! Memory per key: the entry (24 bytes: the key's boxed bytes and the word)
-//! in a table of at most 7/8 load (one control byte per slot), plus the key's
-//! own allocation (its length plus one tag byte, rounded up by the
+//! Memory per key: the entry (32 bytes: the key and the word) in a table of
+//! at most 7/8 load (one control byte per slot). A key of up to 21 bytes (an
+//! IP address, a short id) is held in the entry itself; a longer one has an
+//! allocation of its own (its length plus one tag byte, rounded up by the
 //! allocator). `docs/benchmarks.md` has the measured bytes per key.
 
 use std::hash::{BuildHasher, Hasher};
@@ -44,7 +45,9 @@ pub(crate) struct KeyRef<'a> {
 }
 
 impl<'a> KeyRef<'a> {
-    fn matches(&self, stored: &[u8]) -> bool {
+    #[inline]
+    fn matches(&self, stored: &StoredKey) -> bool {
+        let stored = stored.as_slice();
         stored.first() == Some(&self.tag) && &stored[1..] == self.bytes
     }
 
@@ -65,8 +68,45 @@ impl<'a> KeyRef<'a> {
     }
 }
 
+/// The bytes a key's entry holds inline (its tag included): IP addresses
+/// and short keys need no allocation of their own, and comparing them reads
+/// no other cache line.
+const INLINE: usize = 22;
+
+/// A key as the table stores it: the tag, then the bytes; inline when short.
+enum StoredKey {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl StoredKey {
+    fn new(key: KeyRef<'_>) -> Self {
+        let len = key.bytes.len() + 1;
+        if len <= INLINE {
+            let mut bytes = [0; INLINE];
+            bytes[0] = key.tag;
+            bytes[1..len].copy_from_slice(key.bytes);
+            // `len` ≤ INLINE < 256.
+            Self::Inline {
+                len: len as u8,
+                bytes,
+            }
+        } else {
+            Self::Heap(key.to_stored())
+        }
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Heap(bytes) => bytes,
+        }
+    }
+}
+
 struct Entry {
-    key: Box<[u8]>,
+    key: StoredKey,
     word: AtomicU64,
 }
 
@@ -286,12 +326,12 @@ impl Table {
         inner.entries.insert_unique(
             hash,
             Entry {
-                key: key.to_stored(),
+                key: StoredKey::new(key),
                 word: AtomicU64::new(first),
             },
             |e| {
                 let mut h = hasher.build_hasher();
-                let stored = KeyRef::from_stored(&e.key);
+                let stored = KeyRef::from_stored(e.key.as_slice());
                 h.write_u8(stored.tag);
                 h.write(stored.bytes);
                 h.finish()
@@ -346,7 +386,7 @@ impl Table {
                 let hasher = &self.hasher;
                 inner.entries.shrink_to(inner.entries.len() * 2, |e| {
                     let mut h = hasher.build_hasher();
-                    let stored = KeyRef::from_stored(&e.key);
+                    let stored = KeyRef::from_stored(e.key.as_slice());
                     h.write_u8(stored.tag);
                     h.write(stored.bytes);
                     h.finish()
@@ -383,7 +423,10 @@ impl Table {
     fn for_each(&self, mut visit: impl FnMut(KeyRef<'_>, u64)) {
         for shard in &*self.shards {
             for e in shard.0.read().entries.iter() {
-                visit(KeyRef::from_stored(&e.key), e.word.load(Ordering::Relaxed));
+                visit(
+                    KeyRef::from_stored(e.key.as_slice()),
+                    e.word.load(Ordering::Relaxed),
+                );
             }
         }
     }
@@ -421,6 +464,29 @@ mod tests {
         let declined = table.update(key("b"), table.hash(key("b")), 0, |_| None, |_| {});
         assert_eq!(declined.next, 0);
         assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn short_keys_inline_and_long_keys_on_the_heap_are_both_found() {
+        let table = Table::new(100, 1_000, 0, DefaultHashBuilder::default());
+        let short = "x".repeat(INLINE - 1);
+        let long = "y".repeat(INLINE);
+        for (k, w) in [(&short, 1), (&long, 2), (&String::new(), 3)] {
+            assert_eq!(set(&table, k, 0, w).slot, Slot::Inserted);
+        }
+        for (k, w) in [(&short, 1), (&long, 2), (&String::new(), 3)] {
+            assert_eq!(table.get(key(k), table.hash(key(k))), Some(w), "{k:?}");
+        }
+        assert!(matches!(
+            StoredKey::new(key(&short)),
+            StoredKey::Inline { .. }
+        ));
+        assert!(matches!(StoredKey::new(key(&long)), StoredKey::Heap(_)));
+        // A prefix of a stored key is another key.
+        assert_eq!(
+            table.get(key(&short[1..]), table.hash(key(&short[1..]))),
+            None
+        );
     }
 
     #[test]
