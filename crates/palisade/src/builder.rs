@@ -18,7 +18,9 @@ mod sealed {
 /// The retry method is called [`retries`](Self::retries), not `retry`: tower's
 /// `ServiceBuilder` has an inherent `retry(policy)` method (feature `retry` of
 /// tower), and an inherent method always wins over a trait method of the same
-/// name, so `.retry(layer)` would silently mean tower's.
+/// name, so `.retry(layer)` would silently mean tower's. For the same reason
+/// the rate limiter's is `rate_limiter`, not `rate_limit` (tower's inherent
+/// `rate_limit(num, per)`, feature `limit`).
 ///
 /// This trait is sealed: it is implemented for `ServiceBuilder` only.
 pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
@@ -64,7 +66,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     /// throttling).
     #[cfg(feature = "rate-limit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
-    fn rate_limit<K>(
+    fn rate_limiter<K>(
         self,
         layer: palisade_rate_limit::RateLimitLayer<K>,
     ) -> ServiceBuilder<tower_layer::Stack<palisade_rate_limit::RateLimitLayer<K>, L>>;
@@ -74,7 +76,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     /// fields, which admitted responses carry too) instead of an error.
     #[cfg(all(feature = "rate-limit", feature = "http"))]
     #[cfg_attr(docsrs, doc(cfg(all(feature = "rate-limit", feature = "http"))))]
-    fn http_rate_limit<K>(
+    fn http_rate_limiter<K>(
         self,
         layer: palisade_rate_limit::http::HttpRateLimitLayer<K>,
     ) -> ServiceBuilder<tower_layer::Stack<palisade_rate_limit::http::HttpRateLimitLayer<K>, L>>;
@@ -126,7 +128,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "rate-limit")]
-    fn rate_limit<K>(
+    fn rate_limiter<K>(
         self,
         layer: palisade_rate_limit::RateLimitLayer<K>,
     ) -> ServiceBuilder<tower_layer::Stack<palisade_rate_limit::RateLimitLayer<K>, L>> {
@@ -134,7 +136,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(all(feature = "rate-limit", feature = "http"))]
-    fn http_rate_limit<K>(
+    fn http_rate_limiter<K>(
         self,
         layer: palisade_rate_limit::http::HttpRateLimitLayer<K>,
     ) -> ServiceBuilder<tower_layer::Stack<palisade_rate_limit::http::HttpRateLimitLayer<K>, L>>

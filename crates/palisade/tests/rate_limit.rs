@@ -28,7 +28,7 @@ async fn a_limit_below_retry_is_not_retried() {
                 .build()
                 .unwrap(),
         )
-        .rate_limit(
+        .rate_limiter(
             RateLimitLayer::builder("quota")
                 .rate(Rate::per_hour(1))
                 .burst(1)
@@ -63,7 +63,7 @@ async fn problem_responses_know_the_rate_limiter_and_the_http_layer_adds_its_fie
     let plain: Router = Router::new().route("/", get(|| async { "ok" })).layer(
         ServiceBuilder::new()
             .layer(palisade::http::problem_responses())
-            .rate_limit(limit.clone()),
+            .rate_limiter(limit.clone()),
     );
     let req = || {
         Request::get("/")
@@ -80,7 +80,7 @@ async fn problem_responses_know_the_rate_limiter_and_the_http_layer_adds_its_fie
     assert_eq!(res.headers()["retry-after"], "60");
     // The HTTP form of the same limiter (one state): the IETF fields too.
     let with_fields = ServiceBuilder::new()
-        .http_rate_limit(limit.http_layer())
+        .http_rate_limiter(limit.http_layer())
         .service(service_fn(|_: Request<Body>| async {
             Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
         }));
