@@ -419,3 +419,55 @@ async fn redis_stopped_mid_run_fails_closed_at_once_and_is_used_again_when_back(
     assert_eq!(remote(&layer).breaker, "closed");
     server.stop().await;
 }
+
+#[cfg(feature = "http")]
+#[tokio::test(flavor = "current_thread")]
+async fn the_http_layer_carries_the_fields_of_a_redis_decision() {
+    use palisade_rate_limit::http::header;
+    let Some(url) = service_url(
+        REDIS_URL_VAR,
+        "the_http_layer_carries_the_fields_of_a_redis_decision",
+    ) else {
+        return;
+    };
+    let prefix = format!("{}:", unique_name("rl_http"));
+    let backend = RedisBackend::connect(&url).await.unwrap();
+    let layer = RateLimitLayer::builder("edge")
+        .rate(Rate::per_minute(1))
+        .burst(2)
+        .key_prefix(prefix.clone())
+        .key(header("x-api-key"))
+        .redis(backend.clone())
+        .build()
+        .unwrap();
+    let svc = layer
+        .http_layer()
+        .layer(tower::service_fn(|_: http::Request<String>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::from("ok")))
+        }));
+    let req = || {
+        http::Request::get("/")
+            .header("x-api-key", "k1")
+            .body(String::new())
+            .unwrap()
+    };
+    let res = svc.clone().oneshot(req()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["ratelimit-policy"],
+        r#""default";q=1;w=60;palisade-burst=2"#
+    );
+    assert_eq!(res.headers()["ratelimit"], r#""default";r=1;t=60"#);
+    svc.clone().oneshot(req()).await.unwrap();
+    // Refused by Redis: 429 with the fields.
+    let res = svc.clone().oneshot(req()).await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["ratelimit"], r#""default";r=0;t=60"#);
+    assert_eq!(res.headers()["retry-after"], "60");
+    // Refused from the local cache, with no round trip: the same answer.
+    let res = svc.clone().oneshot(req()).await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("ratelimit"));
+    assert_eq!(remote(&layer).cache_hits, 1);
+    cleanup(backend.connection(), &prefix).await;
+}
