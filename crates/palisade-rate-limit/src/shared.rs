@@ -405,50 +405,36 @@ impl Shared {
                 self.conclude(limits, tier, decision, now, Some((word, key)))
             }
             #[cfg(feature = "redis")]
-            Backend::Redis(store) => self.admit_remote(store, limits, tier, key, now, max_delay),
-        }
-    }
-
-    /// The Redis backend's part of [`admit`](Self::admit): a refusal from
-    /// the local cache, or a decision to ask Redis for.
-    #[cfg(feature = "redis")]
-    #[inline(never)]
-    fn admit_remote(
-        self: &Arc<Self>,
-        store: &crate::backend::redis::RedisStore,
-        limits: &Limits,
-        tier: usize,
-        key: Option<(KeyRef<'_>, u64)>,
-        now: u64,
-        max_delay: u64,
-    ) -> Admission {
-        if let Some((k, hash)) = key {
-            if let Some(retry_after) = store.cached_refusal(k, hash, now, max_delay) {
-                store.metrics.cache_hit();
-                let gcra = limits.tiers[tier].gcra;
-                let decision = Decision::Reject {
-                    tat: now
-                        .saturating_add(retry_after)
-                        .saturating_add(gcra.tolerance()),
-                    retry_after,
-                };
-                return self.conclude(limits, tier, decision, now, None);
+            Backend::Redis(store) => {
+                if let Some((k, hash)) = key {
+                    if let Some(retry_after) = store.cached_refusal(k, hash, now, max_delay) {
+                        store.metrics.cache_hit();
+                        let gcra = limits.tiers[tier].gcra;
+                        let decision = Decision::Reject {
+                            tat: now
+                                .saturating_add(retry_after)
+                                .saturating_add(gcra.tolerance()),
+                            retry_after,
+                        };
+                        return self.conclude(limits, tier, decision, now, None);
+                    }
+                }
+                let call = store.call(
+                    store.redis_key(key.map(|(k, _)| k)),
+                    &limits.tiers[tier].gcra,
+                    max_delay,
+                );
+                Admission::Remote(Box::new((
+                    call,
+                    RemoteCtx {
+                        shared: Arc::clone(self),
+                        key: key.map(|(k, h)| (k.to_stored(), h)),
+                        tier: tier as u32,
+                        max_delay,
+                    },
+                )))
             }
         }
-        let call = store.call(
-            store.redis_key(key.map(|(k, _)| k)),
-            &limits.tiers[tier].gcra,
-            max_delay,
-        );
-        Admission::Remote(Box::new((
-            call,
-            RemoteCtx {
-                shared: Arc::clone(self),
-                key: key.map(|(k, h)| (k.to_stored(), h)),
-                tier: tier as u32,
-                max_delay,
-            },
-        )))
     }
 
     /// The tier of `key`: its assignment, else its class, else the default.
@@ -478,32 +464,7 @@ impl Shared {
     /// Turns a decision into what the call does, counting it. `word` (with
     /// the key) is where a throttled call's slot was reserved, if it can be
     /// given back.
-    #[inline]
     fn conclude(
-        self: &Arc<Self>,
-        limits: &Limits,
-        tier: usize,
-        decision: Decision,
-        now: u64,
-        word: Option<(Word, Option<(KeyRef<'_>, u64)>)>,
-    ) -> Admission {
-        if let Decision::Admit { tat, wait: 0 } = decision {
-            let t = &limits.tiers[tier];
-            t.stats.admitted();
-            return Admission::Now(Info {
-                tier: tier as u32,
-                gcra: t.gcra,
-                tat,
-                now,
-            });
-        }
-        self.conclude_slow(limits, tier, decision, now, word)
-    }
-
-    /// A delayed or refused call.
-    #[cold]
-    #[inline(never)]
-    fn conclude_slow(
         self: &Arc<Self>,
         limits: &Limits,
         tier: usize,
@@ -514,6 +475,15 @@ impl Shared {
         let t = &limits.tiers[tier];
         let index = tier as u32;
         match decision {
+            Decision::Admit { tat, wait: 0 } => {
+                t.stats.admitted();
+                Admission::Now(Info {
+                    tier: index,
+                    gcra: t.gcra,
+                    tat,
+                    now,
+                })
+            }
             Decision::Admit { tat, wait } => {
                 t.stats.delayed(wait);
                 tracing::debug!(name = %self.name, class = %t.name, delay_ms = wait / 1_000_000, "rate limit: call delayed");
