@@ -18,7 +18,9 @@ mod sealed {
 /// The retry method is called [`retries`](Self::retries), not `retry`: tower's
 /// `ServiceBuilder` has an inherent `retry(policy)` method (feature `retry` of
 /// tower), and an inherent method always wins over a trait method of the same
-/// name, so `.retry(layer)` would silently mean tower's.
+/// name, so `.retry(layer)` would silently mean tower's. For the same reason
+/// the rate limiter's is `rate_limiter`, not `rate_limit` (tower's inherent
+/// `rate_limit(num, per)`, feature `limit`).
 ///
 /// This trait is sealed: it is implemented for `ServiceBuilder` only.
 pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
@@ -58,6 +60,26 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
         self,
         layer: palisade_bulkhead::BulkheadLayer<P, C>,
     ) -> ServiceBuilder<tower_layer::Stack<palisade_bulkhead::BulkheadLayer<P, C>, L>>;
+
+    /// Adds a rate limiter: calls over their key's limit fail with
+    /// [`RateLimited`](crate::RateLimited) (or wait for their slot, when
+    /// throttling).
+    #[cfg(feature = "rate-limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+    fn rate_limiter<K>(
+        self,
+        layer: palisade_rate_limit::RateLimitLayer<K>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_rate_limit::RateLimitLayer<K>, L>>;
+
+    /// Adds a rate limiter for HTTP services that answers refusals with
+    /// `429 Too Many Requests` (with `Retry-After` and the IETF `RateLimit`
+    /// fields, which admitted responses carry too) instead of an error.
+    #[cfg(all(feature = "rate-limit", feature = "http"))]
+    #[cfg_attr(docsrs, doc(cfg(all(feature = "rate-limit", feature = "http"))))]
+    fn http_rate_limiter<K>(
+        self,
+        layer: palisade_rate_limit::http::HttpRateLimitLayer<K>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_rate_limit::http::HttpRateLimitLayer<K>, L>>;
 
     /// Adds fault injection (latency, errors, aborts), for testing the layers
     /// above it.
@@ -113,6 +135,23 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: palisade_bulkhead::BulkheadLayer<P, C>,
     ) -> ServiceBuilder<tower_layer::Stack<palisade_bulkhead::BulkheadLayer<P, C>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "rate-limit")]
+    fn rate_limiter<K>(
+        self,
+        layer: palisade_rate_limit::RateLimitLayer<K>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_rate_limit::RateLimitLayer<K>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(all(feature = "rate-limit", feature = "http"))]
+    fn http_rate_limiter<K>(
+        self,
+        layer: palisade_rate_limit::http::HttpRateLimitLayer<K>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_rate_limit::http::HttpRateLimitLayer<K>, L>>
+    {
         self.layer(layer)
     }
 

@@ -18,6 +18,8 @@ use std::error::Error;
 /// | tower's `timeout::error::Elapsed` | 504 |
 /// | open breaker ([`CircuitOpen`](crate::CircuitOpen)) | 503 + `Retry-After` |
 /// | full bulkhead ([`BulkheadFull`](crate::BulkheadFull)) | 503 |
+/// | rate limit ([`RateLimited`](crate::RateLimited)) | 429 + `Retry-After` (the `RateLimit` fields come from the rate limiter's `http_layer`) |
+/// | rate limit: unusable key, limiter failing closed (feature `rate-limit`) | 400, 503 |
 /// | anything else | 500, revealing nothing (logged at `warn`) |
 ///
 /// Add your own mappings with [`ProblemResponseLayer::map_errors`]; they are
@@ -56,6 +58,8 @@ pub fn problem_responses() -> ProblemResponseLayer {
     let layer = layer.map_errors(palisade_retry::http::to_problem);
     #[cfg(feature = "shard")]
     let layer = layer.map_errors(palisade_shard::http::to_problem);
+    #[cfg(feature = "rate-limit")]
+    let layer = layer.map_errors(palisade_rate_limit::http::to_problem);
     layer.map_errors(timeout_problem)
 }
 

@@ -6,6 +6,7 @@
 //! | `circuit-breaker` | [`circuit_breaker`] | stop calling a failing dependency, probe it, recover |
 //! | `retry` | [`retry`] | backoff with jitter, a shared retry budget, `Retry-After`, replayable HTTP |
 //! | `bulkhead` | [`bulkhead`] | bounded concurrency with fair, bounded waiting; partitions; adaptive limits |
+//! | `rate-limit` | [`rate_limit`] | keyed GCRA limits with tiers, throttling, the IETF `RateLimit` fields; `rate-limit-redis`: one limit for a fleet |
 //! | `fan-out` | [`fan_out`] | scatter-gather with deadlines and partial results |
 //! | `chaos` | [`chaos`] | latency, error and abort injection, to see the others work |
 //! | `shard` | [`shard`] | key-affine routing over a versioned shard map: rendezvous, ring, jump; replicas; scatter-gather |
@@ -19,7 +20,8 @@
 //!
 //! The shared vocabulary is re-exported at the root: [`BoxError`],
 //! [`is_caused_by`], [`Classify`] and [`Outcome`], the rejections
-//! [`CircuitOpen`] and [`BulkheadFull`], [`Registry`], [`ConfigError`].
+//! [`CircuitOpen`], [`BulkheadFull`] and [`RateLimited`], [`Registry`],
+//! [`ConfigError`].
 //! [`ServiceBuilderExt`] adds one method per pattern to
 //! `tower::ServiceBuilder`.
 //!
@@ -93,8 +95,8 @@ pub use builder::ServiceBuilderExt;
 pub use palisade_core::path;
 pub use palisade_core::{
     BoxError, BulkheadFull, CircuitOpen, Classify, ConfigError, ErrorsAsFailures, Handle,
-    IgnoreRejections, Listeners, Outcome, Registry, Rejection, cause_ref, is_caused_by,
-    is_rejection, rejection,
+    IgnoreRejections, Listeners, Outcome, RateLimited, Registry, Rejection, cause_ref,
+    is_caused_by, is_rejection, rejection,
 };
 
 /// The circuit breaker (feature `circuit-breaker`): the
@@ -115,6 +117,12 @@ pub use palisade_retry as retry;
 #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
 pub use palisade_bulkhead as bulkhead;
 
+/// Rate limiting (feature `rate-limit`): the
+/// [`palisade-rate-limit`](palisade_rate_limit) crate.
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub use palisade_rate_limit as rate_limit;
+
 /// Scatter-gather (feature `fan-out`): the
 /// [`palisade-fan-out`](palisade_fan_out) crate.
 #[cfg(feature = "fan-out")]
@@ -127,22 +135,22 @@ pub use palisade_fan_out as fan_out;
 #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
 pub use palisade_chaos as chaos;
 
-/// Key-affine sharding (feature `shard`): the
-/// [`palisade-shard`](palisade_shard) crate.
-#[cfg(feature = "shard")]
-#[cfg_attr(docsrs, doc(cfg(feature = "shard")))]
-pub use palisade_shard as shard;
+/// Cache-aside (feature `cache`): the [`palisade-cache`](palisade_cache)
+/// crate.
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use palisade_cache as cache;
 /// Publish-subscribe (feature `pubsub`; backends `pubsub-nats`,
 /// `pubsub-sqlite`, `pubsub-postgres`): the
 /// [`palisade-pubsub`](palisade_pubsub) crate.
 #[cfg(feature = "pubsub")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pubsub")))]
 pub use palisade_pubsub as pubsub;
-/// Cache-aside (feature `cache`): the [`palisade-cache`](palisade_cache)
-/// crate.
-#[cfg(feature = "cache")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
-pub use palisade_cache as cache;
+/// Key-affine sharding (feature `shard`): the
+/// [`palisade-shard`](palisade_shard) crate.
+#[cfg(feature = "shard")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shard")))]
+pub use palisade_shard as shard;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
