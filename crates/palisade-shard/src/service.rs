@@ -21,19 +21,22 @@ use crate::state::load::pick_two;
 // ===== routing =====
 
 /// The replica of `slot` to call: the only one, or power of two choices on
-/// peak-EWMA cost among those whose breaker is not open.
+/// peak-EWMA cost among those whose breaker is not open; with the time the
+/// choice was made at, when it needed the clock.
 #[inline]
-fn pick<S>(shared: &Shared<S>, slot: &Slot<S>) -> usize {
+fn pick<S>(slot: &Slot<S>) -> (usize, Option<Instant>) {
     if slot.replicas.len() == 1 {
-        return 0;
+        return (0, None);
     }
-    let now = shared.nanos_since_base(Instant::now());
-    pick_two(
+    let at = Instant::now();
+    let now = slot.nanos_since_base(at);
+    let replica = pick_two(
         slot.replicas.len(),
         |i| slot.replicas[i].available(),
         |i| slot.replicas[i].load.cost(now),
         |bound| fastrand::usize(..bound),
-    )
+    );
+    (replica, Some(at))
 }
 
 // ===== ShardRouter =====
@@ -145,22 +148,22 @@ where
                     None
                 } else {
                     inner.policy.copy(&request).map(|copy| {
-                        let replica = pick(shared, before);
-                        Retry {
+                        let (replica, _) = pick(before);
+                        Box::new(Retry {
                             policy: Arc::clone(&inner.policy),
                             shared: Arc::clone(&inner.shared),
                             slot: Arc::clone(before),
                             replica,
                             service: before.replicas[replica].service.clone(),
                             request: copy,
-                        }
+                        })
                     })
                 }
             }
             _ => None,
         };
-        let replica = pick(shared, slot);
-        ResponseFuture::routed(shared, slot, replica, request, retry)
+        let (replica, now) = pick(slot);
+        ResponseFuture::routed(shared, slot, replica, now, request, retry)
     }
 }
 
@@ -223,7 +226,7 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let replica = pick(&self.shared, &self.slot);
-        ResponseFuture::routed(&self.shared, &self.slot, replica, request, None)
+        let (replica, now) = pick(&self.slot);
+        ResponseFuture::routed(&self.shared, &self.slot, replica, now, request, None)
     }
 }
