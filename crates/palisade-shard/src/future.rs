@@ -240,7 +240,8 @@ where
                             *this.in_flight = false;
                         }
                     }
-                    if let Some(retry) = this.retry.take() {
+                    if this.retry.is_some() {
+                        let retry = this.retry.take().expect("checked above");
                         if retry.policy.falls_back(&result) {
                             fall_back(
                                 this.state.as_mut(),

@@ -10,6 +10,7 @@ use palisade_core::BoxError;
 use tokio::time::Instant;
 use tower_service::Service;
 
+use crate::builder::IsFallback;
 use crate::error::KeyErrorKind;
 use crate::fallback::{Forward, MoveFallback};
 use crate::future::{ResponseFuture, Retry};
@@ -103,7 +104,7 @@ where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     K: ExtractKey<Req>,
-    P: MoveFallback<Req, S::Response, S::Error>,
+    P: MoveFallback<Req, S::Response, S::Error> + IsFallback,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -141,7 +142,14 @@ where
             }
         };
         let slot = &version.slots[index];
-        let retry = match (&version.previous, key) {
+        // Under `Forward` (known when compiling) there is never a previous
+        // owner to ask.
+        let previous = if P::FALLS_BACK {
+            version.previous.as_ref()
+        } else {
+            None
+        };
+        let retry = match (previous, key) {
             (Some(previous), Some(key)) => {
                 let before = &previous.slots[previous.map.owner(key)];
                 if Arc::ptr_eq(before, slot) {
