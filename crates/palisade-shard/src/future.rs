@@ -21,18 +21,24 @@ use crate::shared::{Shared, Slot};
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, Req, F> {
+    #[project_replace = StateReplace]
+    enum State<S, Req, F, R> {
         // The chosen replica was not ready at once: driving it to readiness,
         // with the bound (the timer is created on the first `Pending`).
         Waiting {
-            service: Option<S>,
-            request: Option<Req>,
+            service: S,
+            request: Req,
             timer: Option<Pin<Box<Sleep>>>,
+            retry: Option<Box<R>>,
         },
-        // The call is in flight.
-        Called { #[pin] future: F },
+        // The call is in flight, with the second chance it may get.
+        Called {
+            #[pin]
+            future: F,
+            retry: Option<Box<R>>,
+        },
         // Failed before any call (no key, or the replica's `poll_ready`).
-        Failed { error: Option<BoxError> },
+        Failed { error: BoxError },
         // Completed.
         Done,
     }
@@ -73,7 +79,7 @@ pin_project! {
         S: Service<Req>,
     {
         #[pin]
-        state: State<S, Req, S::Future>,
+        state: State<S, Req, S::Future, Retry<S, Req, P>>,
         // Kept (one reference count) only when the call needs its shard
         // afterwards: to time it, to update a replica's load, to wait, or to
         // fall back.
@@ -85,7 +91,6 @@ pin_project! {
         timed: bool,
         // A replica's call counted in flight (replicated shards only).
         in_flight: bool,
-        retry: Option<Box<Retry<S, Req, P>>>,
         span: Span,
     }
 
@@ -158,25 +163,23 @@ where
                     } else {
                         None
                     };
+                    let keep = timed || multi || retry.is_some();
                     let future = service.call(request);
-                    (
-                        State::Called { future },
-                        timed || multi || retry.is_some(),
-                        started,
-                    )
+                    (State::Called { future, retry }, keep, started)
                 }
                 Poll::Ready(Err(error)) => (
                     State::Failed {
-                        error: Some(error.into()),
+                        error: error.into(),
                     },
                     multi,
                     None,
                 ),
                 Poll::Pending => (
                     State::Waiting {
-                        service: Some(service),
-                        request: Some(request),
+                        service,
+                        request,
                         timer: None,
+                        retry,
                     },
                     true,
                     None,
@@ -190,7 +193,6 @@ where
             started,
             timed,
             in_flight: multi,
-            retry,
             span,
         }
     }
@@ -198,13 +200,12 @@ where
     /// A future that fails at once with `error` (a request without a key).
     pub(crate) fn failed(error: BoxError) -> Self {
         Self {
-            state: State::Failed { error: Some(error) },
+            state: State::Failed { error },
             slot: None,
             replica: 0,
             started: None,
             timed: false,
             in_flight: false,
-            retry: None,
             span: Span::none(),
         }
     }
@@ -223,7 +224,7 @@ where
         let _entered = this.span.enter();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Called { future } => {
+                StateProj::Called { future, .. } => {
                     let result = ready!(future.poll(cx));
                     // Timed calls keep their slot (see `routed`).
                     if let (Some(started), Some(slot)) = (*this.started, this.slot.as_ref()) {
@@ -240,8 +241,13 @@ where
                             *this.in_flight = false;
                         }
                     }
-                    if this.retry.is_some() {
-                        let retry = this.retry.take().expect("checked above");
+                    // The finished call is dropped here, in place; the
+                    // second chance, if any, comes out.
+                    let retry = match this.state.as_mut().project_replace(State::Done) {
+                        StateReplace::Called { retry, .. } => retry,
+                        _ => None,
+                    };
+                    if let Some(retry) = retry {
                         if retry.policy.falls_back(&result) {
                             fall_back(
                                 this.state.as_mut(),
@@ -254,19 +260,10 @@ where
                             continue;
                         }
                     }
-                    this.state.set(State::Done);
                     return Poll::Ready(result.map_err(Into::into));
                 }
-                StateProj::Waiting {
-                    service,
-                    request,
-                    timer,
-                } => {
-                    let ready = service
-                        .as_mut()
-                        .expect("a waiting call has its service")
-                        .poll_ready(cx);
-                    match ready {
+                StateProj::Waiting { service, timer, .. } => {
+                    match service.poll_ready(cx) {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(error)) => {
                             this.state.set(State::Done);
@@ -296,20 +293,26 @@ where
                             .into()));
                         }
                     }
-                    let mut service = service.take().expect("checked above");
-                    let request = request.take().expect("the request waits with its service");
                     if *this.timed || *this.in_flight {
                         *this.started = Some(Instant::now());
                     }
-                    let future = service.call(request);
-                    this.state.set(State::Called { future });
+                    if let StateReplace::Waiting {
+                        mut service,
+                        request,
+                        retry,
+                        ..
+                    } = this.state.as_mut().project_replace(State::Done)
+                    {
+                        let future = service.call(request);
+                        this.state.set(State::Called { future, retry });
+                    }
                 }
-                StateProj::Failed { error } => {
-                    let error = error
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    this.state.set(State::Done);
-                    return Poll::Ready(Err(error));
+                StateProj::Failed { .. } => {
+                    if let StateReplace::Failed { error } =
+                        this.state.as_mut().project_replace(State::Done)
+                    {
+                        return Poll::Ready(Err(error));
+                    }
                 }
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
             }
@@ -320,7 +323,7 @@ where
 /// Sends the kept copy to the previous owner: back to `Waiting` with its
 /// service.
 fn fall_back<S, Req, P>(
-    mut state: Pin<&mut State<S, Req, S::Future>>,
+    mut state: Pin<&mut State<S, Req, S::Future, Retry<S, Req, P>>>,
     slot: &mut Option<Arc<Slot<S>>>,
     replica: &mut usize,
     started: &mut Option<Instant>,
@@ -351,9 +354,10 @@ fn fall_back<S, Req, P>(
     *replica = retry.replica;
     *slot = Some(retry.slot);
     state.set(State::Waiting {
-        service: Some(retry.service),
-        request: Some(retry.request),
+        service: retry.service,
+        request: retry.request,
         timer: None,
+        retry: None,
     });
 }
 
