@@ -52,9 +52,10 @@ pub(crate) struct RouterInner<S, K, P> {
 /// as a tower [`Service`].
 ///
 /// Built with [`ShardRouter::builder`]; see the [crate docs](crate) for the
-/// behaviour. Cloning is one reference-count increment: the map, the
-/// shards' services, the settings and the metrics are shared by every clone
-/// and by the router's [`ShardHandle`].
+/// behaviour. Cloning is two reference-count increments (the router's
+/// state, and the map version the instance last used): the map, the shards'
+/// services, the settings and the metrics are shared by every clone and by
+/// the router's [`ShardHandle`].
 pub struct ShardRouter<S, K, P = Forward> {
     pub(crate) inner: Arc<RouterInner<S, K, P>>,
     /// The map version this instance last used, with the generation it was
