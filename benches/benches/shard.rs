@@ -168,7 +168,7 @@ fn router(scheme: Scheme, n: usize, record_latency: bool) -> Router {
 }
 
 /// Each thread calls its own clone of `router`, kept for the benchmark.
-fn bench_router(bencher: Bencher<'_, '_>, router: Router) {
+fn bench_router(bencher: Bencher<'_, '_>, router: &Router) {
     bench_per_thread(
         bencher,
         || router.clone(),
@@ -214,12 +214,12 @@ mod rendezvous {
 
     #[divan::bench(consts = [3, 16, 256], threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn palisade_router<const N: usize>(bencher: Bencher<'_, '_>) {
-        bench_router(bencher, router(Scheme::Rendezvous, N, true));
+        bench_router(bencher, &router(Scheme::Rendezvous, N, true));
     }
 
     #[divan::bench(consts = [3, 16, 256], threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn palisade_router_no_latency<const N: usize>(bencher: Bencher<'_, '_>) {
-        bench_router(bencher, router(Scheme::Rendezvous, N, false));
+        bench_router(bencher, &router(Scheme::Rendezvous, N, false));
     }
 }
 
@@ -253,12 +253,12 @@ mod ring {
 
     #[divan::bench(consts = [3, 16, 256], threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn palisade_router<const N: usize>(bencher: Bencher<'_, '_>) {
-        bench_router(bencher, router(Scheme::Ring, N, true));
+        bench_router(bencher, &router(Scheme::Ring, N, true));
     }
 
     #[divan::bench(consts = [3, 16, 256], threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn palisade_router_no_latency<const N: usize>(bencher: Bencher<'_, '_>) {
-        bench_router(bencher, router(Scheme::Ring, N, false));
+        bench_router(bencher, &router(Scheme::Ring, N, false));
     }
 }
 
@@ -290,12 +290,12 @@ mod jump {
 
     #[divan::bench(consts = [3, 16, 256], threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn palisade_router<const N: usize>(bencher: Bencher<'_, '_>) {
-        bench_router(bencher, router(Scheme::Jump, N, true));
+        bench_router(bencher, &router(Scheme::Jump, N, true));
     }
 
     #[divan::bench(consts = [3, 16, 256], threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn palisade_router_no_latency<const N: usize>(bencher: Bencher<'_, '_>) {
-        bench_router(bencher, router(Scheme::Jump, N, false));
+        bench_router(bencher, &router(Scheme::Jump, N, false));
     }
 
     /// A clone of the router per call (axum's way), with the default

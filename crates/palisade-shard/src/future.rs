@@ -44,6 +44,9 @@ pin_project! {
     }
 }
 
+/// The state of a [`ResponseFuture`].
+type CallState<S, Req, P> = State<S, Req, <S as Service<Req>>::Future, Retry<S, Req, P>>;
+
 /// A second chance during a move: the previous owner and a copy of the
 /// request. Boxed in the future: it exists only for a key that moved while a
 /// [`FallBack`](crate::FallBack) policy keeps the previous map, so every
@@ -79,7 +82,7 @@ pin_project! {
         S: Service<Req>,
     {
         #[pin]
-        state: State<S, Req, S::Future, Retry<S, Req, P>>,
+        state: CallState<S, Req, P>,
         // Kept (one reference count) only when the call needs its shard
         // afterwards: to time it, to update a replica's load, to wait, or to
         // fall back.
@@ -138,8 +141,6 @@ where
     {
         let chosen = &slot.replicas[replica];
         let mut service = chosen.service.clone();
-        slot.requests.fetch_add(1, Ordering::Relaxed);
-        slot.metrics.requests.increment(1);
         let multi = slot.replicas.len() > 1;
         if multi {
             chosen.requests.fetch_add(1, Ordering::Relaxed);
@@ -186,6 +187,10 @@ where
                 ),
             }
         };
+        // Counted last: the atomic add orders the memory accesses around it,
+        // so everything else is done by then.
+        slot.requests.fetch_add(1, Ordering::Relaxed);
+        slot.metrics.requests.increment(1);
         Self {
             state,
             slot: keep.then(|| Arc::clone(slot)),
@@ -323,7 +328,7 @@ where
 /// Sends the kept copy to the previous owner: back to `Waiting` with its
 /// service.
 fn fall_back<S, Req, P>(
-    mut state: Pin<&mut State<S, Req, S::Future, Retry<S, Req, P>>>,
+    mut state: Pin<&mut CallState<S, Req, P>>,
     slot: &mut Option<Arc<Slot<S>>>,
     replica: &mut usize,
     started: &mut Option<Instant>,

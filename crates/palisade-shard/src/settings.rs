@@ -12,7 +12,8 @@ use palisade_core::ConfigError;
 /// The most virtual nodes per unit of weight on the ring.
 pub const MAX_VIRTUAL_NODES: u32 = 10_000;
 /// The most points a ring may hold in all (shards × virtual nodes × weight):
-/// 4 MiB of lookup table.
+/// up to 8 MiB of lookup table (each point's position and owner, and the
+/// index that finds a key's point in a step or two).
 pub const MAX_RING_POINTS: usize = 1 << 19;
 /// The most shards one map may hold.
 pub const MAX_SHARDS: usize = 4096;
