@@ -165,8 +165,14 @@ pub struct ShardSettings {
     pub key: Option<KeySource>,
     /// What a valid key looks like. Default: [`KeyFormat::Any`].
     pub key_format: KeyFormat,
-    /// Record each call's latency per shard (a histogram, and two clock reads
-    /// per call). Default: `true`.
+    /// Record each call's latency per shard (a histogram). It costs two
+    /// clock reads per call on a shard with one replica; on a replicated
+    /// shard the pick between replicas reads the clock anyway, and that
+    /// reading starts the timing. Default: `true`: per-shard latency is how
+    /// a hot or slow shard shows, and next to a shard call that leaves the
+    /// process the clock reads are noise; turn it off where the shards are
+    /// in-process and tens of nanoseconds per call matter (the cost is
+    /// measured in `docs/benchmarks.md`).
     pub record_latency: bool,
     /// How fast a replica's peak-EWMA latency forgets a slow call, for the
     /// choice between replicas of a shard. Default: 10 s (linkerd's).
