@@ -312,6 +312,30 @@ mod jump {
     }
 }
 
+/// The jump router with its metrics recorded by a real recorder
+/// (metrics-exporter-prometheus, as the gateway installs it): its handles
+/// are resolved when the router is built, so building it under the recorder
+/// is enough. Every other row runs with no recorder, where a metric handle
+/// does nothing.
+mod prometheus {
+    use super::*;
+
+    fn recorded_router(scheme: Scheme, n: usize, record_latency: bool) -> Router {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        metrics::with_local_recorder(&recorder, || router(scheme, n, record_latency))
+    }
+
+    #[divan::bench(consts = [3, 16, 256], threads = [1, 2], sample_count = 200, sample_size = 1000)]
+    fn jump_router<const N: usize>(bencher: Bencher<'_, '_>) {
+        bench_router(bencher, &recorded_router(Scheme::Jump, N, true));
+    }
+
+    #[divan::bench(consts = [3, 16, 256], threads = [1, 2], sample_count = 200, sample_size = 1000)]
+    fn jump_router_no_latency<const N: usize>(bencher: Bencher<'_, '_>) {
+        bench_router(bencher, &recorded_router(Scheme::Jump, N, false));
+    }
+}
+
 mod steer {
     use super::*;
 
