@@ -1,11 +1,14 @@
 //! Benchmarks for the shard router: the cost of routing one request, side by
 //! side with crates that do the lookup alone, and tower's `Steer`, in one
-//! run, for 3, 16 and 256 shards.
+//! run, for 3, 16 and 256 shards, on 1 and 2 threads.
 //!
 //! Keys are user ids as text (`"user-123456"`), 1024 of them taken in turn
 //! so that no branch predictor learns one key. Every shard is an
 //! always-ready `Identity`, so a routed call is `poll_ready`, `call` and one
-//! poll of the response future: what remains is the routing.
+//! poll of the response future: what remains is the routing. Every row goes
+//! through the same harness (each thread calls its own copy, made on its
+//! first call, with the next key; `steer::identity` is the harness alone).
+//! No metrics recorder is installed, except in the `prometheus` rows.
 //!
 //! - `rendezvous`, `ring`, `jump`: per scheme,
 //!   - the lookup crate: `hrw-hash` (rendezvous; sorts every node for each
@@ -13,16 +16,21 @@
 //!     `jumpch` (jump hash over std's `DefaultHasher`): key to shard index,
 //!     hashing included;
 //!   - `palisade_lookup`: `ShardMap::owner(ShardKey::from(key))`, the same;
-//!   - `palisade_router`: a whole call through `ShardRouter` (key closure,
+//!   - `palisade_router`: a whole call through `ShardRouter` (key extractor,
 //!     map check, lookup, replica, service clone, counters, the response
 //!     future), with the default settings (per-shard latency: two clock
 //!     reads) and with `record_latency(false)`; for jump also with a fresh
 //!     clone of the router per call, as axum calls a route.
+//! - `prometheus`: the jump router with its metric handles from a Prometheus
+//!   recorder, so that its counters count and its histogram records.
 //! - `steer`: tower's `Steer` with a jump-hash picker (hashing the key with
 //!   XXH3, as the router does): what a hand-written key router on tower
 //!   costs. `Steer` polls every shard ready on each call.
+//! - `key`: hashing a key, as text and as an integer (its decimal text).
+//! - `clock`: one read of tokio's clock and of std's.
 //!
-//! Run: `cargo bench -p palisade-benches --bench shard`.
+//! Run: `cargo bench -p palisade-benches --bench shard`; instructions per
+//! call: `scripts/shard-instructions.sh`. Figures: `docs/benchmarks.md`.
 
 use std::cell::{Cell, RefCell};
 use std::hash::{Hash, Hasher};
