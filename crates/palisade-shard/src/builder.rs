@@ -113,7 +113,9 @@ impl<S, K, P> ShardRouterBuilder<S, K, P> {
         self
     }
 
-    /// Record each call's latency per shard.
+    /// Record each call's latency per shard (default `true`; two clock
+    /// reads per call on a shard with one replica, see
+    /// [`ShardSettings::record_latency`]).
     #[must_use]
     pub const fn record_latency(mut self, record: bool) -> Self {
         self.settings.record_latency = record;

@@ -10,6 +10,7 @@ use palisade_core::BoxError;
 use tokio::time::Instant;
 use tower_service::Service;
 
+use crate::builder::IsFallback;
 use crate::error::KeyErrorKind;
 use crate::fallback::{Forward, MoveFallback};
 use crate::future::{ResponseFuture, Retry};
@@ -21,19 +22,22 @@ use crate::state::load::pick_two;
 // ===== routing =====
 
 /// The replica of `slot` to call: the only one, or power of two choices on
-/// peak-EWMA cost among those whose breaker is not open.
+/// peak-EWMA cost among those whose breaker is not open; with the time the
+/// choice was made at, when it needed the clock.
 #[inline]
-fn pick<S>(shared: &Shared<S>, slot: &Slot<S>) -> usize {
+fn pick<S>(slot: &Slot<S>) -> (usize, Option<Instant>) {
     if slot.replicas.len() == 1 {
-        return 0;
+        return (0, None);
     }
-    let now = shared.nanos_since_base(Instant::now());
-    pick_two(
+    let at = Instant::now();
+    let now = slot.nanos_since_base(at);
+    let replica = pick_two(
         slot.replicas.len(),
         |i| slot.replicas[i].available(),
         |i| slot.replicas[i].load.cost(now),
         |bound| fastrand::usize(..bound),
-    )
+    );
+    (replica, Some(at))
 }
 
 // ===== ShardRouter =====
@@ -48,9 +52,10 @@ pub(crate) struct RouterInner<S, K, P> {
 /// as a tower [`Service`].
 ///
 /// Built with [`ShardRouter::builder`]; see the [crate docs](crate) for the
-/// behaviour. Cloning is one reference-count increment: the map, the
-/// shards' services, the settings and the metrics are shared by every clone
-/// and by the router's [`ShardHandle`].
+/// behaviour. Cloning is two reference-count increments (the router's
+/// state, and the map version the instance last used): the map, the shards'
+/// services, the settings and the metrics are shared by every clone and by
+/// the router's [`ShardHandle`].
 pub struct ShardRouter<S, K, P = Forward> {
     pub(crate) inner: Arc<RouterInner<S, K, P>>,
     /// The map version this instance last used, with the generation it was
@@ -100,7 +105,7 @@ where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     K: ExtractKey<Req>,
-    P: MoveFallback<Req, S::Response, S::Error>,
+    P: MoveFallback<Req, S::Response, S::Error> + IsFallback,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -138,29 +143,36 @@ where
             }
         };
         let slot = &version.slots[index];
-        let retry = match (&version.previous, key) {
+        // Under `Forward` (known when compiling) there is never a previous
+        // owner to ask.
+        let previous = if P::FALLS_BACK {
+            version.previous.as_ref()
+        } else {
+            None
+        };
+        let retry = match (previous, key) {
             (Some(previous), Some(key)) => {
                 let before = &previous.slots[previous.map.owner(key)];
                 if Arc::ptr_eq(before, slot) {
                     None
                 } else {
                     inner.policy.copy(&request).map(|copy| {
-                        let replica = pick(shared, before);
-                        Retry {
+                        let (replica, _) = pick(before);
+                        Box::new(Retry {
                             policy: Arc::clone(&inner.policy),
                             shared: Arc::clone(&inner.shared),
                             slot: Arc::clone(before),
                             replica,
                             service: before.replicas[replica].service.clone(),
                             request: copy,
-                        }
+                        })
                     })
                 }
             }
             _ => None,
         };
-        let replica = pick(shared, slot);
-        ResponseFuture::routed(shared, slot, replica, request, retry)
+        let (replica, now) = pick(slot);
+        ResponseFuture::routed(shared, slot, replica, now, request, retry)
     }
 }
 
@@ -223,7 +235,7 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let replica = pick(&self.shared, &self.slot);
-        ResponseFuture::routed(&self.shared, &self.slot, replica, request, None)
+        let (replica, now) = pick(&self.slot);
+        ResponseFuture::routed(&self.shared, &self.slot, replica, now, request, None)
     }
 }

@@ -12,7 +12,8 @@ use palisade_core::ConfigError;
 /// The most virtual nodes per unit of weight on the ring.
 pub const MAX_VIRTUAL_NODES: u32 = 10_000;
 /// The most points a ring may hold in all (shards × virtual nodes × weight):
-/// 4 MiB of lookup table.
+/// up to 8 MiB of lookup table (each point's position and owner, and the
+/// index that finds a key's point in a step or two).
 pub const MAX_RING_POINTS: usize = 1 << 19;
 /// The most shards one map may hold.
 pub const MAX_SHARDS: usize = 4096;
@@ -164,8 +165,14 @@ pub struct ShardSettings {
     pub key: Option<KeySource>,
     /// What a valid key looks like. Default: [`KeyFormat::Any`].
     pub key_format: KeyFormat,
-    /// Record each call's latency per shard (a histogram, and two clock reads
-    /// per call). Default: `true`.
+    /// Record each call's latency per shard (a histogram). It costs two
+    /// clock reads per call on a shard with one replica; on a replicated
+    /// shard the pick between replicas reads the clock anyway, and that
+    /// reading starts the timing. Default: `true`: per-shard latency is how
+    /// a hot or slow shard shows, and next to a shard call that leaves the
+    /// process the clock reads are noise; turn it off where the shards are
+    /// in-process and tens of nanoseconds per call matter (the cost is
+    /// measured in `docs/benchmarks.md`).
     pub record_latency: bool,
     /// How fast a replica's peak-EWMA latency forgets a slow call, for the
     /// choice between replicas of a shard. Default: 10 s (linkerd's).

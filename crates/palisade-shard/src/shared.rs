@@ -5,6 +5,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use palisade_circuit_breaker::{CircuitBreakerHandle, State};
@@ -185,10 +186,22 @@ pub(crate) struct Slot<S> {
     pub(crate) requests: AtomicU64,
     pub(crate) not_ready: AtomicU64,
     pub(crate) fallbacks: AtomicU64,
+    /// The router's origin of the replicas' EWMA timestamps (a copy of
+    /// [`Shared::base`], so that a call's future needs only its slot).
+    pub(crate) base: Instant,
+    /// The router's [`ready_timeout`](ShardSettings::ready_timeout), for a
+    /// call that waits for this shard.
+    pub(crate) ready_timeout: Duration,
 }
 
 impl<S> Slot<S> {
-    fn new(shard: Shard<S>, router: &Arc<str>, decay_ns: f64) -> Result<Self, MapError> {
+    fn new(
+        shard: Shard<S>,
+        router: &Arc<str>,
+        settings: &ShardSettings,
+        base: Instant,
+    ) -> Result<Self, MapError> {
+        let decay_ns = nanos(settings.ewma_decay);
         if shard.replicas.is_empty() {
             return Err(MapError::new(
                 MapErrorKind::InvalidReplicas,
@@ -224,7 +237,15 @@ impl<S> Slot<S> {
             requests: AtomicU64::new(0),
             not_ready: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
+            base,
+            ready_timeout: settings.ready_timeout,
         })
+    }
+
+    /// Nanoseconds from the router's origin to `at`.
+    #[inline]
+    pub(crate) fn nanos_since_base(&self, at: Instant) -> u64 {
+        nanos_between(self.base, at)
     }
 }
 
@@ -277,8 +298,14 @@ pub(crate) struct Shared<S> {
     pub(crate) defaulted: AtomicU64,
 }
 
+/// Nanoseconds from `base` to `at` (0 if `at` is earlier).
+#[inline]
+fn nanos_between(base: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(base).as_nanos()).unwrap_or(u64::MAX)
+}
+
 #[allow(clippy::cast_precision_loss)]
-fn nanos(d: std::time::Duration) -> f64 {
+fn nanos(d: Duration) -> f64 {
     d.as_nanos() as f64
 }
 
@@ -294,10 +321,10 @@ impl<S> Shared<S> {
             settings.virtual_nodes,
             shards.iter().map(|s| (Arc::clone(&s.name), s.weight)),
         )?;
-        let decay = nanos(settings.ewma_decay);
+        let base = Instant::now();
         let slots: Vec<Arc<Slot<S>>> = shards
             .into_iter()
-            .map(|s| Slot::new(s, &name, decay).map(Arc::new))
+            .map(|s| Slot::new(s, &name, &settings, base).map(Arc::new))
             .collect::<Result<_, _>>()?;
         let metrics = RouterMetrics::new(&name);
         publish_shares(&map, &slots);
@@ -316,7 +343,7 @@ impl<S> Shared<S> {
             current: ArcSwap::from_pointee(version),
             generation: AtomicU64::new(0),
             writer: Mutex::new(()),
-            base: Instant::now(),
+            base,
             listeners,
             metrics,
             key_missing: AtomicU64::new(0),
@@ -342,7 +369,7 @@ impl<S> Shared<S> {
     /// Nanoseconds since the router was built.
     #[inline]
     pub(crate) fn nanos_since_base(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+        nanos_between(self.base, at)
     }
 
     /// Applies a change: builds the next version from the one in force and
@@ -361,7 +388,8 @@ impl<S> Shared<S> {
             Some(shard) => Some(Arc::new(Slot::new(
                 shard,
                 &self.name,
-                nanos(self.settings.ewma_decay),
+                &self.settings,
+                self.base,
             )?)),
             None => None,
         };

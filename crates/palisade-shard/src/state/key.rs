@@ -95,52 +95,22 @@ impl From<&[u8]> for ShardKey {
     }
 }
 
-/// Writes `n` in decimal at the end of `buf`, returning the digits.
-fn decimal(mut n: u128, negative: bool, buf: &mut [u8; 40]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if negative {
-        at -= 1;
-        buf[at] = b'-';
-    }
-    &buf[at..]
-}
-
-macro_rules! unsigned_keys {
+macro_rules! integer_keys {
     ($($t:ty),*) => {$(
         impl From<$t> for ShardKey {
-            /// The key of the integer's decimal text.
+            /// The key of the integer's decimal text (formatted on the stack
+            /// by `itoa`, two digits per step).
             #[inline]
             fn from(n: $t) -> Self {
-                let mut buf = [0; 40];
-                Self::new(decimal(n as u128, false, &mut buf))
+                Self::new(itoa::Buffer::new().format(n))
             }
         }
     )*};
 }
 
-macro_rules! signed_keys {
-    ($($t:ty),*) => {$(
-        impl From<$t> for ShardKey {
-            /// The key of the integer's decimal text.
-            #[inline]
-            fn from(n: $t) -> Self {
-                let mut buf = [0; 40];
-                Self::new(decimal(n.unsigned_abs() as u128, n < 0, &mut buf))
-            }
-        }
-    )*};
-}
-
-unsigned_keys!(u8, u16, u32, u64, u128, usize);
-signed_keys!(i8, i16, i32, i64, i128, isize);
+integer_keys!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize
+);
 
 #[cfg(test)]
 mod tests {
