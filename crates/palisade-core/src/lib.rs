@@ -12,11 +12,16 @@
 //!   a bulkhead.
 //! - [`CircuitOpen`], [`BulkheadFull`], [`RateLimited`] and [`is_rejection`]: the errors that
 //!   mean "refused to add load", which no layer retries.
+//! - [`Deadline`] and [`DeadlineExpired`]: the instant by which the caller
+//!   stops waiting, carried with a request so every layer below sees what is
+//!   left, and the error when it passes.
 //! - [`Listeners`]: event hooks that cost nothing when nobody listens.
 //! - [`Registry`]: named instances for admin APIs and dashboards.
 //! - [`ConfigError`]: what every builder returns for bad settings.
 //! - `http` (feature `http`): `Retry-After`, problem+json responses for
 //!   rejections, status classification.
+//! - `grpc` (feature `grpc`): gRPC status codes, a classifier that reads
+//!   `grpc-status`, and a layer answering errors with gRPC statuses.
 //!
 //! # Example
 //!
@@ -31,7 +36,11 @@
 
 pub mod classify;
 pub mod config;
+pub mod deadline;
 pub mod error;
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
@@ -41,6 +50,7 @@ pub mod reject;
 
 pub use classify::{Classify, ErrorsAsFailures, IgnoreRejections, Outcome};
 pub use config::ConfigError;
+pub use deadline::{Deadline, DeadlineExpired, is_deadline_expired};
 pub use error::{BoxError, cause_ref, is_caused_by};
 pub use listener::Listeners;
 pub use registry::Registry;
