@@ -1,0 +1,137 @@
+//! The response future of [`DeadlineService`](crate::DeadlineService).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use palisade_core::{BoxError, DeadlineExpired};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep, sleep_until};
+
+use crate::shared::Shared;
+
+pin_project! {
+    /// The future of a call through a deadline layer: the call below, raced
+    /// against the deadline.
+    ///
+    /// The timer is created only if the call below is not done at its first
+    /// poll, so an answer that is ready at once costs no timer. Dropping the
+    /// future drops the call below and the timer.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Inner<F>,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    enum Inner<F> {
+        // No deadline to enforce: the call below as it is.
+        Plain { #[pin] future: F },
+        // The call below, cut off at `at`.
+        Enforced {
+            #[pin]
+            future: F,
+            #[pin]
+            sleep: Option<Sleep>,
+            at: Instant,
+            budget: Duration,
+            shared: Arc<Shared>,
+        },
+        // No time was left on arrival: the call below was never made.
+        Expired { error: Option<DeadlineExpired> },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) const fn plain(future: F) -> Self {
+        Self {
+            inner: Inner::Plain { future },
+        }
+    }
+
+    pub(crate) const fn enforced(
+        future: F,
+        at: Instant,
+        budget: Duration,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            inner: Inner::Enforced {
+                future,
+                sleep: None,
+                at,
+                budget,
+                shared,
+            },
+        }
+    }
+
+    pub(crate) const fn expired(error: DeadlineExpired) -> Self {
+        Self {
+            inner: Inner::Expired { error: Some(error) },
+        }
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    /// # Panics
+    ///
+    /// If polled again after it returned an expired deadline.
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().inner.project() {
+            InnerProj::Plain { future } => future.poll(cx).map_err(Into::into),
+            InnerProj::Enforced {
+                future,
+                mut sleep,
+                at,
+                budget,
+                shared,
+            } => {
+                if let Poll::Ready(result) = future.poll(cx) {
+                    return Poll::Ready(result.map_err(Into::into));
+                }
+                if sleep.is_none() {
+                    sleep.set(Some(sleep_until(*at)));
+                }
+                let Some(timer) = sleep.as_pin_mut() else {
+                    return Poll::Pending;
+                };
+                if timer.poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                shared.expired(*budget, false);
+                Poll::Ready(Err(DeadlineExpired::new(Arc::clone(&shared.name))
+                    .with_budget(*budget)
+                    .into()))
+            }
+            InnerProj::Expired { error } => Poll::Ready(Err(error
+                .take()
+                .expect("deadline ResponseFuture polled after completion")
+                .into())),
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.inner {
+            Inner::Plain { .. } => "plain",
+            Inner::Enforced { .. } => "enforced",
+            Inner::Expired { .. } => "expired",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
