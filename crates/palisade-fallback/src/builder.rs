@@ -13,6 +13,9 @@ use crate::settings::{FallbackClasses, FallbackSettings};
 use crate::shared::{Shared, Stats};
 use crate::source::{Custom, FromFn, FromService, NoFallback, Plain, Source, Value};
 
+/// What [`FallbackBuilder::service`] keeps of each request: a clone.
+pub type CloneRequest<Req> = fn(&Req) -> Req;
+
 /// Builds a [`FallbackLayer`]: choose the answer (one of
 /// [`value`](Self::value), [`with`](Self::with), [`service`](Self::service),
 /// [`service_with`](Self::service_with), [`custom`](Self::custom); over HTTP
@@ -95,7 +98,7 @@ impl<F, C, K> FallbackBuilder<F, C, K> {
     {
         self.set_answer(FromService {
             service,
-            keep: <Req as Clone>::clone as fn(&Req) -> Req,
+            keep: <Req as Clone>::clone as CloneRequest<Req>,
         })
     }
 

@@ -159,7 +159,7 @@ mod shared;
 mod source;
 mod state;
 
-pub use builder::FallbackBuilder;
+pub use builder::{CloneRequest, FallbackBuilder};
 pub use error::FallbackFailed;
 pub use event::FallbackEvent;
 pub use handle::{ClassCount, FallbackHandle, FallbackSnapshot};
