@@ -91,7 +91,7 @@ impl<F, C, K> FallbackBuilder<F, C, K> {
     pub fn service<S, Req>(
         self,
         service: S,
-    ) -> FallbackBuilder<FromService<S, fn(&Req) -> Req>, C, K>
+    ) -> FallbackBuilder<FromService<S, CloneRequest<Req>>, C, K>
     where
         S: Service<Req> + Clone,
         Req: Clone,
