@@ -16,6 +16,8 @@ use std::error::Error;
 /// | tower's `timeout::error::Elapsed` | 504 |
 /// | open breaker ([`CircuitOpen`](crate::CircuitOpen)) | 503 + `Retry-After` |
 /// | full bulkhead ([`BulkheadFull`](crate::BulkheadFull)) | 503 |
+/// | rate limited ([`RateLimited`](crate::RateLimited)) | 429 + `Retry-After` |
+/// | expired deadline ([`DeadlineExpired`](crate::DeadlineExpired)) | 504 |
 /// | anything else | 500, revealing nothing (logged at `warn`) |
 ///
 /// Add your own mappings with [`ProblemResponseLayer::map_errors`]; they are

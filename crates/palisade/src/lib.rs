@@ -8,12 +8,18 @@
 //! | `bulkhead` | [`bulkhead`] | bounded concurrency with fair, bounded waiting; partitions; adaptive limits |
 //! | `fan-out` | [`fan_out`] | scatter-gather with deadlines and partial results |
 //! | `chaos` | [`chaos`] | latency, error and abort injection, to see the others work |
+//! | `deadline` | [`deadline`] | a deadline carried with each request, read from `grpc-timeout`, written on, enforced |
+//! | `fallback` | [`fallback`] | answer failures and rejections from a value, a closure or a service, marked and counted |
+//! | `hedge` | [`hedge`] | a second attempt after the latency percentile, under a budget |
 //! | `http` | [`http`] and each pattern's `http` module | status classification, problem+json answers for every layer's errors, 503 + `Retry-After` |
-//! | `full` | all of the above | |
+//! | `grpc` | [`grpc`] | gRPC status codes, a `grpc-status` classifier, gRPC status answers for every layer's errors |
+//! | `serde` | each pattern's settings | `Serialize`/`Deserialize` settings, `Serialize` snapshots (where a pattern has them) |
+//! | `full` | all of the above but `serde` | |
 //!
 //! The shared vocabulary is re-exported at the root: [`BoxError`],
 //! [`is_caused_by`], [`Classify`] and [`Outcome`], the rejections
-//! [`CircuitOpen`] and [`BulkheadFull`], [`Registry`], [`ConfigError`].
+//! [`CircuitOpen`], [`BulkheadFull`] and [`RateLimited`], the request's
+//! [`Deadline`] and [`DeadlineExpired`], [`Registry`], [`ConfigError`].
 //! [`ServiceBuilderExt`] adds one method per pattern to
 //! `tower::ServiceBuilder`.
 //!
@@ -83,8 +89,9 @@ mod builder;
 
 pub use builder::ServiceBuilderExt;
 pub use palisade_core::{
-    BoxError, BulkheadFull, CircuitOpen, Classify, ConfigError, ErrorsAsFailures, IgnoreRejections,
-    Listeners, Outcome, Registry, Rejection, cause_ref, is_caused_by, is_rejection, rejection,
+    BoxError, BulkheadFull, CircuitOpen, Classify, ConfigError, Deadline, DeadlineExpired,
+    ErrorsAsFailures, IgnoreRejections, Listeners, Outcome, RateLimited, Registry, Rejection,
+    cause_ref, is_caused_by, is_deadline_expired, is_rejection, rejection,
 };
 
 /// The circuit breaker (feature `circuit-breaker`): the
@@ -117,6 +124,28 @@ pub use palisade_fan_out as fan_out;
 #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
 pub use palisade_chaos as chaos;
 
+/// Deadlines that travel with requests (feature `deadline`): the
+/// [`palisade-deadline`](palisade_deadline) crate.
+#[cfg(feature = "deadline")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deadline")))]
+pub use palisade_deadline as deadline;
+
+/// Fallbacks (feature `fallback`): the
+/// [`palisade-fallback`](palisade_fallback) crate.
+#[cfg(feature = "fallback")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fallback")))]
+pub use palisade_fallback as fallback;
+
+/// Hedged requests (feature `hedge`): the
+/// [`palisade-hedge`](palisade_hedge) crate.
+#[cfg(feature = "hedge")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hedge")))]
+pub use palisade_hedge as hedge;
+
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
