@@ -129,11 +129,25 @@ impl Deadline {
 /// rejection: it says the call took too long, not that a layer refused load.
 /// Over HTTP it is a `504 Gateway Timeout` (`to_problem`, feature `http`);
 /// over gRPC, `DEADLINE_EXCEEDED` (feature `grpc`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// When the call below failed on its own once the deadline had passed (a
+/// timer of its own, such as tonic's channel timeout, fired in the same
+/// instant), that error is kept as the [`source`](Error::source).
+#[derive(Clone, Debug)]
 pub struct DeadlineExpired {
     name: Arc<str>,
     budget: Option<Duration>,
+    source: Option<Arc<dyn Error + Send + Sync>>,
 }
+
+impl PartialEq for DeadlineExpired {
+    /// Equal when the layer and budget are; the source is not compared.
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.budget == other.budget
+    }
+}
+
+impl Eq for DeadlineExpired {}
 
 impl DeadlineExpired {
     /// The layer called `name` found the deadline passed.
@@ -141,6 +155,7 @@ impl DeadlineExpired {
         Self {
             name: name.into(),
             budget: None,
+            source: None,
         }
     }
 
@@ -148,6 +163,14 @@ impl DeadlineExpired {
     #[must_use]
     pub const fn with_budget(mut self, budget: Duration) -> Self {
         self.budget = Some(budget);
+        self
+    }
+
+    /// Records the error the call below failed with after the deadline
+    /// passed.
+    #[must_use]
+    pub fn with_source(mut self, source: crate::BoxError) -> Self {
+        self.source = Some(Arc::from(source));
         self
     }
 
@@ -174,7 +197,11 @@ impl fmt::Display for DeadlineExpired {
     }
 }
 
-impl Error for DeadlineExpired {}
+impl Error for DeadlineExpired {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}
 
 /// `true` if `error`, or any error in its source chain, is a
 /// [`DeadlineExpired`].
@@ -257,6 +284,9 @@ mod tests {
         assert_eq!(e.budget(), Some(Duration::from_millis(40)));
         let boxed: crate::BoxError = e.into();
         assert!(is_deadline_expired(&*boxed));
+        let wrapped = DeadlineExpired::new("api").with_source("timer fired".into());
+        assert_eq!(wrapped, DeadlineExpired::new("api"));
+        assert_eq!(wrapped.source().unwrap().to_string(), "timer fired");
     }
 
     #[cfg(feature = "http")]

@@ -76,6 +76,14 @@ impl DeadlineBuilder {
         self
     }
 
+    /// Time taken off a deadline read from the headers (default 0); under a
+    /// tonic server keep a few milliseconds, so this layer answers
+    /// `DEADLINE_EXCEEDED` before tonic's own timer answers `CANCELLED`.
+    pub fn header_offset(mut self, offset: Duration) -> Self {
+        self.settings.header_offset = offset;
+        self
+    }
+
     /// Fail calls whose deadline passed (default `true`); `false` only
     /// carries the deadline.
     pub fn enforce(mut self, enforce: bool) -> Self {

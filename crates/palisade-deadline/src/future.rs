@@ -15,7 +15,9 @@ use crate::shared::Shared;
 
 pin_project! {
     /// The future of a call through a deadline layer: the call below, raced
-    /// against the deadline.
+    /// against the deadline. An error from below that arrives once the
+    /// deadline has passed is reported as [`DeadlineExpired`], with that error
+    /// as its source.
     ///
     /// The timer is created only if the call below is not done at its first
     /// poll, so an answer that is ready at once costs no timer. Dropping the
@@ -99,7 +101,20 @@ where
                 shared,
             } => {
                 if let Poll::Ready(result) = future.poll(cx) {
-                    return Poll::Ready(result.map_err(Into::into));
+                    return Poll::Ready(result.map_err(|error| {
+                        let error: BoxError = error.into();
+                        if Instant::now() < *at || palisade_core::is_deadline_expired(&*error) {
+                            return error;
+                        }
+                        // The call below failed once the deadline had passed
+                        // (its own timer fired in the same instant as ours):
+                        // the caller's deadline is what passed.
+                        shared.expired(*budget, false);
+                        DeadlineExpired::new(Arc::clone(&shared.name))
+                            .with_budget(*budget)
+                            .with_source(error)
+                            .into()
+                    }));
                 }
                 if sleep.is_none() {
                     sleep.set(Some(sleep_until(*at)));

@@ -69,7 +69,10 @@
 //!     .service(client)
 //! ```
 //!
-//! On a server the layer reads the caller's deadline from the request; on a
+//! On a server the layer reads the caller's deadline from the request (under
+//! tonic, with a [`header_offset`](DeadlineBuilder::header_offset) of a few
+//! milliseconds: tonic's server enforces `grpc-timeout` itself and answers
+//! `CANCELLED` if its timer fires first); on a
 //! client stack below it, a second layer (often with `enforce(false)`, the
 //! outer one already enforcing) writes what is left onto the outgoing
 //! request. Between the two, the application copies the deadline from the
@@ -99,7 +102,10 @@
 //! The error type is [`BoxError`](palisade_core::BoxError): the inner error,
 //! boxed and otherwise unchanged, or [`DeadlineExpired`] (with the budget the
 //! request had on arrival) when the deadline passes, after the call below was
-//! dropped, or on arrival. Over HTTP it answers `504 Gateway Timeout`
+//! dropped, or on arrival. An error from below that arrives once the
+//! deadline has passed (a timer of the call's own that fired in the same
+//! instant, as tonic's channel keeps one for `grpc-timeout`) is reported as
+//! [`DeadlineExpired`] too, with that error as its source. Over HTTP it answers `504 Gateway Timeout`
 //! problem+json ([`http::to_problem`], and built into palisade-core's
 //! `ProblemResponseLayer`); over gRPC, `DEADLINE_EXCEEDED` (built into
 //! palisade-core's `GrpcStatusLayer`). With [`enforce(false)`](DeadlineBuilder::enforce)

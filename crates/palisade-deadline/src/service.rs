@@ -102,10 +102,12 @@ where
         let carried = Deadline::of(&req);
         let announced = if settings.read_headers {
             let headers = req.headers();
+            let offset = settings.header_offset;
             [
                 headers.get(GRPC_TIMEOUT).and_then(parse_grpc_timeout),
                 headers.get(&shared.header).and_then(parse_timeout_ms),
             ]
+            .map(|left| left.map(|left| left.saturating_sub(offset)))
         } else {
             [None, None]
         };

@@ -22,6 +22,7 @@ pub const MAX_BUDGET: Duration = palisade_core::deadline::MAX_BUDGET;
 /// | `read_headers` | `true` | take a deadline from the request's `grpc-timeout` and `header` |
 /// | `write_headers` | `true` | write what is left onto the request: `grpc-timeout` on a gRPC request, `header` otherwise |
 /// | `header` | `x-palisade-timeout-ms` | the HTTP header carrying the time left, in milliseconds |
+/// | `header_offset` | 0 | time taken off a deadline read from the headers (Envoy's `grpc_timeout_header_offset`) |
 /// | `enforce` | `true` | fail the call with `DeadlineExpired` when the deadline passes (`false`: only carry it) |
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(
@@ -47,6 +48,14 @@ pub struct DeadlineSettings {
     /// The HTTP header carrying the time left, in whole milliseconds
     /// (default `x-palisade-timeout-ms`).
     pub header: String,
+    /// Time taken off a deadline read from the request's headers (default
+    /// 0), as Envoy's `grpc_timeout_header_offset`: room for the answer's
+    /// trip back. Under a tonic server, keep a few milliseconds: tonic
+    /// enforces `grpc-timeout` itself and answers `CANCELLED` when its timer
+    /// fires first; with an offset this layer fires first and answers
+    /// `DEADLINE_EXCEEDED`.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub header_offset: Duration,
     /// Fail the call with `DeadlineExpired` once the deadline passes,
     /// dropping the call below (default `true`). With `false` the layer only
     /// carries and writes the deadline, for the layers below to enforce.
@@ -60,6 +69,7 @@ impl Default for DeadlineSettings {
             read_headers: true,
             write_headers: true,
             header: TIMEOUT_HEADER.to_owned(),
+            header_offset: Duration::ZERO,
             enforce: true,
         }
     }
@@ -70,8 +80,9 @@ impl DeadlineSettings {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] naming `budget` (zero, or above [`MAX_BUDGET`]) or
-    /// `header` (not a valid header name).
+    /// A [`ConfigError`] naming `budget` (zero, or above [`MAX_BUDGET`]),
+    /// `header_offset` (above [`MAX_BUDGET`]) or `header` (not a valid
+    /// header name).
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self.budget {
             Some(budget) if budget.is_zero() => {
@@ -87,6 +98,12 @@ impl DeadlineSettings {
                 ));
             }
             _ => {}
+        }
+        if self.header_offset > MAX_BUDGET {
+            return Err(ConfigError::new(
+                "header_offset",
+                format!("must be at most a year, got {:?}", self.header_offset),
+            ));
         }
         self.header_name()?;
         Ok(())

@@ -363,6 +363,61 @@ async fn dropping_the_response_future_drops_the_call_below() {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_header_offset_shortens_a_deadline_read_from_the_caller() {
+    let layer = DeadlineLayer::builder("server")
+        .header_offset(5 * MS)
+        .budget(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let (seen, inner) = recorder(Duration::ZERO);
+    let svc = layer.layer(inner);
+    let mut req = grpc();
+    req.headers_mut()
+        .insert("grpc-timeout", "100m".parse().unwrap());
+    svc.clone().oneshot(req).await.unwrap();
+    // Not from the budget: the offset is for deadlines read from headers.
+    svc.oneshot(get()).await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0].left, Some(95 * MS));
+    assert_eq!(seen[1].left, Some(Duration::from_secs(1)));
+}
+
+/// A timer of the call's own (tonic's channel enforces `grpc-timeout` too)
+/// that fires in the same instant as the deadline: its error is reported as
+/// the deadline passing, with that error kept as the source.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn an_error_from_below_once_the_deadline_passed_is_a_deadline_expiry() {
+    #[derive(Debug)]
+    struct TimerFired;
+    impl std::fmt::Display for TimerFired {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("timeout expired")
+        }
+    }
+    impl std::error::Error for TimerFired {}
+
+    let layer = DeadlineLayer::builder("client")
+        .budget(100 * MS)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(service_fn(|req: Request<()>| async move {
+        // The call below keeps its own timer at the deadline it was told.
+        let left = Deadline::of(&req).unwrap().remaining();
+        sleep(left).await;
+        Err::<(), _>(TimerFired)
+    }));
+    let err = svc.oneshot(get()).await.unwrap_err();
+    let expired = cause_ref::<DeadlineExpired>(&*err).expect("a DeadlineExpired");
+    assert_eq!(expired.name(), "client");
+    assert!(
+        is_caused_by::<TimerFired>(&*err),
+        "the call's own error is the source"
+    );
+    assert_eq!(handle.snapshot().expired_in_flight, 1);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn inner_errors_pass_through_boxed() {
     let layer = DeadlineLayer::builder("edge")
         .budget(100 * MS)
