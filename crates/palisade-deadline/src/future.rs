@@ -45,6 +45,8 @@ pin_project! {
         },
         // No time was left on arrival: the call below was never made.
         Expired { error: Option<DeadlineExpired> },
+        // Completed: the call below and the timer are gone.
+        Done,
     }
 }
 
@@ -91,7 +93,8 @@ where
     /// If polled again after it returned an expired deadline.
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().inner.project() {
+        let mut inner = self.project().inner;
+        match inner.as_mut().project() {
             InnerProj::Plain { future } => future.poll(cx).map_err(Into::into),
             InnerProj::Enforced {
                 future,
@@ -126,14 +129,17 @@ where
                     return Poll::Pending;
                 }
                 shared.expired(*budget, false);
-                Poll::Ready(Err(DeadlineExpired::new(Arc::clone(&shared.name))
-                    .with_budget(*budget)
-                    .into()))
+                let error = DeadlineExpired::new(Arc::clone(&shared.name)).with_budget(*budget);
+                // Drop the call below (and what it holds: a permit, a
+                // connection) now, not when this future is dropped.
+                inner.set(Inner::Done);
+                Poll::Ready(Err(error.into()))
             }
             InnerProj::Expired { error } => Poll::Ready(Err(error
                 .take()
                 .expect("deadline ResponseFuture polled after completion")
                 .into())),
+            InnerProj::Done => panic!("deadline ResponseFuture polled after completion"),
         }
     }
 }
@@ -144,6 +150,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
             Inner::Plain { .. } => "plain",
             Inner::Enforced { .. } => "enforced",
             Inner::Expired { .. } => "expired",
+            Inner::Done => "done",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

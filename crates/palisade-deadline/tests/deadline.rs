@@ -2,6 +2,7 @@
 //! happens when it passes. All under tokio's paused clock.
 
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use http::{HeaderMap, Request};
@@ -210,13 +211,21 @@ async fn a_call_still_running_at_the_deadline_is_dropped_and_fails() {
             Ok::<_, BoxError>(())
         }
     });
-    let start = Instant::now();
-    let err = layer.layer(inner).oneshot(get()).await.unwrap_err();
-    assert_eq!(start.elapsed(), 100 * MS);
+    let mut svc = layer.layer(inner);
+    let mut call = tokio_test::task::spawn(svc.ready().await.unwrap().call(get()));
+    assert!(call.poll().is_pending());
+    advance(99 * MS).await;
+    assert!(call.poll().is_pending());
+    advance(MS).await;
+    let Poll::Ready(Err(err)) = call.poll() else {
+        panic!("the deadline passed");
+    };
+    // Dropped when the deadline passed, not when the caller drops the future.
+    assert!(probe.dropped(), "the call below was dropped");
+    drop(call);
     let expired = cause_ref::<DeadlineExpired>(&*err).expect("a DeadlineExpired");
     assert_eq!(expired.name(), "edge");
     assert_eq!(expired.budget(), Some(100 * MS));
-    assert!(probe.dropped(), "the call below was dropped");
     let snapshot = handle.snapshot();
     assert_eq!(
         (snapshot.expired_on_arrival, snapshot.expired_in_flight),
