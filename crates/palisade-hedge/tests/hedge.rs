@@ -93,8 +93,9 @@ impl Service<u32> for Downstream {
 /// Ids below this warm the latency window up with 10 ms answers.
 const WARM: u32 = 100;
 
-/// Warms `svc` up: `WARM` answers of 10 ms, so the p95 delay is the bucket
-/// bound of 10 ms, 10.24 ms.
+/// Warms `svc` up: `WARM` answers of 10 ms, so the p95 delay is the middle
+/// of 10 ms's bucket, 9.728 ms (tokio's timer fires on the next whole
+/// millisecond: 10 ms after the call).
 async fn warm_up<S>(svc: &S)
 where
     S: Service<u32, Response = u32, Error = BoxError> + Clone,
@@ -108,7 +109,7 @@ fn warm_plan(id: u32) -> Option<(Duration, Result<u32, &'static str>)> {
     (id < WARM).then_some((10 * MS, Ok(id)))
 }
 
-const DELAY: Duration = Duration::from_micros(10_240);
+const DELAY: Duration = Duration::from_micros(9_728);
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_hedge_fires_only_after_the_percentile_delay_and_the_loser_is_dropped() {
@@ -136,10 +137,10 @@ async fn a_hedge_fires_only_after_the_percentile_delay_and_the_loser_is_dropped(
     let start = Instant::now();
     let mut call = tokio_test::task::spawn(svc.clone().oneshot(500));
     assert!(call.poll().is_pending());
-    advance(10 * MS).await;
+    advance(9 * MS).await;
     assert!(call.poll().is_pending());
     assert_eq!(down.calls(), WARM as usize + 1, "no hedge before the delay");
-    // The timer fires at the next millisecond tick after 10.24 ms.
+    // The timer fires on the millisecond tick after 9.728 ms.
     advance(MS).await;
     assert!(call.poll().is_pending());
     assert_eq!(down.calls(), WARM as usize + 2, "the hedge is sent");
@@ -149,7 +150,7 @@ async fn a_hedge_fires_only_after_the_percentile_delay_and_the_loser_is_dropped(
         matches!(answer, Poll::Ready(Ok(5000))),
         "the hedge wins: {answer:?}"
     );
-    assert_eq!(start.elapsed(), 21 * MS);
+    assert_eq!(start.elapsed(), 20 * MS);
     assert!(
         down.dropped(500, 1),
         "the first attempt, the loser, was dropped"
@@ -253,11 +254,11 @@ async fn several_hedges_each_wait_the_delay_and_stop_at_the_maximum() {
     warm_up(&svc).await;
     let mut call = tokio_test::task::spawn(svc.clone().oneshot(500));
     assert!(call.poll().is_pending());
-    advance(11 * MS).await;
+    advance(10 * MS).await;
     assert!(call.poll().is_pending());
     assert_eq!(down.calls(), WARM as usize + 2);
-    // The second hedge is due 10.24 ms after the first one was sent.
-    advance(10 * MS).await;
+    // The second hedge is due 9.728 ms after the first one was sent.
+    advance(9 * MS).await;
     assert!(call.poll().is_pending());
     assert_eq!(down.calls(), WARM as usize + 2);
     advance(MS).await;
@@ -383,7 +384,7 @@ async fn readiness_is_polled_only_for_a_hedge_about_to_be_sent() {
     let mut call = tokio_test::task::spawn(svc.ready().await.unwrap().call(500));
     assert_eq!(polls.load(Ordering::SeqCst), 1, "the call's own readiness");
     assert!(call.poll().is_pending());
-    advance(10 * MS).await;
+    advance(9 * MS).await;
     assert!(call.poll().is_pending());
     assert_eq!(
         polls.load(Ordering::SeqCst),
@@ -401,7 +402,7 @@ async fn readiness_is_polled_only_for_a_hedge_about_to_be_sent() {
     let start = Instant::now();
     let answer = call.await;
     assert_eq!(answer.unwrap(), 500);
-    assert_eq!(start.elapsed(), 39 * MS);
+    assert_eq!(start.elapsed(), 40 * MS);
     assert_eq!(down.calls(), WARM as usize + 1, "the hedge was never sent");
     // Nothing was left reserved: the next call goes through.
     svc.ready().await.unwrap().call(1).await.unwrap();
@@ -418,7 +419,7 @@ async fn dropping_the_call_drops_every_attempt() {
     warm_up(&svc).await;
     let mut call = tokio_test::task::spawn(svc.clone().oneshot(500));
     assert!(call.poll().is_pending());
-    advance(11 * MS).await;
+    advance(10 * MS).await;
     assert!(call.poll().is_pending());
     assert_eq!(down.calls(), WARM as usize + 2);
     drop(call);
