@@ -86,6 +86,20 @@ impl ConfigFileError {
         }
     }
 
+    /// A file that sets nothing at all (empty, or only comments): a gateway
+    /// with no routes, which is never what was meant.
+    fn empty(file: &str) -> Self {
+        Self {
+            file: file.to_owned(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: "the file is empty (or only comments): a gateway with no upstream and no \
+                      route would serve nothing; start from `palisade-gateway --print-default-config`"
+                .to_owned(),
+        }
+    }
+
     /// A file that could not be read at all.
     #[must_use]
     pub fn unreadable(file: &str, err: &std::io::Error) -> Self {
@@ -170,6 +184,8 @@ struct RawConfig {
     #[serde(default)]
     admin: RawAdmin,
     #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
     demo: Option<RawDemo>,
     #[serde(default)]
     upstreams: BTreeMap<String, RawUpstream>,
@@ -195,6 +211,13 @@ struct RawAdmin {
     token: Option<Spanned<String>>,
     #[serde(default)]
     generate_token: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    access_log: Option<Spanned<String>>,
+    access_log_sample: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -364,6 +387,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The admin API's guard.
     pub admin: AdminConfig,
+    /// What the gateway logs per request.
+    pub log: LogConfig,
     /// The in-process demo backends, if any.
     pub demo: Option<DemoConfig>,
     /// Upstreams by name.
@@ -427,6 +452,36 @@ impl fmt::Debug for AdminConfig {
             .finish()
     }
 }
+
+/// `[log]`: what the gateway logs per request.
+///
+/// Whatever is set here, per-call upstream failures are logged at most once
+/// per second per upstream and reason (with the count of those not logged),
+/// and breaker transitions always are; see `crate::logs`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LogConfig {
+    /// `access_log` (with `access_log_sample`): the access log, one
+    /// structured `INFO` line per request (target `palisade_gateway::access`).
+    /// Default: off.
+    pub access_log: AccessLog,
+}
+
+/// Which requests the access log writes a line for.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum AccessLog {
+    /// `"off"`: none (the default: metrics and the dashboard count every
+    /// request; a line per request fills a disk under load).
+    #[default]
+    Off,
+    /// `"sampled"`: each request with probability `access_log_sample`, a
+    /// fraction in `(0, 1]` (default `0.01`).
+    Sampled(f64),
+    /// `"all"`: every request.
+    All,
+}
+
+/// The default `access_log_sample`.
+pub const DEFAULT_ACCESS_LOG_SAMPLE: f64 = 0.01;
 
 /// `[demo]`: the in-process demo backends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -739,16 +794,29 @@ impl Config {
     ///
     /// Every resilience table is checked by building its layer with the
     /// settings given: what the builder refuses is refused here, at the key
-    /// the builder's [`ConfigError`] names.
+    /// the builder's [`ConfigError`] names. A text that sets nothing (empty,
+    /// or only comments and blank lines) is refused too.
     ///
     /// # Errors
     ///
     /// As [`load`](Self::load).
     pub fn parse(name: &str, text: &str) -> Result<Self, ConfigFileError> {
+        if sets_nothing(text) {
+            return Err(ConfigFileError::empty(name));
+        }
         let source = Source { name, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| syntax_error(&source, &e))?;
         Checker { source: &source }.config(raw)
     }
+}
+
+/// `true` if `text` has nothing but blank lines and comments: TOML that
+/// sets no key and opens no table.
+fn sets_nothing(text: &str) -> bool {
+    text.lines().all(|line| {
+        let line = line.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+        line.is_empty() || line.starts_with('#')
+    })
 }
 
 /// `true` for a route prefix the router can take as it is: `/` followed by
@@ -1012,6 +1080,8 @@ impl Checker<'_> {
             generate_token: raw.admin.generate_token,
         };
 
+        let log = self.log(&raw.log)?;
+
         let demo = match raw.demo {
             Some(d) if d.enabled => Some(self.demo(d)?),
             _ => None,
@@ -1069,6 +1139,7 @@ impl Checker<'_> {
         Ok(Config {
             server,
             admin,
+            log,
             demo,
             upstreams,
             routes,
@@ -1099,6 +1170,39 @@ impl Checker<'_> {
                 }
             ),
         )
+    }
+
+    fn log(&self, raw: &RawLog) -> Result<LogConfig, ConfigFileError> {
+        let sample = match &raw.access_log_sample {
+            Some(v) => {
+                let f = *v.get_ref();
+                if !(f > 0.0 && f <= 1.0) {
+                    return self.err(
+                        v.span(),
+                        "log.access_log_sample",
+                        format!("must be a fraction in (0, 1], got {f}"),
+                    );
+                }
+                f
+            }
+            None => DEFAULT_ACCESS_LOG_SAMPLE,
+        };
+        let access_log = match raw.access_log.as_ref() {
+            None => AccessLog::Off,
+            Some(v) => match v.get_ref().as_str() {
+                "off" => AccessLog::Off,
+                "sampled" => AccessLog::Sampled(sample),
+                "all" => AccessLog::All,
+                other => {
+                    return self.err(
+                        v.span(),
+                        "log.access_log",
+                        format!("must be \"off\", \"sampled\" or \"all\", got {other:?}"),
+                    );
+                }
+            },
+        };
+        Ok(LogConfig { access_log })
     }
 
     fn demo(&self, d: RawDemo) -> Result<DemoConfig, ConfigFileError> {

@@ -1,7 +1,15 @@
 //! The live dashboard: `GET /dashboard` (a self-contained page) and
 //! `GET /dashboard/events` (Server-Sent Events, one [`DashboardSnapshot`]
 //! per second, event name `snapshot`).
+//!
+//! Each tile's sparklines come from its upstream's history, kept
+//! server-side ([`crate::stats`]: one point per second for the last
+//! [`HISTORY_SECS`] seconds, bounded). A stream's
+//! first snapshot carries every point; each later one only the points it
+//! has not sent yet, so a second's snapshot stays small. The page keeps at
+//! most as many points as the server does.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +25,9 @@ use palisade::circuit_breaker::CircuitBreakerSnapshot;
 use serde::Serialize;
 
 use crate::admin::ChaosView;
+use crate::aggregator::GatherView;
 use crate::state::AppState;
+use crate::stats::{HISTORY_SECS, HistoryPoint};
 
 /// The page, served from the binary.
 pub const DASHBOARD_HTML: &str = include_str!("../static/dashboard.html");
@@ -32,8 +42,12 @@ pub struct DashboardSnapshot {
     pub at_ms: u64,
     /// Seconds the rolling window spans.
     pub window_secs: u64,
+    /// Seconds of history the server keeps per upstream (one point each).
+    pub history_secs: u64,
     /// One tile per upstream, by name.
     pub upstreams: Vec<UpstreamTile>,
+    /// The aggregator's view, when the config has one.
+    pub aggregator: Option<AggregatorTile>,
     /// `true` when the admin API (and so the chaos buttons) is enabled.
     pub admin_enabled: bool,
 }
@@ -51,18 +65,25 @@ pub struct UpstreamTile {
     pub timeout_ms: u64,
     /// Calls completed in the window.
     pub requests: u64,
-    /// Of those, errors and 5xx responses.
+    /// Of those, errors and 5xx responses (refusals included).
     pub errors: u64,
+    /// Of those, calls a layer refused (an open breaker, a full bulkhead),
+    /// in the same window.
+    pub refused: u64,
     /// Requests per second over the window.
     pub rate_per_sec: f64,
     /// Error percentage over the window.
     pub error_pct: f64,
-    /// Median latency to response headers, ms (`null` with no calls).
+    /// Median latency to response headers of the calls not refused, ms
+    /// (`null` without any: a refusal has no latency worth showing).
     pub latency_p50_ms: Option<f64>,
-    /// 99th percentile latency, ms.
+    /// 99th percentile latency of the calls not refused, ms.
     pub latency_p99_ms: Option<f64>,
     /// Calls in flight now.
     pub in_flight: u64,
+    /// One point per second, oldest first: on a stream's first snapshot the
+    /// whole history, then only the points not sent yet.
+    pub history: Vec<HistoryPoint>,
     /// The circuit breaker's figures; `null` when the upstream's stack has
     /// no breaker.
     pub circuit_breaker: Option<BreakerTile>,
@@ -87,7 +108,9 @@ pub struct BreakerTile {
     /// The window's slow-call rate, percent (`None` before the minimum
     /// number of calls, or without slow-call detection).
     pub slow_call_rate_pct: Option<f64>,
-    /// Calls refused so far.
+    /// Calls it refused in the dashboard's window (as callers saw them).
+    pub refused: u64,
+    /// Calls it refused since start (attempts, retries included).
     pub rejected: u64,
 }
 
@@ -100,8 +123,21 @@ pub struct BulkheadTile {
     pub limit: u64,
     /// Calls waiting for a permit.
     pub waiting: u64,
-    /// Calls refused so far.
+    /// Calls it refused in the dashboard's window (as callers saw them).
+    pub refused: u64,
+    /// Calls it refused since start.
     pub rejected: u64,
+}
+
+/// The aggregator on the dashboard.
+#[derive(Clone, Debug, Serialize)]
+pub struct AggregatorTile {
+    /// Its route (`/api/dashboard/user/{id}`).
+    pub route: &'static str,
+    /// The last gather kept (one every
+    /// [`SAMPLE_EVERY`](crate::aggregator::SAMPLE_EVERY) at most), drawn as
+    /// a waterfall; `null` before the first.
+    pub last: Option<GatherView>,
 }
 
 impl BreakerTile {
@@ -118,6 +154,7 @@ impl BreakerTile {
             failure_rate_pct: judged.then_some(snapshot.failure_rate),
             slow_call_rate_pct: (judged && snapshot.config.slow_call_duration.is_some())
                 .then_some(snapshot.slow_call_rate),
+            refused: 0,
             rejected: snapshot.not_permitted_calls,
         }
     }
@@ -132,14 +169,24 @@ impl BulkheadTile {
             in_flight: n(snapshot.in_flight),
             limit: n(snapshot.limit),
             waiting: n(snapshot.queued),
+            refused: 0,
             rejected: snapshot.rejected,
         }
     }
 }
 
-/// The snapshot of `state` now.
+/// The snapshot of `state` now, with every upstream's whole history.
 #[must_use]
 pub fn snapshot(state: &AppState) -> DashboardSnapshot {
+    snapshot_since(state, &BTreeMap::new())
+}
+
+/// The snapshot of `state` now, with each upstream's history points after
+/// the second `sent` gives for it (all of them for an upstream it does not
+/// name). The seconds that ended are folded into the histories first.
+#[must_use]
+pub fn snapshot_since(state: &AppState, sent: &BTreeMap<String, u64>) -> DashboardSnapshot {
+    state.fold_history();
     let at_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -169,17 +216,22 @@ pub fn snapshot(state: &AppState) -> DashboardSnapshot {
                 errors: s.errors,
                 rate_per_sec: s.rate_per_sec,
                 error_pct: s.error_pct,
+                refused: s.refused,
                 latency_p50_ms: s.p50_ms,
                 latency_p99_ms: s.p99_ms,
                 in_flight: s.in_flight,
+                history: up.stats().history_since(sent.get(up.name()).copied()),
                 circuit_breaker: state
                     .circuit_breakers()
                     .get(up.name())
-                    .map(|h| BreakerTile::of(&h.snapshot())),
-                bulkhead: state
-                    .bulkheads()
-                    .get(up.name())
-                    .map(|h| BulkheadTile::of(&h.snapshot())),
+                    .map(|h| BreakerTile {
+                        refused: s.refused_by_breaker,
+                        ..BreakerTile::of(&h.snapshot())
+                    }),
+                bulkhead: state.bulkheads().get(up.name()).map(|h| BulkheadTile {
+                    refused: s.refused_by_bulkhead,
+                    ..BulkheadTile::of(&h.snapshot())
+                }),
                 chaos,
             }
         })
@@ -187,7 +239,12 @@ pub fn snapshot(state: &AppState) -> DashboardSnapshot {
     DashboardSnapshot {
         at_ms,
         window_secs: crate::stats::WINDOW_SECS,
+        history_secs: HISTORY_SECS,
         upstreams,
+        aggregator: state.inner.aggregator.as_ref().map(|_| AggregatorTile {
+            route: crate::config::AGGREGATOR_ROUTE,
+            last: state.last_gather(),
+        }),
         admin_enabled: state.admin_enabled(),
     }
 }
@@ -200,11 +257,16 @@ async fn page() -> Response {
         .into_response()
 }
 
-fn snapshot_event(state: &AppState) -> Event {
-    match Event::default()
-        .event("snapshot")
-        .json_data(snapshot(state))
-    {
+/// The next snapshot of a stream that has sent the history up to `sent`
+/// (updated with what this one carries).
+fn snapshot_event(state: &AppState, sent: &mut BTreeMap<String, u64>) -> Event {
+    let snap = snapshot_since(state, sent);
+    for tile in &snap.upstreams {
+        if let Some(last) = tile.history.last() {
+            sent.insert(tile.name.clone(), last.t);
+        }
+    }
+    match Event::default().event("snapshot").json_data(snap) {
         Ok(event) => event,
         Err(err) => Event::default().event("error").data(err.to_string()),
     }
@@ -216,18 +278,22 @@ fn snapshot_event(state: &AppState) -> Event {
 fn events(state: AppState) -> impl Stream<Item = Result<Event, Infallible>> {
     let mut interval = tokio::time::interval(INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    futures_util::stream::unfold((state, interval), |(state, mut interval)| async move {
-        tokio::select! {
-            // The tick first: the first snapshot is sent even if shutdown
-            // began before the stream was first polled.
-            biased;
-            _ = interval.tick() => {
-                let event = snapshot_event(&state);
-                Some((Ok(event), (state, interval)))
+    let sent = BTreeMap::new();
+    futures_util::stream::unfold(
+        (state, interval, sent),
+        |(state, mut interval, mut sent)| async move {
+            tokio::select! {
+                // The tick first: the first snapshot is sent even if shutdown
+                // began before the stream was first polled.
+                biased;
+                _ = interval.tick() => {
+                    let event = snapshot_event(&state, &mut sent);
+                    Some((Ok(event), (state, interval, sent)))
+                }
+                () = state.lifecycle().wait_drain() => None,
             }
-            () = state.lifecycle().wait_drain() => None,
-        }
-    })
+        },
+    )
 }
 
 async fn stream(State(state): State<AppState>) -> Response {

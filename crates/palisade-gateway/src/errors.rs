@@ -54,11 +54,7 @@ pub fn error_response(
             .detail(detail)
     } else if let Some(fault) = client_fault(err) {
         match fault {
-            ClientFault::BodyTooLarge => {
-                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-                    .kind("body-too-large")
-                    .detail("the request body is larger than the gateway accepts")
-            }
+            ClientFault::BodyTooLarge => body_too_large(None),
             ClientFault::BadBody => Problem::new(StatusCode::BAD_REQUEST, "bad request body")
                 .kind("bad-request-body")
                 .detail("the request body ended before it was complete, or was malformed"),
@@ -73,6 +69,23 @@ pub fn error_response(
             .detail(format!("`{upstream}` failed: {}", chain(err)))
     };
     problem.extension("upstream", upstream).into_response()
+}
+
+/// The `413` problem for a request body over the gateway's limit (`limit`
+/// bytes, when the caller knows it), whether its `Content-Length` said so up
+/// front or it crossed the limit while streaming:
+/// `urn:palisade:problem:body-too-large`.
+#[must_use]
+pub fn body_too_large(limit: Option<usize>) -> Problem {
+    let detail = match limit {
+        Some(limit) => {
+            format!("the request body is larger than the {limit} bytes the gateway accepts")
+        }
+        None => "the request body is larger than the gateway accepts".to_owned(),
+    };
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+        .kind("body-too-large")
+        .detail(detail)
 }
 
 /// `err` and its causes, joined with `: `.

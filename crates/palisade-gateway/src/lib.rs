@@ -39,6 +39,7 @@
 //! | [`aggregator`] | `GET /api/dashboard/user/{id}`: the fan-out over the upstreams' stacks |
 //! | [`proxy`] | the innermost client service (hyper-util's pooled client), hop-by-hop and forwarding headers |
 //! | [`errors`] | stack errors as problem+json responses |
+//! | [`logs`] | the access log setting and the rate limit on per-call failure lines |
 //! | [`stats`] | per-upstream rolling-window statistics layer |
 //! | [`dashboard`] | the dashboard page, its snapshot and event stream |
 //! | [`admin`] | the admin API (bearer token): breakers, bulkheads, chaos |
@@ -53,6 +54,7 @@ pub mod dashboard;
 pub mod demo;
 mod drain;
 pub mod errors;
+pub mod logs;
 pub mod proxy;
 pub mod routes;
 pub mod server;

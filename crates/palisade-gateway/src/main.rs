@@ -24,10 +24,27 @@ enum LogFormat {
     Json,
 }
 
+/// What `--help` adds after the options.
+const AFTER_HELP: &str = concat!(
+    "Environment:\n",
+    "  PALISADE_ADMIN_TOKEN  the admin API's bearer token; overrides `admin.token` in the\n",
+    "                        config; must not be empty (unset it to use the config's)\n",
+    "  RUST_LOG              log level and filters (default `info`), e.g. `warn` or\n",
+    "                        `info,palisade_gateway::access=off`\n",
+    "\n",
+    "Exit codes: 0 after a clean shutdown, 1 when the gateway cannot start (an address in\n",
+    "use), 2 for a bad config or bad arguments.\n",
+    "\n",
+    "The manual, with every config key, the routes, the admin API and the dashboard:\n",
+    "docs/gateway.md in the source tree, ",
+    env!("CARGO_PKG_REPOSITORY"),
+    "/blob/main/docs/gateway.md",
+);
+
 /// The Palisade demo gateway: a reverse proxy over in-process demo backends,
 /// with chaos controls, Prometheus metrics and a live dashboard.
 #[derive(Debug, Parser)]
-#[command(name = "palisade-gateway", version)]
+#[command(name = "palisade-gateway", version, after_help = AFTER_HELP)]
 struct Args {
     /// The TOML config file (default: the embedded config, see
     /// --print-default-config).
@@ -73,32 +90,74 @@ fn load(args: &Args) -> Result<Config, ConfigFileError> {
     }
 }
 
+/// Where the admin token in force came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TokenSource {
+    /// `PALISADE_ADMIN_TOKEN`.
+    Env,
+    /// `admin.token`.
+    Config,
+    /// Generated for this run (`admin.generate_token`).
+    Generated,
+    /// None: the admin API is disabled.
+    None,
+}
+
 /// The admin token in force: the environment, then the config, then (if the
-/// config asks) a random one for this run.
-fn admin_token(config: &Config) -> Option<String> {
-    if let Some(token) = std::env::var(TOKEN_ENV)
-        .ok()
-        .filter(|t| !t.trim().is_empty())
-    {
-        tracing::info!("admin API enabled with the token from {TOKEN_ENV}");
-        return Some(token.trim().to_owned());
+/// config asks) a random one for this run. Logs nothing: the token is
+/// announced once the gateway has bound its address
+/// ([`announce_admin_token`]).
+///
+/// # Errors
+///
+/// `PALISADE_ADMIN_TOKEN` is set but empty (or blank): the docs say it must
+/// not be, and silently falling back to another token would hide the
+/// mistake.
+fn admin_token(config: &Config) -> Result<(Option<String>, TokenSource), String> {
+    if let Some(value) = std::env::var_os(TOKEN_ENV) {
+        let Some(value) = value.to_str() else {
+            return Err(format!("{TOKEN_ENV} is not valid UTF-8"));
+        };
+        let token = value.trim();
+        if token.is_empty() {
+            return Err(format!(
+                "{TOKEN_ENV} is set but empty: give it a token, or unset it to use `admin.token` from the config"
+            ));
+        }
+        return Ok((Some(token.to_owned()), TokenSource::Env));
     }
     if let Some(token) = &config.admin.token {
-        tracing::info!("admin API enabled with the token from the config");
-        return Some(token.clone());
+        return Ok((Some(token.clone()), TokenSource::Config));
     }
     if config.admin.generate_token {
         let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        if tracing::enabled!(tracing::Level::INFO) {
-            tracing::info!(token = %token, "admin API enabled with a token generated for this run (set admin.token or {TOKEN_ENV} to choose one)");
-        } else {
-            // The operator needs the token even when INFO is filtered out.
-            eprintln!("palisade-gateway: admin token for this run: {token}");
-        }
-        return Some(token);
+        return Ok((Some(token), TokenSource::Generated));
     }
-    tracing::info!("admin API disabled: no admin token (set admin.token or {TOKEN_ENV})");
-    None
+    Ok((None, TokenSource::None))
+}
+
+/// Logs where the admin token came from (the token itself only when it was
+/// generated, since the operator has no other way to learn it).
+fn announce_admin_token(token: Option<&str>, source: TokenSource) {
+    match (source, token) {
+        (TokenSource::Env, _) => {
+            tracing::info!("admin API enabled with the token from {TOKEN_ENV}");
+        }
+        (TokenSource::Config, _) => {
+            tracing::info!("admin API enabled with the token from the config");
+        }
+        (TokenSource::Generated, Some(token)) => {
+            if tracing::enabled!(tracing::Level::INFO) {
+                tracing::info!(token = %token, "admin API enabled with a token generated for this run (set admin.token or {TOKEN_ENV} to choose one)");
+            } else {
+                // The operator needs the token even when INFO is filtered out.
+                eprintln!("palisade-gateway: admin token for this run: {token}");
+            }
+        }
+        (TokenSource::Generated | TokenSource::None, _) => {
+            tracing::info!("admin API disabled: no admin token (set admin.token or {TOKEN_ENV})");
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -128,7 +187,11 @@ async fn shutdown_signal() {
     }
 }
 
-async fn run(args: Args, mut config: Config) -> ExitCode {
+async fn run(
+    args: Args,
+    mut config: Config,
+    (token, token_source): (Option<String>, TokenSource),
+) -> ExitCode {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
@@ -155,14 +218,14 @@ async fn run(args: Args, mut config: Config) -> ExitCode {
             }
         };
     }
-    let token = admin_token(&config);
-    let gateway = match Gateway::bind(config, token).await {
+    let gateway = match Gateway::bind(config, token.clone()).await {
         Ok(g) => g,
         Err(err) => {
             eprintln!("palisade-gateway: {err}");
             return ExitCode::FAILURE;
         }
     };
+    announce_admin_token(token.as_deref(), token_source);
     let addr = gateway.local_addr();
     tracing::info!("dashboard: http://{addr}/dashboard  metrics: http://{addr}/metrics");
     // The first signal starts the shutdown (not ready, then drain after the
@@ -199,6 +262,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let token = match admin_token(&config) {
+        Ok(token) => token,
+        Err(err) => {
+            eprintln!("palisade-gateway: bad config: {err}");
+            return ExitCode::from(2);
+        }
+    };
     if args.check_config {
         println!("config OK");
         return ExitCode::SUCCESS;
@@ -213,5 +283,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(args, config))
+    let code = runtime.block_on(run(args, config, token));
+    // By now the gateway has stopped (its workers joined, the demo backends
+    // shut down): nothing left on the runtime is worth waiting for. Dropping
+    // it would wait without bound for any blocking task still running (a
+    // DNS lookup, say); this waits a moment at most.
+    runtime.shutdown_timeout(EXIT_WAIT);
+    code
 }
+
+/// How long the exit waits for whatever is left on the runtime once the
+/// gateway has stopped.
+const EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);

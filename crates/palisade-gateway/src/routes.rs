@@ -15,7 +15,8 @@
 //!
 //! [`App`] is the service hyper calls. For every request, in order: the
 //! request id (the client's `x-request-id`, or 16 random hex digits), the
-//! access log span at `INFO`, the body limit (`413` up front for a
+//! access log line at `INFO` when the `[log] access_log` setting picks the
+//! request (off by default: [`crate::logs`]), the body limit (`413` up front for a
 //! `Content-Length` over it; the body is cut at the limit otherwise, and its
 //! errors are marked as the client's: [`proxy::ClientBody`]), a panic
 //! catcher (a panic becomes a `500` problem; the connection survives), then
@@ -56,9 +57,11 @@ use http::{HeaderName, StatusCode};
 use palisade::BoxError;
 use palisade::fan_out::http::ParseJsonLayer;
 use tower::{Layer, Service, ServiceExt};
-use tracing::{Instrument, Level};
+use tracing::Level;
 
+use crate::aggregator::{Gathered, Timed};
 use crate::errors::{error_response, problem};
+use crate::logs::{ACCESS_TARGET, AccessLog, FailureLog, FailureReason};
 use crate::proxy::{self, HttpClient};
 use crate::state::AppState;
 use crate::upstream::UpstreamStack;
@@ -132,6 +135,7 @@ struct ProxyRoute {
     attempt_timeout_ms: u128,
     service: UpstreamStack,
     metrics: RouteMetrics,
+    failures: Arc<FailureLog>,
 }
 
 impl ProxyRoute {
@@ -178,13 +182,21 @@ async fn proxy(
                     "the client's request body failed; not held against the upstream"
                 );
             } else {
-                tracing::warn!(
-                    upstream = &*route.upstream,
-                    status = res.status().as_u16(),
-                    request_id = request_id.to_str().unwrap_or(""),
-                    error = %err,
-                    "upstream call failed"
-                );
+                // At most one line per upstream and reason per second: under
+                // an outage every call fails (or is refused) alike, and the
+                // metrics count them all.
+                let reason = FailureReason::of(&*err);
+                if let Some(suppressed) = route.failures.admit(reason) {
+                    tracing::warn!(
+                        upstream = &*route.upstream,
+                        reason = reason.as_str(),
+                        status = res.status().as_u16(),
+                        request_id = request_id.to_str().unwrap_or(""),
+                        error = %err,
+                        suppressed,
+                        "upstream call failed"
+                    );
+                }
             }
             res
         }
@@ -215,6 +227,7 @@ fn proxy_table(
             attempt_timeout_ms: upstream.config().attempt_timeout.as_millis(),
             service: service.clone(),
             metrics: RouteMetrics::new(&route.upstream),
+            failures: Arc::clone(upstream.failure_log()),
         });
     }
     table.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
@@ -236,11 +249,19 @@ fn router(state: &AppState, stacks: &std::collections::BTreeMap<&str, UpstreamSt
             let base = state
                 .upstream(&branch.upstream)
                 .map_or_else(String::new, |up| up.base().to_string());
-            (ParseJsonLayer::new().layer(AggregatorBranch(service)), base)
+            // Branch names are unique (validated).
+            let index = config
+                .branches
+                .iter()
+                .position(|b| b.name == branch.name)
+                .unwrap_or(usize::MAX);
+            let json = ParseJsonLayer::new().layer(AggregatorBranch(service));
+            (Timed::new(json, index), base)
         });
         match built {
             Ok(aggregator) => {
-                router = router.route(crate::config::AGGREGATOR_ROUTE, get_service(aggregator));
+                let timed = Gathered::new(aggregator, config, Arc::clone(&state.inner.waterfall));
+                router = router.route(crate::config::AGGREGATOR_ROUTE, get_service(timed));
             }
             // Validation builds the same fan-out: not for a loaded config.
             Err(err) => {
@@ -329,7 +350,7 @@ struct Shared {
     proxies: Box<[ProxyRoute]>,
     router: Router,
     body_limit: usize,
-    log_requests: bool,
+    access_log: AccessLog,
 }
 
 /// The gateway's service for one connection (see the [module docs](self)):
@@ -366,7 +387,7 @@ impl std::fmt::Debug for App {
                     .collect::<Vec<_>>(),
             )
             .field("body_limit", &self.shared.body_limit)
-            .field("log_requests", &self.shared.log_requests)
+            .field("access_log", &self.shared.access_log)
             .finish_non_exhaustive()
     }
 }
@@ -395,26 +416,28 @@ where
                 id
             }
         };
-        if shared.log_requests {
-            let span = tracing::info_span!(
-                "request",
-                method = %req.method(),
-                path = %req.uri().path(),
-                request_id = request_id.to_str().unwrap_or(""),
-            );
-            Box::pin(
-                async move {
-                    let start = tokio::time::Instant::now();
-                    let res = handle(&shared, req, client.as_ref(), request_id).await;
-                    tracing::info!(
-                        status = res.status().as_u16(),
-                        latency_ms = start.elapsed().as_secs_f64() * 1000.0,
-                        "finished processing request"
-                    );
-                    Ok(res)
-                }
-                .instrument(span),
-            )
+        let log = match shared.access_log {
+            AccessLog::Off => false,
+            AccessLog::All => true,
+            AccessLog::Sampled(fraction) => fastrand::f64() < fraction,
+        };
+        if log {
+            let method = req.method().clone();
+            let path = req.uri().path().to_owned();
+            Box::pin(async move {
+                let start = tokio::time::Instant::now();
+                let res = handle(&shared, req, client.as_ref(), request_id.clone()).await;
+                tracing::info!(
+                    target: ACCESS_TARGET,
+                    method = %method,
+                    path = %path,
+                    status = res.status().as_u16(),
+                    latency_ms = start.elapsed().as_secs_f64() * 1000.0,
+                    request_id = request_id.to_str().unwrap_or(""),
+                    "finished processing request"
+                );
+                Ok(res)
+            })
         } else {
             Box::pin(async move { Ok(handle(&shared, req, client.as_ref(), request_id).await) })
         }
@@ -439,11 +462,7 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let mut res = if let Some(declared) = declared.filter(|n| *n > limit as u64) {
-        let mut res = problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body too large",
-            format!("the request body is larger than the {limit} bytes the gateway accepts"),
-        );
+        let mut res = crate::errors::body_too_large(Some(limit)).into_response();
         // Closing a connection with unread data resets it, and the client
         // may lose the answer: read (and drop) a body that is not much over
         // the limit first, as nginx's lingering close does; close after a
@@ -517,8 +536,8 @@ async fn route(
 /// The gateway's service for `state`, with an HTTP client of its own for
 /// the upstream stacks (see the [module docs](self)).
 ///
-/// The access log is at `INFO`: when nothing at `INFO` would be written at
-/// the time the service is built, no span is made per request.
+/// The access log (`[log] access_log`) is at `INFO`: when nothing at `INFO`
+/// would be written at the time the service is built, it is off.
 pub fn app(state: &AppState) -> App {
     let client: HttpClient = proxy::http_client();
     let stacks: std::collections::BTreeMap<&str, UpstreamStack> = state
@@ -529,7 +548,11 @@ pub fn app(state: &AppState) -> App {
         proxies: proxy_table(state, &stacks),
         router: router(state, &stacks),
         body_limit: state.inner.body_limit,
-        log_requests: tracing::level_filters::LevelFilter::current() >= Level::INFO,
+        access_log: if tracing::level_filters::LevelFilter::current() >= Level::INFO {
+            state.inner.access_log
+        } else {
+            AccessLog::Off
+        },
     };
     App {
         shared: Arc::new(shared),

@@ -191,17 +191,26 @@ pub fn worker_socket(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket>
 }
 
 impl Gateway {
-    /// Installs the metrics recorder, starts the demo backends, builds every
+    /// Binds the gateway's address (once per worker thread), then installs
+    /// the metrics recorder, starts the demo backends and builds every
     /// upstream's layers (registering breakers and bulkheads in the state's
-    /// registries), and binds the gateway's address, once per worker thread.
-    /// `admin_token` is the token in force (config or environment, resolved
-    /// by the caller); `None` disables the admin API.
+    /// registries). `admin_token` is the token in force (config or
+    /// environment, resolved by the caller); `None` disables the admin API.
+    ///
+    /// The gateway's address is bound first, so an address in use is
+    /// reported before anything else starts (or logs).
     ///
     /// # Errors
     ///
     /// An address cannot be bound.
     pub async fn bind(config: Config, admin_token: Option<String>) -> Result<Self, StartError> {
-        // The recorder first: layers resolve their metric handles when built.
+        let workers = worker_count(config.server.worker_threads);
+        let (listeners, addr) = bind_listeners(config.server.listen, workers)
+            .await
+            .map_err(|e| StartError::bind("gateway".to_owned(), config.server.listen, &e))?;
+
+        // The recorder before any layer: layers resolve their metric handles
+        // when built.
         let _ = prometheus();
 
         let backends = match &config.demo {
@@ -239,10 +248,6 @@ impl Gateway {
             );
         }
 
-        let workers = worker_count(config.server.worker_threads);
-        let (listeners, addr) = bind_listeners(config.server.listen, workers)
-            .await
-            .map_err(|e| StartError::bind("gateway".to_owned(), config.server.listen, &e))?;
         Ok(Self {
             listeners,
             addr,
@@ -293,7 +298,8 @@ impl Gateway {
     /// stop. See the [module docs](self).
     ///
     /// The worker threads run their own runtimes; this future (on the
-    /// caller's runtime) waits for them and runs the metrics upkeep.
+    /// caller's runtime) waits for them and runs the once-a-second upkeep
+    /// ([`AppState::upkeep`], and the metrics exporter's every 5 s).
     ///
     /// # Errors
     ///
@@ -316,13 +322,22 @@ impl Gateway {
         let lifecycle = state.lifecycle().clone();
         let upkeep = tokio::spawn({
             let lifecycle = lifecycle.clone();
+            let state = state.clone();
             async move {
                 let handle = prometheus();
-                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut ticks = 0u64;
                 loop {
                     tokio::select! {
                         () = lifecycle.wait_drain() => break,
-                        _ = tick.tick() => handle.run_upkeep(),
+                        _ = tick.tick() => {
+                            state.upkeep();
+                            ticks += 1;
+                            if ticks % 5 == 0 {
+                                handle.run_upkeep();
+                            }
+                        }
                     }
                 }
             }
@@ -411,6 +426,7 @@ impl Gateway {
         if let Some(backends) = backends {
             backends.shutdown(drain_timeout).await;
         }
+        state.flush_logs();
         tracing::info!("gateway stopped");
         result
     }

@@ -31,9 +31,25 @@ pub fn prometheus() -> PrometheusHandle {
             if let Err(err) = metrics::set_global_recorder(recorder) {
                 tracing::warn!(%err, "a metrics recorder was already installed; /metrics will miss its series");
             }
+            describe_metrics();
             handle
         })
         .clone()
+}
+
+/// The `# HELP` (and unit) of the gateway's own metric families; the
+/// layers describe theirs.
+fn describe_metrics() {
+    metrics::describe_counter!(
+        "palisade_gateway_requests_total",
+        metrics::Unit::Count,
+        "Requests answered on the gateway's proxy routes, by upstream and status class (1xx to 5xx), the gateway's own answers (timeouts, refusals, 4xx) included."
+    );
+    metrics::describe_histogram!(
+        "palisade_gateway_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time from a proxied request's arrival to its response headers, by upstream."
+    );
 }
 
 /// Where the gateway is in its life: serving, not ready (shutting down, but
@@ -138,6 +154,8 @@ pub(crate) struct Inner {
     pub(crate) bulkheads: BulkheadRegistry,
     pub(crate) admin_token: Option<Arc<str>>,
     pub(crate) body_limit: usize,
+    pub(crate) access_log: crate::logs::AccessLog,
+    pub(crate) waterfall: Arc<crate::aggregator::Waterfall>,
     pub(crate) lifecycle: Lifecycle,
     pub(crate) prometheus: PrometheusHandle,
 }
@@ -216,6 +234,8 @@ impl AppState {
                 bulkheads,
                 admin_token: admin_token.map(Arc::from),
                 body_limit: config.server.body_limit_bytes,
+                access_log: config.log.access_log,
+                waterfall: Arc::default(),
                 lifecycle: Lifecycle::default(),
                 prometheus: prometheus(),
             }),
@@ -255,6 +275,46 @@ impl AppState {
     #[must_use]
     pub fn lifecycle(&self) -> &Lifecycle {
         &self.inner.lifecycle
+    }
+
+    /// What the gateway does once a second (`Gateway::serve` calls it):
+    /// reports, per upstream, the failures the log held back in the seconds
+    /// that ended ([`FailureLog::report_suppressed`]), and folds those
+    /// seconds into each upstream's history for the dashboard's sparklines
+    /// ([`UpstreamStats::fold_history`](crate::stats::UpstreamStats::fold_history)).
+    ///
+    /// [`FailureLog::report_suppressed`]: crate::logs::FailureLog::report_suppressed
+    pub fn upkeep(&self) {
+        for up in self.upstreams() {
+            up.failure_log().report_suppressed(up.name(), false);
+        }
+        self.fold_history();
+    }
+
+    /// Folds the seconds that ended into each upstream's history, with its
+    /// breaker's state now.
+    pub(crate) fn fold_history(&self) {
+        for up in self.upstreams() {
+            let breaker = self
+                .circuit_breakers()
+                .get(up.name())
+                .map(|h| h.state().as_str());
+            up.stats().fold_history(breaker);
+        }
+    }
+
+    /// The last aggregator gather kept for the dashboard (one every
+    /// [`SAMPLE_EVERY`](crate::aggregator::SAMPLE_EVERY) at most).
+    #[must_use]
+    pub fn last_gather(&self) -> Option<crate::aggregator::GatherView> {
+        self.inner.waterfall.last()
+    }
+
+    /// Reports every failure the log still holds back (at shutdown).
+    pub fn flush_logs(&self) {
+        for up in self.upstreams() {
+            up.failure_log().report_suppressed(up.name(), true);
+        }
     }
 
     /// `true` when the admin API is enabled (a token is set).

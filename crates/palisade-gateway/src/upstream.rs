@@ -31,6 +31,7 @@
 //! every stack built from them, on every worker thread, shares that state.
 //! Only the client differs: each worker thread has its own.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -48,6 +49,7 @@ use tower::util::{BoxCloneSyncService, Either, MapRequest};
 use tower::{Layer, ServiceBuilder};
 
 use crate::config::UpstreamConfig;
+use crate::logs::FailureLog;
 use crate::proxy::{ClientService, HttpClient, is_client_fault};
 use crate::stats::{Stats, UpstreamStats};
 
@@ -273,6 +275,7 @@ pub struct Upstream {
     config: UpstreamConfig,
     stats: UpstreamStats,
     layers: UpstreamLayers,
+    failures: Arc<FailureLog>,
 }
 
 impl Upstream {
@@ -298,6 +301,7 @@ impl Upstream {
             config,
             stats: UpstreamStats::new(name),
             layers,
+            failures: Arc::new(FailureLog::new()),
         })
     }
 
@@ -341,6 +345,13 @@ impl Upstream {
     #[must_use]
     pub const fn layers(&self) -> &UpstreamLayers {
         &self.layers
+    }
+
+    /// Its per-call failure log (at most one line per reason per second),
+    /// shared by every worker thread's proxy route to it.
+    #[must_use]
+    pub const fn failure_log(&self) -> &Arc<FailureLog> {
+        &self.failures
     }
 
     /// Its stack over `client` (see [`build_stack`]).

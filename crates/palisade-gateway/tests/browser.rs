@@ -10,18 +10,25 @@
 //! Steps: start the gateway on 127.0.0.1:0 (the user upstream with a circuit
 //! breaker that opens after 6 calls at 50 % failures and probes after 3 s:
 //! long enough for the once-a-second tile to show it open, short enough for
-//! a quick recovery); load `/dashboard`; see a tile per upstream appear and
-//! update over Server-Sent Events; type the admin token; while traffic
-//! flows, press the user tile's outage button and see its error percentage
-//! rise, its chaos line say so, and its breaker tile show the breaker open
-//! with the time until its next probe; stop the traffic and press the button
-//! again: once the wait is over the tile shows the breaker half-open
-//! (waiting for a probe); traffic again: the probe succeeds and the tile
-//! shows it closed. Every wait is a bounded poll with a generous deadline.
+//! a quick recovery; the aggregator over backends with distinct latencies);
+//! load `/dashboard`; see a tile per upstream appear and update over
+//! Server-Sent Events; press "Send one" and see the aggregator's waterfall:
+//! six branch bars, the parallel gather shorter than the sequential sum;
+//! while traffic flows, see the user tile's sparklines draw; type the admin
+//! token; press the product tile's latency button and see the tile coloured
+//! and the message say "latency on", then "off"; press the user tile's
+//! outage button and see the message say "outage on", its error percentage
+//! rise, its chaos line say so, its breaker tile show the breaker open with
+//! the time until its next probe and the calls it refused in the window,
+//! and its breaker strip turn to "open"; stop the traffic and press the
+//! button again ("outage off"): once the wait is over the tile shows the
+//! breaker half-open (waiting for a probe); traffic again: the probe
+//! succeeds and the tile shows it closed. Every wait is a bounded poll with
+//! a generous deadline.
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -30,29 +37,11 @@ use http::{Method, Request};
 use http_body_util::BodyExt;
 use palisade::circuit_breaker::State;
 use serde_json::{Value, json};
-use support::{TestGateway, client, demo_config_with, get};
+use support::{TestGateway, ci, client, demo_config_with, find_tool, get};
 
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 const TOKEN: &str = "browser-test-token";
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// `name`'s path: the environment variable `env` if set (a path that does
-/// not exist means "missing"), else `/usr/bin/<name>`, else `PATH`.
-fn find_tool(name: &str, env: &str) -> Option<PathBuf> {
-    if let Some(given) = std::env::var_os(env) {
-        let given = PathBuf::from(given);
-        return given.is_file().then_some(given);
-    }
-    let fixed = Path::new("/usr/bin").join(name);
-    if fixed.is_file() {
-        return Some(fixed);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    })
-}
 
 /// A WebDriver session over plain HTTP.
 struct Driver {
@@ -257,14 +246,13 @@ fn percent(text: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_an_outage_injected_from_its_button() {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let (chromium, chromedriver) = (
         find_tool("chromium", "PALISADE_CHROMIUM"),
         find_tool("chromedriver", "PALISADE_CHROMEDRIVER"),
     );
     let (Some(chromium), Some(chromedriver)) = (chromium, chromedriver) else {
         assert!(
-            !ci,
+            !ci(),
             "CI=true but chromium and/or chromedriver are missing: install Debian's chromium and chromium-driver"
         );
         println!(
@@ -274,7 +262,26 @@ async fn the_dashboard_shows_an_outage_injected_from_its_button() {
     };
 
     let breaker = "[upstreams.user.circuit_breaker]\ncount_window = 10\nminimum_calls = 6\nfailure_rate_threshold = 50\nwait_in_open_ms = 3000\npermitted_calls_in_half_open = 1\n";
-    let gw = TestGateway::start(demo_config_with(&[("user", breaker)], ""), Some(TOKEN)).await;
+    let mut config = demo_config_with(&[("user", breaker)], &support::aggregator_toml(3000, 2000));
+    // Distinct latencies, so the waterfall has something to show.
+    for (name, ms) in [
+        ("user", 5),
+        ("order", 20),
+        ("product", 10),
+        ("review", 15),
+        ("reward", 8),
+        ("notification", 25),
+    ] {
+        config
+            .demo
+            .as_mut()
+            .unwrap()
+            .backends
+            .get_mut(name)
+            .unwrap()
+            .latency = Duration::from_millis(ms);
+    }
+    let gw = TestGateway::start(config, Some(TOKEN)).await;
     let user_breaker = gw.state.circuit_breakers().get("user").unwrap();
 
     // ChromeDriver on a free port, with a fresh profile directory.
@@ -322,6 +329,61 @@ async fn the_dashboard_shows_an_outage_injected_from_its_button() {
     .await;
     assert_eq!(driver.text("#status").await.as_deref(), Some("live"));
 
+    // The aggregator's waterfall: one request from the page, drawn as six
+    // branch bars against the gather and the sequential sum.
+    driver.click("#gather").await;
+    let drawn = until("the waterfall of one gather", || async {
+        let v = driver
+            .js(
+                "const rows = [...document.querySelectorAll('#waterfall .wf-row')];
+                 return rows.map(r => ({ branch: r.getAttribute('data-branch'), outcome: r.getAttribute('data-outcome'),
+                   width: r.querySelector('.wf-bar') ? r.querySelector('.wf-bar').getBoundingClientRect().width : 0 }));",
+                json!([]),
+            )
+            .await;
+        (v.as_array()?.len() == 8).then_some(v)
+    })
+    .await;
+    let rows = drawn.as_array().unwrap();
+    let branches: Vec<&str> = rows.iter().filter_map(|r| r["branch"].as_str()).collect();
+    assert_eq!(
+        branches,
+        [
+            "user",
+            "order",
+            "product",
+            "review",
+            "reward",
+            "notification",
+            "gather",
+            "sequential"
+        ]
+    );
+    for r in &rows[..6] {
+        assert_eq!(r["outcome"], "ok", "{r}");
+        assert!(r["width"].as_f64().unwrap() > 0.0, "a bar for {r}");
+    }
+    let page = &driver;
+    let ms = |field: &'static str| async move {
+        page.text(&format!("#gather-summary [data-field={field}]"))
+            .await
+            .and_then(|t| t.trim_end_matches(" ms").parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {field} figure"))
+    };
+    let (parallel, sequential) = (ms("parallel").await, ms("sequential").await);
+    assert!(
+        parallel >= 25.0 && parallel < sequential,
+        "parallel {parallel} ms vs sequential {sequential} ms"
+    );
+    let (sequential_bar, gather_bar) = (
+        rows[7]["width"].as_f64().unwrap(),
+        rows[6]["width"].as_f64().unwrap(),
+    );
+    assert!(
+        gather_bar < sequential_bar,
+        "the gather's bar is the shorter"
+    );
+
     // Traffic to the user upstream, in the background.
     let url = gw.url("/api/user/users/42");
     let mut traffic = Traffic::start(&url);
@@ -350,16 +412,86 @@ async fn the_dashboard_shows_an_outage_injected_from_its_button() {
         (driver.text("#updated").await? != stamp).then_some(())
     })
     .await;
+    // Its sparklines draw the calls, one point a second.
+    until("the user tile's request-rate sparkline", || async {
+        let v = driver
+            .js(
+                "const s = document.querySelector('#tile-user svg[data-spark=rate]');
+                 return { points: Number(s.getAttribute('data-points') || 0), max: Number(s.getAttribute('data-max') || 0),
+                          segments: (s.querySelector('path').getAttribute('d').match(/L/g) || []).length };",
+                json!([]),
+            )
+            .await;
+        (v["points"].as_u64()? >= 2 && v["segments"].as_u64()? >= 1 && v["max"].as_f64()? >= 1.0)
+            .then_some(())
+    })
+    .await;
+    for spark in ["error_pct", "p99"] {
+        let d = driver
+            .js(
+                "return document.querySelector('#tile-user svg[data-spark=' + arguments[0] + '] path').getAttribute('d');",
+                json!([spark]),
+            )
+            .await;
+        assert!(
+            d.as_str().is_some_and(|d| d.starts_with('M')),
+            "{spark}: {d}"
+        );
+    }
+    let strip = driver
+        .js(
+            "return [...document.querySelectorAll('#tile-user svg[data-spark=breaker] rect')].map(r => r.getAttribute('data-state'));",
+            json!([]),
+        )
+        .await;
+    assert_eq!(strip, json!(["closed"]), "one band: closed so far");
 
-    // The token goes in the field; the outage button calls the admin API.
+    // The token goes in the field; the chaos buttons call the admin API.
     driver.type_into("#token", TOKEN).await;
-    driver.click("#tile-user button[data-action=outage]").await;
 
+    // Injected latency colours the tile, and the message says what changed.
+    let slow = |on: bool| async move {
+        page
+            .js(
+                "const t = document.querySelector('#tile-product');
+                 return t.classList.contains('slow') && getComputedStyle(t).borderLeftColor === 'rgb(163, 113, 247)';",
+                json!([]),
+            )
+            .await
+            .as_bool()
+            .filter(|s| *s == on)
+            .map(|_| ())
+    };
+    assert_eq!(slow(false).await, Some(()), "not coloured before");
+    driver
+        .click("#tile-product button[data-action=latency]")
+        .await;
+    until("the latency message", || async {
+        driver
+            .text("#message")
+            .await
+            .filter(|m| m == "product: +300 ms latency on")
+    })
+    .await;
+    until("the product tile to be coloured", || slow(true)).await;
+    driver
+        .click("#tile-product button[data-action=latency]")
+        .await;
+    until("the latency-off message", || async {
+        driver
+            .text("#message")
+            .await
+            .filter(|m| m == "product: latency off")
+    })
+    .await;
+    until("the product tile's colour to go", || slow(false)).await;
+
+    driver.click("#tile-user button[data-action=outage]").await;
     until("the admin call to succeed", || async {
         driver
             .text("#message")
             .await
-            .filter(|m| m.contains("applied"))
+            .filter(|m| m == "user: outage on")
             .map(|_| ())
     })
     .await;
@@ -413,6 +545,28 @@ async fn the_dashboard_shows_an_outage_injected_from_its_button() {
             .map(|_| ())
     })
     .await;
+    // Refused over the window, like the other figures.
+    until("the refused figure", || async {
+        let n: u64 = driver
+            .text("#tile-user [data-field=refused]")
+            .await?
+            .trim()
+            .parse()
+            .ok()?;
+        (n > 0).then_some(())
+    })
+    .await;
+    until("the breaker strip to show it open", || async {
+        driver
+            .js(
+                "return [...document.querySelectorAll('#tile-user svg[data-spark=breaker] rect')].some(r => r.getAttribute('data-state') === 'open');",
+                json!([]),
+            )
+            .await
+            .as_bool()
+            .filter(|open| *open)
+    })
+    .await;
     let bad = driver
         .js(
             "return document.querySelector('#tile-user').classList.contains('bad');",
@@ -429,6 +583,13 @@ async fn the_dashboard_shows_an_outage_injected_from_its_button() {
     driver.click("#tile-user button[data-action=outage]").await;
     until("the admin call ending the outage to succeed", || async {
         (!gw.state.chaos().get("user").unwrap().settings().outage).then_some(())
+    })
+    .await;
+    until("the message to say the outage is off", || async {
+        driver
+            .text("#message")
+            .await
+            .filter(|m| m == "user: outage off")
     })
     .await;
     until("the breaker tile to show the breaker half-open", || async {

@@ -526,6 +526,45 @@ fn the_aggregator_prefix_is_reserved() {
     );
 }
 
+/// The README warns that an outage on a required aggregator branch fails
+/// the whole aggregate, naming the required and the optional branches: the
+/// names it gives are the embedded config's.
+#[test]
+fn the_readme_names_the_default_configs_required_and_optional_branches() {
+    let readme = include_str!("../../../README.md").replace("\n> ", " ");
+    let config = Config::embedded_default();
+    let branches = &config
+        .aggregator
+        .expect("the default config has an aggregator")
+        .branches;
+    let names = |required: bool| -> Vec<String> {
+        branches
+            .iter()
+            .filter(|b| b.required == required)
+            .map(|b| format!("`{}`", b.name))
+            .collect()
+    };
+    let list = |names: Vec<String>| match names.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    };
+    let required = format!("the required branches are {}", list(names(true)));
+    let optional = format!("The optional branches are {}", list(names(false)));
+    assert!(
+        readme.contains("fails the whole aggregate"),
+        "no warning in the README"
+    );
+    assert!(
+        readme.contains(&required),
+        "the README does not say: {required}"
+    );
+    assert!(
+        readme.contains(&optional),
+        "the README does not say: {optional}"
+    );
+}
+
 #[test]
 fn the_binary_prints_the_default_config() {
     let out = Command::new(BIN)
@@ -585,6 +624,160 @@ fn the_binary_exits_non_zero_on_a_bad_config_naming_the_place() {
 }
 
 #[test]
+fn the_access_log_is_off_unless_asked_for_and_its_values_are_checked() {
+    use palisade_gateway::config::AccessLog;
+    let log = |table: &str| Config::parse("log.toml", &format!("{table}\n{BASE}"));
+    assert_eq!(
+        Config::parse("ok.toml", BASE).unwrap().log.access_log,
+        AccessLog::Off
+    );
+    assert_eq!(
+        Config::embedded_default().log.access_log,
+        AccessLog::Off,
+        "the embedded config keeps it off"
+    );
+    assert_eq!(
+        log("[log]\naccess_log = \"all\"").unwrap().log.access_log,
+        AccessLog::All
+    );
+    assert_eq!(
+        log("[log]\naccess_log = \"sampled\"")
+            .unwrap()
+            .log
+            .access_log,
+        AccessLog::Sampled(0.01)
+    );
+    assert_eq!(
+        log("[log]\naccess_log = \"sampled\"\naccess_log_sample = 0.25")
+            .unwrap()
+            .log
+            .access_log,
+        AccessLog::Sampled(0.25)
+    );
+    for (table, line, key, says) in [
+        (
+            "[log]\naccess_log = \"loud\"",
+            2,
+            "log.access_log",
+            "\"off\", \"sampled\" or \"all\"",
+        ),
+        (
+            "[log]\naccess_log = \"sampled\"\naccess_log_sample = 0",
+            3,
+            "log.access_log_sample",
+            "(0, 1]",
+        ),
+        (
+            "[log]\naccess_log_sample = 1.5",
+            2,
+            "log.access_log_sample",
+            "(0, 1]",
+        ),
+        ("[log]\naccess = \"all\"", 2, "log.access", "unknown field"),
+    ] {
+        let err = log(table).expect_err(table);
+        assert_eq!((err.line(), err.key()), (line, key), "{err}");
+        assert!(err.message().contains(says), "{err}");
+    }
+}
+
+/// A temporary directory of this test process, removed by the caller.
+fn temp_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("palisade-gateway-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn an_empty_config_file_is_refused_even_by_check_config() {
+    for empty in ["", "\n\n", "   \n", "# just a comment\n\n  # another\n"] {
+        let err =
+            Config::parse("empty.toml", empty).expect_err(&format!("{empty:?} must be refused"));
+        assert_eq!(err.file(), "empty.toml");
+        assert!(err.message().contains("empty"), "{err}");
+        assert!(
+            err.to_string().contains("--print-default-config"),
+            "the error says where to start: {err}"
+        );
+    }
+    let dir = temp_dir("empty");
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, "# nothing yet\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("bad config: {}: ", path.display())) && err.contains("empty"),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("config OK"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn an_admin_token_set_but_empty_in_the_environment_is_refused() {
+    let dir = temp_dir("token");
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, BASE).unwrap();
+    for empty in ["", "   "] {
+        for check in [true, false] {
+            let mut cmd = tokio::process::Command::new(BIN);
+            cmd.arg("--config")
+                .arg(&path)
+                .env("PALISADE_ADMIN_TOKEN", empty)
+                .kill_on_drop(true);
+            if check {
+                cmd.arg("--check-config");
+            }
+            // Bounded: a gateway that started anyway would serve until killed.
+            let out = tokio::time::timeout(std::time::Duration::from_secs(30), cmd.output())
+                .await
+                .expect("the binary refuses at once")
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{empty:?} check={check}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("PALISADE_ADMIN_TOKEN is set but empty"),
+                "{empty:?}: {err}"
+            );
+            assert!(!err.contains("listening"), "it never started: {err}");
+        }
+    }
+    // Set and not empty: accepted.
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .env("PALISADE_ADMIN_TOKEN", "a-token")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn help_names_the_environment_and_the_manual() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needed in ["PALISADE_ADMIN_TOKEN", "RUST_LOG", "docs/gateway.md"] {
+        assert!(
+            help.contains(needed),
+            "--help does not mention {needed}:\n{help}"
+        );
+    }
+}
+
+#[test]
 fn a_port_in_use_is_a_clear_error_and_a_non_zero_exit() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
@@ -602,6 +795,31 @@ fn a_port_in_use_is_a_clear_error_and_a_non_zero_exit() {
     );
     assert!(err.contains("in use"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    drop(taken);
+}
+
+/// The gateway's own address is bound first: with it in use, the error is
+/// the only thing said; no demo backend starts (or logs), no admin token is
+/// generated or shown.
+#[test]
+fn a_port_in_use_is_reported_before_anything_starts() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let out = Command::new(BIN)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .env("RUST_LOG", "info")
+        .env_remove("PALISADE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "only the error: {err}");
+    assert!(
+        lines[0].contains(&format!("cannot listen on {addr} for the gateway")),
+        "{err}"
+    );
     drop(taken);
 }
 

@@ -407,6 +407,70 @@ async fn metrics_parse_as_prometheus_text_and_count_requests() {
     gw.stop().await;
 }
 
+/// `promtool check metrics` (Prometheus's own linter, Debian package
+/// `prometheus`) finds nothing wrong with `/metrics`: every family has its
+/// `# HELP` and `# TYPE`, names and units follow the conventions. Run by
+/// hand without promtool, the test prints that it skipped; with `CI=true`
+/// it fails.
+#[tokio::test]
+async fn metrics_pass_promtool_check() {
+    let Some(promtool) = support::find_tool("promtool", "PALISADE_PROMTOOL") else {
+        assert!(
+            !support::ci(),
+            "CI=true but promtool is missing: install Debian's prometheus package"
+        );
+        println!("skipped: the check needs promtool (Debian package prometheus)");
+        return;
+    };
+    let gw = TestGateway::start(layered_config(), Some("t")).await;
+    let c = client();
+    // Every family the gateway exports: proxied calls (2xx, 4xx), the
+    // aggregator (fan-out), chaos, breakers, bulkheads, retries.
+    for path in [
+        "/api/user/users/1",
+        "/api/product/products/99999",
+        "/api/dashboard/user/3",
+    ] {
+        let _ = http_get(&c, &gw.url(path)).await;
+    }
+    let res = http_get(&c, &gw.url("/metrics")).await;
+    assert_eq!(res.status, StatusCode::OK);
+    for family in [
+        "palisade_gateway_requests_total",
+        "palisade_gateway_request_duration_seconds",
+        "palisade_fan_out_",
+        "palisade_circuit_breaker_",
+        "palisade_bulkhead_",
+        "palisade_retry_",
+        "palisade_chaos_",
+    ] {
+        assert!(res.body.contains(family), "{family} missing: {}", res.body);
+    }
+    let mut child = tokio::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool starts");
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, res.body.as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {said}"
+    );
+    gw.stop().await;
+}
+
 #[test]
 fn the_prometheus_checker_rejects_broken_text() {
     for bad in [
@@ -442,8 +506,10 @@ async fn health_readiness_and_the_dashboard_page() {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.header("content-type").starts_with("text/html"));
     assert!(page.body.contains("EventSource(\"/dashboard/events\")"));
+    // (The SVG namespace is a name, never fetched.)
+    let body = page.body.replace("\"http://www.w3.org/2000/svg\"", "");
     assert!(
-        !page.body.contains("http://") && !page.body.contains("https://"),
+        !body.contains("http://") && !body.contains("https://"),
         "no external resources"
     );
     gw.stop().await;
@@ -994,5 +1060,168 @@ async fn metrics_carry_every_palisade_layer() {
         calls >= 3.0,
         "two proxied calls and one aggregator branch: {calls}"
     );
+    gw.stop().await;
+}
+
+// ===== the dashboard's refusals, history and waterfall =====
+
+#[tokio::test]
+async fn refusals_count_in_the_window_and_have_no_latency() {
+    let gw = TestGateway::start(layered_config(), Some("tok")).await;
+    let c = client();
+    let breaker = gw.state.circuit_breakers().get("user").unwrap();
+    breaker.transition_to(palisade::circuit_breaker::State::Open);
+    for _ in 0..5 {
+        let res = http_get(&c, &gw.url("/api/user/users/2")).await;
+        assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let snap = palisade_gateway::dashboard::snapshot(&gw.state);
+    let user = snap.upstreams.iter().find(|u| u.name == "user").unwrap();
+    assert_eq!((user.requests, user.errors, user.refused), (5, 5, 5));
+    // Only refusals in the window: no latency to show.
+    assert_eq!((user.latency_p50_ms, user.latency_p99_ms), (None, None));
+    let cb = user.circuit_breaker.as_ref().unwrap();
+    assert_eq!((cb.refused, cb.rejected), (5, 5));
+    assert_eq!(user.bulkhead.as_ref().unwrap().refused, 0);
+    // A call that reaches the backend has one.
+    breaker.reset();
+    assert_eq!(
+        http_get(&c, &gw.url("/api/user/users/2")).await.status,
+        StatusCode::OK
+    );
+    let snap = palisade_gateway::dashboard::snapshot(&gw.state);
+    let user = snap.upstreams.iter().find(|u| u.name == "user").unwrap();
+    assert_eq!((user.requests, user.refused), (6, 5));
+    assert!(user.latency_p50_ms.is_some());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_snapshot_sends_each_history_point_once() {
+    let gw = TestGateway::start(demo_config(""), None).await;
+    let c = client();
+    assert_eq!(
+        http_get(&c, &gw.url("/api/user/users/2")).await.status,
+        StatusCode::OK
+    );
+    // Once a second has ended, it is in the history.
+    let first = support::eventually(Duration::from_secs(10), || {
+        let snap = palisade_gateway::dashboard::snapshot(&gw.state);
+        async move {
+            let user = snap.upstreams.into_iter().find(|u| u.name == "user")?;
+            user.history
+                .iter()
+                .any(|p| p.requests == 1)
+                .then_some(user.history)
+        }
+    })
+    .await;
+    assert_eq!(first[0].t, 0, "from the first second");
+    assert_eq!(first.iter().map(|p| p.requests).sum::<u64>(), 1);
+    assert!(first.windows(2).all(|w| w[1].t == w[0].t + 1), "{first:?}");
+    // A stream that has sent them gets only what is newer.
+    let sent: BTreeMap<String, u64> = [("user".to_owned(), first.last().unwrap().t)].into();
+    let next = palisade_gateway::dashboard::snapshot_since(&gw.state, &sent);
+    let user = next.upstreams.iter().find(|u| u.name == "user").unwrap();
+    assert!(user.history.iter().all(|p| p.t > first.last().unwrap().t));
+    let review = next.upstreams.iter().find(|u| u.name == "review").unwrap();
+    assert!(
+        !review.history.is_empty(),
+        "all of it for an upstream not sent yet"
+    );
+    assert_eq!(next.history_secs, 300);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_aggregator_times_its_branches_for_server_timing_and_the_waterfall() {
+    let latencies = [
+        ("user", 20),
+        ("order", 30),
+        ("product", 25),
+        ("review", 15),
+        ("reward", 10),
+        ("notification", 40),
+    ];
+    let mut config = demo_config(&support::aggregator_toml(3000, 2000));
+    for (name, ms) in latencies {
+        config
+            .demo
+            .as_mut()
+            .unwrap()
+            .backends
+            .get_mut(name)
+            .unwrap()
+            .latency = Duration::from_millis(ms);
+    }
+    let gw = TestGateway::start(config, None).await;
+    let c = client();
+    assert!(gw.state.last_gather().is_none());
+    let res = http_get(&c, &gw.url("/api/dashboard/user/7")).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    // Server-Timing: a span per branch, then the whole gather.
+    let timing = res.header("server-timing").to_owned();
+    for (name, _) in latencies {
+        assert!(
+            timing.contains(&format!("{name};start=")) && timing.contains("desc=ok"),
+            "{timing}"
+        );
+    }
+    assert!(
+        timing.ends_with(|c: char| c.is_ascii_digit()) && timing.contains(", gather;dur="),
+        "{timing}"
+    );
+
+    // The dashboard keeps it, each branch in the config's order.
+    let snap = palisade_gateway::dashboard::snapshot(&gw.state);
+    let agg = snap.aggregator.expect("the config has an aggregator");
+    assert_eq!(agg.route, "/api/dashboard/user/{id}");
+    let last = agg.last.expect("the gather was kept");
+    assert_eq!(
+        (last.status, last.path.as_str()),
+        (200, "/api/dashboard/user/7")
+    );
+    let names: Vec<&str> = last.branches.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, latencies.map(|(n, _)| n));
+    for (b, (_, ms)) in last.branches.iter().zip(latencies) {
+        assert_eq!(b.outcome, "ok", "{b:?}");
+        assert_eq!(b.required, b.name == "user" || b.name == "order");
+        let (start, took) = (b.start_ms.unwrap(), b.duration_ms.unwrap());
+        assert!(
+            took >= ms as f64,
+            "{b:?} took less than its backend's latency"
+        );
+        assert!(
+            start + took <= last.total_ms,
+            "{b:?} ends within the gather ({})",
+            last.total_ms
+        );
+    }
+    // In parallel: the gather takes about the slowest branch, not the sum.
+    let sum: f64 = last.branches.iter().map(|b| b.duration_ms.unwrap()).sum();
+    assert!((last.sequential_ms - sum).abs() < 1e-6);
+    assert!(last.total_ms >= 40.0, "{last:?}");
+    assert!(
+        last.total_ms < last.sequential_ms,
+        "parallel {} ms vs sequential {} ms",
+        last.total_ms,
+        last.sequential_ms
+    );
+
+    // A required branch failing: kept too, saying which and how.
+    gw.state.chaos().get("order").unwrap().set_outage(true);
+    let failed = support::eventually(Duration::from_secs(10), || {
+        let c = c.clone();
+        let url = gw.url("/api/dashboard/user/8");
+        let state = gw.state.clone();
+        async move {
+            let res = http_get(&c, &url).await;
+            assert_eq!(res.status, StatusCode::BAD_GATEWAY, "{}", res.body);
+            state.last_gather().filter(|g| g.status == 502)
+        }
+    })
+    .await;
+    let order = failed.branches.iter().find(|b| b.name == "order").unwrap();
+    assert_eq!(order.outcome, "error", "{failed:?}");
     gw.stop().await;
 }

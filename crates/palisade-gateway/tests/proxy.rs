@@ -222,6 +222,11 @@ async fn a_body_over_the_limit_gets_413() {
         .unwrap();
     let res = send(&c, req).await;
     assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Refused up front (its Content-Length says it is over): the same
+    // problem type as every other gateway problem, not `about:blank`.
+    assert_eq!(res.header("content-type"), "application/problem+json");
+    assert_eq!(res.json()["type"], "urn:palisade:problem:body-too-large");
+    assert!(res.detail().contains("65536 bytes"), "{}", res.body);
     // Streamed without a length: refused once the limit is crossed.
     let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..80)
         .map(|_| Ok(bytes::Bytes::from(vec![1u8; 1000])))

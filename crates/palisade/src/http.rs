@@ -13,6 +13,8 @@ use std::error::Error;
 /// |---|---|
 /// | fan-out: required branch failed, deadline, nothing succeeded (feature `fan-out`) | 400 or the branch's 4xx when the request was at fault, else 502 / 503 / 504, naming the branch |
 /// | retry: deadline exceeded, attempt timed out (feature `retry`) | 504 |
+/// | shard: no usable key (feature `shard`) | 400 |
+/// | shard: the key's shard not ready in time (feature `shard`) | 503 |
 /// | tower's `timeout::error::Elapsed` | 504 |
 /// | open breaker ([`CircuitOpen`](crate::CircuitOpen)) | 503 + `Retry-After` |
 /// | full bulkhead ([`BulkheadFull`](crate::BulkheadFull)) | 503 |
@@ -54,6 +56,8 @@ pub fn problem_responses() -> ProblemResponseLayer {
     let layer = layer.map_errors(palisade_fan_out::http::to_problem);
     #[cfg(feature = "retry")]
     let layer = layer.map_errors(palisade_retry::http::to_problem);
+    #[cfg(feature = "shard")]
+    let layer = layer.map_errors(palisade_shard::http::to_problem);
     layer.map_errors(timeout_problem)
 }
 

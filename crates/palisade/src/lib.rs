@@ -8,13 +8,14 @@
 //! | `bulkhead` | [`bulkhead`] | bounded concurrency with fair, bounded waiting; partitions; adaptive limits |
 //! | `fan-out` | [`fan_out`] | scatter-gather with deadlines and partial results |
 //! | `chaos` | [`chaos`] | latency, error and abort injection, to see the others work |
+//! | `shard` | [`shard`] | key-affine routing over a versioned shard map: rendezvous, ring, jump; replicas; scatter-gather |
 //! | `deadline` | [`deadline`] | a deadline carried with each request, read from `grpc-timeout`, written on, enforced |
 //! | `fallback` | [`fallback`] | answer failures and rejections from a value, a closure or a service, marked and counted |
 //! | `hedge` | [`hedge`] | a second attempt after the latency percentile, under a budget |
 //! | `http` | [`http`] and each pattern's `http` module | status classification, problem+json answers for every layer's errors, 503 + `Retry-After` |
 //! | `grpc` | [`grpc`] | gRPC status codes, a `grpc-status` classifier, gRPC status answers for every layer's errors |
-//! | `serde` | each pattern's settings | `Serialize`/`Deserialize` settings, `Serialize` snapshots (where a pattern has them) |
-//! | `full` | all of the above but `serde` | |
+//! | `serde` | each pattern's settings | `Serialize`/`Deserialize` settings and snapshots (shard, deadline, fallback, hedge) |
+//! | `full` | all of the above | |
 //!
 //! The shared vocabulary is re-exported at the root: [`BoxError`],
 //! [`is_caused_by`], [`Classify`] and [`Outcome`], the rejections
@@ -123,6 +124,12 @@ pub use palisade_fan_out as fan_out;
 #[cfg(feature = "chaos")]
 #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
 pub use palisade_chaos as chaos;
+
+/// Key-affine sharding (feature `shard`): the
+/// [`palisade-shard`](palisade_shard) crate.
+#[cfg(feature = "shard")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shard")))]
+pub use palisade_shard as shard;
 
 /// Deadlines that travel with requests (feature `deadline`): the
 /// [`palisade-deadline`](palisade_deadline) crate.

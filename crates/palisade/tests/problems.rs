@@ -80,3 +80,12 @@ async fn a_fan_out_failure_names_its_branch_even_when_a_rejection_caused_it() {
     assert_eq!(res.headers()["cache-control"], "no-store");
     assert_eq!(body(&res)["branch"], "user");
 }
+
+#[cfg(feature = "shard")]
+#[tokio::test]
+async fn a_request_without_a_shard_key_is_a_400() {
+    let res = answer(palisade::shard::KeyError::missing("no header `x-user-id`").into()).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(body(&res)["type"], "urn:palisade:problem:shard-key");
+    assert_eq!(body(&res)["reason"], "missing");
+}

@@ -13,6 +13,7 @@
 #![allow(dead_code, unreachable_pub)] // each test binary uses a subset
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -316,4 +317,28 @@ impl Gate {
             (StatusCode::OK, "released")
         );
     }
+}
+
+/// `true` when the tests run under CI (`CI=true`): a test that needs an
+/// optional tool must then run, and fail if the tool is missing.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// `name`'s path: the environment variable `env` if set (a path that does
+/// not exist means "missing"), else `/usr/bin/<name>`, else `PATH`.
+pub fn find_tool(name: &str, env: &str) -> Option<PathBuf> {
+    if let Some(given) = std::env::var_os(env) {
+        let given = PathBuf::from(given);
+        return given.is_file().then_some(given);
+    }
+    let fixed = Path::new("/usr/bin").join(name);
+    if fixed.is_file() {
+        return Some(fixed);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
 }
