@@ -10,9 +10,9 @@
 //! requests by default), so however slow the downstream gets, hedging adds at
 //! most that share of load. Only requests that can be replayed are hedged:
 //! requests that are `Clone` ([`HedgeLayer::builder`]); over HTTP
-//! (`HedgeLayer::http_builder`, feature `http`), idempotent methods with a
-//! body that fits the replay buffer, by the retry layer's own rules and with
-//! its replayable body.
+//! (`HedgeLayer::http_builder`, feature `http`, module `http`), idempotent
+//! methods with a body that fits the replay buffer, by the retry layer's own
+//! rules and with its replayable body.
 //!
 //! # Example
 //!
@@ -158,6 +158,9 @@ mod builder;
 mod event;
 pub mod future;
 mod handle;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod layer;
 mod metrics;
 mod service;

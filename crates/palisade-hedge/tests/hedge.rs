@@ -596,3 +596,107 @@ fn settings_read_from_toml() {
         assert_eq!(json["hedges"], 0);
     });
 }
+
+#[cfg(feature = "http")]
+mod http_hedging {
+    use super::*;
+    use bytes::Bytes;
+    use http::{Method, Request, Response};
+    use http_body_util::Full;
+    use palisade_hedge::http::RetryBody;
+
+    type Body = Full<Bytes>;
+
+    /// Warm the window with fast GETs, then send one request whose first
+    /// attempt hangs.
+    async fn hedged_calls(method: Method, key: bool, non_idempotent: bool) -> usize {
+        let layer = HedgeLayer::http_builder("catalog")
+            .budget_ratio(1.0)
+            .hedge_non_idempotent(non_idempotent)
+            .build()
+            .unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&calls);
+        let svc = layer.layer(tower::service_fn(move |req: Request<RetryBody<Body>>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let slow = req.uri().path() == "/slow";
+            async move {
+                sleep(if slow {
+                    Duration::from_secs(1)
+                } else {
+                    10 * MS
+                })
+                .await;
+                Ok::<_, BoxError>(Response::new(()))
+            }
+        }));
+        for _ in 0..WARM {
+            let req = Request::get("/").body(Full::new(Bytes::new())).unwrap();
+            svc.clone().oneshot(req).await.unwrap();
+        }
+        let before = calls.load(Ordering::SeqCst);
+        let mut req = Request::builder()
+            .method(method)
+            .uri("/slow")
+            .body(Full::new(Bytes::from_static(b"{\"sku\":7}")))
+            .unwrap();
+        if key {
+            req.headers_mut()
+                .insert("idempotency-key", "order-7".parse().unwrap());
+        }
+        let mut call = tokio_test::task::spawn(svc.oneshot(req));
+        assert!(call.poll().is_pending());
+        advance(50 * MS).await;
+        let _ = call.poll();
+        calls.load(Ordering::SeqCst) - before
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_get_with_a_body_is_hedged_and_replayed() {
+        assert_eq!(hedged_calls(Method::GET, false, false).await, 2);
+        assert_eq!(hedged_calls(Method::PUT, false, false).await, 2);
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_post_is_never_hedged() {
+        assert_eq!(hedged_calls(Method::POST, false, false).await, 1);
+        // Not even with an idempotency key, unless asked for.
+        assert_eq!(hedged_calls(Method::POST, true, false).await, 1);
+        assert_eq!(hedged_calls(Method::PATCH, true, false).await, 1);
+        // Asked for, and keyed: hedged.
+        assert_eq!(hedged_calls(Method::POST, true, true).await, 2);
+        assert_eq!(hedged_calls(Method::POST, false, true).await, 1);
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn every_hedge_carries_the_same_body() {
+        let layer = HedgeLayer::http_builder("catalog")
+            .initial_delay(5 * MS)
+            .budget_ratio(1.0)
+            .build()
+            .unwrap();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&bodies);
+        let svc = layer.layer(tower::service_fn(move |req: Request<RetryBody<Body>>| {
+            let sink = Arc::clone(&sink);
+            async move {
+                use http_body_util::BodyExt;
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let first = {
+                    let mut bodies = sink.lock().unwrap();
+                    bodies.push(body);
+                    bodies.len() == 1
+                };
+                sleep(if first { Duration::from_secs(1) } else { MS }).await;
+                Ok::<_, BoxError>(Response::new(()))
+            }
+        }));
+        let req = Request::put("/items/7")
+            .body(Full::new(Bytes::from_static(b"{\"stock\":3}")))
+            .unwrap();
+        svc.oneshot(req).await.unwrap();
+        let bodies = bodies.lock().unwrap();
+        assert_eq!(bodies.len(), 2);
+        assert!(bodies.iter().all(|b| b.as_ref() == b"{\"stock\":3}"));
+    }
+}

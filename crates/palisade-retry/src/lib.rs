@@ -240,7 +240,7 @@ mod service;
 
 pub use backoff::{Backoff, Jitter};
 pub use budget::{BudgetSnapshot, RetryBudget, RetryBudgetBuilder};
-pub use error::{AttemptTimedOut, DeadlineExceeded};
+pub use error::{AttemptTimedOut, DeadlineExceeded, NoTimeToRetry};
 pub use event::{RetryEvent, RetryReason, StopReason};
 pub use layer::{MAX_DURATION, RetryBuilder, RetryLayer};
 pub use palisade_core::{BulkheadFull, CircuitOpen};
