@@ -502,6 +502,12 @@ impl Target {
         for (name, value) in &self.headers {
             headers.append(name.clone(), value.clone());
         }
+        // The caller's deadline goes on with the branch's request, so the
+        // branch's own stack (its retry, its deadline layer) sees what is
+        // left of it.
+        if let Some(deadline) = palisade_core::Deadline::of(incoming) {
+            deadline.set_on(&mut request);
+        }
         Ok(request)
     }
 }
