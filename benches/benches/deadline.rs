@@ -8,6 +8,9 @@
 //!   already carrying a deadline, through a layer that only carries it
 //!   (`enforce(false)`, no budget), as a client stack below a server's layer
 //!   would.
+//! - `server_request`: the same with a request as a server hands it on
+//!   (four headers and one extension already there, built in every variant):
+//!   the deadline's extension and header then go into maps that exist.
 //! - `threads`: tower's `Timeout` and ours from 1 and 2 threads through one
 //!   layer.
 //! - `fallback`: palisade's `FallbackLayer` (a value answer) over `Identity`
@@ -109,6 +112,51 @@ mod per_call {
                 call_now(&mut svc, black_box(req))
             })
         });
+    }
+}
+
+/// A request as a server hands it on: four headers and one extension already
+/// there (as hyper and axum leave them), built the same way in every
+/// variant, the bare one included.
+fn server_request() -> Request<()> {
+    #[derive(Clone, Copy)]
+    struct MatchedRoute(#[allow(dead_code, reason = "an extension of a realistic size")] u32);
+    Request::get("/items/7")
+        .header(http::header::HOST, "catalog.internal")
+        .header(http::header::USER_AGENT, "palisade-bench")
+        .header(http::header::ACCEPT, "application/json")
+        .header("x-request-id", "0f3a9c2e")
+        .extension(MatchedRoute(7))
+        .body(())
+        .expect("a valid request")
+}
+
+#[divan::bench_group(sample_count = 200)]
+mod server_request {
+    use super::*;
+
+    #[divan::bench]
+    fn identity(bencher: Bencher<'_, '_>) {
+        let mut svc = Identity;
+        bencher.bench_local(|| enter_runtime(|| call_now(&mut svc, black_box(server_request()))));
+    }
+
+    #[divan::bench]
+    fn tower_timeout(bencher: Bencher<'_, '_>) {
+        let mut svc = TimeoutLayer::new(BUDGET).layer(Identity);
+        bencher.bench_local(|| enter_runtime(|| call_now(&mut svc, black_box(server_request()))));
+    }
+
+    #[divan::bench]
+    fn palisade_deadline(bencher: Bencher<'_, '_>) {
+        let mut svc = deadline(true).layer(Identity);
+        bencher.bench_local(|| enter_runtime(|| call_now(&mut svc, black_box(server_request()))));
+    }
+
+    #[divan::bench]
+    fn palisade_deadline_no_header(bencher: Bencher<'_, '_>) {
+        let mut svc = deadline(false).layer(Identity);
+        bencher.bench_local(|| enter_runtime(|| call_now(&mut svc, black_box(server_request()))));
     }
 }
 

@@ -12,8 +12,9 @@
 //!   clock (deterministic: seeded, no wall clock): a backend where 1 % of
 //!   calls take 200 ms and the rest 5 ms, a request every millisecond for
 //!   30 s (the first 5 s warm the histograms up and are not counted). It
-//!   prints p50, p99, p99.9 and the extra load (backend calls per request,
-//!   minus one) with no hedging, with tower's `Hedge` and with ours.
+//!   prints p50, p99, p99.9, p99.99 and the extra load (backend calls per
+//!   request, minus one) with no hedging, with tower's `Hedge`, with ours,
+//!   and with ours allowed two hedges.
 //!
 //! Every layer is built outside the timed loop; every call is `poll_ready`,
 //! `call` and polls of the response future with a no-op waker, inside a
@@ -165,6 +166,7 @@ mod tail {
         None,
         Tower,
         Palisade,
+        PalisadeTwoHedges,
     }
 
     struct Outcome {
@@ -228,6 +230,15 @@ mod tail {
                     }))
                 }
                 Setup::Palisade => BoxCloneSyncService::new(super::palisade_hedge().layer(inner)),
+                Setup::PalisadeTwoHedges => BoxCloneSyncService::new(
+                    palisade_hedge::HedgeLayer::builder("bench")
+                        .percentile(95.0)
+                        .budget_ratio(0.05)
+                        .max_hedges(2)
+                        .build()
+                        .expect("valid")
+                        .layer(inner),
+                ),
             };
             let mut answers = Vec::new();
             let start = Instant::now();
@@ -277,13 +288,17 @@ mod tail {
             WARM_UP / 1000
         );
         println!(
-            "{:<34} {:>8} {:>8} {:>8} {:>12}",
-            "setup", "p50", "p99", "p99.9", "extra load"
+            "{:<40} {:>8} {:>8} {:>8} {:>8} {:>12}",
+            "setup", "p50", "p99", "p99.9", "p99.99", "extra load"
         );
         for (name, setup) in [
             ("no hedging", Setup::None),
             ("tower Hedge (p95, 1 s period)", Setup::Tower),
             ("palisade HedgeLayer (p95, 5 %)", Setup::Palisade),
+            (
+                "palisade HedgeLayer (p95, 5 %, 2 hedges)",
+                Setup::PalisadeTwoHedges,
+            ),
         ] {
             let Outcome {
                 mut latencies,
@@ -291,10 +306,11 @@ mod tail {
             } = run(setup);
             latencies.sort_unstable();
             println!(
-                "{name:<34} {:>8.1?} {:>8.1?} {:>8.1?} {:>11.2}%",
+                "{name:<40} {:>8.1?} {:>8.1?} {:>8.1?} {:>8.1?} {:>11.2}%",
                 percentile(&latencies, 50.0),
                 percentile(&latencies, 99.0),
                 percentile(&latencies, 99.9),
+                percentile(&latencies, 99.99),
                 extra_load * 100.0
             );
         }
