@@ -17,9 +17,9 @@
 # gateway's proxy route, (c) nginx, and prints requests/s, p50 and p99 for
 # each. Two more rows split the gateway's gap to nginx: (g) the gateway's
 # proxy route to an upstream with no retry, breaker or bulkhead table (its
-# timeout only), and (h) `examples/bare_proxy.rs` of the gateway crate:
+# timeout only), and (h) `benches/examples/bare_proxy.rs` (palisade-benches):
 # hyper's server and hyper-util's client laid out as the gateway lays them
-# out, with nothing else; and (i) `examples/in_task_proxy.rs`, the same with
+# out, with nothing else; and (i) `benches/examples/in_task_proxy.rs`, the same with
 # a client that drives its upstream connection from the request's own task
 # instead of hyper-util's pooled client (an experiment, not the gateway's
 # client: it shows what the pooled client's hand-off between tasks costs).
@@ -83,7 +83,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 echo "== building the gateway: $PROFILE"
 cargo build --release -p palisade-gateway --quiet
-cargo build --release -p palisade-gateway --example bare_proxy --example in_task_proxy --quiet
+cargo build --release -p palisade-benches --example bare_proxy --example in_task_proxy --quiet
 BARE_BIN="$CARGO_TARGET_DIR/release/examples/bare_proxy"
 IN_TASK_BIN="$CARGO_TARGET_DIR/release/examples/in_task_proxy"
 

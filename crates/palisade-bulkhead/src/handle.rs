@@ -1,12 +1,13 @@
-//! Runtime control and figures: [`BulkheadHandle`], its snapshots, and the
-//! [`BulkheadRegistry`] the gateway's admin API lists.
+//! Runtime control and figures: [`BulkheadHandle`] and its snapshots, what a
+//! [`Registry<BulkheadHandle>`](palisade_core::Registry) lists for an admin
+//! API.
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use palisade_core::{ConfigError, Registry};
+use palisade_core::{ConfigError, Handle};
 
 use crate::partition::{OVERFLOW, UNKEYED};
 use crate::pool::{MAX_LIMIT, MAX_WAITERS, Pool};
@@ -74,7 +75,8 @@ pub struct BulkheadSnapshot {
 
 /// Reads a bulkhead's figures and changes its limits at runtime, without
 /// dropping calls in flight. Cheap to clone; every clone controls the same
-/// bulkhead.
+/// bulkhead. What a [`Registry<BulkheadHandle>`](palisade_core::Registry)
+/// holds.
 ///
 /// ```
 /// use palisade_bulkhead::BulkheadLayer;
@@ -364,108 +366,18 @@ impl BulkheadHandle {
     }
 }
 
-// ===== BulkheadRegistry =====
+impl Handle for BulkheadHandle {
+    type Snapshot = BulkheadSnapshot;
 
-/// Named bulkheads, for the gateway's admin API and dashboard. Clones share
-/// the same map.
-///
-/// Give it to [`BulkheadBuilder::registry`](crate::BulkheadBuilder::registry):
-/// the first build under a name registers the bulkhead; every later build
-/// under that name returns a layer sharing the registered bulkhead's state
-/// (one bulkhead per downstream, however many times the stack is built).
-///
-/// ```
-/// use palisade_bulkhead::{BulkheadLayer, BulkheadRegistry};
-///
-/// let registry = BulkheadRegistry::new();
-/// let a = BulkheadLayer::builder("payments").registry(&registry).build()?;
-/// let b = BulkheadLayer::builder("payments").registry(&registry).build()?;
-/// assert!(a.handle().same_as(&b.handle()));
-/// assert_eq!(registry.names(), vec!["payments".to_owned()]);
-/// assert_eq!(registry.snapshots()[0].limit, 25);
-/// # Ok::<(), palisade_core::ConfigError>(())
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct BulkheadRegistry {
-    inner: Registry<BulkheadHandle>,
-}
-
-impl BulkheadRegistry {
-    /// An empty registry.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
+    fn name(&self) -> &str {
+        Self::name(self)
     }
 
-    /// The bulkhead registered under `name`.
-    #[must_use]
-    pub fn get(&self, name: &str) -> Option<BulkheadHandle> {
-        self.inner.get(name)
+    fn snapshot(&self) -> BulkheadSnapshot {
+        Self::snapshot(self)
     }
 
-    /// Registers `handle` under its name, returning the handle it replaced.
-    pub fn insert(&self, handle: BulkheadHandle) -> Option<BulkheadHandle> {
-        let name = Arc::clone(&handle.shared.common.name);
-        self.inner.insert(&name, handle)
-    }
-
-    pub(crate) fn get_or_insert_with(
-        &self,
-        name: &str,
-        make: impl FnOnce() -> BulkheadHandle,
-    ) -> BulkheadHandle {
-        self.inner.get_or_insert_with(name, make)
-    }
-
-    /// Removes and returns the bulkhead registered under `name`. Layers
-    /// built from it keep working.
-    pub fn remove(&self, name: &str) -> Option<BulkheadHandle> {
-        self.inner.remove(name)
-    }
-
-    /// The registered names, sorted.
-    #[must_use]
-    pub fn names(&self) -> Vec<String> {
-        self.inner.names()
-    }
-
-    /// Every registered handle, sorted by name.
-    #[must_use]
-    pub fn handles(&self) -> Vec<BulkheadHandle> {
-        self.inner.entries().into_iter().map(|(_, h)| h).collect()
-    }
-
-    /// A snapshot of every registered bulkhead, sorted by name.
-    #[must_use]
-    pub fn snapshots(&self) -> Vec<BulkheadSnapshot> {
-        self.inner
-            .entries()
-            .iter()
-            .map(|(_, h)| h.snapshot())
-            .collect()
-    }
-
-    /// The number of registered bulkheads.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.inner.len()
-    }
-
-    /// `true` when nothing is registered.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
-    }
-
-    /// The underlying [`Registry`].
-    #[must_use]
-    pub const fn as_registry(&self) -> &Registry<BulkheadHandle> {
-        &self.inner
-    }
-}
-
-impl From<Registry<BulkheadHandle>> for BulkheadRegistry {
-    fn from(inner: Registry<BulkheadHandle>) -> Self {
-        Self { inner }
+    fn same_as(&self, other: &Self) -> bool {
+        Self::same_as(self, other)
     }
 }

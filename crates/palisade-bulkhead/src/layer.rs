@@ -3,11 +3,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::{ConfigError, ErrorsAsFailures, Listeners};
+use palisade_core::{ConfigError, ErrorsAsFailures, Listeners, Registry};
 use tower_layer::Layer;
 
 use crate::event::BulkheadEvent;
-use crate::handle::{BulkheadHandle, BulkheadRegistry};
+use crate::handle::BulkheadHandle;
 use crate::limiter::AdaptiveLimit;
 use crate::partition::{KeyFn, Unpartitioned};
 use crate::pool::{Common, MAX_LIMIT, MAX_WAITERS};
@@ -36,7 +36,7 @@ pub const MAX_PARTITIONS: usize = 1 << 20;
 pub struct BulkheadLayer<P = Unpartitioned, C = ErrorsAsFailures> {
     shared: Arc<Shared>,
     partition: P,
-    classify: C,
+    classifier: C,
 }
 
 impl<P: Clone, C: Clone> Clone for BulkheadLayer<P, C> {
@@ -44,7 +44,7 @@ impl<P: Clone, C: Clone> Clone for BulkheadLayer<P, C> {
         Self {
             shared: Arc::clone(&self.shared),
             partition: self.partition.clone(),
-            classify: self.classify.clone(),
+            classifier: self.classifier.clone(),
         }
     }
 }
@@ -88,7 +88,7 @@ impl<S, P: Clone, C: Clone> Layer<S> for BulkheadLayer<P, C> {
             inner,
             Arc::clone(&self.shared),
             self.partition.clone(),
-            self.classify.clone(),
+            self.classifier.clone(),
         )
     }
 }
@@ -109,7 +109,7 @@ impl<S, P: Clone, C: Clone> Layer<S> for BulkheadLayer<P, C> {
 /// | [`overflow_limit`](Self::overflow_limit) | `max_concurrent_calls` |
 /// | [`partition_metrics`](Self::partition_metrics) | `true` |
 /// | [`adaptive`](Self::adaptive) | off: a fixed limit |
-/// | [`classify`](Self::classify) | [`ErrorsAsFailures`] |
+/// | [`classifier`](Self::classifier) | [`ErrorsAsFailures`] |
 pub struct BulkheadBuilder<P = Unpartitioned, C = ErrorsAsFailures> {
     name: Arc<str>,
     max_concurrent_calls: usize,
@@ -123,9 +123,9 @@ pub struct BulkheadBuilder<P = Unpartitioned, C = ErrorsAsFailures> {
     overflow_limit: Option<usize>,
     partition_metrics: bool,
     adaptive: Option<AdaptiveLimit>,
-    classify: C,
+    classifier: C,
     listeners: Listeners<BulkheadEvent>,
-    registry: Option<BulkheadRegistry>,
+    registry: Option<Registry<BulkheadHandle>>,
 }
 
 impl<P, C> fmt::Debug for BulkheadBuilder<P, C> {
@@ -160,7 +160,7 @@ impl BulkheadBuilder {
             overflow_limit: None,
             partition_metrics: true,
             adaptive: None,
-            classify: ErrorsAsFailures,
+            classifier: ErrorsAsFailures,
             listeners: Listeners::new(),
             registry: None,
         }
@@ -248,7 +248,7 @@ impl<P, C> BulkheadBuilder<P, C> {
             overflow_limit: self.overflow_limit,
             partition_metrics: self.partition_metrics,
             adaptive: self.adaptive,
-            classify: self.classify,
+            classifier: self.classifier,
             listeners: self.listeners,
             registry: self.registry,
         }
@@ -294,7 +294,7 @@ impl<P, C> BulkheadBuilder<P, C> {
     /// Lets the limit of every pool adapt itself to observed latency and
     /// errors, within the limiter's bounds: [`Aimd`](crate::limiter::Aimd)
     /// or [`Gradient`](crate::limiter::Gradient). Outcomes are classified by
-    /// [`classify`](Self::classify).
+    /// [`classifier`](Self::classifier).
     #[must_use]
     pub fn adaptive(mut self, limit: impl Into<AdaptiveLimit>) -> Self {
         self.adaptive = Some(limit.into());
@@ -304,8 +304,12 @@ impl<P, C> BulkheadBuilder<P, C> {
     /// How completed calls count for the adaptive limit (a
     /// [`Classify`](palisade_core::Classify): `ErrorsAsFailures`,
     /// `StatusClassifier` for HTTP, or a closure). Unused with a fixed limit.
+    ///
+    /// It classifies the inner service's own `Result<S::Response, S::Error>`,
+    /// as the circuit breaker's and the retry layer's classifiers do: one
+    /// classifier value serves all three over the same service.
     #[must_use]
-    pub fn classify<C2>(self, classify: C2) -> BulkheadBuilder<P, C2> {
+    pub fn classifier<C2>(self, classifier: C2) -> BulkheadBuilder<P, C2> {
         BulkheadBuilder {
             name: self.name,
             max_concurrent_calls: self.max_concurrent_calls,
@@ -319,7 +323,7 @@ impl<P, C> BulkheadBuilder<P, C> {
             overflow_limit: self.overflow_limit,
             partition_metrics: self.partition_metrics,
             adaptive: self.adaptive,
-            classify,
+            classifier,
             listeners: self.listeners,
             registry: self.registry,
         }
@@ -339,9 +343,22 @@ impl<P, C> BulkheadBuilder<P, C> {
     /// Registers the bulkhead in `registry` under its name. If a bulkhead of
     /// that name is already registered, [`build`](Self::build) returns a
     /// layer sharing its state (its settings win; this builder's other
-    /// settings, except the key function and classifier, are unused).
+    /// settings, except the key function and classifier, are unused): one
+    /// bulkhead per downstream, however many times the stack is built.
+    ///
+    /// ```
+    /// use palisade_bulkhead::{BulkheadHandle, BulkheadLayer, Registry};
+    ///
+    /// let registry = Registry::<BulkheadHandle>::new();
+    /// let a = BulkheadLayer::builder("payments").registry(&registry).build()?;
+    /// let b = BulkheadLayer::builder("payments").registry(&registry).build()?;
+    /// assert!(a.handle().same_as(&b.handle()));
+    /// assert_eq!(registry.names(), vec!["payments".to_owned()]);
+    /// assert_eq!(registry.snapshots()[0].limit, 25);
+    /// # Ok::<(), palisade_core::ConfigError>(())
+    /// ```
     #[must_use]
-    pub fn registry(mut self, registry: &BulkheadRegistry) -> Self {
+    pub fn registry(mut self, registry: &Registry<BulkheadHandle>) -> Self {
         self.registry = Some(registry.clone());
         self
     }
@@ -446,7 +463,7 @@ impl<P, C> BulkheadBuilder<P, C> {
             overflow_limit,
             partition_metrics,
             adaptive,
-            classify,
+            classifier,
             listeners,
             registry,
         } = self;
@@ -500,7 +517,7 @@ impl<P, C> BulkheadBuilder<P, C> {
         Ok(BulkheadLayer {
             shared,
             partition,
-            classify,
+            classifier,
         })
     }
 }

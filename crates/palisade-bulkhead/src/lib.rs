@@ -213,9 +213,9 @@
 //!   (under tower's `ConcurrencyLimit`) takes its waiter lock on every
 //!   release; a pool here acquires and releases with one atomic operation
 //!   each unless somebody waits, and only then takes its lock to hand the
-//!   permit over. 46 ns per call against tower's 51 ns on one thread (0.89×),
-//!   0.72× tower's time under sustained two-thread contention, no allocation
-//!   (`docs/benchmarks.md`).
+//!   permit over: cheaper per call than tower's `ConcurrencyLimit` on one
+//!   thread and under two-thread contention, with no allocation (the
+//!   figures are in `docs/benchmarks.md`).
 //! - **Partitions with bounded memory.** Per-key pools (a header, a path
 //!   prefix, the authority, or any closure), at most `max_partitions` live,
 //!   idle ones reclaimed; lookups of a known key allocate nothing.
@@ -226,8 +226,8 @@
 //! - **Adaptive limits** after Netflix's concurrency-limits: AIMD and
 //!   Gradient2, in a pure, tested [`limiter`] module.
 //! - **Observable**: metrics per pool, tracing, events, a
-//!   [`BulkheadRegistry`] and plain-data [`BulkheadSnapshot`]s for an admin
-//!   API.
+//!   [`Registry`] of handles ([`BulkheadBuilder::registry`]) and plain-data
+//!   [`BulkheadSnapshot`]s for an admin API.
 //!
 //! Design notes and a diagram: `docs/patterns/bulkhead.md`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -247,12 +247,12 @@ mod service;
 mod shared;
 
 pub use event::{BulkheadEvent, LimitCause, RejectReason};
-pub use handle::{BulkheadHandle, BulkheadRegistry, BulkheadSnapshot, PoolSnapshot};
+pub use handle::{BulkheadHandle, BulkheadSnapshot, PoolSnapshot};
 pub use layer::{
     BulkheadBuilder, BulkheadLayer, DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_MAX_PARTITIONS,
     DEFAULT_PARTITION_IDLE_TIMEOUT, MAX_PARTITIONS,
 };
 pub use limiter::{AdaptiveLimit, Aimd, Gradient};
-pub use palisade_core::BulkheadFull;
+pub use palisade_core::{BulkheadFull, Registry};
 pub use partition::{KeyFn, Partition, Unpartitioned};
 pub use service::Bulkhead;

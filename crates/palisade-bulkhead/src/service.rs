@@ -41,7 +41,7 @@ pub struct Bulkhead<S, P = Unpartitioned, C = ErrorsAsFailures> {
     inner: S,
     shared: Arc<Shared>,
     partition: P,
-    classify: C,
+    classifier: C,
     // `backpressure` mode only: the reservation made by `poll_ready`, and
     // the timer of a wait (allocated on the first wait, then reused).
     reservation: Reservation,
@@ -49,30 +49,15 @@ pub struct Bulkhead<S, P = Unpartitioned, C = ErrorsAsFailures> {
 }
 
 impl<S, P, C> Bulkhead<S, P, C> {
-    pub(crate) const fn new(inner: S, shared: Arc<Shared>, partition: P, classify: C) -> Self {
+    pub(crate) const fn new(inner: S, shared: Arc<Shared>, partition: P, classifier: C) -> Self {
         Self {
             inner,
             shared,
             partition,
-            classify,
+            classifier,
             reservation: Reservation::None,
             sleep: None,
         }
-    }
-
-    /// The inner service.
-    pub const fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub const fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service; a reservation held by this service is released.
-    pub fn into_inner(self) -> S {
-        self.inner
     }
 
     /// The handle of the bulkhead this service belongs to.
@@ -82,16 +67,16 @@ impl<S, P, C> Bulkhead<S, P, C> {
     }
 }
 
-impl<S: Clone, P: Clone, C: Clone> Clone for Bulkhead<S, P, C> {
-    /// A clone shares the bulkhead's pools but not this service's
-    /// reservation: it starts unready.
-    fn clone(&self) -> Self {
-        Self::new(
-            self.inner.clone(),
-            Arc::clone(&self.shared),
-            self.partition.clone(),
-            self.classify.clone(),
-        )
+// A clone shares the bulkhead's pools but not this service's reservation: it
+// starts unready.
+palisade_core::inner_service! {
+    Bulkhead<S, P, C> {
+        inner: S,
+        clone: {
+            share: [shared, partition, classifier],
+            reset: [reservation = Reservation::None, sleep = None],
+            where: [P: Clone, C: Clone],
+        },
     }
 }
 
@@ -213,7 +198,7 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        let classify = self.classify.clone();
+        let classify = self.classifier.clone();
         if self.shared.backpressure {
             return match std::mem::take(&mut self.reservation) {
                 Reservation::Reserved(mut permit) => {

@@ -84,7 +84,7 @@ async fn shrinks_and_recovers(limit: AdaptiveLimit, max: usize) {
     let counted = Arc::clone(&changes);
     let layer = BulkheadLayer::builder("adaptive")
         .adaptive(limit)
-        .classify(classify)
+        .classifier(classify)
         .max_wait(Duration::from_secs(1))
         .on_event(move |e| {
             if matches!(

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use palisade_bulkhead::limiter::{Aimd, Gradient};
 use palisade_bulkhead::{
-    Bulkhead, BulkheadHandle, BulkheadLayer, BulkheadRegistry, BulkheadSnapshot, KeyFn,
-    PoolSnapshot, future::ResponseFuture,
+    Bulkhead, BulkheadHandle, BulkheadLayer, BulkheadSnapshot, KeyFn, PoolSnapshot, Registry,
+    future::ResponseFuture,
 };
 use palisade_core::ConfigError;
 use palisade_test_util::{assert_send, assert_send_sync, assert_send_sync_clone};
@@ -135,7 +135,7 @@ fn public_types_are_send_sync_clone() {
     assert_send_sync_clone::<Bulkhead<Svc>>();
     assert_send_sync_clone::<Bulkhead<Svc, KeyFn<fn(&u64) -> Option<Cow<'_, str>>>>>();
     assert_send_sync_clone::<BulkheadHandle>();
-    assert_send_sync_clone::<BulkheadRegistry>();
+    assert_send_sync_clone::<Registry<BulkheadHandle>>();
     assert_send_sync_clone::<BulkheadSnapshot>();
     assert_send_sync_clone::<PoolSnapshot>();
     assert_send_sync::<palisade_bulkhead::BulkheadBuilder>();
@@ -157,7 +157,7 @@ fn http_types_are_send_sync_clone() {
 
 #[test]
 fn a_registry_gives_one_bulkhead_per_name() {
-    let registry = BulkheadRegistry::new();
+    let registry = Registry::<BulkheadHandle>::new();
     let first = BulkheadLayer::builder("payments")
         .max_concurrent_calls(3)
         .registry(&registry)

@@ -50,32 +50,14 @@ impl<S, I> Chaos<S, I> {
             shared: Arc::clone(&self.shared),
         }
     }
-
-    /// The inner service.
-    pub const fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub const fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the chaos service, returning the inner one.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
 }
 
-impl<S: Clone, I: Clone> Clone for Chaos<S, I> {
-    // No readiness state of its own: a clone shares the layer's state and
-    // clones the inner service (whose own `Clone` decides about readiness).
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
-            injector: self.injector.clone(),
-        }
+// No readiness state of its own: a clone shares the layer's state and clones
+// the inner service (whose own `Clone` decides about readiness).
+palisade_core::inner_service! {
+    Chaos<S, I> {
+        inner: S,
+        clone: { share: [shared, injector], where: [I: Clone] },
     }
 }
 

@@ -4,11 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::{ConfigError, ErrorsAsFailures};
+use palisade_core::{ConfigError, ErrorsAsFailures, Listeners, Registry};
 
-use crate::event::{CallNotPermitted, CallOutcome, StateTransition};
-use crate::layer::CircuitBreakerLayer;
-use crate::metrics::Hooks;
+use crate::event::CircuitBreakerEvent;
+use crate::handle::CircuitBreakerHandle;
+use crate::layer::{CircuitBreakerLayer, build_core};
 use crate::state::{MAX_PROBES, State};
 use crate::window::{MAX_COUNT_WINDOW, MAX_TIME_WINDOW_SECS};
 
@@ -98,7 +98,7 @@ impl Config {
 #[derive(Debug)]
 pub(crate) struct Parts {
     pub(crate) name: Arc<str>,
-    pub(crate) hooks: Hooks,
+    pub(crate) listeners: Listeners<CircuitBreakerEvent>,
     pub(crate) seed: u64,
 }
 
@@ -145,7 +145,8 @@ pub struct CircuitBreakerBuilder<C = ErrorsAsFailures> {
     max_wait_in_half_open: Duration,
     initial_state: State,
     jitter_seed: Option<u64>,
-    hooks: Hooks,
+    listeners: Listeners<CircuitBreakerEvent>,
+    registry: Option<Registry<CircuitBreakerHandle>>,
     classifier: C,
 }
 
@@ -169,7 +170,8 @@ impl CircuitBreakerBuilder<ErrorsAsFailures> {
             max_wait_in_half_open: Duration::from_secs(60),
             initial_state: State::Closed,
             jitter_seed: None,
-            hooks: Hooks::default(),
+            listeners: Listeners::new(),
+            registry: None,
             classifier: ErrorsAsFailures,
         }
     }
@@ -324,50 +326,72 @@ impl<C> CircuitBreakerBuilder<C> {
             max_wait_in_half_open: self.max_wait_in_half_open,
             initial_state: self.initial_state,
             jitter_seed: self.jitter_seed,
-            hooks: self.hooks,
+            listeners: self.listeners,
+            registry: self.registry,
             classifier,
         }
     }
 
-    /// Calls `listener` on every state transition (once per transition, on
-    /// the thread that performed it).
-    pub fn on_state_transition<F>(mut self, listener: F) -> Self
+    /// Calls `listener` with every [`CircuitBreakerEvent`]: each state
+    /// transition (once, on the thread that performed it), each rejected
+    /// call, and each admitted call that completes. With a listener, calls
+    /// are timed even without a slow-call duration (for the outcome's
+    /// duration). A listener that panics is caught and logged.
+    pub fn on_event<F>(mut self, listener: F) -> Self
     where
-        F: Fn(&StateTransition) + Send + Sync + 'static,
+        F: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
     {
-        self.hooks.on_transition.push(listener);
+        self.listeners.push(listener);
         self
     }
 
-    /// Calls `listener` for every rejected call.
-    pub fn on_call_not_permitted<F>(mut self, listener: F) -> Self
-    where
-        F: Fn(&CallNotPermitted) + Send + Sync + 'static,
-    {
-        self.hooks.on_not_permitted.push(listener);
-        self
-    }
-
-    /// Calls `listener` for every admitted call that completes (calls are
-    /// then timed even without a slow-call duration).
-    pub fn on_call_outcome<F>(mut self, listener: F) -> Self
-    where
-        F: Fn(&CallOutcome) + Send + Sync + 'static,
-    {
-        self.hooks.on_outcome.push(listener);
+    /// Registers the breaker in `registry` under its name. If a breaker of
+    /// that name is already registered, [`build`](Self::build) returns a layer
+    /// over it: one breaker per downstream, however many times the stack is
+    /// built. The builder is validated all the same; only its classifier is
+    /// used then (the registered breaker keeps its settings and listeners).
+    ///
+    /// ```
+    /// use palisade_circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer, Registry, State};
+    ///
+    /// let registry = Registry::<CircuitBreakerHandle>::new();
+    /// // Built once per route, one breaker all the same.
+    /// let a = CircuitBreakerLayer::builder("orders").registry(&registry).build().unwrap();
+    /// let b = CircuitBreakerLayer::builder("orders").registry(&registry).build().unwrap();
+    /// assert!(a.handle().same_as(&b.handle()));
+    ///
+    /// registry.get("orders").unwrap().force_open();
+    /// let snapshots = registry.snapshots();
+    /// assert_eq!(snapshots.len(), 1);
+    /// assert_eq!(snapshots[0].state, State::ForcedOpen);
+    /// ```
+    pub fn registry(mut self, registry: &Registry<CircuitBreakerHandle>) -> Self {
+        self.registry = Some(registry.clone());
         self
     }
 
     /// Validates the settings and builds the layer: one breaker, shared by
-    /// every service the layer (or a clone of it) builds.
+    /// every service the layer (or a clone of it) builds. With a
+    /// [`registry`](Self::registry), the registered breaker of this name if
+    /// there is one.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] whose `field` is the name of the first invalid
     /// setter.
-    pub fn build(self) -> Result<CircuitBreakerLayer<C>, ConfigError> {
+    pub fn build(mut self) -> Result<CircuitBreakerLayer<C>, ConfigError> {
+        let registry = self.registry.take();
         let (config, parts, classifier) = self.into_parts()?;
-        Ok(CircuitBreakerLayer::from_parts(config, parts, classifier))
+        match registry {
+            None => Ok(CircuitBreakerLayer::from_parts(config, parts, classifier)),
+            Some(registry) => {
+                let name = Arc::clone(&parts.name);
+                let handle = registry.get_or_insert_with(&name, || {
+                    CircuitBreakerHandle::new(build_core(config, parts))
+                });
+                Ok(handle.layer_with(classifier))
+            }
+        }
     }
 
     /// The breaker's name.
@@ -529,7 +553,7 @@ impl<C> CircuitBreakerBuilder<C> {
         let seed = self.jitter_seed.unwrap_or_else(random_seed);
         let parts = Parts {
             name: self.name,
-            hooks: self.hooks,
+            listeners: self.listeners,
             seed,
         };
         Ok((config, parts, self.classifier))

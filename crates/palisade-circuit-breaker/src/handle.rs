@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::ErrorsAsFailures;
+use palisade_core::{ErrorsAsFailures, Handle};
 use tokio::time::Instant;
 
 use crate::config::ConfigSummary;
@@ -12,7 +12,8 @@ use crate::layer::{BreakerCore, CircuitBreakerLayer};
 use crate::state::{Now, State, nanos_since};
 
 /// Reads and controls one breaker at runtime. Cheap to clone; every clone
-/// (and every layer and service of the breaker) sees the same breaker.
+/// (and every layer and service of the breaker) sees the same breaker. What a
+/// [`Registry<CircuitBreakerHandle>`](palisade_core::Registry) holds.
 ///
 /// Reading the state performs the transitions that are due (an open breaker
 /// whose wait has elapsed reports `HalfOpen`), exactly as the next call would.
@@ -86,10 +87,6 @@ pub struct CircuitBreakerSnapshot {
 impl CircuitBreakerHandle {
     pub(crate) const fn new(core: Arc<BreakerCore>) -> Self {
         Self { core }
-    }
-
-    pub(crate) fn core(&self) -> &Arc<BreakerCore> {
-        &self.core
     }
 
     fn now(&self) -> Now {
@@ -211,8 +208,24 @@ impl CircuitBreakerHandle {
 
     /// `true` if both handles control the same breaker.
     #[must_use]
-    pub fn same_breaker(&self, other: &Self) -> bool {
+    pub fn same_as(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.core, &other.core)
+    }
+}
+
+impl Handle for CircuitBreakerHandle {
+    type Snapshot = CircuitBreakerSnapshot;
+
+    fn name(&self) -> &str {
+        Self::name(self)
+    }
+
+    fn snapshot(&self) -> CircuitBreakerSnapshot {
+        Self::snapshot(self)
+    }
+
+    fn same_as(&self, other: &Self) -> bool {
+        Self::same_as(self, other)
     }
 }
 

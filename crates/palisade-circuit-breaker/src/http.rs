@@ -149,30 +149,13 @@ impl<S, C> HttpCircuitBreaker<S, C> {
     pub fn handle(&self) -> CircuitBreakerHandle {
         self.gate.handle()
     }
-
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the breaker, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
 }
 
-impl<S: Clone, C> Clone for HttpCircuitBreaker<S, C> {
-    /// Shares the breaker, not readiness.
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            gate: self.gate.clone(),
-        }
+// Shares the breaker, not readiness.
+palisade_core::inner_service! {
+    HttpCircuitBreaker<S, C> {
+        inner: S,
+        clone: { share: [gate] },
     }
 }
 

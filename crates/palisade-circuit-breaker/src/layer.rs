@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use palisade_core::ErrorsAsFailures;
+use palisade_core::stripe::{Stripe, Striped};
 use tokio::time::Instant;
 use tower_layer::Layer;
 
@@ -24,57 +25,31 @@ pub(crate) struct Calls<C> {
     pub(crate) timed: bool,
 }
 
-/// One of the references that calls in flight hold to [`Calls`], alone on
-/// its cache lines.
-///
-/// Every call keeps the breaker alive until it completes, so it holds a
-/// reference-counted pointer. Were that one `Arc` for all calls, every call on
-/// every thread would increment and decrement the same counter, and that cache
-/// line would bounce between cores on each call. Calls instead clone the
-/// stripe of the thread they start on: threads contend on a counter only when
-/// there are more threads than stripes.
-#[repr(align(128))]
-pub(crate) struct Stripe<C>(pub(crate) Arc<Calls<C>>);
-
-/// Stripes per layer.
-const STRIPES: usize = 16;
-
-fn stripe_index() -> usize {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-    }
-    INDEX.with(|i| *i)
-}
-
 /// What every service of one layer shares.
 pub(crate) struct Shared<C> {
     /// The breaker, for admission.
     pub(crate) core: Arc<BreakerCore>,
-    stripes: Box<[Arc<Stripe<C>>]>,
+    /// What calls in flight hold, through the stripe of the thread they
+    /// start on ([`palisade_core::stripe`]): threads do not bounce one
+    /// reference count between cores.
+    calls: Striped<Calls<C>>,
 }
 
 impl<C> Shared<C> {
     pub(crate) fn new(core: Arc<BreakerCore>, classifier: C) -> Self {
         let timed = core.config().times_calls() || core.observer().wants_outcomes();
-        let calls = Arc::new(Calls {
+        let calls = Striped::new(Calls {
             core: Arc::clone(&core),
             classifier,
             timed,
         });
-        Self {
-            core,
-            stripes: (0..STRIPES)
-                .map(|_| Arc::new(Stripe(Arc::clone(&calls))))
-                .collect(),
-        }
+        Self { core, calls }
     }
 
     /// A reference for a call starting on this thread.
     #[inline]
-    pub(crate) fn stripe(&self) -> Arc<Stripe<C>> {
-        Arc::clone(&self.stripes[stripe_index()])
+    pub(crate) fn stripe(&self) -> Arc<Stripe<Calls<C>>> {
+        self.calls.stripe()
     }
 }
 
@@ -92,7 +67,7 @@ impl<C> Shared<C> {
 /// let layer = CircuitBreakerLayer::builder("orders").build().unwrap();
 /// let a = layer.layer(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
 /// let b = layer.clone().layer(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
-/// assert!(a.handle().same_breaker(&b.handle()));
+/// assert!(a.handle().same_as(&b.handle()));
 /// ```
 pub struct CircuitBreakerLayer<C = ErrorsAsFailures> {
     shared: Arc<Shared<C>>,
@@ -152,7 +127,7 @@ impl<C> CircuitBreakerLayer<C> {
 }
 
 pub(crate) fn build_core(config: Config, parts: Parts) -> Arc<BreakerCore> {
-    let telemetry = Telemetry::new(parts.name, parts.hooks, config.initial_state);
+    let telemetry = Telemetry::new(parts.name, parts.listeners, config.initial_state);
     Arc::new(Core::new(config, telemetry, Instant::now(), parts.seed))
 }
 

@@ -75,8 +75,9 @@
 //! builder and shared through an `Arc` by every service the layer builds:
 //! cloning the layer or the service does not create new state, and calling
 //! `layer()` many times (axum does it once per route) gives services over the
-//! same breaker. Build one layer per downstream, or get it from a
-//! [`CircuitBreakerRegistry`] by name.
+//! same breaker. Build one layer per downstream, or build it with a
+//! [`Registry`] ([`registry`](CircuitBreakerBuilder::registry)): every build
+//! under one name shares the first one's breaker.
 //!
 //! Readiness is not shared: a cloned service starts unready and holds no
 //! probe permit, whatever its original held.
@@ -164,14 +165,13 @@
 //! - Tracing (target `palisade_circuit_breaker`, field `name`): a transition
 //!   to Open or ForcedOpen at `warn`, any other transition at `info` (with the
 //!   reason and the figures that decided it), a rejected call at `debug`.
-//! - Listeners registered on the builder:
-//!   [`on_state_transition`](CircuitBreakerBuilder::on_state_transition)
-//!   ([`StateTransition`], exactly once per transition),
-//!   [`on_call_not_permitted`](CircuitBreakerBuilder::on_call_not_permitted)
-//!   ([`CallNotPermitted`]) and
-//!   [`on_call_outcome`](CircuitBreakerBuilder::on_call_outcome)
-//!   ([`CallOutcome`]). An event is only built when someone listens: without
-//!   listeners nothing is allocated per call.
+//! - Listeners registered on the builder with
+//!   [`on_event`](CircuitBreakerBuilder::on_event) receive every
+//!   [`CircuitBreakerEvent`]: [`StateTransition`] (exactly once per
+//!   transition), [`CallNotPermitted`] and [`CallOutcome`] (once per
+//!   completed call, so with a listener calls are timed). An event is only
+//!   built when someone listens: without listeners nothing is allocated or
+//!   timed per call.
 //! - The [`CircuitBreakerHandle`] reads the state and a
 //!   [`CircuitBreakerSnapshot`] of the figures at any time, and switches the
 //!   manual states: [`disable`](CircuitBreakerHandle::disable),
@@ -206,13 +206,10 @@
 //! - **A lock-free hot path.** No mutex anywhere, no boxed future, no
 //!   allocation per call, and no event built when nobody listens;
 //!   tower-resilience locks an async mutex twice per call and boxes every
-//!   future. In one run on a quiet machine (`docs/benchmarks.md`, the
-//!   authoritative figures), a call through a closed breaker costs 45.5 ns
-//!   on one thread and 128 ns each with two threads calling one breaker
-//!   without pause, where tower's `GlobalConcurrencyLimit` costs 393 ns and
-//!   tower-resilience's breaker 2 920 ns under the same contention; a time
-//!   window costs the same per call whether it holds 1 000, 100 000 or
-//!   1 000 000 calls.
+//!   future. A time window costs the same per call whether it holds 1 000
+//!   or 1 000 000 calls. The figures, side by side with tower's layers and
+//!   tower-resilience on one thread and under contention, are in
+//!   `docs/benchmarks.md` (and only there, so they cannot go stale here).
 //! - **Shared by construction.** State lives in the layer: every `layer()`
 //!   call and clone shares one breaker, where a breaker rebuilt per axum
 //!   route could never open.
@@ -238,18 +235,16 @@ mod layer;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod metrics;
-mod registry;
 mod service;
 mod state;
 mod sync;
 mod window;
 
 pub use config::{CircuitBreakerBuilder, ConfigSummary, MAX_DURATION, SlidingWindow};
-pub use event::{CallNotPermitted, CallOutcome, StateTransition};
+pub use event::{CallNotPermitted, CallOutcome, CircuitBreakerEvent, StateTransition};
 pub use handle::{CircuitBreakerHandle, CircuitBreakerSnapshot, HalfOpenProbes};
 pub use layer::CircuitBreakerLayer;
-pub use registry::CircuitBreakerRegistry;
 pub use service::CircuitBreaker;
 pub use state::{State, TransitionReason};
 
-pub use palisade_core::{BoxError, CircuitOpen, Classify, ErrorsAsFailures, Outcome};
+pub use palisade_core::{BoxError, CircuitOpen, Classify, ErrorsAsFailures, Outcome, Registry};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Unit};
 use palisade_core::{Listeners, Outcome};
 
-use crate::event::{CallNotPermitted, CallOutcome, StateTransition};
+use crate::event::{CallNotPermitted, CallOutcome, CircuitBreakerEvent, StateTransition};
 use crate::state::{Observer, State, Transition};
 use crate::window::Totals;
 
@@ -26,14 +26,6 @@ pub(crate) const SLOW_CALL_RATE: &str = "palisade_circuit_breaker_slow_call_rate
 /// `palisade_circuit_breaker_transitions_total{name, from, to}`.
 pub(crate) const TRANSITIONS: &str = "palisade_circuit_breaker_transitions_total";
 
-/// The listeners registered on the builder.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Hooks {
-    pub(crate) on_transition: Listeners<StateTransition>,
-    pub(crate) on_not_permitted: Listeners<CallNotPermitted>,
-    pub(crate) on_outcome: Listeners<CallOutcome>,
-}
-
 /// One breaker's metric handles and listeners.
 #[derive(Debug)]
 pub(crate) struct Telemetry {
@@ -48,7 +40,7 @@ pub(crate) struct Telemetry {
     slow_call_rate: Gauge,
     /// Indexed by `from * 6 + to`; same-state entries are unused.
     transitions: Box<[Counter]>,
-    hooks: Hooks,
+    listeners: Listeners<CircuitBreakerEvent>,
 }
 
 fn describe() {
@@ -91,7 +83,11 @@ fn describe() {
 impl Telemetry {
     /// Resolves every handle for the breaker `name` and sets the state gauge
     /// to `initial`.
-    pub(crate) fn new(name: Arc<str>, hooks: Hooks, initial: State) -> Self {
+    pub(crate) fn new(
+        name: Arc<str>,
+        listeners: Listeners<CircuitBreakerEvent>,
+        initial: State,
+    ) -> Self {
         describe();
         let calls = |outcome: &'static str| metrics::counter!(CALLS, "name" => Arc::clone(&name), "outcome" => outcome);
         let state = State::ALL
@@ -116,7 +112,7 @@ impl Telemetry {
             failure_rate: metrics::gauge!(FAILURE_RATE, "name" => Arc::clone(&name)),
             slow_call_rate: metrics::gauge!(SLOW_CALL_RATE, "name" => Arc::clone(&name)),
             transitions: transitions.into_boxed_slice(),
-            hooks,
+            listeners,
             name,
         };
         telemetry.set_state(initial);
@@ -136,10 +132,11 @@ impl Telemetry {
         }
     }
 
-    /// `true` if someone listens to call outcomes (then calls are timed).
+    /// `true` if someone listens, and so to call outcomes (then calls are
+    /// timed).
     #[inline]
     pub(crate) fn wants_outcomes(&self) -> bool {
-        !self.hooks.on_outcome.is_empty()
+        !self.listeners.is_empty()
     }
 
     /// A call admitted by the breaker completed.
@@ -159,12 +156,14 @@ impl Telemetry {
         if slow {
             self.slow.increment(1);
         }
-        self.hooks.on_outcome.emit_with(|| CallOutcome {
-            name: Arc::clone(&self.name),
-            outcome,
-            slow,
-            duration: duration.unwrap_or_default(),
-            probe,
+        self.listeners.emit_with(|| {
+            CircuitBreakerEvent::CallOutcome(CallOutcome {
+                name: Arc::clone(&self.name),
+                outcome,
+                slow,
+                duration: duration.unwrap_or_default(),
+                probe,
+            })
         });
     }
 
@@ -178,10 +177,12 @@ impl Telemetry {
             retry_after_ms = retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             "circuit breaker rejected a call"
         );
-        self.hooks.on_not_permitted.emit_with(|| CallNotPermitted {
-            name: Arc::clone(&self.name),
-            state,
-            retry_after,
+        self.listeners.emit_with(|| {
+            CircuitBreakerEvent::CallNotPermitted(CallNotPermitted {
+                name: Arc::clone(&self.name),
+                state,
+                retry_after,
+            })
         });
     }
 }
@@ -222,15 +223,17 @@ impl Observer for Telemetry {
                 "circuit breaker changed state"
             );
         }
-        self.hooks.on_transition.emit_with(|| StateTransition {
-            name: Arc::clone(&self.name),
-            from: t.from,
-            to: t.to,
-            reason: t.reason,
-            calls: t.totals.calls,
-            failure_rate,
-            slow_call_rate,
-            open_for: t.open_for,
+        self.listeners.emit_with(|| {
+            CircuitBreakerEvent::StateTransition(StateTransition {
+                name: Arc::clone(&self.name),
+                from: t.from,
+                to: t.to,
+                reason: t.reason,
+                calls: t.totals.calls,
+                failure_rate,
+                slow_call_rate,
+                open_for: t.open_for,
+            })
         });
     }
 

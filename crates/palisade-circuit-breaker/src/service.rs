@@ -4,13 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use palisade_core::stripe::Stripe;
 use palisade_core::{BoxError, CircuitOpen, Classify, ErrorsAsFailures, Outcome};
 use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::future::{Kind, ResponseFuture};
 use crate::handle::CircuitBreakerHandle;
-use crate::layer::{Shared, Stripe};
+use crate::layer::{Calls, Shared};
 use crate::state::{Admit, Now, State, nanos_since};
 
 /// A service guarded by a circuit breaker; built by
@@ -38,32 +39,14 @@ impl<S, C> CircuitBreaker<S, C> {
     pub fn handle(&self) -> CircuitBreakerHandle {
         self.gate.handle()
     }
-
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the breaker, returning the inner service (a probe permit held
-    /// by a pending readiness is given back).
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
 }
 
-impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
-    /// The clone shares the breaker, but not readiness: it must be polled
-    /// ready itself, and holds no probe permit.
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            gate: self.gate.clone(),
-        }
+// The clone shares the breaker, but not readiness: it must be polled ready
+// itself, and holds no probe permit (`Gate`'s clone never copies one).
+palisade_core::inner_service! {
+    CircuitBreaker<S, C> {
+        inner: S,
+        clone: { share: [gate] },
     }
 }
 
@@ -343,7 +326,7 @@ const UNTIMED: u64 = u64::MAX;
 /// given back if the recorder is dropped without recording (the future was
 /// dropped before completion).
 pub(crate) struct Recorder<C> {
-    stripe: Arc<Stripe<C>>,
+    stripe: Arc<Stripe<Calls<C>>>,
     ticket: u64,
     /// When the call started (nanos since the breaker's base), or `UNTIMED`.
     start: u64,
@@ -352,8 +335,8 @@ pub(crate) struct Recorder<C> {
 
 impl<C> Recorder<C> {
     #[inline]
-    fn new(stripe: Arc<Stripe<C>>, ticket: u64, probe: bool) -> Self {
-        let calls = &stripe.0;
+    fn new(stripe: Arc<Stripe<Calls<C>>>, ticket: u64, probe: bool) -> Self {
+        let calls = stripe.get();
         let start = if calls.timed {
             nanos_since(calls.core.base(), Instant::now())
         } else {
@@ -378,7 +361,7 @@ impl<C> Recorder<C> {
         }
         self.flags &= !PENDING;
         let probe = self.flags & PROBE != 0;
-        let calls = &*self.stripe.0;
+        let calls = self.stripe.get();
         let core = &calls.core;
         let outcome = calls.classifier.classify(result);
         let base = core.base();
@@ -419,7 +402,7 @@ impl<C> Drop for Recorder<C> {
     #[inline]
     fn drop(&mut self) {
         if self.flags == PENDING | PROBE {
-            self.stripe.0.core.release_probe(self.ticket);
+            self.stripe.core.release_probe(self.ticket);
         }
     }
 }

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use palisade_circuit_breaker::{BoxError, CircuitBreakerLayer, CircuitOpen, State};
+use palisade_circuit_breaker::{
+    BoxError, CircuitBreakerEvent, CircuitBreakerLayer, CircuitOpen, State,
+};
 use tokio::sync::{Barrier, Semaphore, mpsc};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -101,8 +103,10 @@ fn once_a_caller_sees_the_breaker_open_nothing_passes() {
         let layer = CircuitBreakerLayer::builder("open")
             .count_window(20)
             .wait_in_open(Duration::from_secs(3_600))
-            .on_state_transition(move |_| {
-                counter.fetch_add(1, Ordering::SeqCst);
+            .on_event(move |e| {
+                if let CircuitBreakerEvent::StateTransition(_) = e {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
             })
             .build()
             .unwrap();

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_circuit_breaker::{
-    CallNotPermitted, CallOutcome, CircuitBreakerLayer, Outcome, State,
+    CallNotPermitted, CallOutcome, CircuitBreakerEvent, CircuitBreakerLayer, Outcome, State,
 };
 use palisade_test_util::MetricsCapture;
 use support::{Step, backend, call};
@@ -178,9 +178,16 @@ async fn listeners_hear_outcomes_and_rejections() {
     let layer = CircuitBreakerLayer::builder("heard")
         .count_window(2)
         .wait_in_open(Duration::from_secs(9))
-        .on_call_outcome(move |e| o.lock().unwrap().push(e.clone()))
-        .on_call_not_permitted(move |e| r.lock().unwrap().push(e.clone()))
-        .on_state_transition(|_| panic!("a panicking listener never breaks a call"))
+        .on_event(move |e| match e {
+            CircuitBreakerEvent::CallOutcome(e) => o.lock().unwrap().push(e.clone()),
+            CircuitBreakerEvent::CallNotPermitted(e) => r.lock().unwrap().push(e.clone()),
+            _ => {}
+        })
+        .on_event(|e| {
+            if let CircuitBreakerEvent::StateTransition(_) = e {
+                panic!("a panicking listener never breaks a call")
+            }
+        })
         .build()
         .unwrap();
     let (backend, _) = backend();

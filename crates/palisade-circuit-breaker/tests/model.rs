@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_circuit_breaker::{
-    BoxError, CircuitBreakerLayer, CircuitOpen, Outcome, State, TransitionReason,
+    BoxError, CircuitBreakerEvent, CircuitBreakerLayer, CircuitOpen, Outcome, State,
+    TransitionReason,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
@@ -530,10 +531,12 @@ fn run(cfg: Cfg, ops: Vec<Op>) -> Result<Coverage, TestCaseError> {
             .max_wait_in_half_open(Duration::from_millis(cfg.max_half_open_ms))
             .wait_in_open_jitter(cfg.jitter.map_or(0.0, |p| p as f64 / 100.0))
             .jitter_seed(cfg.seed)
-            .on_state_transition(move |t| {
-                sink.lock()
-                    .unwrap()
-                    .push((t.from, t.to, t.reason, t.open_for));
+            .on_event(move |e| {
+                if let CircuitBreakerEvent::StateTransition(t) = e {
+                    sink.lock()
+                        .unwrap()
+                        .push((t.from, t.to, t.reason, t.open_for));
+                }
             });
         builder = match cfg.window {
             WindowKind::Count(n) => builder.count_window(n),

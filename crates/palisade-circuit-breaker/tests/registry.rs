@@ -3,41 +3,43 @@
 mod support;
 
 use palisade_circuit_breaker::{
-    CircuitBreakerLayer, CircuitBreakerRegistry, Outcome, SlidingWindow, State,
+    CircuitBreakerHandle, CircuitBreakerLayer, Outcome, Registry, SlidingWindow, State,
 };
 use support::{Step, backend, call};
 use tower::Layer;
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn get_or_build_shares_one_breaker_per_name() {
-    let registry = CircuitBreakerRegistry::new();
-    let first = registry
-        .get_or_build(CircuitBreakerLayer::builder("orders").count_window(2))
+async fn a_registry_shares_one_breaker_per_name() {
+    let registry = Registry::<CircuitBreakerHandle>::new();
+    let first = CircuitBreakerLayer::builder("orders")
+        .count_window(2)
+        .registry(&registry)
+        .build()
         .unwrap();
     // The second builder's settings are validated but the first breaker stays.
-    let second = registry
-        .get_or_build(
-            CircuitBreakerLayer::builder("orders")
-                .count_window(50)
-                .classifier(
-                    |_: &Result<support::Reply, palisade_circuit_breaker::BoxError>| {
-                        Outcome::Ignored
-                    },
-                ),
+    let second = CircuitBreakerLayer::builder("orders")
+        .count_window(50)
+        .classifier(
+            |_: &Result<support::Reply, palisade_circuit_breaker::BoxError>| Outcome::Ignored,
         )
+        .registry(&registry)
+        .build()
         .unwrap();
-    assert!(first.handle().same_breaker(&second.handle()));
+    assert!(first.handle().same_as(&second.handle()));
     assert_eq!(
         second.handle().config().sliding_window,
         SlidingWindow::Count(2)
     );
     assert!(
-        registry
-            .get_or_build(CircuitBreakerLayer::builder("orders").count_window(0))
+        CircuitBreakerLayer::builder("orders")
+            .count_window(0)
+            .registry(&registry)
+            .build()
             .is_err()
     );
-    registry
-        .get_or_build(CircuitBreakerLayer::builder("users"))
+    CircuitBreakerLayer::builder("users")
+        .registry(&registry)
+        .build()
         .unwrap();
     assert_eq!(registry.names(), vec!["orders", "users"]);
     assert_eq!(registry.len(), 2);
@@ -64,12 +66,12 @@ async fn get_or_build_shares_one_breaker_per_name() {
 
 #[test]
 fn register_get_remove() {
-    let registry = CircuitBreakerRegistry::new();
+    let registry = Registry::<CircuitBreakerHandle>::new();
     assert!(registry.is_empty());
     let layer = CircuitBreakerLayer::builder("payments").build().unwrap();
     assert!(registry.register(layer.handle()).is_none());
     let handle = registry.get("payments").unwrap();
-    assert!(handle.same_breaker(&layer.handle()));
+    assert!(handle.same_as(&layer.handle()));
     // Control through the registry reaches the layer's breaker.
     handle.metrics_only();
     assert_eq!(layer.handle().state(), State::MetricsOnly);
@@ -78,7 +80,7 @@ fn register_get_remove() {
     assert_eq!(clone.handles().len(), 1);
     assert!(clone.remove("payments").is_some());
     assert!(registry.get("payments").is_none());
-    assert_eq!(registry.as_registry().len(), 0);
+    assert_eq!(registry.len(), 0);
 }
 
 #[test]

@@ -5,8 +5,8 @@ mod support;
 
 use palisade_circuit_breaker::future::ResponseFuture;
 use palisade_circuit_breaker::{
-    CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer, CircuitBreakerRegistry,
-    CircuitBreakerSnapshot, ErrorsAsFailures, State,
+    CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer, CircuitBreakerSnapshot,
+    ErrorsAsFailures, Registry, State,
 };
 use palisade_test_util::{assert_send, assert_send_sync, assert_send_sync_clone};
 use support::{Step, backend, call};
@@ -23,7 +23,7 @@ fn public_types_are_send_sync_clone() {
     >();
     assert_send_sync_clone::<CircuitBreaker<Svc, ErrorsAsFailures>>();
     assert_send_sync_clone::<CircuitBreakerHandle>();
-    assert_send_sync_clone::<CircuitBreakerRegistry>();
+    assert_send_sync_clone::<Registry<CircuitBreakerHandle>>();
     assert_send_sync_clone::<CircuitBreakerSnapshot>();
     assert_send::<ResponseFuture<std::future::Ready<Result<u8, std::io::Error>>, ErrorsAsFailures>>(
     );
@@ -69,10 +69,10 @@ async fn every_layer_call_and_clone_shares_one_breaker() {
         assert_eq!(route.handle().state(), State::Open);
         assert!(support::rejected(&call(&mut route.clone(), Step::Ok).await));
     }
-    assert!(routes[0].handle().same_breaker(&layer.handle()));
+    assert!(routes[0].handle().same_as(&layer.handle()));
     let other = CircuitBreakerLayer::builder("shared").build().unwrap();
     assert!(
-        !other.handle().same_breaker(&layer.handle()),
+        !other.handle().same_as(&layer.handle()),
         "a new build is a new breaker"
     );
 }

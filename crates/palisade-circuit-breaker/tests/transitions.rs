@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_circuit_breaker::{
-    CircuitBreakerLayer, Outcome, State, StateTransition, TransitionReason,
+    CircuitBreakerEvent, CircuitBreakerLayer, Outcome, State, StateTransition, TransitionReason,
 };
 use support::{Step, backend, call, count, rejected, rejection};
 use tokio::time::advance;
@@ -15,14 +15,17 @@ use tower::{Layer, Service, ServiceExt};
 
 const SEC: Duration = Duration::from_secs(1);
 
+/// A listener that keeps the state transitions.
 fn recorder() -> (
     Arc<Mutex<Vec<StateTransition>>>,
-    impl Fn(&StateTransition) + Send + Sync + 'static,
+    impl Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
 ) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&log);
-    (log, move |t: &StateTransition| {
-        sink.lock().unwrap().push(t.clone())
+    (log, move |e: &CircuitBreakerEvent| {
+        if let CircuitBreakerEvent::StateTransition(t) = e {
+            sink.lock().unwrap().push(t.clone());
+        }
     })
 }
 
@@ -43,7 +46,7 @@ async fn closed_opens_on_failure_rate_and_recovers_through_half_open() {
         .failure_rate_threshold(50.0)
         .wait_in_open(5 * SEC)
         .permitted_calls_in_half_open(3)
-        .on_state_transition(listener)
+        .on_event(listener)
         .build()
         .unwrap();
     let handle = layer.handle();
@@ -109,7 +112,7 @@ async fn failed_probes_reopen_with_a_growing_capped_wait() {
         .wait_in_open_multiplier(2.0)
         .max_wait_in_open(5 * SEC)
         .permitted_calls_in_half_open(2)
-        .on_state_transition(listener)
+        .on_event(listener)
         .build()
         .unwrap();
     let handle = layer.handle();
@@ -186,7 +189,7 @@ async fn slow_calls_open_the_breaker() {
         .count_window(4)
         .slow_call_duration(Duration::from_millis(500))
         .slow_call_rate_threshold(50.0)
-        .on_state_transition(listener)
+        .on_event(listener)
         .build()
         .unwrap();
     let handle = layer.handle();
@@ -221,7 +224,7 @@ async fn slow_probes_reopen() {
         .count_window(2)
         .slow_call_duration(Duration::from_millis(100))
         .permitted_calls_in_half_open(2)
-        .on_state_transition(listener)
+        .on_event(listener)
         .build()
         .unwrap();
     let handle = layer.handle();
@@ -248,7 +251,7 @@ async fn consecutive_failures_open_before_the_minimum() {
     let layer = CircuitBreakerLayer::builder("c")
         .count_window(100)
         .consecutive_failures(3)
-        .on_state_transition(listener)
+        .on_event(listener)
         .build()
         .unwrap();
     let handle = layer.handle();
@@ -279,7 +282,7 @@ async fn hung_probes_reopen_after_the_max_wait() {
         .wait_in_open(10 * SEC)
         .permitted_calls_in_half_open(1)
         .max_wait_in_half_open(3 * SEC)
-        .on_state_transition(listener)
+        .on_event(listener)
         .build()
         .unwrap();
     let handle = layer.handle();
@@ -351,7 +354,7 @@ async fn manual_states() {
     let layer = CircuitBreakerLayer::builder("manual")
         .count_window(2)
         .wait_in_open(10 * SEC)
-        .on_state_transition(listener)
+        .on_event(listener)
         .build()
         .unwrap();
     let handle = layer.handle();

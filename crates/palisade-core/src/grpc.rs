@@ -439,10 +439,10 @@ impl GrpcStatus {
         let headers = res.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(GRPC_CONTENT_TYPE));
         headers.insert(GRPC_STATUS, HeaderValue::from(self.code.as_i32()));
-        if !self.message.is_empty() {
-            if let Ok(message) = HeaderValue::from_str(&percent_encode(&self.message)) {
-                headers.insert(GRPC_MESSAGE, message);
-            }
+        if !self.message.is_empty()
+            && let Ok(message) = HeaderValue::from_str(&percent_encode(&self.message))
+        {
+            headers.insert(GRPC_MESSAGE, message);
         }
         res
     }
@@ -734,10 +734,10 @@ where
     type Future = GrpcStatusFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.ready_error.is_none() {
-            if let Err(error) = ready!(self.inner.poll_ready(cx)) {
-                self.ready_error = Some(error.into());
-            }
+        if self.ready_error.is_none()
+            && let Err(error) = ready!(self.inner.poll_ready(cx))
+        {
+            self.ready_error = Some(error.into());
         }
         Poll::Ready(Ok(()))
     }

@@ -640,20 +640,11 @@ pub struct ProblemResponse<S> {
     ready_error: Option<BoxError>,
 }
 
-impl<S> ProblemResponse<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes this service, returning the inner one.
-    pub fn into_inner(self) -> S {
-        self.inner
+// A clone does not carry a pending `poll_ready` error.
+crate::inner_service! {
+    ProblemResponse<S> {
+        inner: S,
+        clone: { share: [mappers], reset: [ready_error = None] },
     }
 }
 
@@ -662,17 +653,6 @@ impl<S: fmt::Debug> fmt::Debug for ProblemResponse<S> {
         f.debug_struct("ProblemResponse")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
-    }
-}
-
-impl<S: Clone> Clone for ProblemResponse<S> {
-    /// A clone does not carry a pending `poll_ready` error.
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            mappers: Arc::clone(&self.mappers),
-            ready_error: None,
-        }
     }
 }
 
@@ -687,10 +667,10 @@ where
     type Future = ProblemFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.ready_error.is_none() {
-            if let Err(error) = ready!(self.inner.poll_ready(cx)) {
-                self.ready_error = Some(error.into());
-            }
+        if self.ready_error.is_none()
+            && let Err(error) = ready!(self.inner.poll_ready(cx))
+        {
+            self.ready_error = Some(error.into());
         }
         Poll::Ready(Ok(()))
     }

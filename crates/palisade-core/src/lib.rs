@@ -16,8 +16,17 @@
 //!   stops waiting, carried with a request so every layer below sees what is
 //!   left, and the error when it passes.
 //! - [`Listeners`]: event hooks that cost nothing when nobody listens.
-//! - [`Registry`]: named instances for admin APIs and dashboards.
+//! - [`Registry`] and [`Handle`]: named instances for admin APIs and
+//!   dashboards, the one registry every pattern crate's builder takes
+//!   (`.registry(&registry)`).
+//! - [`inner_service!`]: a middleware service's accessors and `Clone`,
+//!   written once.
 //! - [`ConfigError`]: what every builder returns for bad settings.
+//! - [`stripe::Striped`]: a layer's shared state behind per-thread counted
+//!   references, so calls on different cores do not bounce one counter.
+//! - [`path::check_path`]: one decode-then-check refusal of request paths
+//!   that could climb (`..`, `..;`, `%2e%2e`, `..%2F`, backslashes), for
+//!   every layer that forwards a path.
 //! - `http` (feature `http`): `Retry-After`, problem+json responses for
 //!   rejections, status classification.
 //! - `grpc` (feature `grpc`): gRPC status codes, a classifier that reads
@@ -45,13 +54,16 @@ pub mod grpc;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod listener;
+pub mod path;
 pub mod registry;
 pub mod reject;
+mod service;
+pub mod stripe;
 
 pub use classify::{Classify, ErrorsAsFailures, IgnoreRejections, Outcome};
 pub use config::ConfigError;
 pub use deadline::{Deadline, DeadlineExpired, is_deadline_expired};
 pub use error::{BoxError, cause_ref, is_caused_by};
 pub use listener::Listeners;
-pub use registry::Registry;
+pub use registry::{Handle, Registry};
 pub use reject::{BulkheadFull, CircuitOpen, RateLimited, Rejection, is_rejection, rejection};

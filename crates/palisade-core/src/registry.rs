@@ -18,10 +18,67 @@
 //! assert_eq!((a, b), (1, 1));
 //! assert_eq!(registry.names(), vec!["orders".to_owned()]);
 //! ```
+//!
+//! # The idiom every pattern crate follows
+//!
+//! A crate's runtime handle (`CircuitBreakerHandle`, `BulkheadHandle`)
+//! implements [`Handle`], and its builder takes the registry:
+//! `FooLayer::builder(name).registry(&registry).build()`. The first build
+//! under a name builds the instance and registers its handle; every later
+//! build under that name (validated all the same) returns a layer over the
+//! registered instance, whose settings and listeners stay. The registry then
+//! lists every instance ([`names`](Registry::names),
+//! [`handles`](Registry::handles)) and its figures
+//! ([`snapshots`](Registry::snapshots)) for an admin API. There is no
+//! registry type per crate: `Registry<CircuitBreakerHandle>`,
+//! `Registry<BulkheadHandle>`.
+//!
+//! ```
+//! use palisade_core::{Handle, Registry};
+//! use std::sync::Arc;
+//!
+//! // What a pattern crate's handle looks like to the registry.
+//! #[derive(Clone)]
+//! struct LimitHandle { name: Arc<str>, state: Arc<u32> }
+//!
+//! impl Handle for LimitHandle {
+//!     type Snapshot = (Arc<str>, u32);
+//!     fn name(&self) -> &str { &self.name }
+//!     fn snapshot(&self) -> Self::Snapshot { (Arc::clone(&self.name), *self.state) }
+//!     fn same_as(&self, other: &Self) -> bool { Arc::ptr_eq(&self.state, &other.state) }
+//! }
+//!
+//! let registry = Registry::new();
+//! let handle = LimitHandle { name: "orders".into(), state: Arc::new(8) };
+//! assert!(registry.register(handle.clone()).is_none());
+//! assert!(registry.get("orders").unwrap().same_as(&handle));
+//! assert_eq!(registry.snapshots(), vec![("orders".into(), 8)]);
+//! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// A runtime handle to one named instance of a pattern (a breaker, a
+/// bulkhead): what a [`Registry`] holds.
+///
+/// Every pattern crate's `FooHandle` implements it, with inherent methods of
+/// the same names so that callers need not import this trait.
+pub trait Handle: Clone {
+    /// The instance's state and figures at one instant (plain data; with the
+    /// crate's `serde` feature, `Serialize`).
+    type Snapshot;
+
+    /// The instance's name: its registry key, and the `name` label of its
+    /// metrics.
+    fn name(&self) -> &str;
+
+    /// The instance's state and figures now.
+    fn snapshot(&self) -> Self::Snapshot;
+
+    /// `true` if both handles control the same instance.
+    fn same_as(&self, other: &Self) -> bool;
+}
 
 /// Named handles, sorted by name; clones share the same map.
 pub struct Registry<H> {
@@ -79,6 +136,12 @@ impl<H: Clone> Registry<H> {
         self.write().remove(name)
     }
 
+    /// Every registered handle, sorted by name.
+    #[must_use]
+    pub fn handles(&self) -> Vec<H> {
+        self.read().values().cloned().collect()
+    }
+
     /// The registered names, sorted.
     #[must_use]
     pub fn names(&self) -> Vec<String> {
@@ -104,6 +167,24 @@ impl<H: Clone> Registry<H> {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.read().is_empty()
+    }
+}
+
+impl<H: Handle> Registry<H> {
+    /// Registers `handle` under its own [name](Handle::name), returning the
+    /// handle it replaced.
+    pub fn register(&self, handle: H) -> Option<H> {
+        let name: Arc<str> = Arc::from(handle.name());
+        self.write().insert(name, handle)
+    }
+
+    /// Every registered instance's [snapshot](Handle::snapshot), sorted by
+    /// name.
+    #[must_use]
+    pub fn snapshots(&self) -> Vec<H::Snapshot> {
+        // Snapshots are taken outside the lock: a handle's snapshot may do
+        // work (reading every partition of a bulkhead).
+        self.handles().iter().map(Handle::snapshot).collect()
     }
 }
 
@@ -160,6 +241,37 @@ mod tests {
         assert_eq!(r.remove("a"), Some(1));
         assert!(r2.get("a").is_none());
         assert!(!r.is_empty());
+    }
+
+    #[derive(Clone, Debug)]
+    struct Named(&'static str, Arc<u32>);
+
+    impl Handle for Named {
+        type Snapshot = (&'static str, u32);
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn snapshot(&self) -> Self::Snapshot {
+            (self.0, *self.1)
+        }
+        fn same_as(&self, other: &Self) -> bool {
+            Arc::ptr_eq(&self.1, &other.1)
+        }
+    }
+
+    #[test]
+    fn handles_register_under_their_name_and_list_their_snapshots() {
+        let r = Registry::new();
+        let b = Named("b", Arc::new(2));
+        assert!(r.register(b.clone()).is_none());
+        assert!(r.register(Named("a", Arc::new(1))).is_none());
+        let again = Named("b", Arc::new(3));
+        let replaced = r.register(again.clone()).expect("replaced");
+        assert!(replaced.same_as(&b));
+        assert!(r.get("b").unwrap().same_as(&again));
+        assert_eq!(r.snapshots(), vec![("a", 1), ("b", 3)]);
+        let names: Vec<&str> = r.handles().iter().map(|h| h.0).collect();
+        assert_eq!(names, ["a", "b"]);
     }
 
     #[test]

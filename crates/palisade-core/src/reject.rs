@@ -7,17 +7,65 @@
 //! not in the crate that raises them, so any layer can recognise them through
 //! [`is_rejection`] without depending on every pattern crate, even when a
 //! `Buffer` or another layer has wrapped them.
+//!
+//! # Detecting a rejection
+//!
+//! A layer's error is a `BoxError`, and other layers may have wrapped the
+//! rejection in errors of their own, so look for it through the `source()`
+//! chain, never with a string match:
+//!
+//! | question | call |
+//! |---|---|
+//! | was the call refused by any layer? | [`is_rejection`]`(&*err)` |
+//! | which rejection, and its `retry_after`? | [`rejection`]`(&*err)` → [`Rejection`] |
+//! | a breaker's, to read its fields? | [`cause_ref`](crate::cause_ref)`::<`[`CircuitOpen`]`>(&*err)` |
+//! | a bulkhead's? | `cause_ref::<`[`BulkheadFull`]`>(&*err)` |
+//! | a rate limiter's? | `cause_ref::<`[`RateLimited`]`>(&*err)` |
+//!
+//! `err.downcast_ref::<CircuitOpen>()` finds it only when nothing wrapped it.
+//! Each rejection's alternate form (`{:#}`) says the same in the message, for
+//! logs read by someone who has not seen this page:
+//!
+//! ```
+//! use palisade_core::{BoxError, CircuitOpen, is_rejection};
+//!
+//! let err: BoxError = CircuitOpen::new("orders", None).into();
+//! assert!(is_rejection(&*err));
+//! assert_eq!(err.to_string(), "circuit breaker `orders` is open");
+//! assert_eq!(
+//!     format!("{err:#}"),
+//!     "circuit breaker `orders` is open (a rejection: detect it with \
+//!      palisade_core::is_rejection, or find palisade_core::CircuitOpen with \
+//!      palisade_core::cause_ref)"
+//! );
+//! ```
 
 use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// In the alternate form (`{:#}`), says how to detect the rejection `ty`.
+fn how_to_detect(f: &mut fmt::Formatter<'_>, ty: &str) -> fmt::Result {
+    if f.alternate() {
+        write!(
+            f,
+            " (a rejection: detect it with palisade_core::is_rejection, or find \
+             palisade_core::{ty} with palisade_core::cause_ref)"
+        )?;
+    }
+    Ok(())
+}
+
 /// A circuit breaker refused the call: it is open (or forced open), or its
 /// half-open probes are all taken.
 ///
 /// Raised by `palisade-circuit-breaker`. [`retry_after`](Self::retry_after)
 /// says how long until the breaker lets a probe through, when it knows.
+///
+/// A rejection: detect it with [`is_rejection`], or find it behind other
+/// layers' wrappers with [`cause_ref`](crate::cause_ref)`::<CircuitOpen>`
+/// (see [Detecting a rejection](self#detecting-a-rejection)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CircuitOpen {
     name: Arc<str>,
@@ -54,7 +102,7 @@ impl fmt::Display for CircuitOpen {
         if let Some(after) = self.retry_after {
             write!(f, "; next probe in {after:?}")?;
         }
-        Ok(())
+        how_to_detect(f, "CircuitOpen")
     }
 }
 
@@ -64,6 +112,10 @@ impl Error for CircuitOpen {}
 /// (no queue room, or it waited as long as allowed).
 ///
 /// Raised by `palisade-bulkhead`.
+///
+/// A rejection: detect it with [`is_rejection`], or find it behind other
+/// layers' wrappers with [`cause_ref`](crate::cause_ref)`::<BulkheadFull>`
+/// (see [Detecting a rejection](self#detecting-a-rejection)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BulkheadFull {
     name: Arc<str>,
@@ -124,7 +176,7 @@ impl fmt::Display for BulkheadFull {
         if let Some(waited) = self.waited {
             write!(f, " after waiting {waited:?}")?;
         }
-        Ok(())
+        how_to_detect(f, "BulkheadFull")
     }
 }
 
@@ -135,6 +187,10 @@ impl Error for BulkheadFull {}
 ///
 /// Raised by `palisade-rate-limit`. [`retry_after`](Self::retry_after) says
 /// when the key's next call would be admitted.
+///
+/// A rejection: detect it with [`is_rejection`], or find it behind other
+/// layers' wrappers with [`cause_ref`](crate::cause_ref)`::<RateLimited>`
+/// (see [Detecting a rejection](self#detecting-a-rejection)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RateLimited {
     name: Arc<str>,
@@ -190,7 +246,7 @@ impl fmt::Display for RateLimited {
         if let Some(after) = self.retry_after {
             write!(f, "; next slot in {after:?}")?;
         }
-        Ok(())
+        how_to_detect(f, "RateLimited")
     }
 }
 
@@ -297,6 +353,33 @@ mod tests {
             "bulkhead `reviews` partition `tenant-a` is full after waiting 50ms"
         );
         assert_eq!(BulkheadFull::new("x").to_string(), "bulkhead `x` is full");
+    }
+
+    #[test]
+    fn the_alternate_form_names_how_to_detect_it() {
+        let hint = |ty: &str| {
+            format!(
+                " (a rejection: detect it with palisade_core::is_rejection, or find palisade_core::{ty} with palisade_core::cause_ref)"
+            )
+        };
+        let open = CircuitOpen::new("orders", Some(Duration::from_secs(3)));
+        assert_eq!(
+            format!("{open:#}"),
+            format!("{open}{}", hint("CircuitOpen"))
+        );
+        let full = BulkheadFull::new("reviews");
+        assert_eq!(
+            format!("{full:#}"),
+            format!("{full}{}", hint("BulkheadFull"))
+        );
+        let limited = RateLimited::new("api", None);
+        assert_eq!(
+            format!("{limited:#}"),
+            format!("{limited}{}", hint("RateLimited"))
+        );
+        // Through a `BoxError`, as a layer returns it.
+        let err: BoxError = full.into();
+        assert!(format!("{err:#}").ends_with(&hint("BulkheadFull")));
     }
 
     #[test]

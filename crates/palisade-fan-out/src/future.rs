@@ -312,10 +312,10 @@ where
                 if entry.phase != Phase::Unbuilt {
                     continue;
                 }
-                if let Some(BranchResult::Missing(error)) = entry.result.take() {
-                    if let Err(failed) = settle(shared, i, entry, Err(error), now, progress) {
-                        return Poll::Ready((End::Failed(failed), now));
-                    }
+                if let Some(BranchResult::Missing(error)) = entry.result.take()
+                    && let Err(failed) = settle(shared, i, entry, Err(error), now, progress)
+                {
+                    return Poll::Ready((End::Failed(failed), now));
                 }
             }
         }

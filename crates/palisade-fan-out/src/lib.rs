@@ -186,9 +186,9 @@
 //! per future). The gather keeps one timer, set to the earliest pending deadline and created
 //! only when a gather has to wait (so timeouts and the deadline need tokio's time driver, as
 //! tower's `Timeout` does, but only then); it reads the clock once per pass over its branches. Each
-//! wake-up polls every unfinished branch, like `join!`. Against a hand-written `join!` of the
-//! same six branches answering JSON, a gather costs 1.3x; figures in
-//! `docs/benchmarks/fan-out.md`. A fan-out over services of different types boxes them at the
+//! wake-up polls every unfinished branch, like `join!`. What a gather costs against a
+//! hand-written `join!` of the same branches is measured in `docs/benchmarks.md` (the one
+//! place for figures; design notes in `docs/benchmarks/fan-out.md`). A fan-out over services of different types boxes them at the
 //! edge (`tower::util::BoxCloneSyncService`), which adds one boxed future per branch call.
 //!
 //! # Why

@@ -805,3 +805,75 @@ fn wildcards_keep_their_slashes_but_may_not_climb() {
             .is_err()
     );
 }
+
+/// Spellings of `..` that a branch's server (Tomcat and Spring read `..;` as
+/// `..`; others decode `%2F` or read `\` as `/` before normalising) would
+/// climb with. Each is refused in a path parameter, a wildcard and a query
+/// value put into the path.
+const TRAVERSALS: &[&str] = &[
+    "..",
+    ".",
+    "..;",
+    "..;jsessionid=x",
+    "%2e%2e",
+    "%2E.",
+    "..%2F..%2Fadmin",
+    "..%2f..%2fadmin",
+    "%2e%2e%2fadmin",
+    "..%5C..%5Cadmin",
+    "..%5c..%5cadmin",
+    "%252e%252e%252fadmin",
+    "..%00",
+    "%c0%ae%c0%ae",
+    "a%5Cb",
+    "..%20",
+];
+
+#[test]
+fn every_spelling_of_a_climb_is_refused_in_a_branch_path() {
+    let route = Route::new("/api/items/{id}/{*rest}").unwrap();
+    let by_id = route.target("http://b.test", "/items/{id}").unwrap();
+    let by_rest = route.target("http://b.test", "/files/{rest}").unwrap();
+    let search = Route::new("/search").unwrap();
+    let by_query = search.target("http://b.test", "/items/{query.id}").unwrap();
+    for spelling in TRAVERSALS {
+        let incoming = format!("/api/items/{spelling}/x").parse().unwrap();
+        let err = by_id.uri(&incoming).expect_err(spelling);
+        assert!(
+            err.to_string().starts_with("parameter `id` "),
+            "{spelling}: {err}"
+        );
+        let incoming = format!("/api/items/7/x/{spelling}/admin").parse().unwrap();
+        let err = by_rest.uri(&incoming).expect_err(spelling);
+        assert!(
+            err.to_string().starts_with("parameter `rest` "),
+            "{spelling}: {err}"
+        );
+        let incoming = format!("/search?id={spelling}").parse().unwrap();
+        let err = by_query.uri(&incoming).expect_err(spelling);
+        assert!(
+            err.to_string().starts_with("parameter `id` "),
+            "{spelling}: {err}"
+        );
+    }
+    // A raw backslash (http accepts one in a path) is refused too.
+    let incoming = "/api/items/7/x/..\\..\\admin".parse().unwrap();
+    assert_eq!(
+        by_rest.uri(&incoming).unwrap_err().to_string(),
+        "parameter `rest` may not be `.` or `..`"
+    );
+    let incoming = "/api/items/a%5Cb/x".parse().unwrap();
+    assert_eq!(
+        by_id.uri(&incoming).unwrap_err().to_string(),
+        "parameter `id` is refused: the path has a backslash (raw or percent-encoded)"
+    );
+    // Names that only look like a climb pass, escapes untouched.
+    for fine in ["...", "a..b", ".hidden", "%2e%2e%2e", "a%2Fb", "100%25"] {
+        let incoming = format!("/api/items/{fine}/x").parse().unwrap();
+        assert_eq!(
+            by_id.uri(&incoming).unwrap(),
+            format!("http://b.test/items/{fine}").as_str(),
+            "{fine}"
+        );
+    }
+}

@@ -21,9 +21,10 @@
 //! errors are marked as the client's: [`proxy::ClientBody`]), a panic
 //! catcher (a panic becomes a `500` problem; the connection survives), then
 //! the route: a proxy prefix (the longest that matches, as the path is
-//! written) goes straight to its upstream's stack (a path with a `.` or `..`
-//! segment, raw or percent-encoded, is refused with `400` first:
-//! [`proxy::has_dot_segment`]); everything else goes to an axum `Router`. The response gets the request id.
+//! written) goes straight to its upstream's stack (a path that any reading
+//! of it would turn into a climb, `..`, `..;`, `%2e%2e`, `..%2F`, a
+//! backslash, is refused with `400` first: [`palisade::path::check_path`]);
+//! everything else goes to an axum `Router`. The response gets the request id.
 //!
 //! The proxy routes are matched by prefix before axum's router on purpose:
 //! they need no path parameters, and skipping the router's per-request work
@@ -155,10 +156,12 @@ async fn proxy(
     request_id: &HeaderValue,
 ) -> Response {
     let start = tokio::time::Instant::now();
-    if proxy::has_dot_segment(req.uri().path()) {
+    if let Err(reason) = palisade::path::check_path(req.uri().path()) {
         let res = palisade::http::Problem::new(StatusCode::BAD_REQUEST, "bad request path")
-            .kind("dot-segment")
-            .detail("the path has a `.` or `..` segment (raw or percent-encoded); the gateway does not forward such paths")
+            .kind(reason.as_str())
+            .detail(format!(
+                "{reason}; the gateway does not forward paths that could climb out of the route"
+            ))
             .into_response();
         route.metrics.record(res.status(), start.elapsed());
         return res;

@@ -166,8 +166,9 @@ async fn bind_listeners(
 /// A socket bound to `addr` as each worker binds its own: `SO_REUSEADDR`
 /// and, where the platform has it, `SO_REUSEPORT`, so that several sockets
 /// share the address and the kernel spreads new connections over them. Call
-/// `listen` on it. (Public for `examples/bare_proxy.rs`, which lays its
-/// workers out the same way.)
+/// `listen` on it. (Public for the benches crate's `examples/bare_proxy.rs`
+/// and `examples/in_task_proxy.rs`, which lay their workers out the same
+/// way.)
 ///
 /// # Errors
 ///

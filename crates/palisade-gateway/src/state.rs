@@ -7,9 +7,9 @@ use std::sync::{Arc, OnceLock};
 use http::Uri;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use palisade::Registry;
-use palisade::bulkhead::BulkheadRegistry;
+use palisade::bulkhead::BulkheadHandle;
 use palisade::chaos::ChaosHandle;
-use palisade::circuit_breaker::CircuitBreakerRegistry;
+use palisade::circuit_breaker::CircuitBreakerHandle;
 use tokio::sync::watch;
 
 use crate::config::{AggregatorConfig, Config, RouteConfig, UpstreamTarget};
@@ -150,8 +150,8 @@ pub(crate) struct Inner {
     pub(crate) aggregator: Option<AggregatorConfig>,
     pub(crate) backends: BTreeMap<String, BackendInfo>,
     pub(crate) chaos: Registry<ChaosHandle>,
-    pub(crate) circuit_breakers: CircuitBreakerRegistry,
-    pub(crate) bulkheads: BulkheadRegistry,
+    pub(crate) circuit_breakers: Registry<CircuitBreakerHandle>,
+    pub(crate) bulkheads: Registry<BulkheadHandle>,
     pub(crate) admin_token: Option<Arc<str>>,
     pub(crate) body_limit: usize,
     pub(crate) access_log: crate::logs::AccessLog,
@@ -190,8 +190,8 @@ impl AppState {
         backends: BTreeMap<String, BackendInfo>,
         admin_token: Option<String>,
     ) -> Result<Self, StartError> {
-        let circuit_breakers = CircuitBreakerRegistry::new();
-        let bulkheads = BulkheadRegistry::new();
+        let circuit_breakers = Registry::new();
+        let bulkheads = Registry::new();
         let mut upstreams = BTreeMap::new();
         for (name, up) in &config.upstreams {
             let (base, demo_backend) = match &up.target {
@@ -261,13 +261,13 @@ impl AppState {
 
     /// Every upstream's circuit breaker, by upstream name.
     #[must_use]
-    pub fn circuit_breakers(&self) -> &CircuitBreakerRegistry {
+    pub fn circuit_breakers(&self) -> &Registry<CircuitBreakerHandle> {
         &self.inner.circuit_breakers
     }
 
     /// Every upstream's bulkhead, by upstream name.
     #[must_use]
-    pub fn bulkheads(&self) -> &BulkheadRegistry {
+    pub fn bulkheads(&self) -> &Registry<BulkheadHandle> {
         &self.inner.bulkheads
     }
 

@@ -36,14 +36,12 @@ use std::time::Duration;
 
 use axum::body::Body;
 use http::{Request, Response, Uri};
-use palisade::bulkhead::{Bulkhead, BulkheadHandle, BulkheadLayer, BulkheadRegistry};
-use palisade::circuit_breaker::{
-    CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer, CircuitBreakerRegistry,
-};
+use palisade::bulkhead::{Bulkhead, BulkheadHandle, BulkheadLayer};
+use palisade::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer};
 use palisade::http::StatusClassifier;
 use palisade::retry::Retry;
 use palisade::retry::http::{Http, HttpRetryLayer, RetryBody};
-use palisade::{BoxError, BulkheadFull, Classify, ConfigError, Outcome, cause_ref};
+use palisade::{BoxError, BulkheadFull, Classify, ConfigError, Outcome, Registry, cause_ref};
 use tower::timeout::{Timeout, TimeoutLayer};
 use tower::util::{BoxCloneSyncService, Either, MapRequest};
 use tower::{Layer, ServiceBuilder};
@@ -175,18 +173,23 @@ impl UpstreamLayers {
     pub fn build(
         name: &str,
         config: &UpstreamConfig,
-        breakers: &CircuitBreakerRegistry,
-        bulkheads: &BulkheadRegistry,
+        breakers: &Registry<CircuitBreakerHandle>,
+        bulkheads: &Registry<BulkheadHandle>,
     ) -> Result<Self, ConfigError> {
         let retry = config
             .retry
             .as_ref()
-            .map(|r| r.builder(name).classify(RetryClassifier::new()).build())
+            .map(|r| r.builder(name).classifier(RetryClassifier::new()).build())
             .transpose()?;
         let circuit_breaker = config
             .circuit_breaker
             .as_ref()
-            .map(|c| breakers.get_or_build(c.builder(name).classifier(UpstreamClassifier::new())))
+            .map(|c| {
+                c.builder(name)
+                    .classifier(UpstreamClassifier::new())
+                    .registry(breakers)
+                    .build()
+            })
             .transpose()?;
         let bulkhead = config
             .bulkhead
@@ -290,8 +293,8 @@ impl Upstream {
         base: Uri,
         demo_backend: Option<String>,
         config: UpstreamConfig,
-        breakers: &CircuitBreakerRegistry,
-        bulkheads: &BulkheadRegistry,
+        breakers: &Registry<CircuitBreakerHandle>,
+        bulkheads: &Registry<BulkheadHandle>,
     ) -> Result<Self, ConfigError> {
         let layers = UpstreamLayers::build(name, &config, breakers, bulkheads)?;
         Ok(Self {

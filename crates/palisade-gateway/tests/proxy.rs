@@ -400,6 +400,56 @@ async fn paths_with_dot_segments_get_400_and_are_not_forwarded() {
     gw.stop().await;
 }
 
+/// Spellings of `..` that an upstream (Tomcat and Spring read `..;` as `..`;
+/// others decode `%2F` or read `\` as `/` before normalising) would climb
+/// with, and what the gateway calls each.
+const TRAVERSALS: &[(&str, &str)] = &[
+    ("/api/echo/..;/admin", "dot-segment"),
+    ("/api/echo/..;jsessionid=x/admin", "dot-segment"),
+    ("/api/echo/..%2F..%2Fadmin", "dot-segment"),
+    ("/api/echo/x/..%2f..%2fadmin", "dot-segment"),
+    ("/api/echo/%2e%2e%2fadmin", "dot-segment"),
+    ("/api/echo/..%5C..%5Cadmin", "dot-segment"),
+    ("/api/echo/%252e%252e/admin", "dot-segment"),
+    ("/api/echo/..%20/admin", "dot-segment"),
+    ("/api/echo/a%5Cb", "backslash"),
+    ("/api/echo/..%00/admin", "nul-byte"),
+    ("/api/echo/%c0%ae%c0%ae/admin", "overlong-utf8"),
+];
+
+#[tokio::test]
+async fn every_spelling_of_a_climb_gets_400_and_is_not_forwarded() {
+    let (gw, _) = with_echo().await;
+    let c = client();
+    for (path, kind) in TRAVERSALS {
+        let res = get(&c, &gw.url(path)).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{path}: {}", res.body);
+        assert_eq!(res.header("content-type"), "application/problem+json");
+        assert_eq!(
+            res.json()["type"],
+            format!("urn:palisade:problem:{kind}"),
+            "{path}"
+        );
+    }
+    // Raw, over a socket: a literal backslash, and `..;` unencoded.
+    for request in [
+        &b"GET /api/echo/..\\..\\admin HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"GET /api/echo/x\\y HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /api/echo/..;/..;/admin HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let line = raw(gw.addr, request).await;
+        assert!(line.starts_with("HTTP/1.1 400"), "{line:?}");
+    }
+    // None reached the upstream.
+    let stats = gw.state.upstream("echo").unwrap().stats().snapshot();
+    assert_eq!(stats.requests, 0, "{stats:?}");
+    // An encoded slash that makes no dot segment is forwarded as written.
+    let res = get(&c, &gw.url("/api/echo/a%2Fb.txt")).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.json()["uri"], "/base/a%2Fb.txt");
+    gw.stop().await;
+}
+
 #[test]
 fn every_error_maps_to_its_problem() {
     // The mapping itself; the end-to-end tests meet each through real layers.

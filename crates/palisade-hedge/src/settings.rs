@@ -106,13 +106,13 @@ impl HedgeSettings {
         if self.min_samples == 0 {
             return Err(ConfigError::new("min_samples", "must be at least 1, got 0"));
         }
-        if let Some(d) = self.initial_delay {
-            if d > MAX_DURATION {
-                return Err(ConfigError::new(
-                    "initial_delay",
-                    format!("must be at most a year, got {d:?}"),
-                ));
-            }
+        if let Some(d) = self.initial_delay
+            && d > MAX_DURATION
+        {
+            return Err(ConfigError::new(
+                "initial_delay",
+                format!("must be at most a year, got {d:?}"),
+            ));
         }
         if self.min_delay > MAX_DURATION {
             return Err(ConfigError::new(

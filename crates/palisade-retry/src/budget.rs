@@ -61,12 +61,12 @@
 //! assert!(!budget.withdraw());
 //! ```
 
-use std::cell::Cell;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use palisade_core::ConfigError;
+use palisade_core::stripe::thread_index;
 use tokio::time::Instant;
 
 /// Deposits per stripe between two clock reads on the deposit path (a power
@@ -160,7 +160,14 @@ impl RetryBudget {
     /// Lock-free and without a read-modify-write; see the [module docs](self).
     #[inline]
     pub fn deposit(&self) {
-        let stripe = &self.stripes[thread_index() & self.mask].0;
+        self.deposit_at(thread_index());
+    }
+
+    /// [`deposit`](Self::deposit) for the thread whose
+    /// [`thread_index`](palisade_core::stripe::thread_index) is `thread`.
+    #[inline]
+    pub(crate) fn deposit_at(&self, thread: usize) {
+        let stripe = &self.stripes[thread & self.mask].0;
         let before = stripe.load(Ordering::Relaxed);
         stripe.store(before.wrapping_add(1), Ordering::Relaxed);
         if before & (OBSERVE_EVERY - 1) == OBSERVE_EVERY - 1 {
@@ -479,32 +486,6 @@ fn validate_ttl(field: &'static str, ttl: Duration) -> Result<(), ConfigError> {
     }
 }
 
-// ===== thread stripes =====
-
-static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static THREAD_INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-/// A small number per thread, handed out round-robin on first use.
-#[inline]
-pub(crate) fn thread_index() -> usize {
-    THREAD_INDEX
-        .try_with(|index| {
-            let i = index.get();
-            if i == usize::MAX { assign(index) } else { i }
-        })
-        .unwrap_or(0)
-}
-
-#[cold]
-fn assign(index: &Cell<usize>) -> usize {
-    let i = NEXT_THREAD.fetch_add(1, Ordering::Relaxed) % (usize::MAX - 1);
-    index.set(i);
-    i
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -685,13 +666,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn threads_get_stable_distinct_indexes() {
-        let here = thread_index();
-        assert_eq!(here, thread_index());
-        let there = std::thread::spawn(thread_index).join().unwrap();
-        assert_ne!(here, there);
     }
 }

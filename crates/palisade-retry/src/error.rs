@@ -2,7 +2,8 @@
 //!
 //! Everything else the layer returns is the last attempt's own outcome,
 //! unchanged apart from being boxed: `is_caused_by` finds the inner error as
-//! it would without the layer.
+//! it would without the layer. Every error the layer makes itself is one of
+//! the types here, never a string.
 
 use std::error::Error;
 use std::fmt;
@@ -11,8 +12,11 @@ use std::time::Duration;
 /// One attempt took longer than the per-attempt timeout
 /// ([`attempt_timeout`](crate::RetryBuilder::attempt_timeout)).
 ///
-/// It is the attempt's outcome: retried like any error by the default
-/// classifiers, and returned if it was the last attempt.
+/// It is the attempt's outcome, made by the layer itself (so the classifier,
+/// which judges the inner service's results, does not see it): retried as a
+/// failure unless
+/// [`retry_on_attempt_timeout(false)`](crate::RetryBuilder::retry_on_attempt_timeout),
+/// and returned if it was the last attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttemptTimedOut {
     attempt: u32,
@@ -97,6 +101,43 @@ impl fmt::Display for DeadlineExceeded {
 
 impl Error for DeadlineExceeded {}
 
+/// The copy of the request kept for the next attempt was gone when that
+/// attempt was due, so the call ends with this error instead.
+///
+/// The layer only retries while it holds a copy, so this does not happen; it
+/// is the typed answer should that invariant ever break, where a panic would
+/// take the caller's task down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestLost {
+    attempt: u32,
+}
+
+impl RequestLost {
+    /// The copy for attempt `attempt` (1-based) was missing.
+    #[must_use]
+    pub const fn new(attempt: u32) -> Self {
+        Self { attempt }
+    }
+
+    /// The attempt that could not be sent.
+    #[must_use]
+    pub const fn attempt(&self) -> u32 {
+        self.attempt
+    }
+}
+
+impl fmt::Display for RequestLost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "retry: no copy of the request left to send attempt {}",
+            self.attempt
+        )
+    }
+}
+
+impl Error for RequestLost {}
+
 /// The request's deadline (the caller's, carried with the request) leaves no
 /// room for another attempt: the backoff before it would end past the
 /// deadline. The last attempt's error is the [`source`](Error::source), so
@@ -172,6 +213,12 @@ mod tests {
         assert_eq!(
             d.to_string(),
             "retry deadline of 2s exceeded after 3 attempts"
+        );
+        let lost = RequestLost::new(2);
+        assert_eq!(lost.attempt(), 2);
+        assert_eq!(
+            lost.to_string(),
+            "retry: no copy of the request left to send attempt 2"
         );
     }
 }

@@ -8,16 +8,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use palisade_core::stripe::Stripe;
 use palisade_core::{BoxError, Classify, DeadlineExpired, Outcome, is_caused_by, is_rejection};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower_service::Service;
 
 use crate::backoff::Jitter;
-use crate::error::{AttemptTimedOut, DeadlineExceeded, NoTimeToRetry};
+use crate::error::{AttemptTimedOut, DeadlineExceeded, NoTimeToRetry, RequestLost};
 use crate::event::{RetryEvent, RetryReason, StopReason};
 use crate::kind::{Inspect, Replay, ServerDelay, Start};
-use crate::layer::{Shared, Stripe};
+use crate::layer::Shared;
 
 pin_project! {
     /// The future returned by [`Retry`](crate::Retry): the attempt loop.
@@ -39,7 +40,7 @@ pin_project! {
         S: Service<K::Sent>,
     {
         svc: S,
-        stripe: Arc<Stripe<C, K>>,
+        stripe: Arc<Stripe<Shared<C, K>>>,
         held: Option<K::Held>,
         attempt: u32,
         deadline: Option<Instant>,
@@ -80,8 +81,8 @@ where
     /// Starts the first attempt (or the body buffering before it). `svc` has
     /// been polled ready.
     #[inline]
-    pub(crate) fn new(mut svc: S, stripe: Arc<Stripe<C, K>>, req: Req) -> Self {
-        let shared = &*stripe.0;
+    pub(crate) fn new(mut svc: S, stripe: Arc<Stripe<Shared<C, K>>>, req: Req) -> Self {
+        let shared = stripe.get();
         let replay = shared.max_attempts > 1;
         let carried = shared.kind.carried_deadline(&req);
         let now = (shared.timed() || carried.is_some()).then(Instant::now);
@@ -183,7 +184,7 @@ where
     K: Replay<Req> + Inspect<S::Response>,
     S: Service<K::Sent>,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, BoxError>,
+    C: Classify<S::Response, S::Error>,
 {
     type Output = Result<S::Response, BoxError>;
 
@@ -192,31 +193,48 @@ where
         let mut this = self.project();
         // The fast path: the first attempt, without a timer, that does not
         // fail.
-        if *this.attempt == 1 && !*this.timer_armed {
-            if let StateProj::Called { future } = this.state.as_mut().project() {
-                let result = ready!(future.poll(cx)).map_err(Into::into);
-                this.state.set(State::Done);
-                if first_attempt_succeeded(&this.stripe.0, &result) {
-                    return Poll::Ready(result);
-                }
-                return poll_slow(this, cx, Some(result));
+        if *this.attempt == 1
+            && !*this.timer_armed
+            && let StateProj::Called { future } = this.state.as_mut().project()
+        {
+            let (result, outcome) = classified(this.stripe.get(), ready!(future.poll(cx)));
+            this.state.set(State::Done);
+            if first_attempt_succeeded(this.stripe.get(), &result, outcome) {
+                return Poll::Ready(result);
             }
+            return poll_slow(this, cx, Some((result, outcome)));
         }
         poll_slow(this, cx, None)
     }
 }
 
+/// Classifies an attempt's own result (the inner service's `Result`, as
+/// every layer's classifier sees it), then boxes its error.
+#[inline]
+fn classified<C, K, Res, E>(
+    shared: &Shared<C, K>,
+    result: Result<Res, E>,
+) -> (Result<Res, BoxError>, Outcome)
+where
+    C: Classify<Res, E>,
+    E: Into<BoxError>,
+{
+    let outcome = shared.classifier.classify(&result);
+    (result.map_err(Into::into), outcome)
+}
+
 /// Counts and returns `true` if a first attempt's result is not a failure.
 #[inline]
-fn first_attempt_succeeded<C, K, Res>(shared: &Shared<C, K>, result: &Result<Res, BoxError>) -> bool
+fn first_attempt_succeeded<C, K, Res>(
+    shared: &Shared<C, K>,
+    result: &Result<Res, BoxError>,
+    outcome: Outcome,
+) -> bool
 where
-    C: Classify<Res, BoxError>,
     K: Inspect<Res>,
 {
     let ok = match result {
-        Ok(res) => {
-            !K::is_rejection_response(res) && shared.classifier.classify(result) != Outcome::Failure
-        }
+        Ok(res) => !K::is_rejection_response(res) && outcome != Outcome::Failure,
         Err(_) => false,
     };
     if ok {
@@ -227,25 +245,26 @@ where
 
 /// Everything but the fast path: preparing, timers, failed attempts,
 /// backoff, readiness for the next attempt. `completed` is an attempt that
-/// just finished (its future already dropped).
+/// just finished (its future already dropped), with its classification.
 #[inline(never)]
 fn poll_slow<S, Req, C, K>(
     mut this: ResponseFutureProj<'_, S, Req, C, K>,
     cx: &mut Context<'_>,
-    mut completed: Option<Result<S::Response, BoxError>>,
+    mut completed: Option<(Result<S::Response, BoxError>, Outcome)>,
 ) -> Poll<Result<S::Response, BoxError>>
 where
     K: Replay<Req> + Inspect<S::Response>,
     S: Service<K::Sent>,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, BoxError>,
+    C: Classify<S::Response, S::Error>,
 {
-    let shared: &Shared<C, K> = &this.stripe.0;
+    let shared: &Shared<C, K> = this.stripe.get();
     loop {
-        if let Some(result) = completed.take() {
+        if let Some((result, outcome)) = completed.take() {
             let decision = decide(
                 shared,
                 &result,
+                outcome,
                 *this.attempt,
                 this.held.is_some(),
                 *this.previous_delay,
@@ -296,7 +315,7 @@ where
                     let Some(sent) = shared.kind.prepared(this.held, prepared) else {
                         this.state.set(State::Done);
                         report_return(shared, *this.attempt, false, None);
-                        return Poll::Ready(Err("retry: the request head was lost".into()));
+                        return Poll::Ready(Err(RequestLost::new(*this.attempt).into()));
                     };
                     if this.held.is_none() {
                         // Only a body that outgrew its size hint comes back
@@ -334,8 +353,8 @@ where
                 }
             },
             StateProj::Called { future } => {
-                let result = match future.poll(cx) {
-                    Poll::Ready(result) => result.map_err(Into::into),
+                let (result, outcome) = match future.poll(cx) {
+                    Poll::Ready(result) => classified(shared, result),
                     Poll::Pending => {
                         if !fired(this.timer.as_mut(), this.timer_armed, cx) {
                             return Poll::Pending;
@@ -349,16 +368,24 @@ where
                             )));
                         }
                         let after = shared.attempt_timeout.unwrap_or_default();
-                        Err(AttemptTimedOut::new(*this.attempt, after).into())
+                        // The layer's own error: the classifier, which judges
+                        // the inner service's results, never sees it.
+                        let outcome = if shared.retry_on_attempt_timeout {
+                            Outcome::Failure
+                        } else {
+                            Outcome::Ignored
+                        };
+                        let error = AttemptTimedOut::new(*this.attempt, after);
+                        (Err(error.into()), outcome)
                     }
                 };
                 // Drops the attempt's future (cancelling it on timeout).
                 this.state.set(State::Done);
                 *this.timer_armed = false;
-                if *this.attempt == 1 && first_attempt_succeeded(shared, &result) {
+                if *this.attempt == 1 && first_attempt_succeeded(shared, &result, outcome) {
                     return Poll::Ready(result);
                 }
-                completed = Some(result);
+                completed = Some((result, outcome));
             }
             StateProj::Backoff => {
                 // Entered only with the timer armed at the backoff's end.
@@ -382,9 +409,7 @@ where
                             false,
                             Some(StopReason::NotReplayable),
                         );
-                        return Poll::Ready(Err(
-                            "retry: no copy of the request left to send".into()
-                        ));
+                        return Poll::Ready(Err(RequestLost::new(attempt).into()));
                     };
                     *this.attempt = attempt;
                     shared.metrics.attempts.increment(1);
@@ -423,13 +448,13 @@ where
 fn decide<C, K, Res>(
     shared: &Shared<C, K>,
     result: &Result<Res, BoxError>,
+    outcome: Outcome,
     attempt: u32,
     can_replay: bool,
     previous_delay: Duration,
     deadline: Option<Instant>,
 ) -> Decision
 where
-    C: Classify<Res, BoxError>,
     K: Inspect<Res>,
 {
     let fail = |stop| Decision::Return {
@@ -444,7 +469,7 @@ where
     if rejected {
         return fail(StopReason::Rejected);
     }
-    if shared.classifier.classify(result) != Outcome::Failure {
+    if outcome != Outcome::Failure {
         return Decision::Return {
             success: true,
             stop: None,
@@ -488,17 +513,17 @@ where
             None => return fail(StopReason::DelayTooLong),
         }
     };
-    if let (Some(deadline), Some(at)) = (deadline, wake) {
-        if at >= deadline {
-            return fail(StopReason::Deadline);
-        }
+    if let (Some(deadline), Some(at)) = (deadline, wake)
+        && at >= deadline
+    {
+        return fail(StopReason::Deadline);
     }
     // The budget last, so that a retry refused for another reason spends
     // nothing.
-    if let Some(budget) = &shared.budget {
-        if !budget.withdraw() {
-            return fail(StopReason::BudgetExhausted);
-        }
+    if let Some(budget) = &shared.budget
+        && !budget.withdraw()
+    {
+        return fail(StopReason::BudgetExhausted);
     }
     Decision::Retry {
         delay,
@@ -592,7 +617,7 @@ where
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
-            .field("name", &self.stripe.0.name)
+            .field("name", &self.stripe.name)
             .field("attempt", &self.attempt)
             .field("state", &state)
             .field("deadline", &self.deadline)

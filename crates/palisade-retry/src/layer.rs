@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use palisade_core::stripe::Striped;
 use palisade_core::{ConfigError, ErrorsAsFailures, Listeners};
 use tower_layer::Layer;
 
@@ -27,6 +28,7 @@ pub(crate) struct Shared<C, K> {
     pub(crate) deadline: Option<Duration>,
     pub(crate) budget: Option<Arc<RetryBudget>>,
     pub(crate) classifier: C,
+    pub(crate) retry_on_attempt_timeout: bool,
     pub(crate) kind: K,
     pub(crate) metrics: Metrics,
     pub(crate) listeners: Listeners<RetryEvent>,
@@ -41,43 +43,11 @@ pub(crate) struct Shared<C, K> {
 /// at once.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
-/// How many per-thread references a layer keeps (see [`Handles`]).
-const STRIPES: usize = 16;
-
-/// The layer's state and the references calls take to it.
-///
-/// A call in flight keeps the state alive through a counted reference (the
-/// response future may outlive the service: `oneshot` drops it right after
-/// `call`). Were that one `Arc` for all calls, every call on every core would
-/// increment and decrement the same counter, and its cache line would bounce
-/// between cores. Instead the layer keeps [`STRIPES`] references, each in an
-/// allocation of its own cache lines, and a call clones the one of the thread
-/// it starts on; threads share a counter only when there are more threads
-/// than stripes.
-pub(crate) struct Handles<C, K> {
-    pub(crate) shared: Arc<Shared<C, K>>,
-    stripes: Box<[Arc<Stripe<C, K>>]>,
-}
-
-/// One per-thread reference to the layer's state, alone on its cache lines.
-#[repr(align(128))]
-pub(crate) struct Stripe<C, K>(pub(crate) Arc<Shared<C, K>>);
-
-impl<C, K> Handles<C, K> {
-    fn new(shared: Shared<C, K>) -> Self {
-        let shared = Arc::new(shared);
-        let stripes = (0..STRIPES)
-            .map(|_| Arc::new(Stripe(Arc::clone(&shared))))
-            .collect();
-        Self { shared, stripes }
-    }
-
-    /// A reference for a call starting on this thread.
-    #[inline]
-    pub(crate) fn stripe(&self) -> Arc<Stripe<C, K>> {
-        Arc::clone(&self.stripes[crate::budget::thread_index() % STRIPES])
-    }
-}
+/// The layer's state and the references calls take to it: a call in flight
+/// keeps the state alive through the stripe of the thread it starts on
+/// ([`palisade_core::stripe`]), so calls on different cores do not bounce one
+/// reference count.
+pub(crate) type Handles<C, K> = Striped<Shared<C, K>>;
 
 impl<C, K> Shared<C, K> {
     /// `true` when an attempt needs the clock: a deadline or a per-attempt
@@ -126,7 +96,7 @@ impl<C, K> Clone for RetryLayer<C, K> {
 impl<C, K: fmt::Debug> fmt::Debug for RetryLayer<C, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("RetryLayer")
-            .field(&self.handles.shared)
+            .field(self.handles.get())
             .finish()
     }
 }
@@ -144,7 +114,7 @@ impl<C, K> RetryLayer<C, K> {
     /// of its events.
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.handles.shared.name
+        &self.handles.name
     }
 
     /// The budget retries draw from, if any: share it with another layer
@@ -152,13 +122,13 @@ impl<C, K> RetryLayer<C, K> {
     /// [`RetryBuilder::budget`].
     #[must_use]
     pub fn budget(&self) -> Option<&Arc<RetryBudget>> {
-        self.handles.shared.budget.as_ref()
+        self.handles.budget.as_ref()
     }
 
     /// The maximum number of attempts per call, the first included.
     #[must_use]
     pub fn max_attempts(&self) -> u32 {
-        self.handles.shared.max_attempts
+        self.handles.max_attempts
     }
 }
 
@@ -202,7 +172,8 @@ enum BudgetChoice {
 /// | [`attempt_timeout`](Self::attempt_timeout) | none |
 /// | [`deadline`](Self::deadline) | none |
 /// | budget: [`retry_ratio`](Self::retry_ratio), [`min_retries_per_sec`](Self::min_retries_per_sec), [`budget_ttl`](Self::budget_ttl) | 0.2, 10, 10 s (a budget of the layer's own) |
-/// | [`classify`](Self::classify) | `Err` fails ([`ErrorsAsFailures`]); for HTTP, 429/502/503/504 and `Err` |
+/// | [`classifier`](Self::classifier) | `Err` fails ([`ErrorsAsFailures`]); for HTTP, 429/502/503/504 and `Err` |
+/// | [`retry_on_attempt_timeout`](Self::retry_on_attempt_timeout) | `true` |
 #[must_use]
 pub struct RetryBuilder<C = ErrorsAsFailures, K = Plain> {
     name: Arc<str>,
@@ -214,6 +185,7 @@ pub struct RetryBuilder<C = ErrorsAsFailures, K = Plain> {
     deadline: Option<Duration>,
     budget: BudgetChoice,
     classifier: C,
+    retry_on_attempt_timeout: bool,
     pub(crate) kind: K,
     listeners: Listeners<RetryEvent>,
 }
@@ -229,6 +201,7 @@ impl<C, K: fmt::Debug> fmt::Debug for RetryBuilder<C, K> {
             .field("attempt_timeout", &self.attempt_timeout)
             .field("deadline", &self.deadline)
             .field("budget", &self.budget)
+            .field("retry_on_attempt_timeout", &self.retry_on_attempt_timeout)
             .field("kind", &self.kind)
             .finish_non_exhaustive()
     }
@@ -246,6 +219,7 @@ impl<C, K> RetryBuilder<C, K> {
             deadline: None,
             budget: BudgetChoice::Own(RetryBudgetBuilder::default()),
             classifier,
+            retry_on_attempt_timeout: true,
             kind,
             listeners: Listeners::new(),
         }
@@ -281,7 +255,9 @@ impl<C, K> RetryBuilder<C, K> {
     }
 
     /// Cuts off each attempt after `timeout` with [`AttemptTimedOut`], which
-    /// is retried like any error by the default classifiers (default: none).
+    /// is retried as a failure unless
+    /// [`retry_on_attempt_timeout(false)`](Self::retry_on_attempt_timeout)
+    /// (default: none).
     /// Must be greater than zero and at most [`MAX_DURATION`].
     ///
     /// This timeout is part of the retry layer, so it sits *outside* every
@@ -345,11 +321,17 @@ impl<C, K> RetryBuilder<C, K> {
     }
 
     /// Decides which outcomes are failures worth retrying: any
-    /// [`Classify`](palisade_core::Classify), including a closure
-    /// `Fn(&Result<Res, BoxError>) -> Outcome`. Rejections (an open breaker,
-    /// a full bulkhead) are never retried, whatever the classifier says.
-    /// It runs once per completed attempt: keep it cheap and lock-free.
-    pub fn classify<C2>(self, classifier: C2) -> RetryBuilder<C2, K> {
+    /// [`Classify`](palisade_core::Classify) of the inner service's own
+    /// `Result<S::Response, S::Error>` (before the layer boxes the error),
+    /// including a closure `Fn(&Result<Res, E>) -> Outcome`. The circuit
+    /// breaker and the bulkhead classify the same `Result`, so one classifier
+    /// value serves all three over the same service. Rejections (an open
+    /// breaker, a full bulkhead) are never retried, whatever the classifier
+    /// says. An attempt cut off by [`attempt_timeout`](Self::attempt_timeout)
+    /// is the layer's own error, not the inner service's: see
+    /// [`retry_on_attempt_timeout`](Self::retry_on_attempt_timeout). It runs
+    /// once per completed attempt: keep it cheap and lock-free.
+    pub fn classifier<C2>(self, classifier: C2) -> RetryBuilder<C2, K> {
         RetryBuilder {
             name: self.name,
             max_attempts: self.max_attempts,
@@ -360,9 +342,20 @@ impl<C, K> RetryBuilder<C, K> {
             deadline: self.deadline,
             budget: self.budget,
             classifier,
+            retry_on_attempt_timeout: self.retry_on_attempt_timeout,
             kind: self.kind,
             listeners: self.listeners,
         }
+    }
+
+    /// Whether an attempt cut off by
+    /// [`attempt_timeout`](Self::attempt_timeout) is retried (default
+    /// `true`: it counts as a failure). `false` returns its
+    /// [`AttemptTimedOut`](crate::AttemptTimedOut) at once, counted as an
+    /// outcome that is not a failure, as one the classifier ignores.
+    pub const fn retry_on_attempt_timeout(mut self, retry: bool) -> Self {
+        self.retry_on_attempt_timeout = retry;
+        self
     }
 
     /// Calls `listener` with every [`RetryEvent`]. A listener that panics is
@@ -424,7 +417,7 @@ impl<C, K> RetryBuilder<C, K> {
         };
         let rng = self.seed.map_or(JitterSource::Thread, JitterSource::seeded);
         let metrics = Metrics::new(&self.name);
-        let handles = Arc::new(Handles::new(Shared {
+        let handles = Arc::new(Striped::new(Shared {
             name: self.name,
             max_attempts: self.max_attempts,
             backoff: self.backoff,
@@ -434,6 +427,7 @@ impl<C, K> RetryBuilder<C, K> {
             deadline: self.deadline,
             budget,
             classifier: self.classifier,
+            retry_on_attempt_timeout: self.retry_on_attempt_timeout,
             kind: self.kind,
             metrics,
             listeners: self.listeners,

@@ -164,7 +164,7 @@
 //!
 //! | error | when | HTTP (`http::error_response`) |
 //! |---|---|---|
-//! | [`AttemptTimedOut`] | an attempt ran into `attempt_timeout`; retried like any error by the default classifiers, returned if it was the last | `504` problem+json |
+//! | [`AttemptTimedOut`] | an attempt ran into `attempt_timeout`; retried (unless `retry_on_attempt_timeout(false)`), returned if it was the last | `504` problem+json |
 //! | [`DeadlineExceeded`] | the deadline passed while an attempt was in flight or the service was not ready | `504` problem+json |
 //! | [`NoTimeToRetry`] | the deadline the request carries (a `palisade_core::Deadline` set by a deadline layer above) leaves no room for the next attempt's backoff; its source is the last attempt's error | the source's |
 //! | `palisade_core::DeadlineExpired` | the deadline the request carries passed while an attempt was in flight | `504` problem+json (palisade-core's mapping) |
@@ -248,7 +248,7 @@ mod service;
 
 pub use backoff::{Backoff, Jitter};
 pub use budget::{BudgetSnapshot, RetryBudget, RetryBudgetBuilder};
-pub use error::{AttemptTimedOut, DeadlineExceeded, NoTimeToRetry};
+pub use error::{AttemptTimedOut, DeadlineExceeded, NoTimeToRetry, RequestLost};
 pub use event::{RetryEvent, RetryReason, StopReason};
 pub use layer::{MAX_DURATION, RetryBuilder, RetryLayer};
 pub use palisade_core::{BulkheadFull, CircuitOpen};

@@ -5,6 +5,7 @@ use std::mem;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use palisade_core::stripe::thread_index;
 use palisade_core::{BoxError, Classify, ErrorsAsFailures};
 use tower_service::Service;
 
@@ -31,36 +32,19 @@ impl<S, C, K> Retry<S, C, K> {
         Self { inner, handles }
     }
 
-    /// The inner service.
-    pub const fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub const fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the retry service, returning the inner one.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-
     /// The layer's name.
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.handles.shared.name
+        &self.handles.name
     }
 }
 
-impl<S: Clone, C, K> Clone for Retry<S, C, K> {
-    /// Clones the inner service and shares the layer's state (budget, jitter
-    /// source, metrics): a clone is the same retry policy, not a new one.
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            handles: Arc::clone(&self.handles),
-        }
+// A clone shares the layer's state (budget, jitter source, metrics): it is
+// the same retry policy, not a new one.
+palisade_core::inner_service! {
+    Retry<S, C, K> {
+        inner: S,
+        clone: { share: [handles] },
     }
 }
 
@@ -68,7 +52,7 @@ impl<S: fmt::Debug, C, K: fmt::Debug> fmt::Debug for Retry<S, C, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner)
-            .field("config", &self.handles.shared)
+            .field("config", self.handles.get())
             .finish()
     }
 }
@@ -78,7 +62,7 @@ where
     K: Replay<Req> + Inspect<S::Response>,
     S: Service<K::Sent> + Clone,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, BoxError>,
+    C: Classify<S::Response, S::Error>,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -94,11 +78,12 @@ where
         // First, before the request's bytes are moved around: a locked
         // increment waits for every pending store to drain. The reference is
         // this thread's stripe, so cores do not bounce one counter.
-        let stripe = self.handles.stripe();
-        let shared = &*stripe.0;
+        let thread = thread_index();
+        let stripe = self.handles.stripe_at(thread);
+        let shared = stripe.get();
         shared.metrics.requests.increment(1);
         if let Some(budget) = &shared.budget {
-            budget.deposit();
+            budget.deposit_at(thread);
         }
         // The ready service goes with the call; a fresh clone stays for the
         // next `poll_ready`.

@@ -5,7 +5,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use palisade_core::{BoxError, Classify, ErrorsAsFailures, Outcome, is_caused_by};
+use palisade_core::BoxError;
 use palisade_retry::{
     AttemptTimedOut, Backoff, DeadlineExceeded, Jitter, RetryEvent, RetryLayer, RetryReason,
 };
@@ -137,16 +137,14 @@ async fn the_last_timeout_is_returned_as_attempt_timed_out() {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn a_classifier_may_refuse_to_retry_timeouts() {
-    let classify = |result: &Result<u32, BoxError>| match result {
-        Err(e) if is_caused_by::<AttemptTimedOut>(&**e) => Outcome::Ignored,
-        other => ErrorsAsFailures.classify(other),
-    };
+async fn timeouts_may_be_left_unretried() {
+    // The classifier judges the inner service's results; the layer's own
+    // attempt timeout has its own switch.
     let layer = RetryLayer::builder("no-timeout-retry")
         .max_attempts(3)
         .attempt_timeout(MS * 50)
         .no_budget()
-        .classify(classify)
+        .retry_on_attempt_timeout(false)
         .build()
         .unwrap();
     let inner =

@@ -677,7 +677,7 @@ async fn a_malformed_retry_after_falls_back_to_the_backoff() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn retry_after_only_counts_on_429_and_503() {
     let layer = builder()
-        .classify(StatusClassifier::server_errors())
+        .classifier(StatusClassifier::server_errors())
         .build()
         .unwrap();
     let res = status_with(500, RETRY_AFTER, "5");

@@ -81,7 +81,7 @@ async fn a_classifier_cannot_make_a_rejection_retryable() {
         .max_attempts(5)
         .backoff(Backoff::none())
         .no_budget()
-        .classify(|_: &Result<u32, BoxError>| Outcome::Failure)
+        .classifier(|_: &Result<u32, BoxError>| Outcome::Failure)
         .on_event(move |e: &RetryEvent| seen.lock().unwrap().push(e.clone()))
         .build()
         .unwrap();

@@ -68,6 +68,17 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
         layer: palisade_chaos::ChaosLayer<I>,
     ) -> ServiceBuilder<tower_layer::Stack<palisade_chaos::ChaosLayer<I>, L>>;
 
+    /// Adds a cache: hits are answered without calling the layers below;
+    /// misses are coalesced, and stale entries answer while they refresh
+    /// and when the layers below fail. Put it above retry, the breaker and
+    /// the timeouts.
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+    fn cache<P: palisade_cache::Storage>(
+        self,
+        layer: palisade_cache::CacheLayer<P>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_cache::CacheLayer<P>, L>>;
+
     /// Adds a deadline: every layer below sees what is left of it, the next
     /// service is told, and a call still running when it passes fails with
     /// [`DeadlineExpired`](crate::DeadlineExpired).
@@ -162,6 +173,14 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: palisade_hedge::HedgeLayer<C, K>,
     ) -> ServiceBuilder<tower_layer::Stack<palisade_hedge::HedgeLayer<C, K>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "cache")]
+    fn cache<P: palisade_cache::Storage>(
+        self,
+        layer: palisade_cache::CacheLayer<P>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_cache::CacheLayer<P>, L>> {
         self.layer(layer)
     }
 }

@@ -9,6 +9,11 @@
 //! | `fan-out` | [`fan_out`] | scatter-gather with deadlines and partial results |
 //! | `chaos` | [`chaos`] | latency, error and abort injection, to see the others work |
 //! | `shard` | [`shard`] | key-affine routing over a versioned shard map: rendezvous, ring, jump; replicas; scatter-gather |
+//! | `serde` | | `Serialize`/`Deserialize` for settings and snapshots (of the patterns that have them) |
+//! | `pubsub` | [`pubsub`] | an in-process bus, consumers that drive a tower stack per message, idempotent consumers, a transactional outbox relay |
+//! | `pubsub-nats`, `pubsub-sqlite`, `pubsub-postgres` | [`pubsub`]`::backend` | NATS JetStream; the SQL inboxes and relay checkpoints |
+//! | `cache` | [`cache`] | cache-aside: stale-while-revalidate, stale-if-error, request coalescing, bounded by bytes |
+//! | `cache-redis` | [`cache`]`::backend::redis` | the cache's second tier in Redis, behind a breaker |
 //! | `deadline` | [`deadline`] | a deadline carried with each request, read from `grpc-timeout`, written on, enforced |
 //! | `fallback` | [`fallback`] | answer failures and rejections from a value, a closure or a service, marked and counted |
 //! | `hedge` | [`hedge`] | a second attempt after the latency percentile, under a budget |
@@ -89,10 +94,13 @@
 mod builder;
 
 pub use builder::ServiceBuilderExt;
+/// Refusing request paths that could climb (`..`, `..;`, `%2e%2e`, `..%2F`,
+/// backslashes): palisade-core's [`path`] module.
+pub use palisade_core::path;
 pub use palisade_core::{
     BoxError, BulkheadFull, CircuitOpen, Classify, ConfigError, Deadline, DeadlineExpired,
-    ErrorsAsFailures, IgnoreRejections, Listeners, Outcome, RateLimited, Registry, Rejection,
-    cause_ref, is_caused_by, is_deadline_expired, is_rejection, rejection,
+    ErrorsAsFailures, Handle, IgnoreRejections, Listeners, Outcome, RateLimited, Registry,
+    Rejection, cause_ref, is_caused_by, is_deadline_expired, is_rejection, rejection,
 };
 
 /// The circuit breaker (feature `circuit-breaker`): the
@@ -125,6 +133,17 @@ pub use palisade_fan_out as fan_out;
 #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
 pub use palisade_chaos as chaos;
 
+/// Cache-aside (feature `cache`): the [`palisade-cache`](palisade_cache)
+/// crate.
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use palisade_cache as cache;
+/// Publish-subscribe (feature `pubsub`; backends `pubsub-nats`,
+/// `pubsub-sqlite`, `pubsub-postgres`): the
+/// [`palisade-pubsub`](palisade_pubsub) crate.
+#[cfg(feature = "pubsub")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pubsub")))]
+pub use palisade_pubsub as pubsub;
 /// Key-affine sharding (feature `shard`): the
 /// [`palisade-shard`](palisade_shard) crate.
 #[cfg(feature = "shard")]

@@ -349,7 +349,7 @@ pub fn client(addr: SocketAddr, settings: ClientSettings) -> Result<Client, BoxE
         .build()?;
     let handles = (deadline.handle(), breaker.handle());
     let retry = RetryLayer::http_builder("inventory")
-        .classify(GrpcClassifier::transient())
+        .classifier(GrpcClassifier::transient())
         .retry_non_idempotent(true)
         .max_attempts(3)
         .backoff(Backoff::exponential(

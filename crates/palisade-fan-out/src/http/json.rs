@@ -87,21 +87,10 @@ impl<S> ParseJson<S> {
     pub const fn new(inner: S, limit: usize) -> Self {
         Self { inner, limit }
     }
+}
 
-    /// The wrapped service.
-    pub const fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+palisade_core::inner_service! {
+    ParseJson<S> { inner: S }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ParseJson<S>
@@ -201,15 +190,14 @@ where
                     if parts.status == StatusCode::NO_CONTENT {
                         return Poll::Ready(Ok(Value::Null));
                     }
-                    if let Some(content_type) = parts.headers.get(CONTENT_TYPE) {
-                        if !is_json(content_type) {
-                            let shown =
-                                String::from_utf8_lossy(content_type.as_bytes()).into_owned();
-                            return Poll::Ready(Err(InvalidJson(format!(
-                                "content-type `{shown}` is not JSON"
-                            ))
-                            .into()));
-                        }
+                    if let Some(content_type) = parts.headers.get(CONTENT_TYPE)
+                        && !is_json(content_type)
+                    {
+                        let shown = String::from_utf8_lossy(content_type.as_bytes()).into_owned();
+                        return Poll::Ready(Err(InvalidJson(format!(
+                            "content-type `{shown}` is not JSON"
+                        ))
+                        .into()));
                     }
                     let declared = parts
                         .headers

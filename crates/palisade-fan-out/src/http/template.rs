@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use palisade_core::ConfigError;
+use palisade_core::path::{UnsafePath, check_path};
 
 // ===== Route =====
 
@@ -193,9 +194,12 @@ enum Piece {
 ///
 /// Placeholders: `{name}` takes the route's parameter `name` (percent-encoded
 /// as it arrived), `{query.name}` the incoming query's parameter `name`. A
-/// value that would climb the path (`.` or `..`) is refused; a query value
-/// put in the path has `/`, `?` and `#` escaped; any value put in the query
-/// has `&`, `=`, `+` and `#` escaped.
+/// value put in the path that any reading of it would turn into a climb is
+/// refused, decoded and then checked by [`palisade_core::path::check_path`]
+/// (`..`, `..;`, `..;jsessionid=x`, `%2e%2e`, `..%2F..%2Fadmin`,
+/// `..%5C..%5Cadmin`, backslashes, NUL bytes); a query value put in the path
+/// has `/`, `?` and `#` escaped; any value put in the query has `&`, `=`,
+/// `+` and `#` escaped.
 ///
 /// The request has the incoming method (unless [`method`](Self::method) says
 /// otherwise), the forwarded and fixed headers, and an empty body
@@ -446,10 +450,7 @@ impl Target {
                 Piece::Literal(text) => out.push_str(text),
                 Piece::Path { index, wildcard } => {
                     let value = capture(path, *index, *wildcard);
-                    let name = || self.param_name(*index);
-                    if value.split('/').any(is_dot_segment) {
-                        return Err(RequestError::DotSegment(name()));
-                    }
+                    check_value(value, || self.param_name(*index))?;
                     push_encoded(out, value, place, *wildcard);
                 }
                 Piece::Query(name) => {
@@ -459,9 +460,9 @@ impl Target {
                         if value.is_empty() {
                             return Err(RequestError::MissingQueryParam(name.clone()));
                         }
-                        if is_dot_segment(value) {
-                            return Err(RequestError::DotSegment(name.clone()));
-                        }
+                        // Its `/` is escaped below, but a server that decodes
+                        // `%2F` before normalising would still climb.
+                        check_value(value, || name.clone())?;
                     }
                     push_encoded(out, value, place, false);
                 }
@@ -518,12 +519,15 @@ enum Place {
     Query,
 }
 
-fn is_dot_segment(value: &str) -> bool {
-    let lower = value.to_ascii_lowercase();
-    matches!(
-        lower.as_str(),
-        "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e."
-    )
+/// Refuses a value that some reading of the branch's path would turn into a
+/// climb ([`palisade_core::path::check_path`]: `..`, `..;`, `%2e%2e`,
+/// `..%2F`, backslashes, ...).
+fn check_value(value: &str, name: impl FnOnce() -> Box<str>) -> Result<(), RequestError> {
+    match check_path(value) {
+        Ok(()) => Ok(()),
+        Err(UnsafePath::DotSegment) => Err(RequestError::DotSegment(name())),
+        Err(reason) => Err(RequestError::UnsafeValue(name(), reason)),
+    }
 }
 
 /// Appends `value`, escaping what would change the URI's structure at
@@ -563,8 +567,13 @@ pub enum RequestError {
     MissingQueryParam(Box<str>),
     /// The incoming path does not match the route.
     PathMismatch(Arc<str>),
-    /// The parameter's value is `.` or `..` and would climb the branch's path.
+    /// The parameter's value would put a `.` or `..` segment into the
+    /// branch's path, in some server's reading of it (`..`, `..;`, `%2e%2e`,
+    /// `..%2F..%2Fadmin`, `..%5C`: see [`palisade_core::path`]).
     DotSegment(Box<str>),
+    /// The parameter's value has something else a server could read as part
+    /// of a climb (a backslash, a NUL byte, an overlong UTF-8 encoding).
+    UnsafeValue(Box<str>, UnsafePath),
     /// The filled template is not a valid URI.
     InvalidUri,
 }
@@ -576,6 +585,9 @@ impl fmt::Display for RequestError {
             Self::MissingQueryParam(name) => write!(f, "missing query parameter `{name}`"),
             Self::PathMismatch(route) => write!(f, "path does not match route `{route}`"),
             Self::DotSegment(name) => write!(f, "parameter `{name}` may not be `.` or `..`"),
+            Self::UnsafeValue(name, reason) => {
+                write!(f, "parameter `{name}` is refused: {reason}")
+            }
             Self::InvalidUri => f.write_str("the filled template is not a valid uri"),
         }
     }
@@ -651,13 +663,12 @@ mod tests {
             let target = route.target("http://b.test:81", "/x/{a}/{rest}?q={query.q}").unwrap().forward_query(true);
             let path = format!("/api/{}", segments.join("/"));
             let raw = format!("{path}?q={query}");
-            if let Ok(incoming) = raw.parse::<Uri>() {
-                if let Ok(uri) = target.uri(&incoming) {
+            if let Ok(incoming) = raw.parse::<Uri>()
+                && let Ok(uri) = target.uri(&incoming) {
                     prop_assert_eq!(uri.authority().map(|a| a.as_str()), Some("b.test:81"));
                     prop_assert!(uri.path().starts_with("/x/"));
                     prop_assert!(!uri.path().split('/').any(|s| s == ".." || s == "."));
                 }
-            }
         }
     }
 }

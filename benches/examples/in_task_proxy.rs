@@ -11,7 +11,7 @@
 //! a floor to measure, not a design.
 //!
 //! ```sh
-//! cargo run --release -p palisade-gateway --example in_task_proxy -- 127.0.0.1:19071 127.0.0.1:19101
+//! cargo run --release -p palisade-benches --example in_task_proxy -- 127.0.0.1:19071 127.0.0.1:19101
 //! ```
 //!
 //! The layout is `bare_proxy`'s: one current-thread runtime per core, each

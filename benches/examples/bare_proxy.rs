@@ -9,7 +9,7 @@
 //! built on and how much is the gateway's own work.
 //!
 //! ```sh
-//! cargo run --release -p palisade-gateway --example bare_proxy -- 127.0.0.1:19070 127.0.0.1:19101
+//! cargo run --release -p palisade-benches --example bare_proxy -- 127.0.0.1:19070 127.0.0.1:19101
 //! ```
 //!
 //! Every request goes to `http://{upstream}{path and query}` with its method,

@@ -1,0 +1,3 @@
+//! The shared tier's backends (feature `redis`): [`redis::RedisTier`].
+
+pub mod redis;
