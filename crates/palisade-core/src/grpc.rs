@@ -448,46 +448,23 @@ impl GrpcStatus {
     }
 }
 
-/// Percent-encodes a `grpc-message`: every byte outside printable ASCII, and
-/// `%` itself, as the gRPC specification asks.
+/// What a `grpc-message` percent-encodes: every byte outside printable
+/// ASCII, and `%` itself, as the gRPC specification asks (bytes above 0x7E are
+/// always encoded).
+const GRPC_MESSAGE_ENCODED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+
+/// Percent-encodes a `grpc-message`.
 fn percent_encode(message: &str) -> Cow<'_, str> {
-    let plain = |b: u8| (0x20..=0x7e).contains(&b) && b != b'%';
-    if message.bytes().all(plain) {
-        return Cow::Borrowed(message);
-    }
-    let mut out = String::with_capacity(message.len() + 8);
-    for b in message.bytes() {
-        if plain(b) {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
-            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 0xf)]));
-        }
-    }
-    Cow::Owned(out)
+    percent_encoding::utf8_percent_encode(message, GRPC_MESSAGE_ENCODED).into()
 }
 
 /// Decodes a percent-encoded `grpc-message` (invalid escapes are kept as
 /// they are; invalid UTF-8 is replaced).
 #[must_use]
 pub fn decode_message(value: &HeaderValue) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode(value.as_bytes())
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn header_value(text: &str) -> Option<HeaderValue> {

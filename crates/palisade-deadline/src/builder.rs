@@ -135,7 +135,7 @@ impl DeadlineBuilder {
             None => make(),
         };
         Ok(DeadlineLayer {
-            shared: handle.shared,
+            shared: Arc::new(palisade_core::stripe::Striped::from_arc(handle.shared)),
         })
     }
 }

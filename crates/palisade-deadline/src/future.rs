@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use palisade_core::stripe::Stripe;
 use palisade_core::{BoxError, DeadlineExpired};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
@@ -41,7 +42,7 @@ pin_project! {
             sleep: Option<Sleep>,
             at: Instant,
             budget: Duration,
-            shared: Arc<Shared>,
+            shared: Arc<Stripe<Shared>>,
         },
         // No time was left on arrival: the call below was never made.
         Expired { error: Option<DeadlineExpired> },
@@ -61,7 +62,7 @@ impl<F> ResponseFuture<F> {
         future: F,
         at: Instant,
         budget: Duration,
-        shared: Arc<Shared>,
+        shared: Arc<Stripe<Shared>>,
     ) -> Self {
         Self {
             inner: Inner::Enforced {

@@ -75,3 +75,19 @@ impl fmt::Debug for DeadlineHandle {
             .finish()
     }
 }
+
+impl palisade_core::Handle for DeadlineHandle {
+    type Snapshot = DeadlineSnapshot;
+
+    fn name(&self) -> &str {
+        Self::name(self)
+    }
+
+    fn snapshot(&self) -> DeadlineSnapshot {
+        Self::snapshot(self)
+    }
+
+    fn same_as(&self, other: &Self) -> bool {
+        Self::same_as(self, other)
+    }
+}

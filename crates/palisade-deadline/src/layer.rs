@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use palisade_core::stripe::Striped;
 use tower_layer::Layer;
 
 use crate::builder::DeadlineBuilder;
@@ -17,7 +18,9 @@ use crate::shared::Shared;
 /// Cloning the layer, or a service it built, does not create new state.
 #[derive(Clone)]
 pub struct DeadlineLayer {
-    pub(crate) shared: Arc<Shared>,
+    /// The state, behind per-thread references: a call that needs the state
+    /// after `call` (to report an expiry) takes its thread's.
+    pub(crate) shared: Arc<Striped<Shared>>,
 }
 
 impl DeadlineLayer {
@@ -30,7 +33,7 @@ impl DeadlineLayer {
     #[must_use]
     pub fn handle(&self) -> DeadlineHandle {
         DeadlineHandle {
-            shared: Arc::clone(&self.shared),
+            shared: Arc::clone(self.shared.shared()),
         }
     }
 
@@ -43,7 +46,9 @@ impl DeadlineLayer {
 
 impl fmt::Debug for DeadlineLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("DeadlineLayer").field(&self.shared).finish()
+        f.debug_tuple("DeadlineLayer")
+            .field(self.shared.get())
+            .finish()
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::Request;
 use http::header::CONTENT_TYPE;
 use palisade_core::grpc::GRPC_TIMEOUT;
+use palisade_core::stripe::Striped;
 use palisade_core::{BoxError, Deadline, DeadlineExpired};
 use tokio::time::Instant;
 use tower_service::Service;
@@ -27,13 +28,13 @@ use crate::state::{
 /// itself, [`palisade_core::Deadline`].
 pub struct DeadlineService<S> {
     inner: S,
-    shared: Arc<Shared>,
+    shared: Arc<Striped<Shared>>,
 }
 
 // ===== impl DeadlineService =====
 
 impl<S> DeadlineService<S> {
-    pub(crate) const fn new(inner: S, shared: Arc<Shared>) -> Self {
+    pub(crate) const fn new(inner: S, shared: Arc<Striped<Shared>>) -> Self {
         Self { inner, shared }
     }
 
@@ -68,7 +69,7 @@ impl<S: fmt::Debug> fmt::Debug for DeadlineService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeadlineService")
             .field("inner", &self.inner)
-            .field("layer", &self.shared)
+            .field("layer", self.shared.get())
             .finish()
     }
 }
@@ -96,7 +97,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let shared = &*self.shared;
+        let shared = self.shared.get();
         let settings = &shared.settings;
         let now = Instant::now();
         let carried = Deadline::of(&req);
@@ -134,7 +135,9 @@ where
         }
         let future = self.inner.call(req);
         if settings.enforce {
-            ResponseFuture::enforced(future, deadline.instant(), left, Arc::clone(&self.shared))
+            // This thread's reference to the state: calls on other cores do
+            // not bounce one reference count.
+            ResponseFuture::enforced(future, deadline.instant(), left, self.shared.stripe())
         } else {
             ResponseFuture::plain(future)
         }

@@ -199,12 +199,12 @@ impl<F, C, K> FallbackBuilder<F, C, K> {
             None => make(),
         };
         Ok(FallbackLayer {
-            shared: Arc::new(Shared {
+            shared: Arc::new(palisade_core::stripe::Striped::new(Shared {
                 stats: handle.stats,
                 answer,
                 classifier,
                 mark,
-            }),
+            })),
         })
     }
 }

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use palisade_core::stripe::Stripe;
 use palisade_core::{BoxError, Classify, Outcome};
 use pin_project_lite::pin_project;
 
@@ -26,7 +27,7 @@ pin_project! {
         F: Answer<Req, <Fut as ResponseOf>::Response>,
         Fut: ResponseOf,
     {
-        shared: Arc<Shared<F, C, K>>,
+        shared: Arc<Stripe<Shared<F, C, K>>>,
         #[pin]
         state: State<Fut, F::Future, F::Kept>,
         _req: PhantomData<fn(Req)>,
@@ -64,7 +65,11 @@ where
     Fut: ResponseOf,
     F: Answer<Req, Fut::Response>,
 {
-    pub(crate) const fn new(future: Fut, shared: Arc<Shared<F, C, K>>, kept: F::Kept) -> Self {
+    pub(crate) const fn new(
+        future: Fut,
+        shared: Arc<Stripe<Shared<F, C, K>>>,
+        kept: F::Kept,
+    ) -> Self {
         Self {
             shared,
             state: State::Primary {
@@ -76,7 +81,7 @@ where
     }
 
     pub(crate) const fn answer_now(
-        shared: Arc<Shared<F, C, K>>,
+        shared: Arc<Stripe<Shared<F, C, K>>>,
         kept: F::Kept,
         error: BoxError,
         class: FallbackClass,

@@ -88,3 +88,19 @@ impl fmt::Debug for FallbackHandle {
             .finish()
     }
 }
+
+impl palisade_core::Handle for FallbackHandle {
+    type Snapshot = FallbackSnapshot;
+
+    fn name(&self) -> &str {
+        Self::name(self)
+    }
+
+    fn snapshot(&self) -> FallbackSnapshot {
+        Self::snapshot(self)
+    }
+
+    fn same_as(&self, other: &Self) -> bool {
+        Self::same_as(self, other)
+    }
+}

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use palisade_core::ErrorsAsFailures;
+use palisade_core::stripe::Striped;
 use tower_layer::Layer;
 
 use crate::builder::FallbackBuilder;
@@ -16,7 +17,9 @@ use crate::source::{NoFallback, Plain};
 ///
 /// Cloning the layer, or a service it built, does not create new state.
 pub struct FallbackLayer<F, C = ErrorsAsFailures, K = Plain> {
-    pub(crate) shared: Arc<Shared<F, C, K>>,
+    /// The state, behind per-thread references: each call takes its
+    /// thread's, so calls on different cores do not bounce one count.
+    pub(crate) shared: Arc<Striped<Shared<F, C, K>>>,
 }
 
 impl<F, C, K> Clone for FallbackLayer<F, C, K> {
@@ -53,7 +56,9 @@ impl<F, C, K> FallbackLayer<F, C, K> {
 
 impl<F, C, K> fmt::Debug for FallbackLayer<F, C, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("FallbackLayer").field(&self.shared).finish()
+        f.debug_tuple("FallbackLayer")
+            .field(self.shared.get())
+            .finish()
     }
 }
 

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use palisade_core::stripe::Striped;
 use palisade_core::{BoxError, Classify};
 use tower_service::Service;
 
@@ -18,7 +19,7 @@ use crate::state::class_of_error;
 /// [`FallbackLayer`](crate::FallbackLayer); see the [crate docs](crate).
 pub struct Fallback<S, F, C, K> {
     inner: S,
-    shared: Arc<Shared<F, C, K>>,
+    shared: Arc<Striped<Shared<F, C, K>>>,
     /// A failure of the inner service's `poll_ready` the fallback answers:
     /// the next call gets the fallback without reaching the inner service.
     ready_error: Option<(BoxError, FallbackClass)>,
@@ -27,7 +28,7 @@ pub struct Fallback<S, F, C, K> {
 // ===== impl Fallback =====
 
 impl<S, F, C, K> Fallback<S, F, C, K> {
-    pub(crate) const fn new(inner: S, shared: Arc<Shared<F, C, K>>) -> Self {
+    pub(crate) const fn new(inner: S, shared: Arc<Striped<Shared<F, C, K>>>) -> Self {
         Self {
             inner,
             shared,
@@ -67,7 +68,7 @@ impl<S: fmt::Debug, F, C, K> fmt::Debug for Fallback<S, F, C, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fallback")
             .field("inner", &self.inner)
-            .field("layer", &self.shared)
+            .field("layer", self.shared.get())
             .finish_non_exhaustive()
     }
 }
@@ -109,7 +110,7 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let kept = self.shared.answer.keep(&req);
-        let shared = Arc::clone(&self.shared);
+        let shared = self.shared.stripe();
         match self.ready_error.take() {
             Some((error, class)) => ResponseFuture::answer_now(shared, kept, error, class),
             None => ResponseFuture::new(self.inner.call(req), shared, kept),

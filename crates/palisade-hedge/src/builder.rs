@@ -204,11 +204,11 @@ impl<C, K> HedgeBuilder<C, K> {
             None => make()?,
         };
         Ok(HedgeLayer {
-            shared: Arc::new(Shared {
+            shared: Arc::new(palisade_core::stripe::Striped::new(Shared {
                 stats: handle.stats,
                 classifier,
                 kind,
-            }),
+            })),
         })
     }
 }

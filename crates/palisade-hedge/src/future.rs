@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use palisade_core::stripe::Stripe;
 use palisade_core::{BoxError, Classify, Outcome};
 use palisade_retry::kind::{Replay, Start};
 use pin_project_lite::pin_project;
@@ -36,7 +37,7 @@ pin_project! {
         S: Service<K::Sent>,
     {
         svc: S,
-        shared: Arc<Shared<C, K>>,
+        shared: Arc<Stripe<Shared<C, K>>>,
         held: Option<K::Held>,
         // When the first attempt was sent: its latency counts from here.
         start: Instant,
@@ -95,7 +96,7 @@ where
     /// Sends the first attempt (or starts buffering its body). `svc` has
     /// been polled ready.
     #[inline]
-    pub(crate) fn new(mut svc: S, shared: Arc<Shared<C, K>>, req: Req) -> Self {
+    pub(crate) fn new(mut svc: S, shared: Arc<Stripe<Shared<C, K>>>, req: Req) -> Self {
         let now = Instant::now();
         let delay = shared.stats.delay();
         let mut held = None;

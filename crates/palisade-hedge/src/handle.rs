@@ -90,3 +90,19 @@ impl fmt::Debug for HedgeHandle {
             .finish()
     }
 }
+
+impl palisade_core::Handle for HedgeHandle {
+    type Snapshot = HedgeSnapshot;
+
+    fn name(&self) -> &str {
+        Self::name(self)
+    }
+
+    fn snapshot(&self) -> HedgeSnapshot {
+        Self::snapshot(self)
+    }
+
+    fn same_as(&self, other: &Self) -> bool {
+        Self::same_as(self, other)
+    }
+}

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use palisade_core::ErrorsAsFailures;
+use palisade_core::stripe::Striped;
 use palisade_retry::kind::Plain;
 use tower_layer::Layer;
 
@@ -17,7 +18,9 @@ use crate::shared::Shared;
 ///
 /// Cloning the layer, or a service it built, does not create new state.
 pub struct HedgeLayer<C = ErrorsAsFailures, K = Plain> {
-    pub(crate) shared: Arc<Shared<C, K>>,
+    /// The state, behind per-thread references: each call takes its
+    /// thread's, so calls on different cores do not bounce one count.
+    pub(crate) shared: Arc<Striped<Shared<C, K>>>,
 }
 
 impl<C, K> Clone for HedgeLayer<C, K> {
@@ -61,7 +64,9 @@ impl<C, K> HedgeLayer<C, K> {
 
 impl<C, K> fmt::Debug for HedgeLayer<C, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("HedgeLayer").field(&self.shared).finish()
+        f.debug_tuple("HedgeLayer")
+            .field(self.shared.get())
+            .finish()
     }
 }
 

@@ -5,6 +5,7 @@ use std::mem;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use palisade_core::stripe::Striped;
 use palisade_core::{BoxError, Classify};
 use palisade_retry::kind::Replay;
 use tower_service::Service;
@@ -20,13 +21,13 @@ use crate::shared::Shared;
 /// and that future drives it to readiness again, only when a hedge is due.
 pub struct Hedge<S, C, K> {
     inner: S,
-    shared: Arc<Shared<C, K>>,
+    shared: Arc<Striped<Shared<C, K>>>,
 }
 
 // ===== impl Hedge =====
 
 impl<S, C, K> Hedge<S, C, K> {
-    pub(crate) const fn new(inner: S, shared: Arc<Shared<C, K>>) -> Self {
+    pub(crate) const fn new(inner: S, shared: Arc<Striped<Shared<C, K>>>) -> Self {
         Self { inner, shared }
     }
 
@@ -62,7 +63,7 @@ impl<S: fmt::Debug, C, K> fmt::Debug for Hedge<S, C, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hedge")
             .field("inner", &self.inner)
-            .field("layer", &self.shared)
+            .field("layer", self.shared.get())
             .finish()
     }
 }
@@ -90,6 +91,6 @@ where
         // next `poll_ready`.
         let fresh = self.inner.clone();
         let ready = mem::replace(&mut self.inner, fresh);
-        ResponseFuture::new(ready, Arc::clone(&self.shared), req)
+        ResponseFuture::new(ready, self.shared.stripe(), req)
     }
 }
