@@ -22,6 +22,7 @@ use tower_service::Service;
 
 use crate::BoxError;
 use crate::classify::{Classify, Outcome};
+use crate::deadline::DeadlineExpired;
 use crate::reject::{BulkheadFull, CircuitOpen, RateLimited, Rejection, rejection};
 
 /// Names the breaker that rejected a call, on a `503` answered for it.
@@ -453,6 +454,25 @@ impl RateLimited {
     }
 }
 
+impl DeadlineExpired {
+    /// This error as a `504 Gateway Timeout` problem of kind
+    /// `deadline-exceeded`, naming the layer that found the deadline passed.
+    #[must_use]
+    pub fn to_problem(&self) -> Problem {
+        Problem::new(StatusCode::GATEWAY_TIMEOUT, "deadline exceeded")
+            .kind("deadline-exceeded")
+            .detail(self.to_string())
+            .extension("deadline", self.name())
+    }
+}
+
+/// The problem for a [`DeadlineExpired`] anywhere in `error`'s chain, or
+/// `None`.
+#[must_use]
+pub fn deadline_problem(error: &(dyn Error + 'static)) -> Option<Problem> {
+    crate::cause_ref::<DeadlineExpired>(error).map(DeadlineExpired::to_problem)
+}
+
 /// The problem for a rejection anywhere in `error`'s chain (an open breaker,
 /// a full bulkhead, a rate limit), or `None` when `error` is not a rejection.
 #[must_use]
@@ -497,7 +517,9 @@ pub type ToProblem = fn(&(dyn Error + 'static)) -> Option<Problem>;
 /// Each error is offered to the mappers added with
 /// [`map_errors`](Self::map_errors), in the order added, then to
 /// [`rejection_problem`] (an open breaker or a full bulkhead anywhere in the
-/// chain answers `503`, with `Retry-After` when known). An error nobody
+/// chain answers `503`, with `Retry-After` when known; a rate limit `429`),
+/// then to [`deadline_problem`] (an expired [`Deadline`](crate::Deadline)
+/// answers `504`). An error nobody
 /// claims becomes a `500` whose body does not reveal it; it is logged at
 /// `warn`. An error from the inner service's `poll_ready` is answered on the
 /// next call, so the service stays usable.
@@ -578,6 +600,7 @@ fn problem_for(mappers: &[ToProblem], error: &(dyn Error + 'static)) -> Problem 
         .iter()
         .find_map(|map| map(error))
         .or_else(|| rejection_problem(error))
+        .or_else(|| deadline_problem(error))
         .unwrap_or_else(|| {
             tracing::warn!(error = %error, "request failed; answering 500");
             Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").kind("internal")
@@ -644,10 +667,10 @@ where
     type Future = ProblemFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.ready_error.is_none() {
-            if let Err(error) = ready!(self.inner.poll_ready(cx)) {
-                self.ready_error = Some(error.into());
-            }
+        if self.ready_error.is_none()
+            && let Err(error) = ready!(self.inner.poll_ready(cx))
+        {
+            self.ready_error = Some(error.into());
         }
         Poll::Ready(Ok(()))
     }
@@ -824,6 +847,18 @@ mod tests {
         assert!(res.headers().get(RETRY_AFTER).is_none());
         let body: serde_json::Value = serde_json::from_str(res.body()).unwrap();
         assert_eq!(body["circuit_breaker"], "bad\nname");
+    }
+
+    #[test]
+    fn an_expired_deadline_is_a_504() {
+        let err: BoxError = DeadlineExpired::new("edge").into();
+        let problem = ProblemResponseLayer::new().problem_for(&*err);
+        assert_eq!(problem.status(), StatusCode::GATEWAY_TIMEOUT);
+        let body: serde_json::Value = serde_json::from_str(&problem.body()).unwrap();
+        assert_eq!(body["type"], "urn:palisade:problem:deadline-exceeded");
+        assert_eq!(body["deadline"], "edge");
+        let other: BoxError = "boom".into();
+        assert!(deadline_problem(&*other).is_none());
     }
 
     #[test]

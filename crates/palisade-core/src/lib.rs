@@ -12,6 +12,9 @@
 //!   a bulkhead.
 //! - [`CircuitOpen`], [`BulkheadFull`], [`RateLimited`] and [`is_rejection`]: the errors that
 //!   mean "refused to add load", which no layer retries.
+//! - [`Deadline`] and [`DeadlineExpired`]: the instant by which the caller
+//!   stops waiting, carried with a request so every layer below sees what is
+//!   left, and the error when it passes.
 //! - [`Listeners`]: event hooks that cost nothing when nobody listens.
 //! - [`Registry`] and [`Handle`]: named instances for admin APIs and
 //!   dashboards, the one registry every pattern crate's builder takes
@@ -26,6 +29,8 @@
 //!   every layer that forwards a path.
 //! - `http` (feature `http`): `Retry-After`, problem+json responses for
 //!   rejections, status classification.
+//! - `grpc` (feature `grpc`): gRPC status codes, a classifier that reads
+//!   `grpc-status`, and a layer answering errors with gRPC statuses.
 //!
 //! # Example
 //!
@@ -40,7 +45,11 @@
 
 pub mod classify;
 pub mod config;
+pub mod deadline;
 pub mod error;
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
@@ -53,6 +62,7 @@ pub mod stripe;
 
 pub use classify::{Classify, ErrorsAsFailures, IgnoreRejections, Outcome};
 pub use config::ConfigError;
+pub use deadline::{Deadline, DeadlineExpired, is_deadline_expired};
 pub use error::{BoxError, cause_ref, is_caused_by};
 pub use listener::Listeners;
 pub use registry::{Handle, Registry};

@@ -98,6 +98,8 @@ struct Progress {
     state: State,
     began: Option<Instant>,
     deadline: Option<Instant>,
+    /// The deadline the incoming request carried, if one was read.
+    carried: Option<Instant>,
     in_flight: usize,
     /// Branches not yet settled.
     remaining: usize,
@@ -155,6 +157,10 @@ where
 {
     pub(crate) fn new(shared: Arc<Shared<S, Req, BReq, M>>, request: &Req) -> Self {
         let n = shared.branches.len();
+        let carried = shared
+            .carried_deadline
+            .and_then(|read| read(request))
+            .map(|deadline| deadline.instant());
         let span = tracing::debug_span!("fan_out", name = %shared.name, result = Empty);
         let mut queued = 0;
         let cells = Chunk::pinned(
@@ -185,6 +191,7 @@ where
                 state: State::New,
                 began: None,
                 deadline: None,
+                carried,
                 in_flight: 0,
                 remaining: n,
                 queued,
@@ -288,7 +295,13 @@ where
         if progress.state == State::New {
             progress.state = State::Gathering;
             progress.began = Some(now);
-            progress.deadline = shared.deadline.and_then(|d| now.checked_add(d));
+            let own = shared.deadline.and_then(|d| now.checked_add(d));
+            // The caller's deadline, when it comes first: the gather gets
+            // what is left of it.
+            progress.deadline = match (own, progress.carried) {
+                (Some(own), Some(carried)) => Some(own.min(carried)),
+                (own, carried) => own.or(carried),
+            };
             // Requests that could not be built settle before anything starts,
             // so a required one fails the gather without calling anyone.
             for i in 0..n {
@@ -299,10 +312,10 @@ where
                 if entry.phase != Phase::Unbuilt {
                     continue;
                 }
-                if let Some(BranchResult::Missing(error)) = entry.result.take() {
-                    if let Err(failed) = settle(shared, i, entry, Err(error), now, progress) {
-                        return Poll::Ready((End::Failed(failed), now));
-                    }
+                if let Some(BranchResult::Missing(error)) = entry.result.take()
+                    && let Err(failed) = settle(shared, i, entry, Err(error), now, progress)
+                {
+                    return Poll::Ready((End::Failed(failed), now));
                 }
             }
         }
@@ -376,7 +389,12 @@ where
                 }
             }
             if !pending.is_empty() {
-                let deadline = shared.deadline.unwrap_or_default();
+                let deadline = progress
+                    .deadline
+                    .zip(progress.began)
+                    .map(|(at, began)| at.saturating_duration_since(began))
+                    .or(shared.deadline)
+                    .unwrap_or_default();
                 let failed = DeadlineElapsed::new(Arc::clone(&shared.name), deadline, pending);
                 return Poll::Ready((End::Failed(GatherError::DeadlineElapsed(failed)), now));
             }

@@ -230,4 +230,4 @@ pub use error::{
 };
 pub use gather::{BranchResult, Gathered, IntoIter};
 pub use merge::{JsonMerge, Merge, MergeFn};
-pub use service::{FanOut, FanOutBuilder};
+pub use service::{CarriedDeadline, FanOut, FanOutBuilder};

@@ -46,6 +46,8 @@ where
     pub(crate) names: Box<[Arc<str>]>,
     pub(crate) branches: Box<[BranchState<S, Req, BReq>]>,
     pub(crate) deadline: Option<Duration>,
+    /// Reads the deadline an incoming request carries, if set.
+    pub(crate) carried_deadline: Option<CarriedDeadline<Req>>,
     pub(crate) max_in_flight: usize,
     /// Some branch has a timeout, or there is a deadline: the gather needs
     /// its timer.
@@ -81,6 +83,7 @@ where
             name: name.into(),
             branches: Vec::new(),
             deadline: None,
+            carried_deadline: None,
             max_in_flight: None,
             merge: JsonMerge::keyed(),
         }
@@ -192,9 +195,14 @@ where
     name: Arc<str>,
     branches: Vec<Branch<S, Req, BReq>>,
     deadline: Option<Duration>,
+    carried_deadline: Option<CarriedDeadline<Req>>,
     max_in_flight: Option<usize>,
     merge: M,
 }
+
+/// Reads the [`Deadline`](palisade_core::Deadline) an incoming request
+/// carries: see [`FanOutBuilder::carried_deadline`].
+pub type CarriedDeadline<Req> = fn(&Req) -> Option<palisade_core::Deadline>;
 
 impl<S, Req, BReq, M> FanOutBuilder<S, Req, BReq, M>
 where
@@ -226,6 +234,20 @@ where
         self
     }
 
+    /// Also ends the gather at the deadline the incoming request carries
+    /// (a [`Deadline`](palisade_core::Deadline) set by a deadline layer above),
+    /// when it comes before [`deadline`](Self::deadline): the gather gets
+    /// what is left of the caller's time, and so does every branch. For HTTP
+    /// requests pass `palisade_fan_out::http::request_deadline` (feature
+    /// `http`), which reads it from the request's extensions; HTTP branches
+    /// ([`Branch::http`](crate::Branch::http)) also carry it on to their
+    /// own requests.
+    #[must_use]
+    pub const fn carried_deadline(mut self, read: CarriedDeadline<Req>) -> Self {
+        self.carried_deadline = Some(read);
+        self
+    }
+
     /// At most `max` branches of one gather started (becoming ready or
     /// running) at once; the others start in declaration order as earlier
     /// ones finish. Per gather, not across gathers: bound the fan-out as a
@@ -245,6 +267,7 @@ where
             name: self.name,
             branches: self.branches,
             deadline: self.deadline,
+            carried_deadline: self.carried_deadline,
             max_in_flight: self.max_in_flight,
             merge,
         }
@@ -314,7 +337,9 @@ where
         let names: Vec<&str> = self.branches.iter().map(Branch::name).collect();
         self.merge.check(&names)?;
 
-        let timed = self.deadline.is_some() || self.branches.iter().any(|b| b.timeout.is_some());
+        let timed = self.deadline.is_some()
+            || self.carried_deadline.is_some()
+            || self.branches.iter().any(|b| b.timeout.is_some());
         let metrics = GatherMetrics::new(&self.name);
         let names = self.branches.iter().map(|b| Arc::clone(&b.name)).collect();
         let branches = self
@@ -331,6 +356,7 @@ where
                 names,
                 branches,
                 deadline: self.deadline,
+                carried_deadline: self.carried_deadline,
                 max_in_flight: self.max_in_flight.unwrap_or(usize::MAX),
                 timed,
                 merge: self.merge,

@@ -138,6 +138,64 @@ impl fmt::Display for RequestLost {
 
 impl Error for RequestLost {}
 
+/// The request's deadline (the caller's, carried with the request) leaves no
+/// room for another attempt: the backoff before it would end past the
+/// deadline. The last attempt's error is the [`source`](Error::source), so
+/// `is_caused_by` finds it as it would without the layer.
+///
+/// A last attempt that failed with a response (a `503`) is returned as that
+/// response; this error is for one that failed with an error.
+#[derive(Debug)]
+pub struct NoTimeToRetry {
+    attempts: u32,
+    left: Duration,
+    source: palisade_core::BoxError,
+}
+
+impl NoTimeToRetry {
+    /// After `attempts` attempts, `left` remained of the deadline; the last
+    /// one failed with `source`.
+    #[must_use]
+    pub fn new(attempts: u32, left: Duration, source: palisade_core::BoxError) -> Self {
+        Self {
+            attempts,
+            left,
+            source,
+        }
+    }
+
+    /// How many attempts were made.
+    #[must_use]
+    pub const fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// What was left of the deadline when retrying stopped.
+    #[must_use]
+    pub const fn left(&self) -> Duration {
+        self.left
+    }
+}
+
+impl fmt::Display for NoTimeToRetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "not retried: the deadline leaves {:?}, too little for another attempt after {} attempt{}: {}",
+            self.left,
+            self.attempts,
+            if self.attempts == 1 { "" } else { "s" },
+            self.source
+        )
+    }
+}
+
+impl Error for NoTimeToRetry {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,13 +9,13 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use palisade_core::stripe::Stripe;
-use palisade_core::{BoxError, Classify, Outcome, is_caused_by, is_rejection};
+use palisade_core::{BoxError, Classify, DeadlineExpired, Outcome, is_caused_by, is_rejection};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower_service::Service;
 
 use crate::backoff::Jitter;
-use crate::error::{AttemptTimedOut, DeadlineExceeded, RequestLost};
+use crate::error::{AttemptTimedOut, DeadlineExceeded, NoTimeToRetry, RequestLost};
 use crate::event::{RetryEvent, RetryReason, StopReason};
 use crate::kind::{Inspect, Replay, ServerDelay, Start};
 use crate::layer::Shared;
@@ -44,6 +44,9 @@ pin_project! {
         held: Option<K::Held>,
         attempt: u32,
         deadline: Option<Instant>,
+        // The deadline the request carried, when it is the one in force
+        // (earlier than the layer's own).
+        carried: Option<Instant>,
         previous_delay: Duration,
         timer_armed: bool,
         #[pin]
@@ -81,8 +84,15 @@ where
     pub(crate) fn new(mut svc: S, stripe: Arc<Stripe<Shared<C, K>>>, req: Req) -> Self {
         let shared = stripe.get();
         let replay = shared.max_attempts > 1;
-        let now = shared.timed().then(Instant::now);
-        let deadline = now.and_then(|now| shared.deadline.and_then(|d| now.checked_add(d)));
+        let carried = shared.kind.carried_deadline(&req);
+        let now = (shared.timed() || carried.is_some()).then(Instant::now);
+        let own = now.and_then(|now| shared.deadline.and_then(|d| now.checked_add(d)));
+        // The earlier deadline is in force: the caller's, or the layer's own.
+        let (deadline, carried) = match (own, carried) {
+            (Some(own), Some(carried)) if carried < own => (Some(carried), Some(carried)),
+            (Some(own), _) => (Some(own), None),
+            (None, carried) => (carried, carried),
+        };
         shared.metrics.attempts.increment(1);
         let mut held = None;
         let (state, timer_at) = match shared
@@ -106,6 +116,7 @@ where
             held,
             attempt: 1,
             deadline,
+            carried,
             previous_delay: Duration::ZERO,
             timer_armed: timer_at.is_some(),
             timer: timer_at.map(sleep_until),
@@ -182,15 +193,16 @@ where
         let mut this = self.project();
         // The fast path: the first attempt, without a timer, that does not
         // fail.
-        if *this.attempt == 1 && !*this.timer_armed {
-            if let StateProj::Called { future } = this.state.as_mut().project() {
-                let (result, outcome) = classified(this.stripe.get(), ready!(future.poll(cx)));
-                this.state.set(State::Done);
-                if first_attempt_succeeded(this.stripe.get(), &result, outcome) {
-                    return Poll::Ready(result);
-                }
-                return poll_slow(this, cx, Some((result, outcome)));
+        if *this.attempt == 1
+            && !*this.timer_armed
+            && let StateProj::Called { future } = this.state.as_mut().project()
+        {
+            let (result, outcome) = classified(this.stripe.get(), ready!(future.poll(cx)));
+            this.state.set(State::Done);
+            if first_attempt_succeeded(this.stripe.get(), &result, outcome) {
+                return Poll::Ready(result);
             }
+            return poll_slow(this, cx, Some((result, outcome)));
         }
         poll_slow(this, cx, None)
     }
@@ -261,6 +273,17 @@ where
             match decision {
                 Decision::Return { success, stop } => {
                     report_return(shared, *this.attempt, success, stop);
+                    if stop == Some(StopReason::Deadline) && this.carried.is_some() {
+                        // The caller's deadline leaves no room for another
+                        // attempt: an error says so.
+                        return Poll::Ready(result.map_err(|error| {
+                            let left = this
+                                .deadline
+                                .map(|d| d.saturating_duration_since(Instant::now()))
+                                .unwrap_or_default();
+                            NoTimeToRetry::new(*this.attempt, left, error).into()
+                        }));
+                    }
                     return Poll::Ready(result);
                 }
                 Decision::Retry {
@@ -304,8 +327,7 @@ where
                     }
                     let future = this.svc.call(sent);
                     this.state.set(State::Called { future });
-                    let at = shared
-                        .timed()
+                    let at = (shared.timed() || this.deadline.is_some())
                         .then(|| {
                             attempt_end(Instant::now(), shared.attempt_timeout, *this.deadline)
                         })
@@ -321,7 +343,11 @@ where
                 Poll::Pending => {
                     if fired(this.timer.as_mut(), this.timer_armed, cx) {
                         this.state.set(State::Done);
-                        return Poll::Ready(Err(deadline_exceeded(shared, *this.attempt)));
+                        return Poll::Ready(Err(deadline_exceeded(
+                            shared,
+                            *this.attempt,
+                            this.carried.is_some(),
+                        )));
                     }
                     return Poll::Pending;
                 }
@@ -335,7 +361,11 @@ where
                         }
                         if this.deadline.is_some_and(|d| Instant::now() >= d) {
                             this.state.set(State::Done);
-                            return Poll::Ready(Err(deadline_exceeded(shared, *this.attempt)));
+                            return Poll::Ready(Err(deadline_exceeded(
+                                shared,
+                                *this.attempt,
+                                this.carried.is_some(),
+                            )));
                         }
                         let after = shared.attempt_timeout.unwrap_or_default();
                         // The layer's own error: the classifier, which judges
@@ -385,8 +415,7 @@ where
                     shared.metrics.attempts.increment(1);
                     let future = this.svc.call(sent);
                     this.state.set(State::Called { future });
-                    let at = shared
-                        .timed()
+                    let at = (shared.timed() || this.deadline.is_some())
                         .then(|| {
                             attempt_end(Instant::now(), shared.attempt_timeout, *this.deadline)
                         })
@@ -402,7 +431,11 @@ where
                 Poll::Pending => {
                     if fired(this.timer.as_mut(), this.timer_armed, cx) {
                         this.state.set(State::Done);
-                        return Poll::Ready(Err(deadline_exceeded(shared, *this.attempt)));
+                        return Poll::Ready(Err(deadline_exceeded(
+                            shared,
+                            *this.attempt,
+                            this.carried.is_some(),
+                        )));
                     }
                     return Poll::Pending;
                 }
@@ -480,17 +513,17 @@ where
             None => return fail(StopReason::DelayTooLong),
         }
     };
-    if let (Some(deadline), Some(at)) = (deadline, wake) {
-        if at >= deadline {
-            return fail(StopReason::Deadline);
-        }
+    if let (Some(deadline), Some(at)) = (deadline, wake)
+        && at >= deadline
+    {
+        return fail(StopReason::Deadline);
     }
     // The budget last, so that a retry refused for another reason spends
     // nothing.
-    if let Some(budget) = &shared.budget {
-        if !budget.withdraw() {
-            return fail(StopReason::BudgetExhausted);
-        }
+    if let Some(budget) = &shared.budget
+        && !budget.withdraw()
+    {
+        return fail(StopReason::BudgetExhausted);
     }
     Decision::Retry {
         delay,
@@ -559,8 +592,14 @@ fn report_return<C, K>(
     });
 }
 
-fn deadline_exceeded<C, K>(shared: &Shared<C, K>, attempts: u32) -> BoxError {
+/// The error for a deadline that passed: the caller's deadline carried with
+/// the request ([`DeadlineExpired`], palisade-core's), or the layer's own
+/// ([`DeadlineExceeded`]).
+fn deadline_exceeded<C, K>(shared: &Shared<C, K>, attempts: u32, carried: bool) -> BoxError {
     report_return(shared, attempts, false, Some(StopReason::Deadline));
+    if carried {
+        return DeadlineExpired::new(Arc::clone(&shared.name)).into();
+    }
     DeadlineExceeded::new(attempts, shared.deadline.unwrap_or_default()).into()
 }
 
@@ -582,6 +621,7 @@ where
             .field("attempt", &self.attempt)
             .field("state", &state)
             .field("deadline", &self.deadline)
+            .field("carried", &self.carried.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -168,6 +168,46 @@ impl<C> RetryBuilder<C, Http> {
 }
 
 impl Http {
+    /// The replay rules on their own, for another layer that sends a
+    /// request more than once (hedging): idempotent methods only, bodies up to
+    /// 64 KiB buffered and replayed, exactly as this layer does. `name` names
+    /// the layer in the `debug` events that say why a request is sent once.
+    pub fn replay_rules(name: impl Into<Arc<str>>) -> Self {
+        Self {
+            name: name.into(),
+            max_body_bytes: 64 * 1024,
+            non_idempotent: false,
+            idempotency_key: IDEMPOTENCY_KEY,
+            attempt_header: None,
+            honor_retry_after: false,
+            max_retry_after: Duration::ZERO,
+        }
+    }
+
+    /// The largest body buffered for replay (default 64 KiB), as
+    /// [`RetryBuilder::max_body_bytes`].
+    #[must_use]
+    pub const fn with_max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Also replays POST and PATCH carrying the idempotency-key header, as
+    /// [`RetryBuilder::retry_non_idempotent`].
+    #[must_use]
+    pub const fn with_non_idempotent(mut self, replay: bool) -> Self {
+        self.non_idempotent = replay;
+        self
+    }
+
+    /// The idempotency-key header, as
+    /// [`RetryBuilder::idempotency_key_header`].
+    #[must_use]
+    pub fn with_idempotency_key_header(mut self, name: HeaderName) -> Self {
+        self.idempotency_key = name;
+        self
+    }
+
     fn replayable_method<B>(&self, req: &Request<B>) -> bool {
         match *req.method() {
             Method::GET
@@ -350,6 +390,11 @@ where
                 ))
             }
         }
+    }
+
+    #[inline]
+    fn carried_deadline(&self, req: &Request<B>) -> Option<tokio::time::Instant> {
+        palisade_core::Deadline::of(req).map(|d| d.instant())
     }
 
     fn resend(&self, held: &mut Option<Held>, attempt: u32, last: bool) -> Option<Self::Sent> {

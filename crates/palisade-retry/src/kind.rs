@@ -75,6 +75,14 @@ pub trait Replay<Req>: Sealed {
     /// `last` when no later attempt can follow, so the copy may be consumed.
     fn resend(&self, held: &mut Option<Self::Held>, attempt: u32, last: bool)
     -> Option<Self::Sent>;
+
+    /// The deadline the request carries (a [`palisade_core::Deadline`] set
+    /// by a layer above), if the kind can read one: HTTP requests carry it
+    /// in their extensions; plain requests carry none.
+    #[inline]
+    fn carried_deadline(&self, _req: &Req) -> Option<tokio::time::Instant> {
+        None
+    }
 }
 
 /// The wait a server asked for before trying again (`Retry-After`).

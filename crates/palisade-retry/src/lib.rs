@@ -88,6 +88,12 @@
 //!   no breaker below, or in addition to the inner timeout (an outer bound
 //!   on each attempt, layers above the breaker included). A timeout
 //!   *outside* the retry bounds the whole call instead.
+//! - **A deadline carried with the request**: HTTP requests carrying a
+//!   `palisade_core::Deadline` (set by `palisade-deadline`'s layer above)
+//!   are bounded by it as by [`deadline`](RetryBuilder::deadline), whichever
+//!   comes first: no attempt starts whose backoff would end past it,
+//!   `attempt_timeout` is cut to what is left, and every attempt carries it
+//!   on.
 //! - **Overall deadline outside**: [`deadline`](RetryBuilder::deadline) is
 //!   the built-in form and knows not to start a backoff it cannot finish
 //!   (it returns the last outcome instead of cutting the wait short with a
@@ -160,6 +166,8 @@
 //! |---|---|---|
 //! | [`AttemptTimedOut`] | an attempt ran into `attempt_timeout`; retried (unless `retry_on_attempt_timeout(false)`), returned if it was the last | `504` problem+json |
 //! | [`DeadlineExceeded`] | the deadline passed while an attempt was in flight or the service was not ready | `504` problem+json |
+//! | [`NoTimeToRetry`] | the deadline the request carries (a `palisade_core::Deadline` set by a deadline layer above) leaves no room for the next attempt's backoff; its source is the last attempt's error | the source's |
+//! | `palisade_core::DeadlineExpired` | the deadline the request carries passed while an attempt was in flight | `504` problem+json (palisade-core's mapping) |
 //!
 //! Rejections are returned as they came (`CircuitOpen`, `BulkheadFull`,
 //! re-exported here), never retried, even when wrapped: they are found with
@@ -240,7 +248,7 @@ mod service;
 
 pub use backoff::{Backoff, Jitter};
 pub use budget::{BudgetSnapshot, RetryBudget, RetryBudgetBuilder};
-pub use error::{AttemptTimedOut, DeadlineExceeded, RequestLost};
+pub use error::{AttemptTimedOut, DeadlineExceeded, NoTimeToRetry, RequestLost};
 pub use event::{RetryEvent, RetryReason, StopReason};
 pub use layer::{MAX_DURATION, RetryBuilder, RetryLayer};
 pub use palisade_core::{BulkheadFull, CircuitOpen};

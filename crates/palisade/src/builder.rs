@@ -100,6 +100,34 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
         self,
         layer: palisade_cache::CacheLayer<P>,
     ) -> ServiceBuilder<tower_layer::Stack<palisade_cache::CacheLayer<P>, L>>;
+
+    /// Adds a deadline: every layer below sees what is left of it, the next
+    /// service is told, and a call still running when it passes fails with
+    /// [`DeadlineExpired`](crate::DeadlineExpired).
+    #[cfg(feature = "deadline")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deadline")))]
+    fn deadline(
+        self,
+        layer: palisade_deadline::DeadlineLayer,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_deadline::DeadlineLayer, L>>;
+
+    /// Adds a fallback: failures and rejections of the classes it covers are
+    /// answered by it.
+    #[cfg(feature = "fallback")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "fallback")))]
+    fn fallback<F, C, K>(
+        self,
+        layer: palisade_fallback::FallbackLayer<F, C, K>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_fallback::FallbackLayer<F, C, K>, L>>;
+
+    /// Adds hedging: a request still unanswered after the latency percentile
+    /// is sent again, under a budget.
+    #[cfg(feature = "hedge")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "hedge")))]
+    fn hedge<C, K>(
+        self,
+        layer: palisade_hedge::HedgeLayer<C, K>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_hedge::HedgeLayer<C, K>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -160,6 +188,30 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: palisade_chaos::ChaosLayer<I>,
     ) -> ServiceBuilder<tower_layer::Stack<palisade_chaos::ChaosLayer<I>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "deadline")]
+    fn deadline(
+        self,
+        layer: palisade_deadline::DeadlineLayer,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_deadline::DeadlineLayer, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "fallback")]
+    fn fallback<F, C, K>(
+        self,
+        layer: palisade_fallback::FallbackLayer<F, C, K>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_fallback::FallbackLayer<F, C, K>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "hedge")]
+    fn hedge<C, K>(
+        self,
+        layer: palisade_hedge::HedgeLayer<C, K>,
+    ) -> ServiceBuilder<tower_layer::Stack<palisade_hedge::HedgeLayer<C, K>, L>> {
         self.layer(layer)
     }
 

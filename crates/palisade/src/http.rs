@@ -20,6 +20,7 @@ use std::error::Error;
 /// | full bulkhead ([`BulkheadFull`](crate::BulkheadFull)) | 503 |
 /// | rate limit ([`RateLimited`](crate::RateLimited)) | 429 + `Retry-After` (the `RateLimit` fields come from the rate limiter's `http_layer`) |
 /// | rate limit: unusable key, limiter failing closed (feature `rate-limit`) | 400, 503 |
+/// | expired deadline ([`DeadlineExpired`](crate::DeadlineExpired)) | 504 |
 /// | anything else | 500, revealing nothing (logged at `warn`) |
 ///
 /// Add your own mappings with [`ProblemResponseLayer::map_errors`]; they are

@@ -15,13 +15,18 @@
 //! | `pubsub-nats`, `pubsub-sqlite`, `pubsub-postgres` | [`pubsub`]`::backend` | NATS JetStream; the SQL inboxes and relay checkpoints |
 //! | `cache` | [`cache`] | cache-aside: stale-while-revalidate, stale-if-error, request coalescing, bounded by bytes |
 //! | `cache-redis` | [`cache`]`::backend::redis` | the cache's second tier in Redis, behind a breaker |
+//! | `deadline` | [`deadline`] | a deadline carried with each request, read from `grpc-timeout`, written on, enforced |
+//! | `fallback` | [`fallback`] | answer failures and rejections from a value, a closure or a service, marked and counted |
+//! | `hedge` | [`hedge`] | a second attempt after the latency percentile, under a budget |
 //! | `http` | [`http`] and each pattern's `http` module | status classification, problem+json answers for every layer's errors, 503 + `Retry-After` |
+//! | `grpc` | [`grpc`] | gRPC status codes, a `grpc-status` classifier, gRPC status answers for every layer's errors |
+//! | `serde` | each pattern's settings | `Serialize`/`Deserialize` settings and snapshots (shard, deadline, fallback, hedge) |
 //! | `full` | all of the above | |
 //!
 //! The shared vocabulary is re-exported at the root: [`BoxError`],
 //! [`is_caused_by`], [`Classify`] and [`Outcome`], the rejections
-//! [`CircuitOpen`], [`BulkheadFull`] and [`RateLimited`], [`Registry`],
-//! [`ConfigError`].
+//! [`CircuitOpen`], [`BulkheadFull`] and [`RateLimited`], the request's
+//! [`Deadline`] and [`DeadlineExpired`], [`Registry`], [`ConfigError`].
 //! [`ServiceBuilderExt`] adds one method per pattern to
 //! `tower::ServiceBuilder`.
 //!
@@ -94,9 +99,9 @@ pub use builder::ServiceBuilderExt;
 /// backslashes): palisade-core's [`path`] module.
 pub use palisade_core::path;
 pub use palisade_core::{
-    BoxError, BulkheadFull, CircuitOpen, Classify, ConfigError, ErrorsAsFailures, Handle,
-    IgnoreRejections, Listeners, Outcome, RateLimited, Registry, Rejection, cause_ref,
-    is_caused_by, is_rejection, rejection,
+    BoxError, BulkheadFull, CircuitOpen, Classify, ConfigError, Deadline, DeadlineExpired,
+    ErrorsAsFailures, Handle, IgnoreRejections, Listeners, Outcome, RateLimited, Registry,
+    Rejection, cause_ref, is_caused_by, is_deadline_expired, is_rejection, rejection,
 };
 
 /// The circuit breaker (feature `circuit-breaker`): the
@@ -152,6 +157,28 @@ pub use palisade_pubsub as pubsub;
 #[cfg_attr(docsrs, doc(cfg(feature = "shard")))]
 pub use palisade_shard as shard;
 
+/// Deadlines that travel with requests (feature `deadline`): the
+/// [`palisade-deadline`](palisade_deadline) crate.
+#[cfg(feature = "deadline")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deadline")))]
+pub use palisade_deadline as deadline;
+
+/// Fallbacks (feature `fallback`): the
+/// [`palisade-fallback`](palisade_fallback) crate.
+#[cfg(feature = "fallback")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fallback")))]
+pub use palisade_fallback as fallback;
+
+/// Hedged requests (feature `hedge`): the
+/// [`palisade-hedge`](palisade_hedge) crate.
+#[cfg(feature = "hedge")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hedge")))]
+pub use palisade_hedge as hedge;
+
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;

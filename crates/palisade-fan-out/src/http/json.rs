@@ -190,15 +190,14 @@ where
                     if parts.status == StatusCode::NO_CONTENT {
                         return Poll::Ready(Ok(Value::Null));
                     }
-                    if let Some(content_type) = parts.headers.get(CONTENT_TYPE) {
-                        if !is_json(content_type) {
-                            let shown =
-                                String::from_utf8_lossy(content_type.as_bytes()).into_owned();
-                            return Poll::Ready(Err(InvalidJson(format!(
-                                "content-type `{shown}` is not JSON"
-                            ))
-                            .into()));
-                        }
+                    if let Some(content_type) = parts.headers.get(CONTENT_TYPE)
+                        && !is_json(content_type)
+                    {
+                        let shown = String::from_utf8_lossy(content_type.as_bytes()).into_owned();
+                        return Poll::Ready(Err(InvalidJson(format!(
+                            "content-type `{shown}` is not JSON"
+                        ))
+                        .into()));
                     }
                     let declared = parts
                         .headers

@@ -131,3 +131,12 @@ pub(crate) fn classify(
     }
     None
 }
+
+/// Reads the [`Deadline`](palisade_core::Deadline) an HTTP request carries
+/// in its extensions: pass it to
+/// [`FanOutBuilder::carried_deadline`](crate::FanOutBuilder::carried_deadline)
+/// so that a gather ends when the caller's deadline passes.
+#[must_use]
+pub fn request_deadline<B>(request: &::http::Request<B>) -> Option<palisade_core::Deadline> {
+    palisade_core::Deadline::of(request)
+}
