@@ -206,8 +206,9 @@
 //! tracing, target `palisade_retry`, with a `name` field: each retry at
 //! `debug` (`attempt`, `reason`, `delay_ms`, `retry_after`); a spent budget at
 //! `debug`; every other reason to stop at `debug`; HTTP requests that cannot
-//! be retried (method, body too large or of unknown length) at `debug`, with
-//! the reason. Listeners registered with
+//! be retried (method, body too large or of unknown length, body that turned
+//! out longer than `max_body_bytes`) at `debug`, with the reason. Listeners
+//! registered with
 //! [`on_event`](RetryBuilder::on_event) receive [`RetryEvent`]s (`Retry`,
 //! `Stopped` with a [`StopReason`], `Recovered`); an event is only built when
 //! someone listens, and a first attempt that succeeds emits nothing.
