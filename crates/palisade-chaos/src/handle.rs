@@ -1,82 +1,19 @@
-//! The state every clone of a chaos layer shares, and the handle that
-//! switches it at runtime.
+//! [`ChaosHandle`]: switches a chaos layer at runtime, and
+//! [`ChaosSnapshot`], what the admin API and the dashboard show.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use palisade_core::ConfigError;
 
-use crate::decision::{self, Fault, Plan, Settings};
-use crate::metrics::Metrics;
-
-/// What a chaos layer is set to inject: the figures a [`ChaosHandle`] reads
-/// and writes, and what [`ChaosBuilder`](crate::ChaosBuilder) starts from.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ChaosSettings {
-    /// Master switch: when `false` nothing is injected, outage included.
-    pub enabled: bool,
-    /// When `true` (and enabled), every call fails at once.
-    pub outage: bool,
-    /// Fraction of calls, in `[0, 1]`, that get added latency.
-    pub latency_rate: f64,
-    /// The least latency added to a delayed call.
-    pub latency_min: Duration,
-    /// The most latency added to a delayed call; the amount is uniform in
-    /// `[latency_min, latency_max]`.
-    pub latency_max: Duration,
-    /// Fraction of calls, in `[0, 1]`, that fail with an injected error.
-    pub error_rate: f64,
-    /// Fraction of calls, in `[0, 1]`, that never answer.
-    pub abort_rate: f64,
-}
-
-impl Default for ChaosSettings {
-    /// Enabled, with every rate at zero and no outage: nothing is injected
-    /// until a rate or the outage is set.
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            outage: false,
-            latency_rate: 0.0,
-            latency_min: Duration::ZERO,
-            latency_max: Duration::ZERO,
-            error_rate: 0.0,
-            abort_rate: 0.0,
-        }
-    }
-}
-
-impl ChaosSettings {
-    /// Checks every rate is in `[0, 1]` and `latency_min <= latency_max`.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] naming the first bad setting.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        for (field, rate) in [
-            ("latency_rate", self.latency_rate),
-            ("error_rate", self.error_rate),
-            ("abort_rate", self.abort_rate),
-        ] {
-            decision::check_rate(rate).map_err(|reason| ConfigError::new(field, reason))?;
-        }
-        if self.latency_min > self.latency_max {
-            return Err(ConfigError::new(
-                "latency",
-                format!(
-                    "the minimum {:?} is above the maximum {:?}",
-                    self.latency_min, self.latency_max
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
+use crate::settings::{ChaosSettings, check_latency, check_rate};
+use crate::shared::{Shared, nanos};
 
 /// How many faults of each kind a chaos layer has injected since it was built.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct InjectedCounts {
     /// Calls that were delayed.
     pub latency: u64,
@@ -88,101 +25,20 @@ pub struct InjectedCounts {
     pub outage: u64,
 }
 
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// The shared state: settings in atomics, the sequence index, counters.
-pub(crate) struct Shared {
-    pub(crate) name: Arc<str>,
-    seed: u64,
-    next: AtomicU64,
-    enabled: AtomicBool,
-    outage: AtomicBool,
-    latency_rate: AtomicU64,
-    latency_min: AtomicU64,
-    latency_max: AtomicU64,
-    error_rate: AtomicU64,
-    abort_rate: AtomicU64,
-    initial: ChaosSettings,
-    counts: [AtomicU64; 4],
-    metrics: Metrics,
-}
-
-impl Shared {
-    pub(crate) fn new(name: Arc<str>, seed: u64, settings: ChaosSettings) -> Self {
-        let metrics = Metrics::new(&name);
-        Self {
-            name,
-            seed,
-            next: AtomicU64::new(0),
-            enabled: AtomicBool::new(settings.enabled),
-            outage: AtomicBool::new(settings.outage),
-            latency_rate: AtomicU64::new(settings.latency_rate.to_bits()),
-            latency_min: AtomicU64::new(nanos(settings.latency_min)),
-            latency_max: AtomicU64::new(nanos(settings.latency_max)),
-            error_rate: AtomicU64::new(settings.error_rate.to_bits()),
-            abort_rate: AtomicU64::new(settings.abort_rate.to_bits()),
-            initial: settings,
-            counts: Default::default(),
-            metrics,
-        }
-    }
-
-    fn settings(&self) -> Settings {
-        Settings {
-            enabled: self.enabled.load(Ordering::Relaxed),
-            outage: self.outage.load(Ordering::Relaxed),
-            latency_rate: f64::from_bits(self.latency_rate.load(Ordering::Relaxed)),
-            latency_min: Duration::from_nanos(self.latency_min.load(Ordering::Relaxed)),
-            latency_max: Duration::from_nanos(self.latency_max.load(Ordering::Relaxed)),
-            error_rate: f64::from_bits(self.error_rate.load(Ordering::Relaxed)),
-            abort_rate: f64::from_bits(self.abort_rate.load(Ordering::Relaxed)),
-        }
-    }
-
-    /// Decides one call and records what was injected.
-    #[inline]
-    pub(crate) fn plan(&self) -> Plan {
-        // Disabled is the common case outside experiments: one relaxed load.
-        if !self.enabled.load(Ordering::Relaxed) {
-            return Plan::PASS;
-        }
-        let settings = self.settings();
-        let index = self.next.fetch_add(1, Ordering::Relaxed);
-        let plan = decision::decide(&settings, decision::draws(self.seed, index));
-        if plan.delay.is_some() {
-            self.counts[0].fetch_add(1, Ordering::Relaxed);
-            self.metrics.latency.increment(1);
-        }
-        let slot = match plan.fault {
-            Fault::None => None,
-            Fault::Error => {
-                self.metrics.error.increment(1);
-                Some(1)
-            }
-            Fault::Abort => {
-                self.metrics.abort.increment(1);
-                Some(2)
-            }
-            Fault::Outage => {
-                self.metrics.outage.increment(1);
-                Some(3)
-            }
-        };
-        if let Some(slot) = slot {
-            self.counts[slot].fetch_add(1, Ordering::Relaxed);
-        }
-        if plan != Plan::PASS {
-            tracing::debug!(
-                name = %self.name,
-                delay = ?plan.delay,
-                fault = ?plan.fault,
-                "chaos injected a fault"
-            );
-        }
-        plan
-    }
+/// A chaos layer at one instant: what it injects and what it has injected.
+/// Plain data, `Serialize` with the `serde` feature.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct ChaosSnapshot {
+    /// The layer's name.
+    pub name: Arc<str>,
+    /// The seed of its decision sequence.
+    pub seed: u64,
+    /// What it injects now.
+    pub settings: ChaosSettings,
+    /// What it has injected since it was built.
+    pub injected: InjectedCounts,
 }
 
 /// Switches a chaos layer at runtime.
@@ -205,6 +61,9 @@ impl Shared {
 /// handle.reset();
 /// assert_eq!(handle.settings().error_rate, 0.0);
 /// ```
+///
+/// A `Registry<ChaosHandle>` holds handles by name for an admin API
+/// ([`ChaosBuilder::registry`](crate::ChaosBuilder::registry)).
 #[derive(Clone)]
 pub struct ChaosHandle {
     pub(crate) shared: Arc<Shared>,
@@ -226,16 +85,32 @@ impl ChaosHandle {
     /// The current settings.
     #[must_use]
     pub fn settings(&self) -> ChaosSettings {
-        let s = self.shared.settings();
-        ChaosSettings {
-            enabled: s.enabled,
-            outage: s.outage,
-            latency_rate: s.latency_rate,
-            latency_min: s.latency_min,
-            latency_max: s.latency_max,
-            error_rate: s.error_rate,
-            abort_rate: s.abort_rate,
+        self.shared.settings()
+    }
+
+    /// The settings the layer was built with, which
+    /// [`reset`](Self::reset) restores.
+    #[must_use]
+    pub fn initial_settings(&self) -> ChaosSettings {
+        self.shared.initial
+    }
+
+    /// The name, the seed, the current settings and the counts of what was
+    /// injected.
+    #[must_use]
+    pub fn snapshot(&self) -> ChaosSnapshot {
+        ChaosSnapshot {
+            name: Arc::clone(&self.shared.name),
+            seed: self.shared.seed,
+            settings: self.settings(),
+            injected: self.injected(),
         }
+    }
+
+    /// `true` if both handles switch the same layer (the same state).
+    #[must_use]
+    pub fn same_as(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 
     /// How many faults of each kind were injected since the layer was built.
@@ -284,7 +159,7 @@ impl ChaosHandle {
     ///
     /// `rate` is not in `[0, 1]`; nothing changes.
     pub fn set_error_rate(&self, rate: f64) -> Result<(), ConfigError> {
-        decision::check_rate(rate).map_err(|r| ConfigError::new("error_rate", r))?;
+        check_rate("error_rate", rate)?;
         self.shared
             .error_rate
             .store(rate.to_bits(), Ordering::Relaxed);
@@ -298,7 +173,7 @@ impl ChaosHandle {
     ///
     /// `rate` is not in `[0, 1]`; nothing changes.
     pub fn set_abort_rate(&self, rate: f64) -> Result<(), ConfigError> {
-        decision::check_rate(rate).map_err(|r| ConfigError::new("abort_rate", r))?;
+        check_rate("abort_rate", rate)?;
         self.shared
             .abort_rate
             .store(rate.to_bits(), Ordering::Relaxed);
@@ -327,13 +202,8 @@ impl ChaosHandle {
         max: Duration,
         rate: f64,
     ) -> Result<(), ConfigError> {
-        decision::check_rate(rate).map_err(|r| ConfigError::new("latency_rate", r))?;
-        if min > max {
-            return Err(ConfigError::new(
-                "latency",
-                format!("the minimum {min:?} is above the maximum {max:?}"),
-            ));
-        }
+        check_rate("latency_rate", rate)?;
+        check_latency(min, max)?;
         let s = &self.shared;
         // Order the two stores so a concurrent call never sees min > max.
         if nanos(min) > s.latency_max.load(Ordering::Relaxed) {
@@ -387,5 +257,21 @@ impl fmt::Debug for ChaosHandle {
             .field("seed", &self.shared.seed)
             .field("settings", &self.settings())
             .finish()
+    }
+}
+
+impl palisade_core::Handle for ChaosHandle {
+    type Snapshot = ChaosSnapshot;
+
+    fn name(&self) -> &str {
+        Self::name(self)
+    }
+
+    fn snapshot(&self) -> ChaosSnapshot {
+        Self::snapshot(self)
+    }
+
+    fn same_as(&self, other: &Self) -> bool {
+        Self::same_as(self, other)
     }
 }

@@ -10,7 +10,7 @@ use crate::error::InjectedFault;
 /// Called once per injected error or outage, never for calls that pass, so
 /// it may allocate. Implemented for [`InjectError`] (the default),
 /// [`ErrorWith`] (a closure building your error) and, with the `http`
-/// feature, [`InjectStatus`](crate::http::InjectStatus).
+/// feature, `http::InjectStatus`.
 pub trait Injector<T, E> {
     /// The result of a call that fails because of `fault`.
     fn inject(&self, fault: &InjectedFault) -> Result<T, E>;

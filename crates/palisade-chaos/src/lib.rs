@@ -6,6 +6,14 @@
 //! above it react, the way Polly's Simmy strategies and Envoy's fault filter
 //! do.
 //!
+//! What is injected is a [`ChaosSettings`]: plain data, the builder's setters
+//! named after its fields, readable from a config file with the `serde`
+//! feature (durations as `"250ms"`), and switchable at runtime through the
+//! handle. [`ChaosHandle::snapshot`] gives the name, the seed, the settings
+//! now and the counts of what was injected, for an admin API; a
+//! [`Registry<ChaosHandle>`](Registry) given to [`ChaosBuilder::registry`]
+//! keeps one state per name.
+//!
 //! # Example
 //!
 //! ```
@@ -88,7 +96,9 @@
 //! The layer owns the state (settings, sequence index, counters) in an
 //! `Arc`. Cloning the layer or a service, or calling `layer()` again, does
 //! not create new state: one handle switches them all, and they all draw from
-//! one sequence. The injector is cloned.
+//! one sequence. The injector is cloned. Layers built under one name through
+//! one registry ([`ChaosBuilder::registry`]) share one state too, each with
+//! its own injector.
 //!
 //! # Backpressure
 //!
@@ -145,8 +155,8 @@
 //!   layer costs one relaxed atomic load.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod decision;
-mod error;
+mod builder;
+pub mod error;
 pub mod future;
 mod handle;
 #[cfg(feature = "http")]
@@ -156,9 +166,15 @@ mod inject;
 mod layer;
 mod metrics;
 mod service;
+mod settings;
+mod shared;
+mod state;
 
+pub use builder::ChaosBuilder;
 pub use error::InjectedFault;
-pub use handle::{ChaosHandle, ChaosSettings, InjectedCounts};
+pub use handle::{ChaosHandle, ChaosSnapshot, InjectedCounts};
 pub use inject::{ErrorWith, InjectError, Injector};
-pub use layer::{ChaosBuilder, ChaosLayer};
+pub use layer::ChaosLayer;
+pub use palisade_core::Registry;
 pub use service::Chaos;
+pub use settings::ChaosSettings;

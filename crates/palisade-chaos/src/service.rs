@@ -6,11 +6,12 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-use crate::decision::Fault;
 use crate::error::InjectedFault;
 use crate::future::ResponseFuture;
-use crate::handle::{ChaosHandle, Shared};
+use crate::handle::ChaosHandle;
 use crate::inject::Injector;
+use crate::shared::Shared;
+use crate::state::Fault;
 
 /// Injects faults into calls to `S`; built by [`ChaosLayer`](crate::ChaosLayer).
 ///

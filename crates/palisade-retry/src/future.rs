@@ -14,11 +14,11 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower_service::Service;
 
-use crate::backoff::Jitter;
 use crate::error::{AttemptTimedOut, DeadlineExceeded, NoTimeToRetry, RequestLost};
 use crate::event::{RetryEvent, RetryReason, StopReason};
 use crate::kind::{Inspect, Replay, ServerDelay, Start};
-use crate::layer::Shared;
+use crate::shared::Shared;
+use crate::state::backoff::Jitter;
 
 pin_project! {
     /// The future returned by [`Retry`](crate::Retry): the attempt loop.
@@ -83,10 +83,10 @@ where
     #[inline]
     pub(crate) fn new(mut svc: S, stripe: Arc<Stripe<Shared<C, K>>>, req: Req) -> Self {
         let shared = stripe.get();
-        let replay = shared.max_attempts > 1;
+        let replay = shared.max_attempts() > 1;
         let carried = shared.kind.carried_deadline(&req);
         let now = (shared.timed() || carried.is_some()).then(Instant::now);
-        let own = now.and_then(|now| shared.deadline.and_then(|d| now.checked_add(d)));
+        let own = now.and_then(|now| shared.deadline().and_then(|d| now.checked_add(d)));
         // The earlier deadline is in force: the caller's, or the layer's own.
         let (deadline, carried) = match (own, carried) {
             (Some(own), Some(carried)) if carried < own => (Some(carried), Some(carried)),
@@ -100,7 +100,7 @@ where
             .start(req, &mut held, replay, |sent| svc.call(sent))
         {
             Start::Sent(future) => {
-                let at = now.and_then(|now| attempt_end(now, shared.attempt_timeout, deadline));
+                let at = now.and_then(|now| attempt_end(now, shared.attempt_timeout(), deadline));
                 (State::Called { future }, at)
             }
             // The attempt is counted now: it starts as soon as the body is in.
@@ -317,19 +317,11 @@ where
                         report_return(shared, *this.attempt, false, None);
                         return Poll::Ready(Err(RequestLost::new(*this.attempt).into()));
                     };
-                    if this.held.is_none() {
-                        // Only a body that outgrew its size hint comes back
-                        // without a copy to replay.
-                        tracing::debug!(
-                            name = %shared.name,
-                            "request not retryable: body outgrew its size hint; sent once"
-                        );
-                    }
                     let future = this.svc.call(sent);
                     this.state.set(State::Called { future });
                     let at = (shared.timed() || this.deadline.is_some())
                         .then(|| {
-                            attempt_end(Instant::now(), shared.attempt_timeout, *this.deadline)
+                            attempt_end(Instant::now(), shared.attempt_timeout(), *this.deadline)
                         })
                         .flatten();
                     arm(this.timer.as_mut(), this.timer_armed, at);
@@ -367,10 +359,10 @@ where
                                 this.carried.is_some(),
                             )));
                         }
-                        let after = shared.attempt_timeout.unwrap_or_default();
+                        let after = shared.attempt_timeout().unwrap_or_default();
                         // The layer's own error: the classifier, which judges
                         // the inner service's results, never sees it.
-                        let outcome = if shared.retry_on_attempt_timeout {
+                        let outcome = if shared.settings.retry_on_attempt_timeout {
                             Outcome::Failure
                         } else {
                             Outcome::Ignored
@@ -399,7 +391,7 @@ where
             StateProj::Ready => match this.svc.poll_ready(cx) {
                 Poll::Ready(Ok(())) => {
                     let attempt = *this.attempt + 1;
-                    let last = attempt >= shared.max_attempts;
+                    let last = attempt >= shared.max_attempts();
                     let Some(sent) = shared.kind.resend(this.held, attempt, last) else {
                         // `decide` only retries while a copy is held.
                         this.state.set(State::Done);
@@ -417,7 +409,7 @@ where
                     this.state.set(State::Called { future });
                     let at = (shared.timed() || this.deadline.is_some())
                         .then(|| {
-                            attempt_end(Instant::now(), shared.attempt_timeout, *this.deadline)
+                            attempt_end(Instant::now(), shared.attempt_timeout(), *this.deadline)
                         })
                         .flatten();
                     arm(this.timer.as_mut(), this.timer_armed, at);
@@ -480,7 +472,7 @@ where
         Err(_) => RetryReason::Error,
         Ok(_) => RetryReason::Response,
     };
-    if attempt >= shared.max_attempts {
+    if attempt >= shared.max_attempts() {
         return fail(StopReason::MaxAttempts);
     }
     if !can_replay {
@@ -494,11 +486,19 @@ where
         Some(ServerDelay::Wait(delay)) => (delay, true),
         Some(ServerDelay::TooLong(_)) => return fail(StopReason::RetryAfterTooLong),
         None => {
-            let random = shared.backoff.is_decorrelated() || shared.jitter != Jitter::None;
-            let sample = if random { shared.rng.sample() } else { 0.0 };
-            let delay = shared
-                .backoff
-                .delay(attempt, previous_delay, shared.jitter, sample);
+            let random =
+                shared.settings.backoff.is_decorrelated() || shared.settings.jitter != Jitter::None;
+            let sample = if random {
+                shared.core.rng.sample()
+            } else {
+                0.0
+            };
+            let delay = shared.settings.backoff.delay(
+                attempt,
+                previous_delay,
+                shared.settings.jitter,
+                sample,
+            );
             (delay, false)
         }
     };
@@ -542,15 +542,15 @@ fn report_retry<C, K>(
 ) {
     shared.metrics.retry(reason);
     tracing::debug!(
-        name = %shared.name,
+        name = %shared.name(),
         attempt,
         reason = reason.as_str(),
         delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
         retry_after,
         "retrying"
     );
-    shared.listeners.emit_with(|| RetryEvent::Retry {
-        name: Arc::clone(&shared.name),
+    shared.core.listeners.emit_with(|| RetryEvent::Retry {
+        name: Arc::clone(shared.name()),
         attempt,
         reason,
         delay,
@@ -567,8 +567,8 @@ fn report_return<C, K>(
     shared.metrics.outcome(success, attempts > 1);
     if success {
         if attempts > 1 {
-            shared.listeners.emit_with(|| RetryEvent::Recovered {
-                name: Arc::clone(&shared.name),
+            shared.core.listeners.emit_with(|| RetryEvent::Recovered {
+                name: Arc::clone(shared.name()),
                 attempts,
             });
         }
@@ -578,15 +578,15 @@ fn report_return<C, K>(
     if reason == StopReason::BudgetExhausted {
         shared.metrics.budget_exhausted.increment(1);
         tracing::debug!(
-            name = %shared.name,
+            name = %shared.name(),
             attempts,
             "retry budget exhausted; returning the last outcome"
         );
     } else {
-        tracing::debug!(name = %shared.name, attempts, reason = reason.as_str(), "not retrying");
+        tracing::debug!(name = %shared.name(), attempts, reason = reason.as_str(), "not retrying");
     }
-    shared.listeners.emit_with(|| RetryEvent::Stopped {
-        name: Arc::clone(&shared.name),
+    shared.core.listeners.emit_with(|| RetryEvent::Stopped {
+        name: Arc::clone(shared.name()),
         attempts,
         reason,
     });
@@ -598,9 +598,9 @@ fn report_return<C, K>(
 fn deadline_exceeded<C, K>(shared: &Shared<C, K>, attempts: u32, carried: bool) -> BoxError {
     report_return(shared, attempts, false, Some(StopReason::Deadline));
     if carried {
-        return DeadlineExpired::new(Arc::clone(&shared.name)).into();
+        return DeadlineExpired::new(Arc::clone(shared.name())).into();
     }
-    DeadlineExceeded::new(attempts, shared.deadline.unwrap_or_default()).into()
+    DeadlineExceeded::new(attempts, shared.deadline().unwrap_or_default()).into()
 }
 
 impl<S, Req, C, K> fmt::Debug for ResponseFuture<S, Req, C, K>
@@ -617,7 +617,7 @@ where
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
-            .field("name", &self.stripe.name)
+            .field("name", self.stripe.name())
             .field("attempt", &self.attempt)
             .field("state", &state)
             .field("deadline", &self.deadline)

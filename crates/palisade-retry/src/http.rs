@@ -12,8 +12,8 @@
 //! | GET, HEAD, OPTIONS, PUT, DELETE, TRACE | yes |
 //! | POST, PATCH | only with [`retry_non_idempotent(true)`](RetryBuilder::retry_non_idempotent) *and* the [idempotency-key header](RetryBuilder::idempotency_key_header) |
 //! | CONNECT and other methods | no |
-//! | body empty, or whose size hint's upper bound is at most [`max_body_bytes`](RetryBuilder::max_body_bytes) | buffered, then replayed on each attempt |
-//! | body larger, or of unknown length (a chunked stream) | sent once, whole, not retried; a `debug` event says why |
+//! | body empty, or whose size hint's upper bound is at most [`max_body_bytes`](RetryBuilder::max_body_bytes) | buffered, then replayed on each attempt, as long as it really is at most `max_body_bytes` (see below) |
+//! | body whose size hint allows more, or of unknown length (a chunked stream) | sent once, whole, not retried; a `debug` event says why |
 //!
 //! A request that is not retried still goes through the layer once, whole,
 //! and counts towards the budget like any other.
@@ -30,10 +30,19 @@
 //! `Full`, a body the server has received whole) ends there, and the first
 //! attempt starts at once. Any other is collected inside the response future
 //! (no boxing, no task) before the first attempt. Either way it is then
-//! replayed as one [`Bytes`] frame (and its trailers) on every attempt: the inner service sees a body whose
-//! [`size_hint`](Body::size_hint) is exact. A body that turns out longer than
-//! its size hint promised is not lost: the bytes read so far and the rest of
-//! the stream are sent as one body, once.
+//! replayed as one [`Bytes`] frame (and its trailers) on every attempt: the
+//! inner service sees a body whose [`size_hint`](Body::size_hint) is exact.
+//!
+//! The size hint only decides whether buffering is tried; the bound is
+//! `max_body_bytes`, counted on the bytes as they come. A body whose hint
+//! promised less than it holds is still buffered and replayed if it fits
+//! `max_body_bytes` (the replay's hint is then its true length), as
+//! linkerd's and Envoy's replay buffers do: the memory held never exceeds
+//! the bound the layer was given (plus the one frame that crosses it), and a
+//! small body keeps its retries. A body that turns out longer than
+//! `max_body_bytes` is not lost and not buffered further: the bytes read so
+//! far and the rest of the stream are sent as one body, once, and a `debug`
+//! event says so.
 //!
 //! # `Retry-After`
 //!
@@ -61,9 +70,11 @@ use palisade_core::http::{
 };
 use pin_project_lite::pin_project;
 
+use crate::builder::RetryBuilder;
 use crate::error::{AttemptTimedOut, DeadlineExceeded};
 use crate::kind::{Inspect, Replay, Sealed, ServerDelay, Start};
-use crate::layer::{RetryBuilder, RetryLayer};
+use crate::layer::RetryLayer;
+use crate::settings::{RetrySettings, header_name};
 
 /// The default header that marks a POST or PATCH as safe to retry.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -72,7 +83,8 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
 pub type HttpRetryLayer<C = StatusClassifier> = RetryLayer<C, Http>;
 
 /// The request kind for `http::Request<B>`: idempotency rules, body
-/// buffering, `Retry-After`. Configured through [`RetryBuilder`].
+/// buffering, `Retry-After`. Configured through [`RetryBuilder`]; its
+/// settings are [`RetrySettings`]' HTTP fields.
 #[derive(Clone, Debug)]
 pub struct Http {
     name: Arc<str>,
@@ -82,21 +94,54 @@ pub struct Http {
     attempt_header: Option<HeaderName>,
     honor_retry_after: bool,
     max_retry_after: Duration,
+    wall_clock: WallClock,
 }
 
 impl Sealed for Http {
-    fn validate(&self) -> Result<(), palisade_core::ConfigError> {
-        if self.max_retry_after > crate::MAX_DURATION {
-            return Err(palisade_core::ConfigError::new(
-                "max_retry_after",
-                format!(
-                    "must be at most one year ({:?}), got {:?}",
-                    crate::MAX_DURATION,
-                    self.max_retry_after
-                ),
-            ));
-        }
+    fn configure(
+        &mut self,
+        name: &Arc<str>,
+        settings: &RetrySettings,
+    ) -> Result<(), palisade_core::ConfigError> {
+        self.name = Arc::clone(name);
+        self.max_body_bytes = settings.max_body_bytes;
+        self.non_idempotent = settings.retry_non_idempotent;
+        self.idempotency_key =
+            header_name("idempotency_key_header", &settings.idempotency_key_header)?;
+        self.attempt_header = match &settings.attempt_header {
+            Some(name) => Some(header_name("attempt_header", name)?),
+            None => None,
+        };
+        self.honor_retry_after = settings.honor_retry_after;
+        self.max_retry_after = settings.max_retry_after;
         Ok(())
+    }
+}
+
+/// Where an HTTP retry layer reads the wall-clock time an HTTP-date
+/// `Retry-After` is measured against: the system clock by default, or a
+/// function given to [`RetryBuilder::wall_clock`]. The one place the layer
+/// reads the wall clock; every other wait is on tokio's clock.
+#[derive(Clone, Default)]
+struct WallClock(Option<Arc<dyn Fn() -> SystemTime + Send + Sync>>);
+
+impl WallClock {
+    /// The time now, by this clock.
+    fn now(&self) -> SystemTime {
+        match &self.0 {
+            None => SystemTime::now(),
+            Some(now) => now(),
+        }
+    }
+}
+
+impl std::fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "WallClock(custom)"
+        } else {
+            "WallClock(system)"
+        })
     }
 }
 
@@ -107,14 +152,16 @@ impl RetryLayer {
     /// [`http`](crate::http) module.
     pub fn http_builder(name: impl Into<Arc<str>>) -> RetryBuilder<StatusClassifier, Http> {
         let name = name.into();
+        let defaults = RetrySettings::default();
         let kind = Http {
             name: Arc::clone(&name),
-            max_body_bytes: 64 * 1024,
-            non_idempotent: false,
+            max_body_bytes: defaults.max_body_bytes,
+            non_idempotent: defaults.retry_non_idempotent,
             idempotency_key: IDEMPOTENCY_KEY,
             attempt_header: None,
-            honor_retry_after: true,
-            max_retry_after: Duration::from_secs(10),
+            honor_retry_after: defaults.honor_retry_after,
+            max_retry_after: defaults.max_retry_after,
+            wall_clock: WallClock::default(),
         };
         RetryBuilder::new(name, StatusClassifier::transient(), kind)
     }
@@ -123,38 +170,41 @@ impl RetryLayer {
 /// Settings for HTTP requests.
 impl<C> RetryBuilder<C, Http> {
     /// The largest request body buffered for replay (default 64 KiB). A body
-    /// whose size hint allows more is sent once and not retried.
+    /// whose size hint allows more is sent once and not retried, and so is
+    /// one that turns out longer than this whatever its size hint said.
     pub const fn max_body_bytes(mut self, bytes: usize) -> Self {
-        self.kind.max_body_bytes = bytes;
+        self.settings.max_body_bytes = bytes;
         self
     }
 
     /// Also retries POST and PATCH requests, but only those carrying the
     /// idempotency-key header (default `false`).
     pub const fn retry_non_idempotent(mut self, retry: bool) -> Self {
-        self.kind.non_idempotent = retry;
+        self.settings.retry_non_idempotent = retry;
         self
     }
 
     /// The header that makes a POST or PATCH retryable when
     /// [`retry_non_idempotent`](Self::retry_non_idempotent) is on (default
-    /// `idempotency-key`).
-    pub fn idempotency_key_header(mut self, name: HeaderName) -> Self {
-        self.kind.idempotency_key = name;
+    /// `idempotency-key`): a [`HeaderName`] or its text, checked by `build`.
+    pub fn idempotency_key_header(mut self, name: impl AsRef<str>) -> Self {
+        name.as_ref()
+            .clone_into(&mut self.settings.idempotency_key_header);
         self
     }
 
     /// Sets this header to the attempt number (`1`, `2`, ...) on every
-    /// attempt (default: no header), as Envoy's `x-envoy-attempt-count`.
-    pub fn attempt_header(mut self, name: HeaderName) -> Self {
-        self.kind.attempt_header = Some(name);
+    /// attempt (default: no header), as Envoy's `x-envoy-attempt-count`: a
+    /// [`HeaderName`] or its text, checked by `build`.
+    pub fn attempt_header(mut self, name: impl AsRef<str>) -> Self {
+        self.settings.attempt_header = Some(name.as_ref().to_owned());
         self
     }
 
     /// Whether a 429 or 503's `Retry-After` replaces the backoff (default
     /// `true`).
     pub const fn honor_retry_after(mut self, honor: bool) -> Self {
-        self.kind.honor_retry_after = honor;
+        self.settings.honor_retry_after = honor;
         self
     }
 
@@ -162,7 +212,39 @@ impl<C> RetryBuilder<C, Http> {
     /// [`MAX_DURATION`](crate::MAX_DURATION)); a longer one returns the
     /// response at once.
     pub const fn max_retry_after(mut self, max: Duration) -> Self {
-        self.kind.max_retry_after = max;
+        self.settings.max_retry_after = max;
+        self
+    }
+
+    /// Reads the wall-clock time from `now` instead of the system clock
+    /// (default [`SystemTime::now`]). Only an HTTP-date `Retry-After` is
+    /// measured against the wall clock; every other wait is on tokio's
+    /// clock. Not a setting: each layer built under one registered name
+    /// keeps its own.
+    ///
+    /// A clock that follows tokio's makes an HTTP-date exact in a test on
+    /// tokio's paused clock (`start_paused = true`, `time::advance`):
+    ///
+    /// ```
+    /// use palisade_retry::RetryLayer;
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// // A whole second (an HTTP-date has no fraction), then tokio's time.
+    /// let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    /// let start = tokio::time::Instant::now();
+    /// let layer = RetryLayer::http_builder("pricing")
+    ///     .wall_clock(move || epoch + start.elapsed())
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// # });
+    /// ```
+    pub fn wall_clock<F>(mut self, now: F) -> Self
+    where
+        F: Fn() -> SystemTime + Send + Sync + 'static,
+    {
+        self.kind.wall_clock = WallClock(Some(Arc::new(now)));
         self
     }
 }
@@ -181,6 +263,7 @@ impl Http {
             attempt_header: None,
             honor_retry_after: false,
             max_retry_after: Duration::ZERO,
+            wall_clock: WallClock::default(),
         }
     }
 
@@ -241,6 +324,19 @@ impl Http {
             ?size_hint,
             max_body_bytes = self.max_body_bytes,
             "request not retryable: body too large or of unknown length to buffer; sent once"
+        );
+    }
+
+    /// A body whose size hint said it fits turned out longer than
+    /// `max_body_bytes`: it is streamed on, once.
+    #[cold]
+    #[inline(never)]
+    fn outgrew_the_limit(&self, read: usize) {
+        tracing::debug!(
+            name = %self.name,
+            read,
+            max_body_bytes = self.max_body_bytes,
+            "request not retryable: body longer than max_body_bytes despite its size hint; sent once"
         );
     }
 
@@ -383,6 +479,7 @@ where
                 Some(kept.copy())
             }
             Collected::Overflow { prefix, rest } => {
+                self.outgrew_the_limit(prefix.len());
                 let head = held.take()?.head;
                 Some(Request::from_parts(
                     head,
@@ -423,7 +520,7 @@ impl<B> Inspect<Response<B>> for Http {
             return None;
         }
         let value = res.headers().get(RETRY_AFTER)?;
-        let Some(delay) = parse_retry_after(value, SystemTime::now()) else {
+        let Some(delay) = parse_retry_after(value, self.wall_clock.now()) else {
             tracing::debug!(name = %self.name, ?value, "malformed Retry-After ignored; using the backoff");
             return None;
         };
@@ -473,8 +570,8 @@ enum Ended {
     Failed(BoxError),
 }
 
-/// What buffering a body yields: the whole body, or (when it outgrew its
-/// size hint) what was read and the rest of the stream.
+/// What buffering a body yields: the whole body, or (when it outgrew
+/// `max_body_bytes`) what was read and the rest of the stream.
 #[derive(Debug)]
 pub enum Collected<B> {
     /// The whole body and its trailers, ready to replay.
@@ -484,8 +581,9 @@ pub enum Collected<B> {
         /// Its trailers, if it had any.
         trailers: Option<Box<HeaderMap>>,
     },
-    /// The body was longer than its size hint: `prefix` was read, `rest` is
-    /// still to stream. Sent once, not retried.
+    /// The body was longer than `max_body_bytes` (whatever its size hint
+    /// said): `prefix` was read, `rest` is still to stream. Sent once, not
+    /// retried.
     Overflow {
         /// The bytes read so far.
         prefix: Bytes,
@@ -562,7 +660,7 @@ where
         let body = self.take_bytes();
         match (ended, self.body.take()) {
             (Ended::Failed(error), _) => Err(error),
-            // The body is longer than its size hint said: send what was read
+            // The body is longer than `max_body_bytes`: send what was read
             // and the rest of the stream, once.
             (Ended::Overflow, Some(rest)) => Ok(Collected::Overflow { prefix: body, rest }),
             (Ended::Whole | Ended::Overflow, _) => Ok(Collected::Whole {

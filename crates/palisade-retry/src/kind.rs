@@ -15,14 +15,23 @@ use std::convert::Infallible;
 use std::future::{Future, Pending};
 use std::time::Duration;
 
-use palisade_core::BoxError;
+use std::sync::Arc;
+
+use palisade_core::{BoxError, ConfigError};
+
+use crate::settings::RetrySettings;
 
 mod sealed {
+    use super::{Arc, ConfigError, RetrySettings};
+
     pub trait Sealed {
-        /// Checks the kind's own settings when the layer is built.
-        fn validate(&self) -> Result<(), palisade_core::ConfigError> {
-            Ok(())
-        }
+        /// Takes the kind's own settings from the layer's (validated)
+        /// settings when the layer is built.
+        fn configure(
+            &mut self,
+            name: &Arc<str>,
+            settings: &RetrySettings,
+        ) -> Result<(), ConfigError>;
     }
 }
 pub(crate) use sealed::Sealed;
@@ -109,7 +118,11 @@ pub trait Inspect<Res>: Sealed {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Plain;
 
-impl Sealed for Plain {}
+impl Sealed for Plain {
+    fn configure(&mut self, _: &Arc<str>, _: &RetrySettings) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
 
 impl<Req: Clone> Replay<Req> for Plain {
     type Sent = Req;

@@ -25,6 +25,16 @@
 //! replayed, 429/502/503/504 and transport errors retried, `Retry-After`
 //! honoured. See the `http` module.
 //!
+//! Every setting that is plain data is a field of [`RetrySettings`], the one
+//! place its default and bounds are written: the builder's setters have the
+//! fields' names, [`RetryBuilder::settings`] takes them all, and with the
+//! `serde` feature they read from a config file (durations as `"250ms"`).
+//! [`RetryLayer::handle`] gives a [`RetryHandle`], whose
+//! [`snapshot`](RetryHandle::snapshot) (the name, the settings in effect and
+//! the budget's figures) an admin API can serialize; a
+//! [`Registry<RetryHandle>`](Registry) given to
+//! [`RetryBuilder::registry`] keeps one instance per name.
+//!
 //! # Example
 //!
 //! ```
@@ -117,7 +127,10 @@
 //! [`Retry`] service does not create new state: every service the layer
 //! builds (axum calls `layer()` once per route) and every clone of them (axum
 //! and hyper clone per request) draw from the same budget. Share a budget
-//! between layers explicitly with [`RetryBuilder::budget`].
+//! between layers explicitly with [`RetryBuilder::budget`], or build every
+//! layer for one downstream under one name through one registry
+//! ([`RetryBuilder::registry`]): each gets the registered instance's
+//! settings, budget and listeners, with its own classifier.
 //!
 //! `Retry<S>` needs `S: Clone`: a call takes the inner service that
 //! `poll_ready` readied into its response future (leaving a fresh clone for
@@ -151,7 +164,14 @@
 //! Backoffs, `attempt_timeout` and `deadline` use tokio's timer: a call that
 //! has to wait needs a tokio runtime with the time driver enabled (tokio
 //! panics otherwise, as it does for `tokio::time::sleep`). A layer with
-//! `Backoff::none()` and no timeouts never creates a timer.
+//! `Backoff::none()` and no timeouts never creates a timer. Every wait is on
+//! tokio's clock, so a test on tokio's paused clock sees exact times.
+//!
+//! One value is read from the wall clock: the time an HTTP-date
+//! `Retry-After` is measured against (a date is wall-clock time). It is read
+//! in one place, the system clock by default; an HTTP layer takes another
+//! through `RetryBuilder::wall_clock` (feature `http`), for instance one that
+//! follows tokio's paused clock, which makes an HTTP-date exact in a test.
 //!
 //! # Errors
 //!
@@ -194,8 +214,9 @@
 //! tracing, target `palisade_retry`, with a `name` field: each retry at
 //! `debug` (`attempt`, `reason`, `delay_ms`, `retry_after`); a spent budget at
 //! `debug`; every other reason to stop at `debug`; HTTP requests that cannot
-//! be retried (method, body too large or of unknown length) at `debug`, with
-//! the reason. Listeners registered with
+//! be retried (method, body too large or of unknown length, body that turned
+//! out longer than `max_body_bytes`) at `debug`, with the reason. Listeners
+//! registered with
 //! [`on_event`](RetryBuilder::on_event) receive [`RetryEvent`]s (`Retry`,
 //! `Stopped` with a [`StopReason`], `Recovered`); an event is only built when
 //! someone listens, and a first attempt that succeeds emits nothing.
@@ -232,24 +253,30 @@
 //!   attempt re-polls readiness (as tower does).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod backoff;
-pub mod budget;
+mod builder;
 pub mod error;
 pub mod event;
 pub mod future;
+mod handle;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod kind;
 mod layer;
 mod metrics;
-mod rng;
 mod service;
+mod settings;
+mod shared;
+mod state;
 
-pub use backoff::{Backoff, Jitter};
-pub use budget::{BudgetSnapshot, RetryBudget, RetryBudgetBuilder};
+pub use builder::RetryBuilder;
 pub use error::{AttemptTimedOut, DeadlineExceeded, NoTimeToRetry, RequestLost};
 pub use event::{RetryEvent, RetryReason, StopReason};
-pub use layer::{MAX_DURATION, RetryBuilder, RetryLayer};
-pub use palisade_core::{BulkheadFull, CircuitOpen};
+pub use handle::{RetryHandle, RetrySnapshot};
+pub use layer::RetryLayer;
+pub use palisade_core::{BulkheadFull, CircuitOpen, Registry};
 pub use service::Retry;
+pub use settings::{MAX_DURATION, RetrySettings};
+pub use state::backoff::{Backoff, Jitter};
+pub use state::budget::{BudgetSnapshot, RetryBudget, RetryBudgetBuilder};
+pub use state::{backoff, budget};

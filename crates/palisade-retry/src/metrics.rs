@@ -10,7 +10,7 @@ pub(crate) const RETRIES: &str = "palisade_retry_retries_total";
 pub(crate) const BUDGET_EXHAUSTED: &str = "palisade_retry_budget_exhausted_total";
 pub(crate) const CALLS: &str = "palisade_retry_calls_total";
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Metrics {
     pub(crate) requests: Counter,
     pub(crate) attempts: Counter,

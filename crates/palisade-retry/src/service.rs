@@ -10,8 +10,9 @@ use palisade_core::{BoxError, Classify, ErrorsAsFailures};
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
+use crate::handle::RetryHandle;
 use crate::kind::{Inspect, Plain, Replay};
-use crate::layer::Handles;
+use crate::shared::Handles;
 
 /// Retries failed calls to `S`. Built by a [`RetryLayer`](crate::RetryLayer);
 /// see the [crate docs](crate) for what it does.
@@ -35,7 +36,13 @@ impl<S, C, K> Retry<S, C, K> {
     /// The layer's name.
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.handles.name
+        self.handles.name()
+    }
+
+    /// The layer's handle: its name, settings in effect and budget figures.
+    #[must_use]
+    pub fn handle(&self) -> RetryHandle {
+        RetryHandle::new(Arc::clone(&self.handles.core))
     }
 }
 

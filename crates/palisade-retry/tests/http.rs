@@ -408,6 +408,33 @@ async fn a_stream_of_unknown_length_is_sent_once_and_whole() {
     assert_eq!(seen[0].body, "abc");
 }
 
+/// The size hint decides whether buffering is tried; `max_body_bytes` bounds
+/// it. A body longer than its hint that still fits is replayed, with a hint
+/// that is now exact (linkerd's and Envoy's replay buffers do the same).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_body_longer_than_its_size_hint_is_replayed_while_it_fits_max_body_bytes() {
+    let body = Chunks::new(&["0123", "4567", "89ab", "cdef"], Some(trailers())).lying(8);
+    for attempt in put_until_third_attempt(body).await {
+        assert_eq!(attempt.body, "0123456789abcdef");
+        assert_eq!(attempt.trailers.as_ref().unwrap()["x-checksum"], "abc123");
+    }
+    // The same at the bound itself: 16 bytes under a limit of 16.
+    let (inner, seen) = backend(|n| if n < 2 { status(503) } else { status(200) });
+    let layer = builder().max_body_bytes(16).build().unwrap();
+    let body = Chunks::new(&["0123", "4567", "89ab", "cdef"], None).lying(4);
+    let req = Request::put("/liar").body(body).unwrap();
+    let res = layer.layer(inner).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    for attempt in seen.iter() {
+        assert_eq!(attempt.body, "0123456789abcdef");
+        assert!(attempt.replayed);
+    }
+}
+
+/// Longer than its size hint *and* than `max_body_bytes`: nothing more is
+/// buffered, and what was read goes out with the rest of the stream, once.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_body_that_outgrows_its_size_hint_is_sent_once_and_whole() {
     let (inner, seen) = backend(|_| status(503));
@@ -660,6 +687,29 @@ async fn retry_after_as_an_http_date_replaces_the_backoff() {
     // An HTTP-date has whole seconds: the wait is in (2 s, 3 s].
     let gap = gap.unwrap();
     assert!(gap > MS * 1900 && gap <= MS * 3000, "{gap:?}");
+}
+
+/// With the wall clock following tokio's paused clock, an HTTP-date is
+/// exact: no tolerance for the system clock's drift from tokio's.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn retry_after_as_an_http_date_is_exact_on_an_injected_wall_clock() {
+    // A whole second: an HTTP-date has no fraction.
+    let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let start = Instant::now();
+    let clock = move || epoch + start.elapsed();
+    tokio::time::advance(MS * 250).await;
+    // The 503 is read 250 ms after the epoch; it asks for the epoch + 3 s.
+    let at = httpdate::fmt_http_date(epoch + Duration::from_secs(3));
+    let res = status_with(503, RETRY_AFTER, &at);
+    let layer = builder().wall_clock(clock).build().unwrap();
+    assert_eq!(second_attempt_after(layer, res).await, (2, Some(MS * 2750)));
+    // Past dates retry at once.
+    let res = status_with(503, RETRY_AFTER, &httpdate::fmt_http_date(epoch));
+    let layer = builder().wall_clock(clock).build().unwrap();
+    assert_eq!(
+        second_attempt_after(layer, res).await,
+        (2, Some(Duration::ZERO))
+    );
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]

@@ -93,5 +93,55 @@ async fn the_layer_says_what_it_does_and_why() {
                 .any(|l| l.contains("not idempotent") && l.contains("POST")),
             "{lines:#?}"
         );
+
+        // A body whose size hint says it fits, but which outgrows
+        // `max_body_bytes`: the event names the bound it crossed.
+        let layer = RetryLayer::http_builder("gateway")
+            .max_body_bytes(8)
+            .build()
+            .unwrap();
+        let inner = tower::service_fn(|_: http::Request<RetryBody<Liar>>| async {
+            Ok::<_, BoxError>(http::Response::new(String::new()))
+        });
+        let liar = http::Request::put("/x").body(Liar(2)).unwrap();
+        let _ = layer.layer(inner).oneshot(liar).await;
+        let lines = lines_of(&capture);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("body longer than max_body_bytes")
+                    && l.contains("max_body_bytes=8")
+                    && l.contains("name=gateway")),
+            "{lines:#?}"
+        );
+    }
+}
+
+/// A body of `n` chunks of 8 bytes whose size hint claims at most 4.
+#[cfg(feature = "http")]
+struct Liar(usize);
+
+#[cfg(feature = "http")]
+impl http_body::Body for Liar {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
+        if self.0 == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.0 -= 1;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+            b"01234567",
+        )))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let mut hint = http_body::SizeHint::new();
+        hint.set_upper(4);
+        hint
     }
 }

@@ -39,12 +39,29 @@ use std::time::Duration;
 
 use palisade_core::ConfigError;
 
-use crate::layer::MAX_DURATION;
-
 /// How the delay before each retry grows. Build one with
 /// [`fixed`](Self::fixed), [`exponential`](Self::exponential) or
 /// [`decorrelated`](Self::decorrelated); the retry builder validates it.
+///
+/// With the `serde` feature it is a table tagged by `kind`, durations as
+/// strings (`"250ms"`, `"2s"`); a field left out takes the default shown:
+///
+/// | `kind` | fields (default) |
+/// |---|---|
+/// | `none` | none: retry at once, same as `fixed` with `delay = "0s"` |
+/// | `fixed` | `delay` (`"50ms"`) |
+/// | `exponential` | `base` (`"50ms"`), `multiplier` (2.0), `cap` (`"2s"`) |
+/// | `decorrelated` | `base` (`"50ms"`), `cap` (`"2s"`) |
+///
+/// ```toml
+/// backoff = { kind = "exponential", base = "25ms", multiplier = 2.0, cap = "1s" }
+/// ```
 #[derive(Clone, Copy, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(from = "repr::Repr", into = "repr::Repr")
+)]
 pub struct Backoff(Schedule);
 
 #[derive(Clone, Copy, PartialEq)]
@@ -63,7 +80,14 @@ enum Schedule {
 
 /// Randomisation applied to a fixed or exponential delay, so that clients
 /// that failed together do not retry together.
+///
+/// With the `serde` feature: `"none"`, `"full"` or `"equal"`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum Jitter {
     /// The computed delay, exactly. Deterministic; meant for tests and for
     /// a single client.
@@ -160,13 +184,14 @@ impl Backoff {
     }
 
     /// Checks the parameters; `field` names the setter for the error. Every
-    /// duration must be at most [`MAX_DURATION`] (one year).
-    pub(crate) fn validate(&self, field: &'static str) -> Result<(), ConfigError> {
+    /// duration must be at most `max` (the settings pass
+    /// [`MAX_DURATION`](crate::MAX_DURATION), one year).
+    pub(crate) fn validate(&self, field: &'static str, max: Duration) -> Result<(), ConfigError> {
         let bounded = |what: &str, d: Duration| {
-            if d > MAX_DURATION {
+            if d > max {
                 return Err(ConfigError::new(
                     field,
-                    format!("{what} must be at most one year ({MAX_DURATION:?}), got {d:?}"),
+                    format!("{what} must be at most one year ({max:?}), got {d:?}"),
                 ));
             }
             Ok(())
@@ -246,6 +271,84 @@ impl fmt::Debug for Backoff {
                 .field("base", &base)
                 .field("cap", &cap)
                 .finish(),
+        }
+    }
+}
+
+/// The `serde` form of a [`Backoff`]: a table tagged by `kind`.
+#[cfg(feature = "serde")]
+mod repr {
+    use std::time::Duration;
+
+    use super::{Backoff, Schedule};
+
+    const fn base() -> Duration {
+        Duration::from_millis(50)
+    }
+
+    const fn cap() -> Duration {
+        Duration::from_secs(2)
+    }
+
+    const fn multiplier() -> f64 {
+        2.0
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+    pub(super) enum Repr {
+        None,
+        Fixed {
+            #[serde(with = "humantime_serde", default = "base")]
+            delay: Duration,
+        },
+        Exponential {
+            #[serde(with = "humantime_serde", default = "base")]
+            base: Duration,
+            #[serde(default = "multiplier")]
+            multiplier: f64,
+            #[serde(with = "humantime_serde", default = "cap")]
+            cap: Duration,
+        },
+        Decorrelated {
+            #[serde(with = "humantime_serde", default = "base")]
+            base: Duration,
+            #[serde(with = "humantime_serde", default = "cap")]
+            cap: Duration,
+        },
+    }
+
+    impl From<Repr> for Backoff {
+        fn from(repr: Repr) -> Self {
+            match repr {
+                Repr::None => Self::none(),
+                Repr::Fixed { delay } => Self::fixed(delay),
+                Repr::Exponential {
+                    base,
+                    multiplier,
+                    cap,
+                } => Self::exponential(base, multiplier, cap),
+                Repr::Decorrelated { base, cap } => Self::decorrelated(base, cap),
+            }
+        }
+    }
+
+    impl From<Backoff> for Repr {
+        fn from(backoff: Backoff) -> Self {
+            match backoff.0 {
+                Schedule::Fixed(delay) if delay.is_zero() => Self::None,
+                Schedule::Fixed(delay) => Self::Fixed { delay },
+                Schedule::Exponential {
+                    base,
+                    multiplier,
+                    cap,
+                } => Self::Exponential {
+                    base,
+                    multiplier,
+                    cap,
+                },
+                Schedule::Decorrelated { base, cap } => Self::Decorrelated { base, cap },
+            }
         }
     }
 }
@@ -373,7 +476,8 @@ mod tests {
 
     #[test]
     fn validation() {
-        let ok = |b: Backoff| b.validate("backoff").is_ok();
+        let max = Duration::from_secs(365 * 24 * 60 * 60);
+        let ok = |b: Backoff| b.validate("backoff", max).is_ok();
         assert!(ok(Backoff::fixed(Duration::ZERO)));
         assert!(ok(Backoff::default()));
         assert!(!ok(Backoff::exponential(MS, 0.5, MS * 10)));
@@ -383,7 +487,7 @@ mod tests {
         assert!(!ok(Backoff::decorrelated(Duration::ZERO, MS * 10)));
         assert!(!ok(Backoff::decorrelated(MS * 20, MS * 10)));
         let err = Backoff::exponential(MS, 0.5, MS)
-            .validate("backoff")
+            .validate("backoff", max)
             .unwrap_err();
         assert_eq!(err.field(), "backoff");
     }

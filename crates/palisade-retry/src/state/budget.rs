@@ -114,8 +114,10 @@ pub(crate) enum Grant {
     Floor,
 }
 
-/// What a budget holds at one instant, for dashboards and tests.
+/// What a budget holds at one instant, for dashboards and tests
+/// (`Serialize` with the `serde` feature).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct BudgetSnapshot {
     /// Requests deposited over the window.
@@ -421,18 +423,8 @@ impl RetryBudgetBuilder {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        self.validate_as("retry_ratio", "ttl")
-    }
-
-    /// Validates, naming the settings `ratio_field` and `ttl_field` (the
-    /// retry builder's setters are called differently).
-    pub(crate) fn validate_as(
-        &self,
-        ratio_field: &'static str,
-        ttl_field: &'static str,
-    ) -> Result<(), ConfigError> {
-        validate_ratio(ratio_field, self.retry_ratio)?;
-        validate_ttl(ttl_field, self.ttl)
+        validate_ratio("retry_ratio", self.retry_ratio)?;
+        validate_ttl("ttl", self.ttl)
     }
 
     fn build_unchecked(self) -> RetryBudget {
@@ -464,7 +456,8 @@ impl RetryBudgetBuilder {
     }
 }
 
-fn validate_ratio(field: &'static str, ratio: f64) -> Result<(), ConfigError> {
+/// `Ok` for a ratio the budget accepts; `field` names the setting.
+pub(crate) fn validate_ratio(field: &'static str, ratio: f64) -> Result<(), ConfigError> {
     if ratio.is_finite() && (0.0..=1000.0).contains(&ratio) {
         Ok(())
     } else {
@@ -475,7 +468,8 @@ fn validate_ratio(field: &'static str, ratio: f64) -> Result<(), ConfigError> {
     }
 }
 
-fn validate_ttl(field: &'static str, ttl: Duration) -> Result<(), ConfigError> {
+/// `Ok` for a window the budget accepts; `field` names the setting.
+pub(crate) fn validate_ttl(field: &'static str, ttl: Duration) -> Result<(), ConfigError> {
     if ttl.subsec_nanos() == 0 && (1..=60).contains(&ttl.as_secs()) {
         Ok(())
     } else {

@@ -1,4 +1,5 @@
-//! The pure decision: given the settings and one draw, what happens to a call.
+//! The pure decision (a leaf): given the settings and one draw, what happens
+//! to a call.
 //!
 //! Synchronous, no I/O, no clock. A call takes the next index of the layer's
 //! sequence; [`draws`] turns `(seed, index)` into independent uniform numbers,
@@ -7,6 +8,8 @@
 //! thread or the time.
 
 use std::time::Duration;
+
+use crate::settings::ChaosSettings;
 
 /// What the chaos layer does to one call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,18 +38,6 @@ pub(crate) enum Fault {
     Abort,
     /// The call fails because an outage is switched on.
     Outage,
-}
-
-/// The settings a decision reads, copied out of the shared atomics.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Settings {
-    pub(crate) enabled: bool,
-    pub(crate) outage: bool,
-    pub(crate) latency_rate: f64,
-    pub(crate) latency_min: Duration,
-    pub(crate) latency_max: Duration,
-    pub(crate) error_rate: f64,
-    pub(crate) abort_rate: f64,
 }
 
 /// Four independent uniform draws for one call.
@@ -120,7 +111,7 @@ pub(crate) fn latency_between(min: Duration, max: Duration, draw: u64) -> Durati
 ///
 /// Latency and a fault may both apply to one call (a slow failure), as in
 /// Envoy's fault filter, where a delay precedes an abort.
-pub(crate) fn decide(settings: &Settings, draws: Draws) -> Plan {
+pub(crate) fn decide(settings: &ChaosSettings, draws: Draws) -> Plan {
     if !settings.enabled {
         return Plan::PASS;
     }
@@ -150,30 +141,13 @@ pub(crate) fn decide(settings: &Settings, draws: Draws) -> Plan {
     Plan { delay, fault }
 }
 
-/// `Ok` for a rate in `[0, 1]`; the reason otherwise.
-pub(crate) fn check_rate(rate: f64) -> Result<(), String> {
-    if rate.is_finite() && (0.0..=1.0).contains(&rate) {
-        Ok(())
-    } else {
-        Err(format!("must be a fraction in [0, 1], got {rate}"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn settings() -> Settings {
-        Settings {
-            enabled: true,
-            outage: false,
-            latency_rate: 0.0,
-            latency_min: Duration::ZERO,
-            latency_max: Duration::ZERO,
-            error_rate: 0.0,
-            abort_rate: 0.0,
-        }
+    fn settings() -> ChaosSettings {
+        ChaosSettings::default()
     }
 
     #[test]
@@ -226,17 +200,6 @@ mod tests {
         let mut s = settings();
         s.latency_rate = 1.0;
         assert_eq!(decide(&s, draws(0, 0)).delay, None);
-    }
-
-    #[test]
-    fn rate_validation() {
-        assert!(check_rate(0.0).is_ok());
-        assert!(check_rate(1.0).is_ok());
-        assert!(check_rate(0.25).is_ok());
-        assert!(check_rate(-0.1).is_err());
-        assert!(check_rate(1.01).is_err());
-        assert!(check_rate(f64::NAN).is_err());
-        assert!(check_rate(f64::INFINITY).is_err());
     }
 
     proptest! {
