@@ -9,25 +9,24 @@
 //!   sides, so only the transport differs. Receives are polled with a no-op
 //!   waker (each is ready: the batch is buffered). Reported per message
 //!   published.
-//! - `jetstream`: publish 200 messages to a JetStream stream, either each
-//!   waiting for the stream's ack before the next (`one_by_one`: `publish`,
-//!   `send_publish(..).await?.await`) or all sent before any ack is awaited
-//!   (`pipelined`: `NatsBus::send`, `send_publish` then the ack futures),
-//!   then create a consumer and
-//!   consume and ack all 200: through `NatsBus` and the `Consumer` driver
-//!   (an always-ok handler, up to 64 in flight), and through raw async-nats
-//!   doing the same work: the same three headers (`Nats-Msg-Id`,
-//!   `Correlation-Id`, `traceparent`, same lengths) and 64-byte payload, the
-//!   same consumer configuration, the same pull batch (64, the
-//!   `pull_batch` default) and heartbeat, and the same acks: a plain `+ACK`
-//!   published without waiting for the server's confirmation
-//!   (`double_ack: false`, the default), on both sides. Each sample starts
-//!   from an empty stream with no consumers, made outside the timing. The
-//!   Palisade side ends when the handler has seen all 200 and the consumer
-//!   has acked them (`run_until`, no polling); the raw side when it has
-//!   acked the 200th. Needs a NATS server (`PALISADE_TEST_NATS_URL`,
-//!   default `nats://127.0.0.1:4222`); skipped with a message when none
-//!   answers.
+//! - `jetstream`: publish 200 messages to a JetStream stream, then create a
+//!   consumer and consume and ack all 200: through `NatsBus` and the
+//!   `Consumer` driver (an always-ok handler, up to 64 in flight), and
+//!   through raw async-nats doing the same work: the same three headers
+//!   (`Nats-Msg-Id`, `Correlation-Id`, `traceparent`, same lengths) and
+//!   64-byte payload, the same consumer configuration, the same pull batch
+//!   (64, the `pull_batch` default) and heartbeat, and the same acks: a
+//!   plain `+ACK` sent without waiting for the server's confirmation
+//!   (`double_ack: false`, the default), on both sides. `one_by_one` waits
+//!   for each publish's acknowledgement before sending the next (`publish`;
+//!   `send_publish(..).await?.await`); `pipelined` sends all 200, then awaits
+//!   the acknowledgements (`NatsBus::send`; `send_publish`, then the ack
+//!   futures). Each sample starts from an empty stream with no consumers,
+//!   made outside the timing. The Palisade side ends when its handler has
+//!   seen all 200 and the consumer has acked them (`run_until`, no polling);
+//!   the raw side when it has acked the 200th. Needs a NATS server
+//!   (`PALISADE_TEST_NATS_URL`, default `nats://127.0.0.1:4222`); skipped
+//!   with a message when none answers.
 //! - `relay`: the outbox relay publishing 4 096 committed events (batches of
 //!   256, one checkpoint per batch) from the in-memory outbox to the
 //!   in-process bus, with the checkpoint in memory, in SQLite (a file) and

@@ -398,6 +398,7 @@ impl Headers {
     }
 
     /// No headers, with room for `n` without reallocating.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(crate) fn with_capacity(n: usize) -> Self {
         Self {
             entries: Vec::with_capacity(n),
