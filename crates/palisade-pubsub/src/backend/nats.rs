@@ -98,7 +98,10 @@ impl Shared {
 
 /// A message [sent](NatsBus::send) to a stream whose acknowledgement has
 /// not been awaited yet. Await it for the [`PublishReceipt`]; the wait is
-/// bounded by the bus's `publish_timeout`, counted from the first poll.
+/// bounded by the bus's `publish_timeout`, counted from the first poll. The
+/// outcome is counted (`palisade_pubsub_published_total` or
+/// `palisade_pubsub_publish_errors_total`) when it is awaited; dropped
+/// unawaited, it is counted in neither.
 #[must_use = "the acknowledgement says whether the stream stored the message"]
 pub struct PendingPublish {
     shared: Arc<Shared>,
