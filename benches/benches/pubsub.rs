@@ -9,12 +9,24 @@
 //!   sides, so only the transport differs. Receives are polled with a no-op
 //!   waker (each is ready: the batch is buffered). Reported per message
 //!   published.
-//! - `jetstream`: publish 200 messages to a JetStream stream (each awaiting
-//!   its ack), then consume and ack all 200: through `NatsBus` and the
-//!   `Consumer` driver (an always-ok handler), and through raw async-nats
-//!   doing the same (publish with a message id, pull consumer, ack each).
-//!   Needs a NATS server (`PALISADE_TEST_NATS_URL`, default
-//!   `nats://127.0.0.1:4222`); skipped with a message when none answers.
+//! - `jetstream`: publish 200 messages to a JetStream stream, then create a
+//!   consumer and consume and ack all 200: through `NatsBus` and the
+//!   `Consumer` driver (an always-ok handler, up to 64 in flight), and
+//!   through raw async-nats doing the same work: the same three headers
+//!   (`Nats-Msg-Id`, `Correlation-Id`, `traceparent`, same lengths) and
+//!   64-byte payload, the same consumer configuration, the same pull batch
+//!   (64, the `pull_batch` default) and heartbeat, and the same acks: a
+//!   plain `+ACK` sent without waiting for the server's confirmation
+//!   (`double_ack: false`, the default), on both sides. `one_by_one` waits
+//!   for each publish's acknowledgement before sending the next (`publish`;
+//!   `send_publish(..).await?.await`); `pipelined` sends all 200, then awaits
+//!   the acknowledgements (`NatsBus::send`; `send_publish`, then the ack
+//!   futures). Each sample starts from an empty stream with no consumers,
+//!   made outside the timing. The Palisade side ends when its handler has
+//!   seen all 200 and the consumer has acked them (`run_until`, no polling);
+//!   the raw side when it has acked the 200th. Needs a NATS server
+//!   (`PALISADE_TEST_NATS_URL`, default `nats://127.0.0.1:4222`); skipped
+//!   with a message when none answers.
 //! - `relay`: the outbox relay publishing 4 096 committed events (batches of
 //!   256, one checkpoint per batch) from the in-memory outbox to the
 //!   in-process bus, with the checkpoint in memory, in SQLite (a file) and
@@ -107,6 +119,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 mod jetstream {
     use super::*;
+    use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 
     const N: usize = 200;
 
@@ -114,35 +127,40 @@ mod jetstream {
         std::env::var("PALISADE_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
     }
 
-    /// A connected client and a fresh stream, or `None` (printed) when no
-    /// server answers.
-    fn setup(rt: &tokio::runtime::Runtime, stream: &str) -> Option<async_nats::Client> {
+    /// A connected client, or `None` (printed) when no server answers.
+    fn connect(rt: &tokio::runtime::Runtime) -> Option<async_nats::Client> {
         rt.block_on(async {
-            let client =
-                match tokio::time::timeout(Duration::from_secs(2), async_nats::connect(nats_url()))
-                    .await
-                {
-                    Ok(Ok(c)) => c,
-                    _ => {
-                        println!(
-                            "jetstream benches skipped: no NATS server at {}",
-                            nats_url()
-                        );
-                        return None;
-                    }
-                };
+            match tokio::time::timeout(Duration::from_secs(2), async_nats::connect(nats_url()))
+                .await
+            {
+                Ok(Ok(c)) => Some(c),
+                _ => {
+                    println!(
+                        "jetstream benches skipped: no NATS server at {}",
+                        nats_url()
+                    );
+                    None
+                }
+            }
+        })
+    }
+
+    /// An empty stream `name` with no consumers (deleted and created again):
+    /// every sample starts from the same state, outside the timing.
+    fn fresh_stream(rt: &tokio::runtime::Runtime, client: &async_nats::Client, name: &str) {
+        rt.block_on(async {
             let js = async_nats::jetstream::new(client.clone());
-            let _ = js.delete_stream(stream).await;
+            let _ = js.delete_stream(name).await;
             js.create_stream(async_nats::jetstream::stream::Config {
-                name: stream.to_owned(),
-                subjects: vec![format!("{stream}.>")],
+                name: name.to_owned(),
+                subjects: vec![format!("{name}.>")],
                 duplicate_window: Duration::from_secs(1),
+                storage: async_nats::jetstream::stream::StorageType::File,
                 ..Default::default()
             })
             .await
             .unwrap();
-            Some(client)
-        })
+        });
     }
 
     fn teardown(rt: &tokio::runtime::Runtime, client: &async_nats::Client, stream: &str) {
@@ -153,13 +171,34 @@ mod jetstream {
         });
     }
 
+    /// The consumer `NatsBus::subscribe` creates with default settings, for
+    /// the raw side.
+    fn consumer_config(subject: &str) -> pull::Config {
+        let settings = NatsSettings::default();
+        pull::Config {
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: settings.ack_wait,
+            max_deliver: -1,
+            filter_subject: subject.to_owned(),
+            max_ack_pending: i64::try_from(settings.max_ack_pending).unwrap(),
+            inactive_threshold: Duration::from_secs(300),
+            ..Default::default()
+        }
+    }
+
     static ROUND: AtomicU64 = AtomicU64::new(0);
 
-    #[divan::bench(sample_count = 10, sample_size = 1)]
-    fn palisade_nats_bus_and_consumer(bencher: Bencher<'_, '_>) {
+    /// How the 200 messages are published: `one_by_one` waits for each
+    /// acknowledgement before sending the next; `pipelined` sends them all,
+    /// then waits for the acknowledgements.
+    const PUBLISH: [&str; 2] = ["one_by_one", "pipelined"];
+
+    #[divan::bench(args = PUBLISH, sample_count = 20, sample_size = 1)]
+    fn palisade_nats_bus_and_consumer(bencher: Bencher<'_, '_>, publish: &str) {
         let rt = runtime();
         let stream = format!("bench_ps_{}", std::process::id());
-        let Some(client) = setup(&rt, &stream) else {
+        let Some(client) = connect(&rt) else {
             return;
         };
         // async-nats spawns its acknowledgement task: build inside the runtime.
@@ -169,84 +208,115 @@ mod jetstream {
         };
         bencher
             .counter(divan::counter::ItemsCount::new(N))
-            .bench_local(|| {
+            .with_inputs(|| fresh_stream(&rt, &client, &stream))
+            .bench_local_values(|()| {
                 rt.block_on(async {
                     let round = ROUND.fetch_add(1, Ordering::Relaxed);
                     let subject = format!("{stream}.r{round}");
+                    let mut pending = Vec::with_capacity(N);
                     for i in 0..N {
                         let msg = Message::builder(subject.clone())
                             .id(format!("r{round}-{i}"))
                             .payload(vec![0u8; 64])
                             .build()
                             .unwrap();
-                        bus.publish(msg).await.unwrap();
+                        if publish == "pipelined" {
+                            pending.push(bus.send(msg).await.unwrap());
+                        } else {
+                            bus.publish(msg).await.unwrap();
+                        }
+                    }
+                    for ack in pending {
+                        ack.await.unwrap();
                     }
                     let sub = bus.subscribe(&stream, &subject).await.unwrap();
+                    // The handler signals the N-th call; stopping then waits
+                    // for every message in flight to be acked.
+                    let handled = Arc::new(AtomicU64::new(0));
+                    let all_handled = Arc::new(tokio::sync::Notify::new());
                     let consumer = Consumer::builder("bench")
                         .max_in_flight(64)
                         .build(
                             sub,
-                            service_fn(|_m: Message| async {
-                                Ok::<_, palisade_core::BoxError>(())
+                            service_fn({
+                                let handled = Arc::clone(&handled);
+                                let all_handled = Arc::clone(&all_handled);
+                                move |_m: Message| {
+                                    if handled.fetch_add(1, Ordering::Relaxed) + 1 == N as u64 {
+                                        all_handled.notify_one();
+                                    }
+                                    std::future::ready(Ok::<_, palisade_core::BoxError>(()))
+                                }
                             }),
                             bus.clone(),
                         )
                         .unwrap();
-                    let handle = consumer.handle();
-                    let done = Arc::new(tokio::sync::Notify::new());
-                    let d = Arc::clone(&done);
-                    let watcher = tokio::spawn(async move {
-                        while handle.snapshot().acked < N as u64 {
-                            tokio::time::sleep(Duration::from_micros(200)).await;
-                        }
-                        d.notify_one();
-                    });
-                    consumer.run_until(done.notified()).await;
-                    watcher.await.unwrap();
+                    let stats = consumer.handle();
+                    consumer.run_until(all_handled.notified()).await;
+                    assert_eq!(stats.snapshot().acked, N as u64);
                 });
             });
         teardown(&rt, &client, &stream);
     }
 
-    #[divan::bench(sample_count = 10, sample_size = 1)]
-    fn raw_async_nats(bencher: Bencher<'_, '_>) {
+    #[divan::bench(args = PUBLISH, sample_count = 20, sample_size = 1)]
+    fn raw_async_nats(bencher: Bencher<'_, '_>, publish: &str) {
         let rt = runtime();
         let stream = format!("bench_raw_{}", std::process::id());
-        let Some(client) = setup(&rt, &stream) else {
+        let Some(client) = connect(&rt) else {
             return;
         };
         let js = {
             let _runtime = rt.enter();
             async_nats::jetstream::new(client.clone())
         };
+        let batch = NatsSettings::default().pull_batch;
         bencher
             .counter(divan::counter::ItemsCount::new(N))
-            .bench_local(|| {
+            .with_inputs(|| fresh_stream(&rt, &client, &stream))
+            .bench_local_values(|()| {
                 rt.block_on(async {
                     let round = ROUND.fetch_add(1, Ordering::Relaxed);
                     let subject = format!("{stream}.r{round}");
+                    let mut pending = Vec::with_capacity(N);
                     for i in 0..N {
-                        let publish = async_nats::jetstream::message::PublishMessage::build()
+                        // The same headers as a Palisade message: its id, a
+                        // correlation id (the id) and a W3C traceparent.
+                        let id = format!("r{round}-{i}");
+                        let traceparent = format!(
+                            "00-{:032x}-{:016x}-01",
+                            fastrand::u128(1..),
+                            fastrand::u64(1..)
+                        );
+                        let message = async_nats::jetstream::message::PublishMessage::build()
                             .payload(vec![0u8; 64].into())
-                            .message_id(format!("r{round}-{i}"));
-                        js.send_publish(subject.clone(), publish)
-                            .await
-                            .unwrap()
-                            .await
-                            .unwrap();
+                            .header("Correlation-Id", id.as_str())
+                            .header("traceparent", traceparent)
+                            .message_id(id);
+                        let ack = js.send_publish(subject.clone(), message).await.unwrap();
+                        if publish == "pipelined" {
+                            pending.push(ack);
+                        } else {
+                            ack.await.unwrap();
+                        }
+                    }
+                    for ack in pending {
+                        ack.await.unwrap();
                     }
                     let consumer = js
                         .get_stream(&stream)
                         .await
                         .unwrap()
-                        .create_consumer(async_nats::jetstream::consumer::pull::Config {
-                            filter_subject: subject.clone(),
-                            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
-                            ..Default::default()
-                        })
+                        .create_consumer(consumer_config(&subject))
                         .await
                         .unwrap();
-                    let mut messages = consumer.messages().await.unwrap();
+                    let mut messages = consumer
+                        .stream()
+                        .max_messages_per_batch(batch)
+                        .heartbeat(Duration::from_secs(5))
+                        .messages()
+                        .await
+                        .unwrap();
                     for _ in 0..N {
                         let m = messages.next().await.unwrap().unwrap();
                         m.ack().await.unwrap();

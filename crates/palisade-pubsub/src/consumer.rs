@@ -455,7 +455,9 @@ where
             }
             return Processed::Done;
         }
-        hold(&delivery, until).await;
+        // Boxed: rare (a rejection), and its timer would otherwise widen
+        // every message's future.
+        Box::pin(hold(&delivery, until)).await;
     } else {
         // A fresh delivery.
         stats.delivered.fetch_add(1, Ordering::Relaxed);
@@ -478,7 +480,16 @@ where
             let reason = format!(
                 "delivered {attempt} times, above max_deliver {max_deliver}: earlier deliveries were never settled (the consumer stopped or crashed while handling)"
             );
-            dead_letter(&ctx, delivery, DeadLetterKind::MaxDeliver, reason, attempt).await;
+            // Dead letters are boxed: rare, and their publish future would
+            // otherwise widen every message's future.
+            Box::pin(dead_letter(
+                &ctx,
+                delivery,
+                DeadLetterKind::MaxDeliver,
+                reason,
+                attempt,
+            ))
+            .await;
             return Processed::Done;
         }
         let trace = message
@@ -553,12 +564,26 @@ where
                 };
             }
             Verdict::Terminal(reason) => {
-                dead_letter(&ctx, delivery, DeadLetterKind::Terminal, reason, attempt).await;
+                Box::pin(dead_letter(
+                    &ctx,
+                    delivery,
+                    DeadLetterKind::Terminal,
+                    reason,
+                    attempt,
+                ))
+                .await;
                 return Processed::Done;
             }
             Verdict::Retryable(error) => {
                 if attempt >= max_deliver {
-                    dead_letter(&ctx, delivery, DeadLetterKind::MaxDeliver, error, attempt).await;
+                    Box::pin(dead_letter(
+                        &ctx,
+                        delivery,
+                        DeadLetterKind::MaxDeliver,
+                        error,
+                        attempt,
+                    ))
+                    .await;
                     return Processed::Done;
                 }
                 let delay = ctx.settings.redelivery_delay_for(attempt);

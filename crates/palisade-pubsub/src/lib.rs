@@ -123,7 +123,9 @@
 //!   `capacity` messages.
 //! - **JetStream publishers** wait for the stream's acknowledgement, up to
 //!   `publish_timeout`, and then fail with a transient error: no hidden
-//!   buffer grows while NATS is down.
+//!   buffer grows while NATS is down. [`NatsBus::send`](backend::nats::NatsBus::send)
+//!   pipelines instead (the acknowledgement is awaited later); it waits
+//!   while 5 000 acknowledgements are outstanding on the connection.
 //! - **Consumers** hold at most `max_in_flight` messages (handling, waiting
 //!   for an in-place retry, or held behind a rejection). Before each pull
 //!   the consumer polls the handler's `poll_ready`: a `Pending` stack (a full

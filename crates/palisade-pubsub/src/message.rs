@@ -1,6 +1,7 @@
 //! The message envelope every backend carries: an id, a subject, headers
 //! (the correlation id and the trace context among them) and payload bytes.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,8 +74,10 @@ pub struct Message {
 }
 
 struct Inner {
-    id: Box<str>,
-    subject: Box<str>,
+    // `String`, not `Box<str>`: a builder's strings move in without the
+    // reallocation that shrinking them to fit would cost.
+    id: String,
+    subject: String,
     headers: Headers,
     payload: Bytes,
 }
@@ -107,8 +110,8 @@ impl Message {
     /// A message as a backend received it: no validation, nothing inherited.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(crate) fn from_parts(
-        id: Box<str>,
-        subject: Box<str>,
+        id: String,
+        subject: String,
         headers: Headers,
         payload: Bytes,
     ) -> Self {
@@ -299,26 +302,21 @@ impl MessageBuilder {
                 .as_ref()
                 .and_then(|h| h.message.correlation_id())
                 .map_or_else(|| id.clone(), str::to_owned);
-            headers.insert(CORRELATION_ID, correlation);
+            headers.insert_static(CORRELATION_ID, correlation);
         }
         if let Some(h) = &inherited {
             if headers.get(CAUSATION_ID).is_none() {
-                headers.insert(CAUSATION_ID, h.message.id().to_owned());
+                headers.insert_static(CAUSATION_ID, h.message.id().to_owned());
             }
         }
         if headers.get(TRACEPARENT).is_none() {
             let trace = inherited
                 .as_ref()
                 .map_or_else(TraceContext::new_root, |h| h.trace.child());
-            headers.insert(TRACEPARENT, trace.to_string());
+            headers.insert_static(TRACEPARENT, trace.header_value());
         }
         headers.validate()?;
-        Ok(Message::from_parts(
-            id.into(),
-            subject.into(),
-            headers,
-            payload,
-        ))
+        Ok(Message::from_parts(id, subject, headers, payload))
     }
 }
 
@@ -385,7 +383,9 @@ pub(crate) fn sanitize(value: &str) -> String {
 /// exactly (NATS preserves case), at most one value per name.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    entries: Vec<(String, String)>,
+    /// The names the crate sets itself are `'static` (no allocation per
+    /// message); others are owned.
+    entries: Vec<(Cow<'static, str>, String)>,
 }
 
 impl Headers {
@@ -394,6 +394,14 @@ impl Headers {
     pub const fn new() -> Self {
         Self {
             entries: Vec::new(),
+        }
+    }
+
+    /// No headers, with room for `n` without reallocating.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(n),
         }
     }
 
@@ -408,13 +416,34 @@ impl Headers {
 
     /// Sets `name` to `value`, replacing a previous value.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        let name = name.into();
-        let value = value.into();
+        self.set(Cow::Owned(name.into()), value.into());
+    }
+
+    /// [`insert`](Self::insert) for a name known at compile time.
+    pub(crate) fn insert_static(&mut self, name: &'static str, value: String) {
+        self.set(Cow::Borrowed(name), value);
+    }
+
+    fn set(&mut self, name: Cow<'static, str>, value: String) {
         if let Some(slot) = self.entries.iter_mut().find(|(n, _)| *n == name) {
             slot.1 = value;
         } else {
             self.entries.push((name, value));
         }
+    }
+
+    /// Appends a header the caller knows is not set yet (a backend copying
+    /// a received map, whose names are unique), the crate's own names
+    /// without an allocation.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn push_unique(&mut self, name: &str, value: String) {
+        let name = match name {
+            CORRELATION_ID => Cow::Borrowed(CORRELATION_ID),
+            TRACEPARENT => Cow::Borrowed(TRACEPARENT),
+            CAUSATION_ID => Cow::Borrowed(CAUSATION_ID),
+            other => Cow::Owned(other.to_owned()),
+        };
+        self.entries.push((name, value));
     }
 
     /// Removes `name`, returning its value.
@@ -425,7 +454,7 @@ impl Headers {
 
     /// The headers in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.entries.iter().map(|(n, v)| (&**n, v.as_str()))
     }
 
     /// How many headers are set.
@@ -459,7 +488,7 @@ impl Headers {
                     ),
                 ));
             }
-            if value.len() > MAX_HEADER_LEN || value.chars().any(char::is_control) {
+            if value.len() > MAX_HEADER_LEN || has_control(value) {
                 return Err(InvalidMessage::new(
                     "header",
                     format!(
@@ -470,6 +499,20 @@ impl Headers {
         }
         Ok(())
     }
+}
+
+/// Whether `value` holds a control character (`char::is_control`), looking
+/// at bytes when it is ASCII.
+fn has_control(value: &str) -> bool {
+    for b in value.bytes() {
+        if b < 0x20 || b == 0x7f {
+            return true;
+        }
+        if b >= 0x80 {
+            return value.chars().any(char::is_control);
+        }
+    }
+    false
 }
 
 impl fmt::Debug for Headers {
@@ -547,5 +590,12 @@ mod tests {
     fn sanitize_removes_line_breaks_and_cuts() {
         assert_eq!(sanitize("a\r\nb"), "a  b");
         assert!(sanitize(&"é".repeat(MAX_HEADER_LEN)).len() <= MAX_HEADER_LEN);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn control_characters_are_found_as_by_chars(value in "[a\\x00-\\x20\\x7e-\\u{a0}é]{0,6}") {
+            proptest::prop_assert_eq!(has_control(&value), value.chars().any(char::is_control));
+        }
     }
 }

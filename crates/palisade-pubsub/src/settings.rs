@@ -287,7 +287,8 @@ pub struct NatsSettings {
     pub double_ack: bool,
     /// Messages a subscription asks for per pull request (they wait in the
     /// client until handled, their ack wait running: keep it near the
-    /// consumer's `max_in_flight`). Default 64.
+    /// consumer's `max_in_flight`). The next request goes out when half of
+    /// a batch is taken, so pulling overlaps handling. Default 64.
     pub pull_batch: usize,
     /// Unacknowledged messages the broker lets a consumer (all members of a
     /// queue group together) hold before it stops delivering. Default 1024.

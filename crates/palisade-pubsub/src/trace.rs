@@ -48,26 +48,25 @@ impl TraceContext {
 
     /// Parses a `traceparent` header value (`00-<32 hex>-<16 hex>-<2 hex>`);
     /// `None` for anything else (an all-zero id is invalid, as the spec says).
+    ///
+    /// Lowercase hex only, as the spec requires; a future version's value
+    /// may carry more fields after the flags (`-…`), version `00` may not.
     #[must_use]
     pub fn parse(value: &str) -> Option<Self> {
-        let mut parts = value.trim().split('-');
-        let version = parts.next()?;
-        let trace = parts.next()?;
-        let span = parts.next()?;
-        let flags = parts.next()?;
-        if version.len() != 2 || version == "ff" || trace.len() != 32 || span.len() != 16 {
+        // Read once per consumed message: one pass over fixed offsets, no
+        // splitting, no integer parsing through `from_str_radix`.
+        let b = value.trim().as_bytes();
+        if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
             return None;
         }
-        if flags.len() != 2 || (version == "00" && parts.next().is_some()) {
+        let version = hex_value(&b[0..2])?;
+        if version == 0xff || (version == 0 && b.len() != 55) || (b.len() > 55 && b[55] != b'-') {
             return None;
         }
-        let hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if !(hex(version) && hex(trace) && hex(span) && hex(flags)) {
-            return None;
-        }
-        let trace_id = u128::from_str_radix(trace, 16).ok()?;
-        let span_id = u64::from_str_radix(span, 16).ok()?;
-        let flags = u8::from_str_radix(flags, 16).ok()?;
+        let trace_id =
+            (u128::from(hex_value(&b[3..19])?) << 64) | u128::from(hex_value(&b[19..35])?);
+        let span_id = hex_value(&b[36..52])?;
+        let flags = u8::try_from(hex_value(&b[53..55])?).ok()?;
         (trace_id != 0 && span_id != 0).then_some(Self {
             trace_id,
             span_id,
@@ -96,24 +95,96 @@ impl TraceContext {
     /// The trace id as 32 lowercase hex digits.
     #[must_use]
     pub fn trace_id_hex(&self) -> String {
-        format!("{:032x}", self.trace_id)
+        let mut buf = [0; 32];
+        let (high, low) = halves(self.trace_id);
+        write_hex(&mut buf[..16], high);
+        write_hex(&mut buf[16..], low);
+        ascii(&buf).to_owned()
     }
 
     /// The span id as 16 lowercase hex digits.
     #[must_use]
     pub fn span_id_hex(&self) -> String {
-        format!("{:016x}", self.span_id)
+        let mut buf = [0; 16];
+        write_hex(&mut buf, self.span_id);
+        ascii(&buf).to_owned()
     }
+
+    /// The `traceparent` header value, formatted without `fmt`'s machinery
+    /// (every published message gets one).
+    pub(crate) fn header_value(&self) -> String {
+        let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        let (high, low) = halves(self.trace_id);
+        write_hex(&mut buf[3..19], high);
+        write_hex(&mut buf[19..35], low);
+        write_hex(&mut buf[36..52], self.span_id);
+        write_hex(&mut buf[53..55], u64::from(self.flags));
+        ascii(&buf).to_owned()
+    }
+}
+
+/// Each byte's value as a lowercase hex digit, `0xff` for any other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[b"0123456789abcdef"[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Each byte as two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let digits = b"0123456789abcdef";
+    let mut table = [[0; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [digits[i >> 4], digits[i & 0xf]];
+        i += 1;
+    }
+    table
+};
+
+/// The value of lowercase hex digits (at most 16), or `None` for any other
+/// byte. No branch per digit: a bad one sets a high bit checked at the end.
+#[inline]
+fn hex_value(digits: &[u8]) -> Option<u64> {
+    let mut v: u64 = 0;
+    let mut bad = 0;
+    for &d in digits {
+        let n = HEX_VALUE[usize::from(d)];
+        bad |= n;
+        v = (v << 4) | u64::from(n & 0xf);
+    }
+    (bad & 0xf0 == 0).then_some(v)
+}
+
+/// Fills `out` (an even length, at most 16 bytes) with the low
+/// `out.len()` hex digits of `v`, lowercase, zero-padded, two per byte.
+#[inline]
+fn write_hex(out: &mut [u8], v: u64) {
+    let bytes = v.to_be_bytes();
+    let skip = bytes.len() - out.len() / 2;
+    for (pair, &byte) in out.chunks_exact_mut(2).zip(&bytes[skip..]) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
+    }
+}
+
+/// The high and low halves of a trace id.
+#[allow(clippy::cast_possible_truncation)]
+const fn halves(v: u128) -> (u64, u64) {
+    ((v >> 64) as u64, v as u64)
+}
+
+fn ascii(buf: &[u8]) -> &str {
+    std::str::from_utf8(buf).expect("hex digits are ASCII")
 }
 
 impl fmt::Display for TraceContext {
     /// The `traceparent` header value.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.span_id, self.flags
-        )
+        f.write_str(&self.header_value())
     }
 }
 
@@ -174,6 +245,77 @@ mod tests {
             "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         ] {
             assert_eq!(TraceContext::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    /// The parser before it read fixed offsets: split on `-`, then
+    /// `from_str_radix`.
+    fn split_reference(value: &str) -> Option<TraceContext> {
+        let mut parts = value.trim().split('-');
+        let version = parts.next()?;
+        let trace = parts.next()?;
+        let span = parts.next()?;
+        let flags = parts.next()?;
+        if version.len() != 2 || version == "ff" || trace.len() != 32 || span.len() != 16 {
+            return None;
+        }
+        if flags.len() != 2 || (version == "00" && parts.next().is_some()) {
+            return None;
+        }
+        let hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !(hex(version) && hex(trace) && hex(span) && hex(flags)) {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(trace, 16).ok()?;
+        let span_id = u64::from_str_radix(span, 16).ok()?;
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        (trace_id != 0 && span_id != 0).then_some(TraceContext {
+            trace_id,
+            span_id,
+            flags,
+        })
+    }
+
+    proptest::proptest! {
+        /// Valid values, their mutations (a byte changed, cut, extended)
+        /// and a future version's extra fields parse as splitting did.
+        #[test]
+        fn parses_like_splitting(
+            trace_id in proptest::prelude::any::<u128>(),
+            span_id in proptest::prelude::any::<u64>(),
+            flags in proptest::prelude::any::<u8>(),
+            version in proptest::sample::select(vec!["00", "01", "cc", "ff", "0g", "-0"]),
+            at in 0usize..70,
+            byte in proptest::sample::select(b"-0a9fgF \t".to_vec()),
+            edit in 0u8..4,
+            tail in proptest::sample::select(vec!["", "-", "-x", "-01-zz", "x"]),
+        ) {
+            let tc = TraceContext { trace_id, span_id, flags };
+            let mut value = format!("{version}{}{tail}", &tc.to_string()[2..]).into_bytes();
+            let at = at.min(value.len());
+            match edit {
+                0 if at < value.len() => value[at] = byte,
+                1 => value.truncate(at),
+                2 => value.insert(at, byte),
+                _ => {}
+            }
+            let value = String::from_utf8(value).unwrap();
+            proptest::prop_assert_eq!(TraceContext::parse(&value), split_reference(&value), "{:?}", value);
+        }
+
+        #[test]
+        fn formats_like_fmt(
+            trace_id in proptest::prelude::any::<u128>(),
+            span_id in proptest::prelude::any::<u64>(),
+            flags in proptest::prelude::any::<u8>(),
+        ) {
+            let tc = TraceContext { trace_id, span_id, flags };
+            proptest::prop_assert_eq!(
+                tc.to_string(),
+                format!("00-{trace_id:032x}-{span_id:016x}-{flags:02x}")
+            );
+            proptest::prop_assert_eq!(tc.trace_id_hex(), format!("{trace_id:032x}"));
+            proptest::prop_assert_eq!(tc.span_id_hex(), format!("{span_id:016x}"));
         }
     }
 }

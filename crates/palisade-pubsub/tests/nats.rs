@@ -179,6 +179,69 @@ async fn acks_redelivers_and_dead_letters_a_poison_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_pipeline_and_keep_their_order() {
+    let Some(url) = service_url(NATS_URL_VAR, "sends_pipeline_and_keep_their_order") else {
+        return;
+    };
+    let name = unique_name("ps_send");
+    let bus = NatsBus::connect(&url, "send", settings()).await.unwrap();
+    bus.ensure_stream(&name, &[&format!("{name}.>")], Duration::from_secs(60))
+        .await
+        .unwrap();
+    let subject = format!("{name}.orders");
+    // Every message is handed over before any acknowledgement is awaited;
+    // one id twice in the batch is stored once.
+    let ids = ["a", "b", "c", "b", "d"];
+    let mut pending = Vec::new();
+    for id in ids {
+        let sent = bus.send(msg(&subject, id)).await.unwrap();
+        assert_eq!(sent.message().id(), id);
+        pending.push(sent);
+    }
+    let mut receipts = Vec::new();
+    for ack in pending {
+        receipts.push(ack.await.unwrap());
+    }
+    let sequences: Vec<u64> = receipts.iter().map(|r| r.sequence).collect();
+    let first = sequences[0];
+    assert_eq!(
+        sequences,
+        [first, first + 1, first + 2, first + 1, first + 3],
+        "stored in send order, the repeated id as a duplicate of the first"
+    );
+    assert_eq!(
+        receipts.iter().map(|r| r.duplicate).collect::<Vec<_>>(),
+        [false, false, false, true, false]
+    );
+    // A subject no stream captures: the send goes out, its acknowledgement
+    // says it was refused.
+    let refused = bus
+        .send(msg(&format!("{name}_nowhere.x"), "x"))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused.kind(),
+            PublishErrorKind::Rejected | PublishErrorKind::Unavailable
+        ),
+        "{refused}"
+    );
+    let mut sub = bus.subscribe(&name, &subject).await.unwrap();
+    use futures_util::StreamExt;
+    use palisade_pubsub::Delivery;
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let d = timeout(WAIT, sub.next()).await.unwrap().unwrap().unwrap();
+        got.push(d.message().id().to_owned());
+        d.ack().await.unwrap();
+    }
+    assert_eq!(got, ["a", "b", "c", "d"]);
+    bus.delete_stream(&name).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_trace_and_correlation_survive_the_broker() {
     let Some(url) = service_url(
         NATS_URL_VAR,

@@ -7,6 +7,9 @@
 //!   a `duplicate_window` stores a second message with the same id once per
 //!   window (the [`PublishReceipt`] says `duplicate`), so re-publishing after
 //!   a timeout, a crash or an outbox relay restart is safe.
+//!   [`send`](NatsBus::send) hands the message over and returns a
+//!   [`PendingPublish`] to await later: a batch sent that way shares its
+//!   round trips instead of paying one per message.
 //! - **NATS down**: publishers get a clear error, they are not buffered
 //!   beyond async-nats's bounded client queue. A publish that cannot be
 //!   acknowledged within `publish_timeout` fails with
@@ -22,7 +25,17 @@
 //!   message is never dropped silently by the broker), and a filter subject
 //!   (`*` and `>` wildcards). [`queue_subscribe`](NatsBus::queue_subscribe)
 //!   names it (a durable consumer): every process subscribing with the same
-//!   group shares it, and each message goes to one of them.
+//!   group shares it, and each message goes to one of them. A
+//!   subscription asks for `pull_batch` messages at a time and asks again
+//!   when half are taken, so pulling overlaps handling.
+//! - **Acknowledgements** after a handler's success are plain `+ACK`s: sent
+//!   on the connection, not confirmed by the server (async-nats's `ack`).
+//!   The delivery guarantee does not rest on the confirmation: a lost ack
+//!   means one redelivery after `ack_wait`, which the handler's idempotence
+//!   absorbs, as it must for every other at-least-once path. Waiting for it
+//!   (`double_ack: true`) costs a round trip and a subscription per message
+//!   and buys only fewer such redeliveries. Naks, terms and in-progress
+//!   signals are plain too.
 //! - **Dead letters** are ordinary publishes to the dead-letter subject: a
 //!   stream must capture it ([`NatsBus::ensure_stream`]).
 
@@ -30,7 +43,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -44,13 +57,20 @@ use palisade_core::ConfigError;
 
 use crate::backend::{Delivery, Publisher};
 use crate::error::{AckError, PublishError, PublishErrorKind, SubscribeError, SubscribeErrorKind};
-use crate::message::{Headers, Message};
+use crate::message::{CORRELATION_ID, Headers, Message};
 use crate::metrics::PublisherMetrics;
 use crate::settings::{NatsSettings, validate_name};
 use crate::state::subject::validate_pattern;
+use crate::trace::TRACEPARENT;
 
 /// The header JetStream de-duplicates on.
 pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
+
+/// The names every published message carries, built once (no allocation per
+/// publish).
+const CORRELATION_ID_NAME: async_nats::HeaderName =
+    async_nats::HeaderName::from_static(CORRELATION_ID);
+const TRACEPARENT_NAME: async_nats::HeaderName = async_nats::HeaderName::from_static(TRACEPARENT);
 
 /// Publishes to and subscribes from JetStream streams. Cheap to clone:
 /// clones share the connection.
@@ -65,6 +85,93 @@ struct Shared {
     context: jetstream::Context,
     settings: NatsSettings,
     metrics: PublisherMetrics,
+}
+
+impl Shared {
+    /// Counts a failed publish and says why.
+    fn failed(&self, message: &Message, err: &jetstream::context::PublishError) -> PublishError {
+        let err = publish_error(message, err);
+        self.metrics.publish_error(err.kind().as_str());
+        err
+    }
+}
+
+/// A message [sent](NatsBus::send) to a stream whose acknowledgement has
+/// not been awaited yet. Await it for the [`PublishReceipt`]; the wait is
+/// bounded by the bus's `publish_timeout`, counted from the first poll. The
+/// outcome is counted (`palisade_pubsub_published_total` or
+/// `palisade_pubsub_publish_errors_total`) when it is awaited; dropped
+/// unawaited, it is counted in neither.
+#[must_use = "the acknowledgement says whether the stream stored the message"]
+pub struct PendingPublish {
+    shared: Arc<Shared>,
+    message: Message,
+    ack: jetstream::context::PublishAckFuture,
+}
+
+impl PendingPublish {
+    /// The message sent.
+    #[must_use]
+    pub const fn message(&self) -> &Message {
+        &self.message
+    }
+}
+
+impl fmt::Debug for PendingPublish {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingPublish")
+            .field("message_id", &self.message.id())
+            .field("subject", &self.message.subject())
+            .finish_non_exhaustive()
+    }
+}
+
+impl IntoFuture for PendingPublish {
+    type Output = Result<PublishReceipt, PublishError>;
+    type IntoFuture = PublishAcknowledgement;
+
+    fn into_future(self) -> PublishAcknowledgement {
+        PublishAcknowledgement {
+            ack: self.ack.into_future(),
+            shared: self.shared,
+            message: self.message,
+        }
+    }
+}
+
+/// The future of a [`PendingPublish`]: the stream's acknowledgement.
+#[must_use = "futures do nothing unless polled"]
+pub struct PublishAcknowledgement {
+    shared: Arc<Shared>,
+    message: Message,
+    ack: <jetstream::context::PublishAckFuture as IntoFuture>::IntoFuture,
+}
+
+impl Future for PublishAcknowledgement {
+    type Output = Result<PublishReceipt, PublishError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        Poll::Ready(match ready!(this.ack.as_mut().poll(cx)) {
+            Ok(ack) => {
+                this.shared.metrics.published.increment(1);
+                Ok(PublishReceipt {
+                    stream: ack.stream,
+                    sequence: ack.sequence,
+                    duplicate: ack.duplicate,
+                })
+            }
+            Err(err) => Err(this.shared.failed(&this.message, &err)),
+        })
+    }
+}
+
+impl fmt::Debug for PublishAcknowledgement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublishAcknowledgement")
+            .field("message_id", &self.message.id())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the stream said about a published message.
@@ -208,6 +315,9 @@ impl NatsBus {
 
     /// Publishes `message` and waits for the stream's acknowledgement.
     ///
+    /// One round trip per call: to publish many messages, [`send`](Self::send)
+    /// them all, then await their acknowledgements.
+    ///
     /// # Errors
     ///
     /// [`PublishErrorKind::Unavailable`] (no acknowledgement in time, not
@@ -215,36 +325,66 @@ impl NatsBus {
     /// (no stream captures the subject, or the stream refused it),
     /// [`PublishErrorKind::TooLarge`].
     pub async fn publish(&self, message: Message) -> Result<PublishReceipt, PublishError> {
-        let result = self.publish_inner(&message).await;
-        match &result {
-            Ok(_) => self.shared.metrics.published.increment(1),
-            Err(err) => self.shared.metrics.publish_error(err.kind().as_str()),
-        }
-        result
+        self.send(message).await?.await
     }
 
-    async fn publish_inner(&self, message: &Message) -> Result<PublishReceipt, PublishError> {
+    /// Hands `message` to the connection and returns without waiting for the
+    /// stream's acknowledgement: await the [`PendingPublish`] for it.
+    /// Messages sent one after another share the round trips (pipelining):
+    ///
+    /// ```no_run
+    /// # use palisade_pubsub::backend::nats::NatsBus;
+    /// # use palisade_pubsub::Message;
+    /// # async fn f(bus: NatsBus, batch: Vec<Message>) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut pending = Vec::with_capacity(batch.len());
+    /// for message in batch {
+    ///     pending.push(bus.send(message).await?);
+    /// }
+    /// for ack in pending {
+    ///     ack.await?; // stored (or a duplicate within the window)
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// The stream stores messages from one connection in the order they were
+    /// sent; when one fails, those sent after it may be stored: publish it
+    /// again (same id) knowing it may land after them. Acknowledgements
+    /// awaited by nobody are bounded: `send` waits while 5 000 are
+    /// outstanding on the connection (async-nats's default). Dropping a
+    /// [`PendingPublish`] stops nobody: the message may or may not be stored.
+    ///
+    /// # Errors
+    ///
+    /// Now: [`PublishErrorKind::TooLarge`], [`PublishErrorKind::Unavailable`]
+    /// (the connection is gone). From the [`PendingPublish`]: as
+    /// [`publish`](Self::publish).
+    pub async fn send(&self, message: Message) -> Result<PendingPublish, PublishError> {
         let mut headers = async_nats::HeaderMap::new();
         for (name, value) in message.headers().iter() {
-            headers.insert(name, value);
+            match name {
+                CORRELATION_ID => headers.insert(CORRELATION_ID_NAME, value),
+                TRACEPARENT => headers.insert(TRACEPARENT_NAME, value),
+                _ => headers.insert(name, value),
+            }
         }
         let publish = jetstream::message::PublishMessage::build()
             .payload(message.payload().clone())
             .headers(headers)
             .message_id(message.id());
-        let ack = self
+        match self
             .shared
             .context
             .send_publish(message.subject().to_owned(), publish)
             .await
-            .map_err(|e| publish_error(message, &e))?
-            .await
-            .map_err(|e| publish_error(message, &e))?;
-        Ok(PublishReceipt {
-            stream: ack.stream,
-            sequence: ack.sequence,
-            duplicate: ack.duplicate,
-        })
+        {
+            Ok(ack) => Ok(PendingPublish {
+                shared: Arc::clone(&self.shared),
+                message,
+                ack,
+            }),
+            Err(err) => Err(self.shared.failed(&message, &err)),
+        }
     }
 
     /// Subscribes to `pattern` in `stream` through a consumer of its own
@@ -307,18 +447,15 @@ impl NatsBus {
             ..Default::default()
         };
         let consumer = create_consumer(&self.shared.context, stream, &config).await?;
-        let state = PullState {
+        Ok(NatsSubscription {
             context: self.shared.context.clone(),
-            stream: stream.to_owned(),
-            config,
+            stream: stream.into(),
+            config: Arc::new(config),
             consumer: Some(consumer),
             messages: None,
             failures: 0,
             settings: self.shared.settings.clone(),
-        };
-        let inner = futures_util::stream::unfold(state, PullState::next);
-        Ok(NatsSubscription {
-            inner: Box::pin(inner),
+            step: Step::Start,
         })
     }
 }
@@ -375,116 +512,167 @@ impl fmt::Debug for NatsBus {
     }
 }
 
-/// The pull loop behind a [`NatsSubscription`]: (re)creates the consumer
-/// and its message stream after failures, with a growing delay.
-struct PullState {
+/// A JetStream subscription: a stream of [`NatsDelivery`]. Errors are
+/// reports (the server is unreachable, the consumer was recreated); the
+/// subscription goes on and resumes when the server is back.
+///
+/// While the pull stream is healthy, each item is one poll of async-nats's
+/// pull stream and the conversion to a [`NatsDelivery`]: nothing is
+/// allocated or moved per message. After a failure it (re)creates the
+/// consumer and its message stream, waiting longer after each failure in a
+/// row (100 ms doubling, at most 5 s).
+pub struct NatsSubscription {
     context: jetstream::Context,
-    stream: String,
-    config: pull::Config,
+    stream: Arc<str>,
+    config: Arc<pull::Config>,
     consumer: Option<jetstream::consumer::PullConsumer>,
     messages: Option<pull::Stream>,
+    /// Failures in a row: the wait before the next attempt grows with it.
     failures: u32,
     settings: NatsSettings,
+    step: Step,
 }
 
 type Item = Result<NatsDelivery, SubscribeError>;
 
-impl PullState {
-    async fn next(mut self) -> Option<(Item, Self)> {
+/// What (re)connecting yields: the consumer and its message stream.
+type Connected = Result<(jetstream::consumer::PullConsumer, pull::Stream), SubscribeError>;
+
+/// Where the subscription is in producing its next item.
+enum Step {
+    /// A new item is asked for: wait first if the last attempts failed.
+    Start,
+    /// Waiting before trying again.
+    Backoff(Pin<Box<tokio::time::Sleep>>),
+    /// Creating the consumer (if it was lost) and its message stream.
+    Connecting(Pin<Box<dyn Future<Output = Connected> + Send>>),
+    /// Taking messages from the pull stream.
+    Pulling,
+}
+
+impl NatsSubscription {
+    fn delay(&self) -> Duration {
+        Duration::from_millis(100)
+            .saturating_mul(1 << self.failures.min(6))
+            .min(Duration::from_secs(5))
+    }
+
+    /// After a backoff (or none): pull, or create what is missing first.
+    fn ready_step(&mut self) -> Step {
+        if self.messages.is_some() {
+            return Step::Pulling;
+        }
+        let context = self.context.clone();
+        let stream = Arc::clone(&self.stream);
+        let config = Arc::clone(&self.config);
+        let consumer = self.consumer.take();
+        let batch = self.settings.pull_batch;
+        Step::Connecting(Box::pin(async move {
+            let consumer = match consumer {
+                Some(consumer) => consumer,
+                None => create_consumer(&context, &stream, &config).await?,
+            };
+            let messages = consumer
+                .stream()
+                .max_messages_per_batch(batch)
+                .heartbeat(Duration::from_secs(5))
+                .messages()
+                .await
+                .map_err(|e| {
+                    SubscribeError::new(SubscribeErrorKind::Unavailable, "pull request failed")
+                        .with_source(e)
+                })?;
+            Ok((consumer, messages))
+        }))
+    }
+}
+
+impl Stream for NatsSubscription {
+    type Item = Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        let this = self.get_mut();
         loop {
-            if self.failures > 0 {
-                let delay = Duration::from_millis(100)
-                    .saturating_mul(1 << self.failures.min(6))
-                    .min(Duration::from_secs(5));
-                tokio::time::sleep(delay).await;
-            }
-            if self.consumer.is_none() {
-                match create_consumer(&self.context, &self.stream, &self.config).await {
-                    Ok(consumer) => self.consumer = Some(consumer),
+            match &mut this.step {
+                Step::Start => {
+                    this.step = if this.failures > 0 {
+                        Step::Backoff(Box::pin(tokio::time::sleep(this.delay())))
+                    } else {
+                        this.ready_step()
+                    };
+                }
+                Step::Backoff(sleep) => {
+                    ready!(sleep.as_mut().poll(cx));
+                    this.step = this.ready_step();
+                }
+                Step::Connecting(connecting) => match ready!(connecting.as_mut().poll(cx)) {
+                    Ok((consumer, messages)) => {
+                        this.consumer = Some(consumer);
+                        this.messages = Some(messages);
+                        this.step = Step::Pulling;
+                    }
                     Err(err) => {
-                        self.failures = self.failures.saturating_add(1);
-                        return Some((Err(err), self));
+                        // The consumer is recreated next time.
+                        this.failures = this.failures.saturating_add(1);
+                        this.step = Step::Start;
+                        return Poll::Ready(Some(Err(err)));
                     }
-                }
-            }
-            if self.messages.is_none() {
-                let consumer = self.consumer.as_ref().expect("created above");
-                let batch = self.settings.pull_batch;
-                match consumer
-                    .stream()
-                    .max_messages_per_batch(batch)
-                    .heartbeat(Duration::from_secs(5))
-                    .messages()
-                    .await
-                {
-                    Ok(messages) => self.messages = Some(messages),
-                    Err(e) => {
-                        self.failures = self.failures.saturating_add(1);
-                        self.consumer = None;
-                        let err = SubscribeError::new(
-                            SubscribeErrorKind::Unavailable,
-                            "pull request failed",
-                        )
-                        .with_source(e);
-                        return Some((Err(err), self));
+                },
+                Step::Pulling => {
+                    let messages = this.messages.as_mut().expect("pulling has a stream");
+                    match ready!(messages.poll_next_unpin(cx)) {
+                        Some(Ok(message)) => {
+                            this.failures = 0;
+                            this.step = Step::Start;
+                            let delivery = NatsDelivery::new(message, &this.settings);
+                            return Poll::Ready(Some(Ok(delivery)));
+                        }
+                        Some(Err(e)) => {
+                            use async_nats::jetstream::consumer::pull::MessagesErrorKind as K;
+                            let fatal = matches!(
+                                e.kind(),
+                                K::ConsumerDeleted | K::NoResponders | K::RequestLimitExceeded
+                            );
+                            if fatal {
+                                this.messages = None;
+                                this.consumer = None;
+                                this.failures = this.failures.saturating_add(1);
+                            }
+                            this.step = Step::Start;
+                            let err =
+                                SubscribeError::new(SubscribeErrorKind::Unavailable, "pull failed")
+                                    .with_source(e);
+                            return Poll::Ready(Some(Err(err)));
+                        }
+                        None => {
+                            // The pull stream ended: make a new one.
+                            this.messages = None;
+                            this.failures = this.failures.saturating_add(1);
+                            this.step = Step::Start;
+                        }
                     }
-                }
-            }
-            let messages = self.messages.as_mut().expect("created above");
-            match messages.next().await {
-                Some(Ok(message)) => {
-                    self.failures = 0;
-                    let delivery = NatsDelivery::new(message, &self.settings);
-                    return Some((Ok(delivery), self));
-                }
-                Some(Err(e)) => {
-                    use async_nats::jetstream::consumer::pull::MessagesErrorKind as K;
-                    let fatal = matches!(
-                        e.kind(),
-                        K::ConsumerDeleted | K::NoResponders | K::RequestLimitExceeded
-                    );
-                    if fatal {
-                        self.messages = None;
-                        self.consumer = None;
-                        self.failures = self.failures.saturating_add(1);
-                    }
-                    let err = SubscribeError::new(SubscribeErrorKind::Unavailable, "pull failed")
-                        .with_source(e);
-                    return Some((Err(err), self));
-                }
-                None => {
-                    self.messages = None;
-                    self.failures = self.failures.saturating_add(1);
                 }
             }
         }
     }
 }
 
-/// A JetStream subscription: a stream of [`NatsDelivery`]. Errors are
-/// reports (the server is unreachable, the consumer was recreated); the
-/// subscription goes on and resumes when the server is back.
-pub struct NatsSubscription {
-    inner: Pin<Box<dyn Stream<Item = Item> + Send>>,
-}
-
-impl Stream for NatsSubscription {
-    type Item = Item;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.as_mut().poll_next(cx)
-    }
-}
-
 impl fmt::Debug for NatsSubscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NatsSubscription").finish_non_exhaustive()
+        f.debug_struct("NatsSubscription")
+            .field("stream", &self.stream)
+            .field("failures", &self.failures)
+            .finish_non_exhaustive()
     }
 }
 
 /// One JetStream delivery.
 pub struct NatsDelivery {
-    inner: jetstream::Message,
+    /// Boxed: a delivery moves several times on its way through the
+    /// consumer (the stream's item, the driver's select, the message's
+    /// future, the ack); one allocation costs less than moving the raw
+    /// message's few hundred bytes each time.
+    inner: Box<jetstream::Message>,
     message: Message,
     delivered: u32,
     pending: u64,
@@ -494,37 +682,45 @@ pub struct NatsDelivery {
 
 impl NatsDelivery {
     fn new(inner: jetstream::Message, settings: &NatsSettings) -> Self {
-        let (delivered, pending, fallback_id) = match inner.info() {
-            Ok(info) => (
+        let info = inner.info().ok();
+        let (delivered, pending) = info.as_ref().map_or((1, 0), |info| {
+            (
                 u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX),
                 info.pending,
-                format!("{}.{}", info.stream, info.stream_sequence),
-            ),
-            Err(_) => (1, 0, String::new()),
-        };
-        let mut headers = Headers::new();
+            )
+        });
         let mut id = None;
+        let mut headers = Headers::new();
         if let Some(map) = &inner.message.headers {
+            headers = Headers::with_capacity(map.len());
             for (name, values) in map.iter() {
                 let Some(value) = values.first() else {
                     continue;
                 };
-                if AsRef::<str>::as_ref(name) == NATS_MSG_ID {
+                let name: &str = name.as_ref();
+                if name == NATS_MSG_ID {
                     id = Some(value.as_str().to_owned());
                 } else {
-                    headers.insert(name.to_string(), value.as_str().to_owned());
+                    // Names in a received map are unique.
+                    headers.push_unique(name, value.as_str().to_owned());
                 }
             }
         }
-        let id = id.unwrap_or(fallback_id);
+        // A message published without an id (not through this crate) is
+        // known by its place in the stream.
+        let id = id.unwrap_or_else(|| {
+            info.as_ref().map_or_else(String::new, |info| {
+                format!("{}.{}", info.stream, info.stream_sequence)
+            })
+        });
         let message = Message::from_parts(
-            id.into(),
-            inner.message.subject.as_str().into(),
+            id,
+            inner.message.subject.as_str().to_owned(),
             headers,
             inner.message.payload.clone(),
         );
         Self {
-            inner,
+            inner: Box::new(inner),
             message,
             delivered,
             pending,
@@ -535,7 +731,7 @@ impl NatsDelivery {
 
     /// The raw JetStream message.
     #[must_use]
-    pub const fn raw(&self) -> &jetstream::Message {
+    pub fn raw(&self) -> &jetstream::Message {
         &self.inner
     }
 
@@ -579,7 +775,11 @@ impl Delivery for NatsDelivery {
 
     async fn ack(self) -> Result<(), AckError> {
         if self.double_ack {
-            self.inner.double_ack().await.map_err(AckError::new)
+            // Boxed: it waits a round trip anyway, and its subscription and
+            // timer would otherwise widen every message's future.
+            Box::pin(self.inner.double_ack())
+                .await
+                .map_err(AckError::new)
         } else {
             self.inner.ack().await.map_err(AckError::new)
         }

@@ -42,35 +42,50 @@ fn check_tokens(s: &str, wildcards: bool) -> Result<(), InvalidSubject> {
             format!("is longer than {MAX_SUBJECT_LEN} bytes"),
         ));
     }
-    let mut tokens = s.split('.').peekable();
-    while let Some(token) = tokens.next() {
+    // Every message built is checked: one pass over the bytes, each token
+    // judged at its end (the reasons, and which comes first, are those of
+    // checking token by token).
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut wildcard_bytes = false;
+    for at in 0..=bytes.len() {
+        let byte = bytes.get(at).copied().unwrap_or(b'.');
+        if byte != b'.' {
+            if !byte.is_ascii_graphic() {
+                return Err(InvalidSubject::new(
+                    s,
+                    format!("has a space, a control or a non-ASCII byte (0x{byte:02x})"),
+                ));
+            }
+            wildcard_bytes |= byte == b'*' || byte == b'>';
+            continue;
+        }
+        let token = &bytes[start..at];
         if token.is_empty() {
             return Err(InvalidSubject::new(s, "has an empty token"));
         }
-        if let Some(bad) = token.bytes().find(|b| !b.is_ascii_graphic()) {
-            return Err(InvalidSubject::new(
-                s,
-                format!("has a space, a control or a non-ASCII byte (0x{bad:02x})"),
-            ));
+        if wildcard_bytes {
+            match token {
+                b"*" | b">" if !wildcards => {
+                    return Err(InvalidSubject::new(
+                        s,
+                        "has a wildcard; publish to a literal subject",
+                    ));
+                }
+                b">" if at != bytes.len() => {
+                    return Err(InvalidSubject::new(s, "has `>` before its last token"));
+                }
+                b"*" | b">" => {}
+                _ => {
+                    return Err(InvalidSubject::new(
+                        s,
+                        "has `*` or `>` inside a token; wildcards are whole tokens",
+                    ));
+                }
+            }
         }
-        match token {
-            "*" | ">" if !wildcards => {
-                return Err(InvalidSubject::new(
-                    s,
-                    "has a wildcard; publish to a literal subject",
-                ));
-            }
-            ">" if tokens.peek().is_some() => {
-                return Err(InvalidSubject::new(s, "has `>` before its last token"));
-            }
-            _ if token.len() > 1 && (token.contains('*') || token.contains('>')) => {
-                return Err(InvalidSubject::new(
-                    s,
-                    "has `*` or `>` inside a token; wildcards are whole tokens",
-                ));
-            }
-            _ => {}
-        }
+        start = at + 1;
+        wildcard_bytes = false;
     }
     Ok(())
 }
@@ -128,27 +143,49 @@ impl Pattern {
     }
 
     /// Whether the (valid, literal) `subject` matches this pattern.
+    ///
+    /// One pass over the subject's bytes, comparing each literal token in
+    /// place (no token iterator): this runs for every subscription pattern on
+    /// every in-process publish.
     #[must_use]
+    #[inline]
     pub fn matches(&self, subject: &str) -> bool {
         if self.literal {
             return *self.text == *subject;
         }
-        let mut parts = subject.split('.');
+        let s = subject.as_bytes();
+        // `pos`: where the subject's next token starts; past the end once
+        // every token is used (`s.len()` itself is an empty last token).
+        let mut pos = 0;
         for token in &*self.tokens {
+            if pos > s.len() {
+                return false;
+            }
             match token {
-                Token::Rest => return parts.next().is_some(),
+                Token::Rest => return true,
                 Token::One => {
-                    if parts.next().is_none() {
-                        return false;
+                    pos = s[pos..]
+                        .iter()
+                        .position(|&b| b == b'.')
+                        .map_or(s.len() + 1, |i| pos + i + 1);
+                }
+                Token::Literal(lit) => {
+                    let lit = lit.as_bytes();
+                    let end = pos + lit.len();
+                    // A literal token never holds a dot, so equal bytes
+                    // followed by a dot or the end are the whole token.
+                    match s.get(pos..end) {
+                        Some(part) if part == lit => {}
+                        _ => return false,
+                    }
+                    match s.get(end) {
+                        None | Some(b'.') => pos = end + 1,
+                        Some(_) => return false,
                     }
                 }
-                Token::Literal(lit) => match parts.next() {
-                    Some(part) if part == &**lit => {}
-                    _ => return false,
-                },
             }
         }
-        parts.next().is_none()
+        pos > s.len()
     }
 }
 
@@ -223,6 +260,57 @@ mod tests {
         ]
     }
 
+    /// The checker before it walked bytes: splitting on dots.
+    fn check_reference(s: &str, wildcards: bool) -> Result<(), String> {
+        if s.is_empty() || s.len() > MAX_SUBJECT_LEN {
+            return Err("length".into());
+        }
+        let mut tokens = s.split('.').peekable();
+        while let Some(token) = tokens.next() {
+            if token.is_empty() {
+                return Err("has an empty token".into());
+            }
+            if let Some(bad) = token.bytes().find(|b| !b.is_ascii_graphic()) {
+                return Err(format!(
+                    "has a space, a control or a non-ASCII byte (0x{bad:02x})"
+                ));
+            }
+            match token {
+                "*" | ">" if !wildcards => {
+                    return Err("has a wildcard; publish to a literal subject".into());
+                }
+                ">" if tokens.peek().is_some() => {
+                    return Err("has `>` before its last token".into());
+                }
+                _ if token.len() > 1 && (token.contains('*') || token.contains('>')) => {
+                    return Err("has `*` or `>` inside a token; wildcards are whole tokens".into());
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The matcher before it walked bytes: splitting on dots.
+    fn split_reference(pattern: &Pattern, subject: &str) -> bool {
+        let mut parts = subject.split('.');
+        for token in &*pattern.tokens {
+            match token {
+                Token::Rest => return parts.next().is_some(),
+                Token::One => {
+                    if parts.next().is_none() {
+                        return false;
+                    }
+                }
+                Token::Literal(lit) => match parts.next() {
+                    Some(part) if part == &**lit => {}
+                    _ => return false,
+                },
+            }
+        }
+        parts.next().is_none()
+    }
+
     proptest! {
         #[test]
         fn matches_like_the_model(
@@ -241,6 +329,37 @@ mod tests {
             let pv: Vec<&str> = pattern.iter().map(String::as_str).collect();
             let sv: Vec<&str> = subject.iter().map(String::as_str).collect();
             prop_assert_eq!(p.matches(&subj), model(&pv, &sv), "{} vs {}", text, subj);
+        }
+
+        /// Any string, valid subject or not (empty tokens, stray bytes),
+        /// matches as splitting on dots would.
+        #[test]
+        fn matches_like_splitting(
+            subject in "[abc.>*]{0,8}",
+            pattern in proptest::collection::vec(
+                prop_oneof![token(), Just("*".to_owned())], 1..5),
+            rest in any::<bool>(),
+        ) {
+            let mut pattern = pattern;
+            if rest {
+                *pattern.last_mut().unwrap() = ">".to_owned();
+            }
+            let p = Pattern::new(&pattern.join(".")).unwrap();
+            prop_assert_eq!(p.matches(&subject), split_reference(&p, &subject));
+        }
+
+        /// Subjects and patterns are accepted and refused as splitting
+        /// did, with the same reason.
+        #[test]
+        fn checks_like_splitting(s in "[ab.>* é\t]{0,10}", wildcards in any::<bool>()) {
+            let ours = check_tokens(&s, wildcards).map_err(|e| e.to_string());
+            let reference = check_reference(&s, wildcards);
+            prop_assert_eq!(ours.is_ok(), reference.is_ok(), "{:?}", s);
+            if let (Err(ours), Err(reference)) = (ours, reference) {
+                if reference != "length" {
+                    prop_assert!(ours.contains(&reference), "{:?}: {} vs {}", s, ours, reference);
+                }
+            }
         }
     }
 }
