@@ -304,11 +304,10 @@ impl MessageBuilder {
                 .map_or_else(|| id.clone(), str::to_owned);
             headers.insert_static(CORRELATION_ID, correlation);
         }
-        if let Some(h) = &inherited {
-            if headers.get(CAUSATION_ID).is_none() {
+        if let Some(h) = &inherited
+            && headers.get(CAUSATION_ID).is_none() {
                 headers.insert_static(CAUSATION_ID, h.message.id().to_owned());
             }
-        }
         if headers.get(TRACEPARENT).is_none() {
             let trace = inherited
                 .as_ref()

@@ -103,12 +103,11 @@ pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if *this.in_flight {
-                if let Some(slot) = this.slot.as_ref() {
+            if *this.in_flight
+                && let Some(slot) = this.slot.as_ref() {
                     let now = slot.nanos_since_base(Instant::now());
                     slot.replicas[*this.replica].load.finish(None, now);
                 }
-            }
         }
     }
 }
@@ -252,8 +251,8 @@ where
                         StateReplace::Called { retry, .. } => retry,
                         _ => None,
                     };
-                    if let Some(retry) = retry {
-                        if retry.policy.falls_back(&result) {
+                    if let Some(retry) = retry
+                        && retry.policy.falls_back(&result) {
                             fall_back(
                                 this.state.as_mut(),
                                 this.slot,
@@ -264,7 +263,6 @@ where
                             );
                             continue;
                         }
-                    }
                     return Poll::Ready(result.map_err(Into::into));
                 }
                 StateProj::Waiting { service, timer, .. } => {

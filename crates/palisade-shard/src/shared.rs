@@ -405,11 +405,10 @@ impl<S> Shared<S> {
                     .expect("every shard of the next map is an old one or the added one")
             })
             .collect();
-        if kind == ChangeKind::Removed {
-            if let Some(gone) = old.slots.iter().find(|s| &*s.name == shard) {
+        if kind == ChangeKind::Removed
+            && let Some(gone) = old.slots.iter().find(|s| &*s.name == shard) {
                 gone.metrics.share.set(0.0);
             }
-        }
         let change = MapChange {
             epoch: old.epoch + 1,
             kind,

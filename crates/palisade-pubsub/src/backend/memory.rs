@@ -217,8 +217,8 @@ impl MemoryBus {
         let member = shared.next_member.fetch_add(1, Ordering::Relaxed);
         let _write = shared.write.lock();
         let routes = shared.routes.load();
-        if let Some(group) = group {
-            if let Some(queue) = routes
+        if let Some(group) = group
+            && let Some(queue) = routes
                 .queues
                 .iter()
                 .find(|q| q.group.as_deref() == Some(group) && q.pattern == parsed)
@@ -230,7 +230,6 @@ impl MemoryBus {
                     member,
                 });
             }
-        }
         let closed = shared.closed.load(Ordering::Acquire);
         let capacity = shared.settings.capacity;
         let queue = Arc::new(Queue {

@@ -144,13 +144,12 @@ impl DedupSet {
     /// Removes the oldest live done entry; `false` when none is left.
     fn evict_oldest(&mut self) -> bool {
         while let Some((id, seq)) = self.order.pop_front() {
-            if let Some(State::Done { seq: s, .. }) = self.states.get(&*id) {
-                if *s == seq {
+            if let Some(State::Done { seq: s, .. }) = self.states.get(&*id)
+                && *s == seq {
                     self.states.remove(&*id);
                     self.done -= 1;
                     return true;
                 }
-            }
         }
         false
     }
