@@ -141,14 +141,20 @@ impl<S, BReq, F, T> EntryTable<T> for Pin<&mut Chunk<Cell<S, BReq, F, T>>> {
     }
 }
 
-// The merge's view: the results alone.
+// The merge's view: the results alone. `#[inline]`: the merge reads each
+// branch's result through these, and without the hint they stayed calls
+// (about 100 instructions more per gather of six, measured with callgrind).
 impl<S, BReq, F, T> ResultTable<T> for Pin<&mut Chunk<Cell<S, BReq, F, T>>> {
+    #[inline]
     fn result(&self, i: usize) -> Option<&Option<BranchResult<T>>> {
-        Some(&self.entry(i)?.result)
+        let cell = self.as_ref().shared(i)?;
+        Some(&cell.project_ref().entry.result)
     }
 
+    #[inline]
     fn result_mut(&mut self, i: usize) -> Option<&mut Option<BranchResult<T>>> {
-        Some(&mut self.entry_mut(i)?.result)
+        let cell = self.as_mut().get(i)?;
+        Some(&mut cell.project().entry.result)
     }
 }
 

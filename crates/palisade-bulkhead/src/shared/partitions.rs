@@ -32,8 +32,7 @@ pub(crate) struct Partitions {
 
 impl Partitions {
     pub(super) fn new(common: &Arc<Common>, config: PartitionConfig) -> Self {
-        let live_gauge =
-            metrics::gauge!(PARTITIONS, "name" => common.name.to_string());
+        let live_gauge = metrics::gauge!(PARTITIONS, "name" => common.name.to_string());
         live_gauge.set(0.0);
         Self {
             table: Table::new(config.max_partitions),
