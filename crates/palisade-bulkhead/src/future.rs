@@ -11,7 +11,7 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use crate::event::RejectReason;
-use crate::pool::{Permit, Ticket};
+use crate::shared::{Permit, Ticket};
 
 pin_project! {
     /// The deadline of a waiting call.
@@ -158,10 +158,10 @@ where
                 StateProj::Running { future, permit } => {
                     let result = ready!(future.poll(cx));
                     // Give the permit back now, not when the future is dropped.
-                    if let Some(permit) = permit.take() {
-                        if permit.is_sampling() {
-                            permit.finish(this.classify.classify(&result));
-                        }
+                    if let Some(permit) = permit.take()
+                        && permit.is_sampling()
+                    {
+                        permit.finish(this.classify.classify(&result));
                     }
                     return Poll::Ready(result.map_err(Into::into));
                 }

@@ -10,11 +10,13 @@ use std::time::Duration;
 use palisade_core::{ConfigError, Handle};
 
 use crate::partition::{OVERFLOW, UNKEYED};
-use crate::pool::{MAX_LIMIT, MAX_WAITERS, Pool};
-use crate::shared::Shared;
+use crate::settings::{BulkheadSettings, check_limit, check_max_queue};
+use crate::shared::{Pool, Shared};
 
-/// The figures of one pool at one moment.
+/// The figures of one pool at one moment. `Serialize` with the `serde`
+/// feature.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct PoolSnapshot {
     /// The partition key; `None` for the pool of an unpartitioned bulkhead.
@@ -33,10 +35,25 @@ pub struct PoolSnapshot {
     pub rejected: u64,
 }
 
+impl PoolSnapshot {
+    fn of(pool: &Pool) -> Self {
+        let view = pool.view();
+        Self {
+            partition: pool.partition().cloned(),
+            limit: view.limit,
+            in_flight: view.in_flight,
+            queued: view.queued,
+            available: view.available,
+            rejected: view.rejected,
+        }
+    }
+}
+
 /// The figures and settings of one bulkhead at one moment: what the admin API
-/// and dashboard show. Plain data, so the gateway can serialize it as it
-/// likes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// and dashboard show. Plain data, `Serialize` with the `serde` feature
+/// (durations as strings: `"50ms"`, `"forever"` for no deadline).
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct BulkheadSnapshot {
     /// The bulkhead's name.
@@ -49,6 +66,10 @@ pub struct BulkheadSnapshot {
     /// starts with.
     pub limit: usize,
     /// How long a call may wait for a permit (`Duration::MAX`: no deadline).
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::settings::wait::always::serialize")
+    )]
     pub max_wait: Duration,
     /// How many calls may wait per pool (`None`: no bound but time).
     pub max_queue: Option<usize>,
@@ -71,6 +92,14 @@ pub struct BulkheadSnapshot {
     /// partitioned one the [`UNKEYED`] and [`OVERFLOW`] pools, then the keyed
     /// ones sorted by key.
     pub pools: Vec<PoolSnapshot>,
+    /// The settings in force: those the bulkhead was built with, defaults
+    /// resolved (`max_wait` is always `Some`, and so is `overflow_limit` of
+    /// a partitioned bulkhead), with the changes made through the handle
+    /// ([`set_limit`](BulkheadHandle::set_limit) for a fixed limit's
+    /// `max_concurrent_calls`, [`set_max_wait`](BulkheadHandle::set_max_wait),
+    /// [`set_max_queue`](BulkheadHandle::set_max_queue), the overflow pool's
+    /// [`set_partition_limit`](BulkheadHandle::set_partition_limit)).
+    pub settings: BulkheadSettings,
 }
 
 /// Reads a bulkhead's figures and changes its limits at runtime, without
@@ -99,19 +128,6 @@ impl fmt::Debug for BulkheadHandle {
             .field("name", &self.name())
             .finish_non_exhaustive()
     }
-}
-
-fn check_limit(field: &'static str, limit: usize, zero_ok: bool) -> Result<(), ConfigError> {
-    if limit == 0 && !zero_ok {
-        return Err(ConfigError::new(field, "must be at least 1, got 0"));
-    }
-    if limit > MAX_LIMIT {
-        return Err(ConfigError::new(
-            field,
-            format!("must be at most {MAX_LIMIT}, got {limit}"),
-        ));
-    }
-    Ok(())
 }
 
 impl BulkheadHandle {
@@ -154,25 +170,16 @@ impl BulkheadHandle {
         }
     }
 
-    fn pools(&self) -> Vec<Arc<Pool>> {
-        let mut pools = vec![Arc::clone(&self.shared.default_pool)];
-        if let Some(partitions) = &self.shared.partitions {
-            pools.push(Arc::clone(&partitions.overflow));
-            pools.extend(partitions.pools());
-        }
-        pools
-    }
-
     /// Calls holding a permit, over every pool.
     #[must_use]
     pub fn in_flight(&self) -> usize {
-        self.pools().iter().map(|p| p.in_flight()).sum()
+        self.shared.pools().iter().map(|p| p.in_flight()).sum()
     }
 
     /// Calls waiting for a permit, over every pool.
     #[must_use]
     pub fn queued(&self) -> usize {
-        self.pools().iter().map(|p| p.queued()).sum()
+        self.shared.pools().iter().map(|p| p.queued()).sum()
     }
 
     /// Calls refused since the bulkhead was built, over every pool.
@@ -261,10 +268,8 @@ impl BulkheadHandle {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(key)
             .is_some();
-        if removed {
-            if let Some(pool) = partitions.get(key) {
-                pool.set_limit(self.shared.default_limit.load(Ordering::Relaxed));
-            }
+        if removed && let Some(pool) = partitions.get(key) {
+            pool.set_limit(self.shared.default_limit.load(Ordering::Relaxed));
         }
         removed
     }
@@ -296,14 +301,7 @@ impl BulkheadHandle {
     ///
     /// A [`ConfigError`] for `max_queue` above 2^30 − 1.
     pub fn set_max_queue(&self, max_queue: Option<usize>) -> Result<(), ConfigError> {
-        if let Some(n) = max_queue {
-            if n > MAX_WAITERS {
-                return Err(ConfigError::new(
-                    "max_queue",
-                    format!("must be at most {MAX_WAITERS}, got {n}"),
-                ));
-            }
-        }
+        check_max_queue(max_queue)?;
         self.shared.common.set_max_queue(max_queue);
         tracing::info!(name = %self.name(), max_queue = ?max_queue, "bulkhead max_queue changed");
         Ok(())
@@ -315,9 +313,9 @@ impl BulkheadHandle {
     pub fn partition(&self, key: &str) -> Option<PoolSnapshot> {
         let partitions = self.shared.partitions.as_ref()?;
         match key {
-            UNKEYED => Some(self.shared.default_pool.snapshot()),
-            OVERFLOW => Some(partitions.overflow.snapshot()),
-            _ => partitions.get(key).map(|pool| pool.snapshot()),
+            UNKEYED => Some(PoolSnapshot::of(&self.shared.default_pool)),
+            OVERFLOW => Some(PoolSnapshot::of(&partitions.overflow)),
+            _ => partitions.get(key).map(|pool| PoolSnapshot::of(&pool)),
         }
     }
 
@@ -327,24 +325,56 @@ impl BulkheadHandle {
         self.shared.partitions.as_ref().map_or(0, |p| p.live())
     }
 
-    /// Reclaims the partitions idle since the previous sweep, if
-    /// `partition_idle_timeout` has passed since then (sweeps also run when a
-    /// new key arrives). Returns how many were reclaimed.
+    /// Reclaims every partition idle now (nothing in flight, nobody
+    /// waiting), however recently it was used and whenever the last sweep
+    /// ran: what an operator asking to free idle partitions expects.
+    /// Returns how many were reclaimed; a second call right after returns 0
+    /// because none is left, not because of a schedule. A reclaimed
+    /// partition's pool (its learned adaptive limit, its counters) is gone;
+    /// its key's own limit, set with
+    /// [`set_partition_limit`](Self::set_partition_limit), stays, and its
+    /// next call gets a fresh pool. The [`UNKEYED`] and [`OVERFLOW`] pools
+    /// are never reclaimed; 0 for an unpartitioned bulkhead.
+    ///
+    /// Idle partitions also go by themselves: see
+    /// [`sweep_if_due`](Self::sweep_if_due).
     pub fn reclaim_idle(&self) -> usize {
+        let Some(partitions) = &self.shared.partitions else {
+            return 0;
+        };
+        let reclaimed = partitions.reclaim_idle_now();
+        tracing::info!(name = %self.name(), reclaimed, "bulkhead idle partitions reclaimed");
+        reclaimed
+    }
+
+    /// Runs the periodic sweep of idle partitions if it is due, as the
+    /// arrival of a new key does: once `partition_idle_timeout` has passed
+    /// since the previous sweep, it reclaims the partitions idle since then
+    /// (so a partition goes between one and two timeouts after its last
+    /// call); before that it does nothing and returns 0. Cheap to call
+    /// often, from a timer, when new keys are rare. Returns how many were
+    /// reclaimed. To reclaim now, use [`reclaim_idle`](Self::reclaim_idle).
+    pub fn sweep_if_due(&self) -> usize {
         self.shared
             .partitions
             .as_ref()
-            .map_or(0, |p| p.maybe_sweep(tokio::time::Instant::now()))
+            .map_or(0, |p| p.sweep_if_due(tokio::time::Instant::now()))
     }
 
     /// Every figure and setting at once.
     #[must_use]
     pub fn snapshot(&self) -> BulkheadSnapshot {
         let shared = &self.shared;
-        let mut pools = vec![shared.default_pool.snapshot()];
+        let mut pools = vec![PoolSnapshot::of(&shared.default_pool)];
         if let Some(partitions) = &shared.partitions {
-            pools.push(partitions.overflow.snapshot());
-            pools.extend(partitions.snapshots());
+            pools.push(PoolSnapshot::of(&partitions.overflow));
+            let mut keyed: Vec<PoolSnapshot> = partitions
+                .pools()
+                .iter()
+                .map(|pool| PoolSnapshot::of(pool))
+                .collect();
+            keyed.sort_by(|a, b| a.partition.cmp(&b.partition));
+            pools.extend(keyed);
         }
         let adaptive = shared.common.adaptive.as_ref();
         BulkheadSnapshot {
@@ -362,7 +392,29 @@ impl BulkheadHandle {
             queued: pools.iter().map(|p| p.queued).sum(),
             rejected: self.rejected(),
             pools,
+            settings: self.settings(),
         }
+    }
+
+    /// The settings in force; see [`BulkheadSnapshot::settings`].
+    #[must_use]
+    pub fn settings(&self) -> BulkheadSettings {
+        let shared = &self.shared;
+        let fixed = shared.common.adaptive.is_none();
+        let mut settings = shared.settings.clone();
+        settings.max_wait = Some(self.max_wait());
+        settings.max_queue = self.max_queue();
+        if fixed {
+            settings.max_concurrent_calls = self.limit();
+        }
+        if let Some(partitions) = &shared.partitions {
+            settings.overflow_limit = Some(if fixed {
+                partitions.overflow.limit()
+            } else {
+                partitions.config.overflow_limit
+            });
+        }
+        settings
     }
 }
 

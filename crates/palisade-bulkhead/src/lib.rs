@@ -64,6 +64,13 @@
 //! # }
 //! ```
 //!
+//! Every setting that is plain data is a field of [`BulkheadSettings`]
+//! (defaults, bounds, a `validate` with no side effect), which the builder
+//! takes whole with [`settings`](BulkheadBuilder::settings) and, with the
+//! `serde` feature, reads from a config file (`max_wait = "50ms"`). The
+//! partition key, the classifier and the listeners are code, given to the
+//! builder.
+//!
 //! # Ordering
 //!
 //! Put the bulkhead innermost, right above the client, inside retry, the
@@ -178,7 +185,8 @@
 //! - `debug`: a rejection (`reason`, `waited_ms`); a partition created or
 //!   reclaimed; a new key sent to the overflow pool; a limit change made by
 //!   the adaptive limiter (these can be frequent).
-//! - `info`: a limit, `max_wait` or `max_queue` changed through the handle.
+//! - `info`: a limit, `max_wait` or `max_queue` changed through the handle;
+//!   idle partitions reclaimed through [`BulkheadHandle::reclaim_idle`].
 //!
 //! [`BulkheadBuilder::on_event`] registers listeners for the same as
 //! [`BulkheadEvent`]s; they cost nothing when none is registered.
@@ -227,11 +235,13 @@
 //!   Gradient2, in a pure, tested [`limiter`] module.
 //! - **Observable**: metrics per pool, tracing, events, a
 //!   [`Registry`] of handles ([`BulkheadBuilder::registry`]) and plain-data
-//!   [`BulkheadSnapshot`]s for an admin API.
+//!   [`BulkheadSnapshot`]s (serializable with the `serde` feature, settings
+//!   in force included) for an admin API.
 //!
 //! Design notes and a diagram: `docs/patterns/bulkhead.md`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod builder;
 mod event;
 pub mod future;
 mod handle;
@@ -239,20 +249,23 @@ mod handle;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 mod layer;
-pub mod limiter;
 mod metrics;
 pub mod partition;
-mod pool;
 mod service;
+mod settings;
 mod shared;
+mod state;
 
+pub use builder::BulkheadBuilder;
 pub use event::{BulkheadEvent, LimitCause, RejectReason};
 pub use handle::{BulkheadHandle, BulkheadSnapshot, PoolSnapshot};
-pub use layer::{
-    BulkheadBuilder, BulkheadLayer, DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_MAX_PARTITIONS,
-    DEFAULT_PARTITION_IDLE_TIMEOUT, MAX_PARTITIONS,
-};
-pub use limiter::{AdaptiveLimit, Aimd, Gradient};
+pub use layer::BulkheadLayer;
 pub use palisade_core::{BulkheadFull, Registry};
 pub use partition::{KeyFn, Partition, Unpartitioned};
 pub use service::Bulkhead;
+pub use settings::{
+    AdaptiveLimit, Aimd, BulkheadSettings, DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_MAX_PARTITIONS,
+    DEFAULT_PARTITION_IDLE_TIMEOUT, Gradient, MAX_LIMIT, MAX_PARTITION_IDLE_TIMEOUT,
+    MAX_PARTITIONS, MAX_QUEUE,
+};
+pub use state::limiter;

@@ -11,8 +11,8 @@ use crate::event::RejectReason;
 use crate::future::{Deadline, ResponseFuture};
 use crate::handle::BulkheadHandle;
 use crate::partition::{Partition, Unpartitioned};
-use crate::pool::{Enqueued, Permit, Ticket, TryAcquire};
 use crate::shared::Shared;
+use crate::shared::{Enqueued, Permit, Ticket, TryAcquire};
 use palisade_core::ErrorsAsFailures;
 
 /// What `poll_ready` reserved, in `backpressure` mode.

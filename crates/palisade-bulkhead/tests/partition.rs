@@ -197,11 +197,11 @@ async fn idle_partitions_are_reclaimed_and_busy_ones_kept() {
 
     // Idle for less than the timeout: nothing goes.
     advance(Duration::from_secs(30)).await;
-    assert_eq!(handle.reclaim_idle(), 0);
+    assert_eq!(handle.sweep_if_due(), 0);
     // The first sweep after the timeout sees them used since creation and
     // keeps them; the next one reclaims them.
     advance(Duration::from_secs(31)).await;
-    assert_eq!(handle.reclaim_idle(), 0);
+    assert_eq!(handle.sweep_if_due(), 0);
     advance(Duration::from_secs(60)).await;
     // A new key triggers the sweep.
     svc.clone().oneshot("newcomer".to_owned()).await.unwrap();
@@ -239,9 +239,9 @@ async fn the_live_key_count_stays_bounded_over_100_000_keys() {
     }
     assert_eq!(peak, 500, "the bound is reached and held");
     advance(Duration::from_secs(3)).await;
-    handle.reclaim_idle();
+    handle.sweep_if_due();
     advance(Duration::from_secs(1)).await;
-    handle.reclaim_idle();
+    handle.sweep_if_due();
     assert_eq!(handle.partition_count(), 0, "idle keys are all reclaimed");
 }
 
@@ -260,7 +260,7 @@ async fn a_partition_limit_outlives_its_pool() {
     assert_eq!(handle.partition("vip").unwrap().limit, 3);
     for _ in 0..3 {
         advance(Duration::from_secs(1)).await;
-        handle.reclaim_idle();
+        handle.sweep_if_due();
     }
     assert!(handle.partition("vip").is_none(), "reclaimed");
     let calls: Vec<_> = (0..3)
@@ -278,4 +278,101 @@ async fn a_partition_limit_outlives_its_pool() {
     assert_eq!(handle.partition("vip").unwrap().limit, 4);
     assert_eq!(handle.partition(UNKEYED).unwrap().limit, 4);
     assert_eq!(handle.limit(), 4);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn reclaim_idle_reclaims_every_idle_partition_at_once() {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&events);
+    let layer = BulkheadLayer::builder("admin")
+        .max_concurrent_calls(1)
+        .partition_by(key)
+        .partition_idle_timeout(Duration::from_secs(60))
+        .on_event(move |e| {
+            if let BulkheadEvent::PartitionReclaimed { partition, .. } = e {
+                seen.lock().unwrap().push(partition.to_string());
+            }
+        })
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    // Call 99 takes an hour; the others 10 ms.
+    let svc = layer.layer(Slow(Probe::sleeping(|id| {
+        Duration::from_millis(if id == 99 { 3_600_000 } else { 10 })
+    })));
+    for tenant in ["a", "b", "c"] {
+        svc.clone().oneshot((tenant, 0)).await.unwrap();
+    }
+    // `busy` holds its permit, and a call waits behind it on `queued`.
+    let busy = tokio::spawn(svc.clone().oneshot(("busy", 99)));
+    let waiting = BulkheadLayer::builder("admin-waiting")
+        .max_concurrent_calls(1)
+        .max_wait(Duration::from_secs(60))
+        .partition_by(key)
+        .build()
+        .unwrap();
+    let waiting_handle = waiting.handle();
+    let waiting_svc = waiting.layer(slow(Duration::from_secs(10)));
+    let holder = tokio::spawn(waiting_svc.clone().oneshot(("queued", 0)));
+    let waiter = tokio::spawn(waiting_svc.clone().oneshot(("queued", 1)));
+    settle().await;
+    assert_eq!(handle.partition_count(), 4);
+    handle.set_partition_limit("a", 3).unwrap();
+
+    // Just used, never swept, a sweep ran less than a timeout ago: the
+    // periodic sweep would keep them all, an operator's reclaim does not.
+    assert_eq!(handle.sweep_if_due(), 0);
+    assert_eq!(handle.reclaim_idle(), 3, "a, b and c are idle now");
+    assert_eq!(handle.partition_count(), 1);
+    assert!(handle.partition("busy").is_some());
+    let mut reclaimed = events.lock().unwrap().clone();
+    reclaimed.sort();
+    assert_eq!(reclaimed, ["a", "b", "c"]);
+    // Nothing idle is left: a second call reclaims nothing.
+    assert_eq!(handle.reclaim_idle(), 0);
+    // A partition with a waiting call is kept, as one with a call in flight.
+    assert_eq!(waiting_handle.reclaim_idle(), 0);
+    assert_eq!(waiting_handle.partition("queued").unwrap().queued, 1);
+
+    // A reclaimed key comes back with a fresh pool and keeps its own limit.
+    svc.clone().oneshot(("a", 1)).await.unwrap();
+    assert_eq!(handle.partition("a").unwrap().limit, 3);
+    assert_eq!(handle.partition("a").unwrap().in_flight, 0);
+    // The unkeyed and overflow pools are never reclaimed.
+    svc.clone().oneshot(("", 2)).await.unwrap();
+    assert_eq!(handle.reclaim_idle(), 1, "only `a`");
+    assert!(handle.partition(UNKEYED).is_some() && handle.partition(OVERFLOW).is_some());
+
+    busy.await.unwrap().unwrap();
+    assert_eq!(handle.reclaim_idle(), 1, "`busy` once its call is done");
+    assert_eq!(handle.partition_count(), 0);
+    holder.await.unwrap().unwrap();
+    waiter.await.unwrap().unwrap();
+    assert_eq!(waiting_handle.reclaim_idle(), 1);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn reclaim_idle_leaves_the_periodic_sweep_on_its_schedule() {
+    let layer = BulkheadLayer::builder("schedule")
+        .partition_by(key)
+        .partition_idle_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(slow(Duration::from_millis(1)));
+    svc.clone().oneshot(("a", 0)).await.unwrap();
+    advance(Duration::from_secs(30)).await;
+    assert_eq!(handle.reclaim_idle(), 1);
+    svc.clone().oneshot(("b", 0)).await.unwrap();
+    // The first periodic sweep is still due 60 s after the bulkhead was
+    // built, and sees `b` used since: kept, then reclaimed a timeout later.
+    advance(Duration::from_secs(31)).await;
+    assert_eq!(handle.sweep_if_due(), 0);
+    assert_eq!(handle.partition_count(), 1);
+    advance(Duration::from_secs(60)).await;
+    assert_eq!(handle.sweep_if_due(), 1);
+    // An unpartitioned bulkhead has nothing to reclaim.
+    let plain = BulkheadLayer::builder("plain").build().unwrap();
+    assert_eq!(plain.handle().reclaim_idle(), 0);
+    assert_eq!(plain.handle().sweep_if_due(), 0);
 }

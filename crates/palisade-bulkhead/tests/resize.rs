@@ -191,7 +191,7 @@ async fn listeners_may_call_back_into_the_handle() {
     }
     for _ in 0..3 {
         advance(Duration::from_secs(1)).await;
-        layer.handle().reclaim_idle(); // a PartitionReclaimed event
+        layer.handle().sweep_if_due(); // a PartitionReclaimed event
     }
     assert_eq!(layer.handle().partition_count(), 0);
     assert!(

@@ -9,6 +9,7 @@ use palisade_core::BoxError;
 use tower_service::Service;
 
 use crate::error::BranchError;
+use crate::settings::BranchSettings;
 
 type MapFn<Req, BReq> = Arc<dyn Fn(&Req) -> Result<BReq, BoxError> + Send + Sync>;
 type FallbackFn<T> = Arc<dyn Fn(&BranchError) -> Option<T> + Send + Sync>;
@@ -49,8 +50,7 @@ where
     pub(crate) name: Arc<str>,
     pub(crate) service: S,
     map: MapFn<Req, BReq>,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) required: bool,
+    pub(crate) settings: BranchSettings,
     fallback: Option<FallbackFn<S::Response>>,
 }
 
@@ -91,8 +91,10 @@ where
             name,
             service,
             map,
-            timeout: None,
-            required: false,
+            settings: BranchSettings {
+                required: false,
+                timeout: None,
+            },
             fallback: None,
         }
     }
@@ -101,7 +103,7 @@ where
     /// fallback), the gather fails at once and the other calls are cancelled.
     #[must_use]
     pub const fn required(mut self) -> Self {
-        self.required = true;
+        self.settings.required = true;
         self
     }
 
@@ -109,7 +111,7 @@ where
     /// answer is partial and says why.
     #[must_use]
     pub const fn optional(mut self) -> Self {
-        self.required = false;
+        self.settings.required = false;
         self
     }
 
@@ -118,7 +120,15 @@ where
     /// deadline, if any, bounds it).
     #[must_use]
     pub const fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.settings.timeout = Some(timeout);
+        self
+    }
+
+    /// Replaces every setting that is plain data (whether it is required,
+    /// its timeout) with `settings`; see [`BranchSettings`].
+    #[must_use]
+    pub const fn settings(mut self, settings: BranchSettings) -> Self {
+        self.settings = settings;
         self
     }
 
@@ -155,13 +165,25 @@ where
     /// `true` when the branch is required.
     #[must_use]
     pub const fn is_required(&self) -> bool {
-        self.required
+        self.settings.required
     }
 
     /// The branch's own timeout, if any.
     #[must_use]
     pub const fn get_timeout(&self) -> Option<Duration> {
-        self.timeout
+        self.settings.timeout
+    }
+
+    /// The branch's settings.
+    #[must_use]
+    pub const fn get_settings(&self) -> BranchSettings {
+        self.settings
+    }
+
+    /// `true` when the branch has a fallback.
+    #[must_use]
+    pub const fn has_fallback(&self) -> bool {
+        self.fallback.is_some()
     }
 
     /// A reference to the branch's service.
@@ -187,8 +209,7 @@ where
             name: Arc::clone(&self.name),
             service: self.service.clone(),
             map: Arc::clone(&self.map),
-            timeout: self.timeout,
-            required: self.required,
+            settings: self.settings,
             fallback: self.fallback.clone(),
         }
     }
@@ -202,28 +223,9 @@ where
         f.debug_struct("Branch")
             .field("name", &self.name)
             .field("service", &self.service)
-            .field("timeout", &self.timeout)
-            .field("required", &self.required)
+            .field("timeout", &self.settings.timeout)
+            .field("required", &self.settings.required)
             .field("fallback", &self.fallback.is_some())
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(feature = "http")]
-impl<S, B, BB> Branch<S, ::http::Request<B>, ::http::Request<BB>>
-where
-    S: Service<::http::Request<BB>>,
-    B: 'static,
-    BB: Default + 'static,
-{
-    /// A branch whose request is built by `target` (feature `http`): the
-    /// incoming path's parameters and query fill the target's template; the
-    /// method and chosen headers are forwarded. A request that cannot be
-    /// built (a missing parameter) fails the branch with reason `request`.
-    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-    pub fn http(name: impl Into<Arc<str>>, service: S, target: crate::http::Target) -> Self {
-        Self::fallible(name, service, move |request: &::http::Request<B>| {
-            target.request::<B, BB>(request)
-        })
     }
 }

@@ -28,6 +28,11 @@
 //!   route's parameters and query, method and chosen headers forwarded, branch bodies read as
 //!   JSON with a size limit, and [`http::JsonResponse`], which answers `200` (complete or
 //!   partial) or a problem+json error and never fails, so the fan-out is an axum route as it is.
+//! - **Settings as data.** The deadline and the in-flight cap are a [`FanOutSettings`], each
+//!   branch's `required` and `timeout` a [`BranchSettings`]: plain data with a side-effect-free
+//!   `validate`, read from a config file with the `serde` feature (`deadline = "500ms"`).
+//!   [`FanOut::handle`] gives a [`FanOutHandle`] whose [`snapshot`](FanOutHandle::snapshot) an
+//!   admin API can list and serialize.
 //!
 //! # Example
 //!
@@ -212,22 +217,29 @@
 #![cfg_attr(not(feature = "http"), allow(rustdoc::broken_intra_doc_links))]
 
 mod branch;
+mod builder;
 pub mod error;
 pub mod future;
-mod gather;
+mod handle;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod merge;
 mod metrics;
 mod service;
-mod slots;
+mod settings;
+mod shared;
+mod state;
 
 pub use branch::Branch;
+pub use builder::FanOutBuilder;
 pub use error::{
     BranchError, BranchErrorKind, DeadlineElapsed, GatherError, NothingSucceeded,
     RequiredBranchFailed,
 };
-pub use gather::{BranchResult, Gathered, IntoIter};
+pub use handle::{BranchSnapshot, FanOutHandle, FanOutSnapshot};
 pub use merge::{JsonMerge, Merge, MergeFn};
-pub use service::{CarriedDeadline, FanOut, FanOutBuilder};
+pub use service::FanOut;
+pub use settings::{BranchSettings, FanOutSettings};
+pub use shared::CarriedDeadline;
+pub use state::{BranchResult, Gathered, IntoIter};

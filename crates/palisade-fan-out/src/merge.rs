@@ -36,7 +36,7 @@ use palisade_core::{BoxError, ConfigError};
 use serde_json::{Map, Value};
 
 use crate::error::{BranchError, GatherError};
-use crate::gather::{BranchResult, Gathered};
+use crate::state::{BranchResult, Gathered};
 
 /// Turns a gather's results into the response, or a failed gather into an
 /// error (or, over HTTP, into an error response).

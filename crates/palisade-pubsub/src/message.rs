@@ -305,9 +305,10 @@ impl MessageBuilder {
             headers.insert_static(CORRELATION_ID, correlation);
         }
         if let Some(h) = &inherited
-            && headers.get(CAUSATION_ID).is_none() {
-                headers.insert_static(CAUSATION_ID, h.message.id().to_owned());
-            }
+            && headers.get(CAUSATION_ID).is_none()
+        {
+            headers.insert_static(CAUSATION_ID, h.message.id().to_owned());
+        }
         if headers.get(TRACEPARENT).is_none() {
             let trace = inherited
                 .as_ref()

@@ -253,12 +253,13 @@ impl<S, K, P> ShardRouterBuilder<S, K, P> {
             Arc::clone(handle.shared())
         } else {
             if let Some(default) = &self.settings.default_shard
-                && !self.shards.iter().any(|s| s.name() == default) {
-                    return Err(ConfigError::new(
-                        "default_shard",
-                        format!("`{default}` is not one of the shards"),
-                    ));
-                }
+                && !self.shards.iter().any(|s| s.name() == default)
+            {
+                return Err(ConfigError::new(
+                    "default_shard",
+                    format!("`{default}` is not one of the shards"),
+                ));
+            }
             let shared = Shared::new(
                 Arc::clone(&self.name),
                 self.settings,

@@ -252,17 +252,18 @@ where
                         _ => None,
                     };
                     if let Some(retry) = retry
-                        && retry.policy.falls_back(&result) {
-                            fall_back(
-                                this.state.as_mut(),
-                                this.slot,
-                                this.replica,
-                                this.started,
-                                this.in_flight,
-                                *retry,
-                            );
-                            continue;
-                        }
+                        && retry.policy.falls_back(&result)
+                    {
+                        fall_back(
+                            this.state.as_mut(),
+                            this.slot,
+                            this.replica,
+                            this.started,
+                            this.in_flight,
+                            *retry,
+                        );
+                        continue;
+                    }
                     return Poll::Ready(result.map_err(Into::into));
                 }
                 StateProj::Waiting { service, timer, .. } => {

@@ -406,9 +406,10 @@ impl<S> Shared<S> {
             })
             .collect();
         if kind == ChangeKind::Removed
-            && let Some(gone) = old.slots.iter().find(|s| &*s.name == shard) {
-                gone.metrics.share.set(0.0);
-            }
+            && let Some(gone) = old.slots.iter().find(|s| &*s.name == shard)
+        {
+            gone.metrics.share.set(0.0);
+        }
         let change = MapChange {
             epoch: old.epoch + 1,
             kind,

@@ -1,7 +1,6 @@
 //! [`ParseJson`]: turns an HTTP client's response into a JSON value, with a
 //! status check and a body size limit.
 
-use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -17,6 +16,8 @@ use pin_project_lite::pin_project;
 use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
+
+use crate::error::{BodyTooLarge, InvalidJson, UnexpectedStatus};
 
 /// The default body size limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
@@ -185,7 +186,7 @@ where
                     let limit = *limit;
                     let (parts, body) = response.into_parts();
                     if !parts.status.is_success() {
-                        return Poll::Ready(Err(UnexpectedStatus(parts.status).into()));
+                        return Poll::Ready(Err(UnexpectedStatus::new(parts.status).into()));
                     }
                     if parts.status == StatusCode::NO_CONTENT {
                         return Poll::Ready(Ok(Value::Null));
@@ -194,7 +195,7 @@ where
                         && !is_json(content_type)
                     {
                         let shown = String::from_utf8_lossy(content_type.as_bytes()).into_owned();
-                        return Poll::Ready(Err(InvalidJson(format!(
+                        return Poll::Ready(Err(InvalidJson::new(format!(
                             "content-type `{shown}` is not JSON"
                         ))
                         .into()));
@@ -205,7 +206,7 @@ where
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<u64>().ok());
                     if declared.is_some_and(|len| len > limit as u64) {
-                        return Poll::Ready(Err(BodyTooLarge(limit).into()));
+                        return Poll::Ready(Err(BodyTooLarge::new(limit).into()));
                     }
                     state.set(State::Collecting {
                         collect: Limited::new(body, limit).collect(),
@@ -217,96 +218,21 @@ where
                     let collected = match ready!(collect.poll(cx)) {
                         Ok(collected) => collected,
                         Err(error) if error.is::<LengthLimitError>() => {
-                            return Poll::Ready(Err(BodyTooLarge(limit).into()));
+                            return Poll::Ready(Err(BodyTooLarge::new(limit).into()));
                         }
                         Err(error) => return Poll::Ready(Err(error)),
                     };
                     let bytes = collected.to_bytes();
                     if bytes.is_empty() {
-                        return Poll::Ready(
-                            Err(InvalidJson("the body is empty".to_owned()).into()),
-                        );
+                        return Poll::Ready(Err(
+                            InvalidJson::new("the body is empty".to_owned()).into()
+                        ));
                     }
                     return Poll::Ready(serde_json::from_slice(&bytes).map_err(|e| {
-                        InvalidJson(format!("the body is not valid JSON ({e})")).into()
+                        InvalidJson::new(format!("the body is not valid JSON ({e})")).into()
                     }));
                 }
             }
         }
     }
 }
-
-// ===== Errors =====
-
-/// The branch answered a status other than 2xx.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UnexpectedStatus(StatusCode);
-
-impl UnexpectedStatus {
-    /// An answer with `status`.
-    #[must_use]
-    pub const fn new(status: StatusCode) -> Self {
-        Self(status)
-    }
-
-    /// The status.
-    #[must_use]
-    pub const fn status(&self) -> StatusCode {
-        self.0
-    }
-}
-
-impl fmt::Display for UnexpectedStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unexpected status {}", self.0)
-    }
-}
-
-impl Error for UnexpectedStatus {}
-
-/// The branch's answer is not JSON: a non-JSON `content-type`, an empty body,
-/// or a body that does not parse.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InvalidJson(String);
-
-impl InvalidJson {
-    /// Why the answer is not JSON.
-    #[must_use]
-    pub fn reason(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for InvalidJson {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "response is not JSON: {}", self.0)
-    }
-}
-
-impl Error for InvalidJson {}
-
-/// The branch's body is larger than the limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BodyTooLarge(usize);
-
-impl BodyTooLarge {
-    /// A body over `limit` bytes.
-    #[must_use]
-    pub const fn new(limit: usize) -> Self {
-        Self(limit)
-    }
-
-    /// The limit in bytes.
-    #[must_use]
-    pub const fn limit(&self) -> usize {
-        self.0
-    }
-}
-
-impl fmt::Display for BodyTooLarge {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "response body is larger than {} bytes", self.0)
-    }
-}
-
-impl Error for BodyTooLarge {}

@@ -102,35 +102,14 @@ mod json;
 mod response;
 mod template;
 
-pub use json::{
-    BodyTooLarge, DEFAULT_BODY_LIMIT, InvalidJson, ParseJson, ParseJsonFuture, ParseJsonLayer,
-    UnexpectedStatus,
-};
+pub use crate::error::{BodyTooLarge, InvalidJson, RequestError, UnexpectedStatus};
+pub use json::{DEFAULT_BODY_LIMIT, ParseJson, ParseJsonFuture, ParseJsonLayer};
 pub use response::{JsonResponse, error_response, to_problem};
-pub use template::{RequestError, Route, Target};
-
-use crate::error::BranchErrorKind;
+pub use template::{Route, Target};
 
 /// `x-palisade-completed`: `true` when every branch answered, `false` when
 /// the answer is partial (some branch missing or on its fallback) or failed.
 pub const COMPLETED_HEADER: HeaderName = HeaderName::from_static("x-palisade-completed");
-
-/// The kind of an HTTP branch failure, from the error chain.
-pub(crate) fn classify(
-    cause: &(dyn std::error::Error + 'static),
-) -> Option<(BranchErrorKind, Option<u16>)> {
-    use palisade_core::{cause_ref, is_caused_by};
-    if let Some(unexpected) = cause_ref::<UnexpectedStatus>(cause) {
-        return Some((BranchErrorKind::Status, Some(unexpected.status().as_u16())));
-    }
-    if is_caused_by::<InvalidJson>(cause) || is_caused_by::<BodyTooLarge>(cause) {
-        return Some((BranchErrorKind::InvalidResponse, None));
-    }
-    if is_caused_by::<RequestError>(cause) {
-        return Some((BranchErrorKind::Request, None));
-    }
-    None
-}
 
 /// Reads the [`Deadline`](palisade_core::Deadline) an HTTP request carries
 /// in its extensions: pass it to

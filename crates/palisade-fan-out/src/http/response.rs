@@ -16,8 +16,8 @@ use crate::error::{
     BranchError, BranchErrorKind, DeadlineElapsed, GatherError, NothingSucceeded,
     RequiredBranchFailed,
 };
-use crate::gather::Gathered;
 use crate::merge::{JsonMerge, Merge};
+use crate::state::Gathered;
 
 use super::COMPLETED_HEADER;
 

@@ -1,13 +1,16 @@
 //! Request templates: build each branch's request from the incoming one.
 
-use std::error::Error;
-use std::fmt;
 use std::sync::Arc;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use palisade_core::ConfigError;
 use palisade_core::path::{UnsafePath, check_path};
+
+use tower_service::Service;
+
+use crate::branch::Branch;
+use crate::error::RequestError;
 
 // ===== Route =====
 
@@ -554,46 +557,25 @@ fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
     })
 }
 
-// ===== RequestError =====
+// ===== Branch::http =====
 
-/// A branch request could not be built from the incoming request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RequestError {
-    /// The route's parameter is missing from the path, or empty.
-    MissingPathParam(Box<str>),
-    /// The incoming query has no such parameter (or, for a value placed in
-    /// the path, an empty one).
-    MissingQueryParam(Box<str>),
-    /// The incoming path does not match the route.
-    PathMismatch(Arc<str>),
-    /// The parameter's value would put a `.` or `..` segment into the
-    /// branch's path, in some server's reading of it (`..`, `..;`, `%2e%2e`,
-    /// `..%2F..%2Fadmin`, `..%5C`: see [`palisade_core::path`]).
-    DotSegment(Box<str>),
-    /// The parameter's value has something else a server could read as part
-    /// of a climb (a backslash, a NUL byte, an overlong UTF-8 encoding).
-    UnsafeValue(Box<str>, UnsafePath),
-    /// The filled template is not a valid URI.
-    InvalidUri,
-}
-
-impl fmt::Display for RequestError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::MissingPathParam(name) => write!(f, "missing path parameter `{name}`"),
-            Self::MissingQueryParam(name) => write!(f, "missing query parameter `{name}`"),
-            Self::PathMismatch(route) => write!(f, "path does not match route `{route}`"),
-            Self::DotSegment(name) => write!(f, "parameter `{name}` may not be `.` or `..`"),
-            Self::UnsafeValue(name, reason) => {
-                write!(f, "parameter `{name}` is refused: {reason}")
-            }
-            Self::InvalidUri => f.write_str("the filled template is not a valid uri"),
-        }
+impl<S, B, BB> Branch<S, Request<B>, Request<BB>>
+where
+    S: Service<Request<BB>>,
+    B: 'static,
+    BB: Default + 'static,
+{
+    /// A branch whose request is built by `target` (feature `http`): the
+    /// incoming path's parameters and query fill the target's template; the
+    /// method and chosen headers are forwarded. A request that cannot be
+    /// built (a missing parameter) fails the branch with reason `request`.
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn http(name: impl Into<Arc<str>>, service: S, target: Target) -> Self {
+        Self::fallible(name, service, move |request: &Request<B>| {
+            target.request::<B, BB>(request)
+        })
     }
 }
-
-impl Error for RequestError {}
 
 #[cfg(test)]
 mod tests {

@@ -222,14 +222,14 @@ impl MemoryBus {
                 .queues
                 .iter()
                 .find(|q| q.group.as_deref() == Some(group) && q.pattern == parsed)
-            {
-                queue.members.fetch_add(1, Ordering::Relaxed);
-                return Ok(MemorySubscription {
-                    queue: Arc::clone(queue),
-                    bus: Arc::downgrade(shared),
-                    member,
-                });
-            }
+        {
+            queue.members.fetch_add(1, Ordering::Relaxed);
+            return Ok(MemorySubscription {
+                queue: Arc::clone(queue),
+                bus: Arc::downgrade(shared),
+                member,
+            });
+        }
         let closed = shared.closed.load(Ordering::Acquire);
         let capacity = shared.settings.capacity;
         let queue = Arc::new(Queue {

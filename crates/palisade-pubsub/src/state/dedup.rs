@@ -145,11 +145,12 @@ impl DedupSet {
     fn evict_oldest(&mut self) -> bool {
         while let Some((id, seq)) = self.order.pop_front() {
             if let Some(State::Done { seq: s, .. }) = self.states.get(&*id)
-                && *s == seq {
-                    self.states.remove(&*id);
-                    self.done -= 1;
-                    return true;
-                }
+                && *s == seq
+            {
+                self.states.remove(&*id);
+                self.done -= 1;
+                return true;
+            }
         }
         false
     }

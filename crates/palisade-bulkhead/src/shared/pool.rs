@@ -26,52 +26,27 @@
 //!   `waiters > 0 ⇒ available ≤ 0`.
 //! - **Retirement**: an idle partition pool is retired with one CAS from
 //!   exactly "all permits available, nobody waiting, untouched since the last
-//!   sweep"; a retired pool admits nothing, so a caller that raced with the
-//!   sweep looks its key up again and gets a fresh pool.
+//!   sweep" (or, when an operator reclaims idle partitions now, "all permits
+//!   available, nobody waiting"); a retired pool admits nothing, so a caller
+//!   that raced with the sweep looks its key up again and gets a fresh pool.
+//!
+//! The word's layout and the waiter queue are in `state::admission`.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use palisade_core::{BulkheadFull, Listeners, Outcome};
 use tokio::time::Instant;
 
 use crate::event::{BulkheadEvent, LimitCause, RejectReason};
-use crate::handle::PoolSnapshot;
-use crate::limiter::{AdaptiveLimit, Limiter, Sample, Signal};
 use crate::metrics::PoolMetrics;
-
-/// The largest limit a pool accepts: keeps `available` (which can go as low
-/// as minus the largest limit ever set) within an `i32`.
-pub(crate) const MAX_LIMIT: usize = 1 << 29;
-/// The most calls that can wait on one pool.
-pub(crate) const MAX_WAITERS: usize = (1 << 30) - 1;
-
-const AVAIL_MASK: u64 = 0xFFFF_FFFF;
-const WAITERS_SHIFT: u32 = 32;
-const WAITERS_MASK: u64 = MAX_WAITERS as u64;
-const ONE_WAITER: u64 = 1 << WAITERS_SHIFT;
-const TOUCHED: u64 = 1 << 62;
-const RETIRED: u64 = 1 << 63;
-
-#[inline]
-fn avail(s: u64) -> i64 {
-    // The low 32 bits hold an i32.
-    i64::from(s as u32 as i32)
-}
-
-#[inline]
-fn waiters(s: u64) -> u64 {
-    (s >> WAITERS_SHIFT) & WAITERS_MASK
-}
-
-#[inline]
-fn with_avail(s: u64, available: i64) -> u64 {
-    debug_assert!(i64::from(i32::MIN) <= available && available <= i64::from(i32::MAX));
-    (s & !AVAIL_MASK) | u64::from(available as i32 as u32)
-}
+use crate::settings::{AdaptiveLimit, MAX_LIMIT, MAX_QUEUE};
+use crate::state::admission::{
+    ONE_WAITER, RETIRED, Slot, TOUCHED, WaitQueue, avail, waiters, with_avail,
+};
+use crate::state::limiter::{Limiter, Sample, Signal};
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Critical sections here never panic half-way through a change, so a
@@ -146,97 +121,6 @@ impl Common {
     }
 }
 
-// ===== WaitQueue =====
-
-#[derive(Debug)]
-enum Slot {
-    Free,
-    /// Waiting; the waker of the last poll, if polled yet.
-    Waiting(Option<Waker>),
-    /// A permit was handed over; the ticket has not claimed it yet.
-    Granted,
-}
-
-#[derive(Debug)]
-struct Entry {
-    generation: u32,
-    slot: Slot,
-}
-
-/// The waiters of one pool: a slab of slots and their FIFO order. Entries in
-/// `order` whose generation no longer matches their slot were cancelled; they
-/// are skipped, and compacted away when they outnumber the live ones.
-#[derive(Debug, Default)]
-struct WaitQueue {
-    entries: Vec<Entry>,
-    free: Vec<u32>,
-    order: VecDeque<(u32, u32)>,
-    stale: usize,
-}
-
-impl WaitQueue {
-    fn push(&mut self) -> (u32, u32) {
-        let index = if let Some(index) = self.free.pop() {
-            self.entries[index as usize].slot = Slot::Waiting(None);
-            index
-        } else {
-            let index =
-                u32::try_from(self.entries.len()).expect("waiters are bounded by MAX_WAITERS");
-            self.entries.push(Entry {
-                generation: 0,
-                slot: Slot::Waiting(None),
-            });
-            index
-        };
-        let generation = self.entries[index as usize].generation;
-        self.order.push_back((index, generation));
-        (index, generation)
-    }
-
-    fn is_live(&self, (index, generation): (u32, u32)) -> bool {
-        let entry = &self.entries[index as usize];
-        entry.generation == generation && matches!(entry.slot, Slot::Waiting(_))
-    }
-
-    /// Grants the oldest waiter; returns its waker.
-    fn grant_front(&mut self) -> Option<Waker> {
-        while let Some(front) = self.order.pop_front() {
-            if !self.is_live(front) {
-                self.stale -= 1;
-                continue;
-            }
-            let entry = &mut self.entries[front.0 as usize];
-            return match std::mem::replace(&mut entry.slot, Slot::Granted) {
-                Slot::Waiting(waker) => waker,
-                Slot::Free | Slot::Granted => unreachable!("checked live above"),
-            };
-        }
-        debug_assert!(false, "a waiter was counted but none is queued");
-        None
-    }
-
-    fn free(&mut self, index: u32) {
-        let entry = &mut self.entries[index as usize];
-        entry.slot = Slot::Free;
-        entry.generation = entry.generation.wrapping_add(1);
-        self.free.push(index);
-    }
-
-    /// Removes a waiter that was not granted; its place in `order` goes stale.
-    fn cancel(&mut self, index: u32) {
-        self.free(index);
-        self.stale += 1;
-        if self.stale > 32 && self.stale * 2 > self.order.len() {
-            let entries = &self.entries;
-            self.order.retain(|&(i, g)| {
-                let e = &entries[i as usize];
-                e.generation == g && matches!(e.slot, Slot::Waiting(_))
-            });
-            self.stale = 0;
-        }
-    }
-}
-
 // ===== Pool =====
 
 /// Why `try_acquire` failed.
@@ -270,6 +154,17 @@ pub(crate) enum Sweep {
     Kept,
     /// Idle since the previous sweep: retired, remove it.
     Retired,
+}
+
+/// A pool's figures at one moment (the handle turns them into a
+/// `PoolSnapshot`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PoolView {
+    pub(crate) limit: usize,
+    pub(crate) in_flight: usize,
+    pub(crate) queued: usize,
+    pub(crate) available: usize,
+    pub(crate) rejected: u64,
 }
 
 /// One pool of permits.
@@ -370,7 +265,7 @@ impl Pool {
             }
             let next = if waiters(s) == 0 && avail(s) > 0 {
                 with_avail(s, avail(s) - 1) | TOUCHED
-            } else if waiters(s) as usize >= max_queue.min(MAX_WAITERS) {
+            } else if waiters(s) as usize >= max_queue.min(MAX_QUEUE) {
                 return Enqueued::QueueFull;
             } else {
                 (s + ONE_WAITER) | TOUCHED
@@ -612,15 +507,14 @@ impl Pool {
         waiters(self.state.load(Ordering::Acquire)) as usize
     }
 
-    /// A consistent view of the pool (taken under its queue lock).
-    pub(crate) fn snapshot(&self) -> PoolSnapshot {
+    /// A consistent view of the pool's figures (taken under its queue lock).
+    pub(crate) fn view(&self) -> PoolView {
         let queue = lock(&self.queue);
         let limit = self.limit.load(Ordering::Acquire);
         let s = self.state.load(Ordering::Acquire);
         drop(queue);
         let held = usize::try_from(limit as i64 - avail(s)).unwrap_or(0);
-        PoolSnapshot {
-            partition: self.partition.clone(),
+        PoolView {
             limit,
             in_flight: held,
             queued: waiters(s) as usize,
@@ -668,6 +562,16 @@ impl Pool {
 
     /// Retires the pool if it has been idle since the previous sweep.
     pub(crate) fn sweep(&self) -> Sweep {
+        self.retire(false)
+    }
+
+    /// Retires the pool if it is idle now (nothing held, nobody waiting),
+    /// used since the previous sweep or not.
+    pub(crate) fn retire_if_idle(&self) -> Sweep {
+        self.retire(true)
+    }
+
+    fn retire(&self, now: bool) -> Sweep {
         let _queue = lock(&self.queue);
         let limit = self.limit.load(Ordering::Acquire) as i64;
         let mut s = self.state.load(Ordering::Acquire);
@@ -679,7 +583,7 @@ impl Pool {
                 self.state.fetch_or(TOUCHED, Ordering::AcqRel);
                 return Sweep::Busy;
             }
-            let (next, verdict) = if s & TOUCHED != 0 {
+            let (next, verdict) = if s & TOUCHED != 0 && !now {
                 (s & !TOUCHED, Sweep::Kept)
             } else {
                 (s | RETIRED, Sweep::Retired)
@@ -851,8 +755,9 @@ impl Drop for Ticket {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::VecDeque;
     use std::sync::atomic::AtomicUsize;
-    use std::task::Wake;
+    use std::task::{Wake, Waker};
 
     fn common() -> Arc<Common> {
         Arc::new(Common::new(
@@ -889,16 +794,6 @@ mod tests {
     }
 
     #[test]
-    fn packing_round_trips() {
-        for a in [-(1i64 << 29), -1, 0, 1, 1 << 29] {
-            let s = with_avail(TOUCHED | (5 * ONE_WAITER), a);
-            assert_eq!(avail(s), a);
-            assert_eq!(waiters(s), 5);
-            assert!(s & TOUCHED != 0 && s & RETIRED == 0);
-        }
-    }
-
-    #[test]
     fn acquire_release_and_limit() {
         let p = pool(2);
         let a = p.try_acquire().unwrap();
@@ -909,7 +804,7 @@ mod tests {
         let c = p.try_acquire().unwrap();
         drop((b, c));
         assert_eq!(p.in_flight(), 0);
-        assert_eq!(p.snapshot().available, 2);
+        assert_eq!(p.view().available, 2);
     }
 
     #[test]
@@ -996,7 +891,7 @@ mod tests {
         let again = p.try_acquire().unwrap();
         assert_eq!(p.try_acquire().unwrap_err(), TryAcquire::Full);
         drop((again, permits));
-        assert_eq!(p.snapshot().available, 2);
+        assert_eq!(p.view().available, 2);
     }
 
     #[test]
@@ -1038,6 +933,25 @@ mod tests {
     }
 
     #[test]
+    fn retire_if_idle_ignores_the_mark_but_not_a_call() {
+        let p = pool(2);
+        drop(p.try_acquire().unwrap());
+        let held = p.try_acquire().unwrap();
+        assert_eq!(p.retire_if_idle(), Sweep::Busy, "a permit is held");
+        drop(held);
+        assert_eq!(
+            p.retire_if_idle(),
+            Sweep::Retired,
+            "idle now, used since the last sweep"
+        );
+        assert_eq!(p.try_acquire().unwrap_err(), TryAcquire::Retired);
+        let waited_on = pool(1);
+        let _held = waited_on.try_acquire().unwrap();
+        let _ticket = queued(&waited_on);
+        assert_eq!(waited_on.retire_if_idle(), Sweep::Busy, "a call waits");
+    }
+
+    #[test]
     fn stale_entries_are_compacted() {
         let p = pool(1);
         let _held = p.try_acquire().unwrap();
@@ -1052,7 +966,7 @@ mod tests {
     fn acquire_or_wait(p: &Arc<Pool>, i: usize, cx: &mut Context<'_>) -> Option<Permit> {
         match p.try_acquire() {
             Ok(permit) => return Some(permit),
-            Err(_) if i % 3 == 0 => return None,
+            Err(_) if i.is_multiple_of(3) => return None,
             Err(_) => {}
         }
         match p.enqueue(8) {
@@ -1061,7 +975,7 @@ mod tests {
                 if let Poll::Ready(permit) = ticket.poll(cx) {
                     return Some(permit);
                 }
-                if i % 7 == 0 {
+                if i.is_multiple_of(7) {
                     return ticket.cancel();
                 }
                 std::hint::spin_loop();
@@ -1109,7 +1023,7 @@ mod tests {
         assert!(admitted.load(Ordering::Relaxed) > 10_000);
         assert_eq!(p.in_flight(), 0);
         assert_eq!(p.queued(), 0);
-        assert_eq!(p.snapshot().available, 3);
+        assert_eq!(p.view().available, 3);
     }
 
     // ---- Model test: the real pool against a small reference model. ----
@@ -1219,7 +1133,7 @@ mod tests {
                     }
                     Op::Poll(_) | Op::Cancel(_) | Op::Release(_) => {}
                 }
-                let snap = p.snapshot();
+                let snap = p.view();
                 prop_assert_eq!(snap.limit, limit);
                 prop_assert_eq!(snap.in_flight, held);
                 prop_assert_eq!(snap.queued, fifo.len());

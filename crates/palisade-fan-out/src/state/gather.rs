@@ -1,11 +1,8 @@
 //! What a gather collected: one [`BranchResult`] per branch, handed to the
-//! merge as a [`Gathered`].
+//! merge as a [`Gathered`]. Pure data: the gather future fills it.
 
 use std::fmt;
 use std::sync::Arc;
-
-use tokio::time::Instant;
-use tracing::Span;
 
 use crate::error::BranchError;
 
@@ -69,79 +66,14 @@ impl<T> BranchResult<T> {
     }
 }
 
-// ===== Entry =====
-
-/// Where a branch is in its gather (the unpinned half of its state; the
-/// pinned half, its service and call future, lives in the slot chunk).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Its request could not be built (the error waits in `result` as
-    /// `Missing`); settled on the first poll.
-    Unbuilt,
-    /// Waiting for a place under `max_in_flight`.
-    Queued,
-    /// Started: its service is being polled ready.
-    Starting,
-    /// Called: its response future is being polled.
-    Running,
-    /// Settled: `result` is set (or the gather is failing).
-    Done,
-}
-
-#[derive(Debug)]
-pub(crate) struct Entry<T> {
-    pub(crate) phase: Phase,
-    pub(crate) started: Option<Instant>,
-    pub(crate) deadline: Option<Instant>,
-    pub(crate) span: Span,
-    pub(crate) result: Option<BranchResult<T>>,
-}
-
-impl<T> Entry<T> {
-    pub(crate) const fn queued() -> Self {
-        Self {
-            phase: Phase::Queued,
-            started: None,
-            deadline: None,
-            span: Span::none(),
-            result: None,
-        }
-    }
-
-    pub(crate) const fn unbuilt(error: BranchError) -> Self {
-        Self {
-            phase: Phase::Unbuilt,
-            started: None,
-            deadline: None,
-            span: Span::none(),
-            result: Some(BranchResult::Missing(error)),
-        }
-    }
-
-    /// A slot past the last branch: never visited.
-    pub(crate) const fn vacant() -> Self {
-        Self {
-            phase: Phase::Done,
-            started: None,
-            deadline: None,
-            span: Span::none(),
-            result: None,
-        }
-    }
-
-    /// Started and not settled: holds a place under `max_in_flight`.
-    pub(crate) const fn is_active(&self) -> bool {
-        matches!(self.phase, Phase::Starting | Phase::Running)
-    }
-}
-
 // ===== Gathered =====
 
-/// Where a gather keeps its entries (inside its pinned slot chunk), as the
-/// merge sees them: by index, without the branch service's types.
-pub(crate) trait EntryTable<T> {
-    fn entry(&self, i: usize) -> Option<&Entry<T>>;
-    fn entry_mut(&mut self, i: usize) -> Option<&mut Entry<T>>;
+/// Where a gather keeps its branches' results (inside its pinned slot
+/// chunk), as the merge sees them: by index, without the branch service's
+/// types. `None` inside: no result (taken, or the branch was cancelled).
+pub(crate) trait ResultTable<T> {
+    fn result(&self, i: usize) -> Option<&Option<BranchResult<T>>>;
+    fn result_mut(&mut self, i: usize) -> Option<&mut Option<BranchResult<T>>>;
 }
 
 /// Every branch's result, in declaration order: what a
@@ -174,14 +106,14 @@ pub(crate) trait EntryTable<T> {
 pub struct Gathered<'a, T> {
     fan_out: &'a str,
     names: &'a [Arc<str>],
-    table: &'a mut dyn EntryTable<T>,
+    table: &'a mut dyn ResultTable<T>,
 }
 
 impl<'a, T> Gathered<'a, T> {
     pub(crate) fn new(
         fan_out: &'a str,
         names: &'a [Arc<str>],
-        table: &'a mut dyn EntryTable<T>,
+        table: &'a mut dyn ResultTable<T>,
     ) -> Self {
         Self {
             fan_out,
@@ -191,7 +123,7 @@ impl<'a, T> Gathered<'a, T> {
     }
 
     fn result(&self, i: usize) -> Option<&BranchResult<T>> {
-        self.table.entry(i)?.result.as_ref()
+        self.table.result(i)?.as_ref()
     }
 
     /// The fan-out's name.
@@ -243,7 +175,7 @@ impl<'a, T> Gathered<'a, T> {
     /// Removes and returns the result of the branch called `name`.
     pub fn take(&mut self, name: &str) -> Option<BranchResult<T>> {
         let i = self.names.iter().position(|n| &**n == name)?;
-        self.table.entry_mut(i)?.result.take()
+        self.table.result_mut(i)?.take()
     }
 }
 
@@ -272,7 +204,7 @@ impl<T: fmt::Debug> fmt::Debug for Gathered<'_, T> {
 /// declaration order.
 pub struct IntoIter<'a, T> {
     names: std::iter::Enumerate<std::slice::Iter<'a, Arc<str>>>,
-    table: &'a mut dyn EntryTable<T>,
+    table: &'a mut dyn ResultTable<T>,
 }
 
 impl<T> fmt::Debug for IntoIter<'_, T> {
@@ -287,7 +219,7 @@ impl<'a, T> Iterator for IntoIter<'a, T> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let (i, name) = self.names.next()?;
-            if let Some(result) = self.table.entry_mut(i).and_then(|e| e.result.take()) {
+            if let Some(result) = self.table.result_mut(i).and_then(Option::take) {
                 return Some((&**name, result));
             }
         }

@@ -16,6 +16,12 @@ use std::time::Duration;
 
 use palisade_core::BoxError;
 
+#[cfg(feature = "http")]
+mod http;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use self::http::{BodyTooLarge, InvalidJson, RequestError, UnexpectedStatus};
+
 // ===== BranchErrorKind =====
 
 /// Why a branch has no answer: the machine-readable part of a [`BranchError`].
@@ -106,7 +112,7 @@ fn classify(cause: &(dyn Error + 'static)) -> (BranchErrorKind, Option<u16>) {
         return (BranchErrorKind::Rejected, None);
     }
     #[cfg(feature = "http")]
-    if let Some(found) = crate::http::classify(cause) {
+    if let Some(found) = http::classify(cause) {
         return found;
     }
     (BranchErrorKind::Failed, None)
