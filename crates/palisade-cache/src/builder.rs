@@ -269,10 +269,10 @@ impl<P: Storage> CacheBuilder<P> {
     /// the registered cache under this name has another policy type.
     pub fn build(self) -> Result<CacheLayer<P>, ConfigError> {
         self.settings.validate()?;
-        if let Some(registry) = &self.registry {
-            if let Some(existing) = registry.get(&self.name) {
-                return downcast::<P>(&existing, &self.name).map(CacheLayer::from_shared);
-            }
+        if let Some(registry) = &self.registry
+            && let Some(existing) = registry.get(&self.name)
+        {
+            return downcast::<P>(&existing, &self.name).map(CacheLayer::from_shared);
         }
         let tier = match self.tier {
             Some(parts) => Some((parts.build)(&self.name)?),

@@ -503,14 +503,15 @@ where
         request: Req,
         fetch: &mut JobFetch<Req, S::Response, P>,
     ) -> StateOf<S, Req, P> {
-        if fetch.stale.is_none() && !fetch.background {
-            if let Some(tier) = &shared.tier {
-                return State::Tier {
-                    lookup: tier.get(fetch.key.text().into_owned()),
-                    service: Some(service),
-                    request: Some(request),
-                };
-            }
+        if fetch.stale.is_none()
+            && !fetch.background
+            && let Some(tier) = &shared.tier
+        {
+            return State::Tier {
+                lookup: tier.get(fetch.key.text().into_owned()),
+                service: Some(service),
+                request: Some(request),
+            };
         }
         Self::send(shared, service, request, fetch)
     }
@@ -652,17 +653,17 @@ where
                             }
                             Look::Wait => {}
                         }
-                        if let Some(deadline) = deadline {
-                            if deadline.as_mut().poll(cx).is_ready() {
-                                // Waited long enough: call the backend on
-                                // its own (nginx's proxy_cache_lock_timeout).
-                                let service = service.take().expect("a service to call");
-                                let request = request.take().expect("a request to send");
-                                let (shared, Job::Fetch(fetch)) = ctx else {
-                                    unreachable!("only fetches wait")
-                                };
-                                break Step::Next(Self::send(shared, service, request, fetch));
-                            }
+                        if let Some(deadline) = deadline
+                            && deadline.as_mut().poll(cx).is_ready()
+                        {
+                            // Waited long enough: call the backend on
+                            // its own (nginx's proxy_cache_lock_timeout).
+                            let service = service.take().expect("a service to call");
+                            let request = request.take().expect("a request to send");
+                            let (shared, Job::Fetch(fetch)) = ctx else {
+                                unreachable!("only fetches wait")
+                            };
+                            break Step::Next(Self::send(shared, service, request, fetch));
                         }
                         ready!(notified.as_mut().poll(cx));
                         notified.set(waiter.notified());
@@ -711,15 +712,13 @@ where
     match job {
         Job::Bypass { invalidate } => {
             let (response, success) = shared.policy.pass(response);
-            if success {
-                if let Some(key) = invalidate.take() {
-                    let base = key.base();
-                    shared.invalidate_local(&base, false);
-                    if let Some(delete) = shared.invalidate_tier(&base, false) {
-                        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                            runtime.spawn(delete);
-                        }
-                    }
+            if success && let Some(key) = invalidate.take() {
+                let base = key.base();
+                shared.invalidate_local(&base, false);
+                if let Some(delete) = shared.invalidate_tier(&base, false)
+                    && let Ok(runtime) = tokio::runtime::Handle::try_current()
+                {
+                    runtime.spawn(delete);
                 }
             }
             Step::Output(Ok(response))
@@ -870,12 +869,11 @@ where
             if fetch.background {
                 telemetry.refreshed(false, || fetch.key.text().into_owned());
             }
-            if failure {
-                if let Some(response) =
+            if failure
+                && let Some(response) =
                     serve_stale::<S, Req, P>(shared, fetch, StaleReason::Error, now)
-                {
-                    return Step::Output(Ok(response));
-                }
+            {
+                return Step::Output(Ok(response));
             }
             let response = shared.policy.respond(
                 &fetch.meta,
@@ -897,12 +895,11 @@ where
             if fetch.background {
                 telemetry.refreshed(false, || fetch.key.text().into_owned());
             }
-            if failure {
-                if let Some(stale) =
+            if failure
+                && let Some(stale) =
                     serve_stale::<S, Req, P>(shared, fetch, StaleReason::Error, now)
-                {
-                    return Step::Output(Ok(stale));
-                }
+            {
+                return Step::Output(Ok(stale));
             }
             Step::Output(Ok(response))
         }
@@ -1048,12 +1045,11 @@ where
             Step::Restart(service, request)
         }
         Outcome::Value { entry, failure, .. } => {
-            if failure {
-                if let Some(response) =
+            if failure
+                && let Some(response) =
                     serve_stale::<S, Req, P>(shared, fetch, StaleReason::Error, now)
-                {
-                    return Step::Output(Ok(response));
-                }
+            {
+                return Step::Output(Ok(response));
             }
             let response = shared.policy.respond(
                 &fetch.meta,
@@ -1071,12 +1067,11 @@ where
             }
         }
         Outcome::Passed { failure } => {
-            if failure {
-                if let Some(response) =
+            if failure
+                && let Some(response) =
                     serve_stale::<S, Req, P>(shared, fetch, StaleReason::Error, now)
-                {
-                    return Step::Output(Ok(response));
-                }
+            {
+                return Step::Output(Ok(response));
             }
             Step::Next(Engine::<S, Req, P>::send(shared, service, request, fetch))
         }

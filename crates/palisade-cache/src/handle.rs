@@ -279,10 +279,10 @@ impl CacheHandle {
 
     fn invalidate_with(&self, pattern: &str, prefix: bool) -> u64 {
         let removed = self.control.invalidate_local(pattern, prefix);
-        if let Some(delete) = self.control.invalidate_tier(pattern, prefix) {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(delete);
-            }
+        if let Some(delete) = self.control.invalidate_tier(pattern, prefix)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(delete);
         }
         removed
     }

@@ -244,14 +244,13 @@ impl OwnRedis {
         let client = redis::Client::open(url.as_str()).unwrap();
         tokio::time::timeout(Duration::from_secs(10), async {
             loop {
-                if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                    if redis::cmd("PING")
+                if let Ok(mut c) = client.get_multiplexed_async_connection().await
+                    && redis::cmd("PING")
                         .query_async::<String>(&mut c)
                         .await
                         .is_ok()
-                    {
-                        break;
-                    }
+                {
+                    break;
                 }
                 tokio::task::yield_now().await;
             }

@@ -443,10 +443,10 @@ impl Model {
                     return;
                 }
                 self.window.push_back((self.now, failed, slow));
-                if let WindowKind::Count(n) = self.cfg.window {
-                    if self.window.len() > n as usize {
-                        self.window.pop_front();
-                    }
+                if let WindowKind::Count(n) = self.cfg.window
+                    && self.window.len() > n as usize
+                {
+                    self.window.pop_front();
                 }
                 let mut reason = None;
                 if let Some(k) = self.cfg.consecutive {

@@ -431,14 +431,14 @@ async fn patch_bulkhead(
             );
         }
     };
-    if let Some(limit) = patch.max_concurrent_calls {
-        if let Err(err) = handle.set_limit(limit) {
-            return problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "bad bulkhead settings",
-                err.to_string(),
-            );
-        }
+    if let Some(limit) = patch.max_concurrent_calls
+        && let Err(err) = handle.set_limit(limit)
+    {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad bulkhead settings",
+            err.to_string(),
+        );
     }
     if let Some(ms) = patch.max_wait_ms {
         handle.set_max_wait(Duration::from_millis(ms));

@@ -1055,14 +1055,14 @@ impl Checker<'_> {
                 )?
                 .filter(|n| *n > 0),
         };
-        if let (Some(v), Some(n)) = (raw.server.worker_threads.as_ref(), server.worker_threads) {
-            if n > 1024 {
-                return self.err(
-                    v.span(),
-                    "server.worker_threads",
-                    format!("must be at most 1024, got {n}"),
-                );
-            }
+        if let (Some(v), Some(n)) = (raw.server.worker_threads.as_ref(), server.worker_threads)
+            && n > 1024
+        {
+            return self.err(
+                v.span(),
+                "server.worker_threads",
+                format!("must be at most 1024, got {n}"),
+            );
         }
 
         let admin = AdminConfig {

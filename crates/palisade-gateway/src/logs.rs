@@ -237,11 +237,11 @@ mod tests {
                 lines += 1;
                 counted += 1 + suppressed;
             }
-            if i % 100 == 0 {
-                if let Some(suppressed) = log.admit(FailureReason::Timeout) {
-                    lines += 1;
-                    counted += 1 + suppressed;
-                }
+            if i % 100 == 0
+                && let Some(suppressed) = log.admit(FailureReason::Timeout)
+            {
+                lines += 1;
+                counted += 1 + suppressed;
             }
         }
         assert!(lines <= 2 * 5 + 2, "{lines} lines");

@@ -335,7 +335,7 @@ impl Gateway {
                         _ = tick.tick() => {
                             state.upkeep();
                             ticks += 1;
-                            if ticks % 5 == 0 {
+                            if ticks.is_multiple_of(5) {
                                 handle.run_upkeep();
                             }
                         }

@@ -249,10 +249,10 @@ impl<K> RateLimitBuilder<K> {
             return Err(ConfigError::new("name", "must not be empty"));
         }
         self.settings.validate()?;
-        if let Some(registry) = &self.registry {
-            if let Some(existing) = registry.get(&self.name) {
-                return Ok(RateLimitLayer::from_shared(existing.shared(), self.key));
-            }
+        if let Some(registry) = &self.registry
+            && let Some(existing) = registry.get(&self.name)
+        {
+            return Ok(RateLimitLayer::from_shared(existing.shared(), self.key));
         }
         let hasher = DefaultHashBuilder::default();
         let base = crate::shared::Clock::new(self.settings.clock);

@@ -633,10 +633,10 @@ where
         };
         Poll::Ready(match result {
             Ok(Ok(mut res)) => {
-                if *this.want {
-                    if let Some(fields) = this.fields.take().or_else(|| late(None)) {
-                        fields.apply(res.headers_mut());
-                    }
+                if *this.want
+                    && let Some(fields) = this.fields.take().or_else(|| late(None))
+                {
+                    fields.apply(res.headers_mut());
                 }
                 Ok(res)
             }

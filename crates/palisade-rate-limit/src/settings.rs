@@ -537,13 +537,13 @@ impl RateLimitSettings {
                 format!("must be within (0, 60s], got {:?}", self.backend_timeout),
             ));
         }
-        if let Some(prefix) = &self.key_prefix {
-            if prefix.len() > MAX_KEY_PREFIX_LEN {
-                return Err(ConfigError::new(
-                    "key_prefix",
-                    format!("must be at most {MAX_KEY_PREFIX_LEN} bytes"),
-                ));
-            }
+        if let Some(prefix) = &self.key_prefix
+            && prefix.len() > MAX_KEY_PREFIX_LEN
+        {
+            return Err(ConfigError::new(
+                "key_prefix",
+                format!("must be at most {MAX_KEY_PREFIX_LEN} bytes"),
+            ));
         }
         Ok(())
     }

@@ -406,18 +406,18 @@ impl Shared {
             }
             #[cfg(feature = "redis")]
             Backend::Redis(store) => {
-                if let Some((k, hash)) = key {
-                    if let Some(retry_after) = store.cached_refusal(k, hash, now, max_delay) {
-                        store.metrics.cache_hit();
-                        let gcra = limits.tiers[tier].gcra;
-                        let decision = Decision::Reject {
-                            tat: now
-                                .saturating_add(retry_after)
-                                .saturating_add(gcra.tolerance()),
-                            retry_after,
-                        };
-                        return self.conclude(limits, tier, decision, now, None);
-                    }
+                if let Some((k, hash)) = key
+                    && let Some(retry_after) = store.cached_refusal(k, hash, now, max_delay)
+                {
+                    store.metrics.cache_hit();
+                    let gcra = limits.tiers[tier].gcra;
+                    let decision = Decision::Reject {
+                        tat: now
+                            .saturating_add(retry_after)
+                            .saturating_add(gcra.tolerance()),
+                        retry_after,
+                    };
+                    return self.conclude(limits, tier, decision, now, None);
                 }
                 let call = store.call(
                     store.redis_key(key.map(|(k, _)| k)),

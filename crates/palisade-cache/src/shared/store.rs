@@ -110,10 +110,10 @@ where
     /// Removes `key` if it still holds `entry` (an expired entry found by a
     /// read), leaving a newer one alone.
     pub(crate) fn remove_if_same(&self, key: &K, entry: &Arc<Entry<V>>) {
-        if let Some(current) = self.cache.get(key) {
-            if Arc::ptr_eq(&current, entry) {
-                self.cache.invalidate(key);
-            }
+        if let Some(current) = self.cache.get(key)
+            && Arc::ptr_eq(&current, entry)
+        {
+            self.cache.invalidate(key);
         }
     }
 

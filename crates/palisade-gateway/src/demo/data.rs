@@ -260,7 +260,7 @@ pub(crate) fn notifications(user_id: u64) -> Value {
     let items: Vec<Value> = (0..n)
         .map(|i| {
             let (kind, text) = pick(&NOTIFICATIONS, h(7, user_id, 10 + i));
-            json!({ "id": user_id * 100 + i, "kind": kind, "text": text, "read": h(7, user_id, 20 + i) % 3 == 0 })
+            json!({ "id": user_id * 100 + i, "kind": kind, "text": text, "read": h(7, user_id, 20 + i).is_multiple_of(3) })
         })
         .collect();
     let unread = items.iter().filter(|i| i["read"] == false).count();
