@@ -39,8 +39,8 @@ use http::{Request, Response, Uri};
 use palisade::bulkhead::{Bulkhead, BulkheadHandle, BulkheadLayer};
 use palisade::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer};
 use palisade::http::StatusClassifier;
-use palisade::retry::Retry;
 use palisade::retry::http::{Http, HttpRetryLayer, RetryBody};
+use palisade::retry::{Retry, RetryLayer};
 use palisade::{BoxError, BulkheadFull, Classify, ConfigError, Outcome, Registry, cause_ref};
 use tower::timeout::{Timeout, TimeoutLayer};
 use tower::util::{BoxCloneSyncService, Either, MapRequest};
@@ -179,7 +179,12 @@ impl UpstreamLayers {
         let retry = config
             .retry
             .as_ref()
-            .map(|r| r.builder(name).classifier(RetryClassifier::new()).build())
+            .map(|r| {
+                RetryLayer::http_builder(name)
+                    .settings(r.clone())
+                    .classifier(RetryClassifier::new())
+                    .build()
+            })
             .transpose()?;
         let circuit_breaker = config
             .circuit_breaker
@@ -194,7 +199,12 @@ impl UpstreamLayers {
         let bulkhead = config
             .bulkhead
             .as_ref()
-            .map(|b| b.builder(name).registry(bulkheads).build())
+            .map(|b| {
+                BulkheadLayer::builder(name)
+                    .settings(b.clone())
+                    .registry(bulkheads)
+                    .build()
+            })
             .transpose()?;
         Ok(Self {
             timeout: config.timeout,
