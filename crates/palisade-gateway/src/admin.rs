@@ -5,9 +5,11 @@
 //! | `GET /admin/circuit-breakers` | every breaker's state, window figures and settings ([`BreakerView`]) |
 //! | `GET /admin/circuit-breakers/{name}` | one breaker's |
 //! | `POST /admin/circuit-breakers/{name}/{action}` | `force-open`, `open`, `half-open`, `close`, `reset`, `disable`, `metrics-only`; answers the new view |
-//! | `GET /admin/bulkheads` | every bulkhead's limit, in-flight, waiting and rejected calls ([`BulkheadView`]) |
+//! | `GET /admin/bulkheads` | every bulkhead's `BulkheadSnapshot` ([`BulkheadView`]) |
 //! | `GET /admin/bulkheads/{name}` | one bulkhead's |
 //! | `PATCH /admin/bulkheads/{name}` | `{"max_concurrent_calls": n, "max_wait_ms": n}` (both optional); answers the new view |
+//! | `GET /admin/retries` | every upstream's retry layer: its settings in force and its budget (the retry crate's `RetrySnapshot`) |
+//! | `GET /admin/retries/{name}` | one upstream's |
 //! | `GET /admin/chaos` | every demo backend's chaos settings and injected counts |
 //! | `GET /admin/chaos/{backend}` | one backend's |
 //! | `PATCH /admin/chaos/{backend}` | change some settings (JSON, fields below); answers the new state |
@@ -38,23 +40,30 @@ use axum::routing::{get, post};
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use palisade::bulkhead::{BulkheadHandle, BulkheadSnapshot};
-use palisade::chaos::{ChaosHandle, ChaosSettings};
+use palisade::chaos::{ChaosHandle, ChaosSettings, ChaosSnapshot};
 use palisade::circuit_breaker::{
     CircuitBreakerHandle, CircuitBreakerSnapshot, SlidingWindow, State as BreakerState,
 };
 use palisade::http::Problem;
+use palisade::retry::RetrySnapshot;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::problem;
 use crate::state::AppState;
 
-/// A chaos layer's state as the admin API shows it.
+/// A demo backend's chaos layer as the admin API shows it: the crate's
+/// [`ChaosSnapshot`] as it is (`name`, `seed`, `settings`, `injected`),
+/// with the backend's address and, at the top level, the settings the
+/// `PATCH` body takes (durations in milliseconds).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ChaosView {
     /// The demo backend.
     pub backend: String,
     /// Its address.
     pub addr: String,
+    /// The chaos layer's own snapshot.
+    #[serde(flatten)]
+    pub snapshot: ChaosSnapshot,
     /// Injection on or off.
     pub enabled: bool,
     /// Outage on (every call fails with 503).
@@ -69,21 +78,6 @@ pub struct ChaosView {
     pub latency_min_ms: u64,
     /// Most added latency, ms.
     pub latency_max_ms: u64,
-    /// Faults injected so far, by kind.
-    pub injected: InjectedView,
-}
-
-/// Injected fault counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct InjectedView {
-    /// Delayed calls.
-    pub latency: u64,
-    /// Calls failed by the error rate.
-    pub error: u64,
-    /// Calls never answered.
-    pub abort: u64,
-    /// Calls failed by an outage.
-    pub outage: u64,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -94,8 +88,8 @@ impl ChaosView {
     /// The view of `handle`, the chaos layer of `backend` at `addr`.
     #[must_use]
     pub fn of(backend: &str, addr: &str, handle: &ChaosHandle) -> Self {
-        let s = handle.settings();
-        let i = handle.injected();
+        let snapshot = handle.snapshot();
+        let s = &snapshot.settings;
         Self {
             backend: backend.to_owned(),
             addr: addr.to_owned(),
@@ -106,12 +100,7 @@ impl ChaosView {
             latency_rate: s.latency_rate,
             latency_min_ms: millis(s.latency_min),
             latency_max_ms: millis(s.latency_max),
-            injected: InjectedView {
-                latency: i.latency,
-                error: i.error,
-                abort: i.abort,
-                outage: i.outage,
-            },
+            snapshot,
         }
     }
 }
@@ -270,10 +259,10 @@ fn apply_breaker_action(handle: &CircuitBreakerHandle, action: &str) -> bool {
 fn no_such(kind: &'static str, name: &str, known: &[String]) -> Response {
     problem(
         StatusCode::NOT_FOUND,
-        if kind == "circuit breaker" {
-            "no such circuit breaker"
-        } else {
-            "no such bulkhead"
+        match kind {
+            "circuit breaker" => "no such circuit breaker",
+            "retry layer" => "no such retry layer",
+            _ => "no such bulkhead",
         },
         format!(
             "no {kind} named `{name}` (known: {})",
@@ -334,46 +323,30 @@ async fn breaker_action(
 
 // ===== bulkheads =====
 
-/// A bulkhead as the admin API shows it, from its [`BulkheadSnapshot`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A bulkhead as the admin API shows it: the crate's [`BulkheadSnapshot`]
+/// as it is, with two fields in the names the `PATCH` body and the
+/// dashboard use.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BulkheadView {
-    /// The bulkhead's name (its upstream's).
-    pub name: String,
-    /// `fixed`, `aimd` or `gradient`.
-    pub limit_mode: &'static str,
-    /// The permit limit.
-    pub limit: usize,
-    /// Calls holding a permit.
-    pub in_flight: usize,
-    /// Calls waiting for a permit.
+    /// The bulkhead's own snapshot (`name`, `limit_mode`, `limit`,
+    /// `in_flight`, `queued`, `rejected`, `max_wait`, `max_queue`,
+    /// `partitioned`, `partitions`, `pools`, `settings`, ...).
+    #[serde(flatten)]
+    pub snapshot: BulkheadSnapshot,
+    /// Calls waiting for a permit (the snapshot's `queued`).
     pub waiting: usize,
-    /// Calls refused since the bulkhead was built.
-    pub rejected: u64,
-    /// How long a call may wait for a permit; `null`: no deadline.
+    /// How long a call may wait for a permit, ms; `null`: no deadline.
     pub max_wait_ms: Option<u64>,
-    /// How many calls may wait; `null`: no bound but time.
-    pub max_queue: Option<usize>,
-    /// Whether it has per-key partitions.
-    pub partitioned: bool,
-    /// Live keyed partitions.
-    pub partitions: usize,
 }
 
 impl BulkheadView {
     /// The view of `snapshot`.
     #[must_use]
-    pub fn of(snapshot: &BulkheadSnapshot) -> Self {
+    pub fn of(snapshot: BulkheadSnapshot) -> Self {
         Self {
-            name: snapshot.name.to_string(),
-            limit_mode: snapshot.limit_mode,
-            limit: snapshot.limit,
-            in_flight: snapshot.in_flight,
             waiting: snapshot.queued,
-            rejected: snapshot.rejected,
             max_wait_ms: (snapshot.max_wait != Duration::MAX).then(|| millis(snapshot.max_wait)),
-            max_queue: snapshot.max_queue,
-            partitioned: snapshot.partitioned,
-            partitions: snapshot.partitions,
+            snapshot,
         }
     }
 }
@@ -399,7 +372,7 @@ async fn list_bulkheads(State(state): State<AppState>) -> Response {
     let views: Vec<BulkheadView> = state
         .bulkheads()
         .snapshots()
-        .iter()
+        .into_iter()
         .map(BulkheadView::of)
         .collect();
     axum::Json(serde_json::json!({ "bulkheads": views })).into_response()
@@ -407,7 +380,7 @@ async fn list_bulkheads(State(state): State<AppState>) -> Response {
 
 async fn show_bulkhead(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     match bulkhead(&state, &name) {
-        Ok(h) => axum::Json(BulkheadView::of(&h.snapshot())).into_response(),
+        Ok(h) => axum::Json(BulkheadView::of(h.snapshot())).into_response(),
         Err(res) => *res,
     }
 }
@@ -444,7 +417,34 @@ async fn patch_bulkhead(
         handle.set_max_wait(Duration::from_millis(ms));
     }
     tracing::info!(bulkhead = %name, ?patch, "bulkhead changed through the admin API");
-    axum::Json(BulkheadView::of(&handle.snapshot())).into_response()
+    axum::Json(BulkheadView::of(handle.snapshot())).into_response()
+}
+
+// ===== retries =====
+
+/// Every upstream's retry layer, by the crate's own [`RetrySnapshot`]: its
+/// settings in force and what its budget holds.
+fn retry_snapshots(state: &AppState) -> Vec<RetrySnapshot> {
+    state
+        .upstreams()
+        .filter_map(|up| up.layers().retry())
+        .map(|h| h.snapshot())
+        .collect()
+}
+
+async fn list_retries(State(state): State<AppState>) -> Response {
+    axum::Json(serde_json::json!({ "retries": retry_snapshots(&state) })).into_response()
+}
+
+async fn show_retry(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    let snapshots = retry_snapshots(&state);
+    match snapshots.iter().find(|s| *s.name == *name) {
+        Some(s) => axum::Json(s).into_response(),
+        None => {
+            let known: Vec<String> = snapshots.iter().map(|s| s.name.to_string()).collect();
+            no_such("retry layer", &name, &known)
+        }
+    }
 }
 
 // ===== chaos =====
@@ -748,6 +748,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             "/bulkheads/{name}",
             get(show_bulkhead).patch(patch_bulkhead),
         )
+        .route("/retries", get(list_retries))
+        .route("/retries/{name}", get(show_retry))
         .route("/chaos", get(list))
         .route("/chaos/{backend}", get(show).patch(patch))
         .route("/chaos/{backend}/reset", post(reset))

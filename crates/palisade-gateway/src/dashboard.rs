@@ -114,19 +114,17 @@ pub struct BreakerTile {
     pub rejected: u64,
 }
 
-/// A bulkhead's figures on a tile.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A bulkhead on a tile: the crate's [`BulkheadSnapshot`] as it is
+/// (`in_flight`, `limit`, `rejected`, ...), with what the tile adds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BulkheadTile {
-    /// Calls holding a permit.
-    pub in_flight: u64,
-    /// The permit limit.
-    pub limit: u64,
-    /// Calls waiting for a permit.
-    pub waiting: u64,
+    /// The bulkhead's own snapshot.
+    #[serde(flatten)]
+    pub snapshot: BulkheadSnapshot,
+    /// Calls waiting for a permit (the snapshot's `queued`).
+    pub waiting: usize,
     /// Calls it refused in the dashboard's window (as callers saw them).
     pub refused: u64,
-    /// Calls it refused since start.
-    pub rejected: u64,
 }
 
 /// The aggregator on the dashboard.
@@ -163,14 +161,11 @@ impl BreakerTile {
 impl BulkheadTile {
     /// The tile of a bulkhead's `snapshot`.
     #[must_use]
-    pub fn of(snapshot: &BulkheadSnapshot) -> Self {
-        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+    pub fn of(snapshot: BulkheadSnapshot) -> Self {
         Self {
-            in_flight: n(snapshot.in_flight),
-            limit: n(snapshot.limit),
-            waiting: n(snapshot.queued),
+            waiting: snapshot.queued,
             refused: 0,
-            rejected: snapshot.rejected,
+            snapshot,
         }
     }
 }
@@ -230,7 +225,7 @@ pub fn snapshot_since(state: &AppState, sent: &BTreeMap<String, u64>) -> Dashboa
                     }),
                 bulkhead: state.bulkheads().get(up.name()).map(|h| BulkheadTile {
                     refused: s.refused_by_bulkhead,
-                    ..BulkheadTile::of(&h.snapshot())
+                    ..BulkheadTile::of(h.snapshot())
                 }),
                 chaos,
             }

@@ -40,7 +40,7 @@ use palisade::bulkhead::{Bulkhead, BulkheadHandle, BulkheadLayer};
 use palisade::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer};
 use palisade::http::StatusClassifier;
 use palisade::retry::http::{Http, HttpRetryLayer, RetryBody};
-use palisade::retry::{Retry, RetryLayer};
+use palisade::retry::{Retry, RetryHandle, RetryLayer};
 use palisade::{BoxError, BulkheadFull, Classify, ConfigError, Outcome, Registry, cause_ref};
 use tower::timeout::{Timeout, TimeoutLayer};
 use tower::util::{BoxCloneSyncService, Either, MapRequest};
@@ -233,6 +233,12 @@ impl UpstreamLayers {
     #[must_use]
     pub const fn retries(&self) -> bool {
         self.retry.is_some()
+    }
+
+    /// The retry layer's handle, if the stack retries.
+    #[must_use]
+    pub fn retry(&self) -> Option<RetryHandle> {
+        self.retry.as_ref().map(RetryLayer::handle)
     }
 }
 
