@@ -18,7 +18,7 @@
 //! whose `field` is the setting's name, is reported at the key written for
 //! it. Durations in those tables are strings (`deadline = "500ms"`) or, as
 //! everywhere in this file, integers of milliseconds in keys ending in `_ms`
-//! (`deadline_ms = 500`). See [`document`] for how keys are placed.
+//! (`deadline_ms = 500`). `document.rs` places the keys.
 //!
 //! The gateway's own sections (server, admin, log, demo, upstream, route)
 //! use keys ending in `_ms` for durations; percentages are numbers in

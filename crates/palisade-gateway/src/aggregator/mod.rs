@@ -42,6 +42,9 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
+pub mod panel;
+pub(crate) mod route;
+
 use crate::config::{AGGREGATOR_ROUTE, AggregatorConfig, BranchConfig};
 use crate::logs::FailureReason;
 use crate::routes::X_REQUEST_ID;

@@ -13,8 +13,8 @@ use palisade::circuit_breaker::CircuitBreakerHandle;
 use tokio::sync::watch;
 
 use crate::config::{AggregatorConfig, Config, RouteConfig, UpstreamTarget};
-use crate::server::StartError;
-use crate::upstream::Upstream;
+use crate::lifecycle::server::StartError;
+use crate::proxy::upstream::Upstream;
 
 /// The process-wide Prometheus recorder, installed on first use.
 ///
@@ -281,7 +281,7 @@ impl AppState {
     /// reports, per upstream, the failures the log held back in the seconds
     /// that ended ([`FailureLog::report_suppressed`]), and folds those
     /// seconds into each upstream's history for the dashboard's sparklines
-    /// ([`UpstreamStats::fold_history`](crate::stats::UpstreamStats::fold_history)).
+    /// ([`UpstreamStats::fold_history`](crate::proxy::stats::UpstreamStats::fold_history)).
     ///
     /// [`FailureLog::report_suppressed`]: crate::logs::FailureLog::report_suppressed
     pub fn upkeep(&self) {

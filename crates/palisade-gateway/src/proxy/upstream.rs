@@ -48,8 +48,8 @@ use tower::{Layer, ServiceBuilder};
 
 use crate::config::UpstreamConfig;
 use crate::logs::FailureLog;
+use crate::proxy::stats::{Stats, UpstreamStats};
 use crate::proxy::{ClientService, HttpClient, is_client_fault};
-use crate::stats::{Stats, UpstreamStats};
 
 /// The body conversion between retry and the breaker: retry hands on
 /// `Request<RetryBody<Body>>`, the rest of the stack takes `Request<Body>`.
