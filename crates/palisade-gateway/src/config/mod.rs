@@ -528,5 +528,12 @@ mod tests {
         let err = Config::parse("c", &both).unwrap_err();
         assert_eq!(err.key(), "upstreams.u.retry.deadline_ms");
         assert!(err.message().contains("not both"), "{err}");
+        let outside = format!("{base}attempt_timeout_ms = 100\n");
+        let err = Config::parse("d", &outside).unwrap_err();
+        assert_eq!(err.key(), "upstreams.u.retry.attempt_timeout_ms");
+        assert!(
+            err.message().contains("inside the circuit breaker"),
+            "{err}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use palisade::ConfigError;
 use palisade::bulkhead::BulkheadSettings;
 use palisade::retry::RetrySettings;
 use serde::Deserialize;
@@ -142,6 +143,17 @@ impl Checker<'_> {
             retry
                 .validate()
                 .map_err(|e| self.settings_err(&path("retry"), &format!("{key}.retry"), &e))?;
+            if retry.attempt_timeout.is_some() {
+                // The retry layer's own would sit outside the breaker, which
+                // would then never count a hung attempt.
+                let e = ConfigError::new(
+                    "attempt_timeout",
+                    format!(
+                        "not set here: the per-attempt timeout is `{key}.attempt_timeout_ms`, a layer inside the circuit breaker"
+                    ),
+                );
+                return Err(self.settings_err(&path("retry"), &format!("{key}.retry"), &e));
+            }
         }
         if let Some(bulkhead) = &up.bulkhead {
             bulkhead.validate().map_err(|e| {
