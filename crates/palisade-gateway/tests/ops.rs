@@ -846,6 +846,21 @@ async fn the_admin_api_shows_the_crates_own_snapshots() {
     assert_eq!(bulkhead["queued"], 0);
     assert_eq!(bulkhead["pools"].as_array().unwrap().len(), 1);
 
+    // Once an App has built the aggregator, its fan-out is listed.
+    let fan_outs = send(&c, admin("/admin/fan-outs")).await.json();
+    let fan_out = &fan_outs["fan_outs"][0];
+    assert_eq!(fan_out["name"], "dashboard");
+    assert_eq!(fan_out["settings"]["deadline"], "2s");
+    assert_eq!(fan_out["branches"][0]["name"], "user");
+    assert_eq!(fan_out["branches"][0]["settings"]["required"], true);
+    assert_eq!(fan_out["branches"][0]["settings"]["timeout"], "250ms");
+    let snap = palisade_gateway::dashboard::snapshot(&gw.state);
+    let tile = snap.aggregator.expect("the aggregator's tile");
+    assert_eq!(
+        tile.fan_out.expect("its fan-out's snapshot").branches.len(),
+        6
+    );
+
     let chaos = send(&c, admin("/admin/chaos/user")).await.json();
     assert_eq!(chaos["name"], "demo-user");
     assert_eq!(chaos["settings"]["outage"], false);

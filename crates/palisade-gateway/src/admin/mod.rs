@@ -10,6 +10,7 @@
 //! | `PATCH /admin/bulkheads/{name}` | `{"max_concurrent_calls": n, "max_wait_ms": n}` (both optional); answers the new view |
 //! | `GET /admin/retries` | every upstream's retry layer: its settings in force and its budget (the retry crate's `RetrySnapshot`) |
 //! | `GET /admin/retries/{name}` | one upstream's |
+//! | `GET /admin/fan-outs` | the aggregator's fan-out: its settings and branches (the fan-out crate's `FanOutSnapshot`) |
 //! | `GET /admin/chaos` | every demo backend's chaos settings and injected counts |
 //! | `GET /admin/chaos/{backend}` | one backend's |
 //! | `PATCH /admin/chaos/{backend}` | change some settings (JSON, fields below); answers the new state |
@@ -51,9 +52,13 @@ use serde::{Deserialize, Serialize};
 use crate::lifecycle::state::AppState;
 use crate::proxy::errors::problem;
 
+/// The admin API's config section: `[admin]`.
+pub use crate::config::AdminConfig;
+
 pub mod breakers;
 pub mod bulkheads;
 pub mod chaos;
+pub mod fan_outs;
 pub mod retries;
 
 pub use breakers::{BreakerConfigView, BreakerView, ProbesView};
@@ -136,6 +141,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(breakers::routes())
         .merge(bulkheads::routes())
         .merge(retries::routes())
+        .merge(fan_outs::routes())
         .merge(chaos::routes())
         .fallback(admin_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))

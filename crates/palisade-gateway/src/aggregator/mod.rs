@@ -45,7 +45,8 @@ use tower::{Service, ServiceExt};
 pub mod panel;
 pub(crate) mod route;
 
-use crate::config::{AGGREGATOR_ROUTE, AggregatorConfig, BranchConfig};
+/// The aggregator's config section: `[aggregator]`.
+pub use crate::config::{AGGREGATOR_ROUTE, AggregatorConfig, BranchConfig};
 use crate::logs::FailureReason;
 use crate::routes::X_REQUEST_ID;
 
@@ -63,7 +64,8 @@ pub type Aggregator<S> = FanOut<S, Request<Body>, Request<Body>, JsonResponse<Bo
 /// # Errors
 ///
 /// The fan-out builder's or a target template's [`ConfigError`] (the config
-/// checks them at load time, so a loaded config builds).
+/// checks the same settings, branch names and templates at load time, so a
+/// loaded config builds).
 pub fn build<S>(
     config: &AggregatorConfig,
     mut branch: impl FnMut(&BranchConfig) -> (S, String),

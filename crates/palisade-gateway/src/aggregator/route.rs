@@ -37,10 +37,11 @@ pub(crate) fn routes(state: &AppState, stacks: &BTreeMap<&str, UpstreamStack>) -
         });
         match built {
             Ok(aggregator) => {
+                state.fan_outs().register(aggregator.handle());
                 let timed = Gathered::new(aggregator, config, Arc::clone(&state.inner.waterfall));
                 return Router::new().route(crate::config::AGGREGATOR_ROUTE, get_service(timed));
             }
-            // Validation builds the same fan-out: not for a loaded config.
+            // The config checks what the builder checks: not for a loaded config.
             Err(err) => {
                 tracing::error!(%err, "the aggregator does not build; its route is not served")
             }

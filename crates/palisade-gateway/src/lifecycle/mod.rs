@@ -4,6 +4,9 @@
 //! (readiness grace, drain) and the liveness, readiness and metrics
 //! endpoints.
 
+/// The lifecycle's config section: `[server]`.
+pub use crate::config::ServerConfig;
+
 pub(crate) mod drain;
 pub mod server;
 pub mod state;

@@ -10,6 +10,7 @@ use palisade::Registry;
 use palisade::bulkhead::BulkheadHandle;
 use palisade::chaos::ChaosHandle;
 use palisade::circuit_breaker::CircuitBreakerHandle;
+use palisade::fan_out::FanOutHandle;
 use tokio::sync::watch;
 
 use crate::config::{AggregatorConfig, Config, RouteConfig, UpstreamTarget};
@@ -152,6 +153,7 @@ pub(crate) struct Inner {
     pub(crate) chaos: Registry<ChaosHandle>,
     pub(crate) circuit_breakers: Registry<CircuitBreakerHandle>,
     pub(crate) bulkheads: Registry<BulkheadHandle>,
+    pub(crate) fan_outs: Registry<FanOutHandle>,
     pub(crate) admin_token: Option<Arc<str>>,
     pub(crate) body_limit: usize,
     pub(crate) access_log: crate::logs::AccessLog,
@@ -232,6 +234,7 @@ impl AppState {
                 chaos,
                 circuit_breakers,
                 bulkheads,
+                fan_outs: Registry::new(),
                 admin_token: admin_token.map(Arc::from),
                 body_limit: config.server.body_limit_bytes,
                 access_log: config.log.access_log,
@@ -269,6 +272,14 @@ impl AppState {
     #[must_use]
     pub fn bulkheads(&self) -> &Registry<BulkheadHandle> {
         &self.inner.bulkheads
+    }
+
+    /// The aggregator's fan-out, once an [`App`](crate::App) has built it
+    /// (every worker's is built from the same config, so has the same
+    /// snapshot).
+    #[must_use]
+    pub fn fan_outs(&self) -> &Registry<FanOutHandle> {
+        &self.inner.fan_outs
     }
 
     /// The shutdown state.

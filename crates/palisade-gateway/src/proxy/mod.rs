@@ -12,4 +12,6 @@ pub(crate) mod route;
 pub mod stats;
 pub mod upstream;
 
+/// The proxy's config sections: `[upstreams.<name>]` and `[[routes]]`.
+pub use crate::config::{CircuitBreakerConfig, RouteConfig, UpstreamConfig, UpstreamTarget};
 pub use client::*;

@@ -10,7 +10,7 @@
 //! ```text
 //! statistics (dashboard)     sees what a caller sees, rejections and timeouts included
 //!   overall timeout          `timeout_ms`: tower's Timeout around everything, retries included
-//!     retry (with budget)    `[retry]`: RetryLayer::http_builder; hands on Request<RetryBody<Body>>;
+//!     retry (with budget)    `[retry]`: RetryLayer::http_builder + RetrySettings; hands on Request<RetryBody<Body>>;
 //!                            never retries the client's own faults (RetryClassifier)
 //!       (body as Body)       map_request(|r| r.map(Body::new))
 //!         circuit breaker    `[circuit_breaker]`: counts every attempt; 5xx and errors fail,
@@ -162,14 +162,17 @@ pub struct UpstreamLayers {
 }
 
 impl UpstreamLayers {
-    /// Builds the layers of upstream `name` from `config`, each named
-    /// `name`, registering the breaker and the bulkhead in the registries
-    /// (a name already registered gives the registered instance).
+    /// Builds the layers of upstream `name` from `config`, once, each named
+    /// `name`: retry and the bulkhead from their crates' settings as
+    /// configured (`.settings(..)`), registering the breaker and the
+    /// bulkhead in the registries (a name already registered gives the
+    /// registered instance).
     ///
     /// # Errors
     ///
     /// A builder's [`ConfigError`] (a loaded config has been checked with the
-    /// same builders, so it builds).
+    /// crates' `validate()`, and the breaker's table with its builder, so it
+    /// builds).
     pub fn build(
         name: &str,
         config: &UpstreamConfig,
