@@ -325,7 +325,6 @@ mod tests {
             v,
             Times::new(now, Duration::ZERO, &lifetime),
             1,
-            Duration::from_secs(1),
         ))
     }
 

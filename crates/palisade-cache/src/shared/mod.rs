@@ -141,7 +141,7 @@ impl<P: Storage> Shared<P> {
         };
         telemetry.size(0, 0);
         Self {
-            store: Store::new(&telemetry.name, settings.max_bytes),
+            store: Store::new(settings.max_bytes, settings.max_entry_bytes),
             flights: Arc::new(Flights::new()),
             policy,
             settings,
@@ -174,7 +174,7 @@ impl<P: Storage> Shared<P> {
     ) -> Arc<Entry<P::Value>> {
         let weight = (self.policy.weigh(key, &value) + ENTRY_OVERHEAD) as u64;
         let times = Times::new(now, age, lifetime);
-        Arc::new(Entry::new(value, times, weight, times.remaining(now)))
+        Arc::new(Entry::new(value, times, weight))
     }
 
     /// Stores `entry` under `key` unless the cache was invalidated since
@@ -204,13 +204,8 @@ impl<P: Storage> Shared<P> {
             bytes: u64::from(entry.weight),
             fresh_for: entry.times.lifetime().fresh,
         });
+        // The store evicts within the insert what the bound needs.
         self.store.insert(key, Arc::clone(entry));
-        if self.store.bytes() > self.settings.max_bytes {
-            // moka applies evictions in batches (every 64 writes); past the
-            // bound, apply them now so the bound holds at all times, not
-            // only between batches.
-            self.store.run_pending_tasks();
-        }
         self.publish_size();
         true
     }
@@ -253,7 +248,7 @@ impl<P: Storage> Shared<P> {
     /// responses.
     pub(crate) fn invalidate_local(&self, pattern: &str, prefix: bool) -> u64 {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        let removed = self.store.remove_matching(|key| {
+        let removed = self.store.remove_matching(|key, _| {
             let base = key.base();
             if prefix {
                 base.starts_with(pattern)
@@ -280,7 +275,6 @@ impl<P: Storage> Shared<P> {
         self.generation.fetch_add(1, Ordering::AcqRel);
         let removed = self.store.clear();
         self.telemetry.invalidated.add(removed);
-        self.store.run_pending_tasks();
         self.publish_size();
         removed
     }
