@@ -189,7 +189,7 @@ impl<P: Storage> Control for Shared<P> {
     }
 
     fn run_pending_tasks(&self) {
-        self.store.remove_expired(tokio::time::Instant::now());
+        self.store.remove_expired(self.clock.now());
         self.publish_size();
     }
 

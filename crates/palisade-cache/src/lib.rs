@@ -263,7 +263,7 @@ pub use policy::{
 pub use service::Cache;
 #[cfg(feature = "redis")]
 pub use settings::RedisSettings;
-pub use settings::{CacheSettings, MAX_BYTES, MAX_DURATION, MAX_ENTRY_BYTES};
+pub use settings::{CacheSettings, ClockSource, MAX_BYTES, MAX_DURATION, MAX_ENTRY_BYTES};
 pub use shared::SharedTierSnapshot;
 pub use state::{Decision, Directives, Freshness, Lifetime, NotStored, decide, is_failure_status};
 

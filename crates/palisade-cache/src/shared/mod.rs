@@ -3,6 +3,7 @@
 //! ([`store`]), the flights of coalesced misses ([`flight`]), the shared
 //! tier and the telemetry.
 
+pub(crate) mod clock;
 pub(crate) mod flight;
 pub(crate) mod store;
 
@@ -22,6 +23,7 @@ use crate::policy::{AdmitContext, CacheKey, ENTRY_OVERHEAD, Storage};
 use crate::settings::CacheSettings;
 use crate::state::{Lifetime, Times};
 
+use self::clock::Clock;
 use self::flight::Flights;
 use self::store::{Entry, Store};
 
@@ -104,6 +106,8 @@ pub(crate) struct Shared<P: Storage> {
     pub(crate) settings: CacheSettings,
     pub(crate) admit: AdmitContext,
     pub(crate) store: Store<P::Key, P::Value>,
+    /// What judges freshness: read once per request.
+    pub(crate) clock: Clock,
     pub(crate) flights: Arc<Flights<P::Key, P::Value>>,
     pub(crate) telemetry: Arc<Telemetry>,
     pub(crate) tier: Option<Arc<dyn SharedTier>>,
@@ -142,6 +146,7 @@ impl<P: Storage> Shared<P> {
         telemetry.size(0, 0);
         Self {
             store: Store::new(settings.max_bytes, settings.max_entry_bytes),
+            clock: Clock::new(settings.clock),
             flights: Arc::new(Flights::new()),
             policy,
             settings,
@@ -225,7 +230,7 @@ impl<P: Storage> Shared<P> {
         let Some(value) = self.policy.encode(&entry.value) else {
             return;
         };
-        let now = Instant::now();
+        let now = self.clock.now();
         let tier_entry = TierEntry {
             value,
             lifetime: entry.times.lifetime(),
