@@ -165,8 +165,7 @@ mod tests {
             assert!(shards.is_power_of_two());
             assert!(
                 shards == 1
-                    || (max_bytes / shards) * 97 / 100
-                        >= max_entry_bytes + ENTRY_OVERHEAD as u64,
+                    || (max_bytes / shards) * 97 / 100 >= max_entry_bytes + ENTRY_OVERHEAD as u64,
                 "{max_bytes} / {shards} for {max_entry_bytes}"
             );
         }
