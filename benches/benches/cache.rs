@@ -22,7 +22,9 @@
 //! Instructions per hit, repeatable on a busy machine: with
 //! `PALISADE_CACHE_HIT_LOOP=<variant>:<n>` the binary runs `n` hits of one
 //! variant (`identity`, `quick_cache_get`, `moka_get`, `palisade_cache`,
-//! `palisade_cache_coarse`, `tower_resilience_cache`) and exits, without divan. Under
+//! `palisade_cache_coarse`, `tower_resilience_cache`, and
+//! `http_palisade_cache`, whose count includes building each request) and
+//! exits, without divan. Under
 //! `valgrind --tool=callgrind`, two runs of different `n` give the
 //! instructions of one hit by difference (`scripts` in
 //! `docs/benchmarks.md#cache`).
@@ -475,6 +477,18 @@ mod hit_loop {
                     .layer(Identity),
                 n,
             ),
+            "http_palisade_cache" => {
+                let mut svc = CacheLayer::http_builder("loop")
+                    .build()
+                    .unwrap()
+                    .layer(Origin);
+                enter_runtime(|| {
+                    call_now(&mut svc, product()).unwrap();
+                    for _ in 0..n {
+                        black_box(call_now(&mut svc, product()).unwrap());
+                    }
+                });
+            }
             other => panic!("unknown variant {other}"),
         }
     }
