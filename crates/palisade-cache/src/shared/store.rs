@@ -79,10 +79,13 @@ where
 {
     pub(crate) fn new(max_bytes: u64, max_entry_bytes: u64) -> Self {
         let shards = shards(max_bytes, max_entry_bytes);
-        // The expected count of entries sizes the record of recently
-        // evicted keys (S3-FIFO's ghost queue); at least 32 per shard, or
-        // quick_cache merges shards.
-        let estimated_items = usize::try_from(max_bytes / 512)
+        // The expected count of entries (here: one per 2 KiB) sizes the
+        // record of recently evicted keys (S3-FIFO's ghost queue, half as
+        // many as the entries). The record lives outside `max_bytes`: a
+        // slot of the store's slab and one of its table per key, so about
+        // 2 % to 4 % of `max_bytes` at most. At least 32 entries per
+        // shard, or quick_cache merges shards.
+        let estimated_items = usize::try_from(max_bytes / 2048)
             .unwrap_or(usize::MAX)
             .max(32 * shards);
         let options = OptionsBuilder::new()
