@@ -279,8 +279,15 @@ impl CountWindow {
         // The same outcome replacing itself changes nothing: skip the write
         // so a healthy service's calls leave the ring's cache lines shared.
         if slot.load(Relaxed) == new {
-            return (flags != 0).then(|| Recorded {
-                totals: self.totals(),
+            if flags == 0 {
+                return None;
+            }
+            // A failure or slow call is judged all the same, on the latest
+            // totals (a read-modify-write, not a load that may lag behind the
+            // other writers' updates).
+            let latest = self.hot.0.totals.fetch_add(0, AcqRel);
+            return Some(Recorded {
+                totals: self.decode(latest),
                 publish: false,
             });
         }
