@@ -118,6 +118,63 @@
 //! allocation, no boxing, no clock read unless a time window, slow-call
 //! detection or an outcome listener needs one.
 //!
+//! # Spawning
+//!
+//! `tokio::spawn(async move { svc.ready().await?.call(req).await })` can fail
+//! to compile with "implementation of `FnOnce` is not general enough" (or of
+//! `From`) when the request or error type holds a lifetime, `BoxError`'s
+//! `'static` included. The cause is rustc (rust-lang/rust#110338), not a bound
+//! of this layer that could be loosened: in what an `async` block keeps across
+//! an `.await`, rustc forgets the lifetimes, then must prove the service's
+//! bounds (`S::Error: Into<BoxError>`, `C: Classify<S::Response, S::Error>`,
+//! `service_fn`'s `FnMut(Req)`) for every lifetime, which it cannot. tower's
+//! own `Timeout` fails the same way. What compiles:
+//!
+//! - spawn the call's future itself rather than an `async` block around it:
+//!   `tokio::spawn(svc.oneshot(req))`;
+//! - or box the service first (`tower::util::BoxCloneSyncService`), whose
+//!   future is a `Pin<Box<dyn Future + Send>>`, and hold that in the block;
+//! - or use request and error types without lifetimes (`u32`,
+//!   `std::io::Error`, an error enum of your own).
+//!
+//! A closure classifier needs the `&` of its parameter written out,
+//! `|result: &Result<_, _>| ...`: without it rustc infers one lifetime instead
+//! of every lifetime, and the closure is no
+//! [`Classify`] (`Fn(&Result<T, E>) -> Outcome`) anywhere.
+//!
+//! ```
+//! use palisade_circuit_breaker::{BoxError, CircuitBreakerLayer, Outcome};
+//! use tower::util::BoxCloneSyncService;
+//! use tower::{Layer, Service, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let layer = CircuitBreakerLayer::builder("search")
+//!     .classifier(|result: &Result<usize, BoxError>| match result {
+//!         Ok(_) => Outcome::Success,
+//!         Err(_) => Outcome::Failure,
+//!     })
+//!     .build()
+//!     .unwrap();
+//! let svc = layer.layer(service_fn(|query: &'static str| async move {
+//!     Ok::<_, BoxError>(query.len())
+//! }));
+//!
+//! // The call's future, spawned as it is.
+//! let n = tokio::spawn(svc.clone().oneshot("rust")).await.unwrap().unwrap();
+//! assert_eq!(n, 4);
+//!
+//! // A boxed service, held in an async block across `.await`s.
+//! let mut svc = BoxCloneSyncService::new(svc);
+//! let task = tokio::spawn(async move {
+//!     let a = svc.ready().await?.call("tower").await?;
+//!     let b = svc.ready().await?.call("tokio").await?;
+//!     Ok::<_, BoxError>(a + b)
+//! });
+//! assert_eq!(task.await.unwrap().unwrap(), 10);
+//! # }
+//! ```
+//!
 //! # Errors
 //!
 //! [`CircuitBreaker`] returns `BoxError`: the inner service's errors, converted
