@@ -20,6 +20,20 @@ use crate::window::{MAX_COUNT_WINDOW, MAX_TIME_WINDOW_SECS};
 /// current time) far from overflowing its nanosecond clock.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
+/// The default [`minimum_calls`](CircuitBreakerBuilder::minimum_calls) of a
+/// count window (capped at the window's size): Resilience4j's.
+pub const DEFAULT_MINIMUM_CALLS: u32 = 100;
+
+/// The default [`minimum_calls`](CircuitBreakerBuilder::minimum_calls) of a
+/// time window.
+///
+/// A time window holds whatever the traffic brings, so a minimum the traffic
+/// never reaches would keep the breaker from ever opening: 100 calls in a
+/// 60 s window needs nearly 2 calls a second. Ten calls is reached by a
+/// service called once every 6 s, and still too few for one or two failures
+/// to trip the breaker alone at the default 50 %.
+pub const DEFAULT_TIME_WINDOW_MINIMUM_CALLS: u32 = 10;
+
 /// How the breaker's window is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SlidingWindow {
@@ -118,7 +132,7 @@ pub(crate) struct Parts {
 /// | [`slow_call_duration`](Self::slow_call_duration) | none (no slow-call detection) | > 0, ≤ 1 year |
 /// | [`slow_call_rate_threshold`](Self::slow_call_rate_threshold) | 100 % | (0, 100], needs a slow-call duration |
 /// | [`consecutive_failures`](Self::consecutive_failures) | none | ≥ 1 |
-/// | [`minimum_calls`](Self::minimum_calls) | 100, capped at a count window's size | ≥ 1 |
+/// | [`minimum_calls`](Self::minimum_calls) | count window: 100, capped at its size; time window: 10 | ≥ 1 |
 /// | [`wait_in_open`](Self::wait_in_open) | 30 s | > 0, ≤ 1 year |
 /// | [`wait_in_open_multiplier`](Self::wait_in_open_multiplier) | 1 (no growth) | ≥ 1, finite |
 /// | [`max_wait_in_open`](Self::max_wait_in_open) | 10 × `wait_in_open`, at most 1 year | ≥ `wait_in_open`, ≤ 1 year |
@@ -238,8 +252,14 @@ impl<C> CircuitBreakerBuilder<C> {
         self
     }
 
-    /// Do not judge the rates before the window holds `calls` calls (default
-    /// 100; a count window's size caps it).
+    /// Do not judge the rates before the window holds `calls` calls.
+    ///
+    /// Default: for a count window [`DEFAULT_MINIMUM_CALLS`] (100), capped at
+    /// the window's size; for a time window
+    /// [`DEFAULT_TIME_WINDOW_MINIMUM_CALLS`] (10). A count window's size caps
+    /// any value; a time window keeps the value set, so set one the traffic
+    /// reaches within the window (calls per second × the window's seconds):
+    /// a minimum above it means the breaker never opens on the rates.
     pub fn minimum_calls(mut self, calls: u32) -> Self {
         self.minimum_calls = Some(calls);
         self
@@ -467,7 +487,10 @@ impl<C> CircuitBreakerBuilder<C> {
                 ));
             }
             Some(n) => n,
-            None => 100,
+            None => match self.sliding_window {
+                SlidingWindow::Count(_) => DEFAULT_MINIMUM_CALLS,
+                SlidingWindow::Time(_) => DEFAULT_TIME_WINDOW_MINIMUM_CALLS,
+            },
         };
         let minimum_calls = match self.sliding_window {
             SlidingWindow::Count(n) => minimum_calls.min(n),

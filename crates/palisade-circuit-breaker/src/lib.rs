@@ -297,7 +297,10 @@ mod state;
 mod sync;
 mod window;
 
-pub use config::{CircuitBreakerBuilder, ConfigSummary, MAX_DURATION, SlidingWindow};
+pub use config::{
+    CircuitBreakerBuilder, ConfigSummary, DEFAULT_MINIMUM_CALLS, DEFAULT_TIME_WINDOW_MINIMUM_CALLS,
+    MAX_DURATION, SlidingWindow,
+};
 pub use event::{CallNotPermitted, CallOutcome, CircuitBreakerEvent, StateTransition};
 pub use handle::{CircuitBreakerHandle, CircuitBreakerSnapshot, HalfOpenProbes};
 pub use layer::CircuitBreakerLayer;
