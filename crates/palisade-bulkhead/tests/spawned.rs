@@ -12,13 +12,11 @@ use palisade_core::{BoxError, Outcome};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
-fn backend(req: &'static str) -> impl Future<Output = Result<usize, BoxError>> + use<> {
-    async move {
-        if req.is_empty() {
-            Err(BoxError::from("empty request"))
-        } else {
-            Ok(req.len())
-        }
+async fn backend(req: &'static str) -> Result<usize, BoxError> {
+    if req.is_empty() {
+        Err(BoxError::from("empty request"))
+    } else {
+        Ok(req.len())
     }
 }
 
