@@ -281,7 +281,7 @@
 //!   MetricsOnly (a shadow mode), a registry, metrics and listeners.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod config;
+mod builder;
 mod event;
 pub mod future;
 mod handle;
@@ -293,18 +293,21 @@ mod layer;
 mod loom_tests;
 mod metrics;
 mod service;
+mod settings;
+mod shared;
 mod state;
 mod sync;
 mod window;
 
-pub use config::{
-    CircuitBreakerBuilder, ConfigSummary, DEFAULT_MINIMUM_CALLS, DEFAULT_TIME_WINDOW_MINIMUM_CALLS,
-    MAX_DURATION, SlidingWindow,
-};
+pub use builder::CircuitBreakerBuilder;
 pub use event::{CallNotPermitted, CallOutcome, CircuitBreakerEvent, StateTransition};
 pub use handle::{CircuitBreakerHandle, CircuitBreakerSnapshot, HalfOpenProbes};
 pub use layer::CircuitBreakerLayer;
 pub use service::CircuitBreaker;
+pub use settings::{
+    CircuitBreakerSettings, ConfigSummary, DEFAULT_MINIMUM_CALLS,
+    DEFAULT_TIME_WINDOW_MINIMUM_CALLS, MAX_DURATION, SlidingWindow,
+};
 pub use state::{State, TransitionReason};
 
 pub use palisade_core::{BoxError, CircuitOpen, Classify, ErrorsAsFailures, Outcome, Registry};

@@ -10,7 +10,7 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 use tokio::time::Instant;
 
-use crate::config::CircuitBreakerBuilder;
+use crate::builder::CircuitBreakerBuilder;
 use crate::state::{Admit, Core, Now, Observer, State, Transition, gen_of};
 use crate::window::{CountWindow, FAILED, TimeWindow, Totals, Window};
 

@@ -55,7 +55,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::Config;
+use crate::settings::Config;
 use crate::window::{CountWindow, FAILED, Padded, SLOW, TimeWindow, Totals, Window};
 
 // ===== State =====
@@ -67,6 +67,11 @@ use crate::window::{CountWindow, FAILED, Padded, SLOW, TimeWindow, Totals, Windo
 /// [`CircuitBreakerHandle`](crate::CircuitBreakerHandle) and kept until changed
 /// by hand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum State {
     /// Calls pass and are recorded; the breaker opens when a threshold is
     /// reached.
@@ -1108,7 +1113,7 @@ fn nanos_from_f64(nanos: f64) -> u64 {
 mod tests {
     use super::*;
     use crate::SlidingWindow;
-    use crate::config::CircuitBreakerBuilder;
+    use crate::builder::CircuitBreakerBuilder;
     use std::sync::Mutex;
 
     #[derive(Debug, Default)]
@@ -1679,7 +1684,7 @@ mod tests {
 
     // ----- extreme settings -----
 
-    use crate::config::MAX_DURATION;
+    use crate::settings::MAX_DURATION;
     use proptest::prelude::*;
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
