@@ -48,6 +48,15 @@
 //! # }
 //! ```
 //!
+//! Every setting that is plain data is a field of [`CircuitBreakerSettings`]
+//! (defaults, bounds, a `validate` with no side effect), which the builder
+//! takes whole with [`settings`](CircuitBreakerBuilder::settings) and, with the
+//! `serde` feature, reads from a config file (`wait_in_open = "5s"`,
+//! `sliding_window = { count = 20 }`). The name, the classifier, the listeners
+//! and a registry are code, given to the builder. With `serde`, a
+//! [`CircuitBreakerSnapshot`] serializes as it is (state, figures and the
+//! effective settings) for an admin API.
+//!
 //! # Ordering
 //!
 //! Put the breaker **inside retry** and **outside the per-attempt timeout**:
