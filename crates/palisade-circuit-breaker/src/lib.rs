@@ -306,7 +306,6 @@ mod settings;
 mod shared;
 mod state;
 mod sync;
-mod window;
 
 pub use builder::CircuitBreakerBuilder;
 pub use event::{CallNotPermitted, CallOutcome, CircuitBreakerEvent, StateTransition};

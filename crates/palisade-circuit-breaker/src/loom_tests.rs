@@ -11,8 +11,8 @@ use loom::thread;
 use tokio::time::Instant;
 
 use crate::builder::CircuitBreakerBuilder;
+use crate::state::window::{CountWindow, FAILED, TimeWindow, Totals, Window};
 use crate::state::{Admit, Core, Now, Observer, State, Transition, gen_of};
-use crate::window::{CountWindow, FAILED, TimeWindow, Totals, Window};
 
 #[derive(Debug, Default)]
 struct Counts {

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use palisade_core::ConfigError;
 
+use crate::state::window::{MAX_COUNT_WINDOW, MAX_TIME_WINDOW_SECS};
 use crate::state::{MAX_PROBES, State};
-use crate::window::{MAX_COUNT_WINDOW, MAX_TIME_WINDOW_SECS};
 
 /// The longest duration any setting accepts: one year (365 days).
 ///

@@ -56,7 +56,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::settings::Config;
-use crate::window::{CountWindow, FAILED, Padded, SLOW, TimeWindow, Totals, Window};
+pub(crate) mod window;
+
+use window::{CountWindow, FAILED, Padded, SLOW, TimeWindow, Totals, Window};
 
 // ===== State =====
 

@@ -3,7 +3,7 @@
 //!
 //! Both are lock-free and O(1) per recorded call. Neither is reset while
 //! callers write to it: the breaker keeps two windows and clears the idle one
-//! before it makes it current (see `state.rs`), so a window is only ever
+//! before it makes it current (see `state/mod.rs`), so a window is only ever
 //! written by calls admitted while it was current.
 //!
 //! # Count window
@@ -157,7 +157,7 @@ impl Window {
 // The totals word: three 21-bit fields, calls | failed << 21 | slow << 42.
 // `failed` and `slow` carry a bias of 2^20, so a value below zero stays inside
 // its field: the totals of a window in use never count less than its ring,
-// but a straggler writing to the idle window (see `state.rs`) may take its
+// but a straggler writing to the idle window (see `state/mod.rs`) may take its
 // evicted outcome off after the window was cleared; the idle window is
 // cleared again before it is used.
 const FIELD_BITS: u32 = 21;
