@@ -57,7 +57,11 @@ static GATEWAY: LazyLock<Gateway> = LazyLock::new(|| {
         let app = palisade_gateway::app(&state);
         (state, app)
     });
-    Gateway { runtime, state, app }
+    Gateway {
+        runtime,
+        state,
+        app,
+    }
 });
 
 fuzz_target!(|data: &[u8]| {
@@ -107,14 +111,22 @@ fn check_problem(status: StatusCode, body: &[u8], kind: Option<&str>, sent: &[u8
         "{status} for {sent:?}: {}",
         String::from_utf8_lossy(body)
     );
-    assert_eq!(kind, Some("application/problem+json"), "{status} for {sent:?}");
+    assert_eq!(
+        kind,
+        Some("application/problem+json"),
+        "{status} for {sent:?}"
+    );
     let problem: serde_json::Value = serde_json::from_slice(body).expect("a JSON problem");
     assert_eq!(problem["status"], status.as_u16(), "{problem} for {sent:?}");
 }
 
 fn chaos(gw: &Gateway, body: &[u8]) {
     let backend = &DEMO_SERVICES[0];
-    let handle = gw.state.chaos().get(backend).expect("the demo backend's chaos handle");
+    let handle = gw
+        .state
+        .chaos()
+        .get(backend)
+        .expect("the demo backend's chaos handle");
     handle.reset();
     let before = handle.settings();
     let expected = serde_json::from_slice::<ChaosPatch>(body)
@@ -127,25 +139,37 @@ fn chaos(gw: &Gateway, body: &[u8]) {
         None => {
             check_problem(status, &res, kind.as_deref(), body);
             assert_ne!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{sent:?}");
-            assert_eq!(after, before, "a refused body changed the settings: {sent:?}");
+            assert_eq!(
+                after, before,
+                "a refused body changed the settings: {sent:?}"
+            );
         }
         Some(Err(err)) => {
             check_problem(status, &res, kind.as_deref(), body);
             assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{sent:?}");
             let problem: serde_json::Value = serde_json::from_slice(&res).expect("JSON");
             assert_eq!(problem["field"], err.field, "{sent:?}");
-            assert_eq!(after, before, "a refused change changed the settings: {sent:?}");
+            assert_eq!(
+                after, before,
+                "a refused change changed the settings: {sent:?}"
+            );
         }
         Some(Ok(settings)) => {
             let valid = settings.validate().is_ok();
             if status == StatusCode::OK {
-                assert!(valid, "accepted invalid settings {settings:?} from {sent:?}");
+                assert!(
+                    valid,
+                    "accepted invalid settings {settings:?} from {sent:?}"
+                );
                 assert_eq!(after, settings, "{sent:?}");
                 check_settings(&after, &sent);
             } else {
                 check_problem(status, &res, kind.as_deref(), body);
                 assert!(!valid, "refused valid settings {settings:?} from {sent:?}");
-                assert_eq!(after, before, "a refused change changed the settings: {sent:?}");
+                assert_eq!(
+                    after, before,
+                    "a refused change changed the settings: {sent:?}"
+                );
             }
         }
     }
@@ -179,7 +203,9 @@ fn bulkhead(gw: &Gateway, body: &[u8]) {
             } else {
                 assert_eq!(after.limit, before.limit, "{sent:?}");
             }
-            let wait = patch.max_wait_ms.map_or(before.max_wait, Duration::from_millis);
+            let wait = patch
+                .max_wait_ms
+                .map_or(before.max_wait, Duration::from_millis);
             assert_eq!(after.max_wait, wait, "{sent:?}");
         }
         (Some(patch), _) => {

@@ -15,7 +15,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let got = check_path(path);
-    assert_eq!(got, model(path.as_bytes()), "check_path and the model differ on {path:?}");
+    assert_eq!(
+        got,
+        model(path.as_bytes()),
+        "check_path and the model differ on {path:?}"
+    );
     if got.is_ok() {
         let mut reading = path.as_bytes().to_vec();
         for _ in 0..=3 {

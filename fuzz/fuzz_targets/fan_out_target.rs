@@ -34,7 +34,8 @@ struct Fixed {
 static FIXED: LazyLock<Vec<Fixed>> = LazyLock::new(|| {
     let params = Route::new("/api/{tenant}/user/{id}").expect("a valid route");
     let files = Route::new("/files/{*rest}").expect("a valid route");
-    let target = |route: &Route, template: &str| route.target(BASE, template).expect("a valid target");
+    let target =
+        |route: &Route, template: &str| route.target(BASE, template).expect("a valid target");
     vec![
         Fixed {
             target: target(&params, "/t/{tenant}/u/{id}?full=1&x={query.x}"),
@@ -80,23 +81,37 @@ fn fixed(data: &[u8]) {
             }
             Err(_) => continue,
         };
-        assert_eq!(out.scheme_str(), Some("http"), "target {i}: {incoming} -> {out}");
+        assert_eq!(
+            out.scheme_str(),
+            Some("http"),
+            "target {i}: {incoming} -> {out}"
+        );
         assert_eq!(
             out.authority().map(|a| a.as_str()),
             Some("users.internal:8080"),
             "target {i}: {incoming} -> {out}"
         );
         let path = out.path();
-        assert!(path.starts_with("/base/"), "target {i}: {incoming} -> {out}");
+        assert!(
+            path.starts_with("/base/"),
+            "target {i}: {incoming} -> {out}"
+        );
         assert_eq!(check_path(path), Ok(()), "target {i}: {incoming} -> {out}");
         let segments = path.split('/').count();
         match fixed.segments {
             Some(n) => assert_eq!(segments, n, "target {i}: {incoming} -> {out}"),
-            None => assert!(segments >= fixed.min_segments, "target {i}: {incoming} -> {out}"),
+            None => assert!(
+                segments >= fixed.min_segments,
+                "target {i}: {incoming} -> {out}"
+            ),
         }
         if let Some(pairs) = fixed.query_pairs {
             let query = out.query().unwrap_or_default();
-            assert_eq!(query.split('&').count(), pairs, "target {i}: {incoming} -> {out}");
+            assert_eq!(
+                query.split('&').count(),
+                pairs,
+                "target {i}: {incoming} -> {out}"
+            );
         }
     }
 }

@@ -26,7 +26,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(!err.message().is_empty(), "{shown}");
             assert!(shown.starts_with(NAME), "{shown}");
             if err.line() == 0 {
-                assert!(sets_nothing(&text), "no location for a text that sets something: {shown}");
+                assert!(
+                    sets_nothing(&text),
+                    "no location for a text that sets something: {shown}"
+                );
             } else {
                 let lines: Vec<&str> = text.split('\n').collect();
                 assert!(err.line() <= lines.len(), "line past the end: {shown}");
