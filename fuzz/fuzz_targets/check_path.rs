@@ -44,7 +44,11 @@ fn is_dot(segment: &[u8]) -> bool {
 
 /// Percent-decoding written out: `%` and two hex digits make a byte.
 fn decode(bytes: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
+    let hex = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {

@@ -87,7 +87,7 @@ fn fixed(data: &[u8]) {
             "target {i}: {incoming} -> {out}"
         );
         assert_eq!(
-            out.authority().map(|a| a.as_str()),
+            out.authority().map(http::uri::Authority::as_str),
             Some("users.internal:8080"),
             "target {i}: {incoming} -> {out}"
         );
