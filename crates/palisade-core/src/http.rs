@@ -232,8 +232,13 @@ impl<B, E> Classify<Response<B>, E> for StatusClassifier {
 /// (`"Wed, 21 Oct 2015 07:28:00 GMT"`), measured from `now`.
 ///
 /// A date in the past gives zero. Anything else (negative, fractional,
-/// garbage, absurdly large) gives `None`: the caller falls back to its own
-/// delay.
+/// garbage, more seconds than a `u64` holds) gives `None`: the caller falls
+/// back to its own delay.
+///
+/// Delta-seconds are returned as the server wrote them, however large: a
+/// delay may lie past the end of any clock (`18446744073709551615`), so add
+/// it with `checked_add` and treat `None` as "too long" (the retry layer
+/// stops with `RetryAfterTooLong`).
 ///
 /// ```
 /// use http::HeaderValue;

@@ -201,8 +201,8 @@ enum Piece {
 /// refused, decoded and then checked by [`palisade_core::path::check_path`]
 /// (`..`, `..;`, `..;jsessionid=x`, `%2e%2e`, `..%2F..%2Fadmin`,
 /// `..%5C..%5Cadmin`, backslashes, NUL bytes); a query value put in the path
-/// has `/`, `?` and `#` escaped; any value put in the query has `&`, `=`,
-/// `+` and `#` escaped.
+/// has `/`, `?`, `#` and `` ` `` escaped; any value put in the query has `&`,
+/// `=`, `+` and `#` escaped.
 ///
 /// The request has the incoming method (unless [`method`](Self::method) says
 /// otherwise), the forwarded and fixed headers, and an empty body
@@ -540,6 +540,8 @@ fn push_encoded(out: &mut String, value: &str, place: Place, keep_slash: bool) {
         match (place, c) {
             (Place::Path, '/') if !keep_slash => out.push_str("%2F"),
             (Place::Path, '?') => out.push_str("%3F"),
+            // Valid in a query, not in a path (a query value put in one).
+            (Place::Path, '`') => out.push_str("%60"),
             (_, '#') => out.push_str("%23"),
             (Place::Query, '&') => out.push_str("%26"),
             (Place::Query, '=') => out.push_str("%3D"),
@@ -617,6 +619,21 @@ mod tests {
                 .uri(&"/api/acme/user/7/extra".parse().unwrap())
                 .unwrap_err(),
             RequestError::PathMismatch("/api/{tenant}/user/{id}".into())
+        );
+    }
+
+    /// A backquote is valid in a query but not in a path: a query value
+    /// holding one fills a valid branch path (found by the `fan_out_target`
+    /// fuzz target).
+    #[test]
+    fn a_query_value_with_a_backquote_fills_a_valid_path() {
+        let route = Route::new("/api/{id}").unwrap();
+        let target = route
+            .target("http://b.test", "/search/{query.q}/results")
+            .unwrap();
+        assert_eq!(
+            target.uri(&"/api/7?q=a`b".parse().unwrap()).unwrap(),
+            "http://b.test/search/a%60b/results"
         );
     }
 
