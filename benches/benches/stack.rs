@@ -116,13 +116,17 @@ where
 
 // ===== the stacks =====
 
-fn palisade_stack() -> impl Service<u64, Response = u64, Error = palisade_core::BoxError> + Clone + Send
-{
+fn palisade_stack()
+-> impl Service<u64, Response = u64, Error = palisade_core::BoxError> + Clone + Send {
     in_runtime();
     ServiceBuilder::new()
         .layer(TimeoutLayer::new(TOTAL))
         .layer(RetryLayer::builder("stack").build().expect("valid"))
-        .layer(CircuitBreakerLayer::builder("stack").build().expect("valid"))
+        .layer(
+            CircuitBreakerLayer::builder("stack")
+                .build()
+                .expect("valid"),
+        )
         .layer(TimeoutLayer::new(ATTEMPT))
         .layer(
             BulkheadLayer::builder("stack")
@@ -238,7 +242,11 @@ mod without_timeouts {
     fn palisade(bencher: Bencher<'_, '_>) {
         let svc = ServiceBuilder::new()
             .layer(RetryLayer::builder("layers").build().expect("valid"))
-            .layer(CircuitBreakerLayer::builder("layers").build().expect("valid"))
+            .layer(
+                CircuitBreakerLayer::builder("layers")
+                    .build()
+                    .expect("valid"),
+            )
             .layer(
                 BulkheadLayer::builder("layers")
                     .max_concurrent_calls(CONCURRENCY)
