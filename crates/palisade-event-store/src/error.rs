@@ -154,6 +154,10 @@ pub struct StoreError {
 }
 
 impl StoreError {
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "postgres")),
+        allow(dead_code)
+    )]
     pub(crate) fn new(operation: &'static str, source: impl Into<BoxError>) -> Self {
         Self {
             operation,
