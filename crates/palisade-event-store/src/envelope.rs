@@ -233,7 +233,13 @@ impl RecordedEvent {
     /// A [`DecodeError`] naming the stream, version and type.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
         T::deserialize(&*self.payload).map_err(|e| {
-            DecodeError::new(&self.stream, self.version, &self.event_type, self.schema_version, e)
+            DecodeError::new(
+                &self.stream,
+                self.version,
+                &self.event_type,
+                self.schema_version,
+                e,
+            )
         })
     }
 }

@@ -154,10 +154,7 @@ pub struct StoreError {
 }
 
 impl StoreError {
-    #[cfg_attr(
-        not(any(feature = "sqlite", feature = "postgres")),
-        allow(dead_code)
-    )]
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     pub(crate) fn new(operation: &'static str, source: impl Into<BoxError>) -> Self {
         Self {
             operation,

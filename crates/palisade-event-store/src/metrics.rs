@@ -54,9 +54,9 @@ impl Metrics {
         describe();
         let name = name.to_owned();
         Self {
-            appends: OUTCOMES.map(|outcome| {
-                metrics::counter!(APPENDS, "name" => name.clone(), "outcome" => outcome)
-            }),
+            appends: OUTCOMES.map(
+                |outcome| metrics::counter!(APPENDS, "name" => name.clone(), "outcome" => outcome),
+            ),
             events_appended: metrics::counter!(EVENTS_APPENDED, "name" => name.clone()),
             append_duration: metrics::histogram!(APPEND_DURATION, "name" => name.clone()),
             events_read: metrics::counter!(EVENTS_READ, "name" => name.clone()),

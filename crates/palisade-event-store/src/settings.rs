@@ -120,7 +120,10 @@ impl EventStoreSettings {
         if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
             return Err(ConfigError::new(
                 "max_connections",
-                format!("expected 1..={MAX_CONNECTIONS}, got {}", self.max_connections),
+                format!(
+                    "expected 1..={MAX_CONNECTIONS}, got {}",
+                    self.max_connections
+                ),
             ));
         }
         if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {

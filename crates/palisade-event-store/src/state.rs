@@ -136,7 +136,10 @@ mod tests {
         assert!(ExpectedVersion::Exact(0).matches(0));
         assert!(ExpectedVersion::Exact(3).matches(3));
         let err = check_expected("s", ExpectedVersion::Exact(2), 3).unwrap_err();
-        assert_eq!((err.expected(), err.actual()), (ExpectedVersion::Exact(2), 3));
+        assert_eq!(
+            (err.expected(), err.actual()),
+            (ExpectedVersion::Exact(2), 3)
+        );
         assert_eq!(
             err.to_string(),
             "stream \"s\" is at version 3, the append expected version 2"

@@ -142,7 +142,8 @@ impl EventStoreBuilder {
     /// An [`EventStoreError::Invalid`] for a bad setting, a
     /// [`StoreError`] if the database cannot be opened or migrated.
     pub async fn open(self) -> Result<EventStore<AnyBackend>, EventStoreError> {
-        self.check().map_err(|e| InvalidEvent::new("settings", e.to_string()))?;
+        self.check()
+            .map_err(|e| InvalidEvent::new("settings", e.to_string()))?;
         let backend = AnyBackend::open(&self.settings).await?;
         Ok(self.finish(backend))
     }
@@ -244,7 +245,10 @@ impl<B: Backend> EventStore<B> {
         match &result {
             Ok(done) if !done.already_stored => {
                 if let Some(position) = done.last_position() {
-                    inner.metrics.events_appended.increment(done.positions.len() as u64);
+                    inner
+                        .metrics
+                        .events_appended
+                        .increment(done.positions.len() as u64);
                     self.notify_appended(position);
                     tracing::debug!(
                         name = %inner.name, stream, version = done.version, position,
@@ -300,7 +304,11 @@ impl<B: Backend> EventStore<B> {
         result: Result<Vec<RecordedEvent>, StoreError>,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         match &result {
-            Ok(events) => self.inner.metrics.events_read.increment(events.len() as u64),
+            Ok(events) => self
+                .inner
+                .metrics
+                .events_read
+                .increment(events.len() as u64),
             Err(e) => {
                 self.inner.metrics.read_errors.increment(1);
                 tracing::warn!(name = %self.inner.name, error = %e, "read failed");
@@ -330,7 +338,11 @@ impl<B: Backend> EventStore<B> {
     /// # Errors
     ///
     /// A [`StoreError`] from the backend.
-    pub async fn read_last(&self, stream: &str, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn read_last(
+        &self,
+        stream: &str,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.read_stream_backward(stream, u64::MAX, max).await
     }
 
@@ -346,7 +358,11 @@ impl<B: Backend> EventStore<B> {
         from: u64,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let result = self.inner.backend.read_stream_backward(stream, from, max).await;
+        let result = self
+            .inner
+            .backend
+            .read_stream_backward(stream, from, max)
+            .await;
         self.counted(result)
     }
 

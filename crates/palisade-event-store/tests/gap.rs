@@ -15,8 +15,10 @@ fn ev(id: &str) -> NewEvent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_reader_never_skips_a_later_commit() {
     use palisade_test_util::{POSTGRES_URL_VAR, service_url, unique_name};
-    let Some(url) = service_url(POSTGRES_URL_VAR, "postgres_reader_never_skips_a_later_commit")
-    else {
+    let Some(url) = service_url(
+        POSTGRES_URL_VAR,
+        "postgres_reader_never_skips_a_later_commit",
+    ) else {
         return;
     };
     let schema = unique_name("es_gap");
@@ -148,7 +150,9 @@ async fn sqlite_reader_never_skips_a_later_commit() {
     assert_eq!(writer2.await.unwrap().positions(), &[2]);
     let all = store.read_all(0, 10).await.unwrap();
     assert_eq!(
-        all.iter().map(|e| (e.id(), e.position())).collect::<Vec<_>>(),
+        all.iter()
+            .map(|e| (e.id(), e.position()))
+            .collect::<Vec<_>>(),
         [("w1", 1), ("w2", 2)]
     );
 

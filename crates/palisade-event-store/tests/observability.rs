@@ -38,7 +38,10 @@ async fn appends_are_counted_by_outcome_and_heard_by_listeners() {
         .append("a", ExpectedVersion::NoStream, &[ev("3")])
         .await
         .unwrap_err();
-    store.append("", ExpectedVersion::Any, &[ev("4")]).await.unwrap_err();
+    store
+        .append("", ExpectedVersion::Any, &[ev("4")])
+        .await
+        .unwrap_err();
     store
         .append("a", ExpectedVersion::Any, &[ev("3"), ev("1")])
         .await
@@ -85,7 +88,11 @@ async fn appends_are_counted_by_outcome_and_heard_by_listeners() {
     ));
     assert!(matches!(
         &heard[1],
-        EventStoreEvent::Conflict { expected: ExpectedVersion::NoStream, actual: 2, .. }
+        EventStoreEvent::Conflict {
+            expected: ExpectedVersion::NoStream,
+            actual: 2,
+            ..
+        }
     ));
 }
 
@@ -128,7 +135,10 @@ fn settings_read_from_toml() {
     )
     .unwrap();
     assert_eq!(settings.url, "postgres://db/events");
-    assert_eq!(settings.poll_interval, std::time::Duration::from_millis(250));
+    assert_eq!(
+        settings.poll_interval,
+        std::time::Duration::from_millis(250)
+    );
     assert_eq!(settings.page_size, EventStoreSettings::default().page_size);
     assert!(settings.validate().is_ok());
     assert!(toml::from_str::<EventStoreSettings>("nope = 1").is_err());

@@ -146,7 +146,9 @@ impl Backend for MemoryBackend {
         let Some(indexes) = state.streams.get(stream) else {
             return Ok(Vec::new());
         };
-        let end = usize::try_from(from).unwrap_or(usize::MAX).min(indexes.len());
+        let end = usize::try_from(from)
+            .unwrap_or(usize::MAX)
+            .min(indexes.len());
         Ok(indexes[..end]
             .iter()
             .rev()
@@ -158,13 +160,7 @@ impl Backend for MemoryBackend {
     async fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let state = self.state.lock();
         let start = usize::try_from(after).unwrap_or(usize::MAX);
-        Ok(state
-            .events
-            .iter()
-            .skip(start)
-            .take(max)
-            .cloned()
-            .collect())
+        Ok(state.events.iter().skip(start).take(max).cloned().collect())
     }
 
     async fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {

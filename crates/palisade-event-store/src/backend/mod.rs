@@ -77,7 +77,10 @@ pub trait Backend: Send + Sync + 'static {
     fn head_position(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Stores `snapshot` as its stream's snapshot, replacing an older one.
-    fn save_snapshot(&self, snapshot: &Snapshot) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn save_snapshot(
+        &self,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The stream's stored snapshot, as it is (see
     /// [`EventStore::load_snapshot`](crate::EventStore::load_snapshot) for
@@ -112,10 +115,7 @@ impl AnyBackend {
     /// cannot be reached or migrated.
     pub async fn open(settings: &EventStoreSettings) -> Result<Self, EventStoreError> {
         let invalid = |e: palisade_core::ConfigError| {
-            EventStoreError::Invalid(crate::error::InvalidEvent::new(
-                "settings",
-                e.to_string(),
-            ))
+            EventStoreError::Invalid(crate::error::InvalidEvent::new("settings", e.to_string()))
         };
         settings.validate().map_err(invalid)?;
         match settings.backend_kind().map_err(invalid)? {

@@ -16,8 +16,7 @@
 use std::fmt::Write as _;
 
 /// Columns of a recorded event, in the order `decode_row` reads them.
-pub(crate) const COLUMNS: &str =
-    "position, stream, version, event_id, event_type, schema_version, recorded_at, metadata, payload";
+pub(crate) const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, recorded_at, metadata, payload";
 
 /// Rows per multi-row `INSERT` (9 parameters each: far below SQLite's and
 /// PostgreSQL's limits).
@@ -91,7 +90,9 @@ impl Statements {
             format!(
                 "CREATE TABLE IF NOT EXISTS {p}_head (id BIGINT NOT NULL PRIMARY KEY, position BIGINT NOT NULL)"
             ),
-            format!("INSERT INTO {p}_head (id, position) VALUES (1, 0) ON CONFLICT (id) DO NOTHING"),
+            format!(
+                "INSERT INTO {p}_head (id, position) VALUES (1, 0) ON CONFLICT (id) DO NOTHING"
+            ),
             format!(
                 "CREATE TABLE IF NOT EXISTS {p}_snapshots (\
                  stream TEXT NOT NULL PRIMARY KEY, \
@@ -121,10 +122,7 @@ impl Statements {
 
     /// A multi-row insert of `n` events.
     pub(crate) fn insert(&self, n: usize) -> String {
-        let mut sql = format!(
-            "INSERT INTO {}_events ({COLUMNS}) VALUES ",
-            self.prefix
-        );
+        let mut sql = format!("INSERT INTO {}_events ({COLUMNS}) VALUES ", self.prefix);
         for row in 0..n {
             if row > 0 {
                 sql.push_str(", ");
@@ -224,10 +222,12 @@ macro_rules! sql_backend {
                 if let Some((schema, _)) = self.sql.prefix.split_once('.')
                     && $create_schema
                 {
-                    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "CREATE SCHEMA IF NOT EXISTS {schema}"
+                    )))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
                 }
                 for statement in self.sql.migration() {
                     sqlx::query(sqlx::AssertSqlSafe(statement))
@@ -273,15 +273,17 @@ macro_rules! sql_backend {
                 $crate::state::validate_batch(stream, events)?;
                 use $crate::backend::sql::failed as err;
                 // The write lock: held until the transaction ends.
-                let (head,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(self.sql.lock_head.as_str()))
-                    .fetch_one(&mut **tx)
-                    .await
-                    .map_err(err("lock head"))?;
+                let (head,): (i64,) =
+                    sqlx::query_as(sqlx::AssertSqlSafe(self.sql.lock_head.as_str()))
+                        .fetch_one(&mut **tx)
+                        .await
+                        .map_err(err("lock head"))?;
                 let head = to_u64(head);
                 let mut found = Vec::new();
                 for chunk in events.chunks(INSERT_CHUNK) {
                     let sql = self.sql.stored_ids(chunk.len());
-                    let mut query = sqlx::query_as::<_, (String, String, i64, i64)>(sqlx::AssertSqlSafe(sql));
+                    let mut query =
+                        sqlx::query_as::<_, (String, String, i64, i64)>(sqlx::AssertSqlSafe(sql));
                     for event in chunk {
                         query = query.bind(event.id.as_str());
                     }
@@ -301,11 +303,12 @@ macro_rules! sql_backend {
                 if let Some(retry) = $crate::state::classify_stored(stream, events, &found)? {
                     return Ok(retry);
                 }
-                let (current,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(self.sql.stream_version.as_str()))
-                    .bind(stream)
-                    .fetch_one(&mut **tx)
-                    .await
-                    .map_err(err("read stream version"))?;
+                let (current,): (i64,) =
+                    sqlx::query_as(sqlx::AssertSqlSafe(self.sql.stream_version.as_str()))
+                        .bind(stream)
+                        .fetch_one(&mut **tx)
+                        .await
+                        .map_err(err("read stream version"))?;
                 let current = to_u64(current);
                 $crate::state::check_expected(stream, expected, current)?;
                 if events.is_empty() {
@@ -327,8 +330,8 @@ macro_rules! sql_backend {
                         positions.push(position);
                         let metadata = serde_json::to_string(&event.metadata)
                             .map_err(err("encode metadata"))?;
-                        let payload = serde_json::to_string(&event.payload)
-                            .map_err(err("encode payload"))?;
+                        let payload =
+                            serde_json::to_string(&event.payload).map_err(err("encode payload"))?;
                         query = query
                             .bind(to_i64(position))
                             .bind(stream)
@@ -340,7 +343,10 @@ macro_rules! sql_backend {
                             .bind(metadata)
                             .bind(payload);
                     }
-                    query.execute(&mut **tx).await.map_err(err("insert events"))?;
+                    query
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(err("insert events"))?;
                 }
                 sqlx::query(sqlx::AssertSqlSafe(self.sql.set_head.as_str()))
                     .bind(to_i64(head + next))
@@ -379,13 +385,16 @@ macro_rules! sql_backend {
                     version: to_u64(row.try_get(2).map_err(err)?),
                     id: row.try_get::<String, _>(3).map_err(err)?.into(),
                     event_type: row.try_get::<String, _>(4).map_err(err)?.into(),
-                    schema_version: u32::try_from(schema_version).map_err(|e| StoreError::new("decode stored event", e))?,
+                    schema_version: u32::try_from(schema_version)
+                        .map_err(|e| StoreError::new("decode stored event", e))?,
                     recorded_at_micros: row.try_get(6).map_err(err)?,
                     metadata: std::sync::Arc::new(
-                        serde_json::from_str(&metadata).map_err(|e| StoreError::new("decode stored metadata", e))?,
+                        serde_json::from_str(&metadata)
+                            .map_err(|e| StoreError::new("decode stored metadata", e))?,
                     ),
                     payload: std::sync::Arc::new(
-                        serde_json::from_str(&payload).map_err(|e| StoreError::new("decode stored payload", e))?,
+                        serde_json::from_str(&payload)
+                            .map_err(|e| StoreError::new("decode stored payload", e))?,
                     ),
                 })
             }
@@ -402,13 +411,17 @@ macro_rules! sql_backend {
                 let mut tx = self.begin().await?;
                 match self.append_in(&mut tx, stream, expected, events).await {
                     Ok(result) if !result.already_stored && !result.positions.is_empty() => {
-                        tx.commit().await.map_err(|e| StoreError::new("commit", e))?;
+                        tx.commit()
+                            .await
+                            .map_err(|e| StoreError::new("commit", e))?;
                         Ok(result)
                     }
                     other => {
                         // Nothing written (a retry, an empty batch or a
                         // refusal): release the write lock.
-                        tx.rollback().await.map_err(|e| StoreError::new("rollback", e))?;
+                        tx.rollback()
+                            .await
+                            .map_err(|e| StoreError::new("rollback", e))?;
                         other
                     }
                 }
@@ -442,7 +455,11 @@ macro_rules! sql_backend {
                 self.fetch_events(query, "read stream backward").await
             }
 
-            async fn read_all(&self, after: u64, max: usize) -> Result<Vec<$crate::RecordedEvent>, StoreError> {
+            async fn read_all(
+                &self,
+                after: u64,
+                max: usize,
+            ) -> Result<Vec<$crate::RecordedEvent>, StoreError> {
                 use $crate::backend::sql::to_i64;
                 let query = sqlx::query(sqlx::AssertSqlSafe(self.sql.read_all.as_str()))
                     .bind(to_i64(after))
@@ -451,11 +468,12 @@ macro_rules! sql_backend {
             }
 
             async fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
-                let (version,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(self.sql.stream_version.as_str()))
-                    .bind(stream)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(|e| StoreError::new("read stream version", e))?;
+                let (version,): (i64,) =
+                    sqlx::query_as(sqlx::AssertSqlSafe(self.sql.stream_version.as_str()))
+                        .bind(stream)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(|e| StoreError::new("read stream version", e))?;
                 Ok($crate::backend::sql::to_u64(version))
             }
 
@@ -483,21 +501,24 @@ macro_rules! sql_backend {
                     .map_err(|e| StoreError::new("save snapshot", e))
             }
 
-            async fn load_snapshot(&self, stream: &str) -> Result<Option<$crate::Snapshot>, StoreError> {
-                let row: Option<(i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(self.sql.load_snapshot.as_str()))
-                    .bind(stream)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(|e| StoreError::new("load snapshot", e))?;
+            async fn load_snapshot(
+                &self,
+                stream: &str,
+            ) -> Result<Option<$crate::Snapshot>, StoreError> {
+                let row: Option<(i64, i64, String)> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(self.sql.load_snapshot.as_str()))
+                        .bind(stream)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(|e| StoreError::new("load snapshot", e))?;
                 let Some((version, schema_version, state)) = row else {
                     return Ok(None);
                 };
                 // A snapshot that does not parse, or whose schema version is
                 // out of range, is no snapshot: fold from the events.
-                let (Ok(state), Ok(schema_version)) = (
-                    serde_json::from_str(&state),
-                    u32::try_from(schema_version),
-                ) else {
+                let (Ok(state), Ok(schema_version)) =
+                    (serde_json::from_str(&state), u32::try_from(schema_version))
+                else {
                     return Ok(None);
                 };
                 Ok(Some($crate::Snapshot {

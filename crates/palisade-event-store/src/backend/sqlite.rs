@@ -81,7 +81,11 @@ impl SqliteBackend {
             .busy_timeout(settings.busy_timeout);
         // An in-memory database is one per connection: keep one.
         let in_memory = settings.url.contains(":memory:") || settings.url.contains("mode=memory");
-        let max = if in_memory { 1 } else { settings.max_connections };
+        let max = if in_memory {
+            1
+        } else {
+            settings.max_connections
+        };
         let pool = SqlitePoolOptions::new()
             .max_connections(max)
             .connect_with(options)
