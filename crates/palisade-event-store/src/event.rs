@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::envelope::ExpectedVersion;
 
 /// Something the store did, handed to listeners added with
-/// [`EventStore::on_event`](crate::EventStore::on_event). Emitted per append:
+/// [`EventStoreBuilder::on_event`](crate::EventStoreBuilder::on_event). Emitted per append:
 /// a listener costs one event built per append.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -260,7 +260,7 @@ macro_rules! sql_backend {
             ///
             /// # Errors
             ///
-            /// As [`Backend::append`]. After a [`StoreError`] on
+            /// As [`Backend::append`](crate::backend::Backend::append). After a [`StoreError`] on
             /// PostgreSQL the transaction is aborted: roll it back.
             pub async fn append_in(
                 &self,
