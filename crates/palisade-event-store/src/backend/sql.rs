@@ -258,6 +258,13 @@ macro_rules! sql_backend {
             /// ends, so keep it short. A refused append writes nothing; the
             /// caller may still commit its other writes or roll back.
             ///
+            /// On PostgreSQL the transaction must be `READ COMMITTED` (the
+            /// default): each statement then sees the appends committed
+            /// before it took the lock. Under `REPEATABLE READ` or
+            /// `SERIALIZABLE` a concurrent append shows up as a
+            /// [`StoreError`] (a unique violation or a serialization
+            /// failure), never as a wrong version.
+            ///
             /// # Errors
             ///
             /// As [`Backend::append`](crate::backend::Backend::append). After a [`StoreError`] on
