@@ -26,8 +26,8 @@ pub(crate) const INSERT_CHUNK: usize = 500;
 #[derive(Debug)]
 pub(crate) struct Statements {
     pub(crate) prefix: String,
-    pub(crate) lock_head: String,
-    pub(crate) set_head: String,
+    pub(crate) bump_head: String,
+    pub(crate) unbump_head: String,
     pub(crate) head: String,
     pub(crate) stream_version: String,
     pub(crate) read_stream: String,
@@ -42,10 +42,10 @@ impl Statements {
         let p = prefix;
         Self {
             prefix: p.to_owned(),
-            lock_head: format!(
-                "UPDATE {p}_head SET position = position WHERE id = 1 RETURNING position"
+            bump_head: format!(
+                "UPDATE {p}_head SET position = position + $1 WHERE id = 1 RETURNING position"
             ),
-            set_head: format!("UPDATE {p}_head SET position = $1 WHERE id = 1"),
+            unbump_head: format!("UPDATE {p}_head SET position = position - $1 WHERE id = 1"),
             head: format!("SELECT position FROM {p}_head WHERE id = 1"),
             stream_version: format!(
                 "SELECT COALESCE(MAX(version), 0) FROM {p}_events WHERE stream = $1"
@@ -102,6 +102,31 @@ impl Statements {
                  recorded_at BIGINT NOT NULL)"
             ),
         ]
+    }
+
+    /// The first look-up of an append, one statement: the stream's version
+    /// (a marker row with position `-1`, stream `$1`) and which of the
+    /// first `n` ids (`$2..`) are stored.
+    pub(crate) fn first_lookup(&self, n: usize) -> String {
+        let p = &self.prefix;
+        let version = format!(
+            "SELECT CAST('' AS TEXT), CAST('' AS TEXT), COALESCE(MAX(version), 0), CAST(-1 AS BIGINT) FROM {p}_events WHERE stream = $1"
+        );
+        if n == 0 {
+            return version;
+        }
+        let mut sql = format!(
+            "SELECT event_id, stream, version, position FROM {p}_events WHERE event_id IN ("
+        );
+        for i in 2..=n + 1 {
+            if i > 2 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "${i}");
+        }
+        sql.push_str(") UNION ALL ");
+        sql.push_str(&version);
+        sql
     }
 
     /// `SELECT event_id, stream, version, position ... WHERE event_id IN ($1..$n)`.
@@ -276,29 +301,66 @@ macro_rules! sql_backend {
                 expected: $crate::ExpectedVersion,
                 events: &[$crate::NewEvent],
             ) -> Result<$crate::AppendResult, EventStoreError> {
+                self.append_locked(tx, stream, expected, events, true).await
+            }
+
+            /// The append; `compensate`: give the positions back when nothing
+            /// is written (the caller may commit), else the caller rolls back.
+            async fn append_locked(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                stream: &str,
+                expected: $crate::ExpectedVersion,
+                events: &[$crate::NewEvent],
+                compensate: bool,
+            ) -> Result<$crate::AppendResult, EventStoreError> {
                 use $crate::backend::sql::{INSERT_CHUNK, to_i64, to_u64};
                 $crate::state::validate_batch(stream, events)?;
                 use $crate::backend::sql::failed as err;
-                // The write lock: held until the transaction ends.
+                // The write lock, held until the transaction ends, and the
+                // batch's positions: head + 1 ..= head + n.
+                let n = events.len() as u64;
                 let (head,): (i64,) =
-                    sqlx::query_as(sqlx::AssertSqlSafe(self.sql.lock_head.as_str()))
+                    sqlx::query_as(sqlx::AssertSqlSafe(self.sql.bump_head.as_str()))
+                        .bind(to_i64(n))
                         .fetch_one(&mut **tx)
                         .await
                         .map_err(err("lock head"))?;
-                let head = to_u64(head);
+                let head = to_u64(head).saturating_sub(n);
+                // The stream's version and the stored ids, read under the lock.
                 let mut found = Vec::new();
-                for chunk in events.chunks(INSERT_CHUNK) {
-                    let sql = self.sql.stored_ids(chunk.len());
-                    let mut query =
-                        sqlx::query_as::<_, (String, String, i64, i64)>(sqlx::AssertSqlSafe(sql));
+                let mut current = 0;
+                let mut chunks = events.chunks(INSERT_CHUNK);
+                let first = chunks.next().unwrap_or(&[]);
+                let mut query = sqlx::query_as::<_, (String, String, i64, i64)>(
+                    sqlx::AssertSqlSafe(self.sql.first_lookup(first.len())),
+                )
+                .bind(stream);
+                for event in first {
+                    query = query.bind(event.id.as_str());
+                }
+                let mut rows = query
+                    .fetch_all(&mut **tx)
+                    .await
+                    .map_err(err("look up stream and event ids"))?;
+                for chunk in chunks {
+                    let mut query = sqlx::query_as::<_, (String, String, i64, i64)>(
+                        sqlx::AssertSqlSafe(self.sql.stored_ids(chunk.len())),
+                    );
                     for event in chunk {
                         query = query.bind(event.id.as_str());
                     }
-                    for (id, s, version, position) in query
-                        .fetch_all(&mut **tx)
-                        .await
-                        .map_err(err("look up event ids"))?
-                    {
+                    rows.extend(
+                        query
+                            .fetch_all(&mut **tx)
+                            .await
+                            .map_err(err("look up event ids"))?,
+                    );
+                }
+                for (id, s, version, position) in rows {
+                    if position < 0 {
+                        current = to_u64(version);
+                    } else {
                         found.push($crate::state::StoredId {
                             id,
                             stream: s,
@@ -307,23 +369,30 @@ macro_rules! sql_backend {
                         });
                     }
                 }
-                if let Some(retry) = $crate::state::classify_stored(stream, events, &found)? {
-                    return Ok(retry);
-                }
-                let (current,): (i64,) =
-                    sqlx::query_as(sqlx::AssertSqlSafe(self.sql.stream_version.as_str()))
-                        .bind(stream)
-                        .fetch_one(&mut **tx)
-                        .await
-                        .map_err(err("read stream version"))?;
-                let current = to_u64(current);
-                $crate::state::check_expected(stream, expected, current)?;
-                if events.is_empty() {
-                    return Ok($crate::AppendResult {
-                        version: current,
-                        positions: Vec::new(),
-                        already_stored: false,
+                let decided = $crate::state::classify_stored(stream, events, &found)
+                    .map_err(EventStoreError::from)
+                    .and_then(|retry| match retry {
+                        Some(retry) => Ok(Some(retry)),
+                        None => {
+                            $crate::state::check_expected(stream, expected, current)?;
+                            Ok(events.is_empty().then(|| $crate::AppendResult {
+                                version: current,
+                                positions: Vec::new(),
+                                already_stored: false,
+                            }))
+                        }
                     });
+                if let Some(finished) = decided.transpose() {
+                    // Nothing to write: give the positions back, so a caller
+                    // who commits its transaction leaves none unused.
+                    if compensate && n > 0 {
+                        sqlx::query(sqlx::AssertSqlSafe(self.sql.unbump_head.as_str()))
+                            .bind(to_i64(n))
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(err("release positions"))?;
+                    }
+                    return finished;
                 }
                 let recorded_at = $crate::envelope::now_micros();
                 let mut positions = Vec::with_capacity(events.len());
@@ -355,11 +424,6 @@ macro_rules! sql_backend {
                         .await
                         .map_err(err("insert events"))?;
                 }
-                sqlx::query(sqlx::AssertSqlSafe(self.sql.set_head.as_str()))
-                    .bind(to_i64(head + next))
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(err("advance head"))?;
                 Ok($crate::AppendResult {
                     version: current + next,
                     positions,
@@ -416,7 +480,10 @@ macro_rules! sql_backend {
             ) -> Result<$crate::AppendResult, EventStoreError> {
                 $crate::state::validate_batch(stream, events)?;
                 let mut tx = self.begin().await?;
-                match self.append_in(&mut tx, stream, expected, events).await {
+                match self
+                    .append_locked(&mut tx, stream, expected, events, false)
+                    .await
+                {
                     Ok(result) if !result.already_stored && !result.positions.is_empty() => {
                         tx.commit()
                             .await
