@@ -3,9 +3,9 @@
 //!
 //! - `append`: one append of a batch of 1 or 100 events to one stream
 //!   (`ExpectedVersion::Any`) through `EventStore::append`: a
-//!   `BEGIN IMMEDIATE` transaction that takes the write lock, looks up the
-//!   batch's ids, reads the stream's version, inserts the rows and advances
-//!   the head. The floor, `raw_insert`, writes the same rows (same nine
+//!   `BEGIN IMMEDIATE` transaction that advances the head row (the write
+//!   lock and the batch's positions), reads the stream's version and looks
+//!   up the batch's ids in one statement, and inserts the rows. The floor, `raw_insert`, writes the same rows (same nine
 //!   columns, same JSON text, same unique indexes) with one multi-row
 //!   `INSERT` in one transaction and checks nothing. Both build the batch's
 //!   events inside the timed loop. Reported per event.

@@ -6,9 +6,10 @@
 //! - `<p>_events`: one row per event, `position` the primary key, unique
 //!   `(stream, version)` and unique `event_id`; payload and metadata as JSON
 //!   text.
-//! - `<p>_head`: one row holding the last committed position. Every append
-//!   first updates it (taking its row lock, or on SQLite the file's write
-//!   lock) and holds that lock until it commits: appends are serialized, so
+//! - `<p>_head`: one row holding the last allocated position. Every append
+//!   first advances it by its batch size (taking its row lock, or on SQLite
+//!   the file's write lock; a refused append gives the positions back or
+//!   rolls back) and holds that lock until it commits: appends are serialized, so
 //!   the expected-version check cannot race and positions become visible in
 //!   order. A reader following positions can never see `n + 1` before `n`.
 //! - `<p>_snapshots`: one row per stream.
