@@ -3,6 +3,8 @@
 //! following global positions must see both, in order, and never advance
 //! past the lower one before it commits.
 
+#![cfg(any(feature = "sqlite", feature = "postgres"))]
+
 use palisade_event_store::backend::AnyBackend;
 use palisade_event_store::{EventStore, ExpectedVersion, NewEvent};
 use serde_json::json;
