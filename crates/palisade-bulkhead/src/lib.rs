@@ -143,6 +143,58 @@
 //! Waiting needs a tokio runtime with the time driver (for the `max_wait`
 //! timer). With `max_wait(Duration::MAX)` a call waits without a deadline.
 //!
+//! # Spawning
+//!
+//! `tokio::spawn(async move { svc.ready().await?.call(req).await })` can fail
+//! to compile with "implementation of `FnOnce` is not general enough" (or of
+//! `From`) when the request or error type holds a lifetime, `BoxError`'s
+//! `'static` included. The cause is rustc (rust-lang/rust#110338), not a bound
+//! of this layer that could be loosened: in what an `async` block keeps across
+//! an `.await`, rustc forgets the lifetimes, then must prove the service's
+//! bounds (`S::Error: Into<BoxError>`, the classifier's and the partition's,
+//! `service_fn`'s `FnMut(Req)`) for every lifetime, which it cannot. tower's
+//! own `Timeout` fails the same way. What compiles: spawning the call's
+//! future itself (`tokio::spawn(svc.oneshot(req))`), boxing the service first
+//! (`tower::util::BoxCloneSyncService`) and holding that in the block, or
+//! request and error types without lifetimes. A closure classifier needs the
+//! `&` of its parameter written out (`|result: &Result<_, _>| ...`), or it is
+//! no [`Classify`](palisade_core::Classify) at all.
+//!
+//! ```
+//! use palisade_bulkhead::BulkheadLayer;
+//! use palisade_core::{BoxError, Outcome};
+//! use tower::util::BoxCloneSyncService;
+//! use tower::{Layer, Service, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let layer = BulkheadLayer::builder("search")
+//!     .max_concurrent_calls(4)
+//!     .classifier(|result: &Result<usize, BoxError>| match result {
+//!         Ok(_) => Outcome::Success,
+//!         Err(_) => Outcome::Failure,
+//!     })
+//!     .build()
+//!     .unwrap();
+//! let svc = layer.layer(service_fn(|query: &'static str| async move {
+//!     Ok::<_, BoxError>(query.len())
+//! }));
+//!
+//! // The call's future, spawned as it is.
+//! let n = tokio::spawn(svc.clone().oneshot("rust")).await.unwrap().unwrap();
+//! assert_eq!(n, 4);
+//!
+//! // A boxed service, held in an async block across `.await`s.
+//! let mut svc = BoxCloneSyncService::new(svc);
+//! let task = tokio::spawn(async move {
+//!     let a = svc.ready().await?.call("tower").await?;
+//!     let b = svc.ready().await?.call("tokio").await?;
+//!     Ok::<_, BoxError>(a + b)
+//! });
+//! assert_eq!(task.await.unwrap().unwrap(), 10);
+//! # }
+//! ```
+//!
 //! # Errors
 //!
 //! The service's error is [`BoxError`](palisade_core::BoxError): the inner

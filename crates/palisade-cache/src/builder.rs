@@ -12,7 +12,7 @@ use crate::handle::CacheHandle;
 use crate::layer::CacheLayer;
 use crate::metrics::Telemetry;
 use crate::policy::{CacheKey, Codec, KeyFn, Storage};
-use crate::settings::CacheSettings;
+use crate::settings::{CacheSettings, ClockSource};
 use crate::shared::{Shared, SharedTier};
 
 /// The policy of a builder that has no key function yet; give it one with
@@ -153,6 +153,13 @@ impl<P> CacheBuilder<P> {
     /// The longest a background refresh may run (default 30 s).
     pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
         self.settings.refresh_timeout = timeout;
+        self
+    }
+
+    /// The clock that judges freshness (default [`ClockSource::Tokio`]);
+    /// [`ClockSource::Coarse`] makes a hit cheaper, a tick coarse.
+    pub fn clock(mut self, clock: ClockSource) -> Self {
+        self.settings.clock = clock;
         self
     }
 

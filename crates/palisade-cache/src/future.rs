@@ -296,7 +296,7 @@ where
                 return Begin::Engine(Self::bypass(shared, service(), request, Some(key)));
             }
         };
-        let now = Instant::now();
+        let now = shared.clock.now();
         let (variant, entry) = match shared.store.get(&primary) {
             None => (None, None),
             Some(found) => match policy.variant(&request, &primary, &found.value) {
@@ -774,7 +774,7 @@ where
     let Job::Fetch(fetch) = job else {
         return Step::Output(Err(error));
     };
-    let now = Instant::now();
+    let now = shared.clock.now();
     let reason = stale_reason(&*error);
     let error = match fetch.leader.take() {
         Some(leader) => leader.fail(error),
@@ -805,7 +805,7 @@ where
     let Job::Fetch(fetch) = job else {
         unreachable!("only fetches admit")
     };
-    let now = Instant::now();
+    let now = shared.clock.now();
     let telemetry = &shared.telemetry;
     match admitted {
         Admitted::Store {
@@ -957,7 +957,7 @@ where
         return Step::Next(Engine::<S, Req, P>::send(shared, service, request, fetch));
     };
     telemetry.tier(TierResult::Hit);
-    let now = Instant::now();
+    let now = shared.clock.now();
     let lifetime = match shared.tier.as_ref().and_then(|t| t.max_local_ttl()) {
         Some(cap) => found.lifetime.capped(cap),
         None => found.lifetime,
@@ -1038,7 +1038,7 @@ where
     let Job::Fetch(fetch) = job else {
         unreachable!("only fetches wait")
     };
-    let now = Instant::now();
+    let now = shared.clock.now();
     match outcome {
         Outcome::Value { exact: false, .. } => {
             // Stored for another variant: look the request's own up.

@@ -134,7 +134,6 @@ impl<P: Storage> Control for Shared<P> {
     }
 
     fn snapshot(&self) -> CacheSnapshot {
-        self.store.run_pending_tasks();
         self.publish_size();
         let t = &self.telemetry;
         let hits = t.hits.get();
@@ -190,7 +189,7 @@ impl<P: Storage> Control for Shared<P> {
     }
 
     fn run_pending_tasks(&self) {
-        self.store.run_pending_tasks();
+        self.store.remove_expired(self.clock.now());
         self.publish_size();
     }
 
@@ -309,23 +308,27 @@ impl CacheHandle {
         self.control.clear()
     }
 
-    /// The cache's figures now. Applies the store's pending work first, so
-    /// the sizes are exact.
+    /// The cache's figures now. The sizes are exact: the store evicts
+    /// within each insert what the byte bound needs.
     #[must_use]
     pub fn snapshot(&self) -> CacheSnapshot {
         self.control.snapshot()
     }
 
-    /// Bytes held by the process tier now, without applying the store's
-    /// pending work first (so it may briefly exceed `max_bytes` by what
-    /// is pending).
+    /// Bytes held by the process tier now, without building a snapshot.
+    /// Never more than `max_bytes`: the store evicts within each insert
+    /// what the bound needs.
     #[must_use]
     pub fn snapshot_unflushed_bytes(&self) -> u64 {
         self.control.bytes()
     }
 
-    /// Applies the store's pending work (evictions, expirations) now;
-    /// otherwise it happens as requests flow.
+    /// Removes the entries expired by now (past their `stale_if_error`
+    /// and `stale_while_revalidate` windows), on tokio's clock. Otherwise
+    /// an expired entry leaves when a request finds it, or when the byte
+    /// bound evicts it: until then it only takes room that the bound
+    /// already counts. Takes each shard's write lock in turn, for a walk
+    /// over its entries.
     pub fn run_pending_tasks(&self) {
         self.control.run_pending_tasks();
     }

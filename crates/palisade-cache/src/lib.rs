@@ -13,8 +13,9 @@
 //! - **Request coalescing**: N concurrent misses on one key make one backend
 //!   call, and every one of them gets its result. If the request making the
 //!   call goes away, a waiting one takes over; nobody waits forever.
-//! - **Bounded by bytes**, in a [moka](https://docs.rs/moka) cache; an
-//!   optional **Redis tier** shared by a fleet, behind a circuit breaker.
+//! - **Bounded by bytes**, in a [quick_cache](https://docs.rs/quick_cache)
+//!   store; an optional **Redis tier** shared by a fleet, behind a circuit
+//!   breaker.
 //!
 //! Entries live through *fresh*, *stale* (revalidating) and *expired*; the
 //! diagram and the decision tables are in `docs/patterns/cache.md`.
@@ -219,12 +220,20 @@
 //!   notification and take over if it is dropped (a timeout bounds the
 //!   wait). Errors need not be `Clone`: they are shared.
 //! - **A memory bound in bytes**, not entries, that holds at every moment,
-//!   over moka's concurrent, TinyLFU-admitted store. moka rather than
-//!   `quick_cache` or a hand-written map: it weighs entries, expires them
-//!   on their own schedule, reports every removal (so the bytes gauge is
-//!   exact), and its hit path takes no lock shared by all callers. Its
-//!   reads record an access in a lock-free buffer, which is what a hit
-//!   costs beyond a hash-map lookup (`docs/benchmarks.md` measures it).
+//!   over quick_cache's sharded, S3-FIFO store. quick_cache rather than
+//!   moka (this crate's store before) or a hand-written map: a hit is
+//!   mostly the store's lookup, and quick_cache's is a hash, one shard's
+//!   read lock and a probe, where moka's also records the read for its
+//!   TinyLFU policy and reads its own clock for an expiry the cache does
+//!   not need (freshness is judged from the entry, on the cache's clock).
+//!   moka's `get` alone cost more than tower-resilience's whole hit.
+//!   quick_cache evicts within the insert that needs the room, so the
+//!   bytes gauge is its exact weight. `docs/benchmarks.md` measures both.
+//! - **One clock read per hit**, and a choice of clock
+//!   ([`ClockSource`]): tokio's (the default, follows the paused clock of
+//!   tests) or the kernel's coarse monotonic clock, a few nanoseconds
+//!   instead of a `clock_gettime`, a kernel tick coarse. A hit allocates
+//!   nothing and counts itself on per-thread stripes.
 //! - **HTTP semantics** (`Cache-Control`, `Vary`, `ETag`, `Expires`, `Age`)
 //!   parsed by hyperium's `headers` crate, not by hand.
 //! - **A shared tier** in Redis with each entry's expiry, behind Palisade's
@@ -263,7 +272,7 @@ pub use policy::{
 pub use service::Cache;
 #[cfg(feature = "redis")]
 pub use settings::RedisSettings;
-pub use settings::{CacheSettings, MAX_BYTES, MAX_DURATION, MAX_ENTRY_BYTES};
+pub use settings::{CacheSettings, ClockSource, MAX_BYTES, MAX_DURATION, MAX_ENTRY_BYTES};
 pub use shared::SharedTierSnapshot;
 pub use state::{Decision, Directives, Freshness, Lifetime, NotStored, decide, is_failure_status};
 

@@ -34,6 +34,7 @@ pub const MAX_BYTES: u64 = 1 << 40;
 /// | [`coalesce`](Self::coalesce) | `true` | |
 /// | [`coalesce_timeout`](Self::coalesce_timeout) | 10 s | > 0, ≤ 1 year, or none |
 /// | [`refresh_timeout`](Self::refresh_timeout) | 30 s | > 0, ≤ 1 year |
+/// | [`clock`](Self::clock) | `tokio` | `tokio` or `coarse` |
 ///
 /// ```
 /// use palisade_cache::CacheSettings;
@@ -91,6 +92,45 @@ pub struct CacheSettings {
     /// the stale entry keeps being served within its windows.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub refresh_timeout: Duration,
+    /// The clock that judges freshness, read once per request (a hit
+    /// included): [`ClockSource::Tokio`] (the default, follows tokio's
+    /// paused clock) or [`ClockSource::Coarse`] (cheaper, a few
+    /// milliseconds coarse).
+    pub clock: ClockSource,
+}
+
+/// The clock a cache reads to judge freshness and age, once per request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum ClockSource {
+    /// tokio's `Instant` (the default): exact, and follows tokio's paused
+    /// clock, so tests run on virtual time. One `clock_gettime` of the
+    /// monotonic clock per request: on a hit, the largest cost after the
+    /// store's own lookup (`docs/benchmarks.md#cache`).
+    #[default]
+    Tokio,
+    /// The kernel's coarse monotonic clock (`CLOCK_MONOTONIC_COARSE`, read
+    /// from the vDSO without the time-stamp counter): a few nanoseconds per
+    /// read, no background thread, and as coarse as the kernel's tick (1 ms
+    /// at `CONFIG_HZ=1000`, 4 ms at 250), so an entry may be judged fresh
+    /// up to one tick after it turned stale, and `Age` may be one tick off. Does not follow tokio's paused clock: for
+    /// production, where a hit's clock read is a large share of its cost.
+    /// On systems other than Linux, Android and FreeBSD it reads tokio's
+    /// clock, as [`Tokio`](Self::Tokio).
+    Coarse,
+}
+
+impl ClockSource {
+    /// `"tokio"` or `"coarse"`.
+    #[must_use]
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Tokio => "tokio",
+            Self::Coarse => "coarse",
+        }
+    }
 }
 
 impl Default for CacheSettings {
@@ -105,6 +145,7 @@ impl Default for CacheSettings {
             coalesce: true,
             coalesce_timeout: Some(Duration::from_secs(10)),
             refresh_timeout: Duration::from_secs(30),
+            clock: ClockSource::Tokio,
         }
     }
 }
@@ -372,10 +413,12 @@ mod tests {
             stale_while_revalidate = "5s"
             negative_ttl = "2s"
             max_bytes = 1048576
+            clock = "coarse"
             "#,
         )
         .unwrap();
         assert_eq!(settings.ttl, Duration::from_secs(30));
+        assert_eq!(settings.clock, ClockSource::Coarse);
         assert_eq!(settings.negative_ttl, Some(Duration::from_secs(2)));
         assert_eq!(settings.stale_if_error, Duration::from_secs(300));
         let back: CacheSettings = toml::from_str(&toml::to_string(&settings).unwrap()).unwrap();

@@ -182,6 +182,7 @@ impl Times {
     }
 
     /// How long the entry is still kept after `now`.
+    #[cfg(test)]
     pub(crate) fn remaining(&self, now: Instant) -> Duration {
         self.expires.saturating_duration_since(now)
     }

@@ -101,3 +101,27 @@ fn settings_apply_as_a_whole() {
     let _: &CacheLayer<palisade_cache::KeyFn<_, u32, u32>> = &layer;
     assert_eq!(layer.handle().snapshot().settings, settings);
 }
+
+#[tokio::test]
+async fn a_coarse_clock_serves_hits() {
+    use tower::{Layer, ServiceExt};
+    let layer = CacheLayer::builder("coarse")
+        .key(|n: &u32| Some(*n))
+        .clock(palisade_cache::ClockSource::Coarse)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&calls);
+    let svc = layer.layer(tower::service_fn(move |n: u32| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::future::ready(Ok::<_, std::convert::Infallible>(n * 2))
+    }));
+    for _ in 0..3 {
+        assert_eq!(svc.clone().oneshot(7).await.unwrap(), 14);
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let snapshot = handle.snapshot();
+    assert_eq!((snapshot.hits, snapshot.misses), (2, 1));
+    assert_eq!(snapshot.settings.clock, palisade_cache::ClockSource::Coarse);
+}

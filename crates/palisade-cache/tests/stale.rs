@@ -243,3 +243,31 @@ async fn an_expired_entry_is_a_miss() {
     let snapshot = handle.snapshot();
     assert_eq!((snapshot.misses, snapshot.stale_served.total()), (2, 0));
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn run_pending_tasks_sweeps_expired_entries_only() {
+    let backend = Backend::new("a");
+    let (svc, handle) = build(
+        builder("sweep")
+            .ttl(10 * S)
+            .stale_while_revalidate(5 * S)
+            .stale_if_error(20 * S),
+        &backend,
+    );
+    svc.clone().oneshot(1).await.unwrap();
+    advance(20 * S).await;
+    svc.clone().oneshot(2).await.unwrap();
+    let both = handle.snapshot();
+    assert_eq!(both.entries, 2);
+    // Key 1 is 20 s old: stale, still within stale_if_error (10 + 20 s).
+    handle.run_pending_tasks();
+    assert_eq!(handle.snapshot().entries, 2);
+    // 31 s: key 1 is past every window; key 2 (11 s) is not.
+    advance(11 * S).await;
+    handle.run_pending_tasks();
+    let snapshot = handle.snapshot();
+    assert_eq!(snapshot.entries, 1);
+    // The two entries weigh the same ("a1", "a2"): half the bytes left.
+    assert_eq!(snapshot.bytes, both.bytes / 2);
+    assert_eq!(backend.calls(), 2);
+}

@@ -3,12 +3,16 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use palisade_core::{BoxError, CircuitOpen, Classify};
+use palisade_core::stripe::Stripe;
+use palisade_core::{BoxError, CircuitOpen, Classify, Outcome};
 use pin_project_lite::pin_project;
+use tokio::time::Instant;
 
-use crate::service::Recorder;
+use crate::shared::Calls;
+use crate::state::{Now, nanos_since};
 
 pin_project! {
     /// The call's future, or its rejection. Records the outcome when the
@@ -115,5 +119,97 @@ impl<F, C> fmt::Debug for ResponseFuture<F, C> {
         f.debug_struct("ResponseFuture")
             .field("kind", &self.kind.describe())
             .finish()
+    }
+}
+
+// ===== Recorder =====
+
+const PROBE: u8 = 0b01;
+const PENDING: u8 = 0b10;
+/// `start` when the call is not timed.
+const UNTIMED: u64 = u64::MAX;
+
+/// Carried by an admitted call to record its outcome. A probe's permit is
+/// given back if the recorder is dropped without recording (the future was
+/// dropped before completion).
+pub(crate) struct Recorder<C> {
+    stripe: Arc<Stripe<Calls<C>>>,
+    ticket: u64,
+    /// When the call started (nanos since the breaker's base), or `UNTIMED`.
+    start: u64,
+    flags: u8,
+}
+
+impl<C> Recorder<C> {
+    #[inline]
+    pub(crate) fn new(stripe: Arc<Stripe<Calls<C>>>, ticket: u64, probe: bool) -> Self {
+        let calls = stripe.get();
+        let start = if calls.timed {
+            nanos_since(calls.core.base(), Instant::now())
+        } else {
+            UNTIMED
+        };
+        Self {
+            stripe,
+            ticket,
+            start,
+            flags: PENDING | if probe { PROBE } else { 0 },
+        }
+    }
+
+    /// Classifies and records the call's result (once).
+    #[inline]
+    pub(crate) fn finish<T, E>(&mut self, result: &Result<T, E>)
+    where
+        C: Classify<T, E>,
+    {
+        if self.flags & PENDING == 0 {
+            return;
+        }
+        self.flags &= !PENDING;
+        let probe = self.flags & PROBE != 0;
+        let calls = self.stripe.get();
+        let core = &calls.core;
+        let outcome = calls.classifier.classify(result);
+        let base = core.base();
+        let (duration, mut now) = if self.start == UNTIMED {
+            (None, Now::lazy(base))
+        } else {
+            let end = nanos_since(base, Instant::now());
+            (
+                Some(std::time::Duration::from_nanos(
+                    end.saturating_sub(self.start),
+                )),
+                Now::at(base, end),
+            )
+        };
+        let slow = outcome != Outcome::Ignored
+            && matches!((duration, core.config().summary.slow_call_duration), (Some(d), Some(limit)) if d >= limit);
+        core.observer().outcome(outcome, slow, duration, probe);
+        match outcome {
+            Outcome::Ignored => {
+                if probe {
+                    core.release_probe(self.ticket);
+                }
+            }
+            Outcome::Success | Outcome::Failure => {
+                core.record(
+                    self.ticket,
+                    probe,
+                    outcome == Outcome::Failure,
+                    slow,
+                    &mut now,
+                );
+            }
+        }
+    }
+}
+
+impl<C> Drop for Recorder<C> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.flags == PENDING | PROBE {
+            self.stripe.core.release_probe(self.ticket);
+        }
     }
 }

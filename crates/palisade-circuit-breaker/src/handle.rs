@@ -4,11 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::{ErrorsAsFailures, Handle};
+use palisade_core::Handle;
 use tokio::time::Instant;
 
-use crate::config::ConfigSummary;
-use crate::layer::{BreakerCore, CircuitBreakerLayer};
+use crate::settings::{CircuitBreakerSettings, ConfigSummary};
+use crate::shared::BreakerCore;
 use crate::state::{Now, State, nanos_since};
 
 /// Reads and controls one breaker at runtime. Cheap to clone; every clone
@@ -36,6 +36,7 @@ pub struct CircuitBreakerHandle {
 
 /// The figures of a half-open breaker's probes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct HalfOpenProbes {
     /// Probe calls admitted in this half-open period.
@@ -53,6 +54,7 @@ pub struct HalfOpenProbes {
 /// A breaker's state and figures at one instant, for admin APIs and
 /// dashboards. Plain data: serialize it as you like.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct CircuitBreakerSnapshot {
     /// The breaker's name.
@@ -77,6 +79,7 @@ pub struct CircuitBreakerSnapshot {
     /// Calls rejected since the breaker was built.
     pub not_permitted_calls: u64,
     /// Open: the time until the next probe is admitted.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub next_probe_in: Option<Duration>,
     /// HalfOpen: the probes' figures.
     pub half_open: Option<HalfOpenProbes>,
@@ -87,6 +90,11 @@ pub struct CircuitBreakerSnapshot {
 impl CircuitBreakerHandle {
     pub(crate) const fn new(core: Arc<BreakerCore>) -> Self {
         Self { core }
+    }
+
+    /// The breaker's state machine, shared with every layer over it.
+    pub(crate) const fn core(&self) -> &Arc<BreakerCore> {
+        &self.core
     }
 
     fn now(&self) -> Now {
@@ -109,6 +117,14 @@ impl CircuitBreakerHandle {
     #[must_use]
     pub fn config(&self) -> &ConfigSummary {
         &self.core.config().summary
+    }
+
+    /// The settings the breaker was built with, as given (see
+    /// [`config`](Self::config) for the effective values, defaults filled
+    /// in).
+    #[must_use]
+    pub fn settings(&self) -> &CircuitBreakerSettings {
+        &self.core.config().settings
     }
 
     /// Calls rejected since the breaker was built.
@@ -193,17 +209,6 @@ impl CircuitBreakerHandle {
     /// as their methods.
     pub fn transition_to(&self, state: State) {
         self.core.force(state, None, &mut self.now());
-    }
-
-    /// A layer over this breaker that counts outcomes with [`ErrorsAsFailures`].
-    #[must_use]
-    pub fn layer(&self) -> CircuitBreakerLayer<ErrorsAsFailures> {
-        self.layer_with(ErrorsAsFailures)
-    }
-
-    /// A layer over this breaker that counts outcomes with `classifier`.
-    pub fn layer_with<C>(&self, classifier: C) -> CircuitBreakerLayer<C> {
-        CircuitBreakerLayer::from_core(Arc::clone(&self.core), classifier)
     }
 
     /// `true` if both handles control the same breaker.

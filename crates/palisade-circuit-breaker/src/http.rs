@@ -94,6 +94,17 @@ pub struct HttpCircuitBreakerLayer<C = ErrorsAsFailures> {
     layer: CircuitBreakerLayer<C>,
 }
 
+impl<C> CircuitBreakerLayer<C> {
+    /// The same breaker as an HTTP layer that answers a rejection with a
+    /// `503 Service Unavailable` response instead of an error, so the
+    /// service's error type is unchanged (feature `http`).
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    #[must_use]
+    pub fn http_layer(&self) -> HttpCircuitBreakerLayer<C> {
+        HttpCircuitBreakerLayer::new(self.clone())
+    }
+}
+
 impl<C> HttpCircuitBreakerLayer<C> {
     /// The HTTP form of `layer` (same breaker).
     pub fn new(layer: CircuitBreakerLayer<C>) -> Self {

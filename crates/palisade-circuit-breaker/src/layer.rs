@@ -4,54 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use palisade_core::ErrorsAsFailures;
-use palisade_core::stripe::{Stripe, Striped};
-use tokio::time::Instant;
 use tower_layer::Layer;
 
-use crate::config::{CircuitBreakerBuilder, Config, Parts};
 use crate::handle::CircuitBreakerHandle;
-use crate::metrics::Telemetry;
 use crate::service::CircuitBreaker;
-use crate::state::Core;
-
-/// The state machine with its telemetry: one per breaker.
-pub(crate) type BreakerCore = Core<Telemetry>;
-
-/// What a call needs when it completes: the breaker and the classifier.
-pub(crate) struct Calls<C> {
-    pub(crate) core: Arc<BreakerCore>,
-    pub(crate) classifier: C,
-    /// Whether calls are timed: slow-call detection or an outcome listener.
-    pub(crate) timed: bool,
-}
-
-/// What every service of one layer shares.
-pub(crate) struct Shared<C> {
-    /// The breaker, for admission.
-    pub(crate) core: Arc<BreakerCore>,
-    /// What calls in flight hold, through the stripe of the thread they
-    /// start on ([`palisade_core::stripe`]): threads do not bounce one
-    /// reference count between cores.
-    calls: Striped<Calls<C>>,
-}
-
-impl<C> Shared<C> {
-    pub(crate) fn new(core: Arc<BreakerCore>, classifier: C) -> Self {
-        let timed = core.config().times_calls() || core.observer().wants_outcomes();
-        let calls = Striped::new(Calls {
-            core: Arc::clone(&core),
-            classifier,
-            timed,
-        });
-        Self { core, calls }
-    }
-
-    /// A reference for a call starting on this thread.
-    #[inline]
-    pub(crate) fn stripe(&self) -> Arc<Stripe<Calls<C>>> {
-        self.calls.stripe()
-    }
-}
+use crate::settings::Config;
+use crate::shared::{BreakerCore, Parts, Shared, build_core};
 
 /// Applies a circuit breaker to a service; see the [crate docs](crate).
 ///
@@ -71,14 +29,6 @@ impl<C> Shared<C> {
 /// ```
 pub struct CircuitBreakerLayer<C = ErrorsAsFailures> {
     shared: Arc<Shared<C>>,
-}
-
-impl CircuitBreakerLayer<ErrorsAsFailures> {
-    /// A builder for the breaker called `name` (it labels metrics, logs,
-    /// errors and registry entries).
-    pub fn builder(name: impl Into<Arc<str>>) -> CircuitBreakerBuilder<ErrorsAsFailures> {
-        CircuitBreakerBuilder::new(name)
-    }
 }
 
 impl<C> CircuitBreakerLayer<C> {
@@ -110,25 +60,10 @@ impl<C> CircuitBreakerLayer<C> {
         CircuitBreakerLayer::from_core(Arc::clone(&self.shared.core), classifier)
     }
 
-    /// The same breaker as an HTTP layer that answers a rejection with a
-    /// `503 Service Unavailable` response instead of an error, so the
-    /// service's error type is unchanged (feature `http`).
-    #[cfg(feature = "http")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-    #[must_use]
-    pub fn http_layer(&self) -> crate::http::HttpCircuitBreakerLayer<C> {
-        crate::http::HttpCircuitBreakerLayer::new(self.clone())
-    }
-
     #[cfg(feature = "http")]
     pub(crate) fn shared(&self) -> &Arc<Shared<C>> {
         &self.shared
     }
-}
-
-pub(crate) fn build_core(config: Config, parts: Parts) -> Arc<BreakerCore> {
-    let telemetry = Telemetry::new(parts.name, parts.listeners, config.initial_state);
-    Arc::new(Core::new(config, telemetry, Instant::now(), parts.seed))
 }
 
 impl<C> Clone for CircuitBreakerLayer<C> {
@@ -153,5 +88,18 @@ impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
 
     fn layer(&self, inner: S) -> Self::Service {
         CircuitBreaker::new(inner, Arc::clone(&self.shared))
+    }
+}
+
+impl CircuitBreakerHandle {
+    /// A layer over this breaker that counts outcomes with [`ErrorsAsFailures`].
+    #[must_use]
+    pub fn layer(&self) -> CircuitBreakerLayer<ErrorsAsFailures> {
+        self.layer_with(ErrorsAsFailures)
+    }
+
+    /// A layer over this breaker that counts outcomes with `classifier`.
+    pub fn layer_with<C>(&self, classifier: C) -> CircuitBreakerLayer<C> {
+        CircuitBreakerLayer::from_core(Arc::clone(self.core()), classifier)
     }
 }

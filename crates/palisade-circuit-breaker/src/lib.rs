@@ -48,6 +48,15 @@
 //! # }
 //! ```
 //!
+//! Every setting that is plain data is a field of [`CircuitBreakerSettings`]
+//! (defaults, bounds, a `validate` with no side effect), which the builder
+//! takes whole with [`settings`](CircuitBreakerBuilder::settings) and, with the
+//! `serde` feature, reads from a config file (`wait_in_open = "5s"`,
+//! `sliding_window = { count = 20 }`). The name, the classifier, the listeners
+//! and a registry are code, given to the builder. With `serde`, a
+//! [`CircuitBreakerSnapshot`] serializes as it is (state, figures and the
+//! effective settings) for an admin API.
+//!
 //! # Ordering
 //!
 //! Put the breaker **inside retry** and **outside the per-attempt timeout**:
@@ -117,6 +126,63 @@
 //! completes (a time window: a clock read and two `fetch_add`s). No
 //! allocation, no boxing, no clock read unless a time window, slow-call
 //! detection or an outcome listener needs one.
+//!
+//! # Spawning
+//!
+//! `tokio::spawn(async move { svc.ready().await?.call(req).await })` can fail
+//! to compile with "implementation of `FnOnce` is not general enough" (or of
+//! `From`) when the request or error type holds a lifetime, `BoxError`'s
+//! `'static` included. The cause is rustc (rust-lang/rust#110338), not a bound
+//! of this layer that could be loosened: in what an `async` block keeps across
+//! an `.await`, rustc forgets the lifetimes, then must prove the service's
+//! bounds (`S::Error: Into<BoxError>`, `C: Classify<S::Response, S::Error>`,
+//! `service_fn`'s `FnMut(Req)`) for every lifetime, which it cannot. tower's
+//! own `Timeout` fails the same way. What compiles:
+//!
+//! - spawn the call's future itself rather than an `async` block around it:
+//!   `tokio::spawn(svc.oneshot(req))`;
+//! - or box the service first (`tower::util::BoxCloneSyncService`), whose
+//!   future is a `Pin<Box<dyn Future + Send>>`, and hold that in the block;
+//! - or use request and error types without lifetimes (`u32`,
+//!   `std::io::Error`, an error enum of your own).
+//!
+//! A closure classifier needs the `&` of its parameter written out,
+//! `|result: &Result<_, _>| ...`: without it rustc infers one lifetime instead
+//! of every lifetime, and the closure is no
+//! [`Classify`] (`Fn(&Result<T, E>) -> Outcome`) anywhere.
+//!
+//! ```
+//! use palisade_circuit_breaker::{BoxError, CircuitBreakerLayer, Outcome};
+//! use tower::util::BoxCloneSyncService;
+//! use tower::{Layer, Service, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let layer = CircuitBreakerLayer::builder("search")
+//!     .classifier(|result: &Result<usize, BoxError>| match result {
+//!         Ok(_) => Outcome::Success,
+//!         Err(_) => Outcome::Failure,
+//!     })
+//!     .build()
+//!     .unwrap();
+//! let svc = layer.layer(service_fn(|query: &'static str| async move {
+//!     Ok::<_, BoxError>(query.len())
+//! }));
+//!
+//! // The call's future, spawned as it is.
+//! let n = tokio::spawn(svc.clone().oneshot("rust")).await.unwrap().unwrap();
+//! assert_eq!(n, 4);
+//!
+//! // A boxed service, held in an async block across `.await`s.
+//! let mut svc = BoxCloneSyncService::new(svc);
+//! let task = tokio::spawn(async move {
+//!     let a = svc.ready().await?.call("tower").await?;
+//!     let b = svc.ready().await?.call("tokio").await?;
+//!     Ok::<_, BoxError>(a + b)
+//! });
+//! assert_eq!(task.await.unwrap().unwrap(), 10);
+//! # }
+//! ```
 //!
 //! # Errors
 //!
@@ -224,7 +290,7 @@
 //!   MetricsOnly (a shadow mode), a registry, metrics and listeners.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod config;
+mod builder;
 mod event;
 pub mod future;
 mod handle;
@@ -236,15 +302,20 @@ mod layer;
 mod loom_tests;
 mod metrics;
 mod service;
+mod settings;
+mod shared;
 mod state;
 mod sync;
-mod window;
 
-pub use config::{CircuitBreakerBuilder, ConfigSummary, MAX_DURATION, SlidingWindow};
+pub use builder::CircuitBreakerBuilder;
 pub use event::{CallNotPermitted, CallOutcome, CircuitBreakerEvent, StateTransition};
 pub use handle::{CircuitBreakerHandle, CircuitBreakerSnapshot, HalfOpenProbes};
 pub use layer::CircuitBreakerLayer;
 pub use service::CircuitBreaker;
+pub use settings::{
+    CircuitBreakerSettings, ConfigSummary, DEFAULT_MINIMUM_CALLS,
+    DEFAULT_TIME_WINDOW_MINIMUM_CALLS, MAX_DURATION, SlidingWindow,
+};
 pub use state::{State, TransitionReason};
 
 pub use palisade_core::{BoxError, CircuitOpen, Classify, ErrorsAsFailures, Outcome, Registry};

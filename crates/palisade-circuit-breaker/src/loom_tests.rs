@@ -10,9 +10,9 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 use tokio::time::Instant;
 
-use crate::config::CircuitBreakerBuilder;
+use crate::builder::CircuitBreakerBuilder;
+use crate::state::window::{CountWindow, FAILED, TimeWindow, Totals, Window};
 use crate::state::{Admit, Core, Now, Observer, State, Transition, gen_of};
-use crate::window::{CountWindow, FAILED, TimeWindow, Totals, Window};
 
 #[derive(Debug, Default)]
 struct Counts {
@@ -247,5 +247,40 @@ fn loom_time_window_totals_match_the_buckets() {
         assert!(totals.calls <= 3 && totals.failed <= 1);
         // Four seconds on, the window is empty: nothing was lost or doubled.
         assert_eq!(w.totals(|| 4 * SEC), Totals::default());
+    });
+}
+
+#[test]
+fn loom_a_window_of_failures_trips_whichever_caller_lands_last() {
+    // 100 % over a window of 2, full of successes. The other caller's
+    // failure may be preempted anywhere in its update; three failures here
+    // fill the window on their own, so once they are recorded nothing more
+    // is admitted, whatever the other caller has done so far.
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound.get_or_insert(3);
+    model.check(|| {
+        let c = core(
+            CircuitBreakerBuilder::new("l")
+                .count_window(2)
+                .minimum_calls(2)
+                .failure_rate_threshold(100.0),
+        );
+        call(&c, false);
+        call(&c, false);
+        let other = Arc::clone(&c);
+        let t = thread::spawn(move || {
+            call(&other, true);
+        });
+        for _ in 0..3 {
+            call(&c, true);
+        }
+        assert!(
+            matches!(c.admit(&mut now(&c)), Admit::Reject { .. }),
+            "a window of failures admitted another call"
+        );
+        t.join().unwrap();
+        assert_eq!(c.state_now(), State::Open);
+        assert_eq!(c.observer().to_open.load(Ordering::SeqCst), 1);
+        assert_one_claim_per_transition(&c);
     });
 }

@@ -8,8 +8,8 @@ use metrics::{Counter, Gauge, Unit};
 use palisade_core::{Listeners, Outcome};
 
 use crate::event::{CallNotPermitted, CallOutcome, CircuitBreakerEvent, StateTransition};
+use crate::state::window::Totals;
 use crate::state::{Observer, State, Transition};
-use crate::window::Totals;
 
 /// `palisade_circuit_breaker_calls_total{name, outcome}`.
 pub(crate) const CALLS: &str = "palisade_circuit_breaker_calls_total";

@@ -4,15 +4,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use palisade_core::stripe::Stripe;
-use palisade_core::{BoxError, CircuitOpen, Classify, ErrorsAsFailures, Outcome};
-use tokio::time::Instant;
+use palisade_core::{BoxError, CircuitOpen, Classify, ErrorsAsFailures};
 use tower_service::Service;
 
-use crate::future::{Kind, ResponseFuture};
+use crate::future::{Kind, Recorder, ResponseFuture};
 use crate::handle::CircuitBreakerHandle;
-use crate::layer::{Calls, Shared};
-use crate::state::{Admit, Now, State, nanos_since};
+use crate::shared::Shared;
+use crate::state::{Admit, Now, State};
 
 /// A service guarded by a circuit breaker; built by
 /// [`CircuitBreakerLayer`](crate::CircuitBreakerLayer).
@@ -312,97 +310,5 @@ impl<C> fmt::Debug for Gate<C> {
             .field("name", &self.shared.core.observer().name())
             .field("decision", &self.decision)
             .finish_non_exhaustive()
-    }
-}
-
-// ===== Recorder =====
-
-const PROBE: u8 = 0b01;
-const PENDING: u8 = 0b10;
-/// `start` when the call is not timed.
-const UNTIMED: u64 = u64::MAX;
-
-/// Carried by an admitted call to record its outcome. A probe's permit is
-/// given back if the recorder is dropped without recording (the future was
-/// dropped before completion).
-pub(crate) struct Recorder<C> {
-    stripe: Arc<Stripe<Calls<C>>>,
-    ticket: u64,
-    /// When the call started (nanos since the breaker's base), or `UNTIMED`.
-    start: u64,
-    flags: u8,
-}
-
-impl<C> Recorder<C> {
-    #[inline]
-    fn new(stripe: Arc<Stripe<Calls<C>>>, ticket: u64, probe: bool) -> Self {
-        let calls = stripe.get();
-        let start = if calls.timed {
-            nanos_since(calls.core.base(), Instant::now())
-        } else {
-            UNTIMED
-        };
-        Self {
-            stripe,
-            ticket,
-            start,
-            flags: PENDING | if probe { PROBE } else { 0 },
-        }
-    }
-
-    /// Classifies and records the call's result (once).
-    #[inline]
-    pub(crate) fn finish<T, E>(&mut self, result: &Result<T, E>)
-    where
-        C: Classify<T, E>,
-    {
-        if self.flags & PENDING == 0 {
-            return;
-        }
-        self.flags &= !PENDING;
-        let probe = self.flags & PROBE != 0;
-        let calls = self.stripe.get();
-        let core = &calls.core;
-        let outcome = calls.classifier.classify(result);
-        let base = core.base();
-        let (duration, mut now) = if self.start == UNTIMED {
-            (None, Now::lazy(base))
-        } else {
-            let end = nanos_since(base, Instant::now());
-            (
-                Some(std::time::Duration::from_nanos(
-                    end.saturating_sub(self.start),
-                )),
-                Now::at(base, end),
-            )
-        };
-        let slow = outcome != Outcome::Ignored
-            && matches!((duration, core.config().summary.slow_call_duration), (Some(d), Some(limit)) if d >= limit);
-        core.observer().outcome(outcome, slow, duration, probe);
-        match outcome {
-            Outcome::Ignored => {
-                if probe {
-                    core.release_probe(self.ticket);
-                }
-            }
-            Outcome::Success | Outcome::Failure => {
-                core.record(
-                    self.ticket,
-                    probe,
-                    outcome == Outcome::Failure,
-                    slow,
-                    &mut now,
-                );
-            }
-        }
-    }
-}
-
-impl<C> Drop for Recorder<C> {
-    #[inline]
-    fn drop(&mut self) {
-        if self.flags == PENDING | PROBE {
-            self.stripe.core.release_probe(self.ticket);
-        }
     }
 }

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use palisade_circuit_breaker::{
-    CircuitBreakerBuilder, CircuitBreakerLayer, MAX_DURATION, SlidingWindow, State,
+    CircuitBreakerBuilder, CircuitBreakerLayer, DEFAULT_MINIMUM_CALLS,
+    DEFAULT_TIME_WINDOW_MINIMUM_CALLS, MAX_DURATION, SlidingWindow, State,
 };
 
 fn error(builder: CircuitBreakerBuilder) -> (String, String) {
@@ -95,6 +96,7 @@ fn defaults() {
     assert_eq!(c.slow_call_duration, None);
     assert_eq!(c.slow_call_rate_threshold, None);
     assert_eq!(c.consecutive_failures, None);
+    assert_eq!(c.minimum_calls, DEFAULT_MINIMUM_CALLS);
     assert_eq!(c.minimum_calls, 100);
     assert_eq!(c.wait_in_open, Duration::from_secs(30));
     assert_eq!(c.wait_in_open_multiplier, 1.0);
@@ -129,6 +131,18 @@ fn effective_values() {
         c.sliding_window,
         SlidingWindow::Time(Duration::from_secs(60))
     );
+    // A time window's own default, whatever its length.
+    for secs in [1, 60, 3_600] {
+        let c = b()
+            .time_window(Duration::from_secs(secs))
+            .build()
+            .unwrap()
+            .handle()
+            .config()
+            .clone();
+        assert_eq!(c.minimum_calls, DEFAULT_TIME_WINDOW_MINIMUM_CALLS);
+        assert_eq!(c.minimum_calls, 10);
+    }
     // Slow-call detection brings its threshold; rate trips can be off.
     let c = b()
         .slow_call_duration(Duration::from_secs(2))

@@ -514,6 +514,31 @@ async fn time_window_forgets_old_seconds() {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_time_window_with_default_settings_opens_on_low_traffic() {
+    // A service called once every 5 s: a 60 s window never holds more than
+    // 12 calls, so the count window's default minimum (100) would keep the
+    // breaker closed forever. The time window's default (10) is reached.
+    let layer = CircuitBreakerLayer::builder("quiet")
+        .time_window(60 * SEC)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    assert_eq!(handle.config().minimum_calls, 10);
+    let (backend, reached) = backend();
+    let mut svc = layer.layer(backend);
+    for n in 1..=9 {
+        let _ = call(&mut svc, Step::Fail).await;
+        assert_eq!(handle.state(), State::Closed, "{n} calls: too few to judge");
+        advance(5 * SEC).await;
+    }
+    let _ = call(&mut svc, Step::Fail).await;
+    assert_eq!(handle.state(), State::Open, "10 failures in 50 s");
+    assert_eq!(count(&reached), 10);
+    assert!(rejected(&call(&mut svc, Step::Ok).await));
+    assert_eq!(count(&reached), 10);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn calls_admitted_before_a_transition_do_not_count_after_it() {
     let layer = CircuitBreakerLayer::builder("gen")
         .count_window(2)

@@ -30,21 +30,21 @@
 //!
 //! # Module map
 //!
+//! One module (folder) per feature area; each owns its routes, its config
+//! section and its dashboard panel, so a new pattern is a new folder plus a
+//! line in [`routes`] and [`config`].
+//!
 //! | module | what |
 //! |---|---|
-//! | [`config`] | TOML config: structs, validation, errors with file:line:column and key |
-//! | [`server`] | [`Gateway`]: start-up (backends, upstreams, listeners), a thread per core, graceful shutdown |
-//! | [`routes`] | [`app`]: the gateway's service: request id, access log, body limit, the proxy route table, the router |
-//! | [`upstream`] | [`build_stack`](upstream::build_stack): one upstream's stack (timeout, retry, breaker, attempt timeout, bulkhead, client) |
-//! | [`aggregator`] | `GET /api/dashboard/user/{id}`: the fan-out over the upstreams' stacks |
-//! | [`proxy`] | the innermost client service (hyper-util's pooled client), hop-by-hop and forwarding headers |
-//! | [`errors`] | stack errors as problem+json responses |
+//! | [`config`] | TOML config, one file per section; errors with file:line:column and key |
+//! | [`lifecycle`] | [`Gateway`] ([`server`]): start-up, a thread per core, graceful shutdown; [`AppState`] ([`state`]); `/healthz`, `/readyz`, `/metrics` |
+//! | [`routes`] | [`app`]: the gateway's service: request id, access log, body limit, the proxy route table, then the router of every feature's routes |
+//! | [`proxy`] | `[[routes]]`: the route table and the one place a proxied request is recorded, the upstreams' stacks ([`upstream`]), errors as problem+json ([`errors`]), statistics ([`stats`]), the HTTP client, the upstream tiles |
+//! | [`aggregator`] | `GET /api/dashboard/user/{id}`: the fan-out over the upstreams' stacks, its route and its waterfall panel |
+//! | [`admin`] | the admin API (bearer token): one file per resource (breakers, bulkheads, retries, chaos), serializing the crates' snapshots |
+//! | [`dashboard`] | the dashboard page and its event stream, assembled from the features' panels |
 //! | [`logs`] | the access log setting and the rate limit on per-call failure lines |
-//! | [`stats`] | per-upstream rolling-window statistics layer |
-//! | [`dashboard`] | the dashboard page, its snapshot and event stream |
-//! | [`admin`] | the admin API (bearer token): breakers, bulkheads, chaos |
 //! | [`demo`] | the six demo backends, each behind a chaos layer |
-//! | [`state`] | shared state, lifecycle, the Prometheus recorder |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod admin;
@@ -52,17 +52,14 @@ pub mod aggregator;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
-mod drain;
-pub mod errors;
+pub mod lifecycle;
 pub mod logs;
 pub mod proxy;
 pub mod routes;
-pub mod server;
-pub mod state;
-pub mod stats;
-pub mod upstream;
 
 pub use config::{Config, ConfigFileError};
+pub use lifecycle::server::{Gateway, StartError};
+pub use lifecycle::state::AppState;
+pub use lifecycle::{server, state};
+pub use proxy::{errors, stats, upstream};
 pub use routes::{App, app};
-pub use server::{Gateway, StartError};
-pub use state::AppState;

@@ -48,24 +48,22 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, get_service};
+use axum::extract::Request;
+use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
-use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue};
 use http::{HeaderName, StatusCode};
 use palisade::BoxError;
-use palisade::fan_out::http::ParseJsonLayer;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 use tracing::Level;
 
-use crate::aggregator::{Gathered, Timed};
-use crate::errors::{error_response, problem};
-use crate::logs::{ACCESS_TARGET, AccessLog, FailureLog, FailureReason};
+use crate::lifecycle::state::AppState;
+use crate::logs::{ACCESS_TARGET, AccessLog};
+use crate::proxy::errors::problem;
+use crate::proxy::route::{ProxyRoute, proxy, proxy_table};
+use crate::proxy::upstream::UpstreamStack;
 use crate::proxy::{self, HttpClient};
-use crate::state::AppState;
-use crate::upstream::UpstreamStack;
 
 /// The request id header, generated when absent, logged, sent upstream and
 /// returned.
@@ -99,235 +97,15 @@ pub fn new_request_id() -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("0000000000000000"))
 }
 
-/// Prometheus handles of one proxy route, resolved once.
-struct RouteMetrics {
-    by_class: [metrics::Counter; 5],
-    duration: metrics::Histogram,
-}
-
-impl RouteMetrics {
-    fn new(upstream: &str) -> Self {
-        let counter = |class: &'static str| metrics::counter!("palisade_gateway_requests_total", "upstream" => upstream.to_owned(), "status" => class);
-        Self {
-            by_class: [
-                counter("1xx"),
-                counter("2xx"),
-                counter("3xx"),
-                counter("4xx"),
-                counter("5xx"),
-            ],
-            duration: metrics::histogram!("palisade_gateway_request_duration_seconds", "upstream" => upstream.to_owned()),
-        }
-    }
-
-    fn record(&self, status: StatusCode, took: Duration) {
-        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-        self.by_class[class].increment(1);
-        self.duration.record(took.as_secs_f64());
-    }
-}
-
-/// One entry of the route table: a prefix and the stack of the upstream it
-/// forwards to.
-struct ProxyRoute {
-    prefix: Box<str>,
-    upstream: Arc<str>,
-    timeout_ms: u128,
-    attempt_timeout_ms: u128,
-    service: UpstreamStack,
-    metrics: RouteMetrics,
-    failures: Arc<FailureLog>,
-}
-
-impl ProxyRoute {
-    /// `true` if `path` is the prefix or under it (`{prefix}/...`).
-    fn matches(&self, path: &str) -> bool {
-        path.strip_prefix(&*self.prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    }
-}
-
-/// Sends `req` to `route`'s upstream and answers with its response (hop-by-hop
-/// headers dropped) or the problem for its stack's error.
-async fn proxy(
-    route: &ProxyRoute,
-    req: Request,
-    client: Option<&HeaderValue>,
-    request_id: &HeaderValue,
-) -> Response {
-    let start = tokio::time::Instant::now();
-    if let Err(reason) = palisade::path::check_path(req.uri().path()) {
-        let res = palisade::http::Problem::new(StatusCode::BAD_REQUEST, "bad request path")
-            .kind(reason.as_str())
-            .detail(format!(
-                "{reason}; the gateway does not forward paths that could climb out of the route"
-            ))
-            .into_response();
-        route.metrics.record(res.status(), start.elapsed());
-        return res;
-    }
-    let req = proxy::upstream_request(req, route.prefix.len(), client);
-    let res = match route.service.clone().oneshot(req).await {
-        Ok(res) => proxy::client_response(res),
-        Err(err) => {
-            let res = error_response(
-                &route.upstream,
-                route.timeout_ms,
-                route.attempt_timeout_ms,
-                &*err,
-            );
-            if proxy::is_client_fault(&*err) {
-                tracing::debug!(
-                    upstream = &*route.upstream,
-                    status = res.status().as_u16(),
-                    request_id = request_id.to_str().unwrap_or(""),
-                    error = %err,
-                    "the client's request body failed; not held against the upstream"
-                );
-            } else {
-                // At most one line per upstream and reason per second: under
-                // an outage every call fails (or is refused) alike, and the
-                // metrics count them all.
-                let reason = FailureReason::of(&*err);
-                if let Some(suppressed) = route.failures.admit(reason) {
-                    tracing::warn!(
-                        upstream = &*route.upstream,
-                        reason = reason.as_str(),
-                        status = res.status().as_u16(),
-                        request_id = request_id.to_str().unwrap_or(""),
-                        error = %err,
-                        suppressed,
-                        "upstream call failed"
-                    );
-                }
-            }
-            res
-        }
-    };
-    route.metrics.record(res.status(), start.elapsed());
-    res
-}
-
-/// The proxy routes of `state` over `stacks`, longest prefix first.
-fn proxy_table(
-    state: &AppState,
-    stacks: &std::collections::BTreeMap<&str, UpstreamStack>,
-) -> Box<[ProxyRoute]> {
-    let mut table: Vec<ProxyRoute> = Vec::new();
-    for route in &state.inner.routes {
-        let (Some(upstream), Some(service)) = (
-            state.upstream(&route.upstream),
-            stacks.get(route.upstream.as_str()),
-        ) else {
-            // Validation guarantees the upstream exists.
-            tracing::error!(prefix = %route.prefix, upstream = %route.upstream, "route names a missing upstream; skipped");
-            continue;
-        };
-        table.push(ProxyRoute {
-            prefix: route.prefix.as_str().into(),
-            upstream: Arc::from(upstream.name()),
-            timeout_ms: upstream.config().timeout.as_millis(),
-            attempt_timeout_ms: upstream.config().attempt_timeout.as_millis(),
-            service: service.clone(),
-            metrics: RouteMetrics::new(&route.upstream),
-            failures: Arc::clone(upstream.failure_log()),
-        });
-    }
-    table.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-    table.into_boxed_slice()
-}
-
 /// The axum router of everything but the proxy routes: the gateway's own
 /// endpoints, the admin API, the dashboard, and the aggregator over `stacks`.
 fn router(state: &AppState, stacks: &std::collections::BTreeMap<&str, UpstreamStack>) -> Router {
-    let mut router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let router = Router::new()
+        .merge(crate::lifecycle::routes())
         .merge(crate::dashboard::routes())
+        .merge(crate::aggregator::route::routes(state, stacks))
         .nest("/admin", crate::admin::routes(state));
-    if let Some(config) = &state.inner.aggregator {
-        let built = crate::aggregator::build(config, |branch| {
-            let service = stacks.get(branch.upstream.as_str()).cloned();
-            let base = state
-                .upstream(&branch.upstream)
-                .map_or_else(String::new, |up| up.base().to_string());
-            // Branch names are unique (validated).
-            let index = config
-                .branches
-                .iter()
-                .position(|b| b.name == branch.name)
-                .unwrap_or(usize::MAX);
-            let json = ParseJsonLayer::new().layer(AggregatorBranch(service));
-            (Timed::new(json, index), base)
-        });
-        match built {
-            Ok(aggregator) => {
-                let timed = Gathered::new(aggregator, config, Arc::clone(&state.inner.waterfall));
-                router = router.route(crate::config::AGGREGATOR_ROUTE, get_service(timed));
-            }
-            // Validation builds the same fan-out: not for a loaded config.
-            Err(err) => {
-                tracing::error!(%err, "the aggregator does not build; its route is not served")
-            }
-        }
-    }
     router.fallback(not_found).with_state(state.clone())
-}
-
-/// An aggregator branch's service: its upstream's stack, or, for an
-/// upstream that does not exist (validation makes sure every branch names
-/// one), a service whose every call fails.
-#[derive(Clone)]
-struct AggregatorBranch(Option<UpstreamStack>);
-
-impl Service<Request> for AggregatorBranch {
-    type Response = Response;
-    type Error = BoxError;
-    type Future = futures_util::future::Either<
-        <UpstreamStack as Service<Request>>::Future,
-        std::future::Ready<Result<Response, BoxError>>,
-    >;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        match &mut self.0 {
-            Some(stack) => stack.poll_ready(cx),
-            None => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        match &mut self.0 {
-            Some(stack) => futures_util::future::Either::Left(stack.call(req)),
-            None => futures_util::future::Either::Right(std::future::ready(Err(
-                "the branch's upstream does not exist".into(),
-            ))),
-        }
-    }
-}
-
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
-    if state.lifecycle().is_shutting_down() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
-    } else {
-        "ready\n".into_response()
-    }
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.inner.prometheus.render();
-    (
-        [(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        body,
-    )
-        .into_response()
 }
 
 async fn not_found(req: Request) -> Response {
@@ -465,7 +243,7 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let mut res = if let Some(declared) = declared.filter(|n| *n > limit as u64) {
-        let mut res = crate::errors::body_too_large(Some(limit)).into_response();
+        let mut res = proxy::errors::body_too_large(Some(limit)).into_response();
         // Closing a connection with unread data resets it, and the client
         // may lose the answer: read (and drop) a body that is not much over
         // the limit first, as nginx's lingering close does; close after a

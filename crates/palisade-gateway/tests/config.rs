@@ -453,8 +453,11 @@ const BRANCH: &str = "[[aggregator.branches]]\nname = \"user\"\nupstream = \"use
 fn the_aggregator_is_checked_by_the_fan_out_builder() {
     let ok = Config::parse("a.toml", &with_aggregator("deadline_ms = 900", BRANCH)).unwrap();
     let agg = ok.aggregator.unwrap();
-    assert_eq!(agg.deadline, Some(std::time::Duration::from_millis(900)));
-    assert!(agg.branches[0].required);
+    assert_eq!(
+        agg.settings.deadline,
+        Some(std::time::Duration::from_millis(900))
+    );
+    assert!(agg.branches[0].settings.required);
 
     for (head, branches, key, says) in [
         (
@@ -540,7 +543,7 @@ fn the_readme_names_the_default_configs_required_and_optional_branches() {
     let names = |required: bool| -> Vec<String> {
         branches
             .iter()
-            .filter(|b| b.required == required)
+            .filter(|b| b.settings.required == required)
             .map(|b| format!("`{}`", b.name))
             .collect()
     };

@@ -817,6 +817,56 @@ fn layered_config() -> palisade_gateway::Config {
     support::demo_config_with(&[("user", user)], &support::aggregator_toml(2000, 250))
 }
 
+/// The admin API serializes the pattern crates' own snapshots: a retry
+/// layer's `RetrySnapshot` (its settings in force and its budget), a
+/// bulkhead's `BulkheadSnapshot` (with its pools and settings).
+#[tokio::test]
+async fn the_admin_api_shows_the_crates_own_snapshots() {
+    let gw = TestGateway::start(layered_config(), Some("tok")).await;
+    let c = client();
+    let admin = |path: &str| request(Method::GET, &gw.url(path), Some("tok"), None);
+
+    let list = send(&c, admin("/admin/retries")).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    let retries = list.json()["retries"].as_array().unwrap().clone();
+    assert_eq!(retries.len(), 1, "only the user upstream retries");
+    assert_eq!(retries[0]["name"], "user");
+    assert_eq!(retries[0]["settings"]["max_attempts"], 2);
+    assert_eq!(retries[0]["settings"]["backoff"]["kind"], "none");
+    assert!(retries[0]["budget"].is_object(), "{}", list.body);
+    let one = send(&c, admin("/admin/retries/user")).await;
+    assert_eq!(one.json()["settings"]["max_attempts"], 2);
+    let missing = send(&c, admin("/admin/retries/order")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.detail().contains("known: user"), "{}", missing.body);
+
+    let bulkhead = send(&c, admin("/admin/bulkheads/user")).await.json();
+    assert_eq!(bulkhead["settings"]["max_concurrent_calls"], 7);
+    assert_eq!(bulkhead["limit_mode"], "fixed");
+    assert_eq!(bulkhead["queued"], 0);
+    assert_eq!(bulkhead["pools"].as_array().unwrap().len(), 1);
+
+    // Once an App has built the aggregator, its fan-out is listed.
+    let fan_outs = send(&c, admin("/admin/fan-outs")).await.json();
+    let fan_out = &fan_outs["fan_outs"][0];
+    assert_eq!(fan_out["name"], "dashboard");
+    assert_eq!(fan_out["settings"]["deadline"], "2s");
+    assert_eq!(fan_out["branches"][0]["name"], "user");
+    assert_eq!(fan_out["branches"][0]["settings"]["required"], true);
+    assert_eq!(fan_out["branches"][0]["settings"]["timeout"], "250ms");
+    let snap = palisade_gateway::dashboard::snapshot(&gw.state);
+    let tile = snap.aggregator.expect("the aggregator's tile");
+    assert_eq!(
+        tile.fan_out.expect("its fan-out's snapshot").branches.len(),
+        6
+    );
+
+    let chaos = send(&c, admin("/admin/chaos/user")).await.json();
+    assert_eq!(chaos["name"], "demo-user");
+    assert_eq!(chaos["settings"]["outage"], false);
+    assert_eq!(chaos["injected"]["outage"], 0);
+}
+
 #[tokio::test]
 async fn the_admin_api_lists_and_switches_breakers_and_bulkheads() {
     let gw = TestGateway::start(layered_config(), Some("tok")).await;
@@ -995,7 +1045,12 @@ async fn the_dashboard_snapshot_fills_the_breaker_and_bulkhead_tiles() {
         .as_ref()
         .expect("the user stack has a bulkhead");
     assert_eq!(
-        (bh.in_flight, bh.limit, bh.waiting, bh.rejected),
+        (
+            bh.snapshot.in_flight,
+            bh.snapshot.limit,
+            bh.waiting,
+            bh.snapshot.rejected
+        ),
         (0, 7, 0, 0)
     );
     let order = snap.upstreams.iter().find(|u| u.name == "order").unwrap();

@@ -321,12 +321,7 @@ mod tests {
     fn entry(v: u32) -> Arc<Entry<u32>> {
         let now = tokio::time::Instant::now();
         let lifetime = Lifetime::new(Duration::from_secs(1), Duration::ZERO, Duration::ZERO);
-        Arc::new(Entry::new(
-            v,
-            Times::new(now, Duration::ZERO, &lifetime),
-            1,
-            Duration::from_secs(1),
-        ))
+        Arc::new(Entry::new(v, Times::new(now, Duration::ZERO, &lifetime), 1))
     }
 
     fn value(outcome: &Outcome<u32>) -> u32 {

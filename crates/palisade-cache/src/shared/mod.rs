@@ -3,6 +3,7 @@
 //! ([`store`]), the flights of coalesced misses ([`flight`]), the shared
 //! tier and the telemetry.
 
+pub(crate) mod clock;
 pub(crate) mod flight;
 pub(crate) mod store;
 
@@ -22,6 +23,7 @@ use crate::policy::{AdmitContext, CacheKey, ENTRY_OVERHEAD, Storage};
 use crate::settings::CacheSettings;
 use crate::state::{Lifetime, Times};
 
+use self::clock::Clock;
 use self::flight::Flights;
 use self::store::{Entry, Store};
 
@@ -104,6 +106,8 @@ pub(crate) struct Shared<P: Storage> {
     pub(crate) settings: CacheSettings,
     pub(crate) admit: AdmitContext,
     pub(crate) store: Store<P::Key, P::Value>,
+    /// What judges freshness: read once per request.
+    pub(crate) clock: Clock,
     pub(crate) flights: Arc<Flights<P::Key, P::Value>>,
     pub(crate) telemetry: Arc<Telemetry>,
     pub(crate) tier: Option<Arc<dyn SharedTier>>,
@@ -141,7 +145,8 @@ impl<P: Storage> Shared<P> {
         };
         telemetry.size(0, 0);
         Self {
-            store: Store::new(&telemetry.name, settings.max_bytes),
+            store: Store::new(settings.max_bytes, settings.max_entry_bytes),
+            clock: Clock::new(settings.clock),
             flights: Arc::new(Flights::new()),
             policy,
             settings,
@@ -174,7 +179,7 @@ impl<P: Storage> Shared<P> {
     ) -> Arc<Entry<P::Value>> {
         let weight = (self.policy.weigh(key, &value) + ENTRY_OVERHEAD) as u64;
         let times = Times::new(now, age, lifetime);
-        Arc::new(Entry::new(value, times, weight, times.remaining(now)))
+        Arc::new(Entry::new(value, times, weight))
     }
 
     /// Stores `entry` under `key` unless the cache was invalidated since
@@ -204,13 +209,8 @@ impl<P: Storage> Shared<P> {
             bytes: u64::from(entry.weight),
             fresh_for: entry.times.lifetime().fresh,
         });
+        // The store evicts within the insert what the bound needs.
         self.store.insert(key, Arc::clone(entry));
-        if self.store.bytes() > self.settings.max_bytes {
-            // moka applies evictions in batches (every 64 writes); past the
-            // bound, apply them now so the bound holds at all times, not
-            // only between batches.
-            self.store.run_pending_tasks();
-        }
         self.publish_size();
         true
     }
@@ -230,7 +230,7 @@ impl<P: Storage> Shared<P> {
         let Some(value) = self.policy.encode(&entry.value) else {
             return;
         };
-        let now = Instant::now();
+        let now = self.clock.now();
         let tier_entry = TierEntry {
             value,
             lifetime: entry.times.lifetime(),
@@ -253,7 +253,7 @@ impl<P: Storage> Shared<P> {
     /// responses.
     pub(crate) fn invalidate_local(&self, pattern: &str, prefix: bool) -> u64 {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        let removed = self.store.remove_matching(|key| {
+        let removed = self.store.remove_matching(|key, _| {
             let base = key.base();
             if prefix {
                 base.starts_with(pattern)
@@ -280,7 +280,6 @@ impl<P: Storage> Shared<P> {
         self.generation.fetch_add(1, Ordering::AcqRel);
         let removed = self.store.clear();
         self.telemetry.invalidated.add(removed);
-        self.store.run_pending_tasks();
         self.publish_size();
         removed
     }

@@ -8,8 +8,9 @@
 //! # The state word
 //!
 //! One `AtomicU64` holds the state (3 bits), a `BUSY` bit, the index of the
-//! current window (1 bit) and a generation (59 bits) that every transition
-//! increments. `poll_ready` on a closed breaker is one load of this word.
+//! current window (1 bit), the target of a claimed transition (3 bits) and a
+//! generation (56 bits) that every transition increments. `poll_ready` on a
+//! closed breaker is one load of this word.
 //!
 //! A call remembers the word it was admitted under (its *ticket*). Its outcome
 //! counts only if the word is unchanged when it completes, so a call admitted
@@ -21,8 +22,21 @@
 //! with `BUSY` set: exactly one caller wins, and only the winner prepares the
 //! new state (clears the next window, sets the open deadline, resets the
 //! probes) and publishes it with a release store. Its event, trace and metrics
-//! therefore fire once. While `BUSY` is set, admissions follow the old state
-//! and outcomes are dropped (they belong to the state being left).
+//! therefore fire once. While `BUSY` is set, outcomes are dropped (they belong
+//! to the state being left), and admissions follow the old state unless the
+//! transition goes to a state that rejects (`Open`, `ForcedOpen`): the claim
+//! names its target, so a caller that arrives while a trip is being
+//! published is rejected at once, however long the tripping thread takes.
+//! The calls that pass after a trip are only those admitted before its claim.
+//!
+//! # Judging the window
+//!
+//! Every failure or slow call recorded in `Closed` judges the window's
+//! figures, whether or not its own outcome changed them (see `window.rs`: the
+//! totals never count fewer failures than the ring holds). So the trip does
+//! not depend on which caller's update lands last: a caller stalled after its
+//! update (preempted, or held up in a metrics recorder) cannot keep the
+//! breaker closed, because the next failure sees the same figures and trips.
 //!
 //! The claim is a guard ([`Claim`]): preparing the new state cannot fail (the
 //! open wait is computed in saturating integer nanoseconds), and should it
@@ -41,8 +55,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::Config;
-use crate::window::{CountWindow, FAILED, Padded, SLOW, TimeWindow, Totals, Window};
+use crate::settings::Config;
+pub(crate) mod window;
+
+use window::{CountWindow, FAILED, Padded, SLOW, TimeWindow, Totals, Window};
 
 // ===== State =====
 
@@ -53,6 +69,11 @@ use crate::window::{CountWindow, FAILED, Padded, SLOW, TimeWindow, Totals, Windo
 /// [`CircuitBreakerHandle`](crate::CircuitBreakerHandle) and kept until changed
 /// by hand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum State {
     /// Calls pass and are recorded; the breaker opens when a threshold is
     /// reached.
@@ -190,7 +211,9 @@ impl std::fmt::Display for TransitionReason {
 const STATE_MASK: u64 = 0b111;
 const BUSY: u64 = 0b1000;
 const WINDOW_BIT: u64 = 0b1_0000;
-const GEN_SHIFT: u32 = 5;
+/// The target state of a claimed transition, set with `BUSY`.
+const TARGET_SHIFT: u32 = 5;
+const GEN_SHIFT: u32 = 8;
 
 #[inline]
 const fn state_of(word: u64) -> State {
@@ -202,6 +225,12 @@ const fn state_of(word: u64) -> State {
 #[inline]
 pub(crate) const fn records(word: u64) -> bool {
     matches!(state_of(word), State::Closed | State::MetricsOnly) && word & BUSY == 0
+}
+
+/// While `BUSY` is set: the state the claimed transition goes to.
+#[inline]
+const fn target_of(word: u64) -> State {
+    State::from_bits(word >> TARGET_SHIFT)
 }
 
 #[inline]
@@ -477,6 +506,16 @@ impl<O: Observer> Core<O> {
         loop {
             let word = self.word();
             match state_of(word) {
+                State::Closed | State::MetricsOnly | State::Disabled
+                    if word & BUSY != 0 && target_of(word).is_open() =>
+                {
+                    // A trip (or a manual open) is being published: the
+                    // caller would be admitted under a state already left.
+                    return Admit::Reject {
+                        state: target_of(word),
+                        retry_after: None,
+                    };
+                }
                 State::Closed | State::MetricsOnly => return Admit::Record(word),
                 State::Disabled => return Admit::Pass,
                 State::ForcedOpen => {
@@ -782,22 +821,23 @@ impl<O: Observer> Core<O> {
         opening: Option<Opening>,
         totals: Totals,
     ) -> bool {
-        let Some(claim) = self.claim(expected) else {
+        let Some(claim) = self.claim(expected, to) else {
             return false;
         };
         self.enter(claim, to, reason, now, opening, totals);
         true
     }
 
-    /// Claims the transition from `expected`: `None` if the word moved, or is
-    /// already claimed by another transition.
-    fn claim(&self, expected: u64) -> Option<Claim<'_>> {
+    /// Claims the transition from `expected` to `to`: `None` if the word
+    /// moved, or is already claimed by another transition.
+    fn claim(&self, expected: u64, to: State) -> Option<Claim<'_>> {
+        let claimed = expected | BUSY | ((to as u64) << TARGET_SHIFT);
         // A word with BUSY set is already claimed by another transition.
         if expected & BUSY != 0
             || self
                 .word
                 .0
-                .compare_exchange(expected, expected | BUSY, AcqRel, Relaxed)
+                .compare_exchange(expected, claimed, AcqRel, Relaxed)
                 .is_err()
         {
             return None;
@@ -1075,7 +1115,7 @@ fn nanos_from_f64(nanos: f64) -> u64 {
 mod tests {
     use super::*;
     use crate::SlidingWindow;
-    use crate::config::CircuitBreakerBuilder;
+    use crate::builder::CircuitBreakerBuilder;
     use std::sync::Mutex;
 
     #[derive(Debug, Default)]
@@ -1394,6 +1434,79 @@ mod tests {
     }
 
     #[test]
+    fn callers_arriving_while_a_trip_is_claimed_are_rejected() {
+        let c = core(small().count_window(2));
+        let word = c.word();
+        // A trip is claimed and not yet published (its thread is preempted).
+        let claim = c.claim(word, State::Open).expect("an unclaimed word");
+        assert_eq!(c.state_now(), State::Closed);
+        for _ in 0..1_000 {
+            assert_eq!(
+                c.admit(&mut at(&c, 0)),
+                Admit::Reject {
+                    state: State::Open,
+                    retry_after: None
+                },
+                "admitted under a state already left"
+            );
+        }
+        drop(claim);
+        assert_eq!(c.admit(&mut at(&c, 0)), Admit::Record(word));
+
+        // A transition that does not reject (a reset) admits as before, and
+        // drops the outcomes.
+        let claim = c.claim(word, State::Closed).expect("an unclaimed word");
+        let Admit::Record(ticket) = c.admit(&mut at(&c, 0)) else {
+            panic!("closed admits during a reset")
+        };
+        assert!(!c.is_current(ticket));
+        drop(claim);
+
+        // A manual open from Disabled rejects at once too.
+        c.force(State::Disabled, None, &mut at(&c, 0));
+        let word = c.word();
+        let claim = c.claim(word, State::ForcedOpen).expect("an unclaimed word");
+        assert_eq!(
+            c.admit(&mut at(&c, 0)),
+            Admit::Reject {
+                state: State::ForcedOpen,
+                retry_after: None
+            }
+        );
+        drop(claim);
+        assert_eq!(c.admit(&mut at(&c, 0)), Admit::Pass);
+    }
+
+    #[test]
+    fn every_failure_judges_the_window() {
+        // 100 %: only a window of failures trips. A failure replacing a
+        // failure changes nothing, but is judged all the same, so a window
+        // whose figures reached the threshold without tripping (its deciding
+        // caller stalled) trips on the next failure.
+        let c = core(
+            small()
+                .count_window(3)
+                .minimum_calls(3)
+                .failure_rate_threshold(100.0),
+        );
+        for _ in 0..3 {
+            call(&c, 0, false);
+        }
+        let ticket = c.word();
+        // The deciding caller's update, without its decision.
+        for _ in 0..3 {
+            c.windows[window_of(ticket)].record(FAILED, || 0);
+        }
+        assert_eq!(c.state_now(), State::Closed);
+        c.record(ticket, false, true, false, &mut at(&c, 0));
+        assert_eq!(c.state_now(), State::Open);
+        assert_eq!(
+            c.log().moves(),
+            vec![(State::Closed, State::Open, TransitionReason::FailureRate)]
+        );
+    }
+
+    #[test]
     fn manual_states() {
         let c = core(small());
         c.force(State::Disabled, None, &mut at(&c, 0));
@@ -1573,7 +1686,7 @@ mod tests {
 
     // ----- extreme settings -----
 
-    use crate::config::MAX_DURATION;
+    use crate::settings::MAX_DURATION;
     use proptest::prelude::*;
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -1665,9 +1778,9 @@ mod tests {
     fn an_unwinding_transition_gives_its_claim_back() {
         let c = core(small());
         let word = c.word();
-        let claim = c.claim(word).expect("an unclaimed word");
-        assert_eq!(c.word(), word | BUSY);
-        assert!(c.claim(word).is_none(), "claimed twice");
+        let claim = c.claim(word, State::ForcedOpen).expect("an unclaimed word");
+        assert_eq!(c.word() & !(STATE_MASK << TARGET_SHIFT), word | BUSY);
+        assert!(c.claim(word, State::Open).is_none(), "claimed twice");
         // Something panics while the new state is prepared.
         let result = catch_unwind(AssertUnwindSafe(move || {
             let _claim = claim;
@@ -1756,7 +1869,7 @@ mod tests {
     #[test]
     fn word_packing_round_trips() {
         for state in State::ALL {
-            for generation in [0, 1, (1 << 58) - 1] {
+            for generation in [0, 1, (1 << (64 - GEN_SHIFT)) - 1] {
                 for window in [0, 1] {
                     let w = pack(state, generation, window);
                     assert_eq!(
@@ -1764,6 +1877,14 @@ mod tests {
                         (state, generation, window)
                     );
                     assert_eq!(w & BUSY, 0);
+                    for to in State::ALL {
+                        let claimed = w | BUSY | ((to as u64) << TARGET_SHIFT);
+                        assert_eq!(
+                            (state_of(claimed), gen_of(claimed), window_of(claimed)),
+                            (state, generation, window)
+                        );
+                        assert_eq!(target_of(claimed), to);
+                    }
                 }
             }
             assert_eq!(State::ALL[state.code()], state);

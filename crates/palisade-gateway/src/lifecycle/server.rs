@@ -41,8 +41,8 @@
 //!    `server.drain_timeout_ms` to finish; then their connections are
 //!    closed, the demo backends stop and `serve` returns.
 //!
-//! [`Lifecycle::begin_shutdown`]: crate::state::Lifecycle::begin_shutdown
-//! [`Lifecycle::begin_drain`]: crate::state::Lifecycle::begin_drain
+//! [`Lifecycle::begin_shutdown`]: crate::lifecycle::state::Lifecycle::begin_shutdown
+//! [`Lifecycle::begin_drain`]: crate::lifecycle::state::Lifecycle::begin_drain
 
 use std::fmt;
 use std::future::Future;
@@ -57,9 +57,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::demo::DemoBackends;
-use crate::drain::{DrainSignal, Drains};
+use crate::lifecycle::drain::{DrainSignal, Drains};
+use crate::lifecycle::state::{AppState, BackendInfo, Phase, prometheus};
 use crate::routes::App;
-use crate::state::{AppState, BackendInfo, Phase, prometheus};
 
 /// Why the gateway could not start.
 #[derive(Debug)]
@@ -306,8 +306,8 @@ impl Gateway {
     ///
     /// A worker could not start or failed (not a shutdown).
     ///
-    /// [`Lifecycle`]: crate::state::Lifecycle
-    /// [`Lifecycle::begin_drain`]: crate::state::Lifecycle::begin_drain
+    /// [`Lifecycle`]: crate::lifecycle::state::Lifecycle
+    /// [`Lifecycle::begin_drain`]: crate::lifecycle::state::Lifecycle::begin_drain
     pub async fn serve<F>(self, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -543,7 +543,7 @@ async fn serve_connection(
         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
     let mut conn = std::pin::pin!(conn);
     // Polled at every wake-up of this task: a signal of this connection's
-    // own, not the lifecycle's channel (see `crate::drain`).
+    // own, not the lifecycle's channel (see `crate::lifecycle::drain`).
     let mut shutdown = std::pin::pin!(drain.drained());
     let mut closing = false;
     loop {

@@ -42,7 +42,11 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
-use crate::config::{AGGREGATOR_ROUTE, AggregatorConfig, BranchConfig};
+pub mod panel;
+pub(crate) mod route;
+
+/// The aggregator's config section: `[aggregator]`.
+pub use crate::config::{AGGREGATOR_ROUTE, AggregatorConfig, BranchConfig};
 use crate::logs::FailureReason;
 use crate::routes::X_REQUEST_ID;
 
@@ -60,7 +64,8 @@ pub type Aggregator<S> = FanOut<S, Request<Body>, Request<Body>, JsonResponse<Bo
 /// # Errors
 ///
 /// The fan-out builder's or a target template's [`ConfigError`] (the config
-/// checks them at load time, so a loaded config builds).
+/// checks the same settings, branch names and templates at load time, so a
+/// loaded config builds).
 pub fn build<S>(
     config: &AggregatorConfig,
     mut branch: impl FnMut(&BranchConfig) -> (S, String),
@@ -70,27 +75,15 @@ where
     S::Error: Into<BoxError>,
 {
     let route = Route::new(AGGREGATOR_ROUTE)?;
-    let mut builder = FanOut::builder("dashboard");
-    if let Some(deadline) = config.deadline {
-        builder = builder.deadline(deadline);
-    }
-    if let Some(max) = config.max_in_flight {
-        builder = builder.max_in_flight(max);
-    }
+    let mut builder = FanOut::builder("dashboard").settings(config.settings.clone());
     for b in &config.branches {
         let (service, base) = branch(b);
         let target = route
             .target(&base, &b.path)?
             .method(http::Method::GET)
             .forward_header(X_REQUEST_ID);
-        let mut fan_branch = Branch::http(b.name.clone(), service, target);
-        if let Some(timeout) = b.timeout {
-            fan_branch = fan_branch.timeout(timeout);
-        }
-        if b.required {
-            fan_branch = fan_branch.required();
-        }
-        builder = builder.branch(fan_branch);
+        builder =
+            builder.branch(Branch::http(b.name.clone(), service, target).settings(b.settings));
     }
     builder.merge(JsonResponse::<Body>::keyed()).build()
 }
@@ -332,7 +325,7 @@ impl<A> Gathered<A> {
             branches: config
                 .branches
                 .iter()
-                .map(|b| (b.name.clone(), b.required))
+                .map(|b| (b.name.clone(), b.settings.required))
                 .collect(),
             waterfall,
         }

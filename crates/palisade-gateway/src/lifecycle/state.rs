@@ -10,11 +10,12 @@ use palisade::Registry;
 use palisade::bulkhead::BulkheadHandle;
 use palisade::chaos::ChaosHandle;
 use palisade::circuit_breaker::CircuitBreakerHandle;
+use palisade::fan_out::FanOutHandle;
 use tokio::sync::watch;
 
 use crate::config::{AggregatorConfig, Config, RouteConfig, UpstreamTarget};
-use crate::server::StartError;
-use crate::upstream::Upstream;
+use crate::lifecycle::server::StartError;
+use crate::proxy::upstream::Upstream;
 
 /// The process-wide Prometheus recorder, installed on first use.
 ///
@@ -152,6 +153,7 @@ pub(crate) struct Inner {
     pub(crate) chaos: Registry<ChaosHandle>,
     pub(crate) circuit_breakers: Registry<CircuitBreakerHandle>,
     pub(crate) bulkheads: Registry<BulkheadHandle>,
+    pub(crate) fan_outs: Registry<FanOutHandle>,
     pub(crate) admin_token: Option<Arc<str>>,
     pub(crate) body_limit: usize,
     pub(crate) access_log: crate::logs::AccessLog,
@@ -232,6 +234,7 @@ impl AppState {
                 chaos,
                 circuit_breakers,
                 bulkheads,
+                fan_outs: Registry::new(),
                 admin_token: admin_token.map(Arc::from),
                 body_limit: config.server.body_limit_bytes,
                 access_log: config.log.access_log,
@@ -271,6 +274,14 @@ impl AppState {
         &self.inner.bulkheads
     }
 
+    /// The aggregator's fan-out, once an [`App`](crate::App) has built it
+    /// (every worker's is built from the same config, so has the same
+    /// snapshot).
+    #[must_use]
+    pub fn fan_outs(&self) -> &Registry<FanOutHandle> {
+        &self.inner.fan_outs
+    }
+
     /// The shutdown state.
     #[must_use]
     pub fn lifecycle(&self) -> &Lifecycle {
@@ -281,7 +292,7 @@ impl AppState {
     /// reports, per upstream, the failures the log held back in the seconds
     /// that ended ([`FailureLog::report_suppressed`]), and folds those
     /// seconds into each upstream's history for the dashboard's sparklines
-    /// ([`UpstreamStats::fold_history`](crate::stats::UpstreamStats::fold_history)).
+    /// ([`UpstreamStats::fold_history`](crate::proxy::stats::UpstreamStats::fold_history)).
     ///
     /// [`FailureLog::report_suppressed`]: crate::logs::FailureLog::report_suppressed
     pub fn upkeep(&self) {

@@ -10,7 +10,7 @@
 //! ```text
 //! statistics (dashboard)     sees what a caller sees, rejections and timeouts included
 //!   overall timeout          `timeout_ms`: tower's Timeout around everything, retries included
-//!     retry (with budget)    `[retry]`: RetryLayer::http_builder; hands on Request<RetryBody<Body>>;
+//!     retry (with budget)    `[retry]`: RetryLayer::http_builder + RetrySettings; hands on Request<RetryBody<Body>>;
 //!                            never retries the client's own faults (RetryClassifier)
 //!       (body as Body)       map_request(|r| r.map(Body::new))
 //!         circuit breaker    `[circuit_breaker]`: counts every attempt; 5xx and errors fail,
@@ -39,8 +39,8 @@ use http::{Request, Response, Uri};
 use palisade::bulkhead::{Bulkhead, BulkheadHandle, BulkheadLayer};
 use palisade::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer};
 use palisade::http::StatusClassifier;
-use palisade::retry::Retry;
 use palisade::retry::http::{Http, HttpRetryLayer, RetryBody};
+use palisade::retry::{Retry, RetryHandle, RetryLayer};
 use palisade::{BoxError, BulkheadFull, Classify, ConfigError, Outcome, Registry, cause_ref};
 use tower::timeout::{Timeout, TimeoutLayer};
 use tower::util::{BoxCloneSyncService, Either, MapRequest};
@@ -48,8 +48,8 @@ use tower::{Layer, ServiceBuilder};
 
 use crate::config::UpstreamConfig;
 use crate::logs::FailureLog;
+use crate::proxy::stats::{Stats, UpstreamStats};
 use crate::proxy::{ClientService, HttpClient, is_client_fault};
-use crate::stats::{Stats, UpstreamStats};
 
 /// The body conversion between retry and the breaker: retry hands on
 /// `Request<RetryBody<Body>>`, the rest of the stack takes `Request<Body>`.
@@ -162,14 +162,17 @@ pub struct UpstreamLayers {
 }
 
 impl UpstreamLayers {
-    /// Builds the layers of upstream `name` from `config`, each named
-    /// `name`, registering the breaker and the bulkhead in the registries
-    /// (a name already registered gives the registered instance).
+    /// Builds the layers of upstream `name` from `config`, once, each named
+    /// `name`: retry and the bulkhead from their crates' settings as
+    /// configured (`.settings(..)`), registering the breaker and the
+    /// bulkhead in the registries (a name already registered gives the
+    /// registered instance).
     ///
     /// # Errors
     ///
     /// A builder's [`ConfigError`] (a loaded config has been checked with the
-    /// same builders, so it builds).
+    /// crates' `validate()`, and the breaker's table with its builder, so it
+    /// builds).
     pub fn build(
         name: &str,
         config: &UpstreamConfig,
@@ -179,7 +182,12 @@ impl UpstreamLayers {
         let retry = config
             .retry
             .as_ref()
-            .map(|r| r.builder(name).classifier(RetryClassifier::new()).build())
+            .map(|r| {
+                RetryLayer::http_builder(name)
+                    .settings(r.clone())
+                    .classifier(RetryClassifier::new())
+                    .build()
+            })
             .transpose()?;
         let circuit_breaker = config
             .circuit_breaker
@@ -194,7 +202,12 @@ impl UpstreamLayers {
         let bulkhead = config
             .bulkhead
             .as_ref()
-            .map(|b| b.builder(name).registry(bulkheads).build())
+            .map(|b| {
+                BulkheadLayer::builder(name)
+                    .settings(b.clone())
+                    .registry(bulkheads)
+                    .build()
+            })
             .transpose()?;
         Ok(Self {
             timeout: config.timeout,
@@ -223,6 +236,12 @@ impl UpstreamLayers {
     #[must_use]
     pub const fn retries(&self) -> bool {
         self.retry.is_some()
+    }
+
+    /// The retry layer's handle, if the stack retries.
+    #[must_use]
+    pub fn retry(&self) -> Option<RetryHandle> {
+        self.retry.as_ref().map(RetryLayer::handle)
     }
 }
 

@@ -3,24 +3,33 @@
 //!
 //! Both are lock-free and O(1) per recorded call. Neither is reset while
 //! callers write to it: the breaker keeps two windows and clears the idle one
-//! before it makes it current (see `state.rs`), so a window is only ever
+//! before it makes it current (see `state/mod.rs`), so a window is only ever
 //! written by calls admitted while it was current.
 //!
 //! # Count window
 //!
 //! An exact ring of the last N outcomes, one byte per slot, plus one packed
-//! word of running totals. Recording takes a position (`fetch_add`), swaps the
-//! outcome into the slot and adjusts the totals by (new − evicted) with one
-//! `fetch_add`. When the new outcome equals the evicted one (a success
-//! replacing a success, the steady state of a healthy service) the slot and
-//! totals are left untouched: one `fetch_add` and one load.
+//! word of running totals. Recording takes a position (`fetch_add`), adds the
+//! new outcome to the totals, swaps it into the slot, and takes the evicted
+//! outcome back off the totals. When the new outcome equals the one in its
+//! slot (a success replacing a success, the steady state of a healthy
+//! service) the slot and totals are left untouched: one `fetch_add` and one
+//! load.
 //!
-//! Under concurrency the ring holds exactly N outcomes at every instant; the
-//! totals may trail it by the few writers between their swap and their
-//! `fetch_add` (a reader can see a count off by the number of such writers,
-//! never a drift: every adjustment lands). The fields are biased so that a
-//! transiently negative count (an outcome evicted before its writer added it)
-//! never borrows from its neighbour.
+//! Under concurrency the ring holds exactly N outcomes at every instant, and
+//! the totals never trail it: a writer's outcome is in the totals before it
+//! is in the ring, and the outcome it evicts leaves the totals after it left
+//! the ring. The totals may therefore count, besides the ring, one outcome
+//! per writer still between its first and last step (its new outcome, or the
+//! one it is evicting): never fewer failures than the ring holds. Read
+//! through [`CountWindow::totals`], calls are capped at N (the extra ones are
+//! those writers') and failures and slow calls at the calls. So a window
+//! that holds enough failures to trip is seen to do so by every reader, and
+//! the trip does not wait for the last writer to finish its update; the
+//! price is that a failure being recorded may count a moment before the
+//! outcome it evicts has left. A failure or slow call that replaces an
+//! identical outcome changes nothing, but still returns the figures, so that
+//! the breaker judges them on every failure or slow call.
 //!
 //! # Time window
 //!
@@ -115,14 +124,13 @@ pub(crate) struct Recorded {
 impl Window {
     /// Records one outcome (`flags`: [`FAILED`], [`SLOW`] or 0 for a fast
     /// success). `now` (nanoseconds since the breaker's base instant) is only
-    /// called by the time window. `None` means the figures did not change.
+    /// called by the time window. `None` means the figures did not change and
+    /// need no judging (a success replacing a success); a failure or slow
+    /// call always returns the figures.
     #[inline]
     pub(crate) fn record(&self, flags: u8, now: impl FnOnce() -> u64) -> Option<Recorded> {
         match self {
-            Self::Count(w) => w.record(flags).map(|totals| Recorded {
-                totals,
-                publish: true,
-            }),
+            Self::Count(w) => w.record(flags),
             Self::Time(w) => w.record(flags, now()),
         }
     }
@@ -147,8 +155,11 @@ impl Window {
 // ===== CountWindow =====
 
 // The totals word: three 21-bit fields, calls | failed << 21 | slow << 42.
-// `failed` and `slow` carry a bias of 2^20 so a transiently negative value
-// (see the module docs) stays inside its field.
+// `failed` and `slow` carry a bias of 2^20, so a value below zero stays inside
+// its field: the totals of a window in use never count less than its ring,
+// but a straggler writing to the idle window (see `state/mod.rs`) may take its
+// evicted outcome off after the window was cleared; the idle window is
+// cleared again before it is used.
 const FIELD_BITS: u32 = 21;
 const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
 const FAILED_SHIFT: u32 = FIELD_BITS;
@@ -253,8 +264,11 @@ impl CountWindow {
         }
     }
 
+    /// Records one outcome. `None` if the figures did not change (a success
+    /// replacing a success); a failure or slow call always returns the
+    /// current figures, changed or not.
     #[inline]
-    fn record(&self, flags: u8) -> Option<Totals> {
+    fn record(&self, flags: u8) -> Option<Recorded> {
         let new = flags | PRESENT;
         let pos = self.hot.0.pos.fetch_add(1, Relaxed);
         if pos == self.ring.wrap {
@@ -265,24 +279,53 @@ impl CountWindow {
         // The same outcome replacing itself changes nothing: skip the write
         // so a healthy service's calls leave the ring's cache lines shared.
         if slot.load(Relaxed) == new {
+            if flags == 0 {
+                return None;
+            }
+            // A failure or slow call is judged all the same, on the latest
+            // totals (a read-modify-write, not a load that may lag behind the
+            // other writers' updates).
+            let latest = self.hot.0.totals.fetch_add(0, AcqRel);
+            return Some(Recorded {
+                totals: self.decode(latest),
+                publish: false,
+            });
+        }
+        // The new outcome enters the totals before the ring, the evicted one
+        // leaves the totals after the ring: the totals never count fewer
+        // failures than the ring holds, however the writers interleave.
+        let add = encode(new);
+        let mut after = self.hot.0.totals.fetch_add(add, AcqRel).wrapping_add(add);
+        let old = slot.swap(new, AcqRel);
+        let sub = encode(old);
+        if sub != 0 {
+            after = self.hot.0.totals.fetch_sub(sub, AcqRel).wrapping_sub(sub);
+        }
+        if old == new && flags == 0 {
             return None;
         }
-        let old = slot.swap(new, Relaxed);
-        if old == new {
-            return None;
+        Some(Recorded {
+            totals: self.decode(after),
+            publish: old != new,
+        })
+    }
+
+    /// The figures of a totals word: calls capped at the ring's size (the
+    /// extra ones are writers between their steps), failed and slow calls at
+    /// the calls.
+    #[inline]
+    fn decode(&self, word: u64) -> Totals {
+        let t = decode(word);
+        let calls = t.calls.min(u64::from(self.ring.len));
+        Totals {
+            calls,
+            failed: t.failed.min(calls),
+            slow: t.slow.min(calls),
         }
-        let delta = encode(new).wrapping_sub(encode(old));
-        let after = self
-            .hot
-            .0
-            .totals
-            .fetch_add(delta, Relaxed)
-            .wrapping_add(delta);
-        Some(decode(after))
     }
 
     fn totals(&self) -> Totals {
-        decode(self.hot.0.totals.load(Relaxed))
+        self.decode(self.hot.0.totals.load(Acquire))
     }
 
     fn clear(&self) {
@@ -498,7 +541,7 @@ mod tests {
         let w = CountWindow::new(3);
         assert_eq!(w.totals(), Totals::default());
         assert_eq!(
-            w.record(FAILED),
+            w.record(FAILED).map(|r| r.totals),
             Some(Totals {
                 calls: 1,
                 failed: 1,
@@ -527,6 +570,23 @@ mod tests {
         );
         // A success replacing a success changes nothing.
         assert_eq!(w.record(0), None);
+        // A failure replacing a failure changes nothing either, but returns
+        // the figures for the breaker to judge (without publishing them).
+        w.record(FAILED);
+        w.record(FAILED);
+        w.record(FAILED);
+        let all_failed = Totals {
+            calls: 3,
+            failed: 3,
+            slow: 0,
+        };
+        assert_eq!(
+            w.record(FAILED),
+            Some(Recorded {
+                totals: all_failed,
+                publish: false
+            })
+        );
         w.clear();
         assert_eq!(w.totals(), Totals::default());
         w.record(SLOW);
@@ -549,7 +609,10 @@ mod tests {
             w.record(0);
         }
         for i in 1..=50 {
-            let t = w.record(FAILED).expect("a failure evicting a success");
+            let t = w
+                .record(FAILED)
+                .expect("a failure evicting a success")
+                .totals;
             assert_eq!(t.failed, i);
             assert_eq!(t.calls, 100);
         }

@@ -1,0 +1,82 @@
+//! The aggregator's route: `GET /api/dashboard/user/{id}`, a fan-out over
+//! the upstreams' stacks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::Response;
+use axum::routing::get_service;
+use palisade::BoxError;
+use palisade::fan_out::http::ParseJsonLayer;
+use tower::{Layer, Service};
+
+use super::{Gathered, Timed};
+use crate::lifecycle::state::AppState;
+use crate::proxy::upstream::UpstreamStack;
+
+/// The aggregator's route over the upstreams' `stacks`, when the config has
+/// an aggregator (an empty router otherwise).
+pub(crate) fn routes(state: &AppState, stacks: &BTreeMap<&str, UpstreamStack>) -> Router<AppState> {
+    if let Some(config) = &state.inner.aggregator {
+        let built = crate::aggregator::build(config, |branch| {
+            let service = stacks.get(branch.upstream.as_str()).cloned();
+            let base = state
+                .upstream(&branch.upstream)
+                .map_or_else(String::new, |up| up.base().to_string());
+            // Branch names are unique (validated).
+            let index = config
+                .branches
+                .iter()
+                .position(|b| b.name == branch.name)
+                .unwrap_or(usize::MAX);
+            let json = ParseJsonLayer::new().layer(AggregatorBranch(service));
+            (Timed::new(json, index), base)
+        });
+        match built {
+            Ok(aggregator) => {
+                state.fan_outs().register(aggregator.handle());
+                let timed = Gathered::new(aggregator, config, Arc::clone(&state.inner.waterfall));
+                return Router::new().route(crate::config::AGGREGATOR_ROUTE, get_service(timed));
+            }
+            // The config checks what the builder checks: not for a loaded config.
+            Err(err) => {
+                tracing::error!(%err, "the aggregator does not build; its route is not served")
+            }
+        }
+    }
+    Router::new()
+}
+
+/// An aggregator branch's service: its upstream's stack, or, for an
+/// upstream that does not exist (validation makes sure every branch names
+/// one), a service whose every call fails.
+#[derive(Clone)]
+struct AggregatorBranch(Option<UpstreamStack>);
+
+impl Service<Request> for AggregatorBranch {
+    type Response = Response;
+    type Error = BoxError;
+    type Future = futures_util::future::Either<
+        <UpstreamStack as Service<Request>>::Future,
+        std::future::Ready<Result<Response, BoxError>>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        match &mut self.0 {
+            Some(stack) => stack.poll_ready(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        match &mut self.0 {
+            Some(stack) => futures_util::future::Either::Left(stack.call(req)),
+            None => futures_util::future::Either::Right(std::future::ready(Err(
+                "the branch's upstream does not exist".into(),
+            ))),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! `[upstreams.<name>]`: where an upstream is, its timeouts, and its
+//! resilience tables. `retry` and `bulkhead` are the pattern crates' own
+//! settings structs, checked by their `validate()`; `circuit_breaker` is
+//! read by [`super::circuit_breaker`].
+
+use std::time::Duration;
+
+use palisade::ConfigError;
+use palisade::bulkhead::BulkheadSettings;
+use palisade::retry::RetrySettings;
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::circuit_breaker::{CircuitBreakerConfig, RawBreaker};
+use super::demo::DemoConfig;
+use super::document::{self, DialectError, Seg};
+use super::{Checker, ConfigFileError};
+
+/// `[upstreams.<name>]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    url: Spanned<String>,
+    timeout_ms: Option<Spanned<i64>>,
+    attempt_timeout_ms: Option<Spanned<i64>>,
+    retry: Option<RetrySettings>,
+    circuit_breaker: Option<Spanned<RawBreaker>>,
+    bulkhead: Option<BulkheadSettings>,
+}
+
+/// The tables of `[upstreams.<name>]` that a pattern crate owns, in the
+/// crate's own form (see [`document::crate_dialect`]).
+pub(super) fn in_crate_form(upstream: &mut DeTable<'_>) -> Result<(), DialectError> {
+    for (key, value) in upstream.iter_mut() {
+        if matches!(key.get_ref().as_ref(), "retry" | "bulkhead")
+            && let DeValue::Table(table) = value.get_mut()
+        {
+            document::crate_dialect(table)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where an upstream is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamTarget {
+    /// `http://host:port[/base]`: a base URI (no TLS in this build).
+    Url(http::Uri),
+    /// `demo://<service>`: the in-process demo backend, resolved to its
+    /// address once it is listening.
+    Demo(String),
+}
+
+/// `[upstreams.<name>]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpstreamConfig {
+    /// `url`.
+    pub target: UpstreamTarget,
+    /// `timeout_ms`: the whole call, every attempt and backoff included, up
+    /// to response headers (default 2 s; the outermost layer).
+    pub timeout: Duration,
+    /// `attempt_timeout_ms`: one attempt, inside the circuit breaker, so a
+    /// hung attempt is a failure the breaker counts and retry may retry
+    /// (default: `timeout_ms`; at most `timeout_ms`).
+    pub attempt_timeout: Duration,
+    /// `[upstreams.<name>.retry]`: the retry crate's settings (a key left
+    /// out takes its default).
+    pub retry: Option<RetrySettings>,
+    /// `[upstreams.<name>.circuit_breaker]`.
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
+    /// `[upstreams.<name>.bulkhead]`: the bulkhead crate's settings (a key
+    /// left out takes its default).
+    pub bulkhead: Option<BulkheadSettings>,
+}
+
+impl Checker<'_> {
+    pub(super) fn upstream(
+        &self,
+        name: &str,
+        up: RawUpstream,
+        demo: Option<&DemoConfig>,
+    ) -> Result<UpstreamConfig, ConfigFileError> {
+        let key = format!("upstreams.{name}");
+        let url = up.url.get_ref();
+        let target = if let Some(service) = url.strip_prefix("demo://") {
+            match demo {
+                Some(d) if d.backends.contains_key(service) => {
+                    UpstreamTarget::Demo(service.to_owned())
+                }
+                _ => {
+                    return self.err(
+                        up.url.span(),
+                        format!("{key}.url"),
+                        format!("`{url}` names no demo backend: declare `[demo.backends.{service}]` with `[demo] enabled = true`"),
+                    );
+                }
+            }
+        } else {
+            match url.parse::<http::Uri>() {
+                Ok(uri)
+                    if uri.scheme_str() == Some("http")
+                        && uri.authority().is_some()
+                        && uri.query().is_none() =>
+                {
+                    UpstreamTarget::Url(uri)
+                }
+                Ok(uri) if uri.scheme_str() == Some("https") => {
+                    return self.err(up.url.span(), format!("{key}.url"), format!("`{uri}`: https upstreams are not supported by this build (no TLS); use http://"));
+                }
+                _ => {
+                    return self.err(up.url.span(), format!("{key}.url"), format!("`{url}` is not an upstream URL like http://127.0.0.1:9000 or demo://user"));
+                }
+            }
+        };
+        let timeout = self.millis(
+            up.timeout_ms.as_ref(),
+            &format!("{key}.timeout_ms"),
+            2_000,
+            false,
+        )?;
+        let attempt_timeout = match up.attempt_timeout_ms.as_ref() {
+            None => timeout,
+            Some(v) => {
+                let attempt =
+                    self.millis(Some(v), &format!("{key}.attempt_timeout_ms"), 0, false)?;
+                if attempt > timeout {
+                    return self.err(
+                        v.span(),
+                        format!("{key}.attempt_timeout_ms"),
+                        format!(
+                            "must be at most timeout_ms ({} ms), got {} ms",
+                            timeout.as_millis(),
+                            attempt.as_millis()
+                        ),
+                    );
+                }
+                attempt
+            }
+        };
+        let path = |table| [Seg::Key("upstreams"), Seg::Key(name), Seg::Key(table)];
+        if let Some(retry) = &up.retry {
+            retry
+                .validate()
+                .map_err(|e| self.settings_err(&path("retry"), &format!("{key}.retry"), &e))?;
+            if retry.attempt_timeout.is_some() {
+                // The retry layer's own would sit outside the breaker, which
+                // would then never count a hung attempt.
+                let e = ConfigError::new(
+                    "attempt_timeout",
+                    format!(
+                        "not set here: the per-attempt timeout is `{key}.attempt_timeout_ms`, a layer inside the circuit breaker"
+                    ),
+                );
+                return Err(self.settings_err(&path("retry"), &format!("{key}.retry"), &e));
+            }
+        }
+        if let Some(bulkhead) = &up.bulkhead {
+            bulkhead.validate().map_err(|e| {
+                self.settings_err(&path("bulkhead"), &format!("{key}.bulkhead"), &e)
+            })?;
+        }
+        let circuit_breaker = match up.circuit_breaker {
+            None => None,
+            Some(b) => Some(self.breaker(name, &format!("{key}.circuit_breaker"), b)?),
+        };
+        Ok(UpstreamConfig {
+            target,
+            timeout,
+            attempt_timeout,
+            retry: up.retry,
+            circuit_breaker,
+            bulkhead: up.bulkhead,
+        })
+    }
+}
