@@ -18,6 +18,8 @@
 //! | `deadline` | [`deadline`] | a deadline carried with each request, read from `grpc-timeout`, written on, enforced |
 //! | `fallback` | [`fallback`] | answer failures and rejections from a value, a closure or a service, marked and counted |
 //! | `hedge` | [`hedge`] | a second attempt after the latency percentile, under a budget |
+//! | `event-store` | [`event_store`] | event sourcing's store: expected-version appends, idempotent event ids, a gap-safe global order, subscriptions, snapshots; in memory or a SQLite file |
+//! | `event-store-postgres` | [`event_store`]`::backend::postgres` | the event store on PostgreSQL, for a fleet |
 //! | `http` | [`http`] and each pattern's `http` module | status classification, problem+json answers for every layer's errors, 503 + `Retry-After` |
 //! | `grpc` | [`grpc`] | gRPC status codes, a `grpc-status` classifier, gRPC status answers for every layer's errors |
 //! | `serde` | each pattern's settings | `Serialize`/`Deserialize` settings and snapshots (shard, deadline, fallback, hedge) |
@@ -151,6 +153,13 @@ pub use palisade_cache as cache;
 #[cfg(feature = "pubsub")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pubsub")))]
 pub use palisade_pubsub as pubsub;
+
+/// Event sourcing's store (feature `event-store`; PostgreSQL with
+/// `event-store-postgres`): the
+/// [`palisade-event-store`](palisade_event_store) crate.
+#[cfg(feature = "event-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "event-store")))]
+pub use palisade_event_store as event_store;
 /// Key-affine sharding (feature `shard`): the
 /// [`palisade-shard`](palisade_shard) crate.
 #[cfg(feature = "shard")]
