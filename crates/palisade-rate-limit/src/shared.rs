@@ -226,11 +226,9 @@ fn nanos(d: Duration) -> u64 {
 pub(crate) enum Clock {
     /// tokio's clock (paused in tests).
     Tokio { base: Instant },
-    /// The time-stamp counter.
-    Tsc {
-        clock: quanta::Clock,
-        base: quanta::Instant,
-    },
+    /// The time-stamp counter: raw counts since `base`, scaled to
+    /// nanoseconds (one multiply and shift).
+    Tsc { clock: quanta::Clock, base: u64 },
 }
 
 impl Clock {
@@ -238,7 +236,7 @@ impl Clock {
         match source {
             crate::settings::ClockSource::Tsc => {
                 let clock = quanta::Clock::new();
-                let base = clock.now();
+                let base = clock.raw();
                 Self::Tsc { clock, base }
             }
             _ => Self::Tokio {
@@ -251,7 +249,7 @@ impl Clock {
     fn now(&self) -> u64 {
         match self {
             Self::Tokio { base } => nanos(Instant::now().saturating_duration_since(*base)),
-            Self::Tsc { clock, base } => nanos(clock.now().saturating_duration_since(*base)),
+            Self::Tsc { clock, base } => clock.delta_as_nanos(*base, clock.raw()),
         }
     }
 
@@ -401,6 +399,17 @@ impl Shared {
                     store.decide(key, gcra, now, max_delay, |full| self.full(full));
                 if word == Word::Inserted {
                     self.metrics.keys(store.table().len());
+                }
+                // The common case, inline: admitted at once.
+                if let Decision::Admit { tat, wait: 0 } = decision {
+                    let t = &limits.tiers[tier];
+                    t.stats.admitted();
+                    return Admission::Now(Info {
+                        tier: tier as u32,
+                        gcra: t.gcra,
+                        tat,
+                        now,
+                    });
                 }
                 self.conclude(limits, tier, decision, now, Some((word, key)))
             }
