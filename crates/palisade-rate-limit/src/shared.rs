@@ -356,8 +356,10 @@ impl Shared {
     // ===== The call path =====
 
     /// Decides a call whose key extraction gave `extracted` (ignored when
-    /// `unkeyed`).
-    #[inline]
+    /// `unkeyed`). Inlined into each service's `call` (the remote backend's
+    /// part and every refusal are out of line), so that an admitted call
+    /// builds its future where it is used.
+    #[inline(always)]
     pub(crate) fn admit(
         self: &Arc<Self>,
         limits: &Limits,
@@ -414,36 +416,51 @@ impl Shared {
                 self.conclude(limits, tier, decision, now, Some((word, key)))
             }
             #[cfg(feature = "redis")]
-            Backend::Redis(store) => {
-                if let Some((k, hash)) = key
-                    && let Some(retry_after) = store.cached_refusal(k, hash, now, max_delay)
-                {
-                    store.metrics.cache_hit();
-                    let gcra = limits.tiers[tier].gcra;
-                    let decision = Decision::Reject {
-                        tat: now
-                            .saturating_add(retry_after)
-                            .saturating_add(gcra.tolerance()),
-                        retry_after,
-                    };
-                    return self.conclude(limits, tier, decision, now, None);
-                }
-                let call = store.call(
-                    store.redis_key(key.map(|(k, _)| k)),
-                    &limits.tiers[tier].gcra,
-                    max_delay,
-                );
-                Admission::Remote(Box::new((
-                    call,
-                    RemoteCtx {
-                        shared: Arc::clone(self),
-                        key: key.map(|(k, h)| (k.to_stored(), h)),
-                        tier: tier as u32,
-                        max_delay,
-                    },
-                )))
-            }
+            Backend::Redis(_) => self.admit_remote(limits, tier, key, now, max_delay),
         }
+    }
+
+    /// The remote backend's part of [`admit`](Self::admit).
+    #[cfg(feature = "redis")]
+    #[inline(never)]
+    fn admit_remote(
+        self: &Arc<Self>,
+        limits: &Limits,
+        tier: usize,
+        key: Option<(KeyRef<'_>, u64)>,
+        now: u64,
+        max_delay: u64,
+    ) -> Admission {
+        let Backend::Redis(store) = &self.backend else {
+            unreachable!("called for the remote backend")
+        };
+        if let Some((k, hash)) = key
+            && let Some(retry_after) = store.cached_refusal(k, hash, now, max_delay)
+        {
+            store.metrics.cache_hit();
+            let gcra = limits.tiers[tier].gcra;
+            let decision = Decision::Reject {
+                tat: now
+                    .saturating_add(retry_after)
+                    .saturating_add(gcra.tolerance()),
+                retry_after,
+            };
+            return self.conclude(limits, tier, decision, now, None);
+        }
+        let call = store.call(
+            store.redis_key(key.map(|(k, _)| k)),
+            &limits.tiers[tier].gcra,
+            max_delay,
+        );
+        Admission::Remote(Box::new((
+            call,
+            RemoteCtx {
+                shared: Arc::clone(self),
+                key: key.map(|(k, h)| (k.to_stored(), h)),
+                tier: tier as u32,
+                max_delay,
+            },
+        )))
     }
 
     /// The tier of `key`: its assignment, else its class, else the default.
@@ -473,6 +490,7 @@ impl Shared {
     /// Turns a decision into what the call does, counting it. `word` (with
     /// the key) is where a throttled call's slot was reserved, if it can be
     /// given back.
+    #[inline(never)]
     fn conclude(
         self: &Arc<Self>,
         limits: &Limits,

@@ -258,7 +258,7 @@ impl Table {
     /// is inserted (with a word of 0 before `step`) if `step` changes it; if
     /// the table is full it uses the overflow word instead, and `on_full` is
     /// told (without any lock held).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn update(
         &self,
         key: KeyRef<'_>,
