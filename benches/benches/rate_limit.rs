@@ -2,15 +2,22 @@
 //! keyed) and tower's `RateLimit`, in one run.
 //!
 //! - `per_call`: one admitted call through each limiter, with a limit high
-//!   enough never to refuse: Palisade's layer and tower's `RateLimit` through
-//!   `poll_ready`, `call` and one poll around an always-ready `Identity`;
-//!   governor's `check` / `check_key` called directly (it is not a tower
-//!   layer, so its figure has no service around it). Keyed: 1 key and
-//!   10 000 keys, each call the next key in turn (each thread from its own
-//!   offset), every key already held. On 1 thread and on 2 threads (clones
-//!   of one service, one shared governor limiter; tower's `RateLimit` is not
-//!   `Clone`, so each of its threads has its own, uncontended). Allocations
-//!   per call from divan's `AllocProfiler`.
+//!   enough never to refuse. Every row goes through one harness (`harness`):
+//!   each thread calls its own copy (a clone of the one service, or a
+//!   reference to the one governor limiter), made on its first call, with
+//!   the next key; `per_call::identity` is the harness alone. Palisade's
+//!   layer, tower's `RateLimit` and `governor_keyed*_service` (governor's
+//!   keyed limiter in a minimal tower service, `governor_service`) are
+//!   called as services around an always-ready `Identity` (`poll_ready`,
+//!   `call`, one poll); `governor_direct*` and `governor_keyed` /
+//!   `governor_keyed_os_clock` call `check` / `check_key` directly, with no
+//!   service around them. Keyed: 1 key and 10 000 keys, each call the next
+//!   key in turn (each thread from its own offset), every key already held.
+//!   On 1 thread and on 2 threads (one shared limiter; tower's `RateLimit`
+//!   is not `Clone`, so each of its threads has its own, uncontended).
+//!   `palisade_keyed_tsc_cloned_inputs` keeps this bench's earlier harness
+//!   (a fresh clone per call through divan's `with_inputs`) for comparison.
+//!   Allocations per call from divan's `AllocProfiler`.
 //! - `new_key`: a call whose key the limiter has never seen (up to 1 000 000
 //!   distinct keys): the insert, and the bytes it allocates, for Palisade's
 //!   table and governor's keyed store.
@@ -43,7 +50,15 @@ static ALLOC: AllocProfiler = AllocProfiler::system();
 
 fn main() {
     divan::main();
-    redis_throughput::report();
+    // Given a filter or divan options (one row under callgrind, say), the
+    // Redis rounds run only if an argument names them.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--bench"))
+        .collect();
+    if filters.is_empty() || filters.iter().any(|f| f.contains("redis")) {
+        redis_throughput::report();
+    }
 }
 
 /// `n` keys, made once and kept for the whole run.
@@ -112,38 +127,261 @@ fn governor_quota() -> Quota {
     Quota::per_second(NonZeroU32::MAX)
 }
 
-mod per_call {
+/// One harness for every `per_call` row: each thread calls its own copy of
+/// the benchmarked value (a clone of the one service, or a reference to the
+/// one governor limiter), made on its first call and kept for the whole
+/// benchmark, with the next key. `per_call::identity` measures the harness.
+mod harness {
+    use std::cell::RefCell;
+    use std::sync::atomic::AtomicU64;
+    use std::thread::LocalKey;
+
     use super::*;
 
-    #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
-    fn identity(bencher: Bencher<'_, '_>) {
-        let proto = Mutex::new(Identity);
-        bencher
-            .with_inputs(|| *proto.lock().unwrap())
-            .bench_refs(|svc| call_now(svc, black_box("k")).unwrap());
+    /// A thread's own copy, tagged with the benchmark it belongs to.
+    pub(super) type Own<T> = RefCell<Option<(u64, T)>>;
+
+    /// A type with a slot per thread for its copy.
+    pub(super) trait PerThread: Sized + 'static {
+        fn slot() -> &'static LocalKey<Own<Self>>;
     }
 
-    /// tower's `RateLimit` (fixed window): not `Clone`, so every thread (and
-    /// every sample) builds its own.
+    macro_rules! per_thread {
+        ($($name:ident: $t:ty),* $(,)?) => {$(
+            thread_local! {
+                static $name: harness::Own<$t> = const { std::cell::RefCell::new(None) };
+            }
+            impl harness::PerThread for $t {
+                fn slot() -> &'static std::thread::LocalKey<harness::Own<Self>> {
+                    &$name
+                }
+            }
+        )*};
+    }
+    pub(super) use per_thread;
+
+    /// Tags each benchmark's per-thread copies.
+    static BENCH: AtomicU64 = AtomicU64::new(0);
+
+    /// Calls `f` on this thread's own copy (made by `make` on the thread's
+    /// first call) with each of `keys` in turn.
+    pub(super) fn bench<T: PerThread, R>(
+        bencher: Bencher<'_, '_>,
+        keys: &'static [&'static str],
+        make: impl Fn() -> T + Sync,
+        f: impl Fn(&mut T, &'static str) -> R + Sync,
+    ) {
+        let bench = BENCH.fetch_add(1, Ordering::Relaxed) + 1;
+        bencher.bench(|| {
+            T::slot().with_borrow_mut(|own| {
+                let own = match own {
+                    Some((tag, own)) if *tag == bench => own,
+                    _ => &mut own.insert((bench, make())).1,
+                };
+                f(own, black_box(next_key(keys)))
+            })
+        });
+    }
+}
+
+/// governor's keyed limiter as a tower service, the least a service around it
+/// does (`poll_ready` of the inner service; `call` checks the key, then calls
+/// the inner service or answers the refusal): the same shape as Palisade's
+/// layer, for a service-to-service comparison.
+mod governor_service {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+
+    use governor::clock::{Clock, MonotonicClock};
+    use governor::middleware::NoOpMiddleware;
+    use governor::state::keyed::DashMapStateStore;
+    use governor::{DefaultKeyedRateLimiter, RateLimiter};
+    use palisade_core::BoxError;
+    use tower::Service;
+
+    /// governor on its default clock (the time-stamp counter).
+    pub(super) type Keyed = DefaultKeyedRateLimiter<&'static str>;
+    /// governor on the OS clock.
+    pub(super) type KeyedOs = RateLimiter<
+        &'static str,
+        DashMapStateStore<&'static str>,
+        MonotonicClock,
+        NoOpMiddleware<<MonotonicClock as Clock>::Instant>,
+    >;
+
+    /// A keyed limiter's check.
+    pub(super) trait Check: Send + Sync + 'static {
+        fn check(&self, key: &'static str) -> bool;
+    }
+
+    impl Check for Keyed {
+        #[inline]
+        fn check(&self, key: &'static str) -> bool {
+            self.check_key(&key).is_ok()
+        }
+    }
+
+    impl Check for KeyedOs {
+        #[inline]
+        fn check(&self, key: &'static str) -> bool {
+            self.check_key(&key).is_ok()
+        }
+    }
+
+    /// The service: the limiter (shared) and the inner service.
+    pub(super) struct Governed<L, S> {
+        pub(super) limiter: Arc<L>,
+        pub(super) inner: S,
+    }
+
+    pub(super) enum ResponseFuture<F> {
+        Called(F),
+        Refused(Option<BoxError>),
+    }
+
+    impl<F, T, E> Future for ResponseFuture<F>
+    where
+        F: Future<Output = Result<T, E>> + Unpin,
+        E: Into<BoxError>,
+    {
+        type Output = Result<T, BoxError>;
+
+        #[inline]
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            match self.get_mut() {
+                Self::Called(f) => Pin::new(f).poll(cx).map_err(Into::into),
+                Self::Refused(e) => Poll::Ready(Err(e.take().expect("polled after completion"))),
+            }
+        }
+    }
+
+    impl<L, S> Service<&'static str> for Governed<L, S>
+    where
+        L: Check,
+        S: Service<&'static str>,
+        S::Future: Unpin,
+        S::Error: Into<BoxError>,
+    {
+        type Response = S::Response;
+        type Error = BoxError;
+        type Future = ResponseFuture<S::Future>;
+
+        #[inline]
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            self.inner.poll_ready(cx).map_err(Into::into)
+        }
+
+        #[inline]
+        fn call(&mut self, key: &'static str) -> Self::Future {
+            if self.limiter.check(key) {
+                ResponseFuture::Called(self.inner.call(key))
+            } else {
+                ResponseFuture::Refused(Some("rate limited".into()))
+            }
+        }
+    }
+}
+
+/// The per-call rows' key extractor: the request is the key.
+#[derive(Clone, Copy, Debug)]
+struct TextKey;
+
+impl palisade_rate_limit::KeyExtractor<&'static str> for TextKey {
+    #[inline]
+    fn extract<'r>(&'r self, req: &'r &'static str) -> palisade_rate_limit::key::KeyResult<'r> {
+        Ok(Some(Key::text(req)))
+    }
+}
+
+mod per_call {
+    use std::sync::Arc;
+
+    use governor::DefaultDirectRateLimiter;
+    use governor::middleware::NoOpMiddleware;
+    use governor::state::{InMemoryState, NotKeyed};
+    use palisade_rate_limit::RateLimit;
+
+    use super::governor_service::{Governed, Keyed, KeyedOs};
+    use super::harness::per_thread;
+    use super::*;
+
+    type Palisade = RateLimit<Identity, TextKey>;
+    type PalisadeUnkeyed = RateLimit<Identity>;
+    type TowerRateLimit = tower::limit::RateLimit<Identity>;
+    type DirectOs = RateLimiter<
+        NotKeyed,
+        InMemoryState,
+        MonotonicClock,
+        NoOpMiddleware<<MonotonicClock as governor::clock::Clock>::Instant>,
+    >;
+
+    per_thread!(
+        OWN_IDENTITY: Identity,
+        OWN_PALISADE: Palisade,
+        OWN_PALISADE_UNKEYED: PalisadeUnkeyed,
+        OWN_TOWER: TowerRateLimit,
+        OWN_DIRECT: Arc<DefaultDirectRateLimiter>,
+        OWN_DIRECT_OS: Arc<DirectOs>,
+        OWN_KEYED: Arc<Keyed>,
+        OWN_KEYED_OS: Arc<KeyedOs>,
+        OWN_GOVERNED: Governed<Keyed, Identity>,
+        OWN_GOVERNED_OS: Governed<KeyedOs, Identity>,
+    );
+
+    /// The harness alone, around an always-ready `Identity`.
+    #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
+    fn identity(bencher: Bencher<'_, '_>) {
+        harness::bench(
+            bencher,
+            keys(1),
+            || Identity,
+            |svc, k| call_now(svc, k).unwrap(),
+        );
+    }
+
+    /// tower's `RateLimit` (fixed window): not `Clone`, so every thread
+    /// builds its own.
     #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn tower_rate_limit(bencher: Bencher<'_, '_>) {
         let layer = tower::limit::RateLimitLayer::new(u64::MAX, Duration::from_secs(1));
-        bencher
-            .with_inputs(|| enter_runtime(|| layer.layer(Identity)))
-            .bench_refs(|svc| enter_runtime(|| call_now(svc, black_box("k")).unwrap()));
+        harness::bench(
+            bencher,
+            keys(1),
+            || enter_runtime(|| layer.layer(Identity)),
+            |svc, k| enter_runtime(|| call_now(svc, k).unwrap()),
+        );
     }
 
     #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn governor_direct(bencher: Bencher<'_, '_>) {
-        let limiter = RateLimiter::direct(governor_quota());
-        bencher.bench(|| limiter.check().unwrap());
+        let limiter = Arc::new(RateLimiter::direct(governor_quota()));
+        harness::bench(
+            bencher,
+            keys(1),
+            || Arc::clone(&limiter),
+            |l, _| {
+                l.check().unwrap();
+            },
+        );
     }
 
     /// governor on the OS clock (`MonotonicClock`, as Palisade's default).
     #[divan::bench(threads = [1, 2], sample_count = 200, sample_size = 1000)]
     fn governor_direct_os_clock(bencher: Bencher<'_, '_>) {
-        let limiter = RateLimiter::direct_with_clock(governor_quota(), MonotonicClock);
-        bencher.bench(|| limiter.check().unwrap());
+        let limiter = Arc::new(RateLimiter::direct_with_clock(
+            governor_quota(),
+            MonotonicClock,
+        ));
+        harness::bench(
+            bencher,
+            keys(1),
+            || Arc::clone(&limiter),
+            |l, _| {
+                l.check().unwrap();
+            },
+        );
     }
 
     #[divan::bench(threads = [1, 2], args = [Clock::Tokio, Clock::Tsc], sample_count = 200, sample_size = 1000)]
@@ -155,31 +393,91 @@ mod per_call {
             .layer(Identity);
         call_now(&mut svc, "k").unwrap();
         let proto = Mutex::new(svc);
-        bencher
-            .with_inputs(|| proto.lock().unwrap().clone())
-            .bench_refs(|svc| call_now(svc, black_box("k")).unwrap());
+        harness::bench(
+            bencher,
+            keys(1),
+            || proto.lock().unwrap().clone(),
+            |svc, k| call_now(svc, k).unwrap(),
+        );
     }
 
-    #[divan::bench(threads = [1, 2], args = [1, 10_000], sample_count = 200, sample_size = 1000)]
-    fn governor_keyed(bencher: Bencher<'_, '_>, n: usize) {
-        let limiter = RateLimiter::keyed(governor_quota());
-        let keys = keys(n);
-        for k in keys {
+    fn governor_keyed_limiter(n: usize) -> Arc<Keyed> {
+        let limiter = Arc::new(RateLimiter::keyed(governor_quota()));
+        for k in keys(n) {
             limiter.check_key(k).unwrap();
         }
-        bencher.bench(|| limiter.check_key(&next_key(keys)).unwrap());
+        limiter
+    }
+
+    fn governor_keyed_os_limiter(n: usize) -> Arc<KeyedOs> {
+        let limiter = Arc::new(RateLimiter::dashmap_with_clock(
+            governor_quota(),
+            MonotonicClock,
+        ));
+        for k in keys(n) {
+            limiter.check_key(k).unwrap();
+        }
+        limiter
+    }
+
+    /// governor's `check_key`, called directly.
+    #[divan::bench(threads = [1, 2], args = [1, 10_000], sample_count = 200, sample_size = 1000)]
+    fn governor_keyed(bencher: Bencher<'_, '_>, n: usize) {
+        let limiter = governor_keyed_limiter(n);
+        harness::bench(
+            bencher,
+            keys(n),
+            || Arc::clone(&limiter),
+            |l, k| {
+                l.check_key(&k).unwrap();
+            },
+        );
     }
 
     /// governor keyed on the OS clock (`MonotonicClock`, as Palisade's
     /// default).
     #[divan::bench(threads = [1, 2], args = [1, 10_000], sample_count = 200, sample_size = 1000)]
     fn governor_keyed_os_clock(bencher: Bencher<'_, '_>, n: usize) {
-        let limiter = RateLimiter::dashmap_with_clock(governor_quota(), MonotonicClock);
-        let keys = keys(n);
-        for k in keys {
-            limiter.check_key(k).unwrap();
-        }
-        bencher.bench(|| limiter.check_key(&next_key(keys)).unwrap());
+        let limiter = governor_keyed_os_limiter(n);
+        harness::bench(
+            bencher,
+            keys(n),
+            || Arc::clone(&limiter),
+            |l, k| {
+                l.check_key(&k).unwrap();
+            },
+        );
+    }
+
+    /// governor keyed inside a minimal tower service around `Identity` (see
+    /// `governor_service`): what Palisade's rows are, service for service.
+    #[divan::bench(threads = [1, 2], args = [1, 10_000], sample_count = 200, sample_size = 1000)]
+    fn governor_keyed_service(bencher: Bencher<'_, '_>, n: usize) {
+        let limiter = governor_keyed_limiter(n);
+        harness::bench(
+            bencher,
+            keys(n),
+            || Governed {
+                limiter: Arc::clone(&limiter),
+                inner: Identity,
+            },
+            |svc, k| call_now(svc, k).unwrap(),
+        );
+    }
+
+    /// The same on the OS clock.
+    #[divan::bench(threads = [1, 2], args = [1, 10_000], sample_count = 200, sample_size = 1000)]
+    fn governor_keyed_os_clock_service(bencher: Bencher<'_, '_>, n: usize) {
+        let limiter = governor_keyed_os_limiter(n);
+        harness::bench(
+            bencher,
+            keys(n),
+            || Governed {
+                limiter: Arc::clone(&limiter),
+                inner: Identity,
+            },
+            |svc, k| call_now(svc, k).unwrap(),
+        );
     }
 
     #[divan::bench(threads = [1, 2], args = [1, 10_000], sample_count = 200, sample_size = 1000)]
@@ -193,17 +491,36 @@ mod per_call {
         bench_keyed(bencher, n, ClockSource::Tsc);
     }
 
-    fn bench_keyed(bencher: Bencher<'_, '_>, n: usize, clock: ClockSource) {
+    fn keyed_service(n: usize, clock: ClockSource) -> Palisade {
         let mut svc = palisade_layer()
             .clock(clock)
-            .key_by(key_of)
+            .key(TextKey)
             .build()
             .unwrap()
             .layer(Identity);
         for k in keys(n) {
             call_now(&mut svc, *k).unwrap();
         }
-        let proto = Mutex::new(svc);
+        svc
+    }
+
+    fn bench_keyed(bencher: Bencher<'_, '_>, n: usize, clock: ClockSource) {
+        let proto = Mutex::new(keyed_service(n, clock));
+        harness::bench(
+            bencher,
+            keys(n),
+            || proto.lock().unwrap().clone(),
+            |svc, k| call_now(svc, k).unwrap(),
+        );
+    }
+
+    /// The harness of this bench's earlier versions, kept for comparison:
+    /// a fresh clone of the service per call (divan's `with_inputs`, 1000
+    /// clones a sample, so each call reads another clone's memory), where
+    /// the governor rows called one limiter with no service around it.
+    #[divan::bench(threads = [1, 2], args = [1, 10_000], sample_count = 200, sample_size = 1000)]
+    fn palisade_keyed_tsc_cloned_inputs(bencher: Bencher<'_, '_>, n: usize) {
+        let proto = Mutex::new(keyed_service(n, ClockSource::Tsc));
         let keys = keys(n);
         bencher
             .with_inputs(|| proto.lock().unwrap().clone())

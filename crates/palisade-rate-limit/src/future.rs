@@ -208,8 +208,24 @@ where
     R: From<Refusal>,
 {
     /// Starts a call the limiter decided.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn start(admission: Admission, inner: &mut S, request: Req) -> Self
+    where
+        S: Clone,
+    {
+        match admission {
+            Admission::Now(_) | Admission::Bypass => Self {
+                state: State::Called {
+                    future: inner.call(request),
+                },
+            },
+            admission => Self::start_other(admission, inner, request),
+        }
+    }
+
+    /// Starts a call refused, throttled or asked of the remote backend.
+    #[inline(never)]
+    fn start_other(admission: Admission, inner: &mut S, request: Req) -> Self
     where
         S: Clone,
     {

@@ -62,34 +62,94 @@ pub(crate) fn describe() {
 
 // ===== Striped counters =====
 
-const STRIPES: usize = 8;
+/// Stripes that belong to one thread each: their thread adds with a plain
+/// load and store, no atomic read-modify-write.
+const OWNED: usize = 8;
+/// Stripes shared by the threads beyond the first [`OWNED`] alive at once:
+/// they add with an atomic `fetch_add`.
+const SHARED: usize = 4;
 
 #[repr(align(128))]
 #[derive(Default)]
 struct Cell(AtomicU64);
 
-/// A counter split over a few cache lines, one per group of threads, so
-/// threads counting the same thing do not contend on one line; summed when
-/// read.
+/// A counter split over a few cache lines, so threads counting the same
+/// thing do not contend on one line; summed when read.
+///
+/// Each of the first [`OWNED`] threads alive at once owns a stripe (in every
+/// `Striped` of the process) and is its only writer, so its add is a plain
+/// load and store; a thread's stripe goes back to the pool when the thread
+/// ends, and the next owner carries on from the count it left. The other
+/// threads share [`SHARED`] stripes with an atomic add.
 #[derive(Default)]
-pub(crate) struct Striped([Cell; STRIPES]);
+pub(crate) struct Striped([Cell; OWNED + SHARED]);
 
-fn stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+/// Bit `i` set: stripe `i` (below [`OWNED`]) has an owner.
+static CLAIMED: AtomicU64 = AtomicU64::new(0);
+
+/// A thread's stripe; gives an owned stripe back when the thread ends.
+struct Claim(usize);
+
+impl Claim {
+    fn take() -> Self {
+        let mut claimed = CLAIMED.load(Ordering::Relaxed);
+        loop {
+            let free = !claimed & ((1 << OWNED) - 1);
+            if free == 0 {
+                break;
+            }
+            let i = free.trailing_zeros();
+            // Acquire: the previous owner's adds happen before ours.
+            match CLAIMED.compare_exchange_weak(
+                claimed,
+                claimed | 1 << i,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Self(i as usize),
+                Err(now) => claimed = now,
+            }
+        }
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        Self(OWNED + NEXT.fetch_add(1, Ordering::Relaxed) % SHARED)
     }
-    INDEX.with(|i| *i)
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.0 < OWNED {
+            // Release: this thread's adds happen before the next owner's.
+            CLAIMED.fetch_and(!(1 << self.0), Ordering::Release);
+        }
+    }
+}
+
+thread_local! {
+    static CLAIM: Claim = Claim::take();
 }
 
 impl Striped {
     #[inline]
     pub(crate) fn add(&self, n: u64) {
-        self.0[stripe()].0.fetch_add(n, Ordering::Relaxed);
+        // During the thread's teardown (its claim gone): a shared stripe.
+        let i = CLAIM.try_with(|c| c.0).unwrap_or(OWNED);
+        let cell = &self.0[i].0;
+        if i < OWNED {
+            // This thread is the stripe's only writer.
+            cell.store(
+                cell.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            );
+        } else {
+            cell.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn get(&self) -> u64 {
-        self.0.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+        self.0
+            .iter()
+            .map(|c| c.0.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 }
 
@@ -280,5 +340,36 @@ impl BackendMetrics {
     pub(crate) fn cache_hit(&self) {
         self.cache_hit.add(1);
         self.cache_hits.increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn striped_counts_every_add_from_owners_sharers_and_later_owners() {
+        let counter = Striped::default();
+        // More threads alive at once than owned stripes: some share.
+        std::thread::scope(|s| {
+            for _ in 0..(OWNED + SHARED + 3) {
+                s.spawn(|| {
+                    for _ in 0..1_000 {
+                        counter.add(1);
+                    }
+                });
+            }
+        });
+        assert_eq!(counter.get(), (OWNED + SHARED + 3) as u64 * 1_000);
+        // Threads that start after others ended take their stripes over.
+        for _ in 0..(2 * OWNED) {
+            std::thread::scope(|s| {
+                s.spawn(|| counter.add(2));
+            });
+        }
+        assert_eq!(
+            counter.get(),
+            (OWNED + SHARED + 3) as u64 * 1_000 + 4 * OWNED as u64
+        );
     }
 }

@@ -226,11 +226,9 @@ fn nanos(d: Duration) -> u64 {
 pub(crate) enum Clock {
     /// tokio's clock (paused in tests).
     Tokio { base: Instant },
-    /// The time-stamp counter.
-    Tsc {
-        clock: quanta::Clock,
-        base: quanta::Instant,
-    },
+    /// The time-stamp counter: raw counts since `base`, scaled to
+    /// nanoseconds (one multiply and shift).
+    Tsc { clock: quanta::Clock, base: u64 },
 }
 
 impl Clock {
@@ -238,7 +236,7 @@ impl Clock {
         match source {
             crate::settings::ClockSource::Tsc => {
                 let clock = quanta::Clock::new();
-                let base = clock.now();
+                let base = clock.raw();
                 Self::Tsc { clock, base }
             }
             _ => Self::Tokio {
@@ -251,7 +249,7 @@ impl Clock {
     fn now(&self) -> u64 {
         match self {
             Self::Tokio { base } => nanos(Instant::now().saturating_duration_since(*base)),
-            Self::Tsc { clock, base } => nanos(clock.now().saturating_duration_since(*base)),
+            Self::Tsc { clock, base } => clock.delta_as_nanos(*base, clock.raw()),
         }
     }
 
@@ -358,8 +356,10 @@ impl Shared {
     // ===== The call path =====
 
     /// Decides a call whose key extraction gave `extracted` (ignored when
-    /// `unkeyed`).
-    #[inline]
+    /// `unkeyed`). Inlined into each service's `call` (the remote backend's
+    /// part and every refusal are out of line), so that an admitted call
+    /// builds its future where it is used.
+    #[inline(always)]
     pub(crate) fn admit(
         self: &Arc<Self>,
         limits: &Limits,
@@ -402,39 +402,65 @@ impl Shared {
                 if word == Word::Inserted {
                     self.metrics.keys(store.table().len());
                 }
+                // The common case, inline: admitted at once.
+                if let Decision::Admit { tat, wait: 0 } = decision {
+                    let t = &limits.tiers[tier];
+                    t.stats.admitted();
+                    return Admission::Now(Info {
+                        tier: tier as u32,
+                        gcra: t.gcra,
+                        tat,
+                        now,
+                    });
+                }
                 self.conclude(limits, tier, decision, now, Some((word, key)))
             }
             #[cfg(feature = "redis")]
-            Backend::Redis(store) => {
-                if let Some((k, hash)) = key
-                    && let Some(retry_after) = store.cached_refusal(k, hash, now, max_delay)
-                {
-                    store.metrics.cache_hit();
-                    let gcra = limits.tiers[tier].gcra;
-                    let decision = Decision::Reject {
-                        tat: now
-                            .saturating_add(retry_after)
-                            .saturating_add(gcra.tolerance()),
-                        retry_after,
-                    };
-                    return self.conclude(limits, tier, decision, now, None);
-                }
-                let call = store.call(
-                    store.redis_key(key.map(|(k, _)| k)),
-                    &limits.tiers[tier].gcra,
-                    max_delay,
-                );
-                Admission::Remote(Box::new((
-                    call,
-                    RemoteCtx {
-                        shared: Arc::clone(self),
-                        key: key.map(|(k, h)| (k.to_stored(), h)),
-                        tier: tier as u32,
-                        max_delay,
-                    },
-                )))
-            }
+            Backend::Redis(_) => self.admit_remote(limits, tier, key, now, max_delay),
         }
+    }
+
+    /// The remote backend's part of [`admit`](Self::admit).
+    #[cfg(feature = "redis")]
+    #[inline(never)]
+    fn admit_remote(
+        self: &Arc<Self>,
+        limits: &Limits,
+        tier: usize,
+        key: Option<(KeyRef<'_>, u64)>,
+        now: u64,
+        max_delay: u64,
+    ) -> Admission {
+        let Backend::Redis(store) = &self.backend else {
+            unreachable!("called for the remote backend")
+        };
+        if let Some((k, hash)) = key
+            && let Some(retry_after) = store.cached_refusal(k, hash, now, max_delay)
+        {
+            store.metrics.cache_hit();
+            let gcra = limits.tiers[tier].gcra;
+            let decision = Decision::Reject {
+                tat: now
+                    .saturating_add(retry_after)
+                    .saturating_add(gcra.tolerance()),
+                retry_after,
+            };
+            return self.conclude(limits, tier, decision, now, None);
+        }
+        let call = store.call(
+            store.redis_key(key.map(|(k, _)| k)),
+            &limits.tiers[tier].gcra,
+            max_delay,
+        );
+        Admission::Remote(Box::new((
+            call,
+            RemoteCtx {
+                shared: Arc::clone(self),
+                key: key.map(|(k, h)| (k.to_stored(), h)),
+                tier: tier as u32,
+                max_delay,
+            },
+        )))
     }
 
     /// The tier of `key`: its assignment, else its class, else the default.
@@ -464,6 +490,7 @@ impl Shared {
     /// Turns a decision into what the call does, counting it. `word` (with
     /// the key) is where a throttled call's slot was reserved, if it can be
     /// given back.
+    #[inline(never)]
     fn conclude(
         self: &Arc<Self>,
         limits: &Limits,

@@ -47,7 +47,7 @@ impl MemoryStore {
 
     /// One call of `key` (`None`: the unkeyed word) at `now`. `on_full` is
     /// told when a new key found the table full.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn decide(
         &self,
         key: Option<(KeyRef<'_>, u64)>,

@@ -152,10 +152,17 @@ pub(crate) struct Updated {
 #[inline]
 pub(crate) fn cas_step(word: &AtomicU64, step: impl Fn(u64) -> Option<u64>) -> (u64, u64) {
     // Relaxed is enough: the word is the only data, and atomicity of the
-    // read-modify-write does not depend on ordering.
-    match word.fetch_update(Ordering::Relaxed, Ordering::Relaxed, &step) {
-        Ok(prev) => (prev, step(prev).unwrap_or(prev)),
-        Err(prev) => (prev, prev),
+    // read-modify-write does not depend on ordering. `step` runs once per
+    // attempt.
+    let mut prev = word.load(Ordering::Relaxed);
+    loop {
+        let Some(next) = step(prev) else {
+            return (prev, prev);
+        };
+        match word.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return (prev, next),
+            Err(current) => prev = current,
+        }
     }
 }
 
@@ -251,7 +258,7 @@ impl Table {
     /// is inserted (with a word of 0 before `step`) if `step` changes it; if
     /// the table is full it uses the overflow word instead, and `on_full` is
     /// told (without any lock held).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn update(
         &self,
         key: KeyRef<'_>,
