@@ -59,6 +59,12 @@
 //! out ids at insert time and commit out of order; the event store's
 //! global read handles that). Run one relay per name at a time.
 
+#[cfg(feature = "event-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "event-store")))]
+pub mod event_store;
+#[cfg(feature = "event-store")]
+pub use event_store::EventStoreOutbox;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
