@@ -931,7 +931,11 @@ async fn the_admin_api_lists_and_switches_breakers_and_bulkheads() {
     .await;
     assert_eq!(opened.json()["state"], "open");
     assert!(opened.json()["next_probe_in_ms"].as_u64().unwrap() > 50_000);
-    assert!(opened.json()["next_probe_in"].is_string(), "{}", opened.body);
+    assert!(
+        opened.json()["next_probe_in"].is_string(),
+        "{}",
+        opened.body
+    );
     let refused = http_get(&c, &gw.url("/api/user/users/2")).await;
     assert!(refused.header("retry-after").parse::<u64>().unwrap() > 50);
 
