@@ -444,6 +444,12 @@ fn builder_errors_name_the_key_the_setter_reads() {
         "not both",
     );
     breaker_refused(
+        "time_window_ms = \"60s\"",
+        "time_window_ms",
+        9,
+        "(or `time_window` as a duration string",
+    );
+    breaker_refused(
         "wait_in_open = \"0s\"",
         "wait_in_open",
         9,

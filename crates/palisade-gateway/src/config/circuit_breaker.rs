@@ -69,6 +69,12 @@ pub(super) fn in_crate_form(table: &mut DeTable<'_>) -> Result<(), DialectError>
             table.insert(key, value);
             continue;
         };
+        if name == "time_window_ms" && !matches!(value.get_ref(), DeValue::Integer(_)) {
+            return Err(DialectError {
+                span: value.span(),
+                message: "invalid type: expected an integer of milliseconds (or `time_window` as a duration string like \"60s\")".to_owned(),
+            });
+        }
         let span = key.span();
         let mut window = DeTable::new();
         window.insert(Spanned::new(span.clone(), Cow::Borrowed(*variant)), value);
