@@ -5,7 +5,7 @@
 //! fields are the keys, unknown keys refused), is checked by its
 //! side-effect-free `validate()` (an error placed at the key written for its
 //! field), and the upstream's breaker is built from it with `.settings(..)`.
-//! Before deserializing, [`in_crate_form`] rewrites the gateway's
+//! Before deserializing, `in_crate_form` rewrites the gateway's
 //! conveniences into the crate's form:
 //!
 //! - durations as integers of milliseconds under the field's name plus
