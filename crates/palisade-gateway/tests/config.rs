@@ -3,6 +3,7 @@
 
 use std::process::Command;
 
+use palisade::circuit_breaker::{CircuitBreakerLayer, CircuitBreakerSettings, SlidingWindow};
 use palisade_gateway::config::{Config, DEFAULT_CONFIG};
 
 const BIN: &str = env!("CARGO_BIN_EXE_palisade-gateway");
@@ -16,7 +17,7 @@ url = "http://127.0.0.1:9000"
 timeout_ms = 500
 
 [upstreams.users.circuit_breaker]
-failure_rate_threshold = 50
+failure_rate_threshold = 40
 
 [[routes]]
 prefix = "/api/users"
@@ -51,12 +52,22 @@ fn the_base_config_is_valid() {
     );
     assert_eq!(cfg.routes[0].upstream, "users");
     let cb = cfg.upstreams["users"].circuit_breaker.as_ref().unwrap();
-    assert_eq!(cb.failure_rate_threshold, Some(50.0));
+    // Only what is written differs from the crate's defaults.
+    assert_eq!(
+        *cb,
+        CircuitBreakerSettings {
+            failure_rate_threshold: 40.0,
+            ..CircuitBreakerSettings::default()
+        }
+    );
     assert_eq!(cb.minimum_calls, None, "only what is written is set");
     // What is not written is the builder's default.
-    let built = cb.builder("users").build().unwrap();
+    let built = CircuitBreakerLayer::builder("users")
+        .settings(cb.clone())
+        .build()
+        .unwrap();
     let summary = built.handle().config().clone();
-    assert_eq!(summary.failure_rate_threshold, Some(50.0));
+    assert_eq!(summary.failure_rate_threshold, Some(40.0));
     assert_eq!(summary.minimum_calls, 100);
     assert_eq!(summary.wait_in_open, std::time::Duration::from_secs(30));
 }
@@ -112,7 +123,7 @@ fn an_unknown_field() {
         "unknown field `listen_addr`",
     );
     refused(
-        "failure_rate_threshold = 50",
+        "failure_rate_threshold = 40",
         "failure_rate_treshold = 50",
         9,
         1,
@@ -145,7 +156,7 @@ fn a_negative_or_zero_timeout() {
 fn a_threshold_over_100_percent() {
     // The breaker's builder refuses it; the error is placed at the key.
     refused(
-        "failure_rate_threshold = 50",
+        "failure_rate_threshold = 40",
         "failure_rate_threshold = 150",
         9,
         26,
@@ -153,7 +164,7 @@ fn a_threshold_over_100_percent() {
         "must be in (0, 100], got 150",
     );
     refused(
-        "failure_rate_threshold = 50",
+        "failure_rate_threshold = 40",
         "failure_rate_threshold = 0",
         9,
         26,
@@ -342,7 +353,7 @@ fn every_layer_table_is_checked() {
 /// Parses `BASE` with the breaker table's line replaced by `lines`,
 /// expecting an error about `key` (under the breaker's table) on `line`.
 fn breaker_refused(lines: &str, key: &str, line: usize, says: &str) {
-    let text = BASE.replace("failure_rate_threshold = 50", lines);
+    let text = BASE.replace("failure_rate_threshold = 40", lines);
     let err = Config::parse("cb.toml", &text).expect_err(&text);
     assert_eq!(
         err.key(),
@@ -419,6 +430,59 @@ fn builder_errors_name_the_key_the_setter_reads() {
         "not both",
     );
     breaker_refused("minimum_calls = -1", "minimum_calls", 9, "got -1");
+    // The crate's own form, and the two forms of one setting together.
+    breaker_refused(
+        "sliding_window = { count = 0 }",
+        "sliding_window",
+        9,
+        "must be 1 to",
+    );
+    breaker_refused(
+        "time_window = \"90s\"\nsliding_window = { count = 5 }",
+        "sliding_window",
+        10,
+        "not both",
+    );
+    breaker_refused(
+        "time_window_ms = \"60s\"",
+        "time_window_ms",
+        9,
+        "(or `time_window` as a duration string",
+    );
+    breaker_refused(
+        "wait_in_open = \"0s\"",
+        "wait_in_open",
+        9,
+        "must be more than zero",
+    );
+    breaker_refused(
+        "wait_in_open = \"1s\"\nwait_in_open_ms = 5",
+        "wait_in_open_ms",
+        10,
+        "not both",
+    );
+}
+
+#[test]
+fn the_breaker_window_reads_the_same_in_every_form() {
+    let window = |lines: &str| {
+        let text = BASE.replace("failure_rate_threshold = 40", lines);
+        let cfg = Config::parse("w.toml", &text).unwrap_or_else(|e| panic!("{lines}: {e}"));
+        cfg.upstreams["users"]
+            .circuit_breaker
+            .as_ref()
+            .unwrap()
+            .sliding_window
+    };
+    let minute = SlidingWindow::Time(std::time::Duration::from_secs(60));
+    assert_eq!(window("time_window_ms = 60000"), minute);
+    assert_eq!(window("time_window = \"1m\""), minute);
+    assert_eq!(window("sliding_window = { time = \"60s\" }"), minute);
+    assert_eq!(window("count_window = 20"), SlidingWindow::Count(20));
+    assert_eq!(
+        window("sliding_window = { count = 20 }"),
+        SlidingWindow::Count(20)
+    );
 }
 
 #[test]

@@ -892,6 +892,17 @@ async fn the_admin_api_lists_and_switches_breakers_and_bulkheads() {
     assert_eq!(user["config"]["window_size"], 10);
     assert_eq!(user["config"]["minimum_calls"], 4);
     assert_eq!(user["config"]["wait_in_open_ms"], 60_000);
+    // The breaker's own snapshot, as the crate serializes it.
+    assert_eq!(user["config"]["sliding_window"]["count"], 10);
+    assert_eq!(user["config"]["wait_in_open"], "1m");
+    assert_eq!(user["config"]["initial_state"], "closed");
+    assert_eq!(user["failure_rate"], 0.0);
+    assert_eq!(
+        list.body.matches("\"config\"").count(),
+        1,
+        "one config per breaker: {}",
+        list.body
+    );
 
     // Forced open: proxied calls are refused with 503 and Retry-After-less
     // (a forced breaker does not know when it will probe).
@@ -920,6 +931,11 @@ async fn the_admin_api_lists_and_switches_breakers_and_bulkheads() {
     .await;
     assert_eq!(opened.json()["state"], "open");
     assert!(opened.json()["next_probe_in_ms"].as_u64().unwrap() > 50_000);
+    assert!(
+        opened.json()["next_probe_in"].is_string(),
+        "{}",
+        opened.body
+    );
     let refused = http_get(&c, &gw.url("/api/user/users/2")).await;
     assert!(refused.header("retry-after").parse::<u64>().unwrap() > 50);
 
@@ -1033,7 +1049,7 @@ async fn the_dashboard_snapshot_fills_the_breaker_and_bulkhead_tiles() {
         .circuit_breaker
         .as_ref()
         .expect("the user stack has a breaker");
-    assert_eq!(cb.state, "open");
+    assert_eq!(cb.snapshot.state, palisade::circuit_breaker::State::Open);
     assert!(cb.next_probe_in_ms.unwrap() > 50_000);
     assert_eq!(cb.failure_rate_pct, Some(100.0));
     assert_eq!(

@@ -2,7 +2,7 @@
 //!
 //! | request | what |
 //! |---|---|
-//! | `GET /admin/circuit-breakers` | every breaker's state, window figures and settings ([`BreakerView`]) |
+//! | `GET /admin/circuit-breakers` | every breaker's `CircuitBreakerSnapshot`: state, window figures and settings ([`BreakerView`]) |
 //! | `GET /admin/circuit-breakers/{name}` | one breaker's |
 //! | `POST /admin/circuit-breakers/{name}/{action}` | `force-open`, `open`, `half-open`, `close`, `reset`, `disable`, `metrics-only`; answers the new view |
 //! | `GET /admin/bulkheads` | every bulkhead's `BulkheadSnapshot` ([`BulkheadView`]) |
@@ -43,7 +43,8 @@ use http::{HeaderValue, StatusCode};
 use palisade::bulkhead::{BulkheadHandle, BulkheadSnapshot};
 use palisade::chaos::{ChaosHandle, ChaosSettings, ChaosSnapshot};
 use palisade::circuit_breaker::{
-    CircuitBreakerHandle, CircuitBreakerSnapshot, SlidingWindow, State as BreakerState,
+    CircuitBreakerHandle, CircuitBreakerSnapshot, ConfigSummary, SlidingWindow,
+    State as BreakerState,
 };
 use palisade::http::Problem;
 use palisade::retry::RetrySnapshot;
@@ -61,7 +62,7 @@ pub mod chaos;
 pub mod fan_outs;
 pub mod retries;
 
-pub use breakers::{BreakerConfigView, BreakerView, ProbesView};
+pub use breakers::{BreakerConfigView, BreakerView};
 pub use bulkheads::{BulkheadPatch, BulkheadView};
 pub use chaos::{ChaosPatch, ChaosPatchError, ChaosView, MAX_LATENCY_MS};
 

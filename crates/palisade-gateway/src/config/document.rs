@@ -9,9 +9,10 @@
 //! scanned by hand.
 //!
 //! The tables a pattern crate owns (`[upstreams.<name>.retry]`,
-//! `.bulkhead`, `[aggregator]` and its branches) deserialize straight into
-//! the crate's settings struct (`RetrySettings`, `BulkheadSettings`,
-//! `FanOutSettings`, `BranchSettings`). Their keys are the struct's fields,
+//! `.circuit_breaker`, `.bulkhead`, `[aggregator]` and its branches)
+//! deserialize straight into the crate's settings struct (`RetrySettings`,
+//! `CircuitBreakerSettings`, `BulkheadSettings`, `FanOutSettings`,
+//! `BranchSettings`). Their keys are the struct's fields,
 //! with one convenience of the gateway's: a duration may also be written as
 //! an integer of milliseconds under the field's name plus `_ms`
 //! (`deadline_ms = 500` is `deadline = "500ms"`); [`crate_dialect`] rewrites

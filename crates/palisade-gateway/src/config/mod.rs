@@ -2,14 +2,16 @@
 //! points ([`Config::load`], [`Config::parse`]) and [`ConfigFileError`],
 //! which names the file, line, column and key of what is wrong. Each section
 //! is a file of this folder: [`server`], [`admin`], [`log`], [`demo`],
-//! [`upstream`] (with the breaker's table in [`circuit_breaker`]),
+//! [`upstream`] (with the breaker's keys in [`circuit_breaker`]),
 //! [`route`] and [`aggregator`].
 //!
 //! # One source per setting
 //!
 //! The tables a pattern crate owns deserialize straight into that crate's
 //! settings struct: `[upstreams.<name>.retry]` is a
-//! [`RetrySettings`](palisade::retry::RetrySettings), `.bulkhead` a
+//! [`RetrySettings`](palisade::retry::RetrySettings), `.circuit_breaker` a
+//! [`CircuitBreakerSettings`](palisade::circuit_breaker::CircuitBreakerSettings),
+//! `.bulkhead` a
 //! [`BulkheadSettings`](palisade::bulkhead::BulkheadSettings),
 //! `[aggregator]` a [`FanOutSettings`](palisade::fan_out::FanOutSettings)
 //! and each branch a [`BranchSettings`](palisade::fan_out::BranchSettings).
@@ -47,7 +49,6 @@ use toml::de::{DeTable, DeValue};
 
 pub use admin::AdminConfig;
 pub use aggregator::{AGGREGATOR_ROUTE, AggregatorConfig, BranchConfig};
-pub use circuit_breaker::CircuitBreakerConfig;
 pub use demo::{BackendConfig, DEMO_SERVICES, DemoConfig};
 pub use log::{AccessLog, DEFAULT_ACCESS_LOG_SAMPLE, LogConfig};
 pub use route::{RESERVED_PREFIXES, RouteConfig};
@@ -399,22 +400,6 @@ impl Checker<'_> {
             );
         }
         Ok(Duration::from_millis(ms.unsigned_abs()))
-    }
-
-    /// Milliseconds handed to a builder: only a negative value is refused
-    /// here (a `Duration` cannot hold it); zero and the rest are the
-    /// builder's call.
-    fn duration(
-        &self,
-        v: Option<&Spanned<i64>>,
-        key: &str,
-    ) -> Result<Option<Duration>, ConfigFileError> {
-        let Some(v) = v else { return Ok(None) };
-        let ms = *v.get_ref();
-        if ms < 0 {
-            return self.err(v.span(), key, format!("must be ≥ 0 milliseconds, got {ms}"));
-        }
-        Ok(Some(Duration::from_millis(ms.unsigned_abs())))
     }
 
     /// Refuses a reference to an upstream not declared.

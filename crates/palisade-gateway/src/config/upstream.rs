@@ -1,18 +1,19 @@
 //! `[upstreams.<name>]`: where an upstream is, its timeouts, and its
-//! resilience tables. `retry` and `bulkhead` are the pattern crates' own
-//! settings structs, checked by their `validate()`; `circuit_breaker` is
-//! read by [`super::circuit_breaker`].
+//! resilience tables. `retry`, `circuit_breaker` and `bulkhead` are the
+//! pattern crates' own settings structs, checked by their `validate()` (the
+//! breaker's keys are rewritten by [`super::circuit_breaker`]).
 
 use std::time::Duration;
 
 use palisade::ConfigError;
 use palisade::bulkhead::BulkheadSettings;
+use palisade::circuit_breaker::CircuitBreakerSettings;
 use palisade::retry::RetrySettings;
 use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::circuit_breaker::{CircuitBreakerConfig, RawBreaker};
+use super::circuit_breaker;
 use super::demo::DemoConfig;
 use super::document::{self, DialectError, Seg};
 use super::{Checker, ConfigFileError};
@@ -25,7 +26,7 @@ pub(super) struct RawUpstream {
     timeout_ms: Option<Spanned<i64>>,
     attempt_timeout_ms: Option<Spanned<i64>>,
     retry: Option<RetrySettings>,
-    circuit_breaker: Option<Spanned<RawBreaker>>,
+    circuit_breaker: Option<CircuitBreakerSettings>,
     bulkhead: Option<BulkheadSettings>,
 }
 
@@ -33,10 +34,13 @@ pub(super) struct RawUpstream {
 /// crate's own form (see [`document::crate_dialect`]).
 pub(super) fn in_crate_form(upstream: &mut DeTable<'_>) -> Result<(), DialectError> {
     for (key, value) in upstream.iter_mut() {
-        if matches!(key.get_ref().as_ref(), "retry" | "bulkhead")
-            && let DeValue::Table(table) = value.get_mut()
-        {
-            document::crate_dialect(table)?;
+        let DeValue::Table(table) = value.get_mut() else {
+            continue;
+        };
+        match key.get_ref().as_ref() {
+            "retry" | "bulkhead" => document::crate_dialect(table)?,
+            "circuit_breaker" => circuit_breaker::in_crate_form(table)?,
+            _ => {}
         }
     }
     Ok(())
@@ -67,8 +71,9 @@ pub struct UpstreamConfig {
     /// `[upstreams.<name>.retry]`: the retry crate's settings (a key left
     /// out takes its default).
     pub retry: Option<RetrySettings>,
-    /// `[upstreams.<name>.circuit_breaker]`.
-    pub circuit_breaker: Option<CircuitBreakerConfig>,
+    /// `[upstreams.<name>.circuit_breaker]`: the circuit breaker crate's
+    /// settings (a key left out takes its default).
+    pub circuit_breaker: Option<CircuitBreakerSettings>,
     /// `[upstreams.<name>.bulkhead]`: the bulkhead crate's settings (a key
     /// left out takes its default).
     pub bulkhead: Option<BulkheadSettings>,
@@ -160,16 +165,15 @@ impl Checker<'_> {
                 self.settings_err(&path("bulkhead"), &format!("{key}.bulkhead"), &e)
             })?;
         }
-        let circuit_breaker = match up.circuit_breaker {
-            None => None,
-            Some(b) => Some(self.breaker(name, &format!("{key}.circuit_breaker"), b)?),
-        };
+        if let Some(breaker) = &up.circuit_breaker {
+            self.breaker(name, breaker)?;
+        }
         Ok(UpstreamConfig {
             target,
             timeout,
             attempt_timeout,
             retry: up.retry,
-            circuit_breaker,
+            circuit_breaker: up.circuit_breaker,
             bulkhead: up.bulkhead,
         })
     }

@@ -13,5 +13,5 @@ pub mod stats;
 pub mod upstream;
 
 /// The proxy's config sections: `[upstreams.<name>]` and `[[routes]]`.
-pub use crate::config::{CircuitBreakerConfig, RouteConfig, UpstreamConfig, UpstreamTarget};
+pub use crate::config::{RouteConfig, UpstreamConfig, UpstreamTarget};
 pub use client::*;

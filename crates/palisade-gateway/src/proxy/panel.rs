@@ -53,12 +53,14 @@ pub struct UpstreamTile {
     pub chaos: Option<ChaosView>,
 }
 
-/// A circuit breaker's figures on a tile, from its registry handle's
-/// snapshot.
+/// A circuit breaker on a tile: the crate's [`CircuitBreakerSnapshot`] as
+/// it is (`state`, `calls`, `failed_calls`, `next_probe_in`, `config`, ...),
+/// with what the tile adds.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BreakerTile {
-    /// `closed`, `open`, `half_open`, `forced_open`, `disabled`, ...
-    pub state: String,
+    /// The breaker's own snapshot.
+    #[serde(flatten)]
+    pub snapshot: CircuitBreakerSnapshot,
     /// Milliseconds until the next probe is admitted (open only).
     pub next_probe_in_ms: Option<u64>,
     /// The window's failure rate, percent (`None` before the minimum number
@@ -69,7 +71,8 @@ pub struct BreakerTile {
     pub slow_call_rate_pct: Option<f64>,
     /// Calls it refused in the dashboard's window (as callers saw them).
     pub refused: u64,
-    /// Calls it refused since start (attempts, retries included).
+    /// Calls it refused since start (attempts, retries included; the
+    /// snapshot's `not_permitted_calls`).
     pub rejected: u64,
 }
 
@@ -90,10 +93,9 @@ impl BreakerTile {
     /// The tile of a breaker's `snapshot`: the rates only once the window
     /// holds its minimum number of calls.
     #[must_use]
-    pub fn of(snapshot: &CircuitBreakerSnapshot) -> Self {
+    pub fn of(snapshot: CircuitBreakerSnapshot) -> Self {
         let judged = snapshot.minimum_calls_reached;
         Self {
-            state: snapshot.state.as_str().to_owned(),
             next_probe_in_ms: snapshot
                 .next_probe_in
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
@@ -102,6 +104,7 @@ impl BreakerTile {
                 .then_some(snapshot.slow_call_rate),
             refused: 0,
             rejected: snapshot.not_permitted_calls,
+            snapshot,
         }
     }
 }
@@ -157,7 +160,7 @@ pub(crate) fn tiles(state: &AppState, sent: &BTreeMap<String, u64>) -> Vec<Upstr
                     .get(up.name())
                     .map(|h| BreakerTile {
                         refused: s.refused_by_breaker,
-                        ..BreakerTile::of(&h.snapshot())
+                        ..BreakerTile::of(h.snapshot())
                     }),
                 bulkhead: state.bulkheads().get(up.name()).map(|h| BulkheadTile {
                     refused: s.refused_by_bulkhead,

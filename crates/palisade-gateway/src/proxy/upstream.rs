@@ -163,16 +163,15 @@ pub struct UpstreamLayers {
 
 impl UpstreamLayers {
     /// Builds the layers of upstream `name` from `config`, once, each named
-    /// `name`: retry and the bulkhead from their crates' settings as
-    /// configured (`.settings(..)`), registering the breaker and the
-    /// bulkhead in the registries (a name already registered gives the
-    /// registered instance).
+    /// `name`: retry, the circuit breaker and the bulkhead from their
+    /// crates' settings as configured (`.settings(..)`), registering the
+    /// breaker and the bulkhead in the registries (a name already registered
+    /// gives the registered instance).
     ///
     /// # Errors
     ///
     /// A builder's [`ConfigError`] (a loaded config has been checked with the
-    /// crates' `validate()`, and the breaker's table with its builder, so it
-    /// builds).
+    /// crates' `validate()`, so it builds).
     pub fn build(
         name: &str,
         config: &UpstreamConfig,
@@ -193,7 +192,8 @@ impl UpstreamLayers {
             .circuit_breaker
             .as_ref()
             .map(|c| {
-                c.builder(name)
+                CircuitBreakerLayer::builder(name)
+                    .settings(c.clone())
                     .classifier(UpstreamClassifier::new())
                     .registry(breakers)
                     .build()
