@@ -20,7 +20,8 @@
 //!   for effects that must happen exactly once.
 //! - [`outbox::Relay`]: publishes committed events at least once, in
 //!   global-position order, with a durable checkpoint, from any
-//!   [`OutboxSource`](outbox::OutboxSource).
+//!   [`OutboxSource`](outbox::OutboxSource); `outbox::EventStoreOutbox`
+//!   (feature `event-store`) follows `palisade-event-store`.
 //!
 //! `docs/patterns/pubsub.md` compares the backends' delivery guarantees and
 //! says what a handler must do.
@@ -213,7 +214,8 @@
 //!   message into an advisory nobody reads; the consumer counts deliveries
 //!   itself and dead-letters with a reason).
 //! - The outbox relay is generic over its source, so any store with a
-//!   gap-safe global read (the event store) plugs in with a few lines.
+//!   gap-safe global read plugs in with a few lines; the event store's
+//!   adapter ships (`outbox::EventStoreOutbox`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backend;
