@@ -269,13 +269,14 @@
 //!   inner service is, its future is a named state machine, and the
 //!   unpartitioned path allocates nothing per call, waiting included (the
 //!   waiter queue is a slab reused across waits).
-//! - **Cheaper than tower's `ConcurrencyLimit`.** tokio's `Semaphore`
-//!   (under tower's `ConcurrencyLimit`) takes its waiter lock on every
-//!   release; a pool here acquires and releases with one atomic operation
-//!   each unless somebody waits, and only then takes its lock to hand the
-//!   permit over: cheaper per call than tower's `ConcurrencyLimit` on one
-//!   thread and under two-thread contention, with no allocation (the
-//!   figures are in `docs/benchmarks.md`).
+//! - **One atomic operation per admission.** tokio's `Semaphore` (under
+//!   tower's `ConcurrencyLimit`) takes its waiter lock on every release; a
+//!   pool here acquires and releases with one atomic operation each unless
+//!   somebody waits, and only then takes its lock to hand the permit over,
+//!   with no allocation. Against tower's `ConcurrencyLimit` it measured
+//!   cheaper on one thread and under two-thread contention at first, and
+//!   1.35× its time on one thread in the latest rerun (the figures, and what
+//!   is known of the difference, are in `docs/benchmarks.md`).
 //! - **Partitions with bounded memory.** Per-key pools (a header, a path
 //!   prefix, the authority, or any closure), at most `max_partitions` live,
 //!   idle ones reclaimed; lookups of a known key allocate nothing.
