@@ -56,10 +56,12 @@ pub mod lifecycle;
 pub mod logs;
 pub mod proxy;
 pub mod routes;
+pub mod shared;
+pub mod state;
 
 pub use config::{Config, ConfigFileError};
+pub use lifecycle::server;
 pub use lifecycle::server::{Gateway, StartError};
-pub use lifecycle::state::AppState;
-pub use lifecycle::{server, state};
 pub use proxy::{errors, stats, upstream};
 pub use routes::{App, app};
+pub use state::AppState;

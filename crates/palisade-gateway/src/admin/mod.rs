@@ -50,8 +50,8 @@ use palisade::http::Problem;
 use palisade::retry::RetrySnapshot;
 use serde::{Deserialize, Serialize};
 
-use crate::lifecycle::state::AppState;
 use crate::proxy::errors::problem;
+use crate::state::AppState;
 
 /// The admin API's config section: `[admin]`.
 pub use crate::config::AdminConfig;

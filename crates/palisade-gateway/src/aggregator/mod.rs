@@ -48,7 +48,7 @@ pub(crate) mod route;
 /// The aggregator's config section: `[aggregator]`.
 pub use crate::config::{AGGREGATOR_ROUTE, AggregatorConfig, BranchConfig};
 use crate::logs::FailureReason;
-use crate::routes::X_REQUEST_ID;
+use crate::shared::X_REQUEST_ID;
 
 /// The aggregator's service: an axum route as it is (`Infallible`, `Clone +
 /// Send + Sync`).

@@ -5,7 +5,7 @@ use palisade::fan_out::FanOutSnapshot;
 use serde::Serialize;
 
 use super::GatherView;
-use crate::lifecycle::state::AppState;
+use crate::state::AppState;
 
 /// The aggregator on the dashboard.
 #[derive(Clone, Debug, Serialize)]

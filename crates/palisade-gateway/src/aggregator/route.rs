@@ -14,8 +14,8 @@ use palisade::fan_out::http::ParseJsonLayer;
 use tower::{Layer, Service};
 
 use super::{Gathered, Timed};
-use crate::lifecycle::state::AppState;
 use crate::proxy::upstream::UpstreamStack;
+use crate::state::AppState;
 
 /// The aggregator's route over the upstreams' `stacks`, when the config has
 /// an aggregator (an empty router otherwise).

@@ -28,9 +28,9 @@ use http::header::{CACHE_CONTROL, HeaderValue};
 use serde::Serialize;
 
 pub use crate::aggregator::panel::AggregatorTile;
-use crate::lifecycle::state::AppState;
 pub use crate::proxy::panel::{BreakerTile, BulkheadTile, UpstreamTile};
 use crate::proxy::stats::HISTORY_SECS;
+use crate::state::AppState;
 
 /// The page, served from the binary.
 pub const DASHBOARD_HTML: &str = include_str!("../../static/dashboard.html");

@@ -39,7 +39,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::DemoConfig;
-use crate::lifecycle::server::StartError;
+use crate::shared::StartError;
 
 /// Answers an injected fault the way a struggling service would: `503` for
 /// an outage, `500` for a rate-based error, with a problem+json body naming

@@ -1,53 +1,13 @@
 //! The gateway's lifecycle in one module: start-up ([`server::Gateway`]:
 //! backends, upstreams, listeners, a worker thread per core), the shared
 //! state every request sees ([`state::AppState`]), the phases of shutdown
-//! (readiness grace, drain) and the liveness, readiness and metrics
-//! endpoints.
+//! (readiness grace, drain). The liveness, readiness and metrics endpoints
+//! that report it are in [`crate::routes`].
 
 /// The lifecycle's config section: `[server]`.
 pub use crate::config::ServerConfig;
 
 pub(crate) mod drain;
 pub mod server;
-pub mod state;
-
-use axum::Router;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use http::StatusCode;
-use http::header::CONTENT_TYPE;
-
-use state::AppState;
-
-/// `GET /healthz`, `GET /readyz`, `GET /metrics`.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-}
-
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
-    if state.lifecycle().is_shutting_down() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
-    } else {
-        "ready\n".into_response()
-    }
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.inner.prometheus.render();
-    (
-        [(
-            CONTENT_TYPE,
-            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        body,
-    )
-        .into_response()
-}
+/// The shared state, at its old path; it lives in [`crate::state`].
+pub use crate::state;

@@ -41,10 +41,9 @@
 //!    `server.drain_timeout_ms` to finish; then their connections are
 //!    closed, the demo backends stop and `serve` returns.
 //!
-//! [`Lifecycle::begin_shutdown`]: crate::lifecycle::state::Lifecycle::begin_shutdown
-//! [`Lifecycle::begin_drain`]: crate::lifecycle::state::Lifecycle::begin_drain
+//! [`Lifecycle::begin_shutdown`]: crate::state::Lifecycle::begin_shutdown
+//! [`Lifecycle::begin_drain`]: crate::state::Lifecycle::begin_drain
 
-use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,61 +57,9 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::demo::DemoBackends;
 use crate::lifecycle::drain::{DrainSignal, Drains};
-use crate::lifecycle::state::{AppState, BackendInfo, Phase, prometheus};
 use crate::routes::App;
-
-/// Why the gateway could not start.
-#[derive(Debug)]
-pub enum StartError {
-    /// An address could not be bound.
-    Bind {
-        /// What was to listen there (`gateway`, `demo backend `user``).
-        what: String,
-        /// The address.
-        addr: SocketAddr,
-        /// The operating system's reason.
-        source: std::io::Error,
-    },
-    /// Anything else, described.
-    Other(String),
-}
-
-impl StartError {
-    pub(crate) fn bind(what: String, addr: SocketAddr, source: &std::io::Error) -> Self {
-        Self::Bind {
-            what,
-            addr,
-            source: std::io::Error::new(source.kind(), source.to_string()),
-        }
-    }
-}
-
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Bind { what, addr, source } => {
-                write!(f, "cannot listen on {addr} for the {what}: {source}")?;
-                if source.kind() == std::io::ErrorKind::AddrInUse {
-                    write!(
-                        f,
-                        " (another process uses it: stop it, or choose another address with --listen or the config)"
-                    )?;
-                }
-                Ok(())
-            }
-            Self::Other(message) => f.write_str(message),
-        }
-    }
-}
-
-impl std::error::Error for StartError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Bind { source, .. } => Some(source),
-            Self::Other(_) => None,
-        }
-    }
-}
+pub use crate::shared::StartError;
+use crate::state::{AppState, BackendInfo, Phase, prometheus};
 
 /// A gateway bound to its address, its demo backends running, ready to
 /// [`serve`](Self::serve).
@@ -306,8 +253,8 @@ impl Gateway {
     ///
     /// A worker could not start or failed (not a shutdown).
     ///
-    /// [`Lifecycle`]: crate::lifecycle::state::Lifecycle
-    /// [`Lifecycle::begin_drain`]: crate::lifecycle::state::Lifecycle::begin_drain
+    /// [`Lifecycle`]: crate::state::Lifecycle
+    /// [`Lifecycle::begin_drain`]: crate::state::Lifecycle::begin_drain
     pub async fn serve<F>(self, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,

@@ -8,8 +8,8 @@ use palisade::circuit_breaker::CircuitBreakerSnapshot;
 use serde::Serialize;
 
 use crate::admin::chaos::ChaosView;
-use crate::lifecycle::state::AppState;
 use crate::proxy::stats::HistoryPoint;
+use crate::state::AppState;
 
 /// One upstream's tile.
 #[derive(Clone, Debug, Serialize)]

@@ -11,10 +11,10 @@ use http::StatusCode;
 use http::header::HeaderValue;
 use tower::ServiceExt;
 
-use crate::lifecycle::state::AppState;
 use crate::logs::{FailureLog, FailureReason};
 use crate::proxy::errors::error_response;
 use crate::proxy::upstream::UpstreamStack;
+use crate::state::AppState;
 
 /// Prometheus handles of one proxy route, resolved once.
 struct RouteMetrics {

@@ -14,8 +14,8 @@ use palisade::fan_out::FanOutHandle;
 use tokio::sync::watch;
 
 use crate::config::{AggregatorConfig, Config, RouteConfig, UpstreamTarget};
-use crate::lifecycle::server::StartError;
 use crate::proxy::upstream::Upstream;
+use crate::shared::StartError;
 
 /// The process-wide Prometheus recorder, installed on first use.
 ///

@@ -53,21 +53,21 @@ use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue};
-use http::{HeaderName, StatusCode};
+use http::StatusCode;
 use palisade::BoxError;
 use tower::{Service, ServiceExt};
 use tracing::Level;
 
-use crate::lifecycle::state::AppState;
+mod health;
+
 use crate::logs::{ACCESS_TARGET, AccessLog};
 use crate::proxy::errors::problem;
 use crate::proxy::route::{ProxyRoute, proxy, proxy_table};
 use crate::proxy::upstream::UpstreamStack;
 use crate::proxy::{self, HttpClient};
+use crate::state::AppState;
 
-/// The request id header, generated when absent, logged, sent upstream and
-/// returned.
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use crate::shared::X_REQUEST_ID;
 
 /// A new request id: 16 random hex digits.
 ///
@@ -101,7 +101,7 @@ pub fn new_request_id() -> HeaderValue {
 /// endpoints, the admin API, the dashboard, and the aggregator over `stacks`.
 fn router(state: &AppState, stacks: &std::collections::BTreeMap<&str, UpstreamStack>) -> Router {
     let router = Router::new()
-        .merge(crate::lifecycle::routes())
+        .merge(health::routes())
         .merge(crate::dashboard::routes())
         .merge(crate::aggregator::route::routes(state, stacks))
         .nest("/admin", crate::admin::routes(state));
