@@ -42,9 +42,6 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
-pub mod panel;
-pub(crate) mod route;
-
 /// The aggregator's config section: `[aggregator]`.
 pub use crate::config::{AGGREGATOR_ROUTE, AggregatorConfig, BranchConfig};
 use crate::logs::FailureReason;

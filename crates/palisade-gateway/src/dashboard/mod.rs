@@ -2,10 +2,10 @@
 //! `GET /dashboard/events` (Server-Sent Events, one [`DashboardSnapshot`]
 //! per second, event name `snapshot`).
 //!
-//! Each feature owns its panel's data: the upstream tiles are the proxy's
-//! ([`crate::proxy::panel`]), the aggregator's waterfall the aggregator's
-//! ([`crate::aggregator::panel`]); this module puts them in one snapshot and
-//! streams it.
+//! Each panel reads its feature's data: the upstream tiles ([`upstreams`])
+//! the proxy's upstreams and stats, the aggregator's waterfall
+//! ([`aggregator`]) the aggregator's last gather; this module puts them in
+//! one snapshot and streams it.
 //!
 //! Each tile's sparklines come from its upstream's history, kept
 //! server-side ([`crate::proxy::stats`]: one point per second for the last
@@ -27,10 +27,13 @@ use futures_util::Stream;
 use http::header::{CACHE_CONTROL, HeaderValue};
 use serde::Serialize;
 
-pub use crate::aggregator::panel::AggregatorTile;
-pub use crate::proxy::panel::{BreakerTile, BulkheadTile, UpstreamTile};
+pub mod aggregator;
+pub mod upstreams;
+
 use crate::proxy::stats::HISTORY_SECS;
 use crate::state::AppState;
+pub use aggregator::AggregatorTile;
+pub use upstreams::{BreakerTile, BulkheadTile, UpstreamTile};
 
 /// The page, served from the binary.
 pub const DASHBOARD_HTML: &str = include_str!("../../static/dashboard.html");
@@ -74,8 +77,8 @@ pub fn snapshot_since(state: &AppState, sent: &BTreeMap<String, u64>) -> Dashboa
         at_ms,
         window_secs: crate::proxy::stats::WINDOW_SECS,
         history_secs: HISTORY_SECS,
-        upstreams: crate::proxy::panel::tiles(state, sent),
-        aggregator: crate::aggregator::panel::tile(state),
+        upstreams: upstreams::tiles(state, sent),
+        aggregator: aggregator::tile(state),
         admin_enabled: state.admin_enabled(),
     }
 }

@@ -1,14 +1,12 @@
 //! The proxy feature: `[[routes]]` prefixes forwarded to their upstream's
-//! stack. It owns the route table (`route.rs`), the upstreams and their
-//! stacks ([`upstream`]), the stack errors as problem responses
-//! ([`errors`]), the per-upstream statistics ([`stats`]), the HTTP client
-//! ([`client`], whose items are re-exported here) and the upstream tiles of
-//! the dashboard ([`panel`]).
+//! stack. It owns the upstreams and their stacks ([`upstream`]), the stack
+//! errors as problem responses ([`errors`]), the per-upstream statistics
+//! ([`stats`]) and the HTTP client ([`client`], whose items are re-exported
+//! here). The route table that serves them is in [`crate::routes`], the
+//! upstream tiles of the dashboard in [`crate::dashboard`].
 
 pub mod client;
 pub mod errors;
-pub mod panel;
-pub(crate) mod route;
 pub mod stats;
 pub mod upstream;
 

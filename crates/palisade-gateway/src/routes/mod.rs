@@ -52,17 +52,19 @@ use axum::extract::Request;
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
-use http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue};
 use http::StatusCode;
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue};
 use palisade::BoxError;
 use tower::{Service, ServiceExt};
 use tracing::Level;
 
+mod aggregator;
 mod health;
+mod table;
 
+use self::table::{ProxyRoute, proxy, proxy_table};
 use crate::logs::{ACCESS_TARGET, AccessLog};
 use crate::proxy::errors::problem;
-use crate::proxy::route::{ProxyRoute, proxy, proxy_table};
 use crate::proxy::upstream::UpstreamStack;
 use crate::proxy::{self, HttpClient};
 use crate::state::AppState;
@@ -103,7 +105,7 @@ fn router(state: &AppState, stacks: &std::collections::BTreeMap<&str, UpstreamSt
     let router = Router::new()
         .merge(health::routes())
         .merge(crate::dashboard::routes())
-        .merge(crate::aggregator::route::routes(state, stacks))
+        .merge(aggregator::routes(state, stacks))
         .nest("/admin", crate::admin::routes(state));
     router.fallback(not_found).with_state(state.clone())
 }

@@ -1,4 +1,5 @@
-//! The aggregator's route: `GET /api/dashboard/user/{id}`, a fan-out over
+//! The aggregator's route (the aggregator feature, [`crate::aggregator`], over
+//! the proxy's upstream stacks): `GET /api/dashboard/user/{id}`, a fan-out over
 //! the upstreams' stacks.
 
 use std::collections::BTreeMap;
@@ -13,7 +14,7 @@ use palisade::BoxError;
 use palisade::fan_out::http::ParseJsonLayer;
 use tower::{Layer, Service};
 
-use super::{Gathered, Timed};
+use crate::aggregator::{Gathered, Timed};
 use crate::proxy::upstream::UpstreamStack;
 use crate::state::AppState;
 

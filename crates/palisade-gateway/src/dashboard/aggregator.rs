@@ -4,7 +4,7 @@
 use palisade::fan_out::FanOutSnapshot;
 use serde::Serialize;
 
-use super::GatherView;
+use crate::aggregator::GatherView;
 use crate::state::AppState;
 
 /// The aggregator on the dashboard.

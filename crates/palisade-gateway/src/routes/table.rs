@@ -95,9 +95,9 @@ async fn forward(
             ))
             .into_response();
     }
-    let req = super::upstream_request(req, route.prefix.len(), client);
+    let req = crate::proxy::upstream_request(req, route.prefix.len(), client);
     match route.service.clone().oneshot(req).await {
-        Ok(res) => super::client_response(res),
+        Ok(res) => crate::proxy::client_response(res),
         Err(err) => {
             let res = error_response(
                 &route.upstream,
@@ -105,7 +105,7 @@ async fn forward(
                 route.attempt_timeout_ms,
                 &*err,
             );
-            if super::is_client_fault(&*err) {
+            if crate::proxy::is_client_fault(&*err) {
                 tracing::debug!(
                     upstream = &*route.upstream,
                     status = res.status().as_u16(),
