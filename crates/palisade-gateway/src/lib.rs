@@ -30,21 +30,27 @@
 //!
 //! # Module map
 //!
-//! One module (folder) per feature area; each owns its routes, its config
-//! section and its dashboard panel, so a new pattern is a new folder plus a
-//! line in [`routes`] and [`config`].
+//! One module (folder) per feature area. Imports run one way, bottom first:
+//! [`config`], [`shared`], [`logs`]; the feature cores [`proxy`],
+//! [`aggregator`], [`demo`]; [`state`]; [`admin`] and [`dashboard`];
+//! [`routes`]; [`lifecycle`]. A type two modules share goes down, what builds
+//! from several features goes up (routes into [`routes`], tiles into
+//! [`dashboard`]), so a new pattern is a new folder plus a line in [`routes`]
+//! and [`config`].
 //!
 //! | module | what |
 //! |---|---|
 //! | [`config`] | TOML config, one file per section; errors with file:line:column and key |
-//! | [`lifecycle`] | [`Gateway`] ([`server`]): start-up, a thread per core, graceful shutdown; [`AppState`] ([`state`]); `/healthz`, `/readyz`, `/metrics` |
-//! | [`routes`] | [`app`]: the gateway's service: request id, access log, body limit, the proxy route table, then the router of every feature's routes |
-//! | [`proxy`] | `[[routes]]`: the route table and the one place a proxied request is recorded, the upstreams' stacks ([`upstream`]), errors as problem+json ([`errors`]), statistics ([`stats`]), the HTTP client, the upstream tiles |
-//! | [`aggregator`] | `GET /api/dashboard/user/{id}`: the fan-out over the upstreams' stacks, its route and its waterfall panel |
-//! | [`admin`] | the admin API (bearer token): one file per resource (breakers, bulkheads, retries, chaos), serializing the crates' snapshots |
-//! | [`dashboard`] | the dashboard page and its event stream, assembled from the features' panels |
+//! | [`shared`] | leaf types several modules name: [`StartError`], [`X_REQUEST_ID`](shared::X_REQUEST_ID) |
 //! | [`logs`] | the access log setting and the rate limit on per-call failure lines |
+//! | [`proxy`] | `[[routes]]`: the upstreams' stacks ([`upstream`]), errors as problem+json ([`errors`]), statistics ([`stats`]), the HTTP client |
+//! | [`aggregator`] | `GET /api/dashboard/user/{id}`: the fan-out over the upstreams' stacks, its timing and waterfall sample |
 //! | [`demo`] | the six demo backends, each behind a chaos layer |
+//! | [`state`] | [`AppState`], the shared state every handler sees, and the lifecycle's phases |
+//! | [`admin`] | the admin API (bearer token): one file per resource (breakers, bulkheads, retries, chaos), serializing the crates' snapshots |
+//! | [`dashboard`] | the dashboard page and its event stream, with its panels: the upstream tiles, the aggregator's waterfall |
+//! | [`routes`] | [`app`]: the gateway's service: request id, access log, body limit, the proxy route table (the one place a proxied request is recorded), then the router of every feature's routes, the aggregator's and `/healthz`, `/readyz`, `/metrics` included |
+//! | [`lifecycle`] | [`Gateway`] ([`server`]): start-up, a thread per core, graceful shutdown |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod admin;
