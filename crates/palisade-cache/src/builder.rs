@@ -56,6 +56,23 @@ pub(crate) struct TierParts {
     pub(crate) build: BuildTier,
 }
 
+impl CacheLayer<Unkeyed> {
+    /// A builder for the cache called `name` (it labels metrics, logs,
+    /// events and registry entries). Give it a key function with
+    /// [`CacheBuilder::key`].
+    pub fn builder(name: impl Into<Arc<str>>) -> CacheBuilder<Unkeyed> {
+        CacheBuilder::new(name, Unkeyed)
+    }
+
+    /// A builder for an HTTP cache called `name` (feature `http`): keys
+    /// from method, URI and `Vary`, freshness from `Cache-Control`.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn http_builder(name: impl Into<Arc<str>>) -> CacheBuilder<crate::http::HttpPolicy> {
+        CacheBuilder::new(name, crate::http::HttpPolicy::default())
+    }
+}
+
 impl<P: fmt::Debug> fmt::Debug for CacheBuilder<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheBuilder")

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use crate::builder::{CacheBuilder, Unkeyed};
 use crate::handle::CacheHandle;
 use crate::policy::Storage;
 use crate::service::Cache;
@@ -36,23 +35,6 @@ use crate::shared::Shared;
 /// ```
 pub struct CacheLayer<P: Storage> {
     shared: Arc<Shared<P>>,
-}
-
-impl CacheLayer<Unkeyed> {
-    /// A builder for the cache called `name` (it labels metrics, logs,
-    /// events and registry entries). Give it a key function with
-    /// [`CacheBuilder::key`].
-    pub fn builder(name: impl Into<Arc<str>>) -> CacheBuilder<Unkeyed> {
-        CacheBuilder::new(name, Unkeyed)
-    }
-
-    /// A builder for an HTTP cache called `name` (feature `http`): keys
-    /// from method, URI and `Vary`, freshness from `Cache-Control`.
-    #[cfg(feature = "http")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-    pub fn http_builder(name: impl Into<Arc<str>>) -> CacheBuilder<crate::http::HttpPolicy> {
-        CacheBuilder::new(name, crate::http::HttpPolicy::default())
-    }
 }
 
 impl<P: Storage> CacheLayer<P> {

@@ -22,6 +22,13 @@ pub struct DeadlineBuilder {
     registry: Option<Registry<DeadlineHandle>>,
 }
 
+impl DeadlineLayer {
+    /// A builder for a layer called `name` (its metrics' `name` label).
+    pub fn builder(name: impl Into<Arc<str>>) -> DeadlineBuilder {
+        DeadlineBuilder::new(name.into())
+    }
+}
+
 impl fmt::Debug for DeadlineBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeadlineBuilder")

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use palisade_core::stripe::Striped;
 use tower_layer::Layer;
 
-use crate::builder::DeadlineBuilder;
 use crate::handle::DeadlineHandle;
 use crate::service::DeadlineService;
 use crate::shared::Shared;
@@ -24,11 +23,6 @@ pub struct DeadlineLayer {
 }
 
 impl DeadlineLayer {
-    /// A builder for a layer called `name` (its metrics' `name` label).
-    pub fn builder(name: impl Into<Arc<str>>) -> DeadlineBuilder {
-        DeadlineBuilder::new(name.into())
-    }
-
     /// A handle to the layer's figures.
     #[must_use]
     pub fn handle(&self) -> DeadlineHandle {

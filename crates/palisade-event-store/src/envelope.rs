@@ -6,9 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
-
-use crate::error::DecodeError;
 
 /// What the caller expects of a stream's version before an append.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -224,23 +221,6 @@ impl RecordedEvent {
     #[must_use]
     pub fn payload(&self) -> &serde_json::Value {
         &self.payload
-    }
-
-    /// The payload decoded as `T`.
-    ///
-    /// # Errors
-    ///
-    /// A [`DecodeError`] naming the stream, version and type.
-    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
-        T::deserialize(&*self.payload).map_err(|e| {
-            DecodeError::new(
-                &self.stream,
-                self.version,
-                &self.event_type,
-                self.schema_version,
-                e,
-            )
-        })
     }
 }
 

@@ -7,8 +7,9 @@ use std::error::Error;
 use std::fmt;
 
 use palisade_core::BoxError;
+use serde::de::DeserializeOwned;
 
-use crate::envelope::ExpectedVersion;
+use crate::envelope::{ExpectedVersion, RecordedEvent};
 
 /// An append's expected version did not match the stream: nothing of the
 /// batch was written. Reload the stream, decide again, retry.
@@ -230,6 +231,25 @@ impl DecodeError {
     #[must_use]
     pub fn schema_version(&self) -> u32 {
         self.schema_version
+    }
+}
+
+impl RecordedEvent {
+    /// The payload decoded as `T`.
+    ///
+    /// # Errors
+    ///
+    /// A [`DecodeError`] naming the stream, version and type.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
+        T::deserialize(&*self.payload).map_err(|e| {
+            DecodeError::new(
+                &self.stream,
+                self.version,
+                &self.event_type,
+                self.schema_version,
+                e,
+            )
+        })
     }
 }
 

@@ -36,6 +36,14 @@ pub struct FallbackBuilder<F = NoFallback, C = ErrorsAsFailures, K = Plain> {
     registry: Option<Registry<FallbackHandle>>,
 }
 
+impl FallbackLayer<NoFallback> {
+    /// A builder for a layer called `name` over any request and response;
+    /// choose its answer with `value`, `with`, `service` or `custom`.
+    pub fn builder(name: impl Into<Arc<str>>) -> FallbackBuilder {
+        FallbackBuilder::new(name.into(), ErrorsAsFailures, Plain)
+    }
+}
+
 impl<F, C, K: fmt::Debug> fmt::Debug for FallbackBuilder<F, C, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FallbackBuilder")

@@ -25,7 +25,7 @@ use palisade_core::http::StatusClassifier;
 use crate::builder::FallbackBuilder;
 use crate::layer::FallbackLayer;
 use crate::settings::FallbackClass;
-use crate::source::{Answer, Cause, Mark, NoFallback};
+use crate::source::{Answer, Cause, Mark, NoFallback, Source, sealed};
 
 /// Names the fallback layer that answered.
 pub const FALLBACK_HEADER: HeaderName = HeaderName::from_static("x-palisade-fallback");
@@ -94,6 +94,9 @@ pub struct StaticResponse {
     headers: HeaderMap,
     body: Bytes,
 }
+
+impl sealed::Sealed for StaticResponse {}
+impl Source for StaticResponse {}
 
 impl StaticResponse {
     /// An answer with `status`, no headers and an empty body.

@@ -7,11 +7,10 @@ use palisade_core::ErrorsAsFailures;
 use palisade_core::stripe::Striped;
 use tower_layer::Layer;
 
-use crate::builder::FallbackBuilder;
 use crate::handle::FallbackHandle;
 use crate::service::Fallback;
 use crate::shared::Shared;
-use crate::source::{NoFallback, Plain};
+use crate::source::Plain;
 
 /// Answers failed calls from a fallback. See the [crate docs](crate).
 ///
@@ -27,14 +26,6 @@ impl<F, C, K> Clone for FallbackLayer<F, C, K> {
         Self {
             shared: Arc::clone(&self.shared),
         }
-    }
-}
-
-impl FallbackLayer<NoFallback> {
-    /// A builder for a layer called `name` over any request and response;
-    /// choose its answer with `value`, `with`, `service` or `custom`.
-    pub fn builder(name: impl Into<Arc<str>>) -> FallbackBuilder {
-        FallbackBuilder::new(name.into(), ErrorsAsFailures, Plain)
     }
 }
 

@@ -75,7 +75,7 @@ pub trait Answer<Req, Res> {
     fn answer(&self, kept: Self::Kept, cause: Cause<'_>) -> Self::Future;
 }
 
-mod sealed {
+pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
@@ -93,10 +93,6 @@ impl<S, K> sealed::Sealed for FromService<S, K> {}
 impl<S, K> Source for FromService<S, K> {}
 impl<F> sealed::Sealed for Custom<F> {}
 impl<F> Source for Custom<F> {}
-#[cfg(feature = "http")]
-impl sealed::Sealed for crate::http::StaticResponse {}
-#[cfg(feature = "http")]
-impl Source for crate::http::StaticResponse {}
 
 /// No fallback chosen yet: the builder's starting point. Choose one with
 /// `value`, `with`, `service` or `custom`.

@@ -4,8 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::{ConfigError, Listeners, Registry};
+use palisade_core::{ConfigError, ErrorsAsFailures, Listeners, Registry};
 use palisade_retry::RetryBudget;
+use palisade_retry::kind::Plain;
 
 use crate::event::HedgeEvent;
 use crate::handle::HedgeHandle;
@@ -24,6 +25,14 @@ pub struct HedgeBuilder<C, K> {
     pub(crate) kind: K,
     listeners: Listeners<HedgeEvent>,
     registry: Option<Registry<HedgeHandle>>,
+}
+
+impl HedgeLayer {
+    /// A builder for requests that are `Clone` (each request is cloned once,
+    /// to keep a copy for its hedges), with every `Err` a failed attempt.
+    pub fn builder(name: impl Into<Arc<str>>) -> HedgeBuilder<ErrorsAsFailures, Plain> {
+        HedgeBuilder::new(name.into(), ErrorsAsFailures, Plain)
+    }
 }
 
 impl<C, K: fmt::Debug> fmt::Debug for HedgeBuilder<C, K> {

@@ -8,7 +8,6 @@ use palisade_core::stripe::Striped;
 use palisade_retry::kind::Plain;
 use tower_layer::Layer;
 
-use crate::builder::HedgeBuilder;
 use crate::handle::HedgeHandle;
 use crate::service::Hedge;
 use crate::shared::Shared;
@@ -28,14 +27,6 @@ impl<C, K> Clone for HedgeLayer<C, K> {
         Self {
             shared: Arc::clone(&self.shared),
         }
-    }
-}
-
-impl HedgeLayer {
-    /// A builder for requests that are `Clone` (each request is cloned once,
-    /// to keep a copy for its hedges), with every `Err` a failed attempt.
-    pub fn builder(name: impl Into<Arc<str>>) -> HedgeBuilder<ErrorsAsFailures, Plain> {
-        HedgeBuilder::new(name.into(), ErrorsAsFailures, Plain)
     }
 }
 

@@ -600,6 +600,26 @@ impl MemoryCheckpoints {
     }
 }
 
+/// The SQL checkpoint stores (their tables and queries live in `backend`).
+macro_rules! sql_checkpoint_store {
+    ($checkpoints:ty) => {
+        impl CheckpointStore for $checkpoints {
+            async fn load(&self, relay: &str) -> Result<Option<u64>, StoreError> {
+                self.load_checkpoint(relay).await
+            }
+
+            async fn save(&self, relay: &str, position: u64) -> Result<(), StoreError> {
+                self.save_checkpoint(relay, position).await
+            }
+        }
+    };
+}
+
+#[cfg(feature = "postgres")]
+sql_checkpoint_store!(crate::backend::postgres::PgCheckpoints);
+#[cfg(feature = "sqlite")]
+sql_checkpoint_store!(crate::backend::sqlite::SqliteCheckpoints);
+
 impl CheckpointStore for MemoryCheckpoints {
     fn load(&self, relay: &str) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
         std::future::ready(Ok(self.map.lock().get(relay).copied()))

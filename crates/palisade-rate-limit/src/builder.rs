@@ -35,6 +35,15 @@ pub struct RateLimitBuilder<K = Unkeyed> {
     backend_breaker: Option<palisade_circuit_breaker::CircuitBreakerLayer>,
 }
 
+impl RateLimitLayer {
+    /// A builder for the limiter called `name` (it labels metrics, logs,
+    /// errors, the registry entry, the `x-palisade-rate-limit` header and,
+    /// by default, its Redis keys).
+    pub fn builder(name: impl Into<Arc<str>>) -> RateLimitBuilder {
+        RateLimitBuilder::new(name.into())
+    }
+}
+
 impl<K> fmt::Debug for RateLimitBuilder<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitBuilder")

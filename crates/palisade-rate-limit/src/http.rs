@@ -457,6 +457,21 @@ pub struct HttpRateLimitLayer<K> {
     layer: RateLimitLayer<K>,
 }
 
+impl<K> RateLimitLayer<K> {
+    /// The same limiter as an HTTP layer that answers a refusal with a
+    /// response (`429` with `Retry-After` and the IETF `RateLimit` fields,
+    /// `400` for an unusable key, `503` when failing closed) instead of an
+    /// error, and adds the fields to admitted responses (feature `http`).
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    #[must_use]
+    pub fn http_layer(&self) -> HttpRateLimitLayer<K>
+    where
+        K: Clone,
+    {
+        HttpRateLimitLayer::new(self.clone())
+    }
+}
+
 impl<K> HttpRateLimitLayer<K> {
     /// The HTTP form of `layer` (same limiter).
     pub const fn new(layer: RateLimitLayer<K>) -> Self {

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use crate::builder::RateLimitBuilder;
 use crate::handle::RateLimitHandle;
 use crate::key::Unkeyed;
 use crate::service::RateLimit;
@@ -33,15 +32,6 @@ use crate::shared::Shared;
 pub struct RateLimitLayer<K = Unkeyed> {
     shared: Arc<Shared>,
     key: K,
-}
-
-impl RateLimitLayer {
-    /// A builder for the limiter called `name` (it labels metrics, logs,
-    /// errors, the registry entry, the `x-palisade-rate-limit` header and,
-    /// by default, its Redis keys).
-    pub fn builder(name: impl Into<Arc<str>>) -> RateLimitBuilder {
-        RateLimitBuilder::new(name.into())
-    }
 }
 
 impl<K> RateLimitLayer<K> {
@@ -80,20 +70,6 @@ impl<K> RateLimitLayer<K> {
     #[must_use]
     pub fn with_key<K2>(&self, key: K2) -> RateLimitLayer<K2> {
         RateLimitLayer::from_shared(Arc::clone(&self.shared), key)
-    }
-
-    /// The same limiter as an HTTP layer that answers a refusal with a
-    /// response (`429` with `Retry-After` and the IETF `RateLimit` fields,
-    /// `400` for an unusable key, `503` when failing closed) instead of an
-    /// error, and adds the fields to admitted responses (feature `http`).
-    #[cfg(feature = "http")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-    #[must_use]
-    pub fn http_layer(&self) -> crate::http::HttpRateLimitLayer<K>
-    where
-        K: Clone,
-    {
-        crate::http::HttpRateLimitLayer::new(self.clone())
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use palisade_core::{ConfigError, Listeners, Registry};
 
 use crate::event::ShardEvent;
-use crate::fallback::{FallBack, Forward};
+use crate::fallback::{FallBack, Forward, IsFallback};
 use crate::handle::ShardHandle;
 use crate::key::KeyFn;
 use crate::service::{RouterInner, ShardRouter};
@@ -289,26 +289,6 @@ impl<S, K, P> ShardRouterBuilder<S, K, P> {
             }),
         })
     }
-}
-
-/// Whether a move policy can send a request to the previous owner (sealed).
-pub trait IsFallback: sealed::Sealed {
-    /// `true` for [`FallBack`].
-    const FALLS_BACK: bool;
-}
-
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for crate::fallback::Forward {}
-    impl<C, W> Sealed for crate::fallback::FallBack<C, W> {}
-}
-
-impl IsFallback for Forward {
-    const FALLS_BACK: bool = false;
-}
-
-impl<C, W> IsFallback for FallBack<C, W> {
-    const FALLS_BACK: bool = true;
 }
 
 impl<S, K, P> fmt::Debug for ShardRouterBuilder<S, K, P> {

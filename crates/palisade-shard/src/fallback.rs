@@ -59,3 +59,23 @@ where
         (self.when)(result)
     }
 }
+
+/// Whether a move policy can send a request to the previous owner (sealed).
+pub trait IsFallback: sealed::Sealed {
+    /// `true` for [`FallBack`].
+    const FALLS_BACK: bool;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Forward {}
+    impl<C, W> Sealed for super::FallBack<C, W> {}
+}
+
+impl IsFallback for Forward {
+    const FALLS_BACK: bool = false;
+}
+
+impl<C, W> IsFallback for FallBack<C, W> {
+    const FALLS_BACK: bool = true;
+}

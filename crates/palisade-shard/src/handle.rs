@@ -10,7 +10,6 @@ use tokio::time::Instant;
 
 use crate::error::MapError;
 use crate::event::{ChangeKind, MapChange};
-use crate::service::ShardService;
 use crate::settings::{Scheme, ShardSettings};
 use crate::shared::{Shard, Shared};
 use crate::state::{ShardKey, ShardMap};
@@ -166,17 +165,6 @@ impl<S> ShardHandle<S> {
     /// under way.
     pub fn complete_move(&self) -> bool {
         self.shared.complete_move()
-    }
-
-    /// The shard `name` as a service of its own (calls go to its replicas).
-    #[must_use]
-    pub fn shard_service(&self, name: &str) -> Option<ShardService<S>> {
-        let version = self.shared.current.load();
-        version
-            .slots
-            .iter()
-            .find(|slot| &*slot.name == name)
-            .map(|slot| ShardService::new(Arc::clone(&self.shared), Arc::clone(slot)))
     }
 
     /// The router's state and figures now, for admin APIs and dashboards.

@@ -247,10 +247,10 @@ mod settings;
 mod shared;
 mod state;
 
-pub use builder::{IsFallback, NoKey, ShardRouterBuilder};
+pub use builder::{NoKey, ShardRouterBuilder};
 pub use error::{KeyError, KeyErrorKind, MapError, MapErrorKind, ShardNotReady};
 pub use event::{ChangeKind, MapChange, ShardEvent};
-pub use fallback::{FallBack, Forward, MoveFallback};
+pub use fallback::{FallBack, Forward, IsFallback, MoveFallback};
 pub use handle::{ReplicaFigures, ShardFigures, ShardHandle, ShardSnapshot};
 pub use key::{ExtractKey, IntoKeyResult, KeyFn, checked_key};
 pub use scatter::{ScatterBuilder, ScatterGather};

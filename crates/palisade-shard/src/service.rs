@@ -10,9 +10,8 @@ use palisade_core::BoxError;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::builder::IsFallback;
 use crate::error::KeyErrorKind;
-use crate::fallback::{Forward, MoveFallback};
+use crate::fallback::{Forward, IsFallback, MoveFallback};
 use crate::future::{ResponseFuture, Retry};
 use crate::handle::ShardHandle;
 use crate::key::ExtractKey;
@@ -197,6 +196,19 @@ impl<S> ShardService<S> {
     #[must_use]
     pub fn name(&self) -> &str {
         &self.slot.name
+    }
+}
+
+impl<S> ShardHandle<S> {
+    /// The shard `name` as a service of its own (calls go to its replicas).
+    #[must_use]
+    pub fn shard_service(&self, name: &str) -> Option<ShardService<S>> {
+        let version = self.shared().current.load();
+        version
+            .slots
+            .iter()
+            .find(|slot| &*slot.name == name)
+            .map(|slot| ShardService::new(Arc::clone(self.shared()), Arc::clone(slot)))
     }
 }
 

@@ -232,8 +232,10 @@ macro_rules! sql_stores {
             }
         }
 
-        impl $crate::outbox::CheckpointStore for $checkpoints {
-            async fn load(&self, relay: &str) -> Result<Option<u64>, StoreError> {
+        impl $checkpoints {
+            /// The checkpoint of the relay called `relay`, if it has one
+            /// (the `CheckpointStore` impl in `outbox` calls this).
+            pub(crate) async fn load_checkpoint(&self, relay: &str) -> Result<Option<u64>, StoreError> {
                 let row: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(std::sync::Arc::clone(&self.load)))
                     .bind(relay)
                     .fetch_optional(&self.pool)
@@ -242,7 +244,9 @@ macro_rules! sql_stores {
                 Ok(row.map(|(p,)| u64::try_from(p).unwrap_or(0)))
             }
 
-            async fn save(&self, relay: &str, position: u64) -> Result<(), StoreError> {
+            /// Saves `position` as the checkpoint of `relay` (the
+            /// `CheckpointStore` impl in `outbox` calls this).
+            pub(crate) async fn save_checkpoint(&self, relay: &str, position: u64) -> Result<(), StoreError> {
                 let position = i64::try_from(position)
                     .map_err(|e| StoreError::new("save checkpoint", e))?;
                 sqlx::query(sqlx::AssertSqlSafe(std::sync::Arc::clone(&self.save)))
