@@ -297,6 +297,7 @@ mod handle;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+mod kind;
 mod layer;
 #[cfg(all(test, loom))]
 mod loom_tests;

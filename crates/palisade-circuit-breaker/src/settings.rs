@@ -12,8 +12,14 @@ use std::time::Duration;
 
 use palisade_core::ConfigError;
 
-use crate::state::window::{MAX_COUNT_WINDOW, MAX_TIME_WINDOW_SECS};
-use crate::state::{MAX_PROBES, State};
+use crate::kind::State;
+
+/// The largest count window.
+pub(crate) const MAX_COUNT_WINDOW: u32 = 1_000_000;
+/// The longest time window, in seconds.
+pub(crate) const MAX_TIME_WINDOW_SECS: u64 = 3_600;
+/// The most probes a half-open breaker can permit.
+pub(crate) const MAX_PROBES: u32 = 4_095;
 
 /// The longest duration any setting accepts: one year (365 days).
 ///

@@ -55,104 +55,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub use crate::kind::State;
 use crate::settings::Config;
 pub(crate) mod window;
 
 use window::{CountWindow, FAILED, Padded, SLOW, TimeWindow, Totals, Window};
 
 // ===== State =====
-
-/// The state of a circuit breaker.
-///
-/// `Closed`, `Open` and `HalfOpen` are the automatic states; `Disabled`,
-/// `MetricsOnly` and `ForcedOpen` are set by hand through a
-/// [`CircuitBreakerHandle`](crate::CircuitBreakerHandle) and kept until changed
-/// by hand.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Serialize, serde::Deserialize),
-    serde(rename_all = "snake_case")
-)]
-pub enum State {
-    /// Calls pass and are recorded; the breaker opens when a threshold is
-    /// reached.
-    Closed,
-    /// Calls are rejected until the wait in the open state has elapsed.
-    Open,
-    /// A fixed number of probe calls pass; their outcome closes or re-opens
-    /// the breaker.
-    HalfOpen,
-    /// Manual: every call passes, nothing is recorded.
-    Disabled,
-    /// Manual: every call passes and is recorded and reported, but the breaker
-    /// never opens (a shadow mode to tune thresholds on live traffic).
-    MetricsOnly,
-    /// Manual: every call is rejected.
-    ForcedOpen,
-}
-
-impl State {
-    /// Every state, in the order of their numeric codes.
-    pub const ALL: [Self; 6] = [
-        Self::Closed,
-        Self::Open,
-        Self::HalfOpen,
-        Self::Disabled,
-        Self::MetricsOnly,
-        Self::ForcedOpen,
-    ];
-
-    /// A snake_case label for metrics, logs and JSON: `closed`, `open`,
-    /// `half_open`, `disabled`, `metrics_only`, `forced_open`.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Closed => "closed",
-            Self::Open => "open",
-            Self::HalfOpen => "half_open",
-            Self::Disabled => "disabled",
-            Self::MetricsOnly => "metrics_only",
-            Self::ForcedOpen => "forced_open",
-        }
-    }
-
-    /// `true` for the states that reject calls: `Open` and `ForcedOpen`
-    /// (`HalfOpen` rejects only once its probes are taken).
-    #[must_use]
-    pub const fn is_open(self) -> bool {
-        matches!(self, Self::Open | Self::ForcedOpen)
-    }
-
-    /// `true` for the states set by hand.
-    #[must_use]
-    pub const fn is_manual(self) -> bool {
-        matches!(self, Self::Disabled | Self::MetricsOnly | Self::ForcedOpen)
-    }
-
-    /// The numeric code (0 to 5), the index in [`State::ALL`].
-    #[must_use]
-    pub const fn code(self) -> usize {
-        self as usize
-    }
-
-    const fn from_bits(bits: u64) -> Self {
-        match bits & STATE_MASK {
-            0 => Self::Closed,
-            1 => Self::Open,
-            2 => Self::HalfOpen,
-            3 => Self::Disabled,
-            4 => Self::MetricsOnly,
-            _ => Self::ForcedOpen,
-        }
-    }
-}
-
-impl std::fmt::Display for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Why the breaker changed state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -209,6 +118,18 @@ impl std::fmt::Display for TransitionReason {
 // ===== The state word =====
 
 const STATE_MASK: u64 = 0b111;
+
+/// The state a word's low bits encode.
+const fn state_from_bits(bits: u64) -> State {
+    match bits & STATE_MASK {
+        0 => State::Closed,
+        1 => State::Open,
+        2 => State::HalfOpen,
+        3 => State::Disabled,
+        4 => State::MetricsOnly,
+        _ => State::ForcedOpen,
+    }
+}
 const BUSY: u64 = 0b1000;
 const WINDOW_BIT: u64 = 0b1_0000;
 /// The target state of a claimed transition, set with `BUSY`.
@@ -217,7 +138,7 @@ const GEN_SHIFT: u32 = 8;
 
 #[inline]
 const fn state_of(word: u64) -> State {
-    State::from_bits(word)
+    state_from_bits(word)
 }
 
 /// `true` if calls admitted under `word` pass and are recorded (Closed or
@@ -230,7 +151,7 @@ pub(crate) const fn records(word: u64) -> bool {
 /// While `BUSY` is set: the state the claimed transition goes to.
 #[inline]
 const fn target_of(word: u64) -> State {
-    State::from_bits(word >> TARGET_SHIFT)
+    state_from_bits(word >> TARGET_SHIFT)
 }
 
 #[inline]
@@ -254,8 +175,6 @@ const fn pack(state: State, generation: u64, window: usize) -> u64 {
 // (12 bits each). `issued` counts permits taken and not given back (probes
 // in flight plus probes recorded); `done` counts recorded probes.
 
-/// The most probes a half-open breaker can permit.
-pub(crate) const MAX_PROBES: u32 = 4_095;
 const P_BITS: u32 = 12;
 const P_MASK: u64 = (1 << P_BITS) - 1;
 const P_SLOW: u32 = 0;

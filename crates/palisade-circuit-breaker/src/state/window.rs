@@ -61,10 +61,7 @@ pub(crate) const SLOW: u8 = 0b100;
 /// Slot flag: the slot holds an outcome.
 const PRESENT: u8 = 0b001;
 
-/// The largest count window.
-pub(crate) const MAX_COUNT_WINDOW: u32 = 1_000_000;
-/// The longest time window, in seconds.
-pub(crate) const MAX_TIME_WINDOW_SECS: u64 = 3_600;
+use crate::settings::{MAX_COUNT_WINDOW, MAX_TIME_WINDOW_SECS};
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
