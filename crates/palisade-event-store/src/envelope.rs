@@ -2,6 +2,7 @@
 //! reader gets back ([`RecordedEvent`]), with its [`Metadata`].
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -148,8 +149,9 @@ impl NewEvent {
     }
 }
 
-/// A stored event: the envelope and its JSON payload.
-#[derive(Clone, Debug, PartialEq)]
+/// A stored event: the envelope and its JSON payload, after the store's
+/// upcasters (see [`EventStoreBuilder::upcaster`](crate::EventStoreBuilder::upcaster)).
+#[derive(Clone, Debug)]
 pub struct RecordedEvent {
     pub(crate) id: Arc<str>,
     pub(crate) stream: Arc<str>,
@@ -160,6 +162,24 @@ pub struct RecordedEvent {
     pub(crate) recorded_at_micros: i64,
     pub(crate) metadata: Arc<Metadata>,
     pub(crate) payload: Arc<serde_json::Value>,
+    /// Set when an upcaster failed on this event: the event is as stored and
+    /// [`decode`](Self::decode) reports this.
+    pub(crate) upcast_failure: Option<Arc<UpcastFailure>>,
+}
+
+impl PartialEq for RecordedEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.stream == other.stream
+            && self.version == other.version
+            && self.position == other.position
+            && self.event_type == other.event_type
+            && self.schema_version == other.schema_version
+            && self.recorded_at_micros == other.recorded_at_micros
+            && self.metadata == other.metadata
+            && self.payload == other.payload
+            && self.upcast_failure.is_some() == other.upcast_failure.is_some()
+    }
 }
 
 impl RecordedEvent {
@@ -222,6 +242,14 @@ impl RecordedEvent {
     pub fn payload(&self) -> &serde_json::Value {
         &self.payload
     }
+
+    /// `false` when an upcaster failed on this event: it is as stored (its
+    /// old type and schema version) and [`decode`](Self::decode) fails with
+    /// the upcaster's error.
+    #[must_use]
+    pub fn is_upcast(&self) -> bool {
+        self.upcast_failure.is_none()
+    }
 }
 
 /// What an append did: the stream's version after it and each event's
@@ -267,3 +295,23 @@ pub(crate) fn now_micros() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
+
+/// Why an event could not be upcast: the upcaster's own error, and the step.
+#[derive(Debug)]
+pub(crate) struct UpcastFailure {
+    pub(crate) from_type: Arc<str>,
+    pub(crate) from_version: u32,
+    pub(crate) source: palisade_core::BoxError,
+}
+
+impl fmt::Display for UpcastFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the upcaster from {:?} v{} failed: {}",
+            self.from_type, self.from_version, self.source
+        )
+    }
+}
+
+impl std::error::Error for UpcastFailure {}

@@ -5,11 +5,12 @@
 use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
+use std::sync::Arc;
 
 use palisade_core::BoxError;
 use serde::de::DeserializeOwned;
 
-use crate::envelope::{ExpectedVersion, RecordedEvent};
+use crate::envelope::{ExpectedVersion, RecordedEvent, UpcastFailure};
 
 /// An append's expected version did not match the stream: nothing of the
 /// batch was written. Reload the stream, decide again, retry.
@@ -189,7 +190,10 @@ pub struct DecodeError {
     version: u64,
     event_type: String,
     schema_version: u32,
-    source: serde_json::Error,
+    /// `true`: an upcaster failed (the source is its error); `false`: the
+    /// payload did not deserialize (the source is serde's).
+    upcast: bool,
+    source: BoxError,
 }
 
 impl DecodeError {
@@ -205,8 +209,16 @@ impl DecodeError {
             version,
             event_type: event_type.to_owned(),
             schema_version,
-            source,
+            upcast: false,
+            source: Box::new(source),
         }
+    }
+
+    /// `true` when an upcaster failed on the event (rather than the
+    /// payload not fitting the type it was decoded into).
+    #[must_use]
+    pub fn is_upcast_failure(&self) -> bool {
+        self.upcast
     }
 
     /// The event's stream.
@@ -241,6 +253,16 @@ impl RecordedEvent {
     ///
     /// A [`DecodeError`] naming the stream, version and type.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
+        if let Some(failure) = &self.upcast_failure {
+            return Err(DecodeError {
+                stream: self.stream.to_string(),
+                version: self.version,
+                event_type: self.event_type.to_string(),
+                schema_version: self.schema_version,
+                upcast: true,
+                source: Box::new(UpcastFailed(Arc::clone(failure))),
+            });
+        }
         T::deserialize(&*self.payload).map_err(|e| {
             DecodeError::new(
                 &self.stream,
@@ -255,9 +277,10 @@ impl RecordedEvent {
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.upcast { "upcast" } else { "decode" };
         write!(
             f,
-            "event {:?} v{} of stream {:?} at version {} does not decode",
+            "event {:?} v{} of stream {:?} at version {} does not {what}",
             self.event_type, self.schema_version, self.stream, self.version
         )
     }
@@ -265,7 +288,24 @@ impl fmt::Display for DecodeError {
 
 impl Error for DecodeError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(&self.source)
+        Some(&*self.source)
+    }
+}
+
+/// The upcaster's failure as a `DecodeError`'s source (shared by every clone
+/// of the event).
+#[derive(Debug)]
+struct UpcastFailed(Arc<UpcastFailure>);
+
+impl fmt::Display for UpcastFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl Error for UpcastFailed {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&*self.0.source)
     }
 }
 

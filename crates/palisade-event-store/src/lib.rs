@@ -86,11 +86,49 @@
 //! [`Conflict`](error::Conflict) needs a new decision, and a retried append
 //! with the same event ids is a no-op, so retries never write twice.
 //!
+//! # Upcasting
+//!
+//! Events are stored as written, forever; when an event's shape changes,
+//! register an upcaster ([`EventStoreBuilder::upcaster`]) from the old
+//! (type, schema version) to the new one. Every read (stream, backward,
+//! global, both subscriptions) runs the chain, so code only ever decodes
+//! the current shape. A failing upcaster does not fail the read: the event
+//! is handed on as stored and its [`decode`](RecordedEvent::decode) fails
+//! with a [`DecodeError`](error::DecodeError) naming stream, version, type
+//! and the reason (a projection parks it, an aggregate load reports it).
+//!
+//! ```
+//! use palisade_event_store::{EventStore, ExpectedVersion, NewEvent};
+//! use serde_json::json;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = EventStore::builder("bank")
+//!     .url("memory:")
+//!     // v1 had no currency: every v1 deposit was in euros.
+//!     .upcaster(("Deposited", 1), ("Deposited", 2), |mut payload| {
+//!         payload["currency"] = json!("EUR");
+//!         Ok(payload)
+//!     })
+//!     .open()
+//!     .await?;
+//! store
+//!     .append("a", ExpectedVersion::NoStream, &[NewEvent::new("e1", "Deposited", json!({"cents": 5}))])
+//!     .await?;
+//! let read = store.read_stream("a", 1, 10).await?;
+//! assert_eq!(read[0].schema_version(), 2);
+//! assert_eq!(read[0].payload(), &json!({"cents": 5, "currency": "EUR"}));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Clone
 //!
 //! [`EventStore`] is an `Arc`: cloning shares the backend (its pool),
 //! metrics, listeners and subscription wake-ups; cloning does not create a
-//! new store. A [`Subscription`] is not `Clone`: it owns its checkpoint.
+//! new store. A [`Subscription`] (every stream) or [`StreamSubscription`]
+//! (one stream, [`EventStore::subscribe_stream`]) is not `Clone`: it owns
+//! its checkpoint.
 //!
 //! # Backpressure
 //!
@@ -122,6 +160,7 @@
 //! | `palisade_event_store_events_read_total` | counter | `name` |
 //! | `palisade_event_store_read_errors_total` | counter | `name` |
 //! | `palisade_event_store_head_position` | gauge | `name` |
+//! | `palisade_event_store_upcast_failures_total` | counter | `name` |
 //!
 //! # Events
 //!
@@ -154,6 +193,7 @@ mod settings;
 mod snapshot;
 mod state;
 mod store;
+mod upcast;
 
 pub use envelope::{AppendResult, ExpectedVersion, Metadata, NewEvent, RecordedEvent};
 pub use error::EventStoreError;
@@ -162,4 +202,5 @@ pub use settings::{
     BackendKind, EventStoreSettings, MAX_BATCH_SIZE, MAX_CONNECTIONS, MAX_NAME_LEN, MAX_PAGE_SIZE,
 };
 pub use snapshot::Snapshot;
-pub use store::{EventStore, EventStoreBuilder, Subscription};
+pub use store::{EventStore, EventStoreBuilder, StreamSubscription, Subscription};
+pub use upcast::MAX_UPCAST_CHAIN;

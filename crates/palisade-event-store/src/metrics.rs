@@ -11,6 +11,7 @@ pub(crate) const APPEND_DURATION: &str = "palisade_event_store_append_duration_s
 pub(crate) const EVENTS_READ: &str = "palisade_event_store_events_read_total";
 pub(crate) const READ_ERRORS: &str = "palisade_event_store_read_errors_total";
 pub(crate) const HEAD: &str = "palisade_event_store_head_position";
+pub(crate) const UPCAST_FAILURES: &str = "palisade_event_store_upcast_failures_total";
 
 /// The `outcome` label values of [`APPENDS`].
 const OUTCOMES: [&str; 6] = [
@@ -32,6 +33,10 @@ fn describe() {
     );
     metrics::describe_counter!(EVENTS_READ, "Events returned by reads and subscriptions");
     metrics::describe_counter!(READ_ERRORS, "Reads that failed");
+    metrics::describe_counter!(
+        UPCAST_FAILURES,
+        "Events read whose upcaster failed (returned as stored; decoding them fails)"
+    );
     metrics::describe_gauge!(
         HEAD,
         "The last global position this process appended or read"
@@ -46,6 +51,7 @@ pub(crate) struct Metrics {
     pub(crate) append_duration: Histogram,
     pub(crate) events_read: Counter,
     pub(crate) read_errors: Counter,
+    pub(crate) upcast_failures: Counter,
     pub(crate) head: Gauge,
 }
 
@@ -61,6 +67,7 @@ impl Metrics {
             append_duration: metrics::histogram!(APPEND_DURATION, "name" => name.clone()),
             events_read: metrics::counter!(EVENTS_READ, "name" => name.clone()),
             read_errors: metrics::counter!(READ_ERRORS, "name" => name.clone()),
+            upcast_failures: metrics::counter!(UPCAST_FAILURES, "name" => name.clone()),
             head: metrics::gauge!(HEAD, "name" => name),
         }
     }

@@ -17,6 +17,7 @@ use crate::event::EventStoreEvent;
 use crate::metrics::Metrics;
 use crate::settings::EventStoreSettings;
 use crate::snapshot::Snapshot;
+use crate::upcast::Upcasters;
 
 struct Inner<B> {
     name: Arc<str>,
@@ -27,6 +28,7 @@ struct Inner<B> {
     head: watch::Sender<u64>,
     page_size: usize,
     poll_interval: Duration,
+    upcasters: Upcasters,
 }
 
 /// An event store: appends with an expected version, idempotent by event
@@ -64,6 +66,7 @@ pub struct EventStoreBuilder {
     name: Arc<str>,
     settings: EventStoreSettings,
     listeners: Listeners<EventStoreEvent>,
+    upcasters: Upcasters,
 }
 
 impl fmt::Debug for EventStoreBuilder {
@@ -71,6 +74,7 @@ impl fmt::Debug for EventStoreBuilder {
         f.debug_struct("EventStoreBuilder")
             .field("name", &self.name)
             .field("settings", &self.settings)
+            .field("upcasters", &self.upcasters)
             .finish_non_exhaustive()
     }
 }
@@ -127,11 +131,40 @@ impl EventStoreBuilder {
         self
     }
 
+    /// Adds an upcaster: every event read whose type and schema version are
+    /// `from` is handed on as `to`, its payload passed through `f`. Steps
+    /// chain: an event of `("Deposited", 1)` with steps `1 → 2` and
+    /// `2 → ("MoneyDeposited", 1)` is read as `("MoneyDeposited", 1)`, `f`s
+    /// applied in that order. Nothing stored changes.
+    ///
+    /// If `f` fails, the event is handed on as stored, marked
+    /// ([`RecordedEvent::is_upcast`] is `false`), and its
+    /// [`decode`](RecordedEvent::decode) fails with a
+    /// [`DecodeError`](crate::error::DecodeError) naming the stream,
+    /// version, type and the upcaster's error: a read never fails for one
+    /// bad event, and a projection can park it.
+    ///
+    /// [`build`](Self::build) / [`open`](Self::open) refuse (field
+    /// `upcaster`) two steps from the same `from`, a step to itself, an
+    /// empty type, and a chain that loops or is longer than
+    /// [`MAX_UPCAST_CHAIN`](crate::MAX_UPCAST_CHAIN).
+    pub fn upcaster<F>(mut self, from: (&str, u32), to: (&str, u32), f: F) -> Self
+    where
+        F: Fn(serde_json::Value) -> Result<serde_json::Value, palisade_core::BoxError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.upcasters.add(from, to, Arc::new(f));
+        self
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
         if self.name.is_empty() {
             return Err(ConfigError::new("name", "must not be empty"));
         }
-        self.settings.validate()
+        self.settings.validate()?;
+        self.upcasters.check()
     }
 
     /// Validates, then opens the backend the URL selects (creating its
@@ -170,6 +203,7 @@ impl EventStoreBuilder {
                 head: watch::Sender::new(0),
                 page_size: self.settings.page_size,
                 poll_interval: self.settings.poll_interval,
+                upcasters: self.upcasters,
             }),
         }
     }
@@ -182,6 +216,7 @@ impl EventStore<AnyBackend> {
             name: name.into(),
             settings: EventStoreSettings::default(),
             listeners: Listeners::new(),
+            upcasters: Upcasters::default(),
         }
     }
 
@@ -299,16 +334,29 @@ impl<B: Backend> EventStore<B> {
         self.inner.metrics.head.set(position as f64);
     }
 
+    /// Counts a read and runs the upcasters on what it returned.
     fn counted(
         &self,
-        result: Result<Vec<RecordedEvent>, StoreError>,
+        mut result: Result<Vec<RecordedEvent>, StoreError>,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        match &result {
-            Ok(events) => self
-                .inner
-                .metrics
-                .events_read
-                .increment(events.len() as u64),
+        match &mut result {
+            Ok(events) => {
+                let inner = &*self.inner;
+                inner.metrics.events_read.increment(events.len() as u64);
+                if !inner.upcasters.is_empty() {
+                    for event in events.iter_mut() {
+                        if !inner.upcasters.apply(event) {
+                            inner.metrics.upcast_failures.increment(1);
+                            tracing::warn!(
+                                name = %inner.name, stream = event.stream(), version = event.version(),
+                                event_type = event.event_type(), schema_version = event.schema_version(),
+                                error = %event.upcast_failure.as_deref().map_or_else(String::new, ToString::to_string),
+                                "upcaster failed; event handed on as stored"
+                            );
+                        }
+                    }
+                }
+            }
             Err(e) => {
                 self.inner.metrics.read_errors.increment(1);
                 tracing::warn!(name = %self.inner.name, error = %e, "read failed");
@@ -447,6 +495,22 @@ impl<B: Backend> EventStore<B> {
             buffer: VecDeque::new(),
         }
     }
+
+    /// A subscription to one stream, from the event after version `after`
+    /// (`0`: from its first event), catching up and then following live
+    /// appends to it, like [`subscribe_all`](Self::subscribe_all) (one
+    /// loop, nothing lost or repeated at the switch). For a process manager
+    /// or a read model of one aggregate.
+    #[must_use]
+    pub fn subscribe_stream(&self, stream: &str, after: u64) -> StreamSubscription<B> {
+        StreamSubscription {
+            head: self.inner.head.subscribe(),
+            store: self.clone(),
+            stream: stream.into(),
+            checkpoint: after,
+            buffer: VecDeque::new(),
+        }
+    }
 }
 
 /// Every stream's events in global order, from a checkpoint on: see
@@ -534,5 +598,79 @@ impl<B: Backend> Subscription<B> {
     #[must_use]
     pub fn checkpoint(&self) -> u64 {
         self.checkpoint
+    }
+}
+
+/// One stream's events in version order, from a checkpoint on: see
+/// [`EventStore::subscribe_stream`].
+///
+/// The same loop as [`Subscription`]: read the page after the last version
+/// returned; if it is empty, wait for an append through this store or for
+/// the poll interval. A stream's versions are contiguous and committed in
+/// order, so reading by version skips nothing. At most one page is held.
+pub struct StreamSubscription<B = AnyBackend> {
+    store: EventStore<B>,
+    stream: Arc<str>,
+    head: watch::Receiver<u64>,
+    checkpoint: u64,
+    buffer: VecDeque<RecordedEvent>,
+}
+
+impl<B: fmt::Debug> fmt::Debug for StreamSubscription<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamSubscription")
+            .field("store", &self.store)
+            .field("stream", &self.stream)
+            .field("checkpoint", &self.checkpoint)
+            .field("buffered", &self.buffer.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> StreamSubscription<B> {
+    /// The stream's next event, waiting for one if caught up. Cancel-safe:
+    /// dropping the future loses nothing.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] from a read; the subscription stays usable and the
+    /// next call retries from the same checkpoint.
+    pub async fn next(&mut self) -> Result<RecordedEvent, StoreError> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                self.checkpoint = event.version;
+                return Ok(event);
+            }
+            self.head.borrow_and_update();
+            let page = self
+                .store
+                .read_stream(
+                    &self.stream,
+                    self.checkpoint.saturating_add(1),
+                    self.store.inner.page_size,
+                )
+                .await?;
+            if page.is_empty() {
+                let poll = self.store.inner.poll_interval;
+                tokio::select! {
+                    _ = self.head.changed() => {}
+                    () = tokio::time::sleep(poll) => {}
+                }
+            } else {
+                self.buffer.extend(page);
+            }
+        }
+    }
+
+    /// The version of the last event returned (store it to resume).
+    #[must_use]
+    pub fn checkpoint(&self) -> u64 {
+        self.checkpoint
+    }
+
+    /// The stream followed.
+    #[must_use]
+    pub fn stream(&self) -> &str {
+        &self.stream
     }
 }

@@ -93,6 +93,7 @@ impl MemoryBackend {
                 recorded_at_micros: recorded_at,
                 metadata: Arc::new(event.metadata.clone()),
                 payload: Arc::new(event.payload.clone()),
+                upcast_failure: None,
             });
             state.ids.insert(id, index);
             indexes.push(index);

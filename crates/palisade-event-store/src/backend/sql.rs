@@ -468,6 +468,7 @@ macro_rules! sql_backend {
                         serde_json::from_str(&payload)
                             .map_err(|e| StoreError::new("decode stored payload", e))?,
                     ),
+                    upcast_failure: None,
                 })
             }
         }

@@ -45,4 +45,5 @@ every_backend!(
     subscription_follows_live_appends,
     snapshots_are_never_trusted_over_events,
     cancelled_append_is_all_or_nothing,
+    stream_subscription_catches_up_then_follows,
 );

@@ -544,3 +544,59 @@ pub(crate) async fn cancelled_append_is_all_or_nothing(f: &Fixture) {
     assert_eq!(versions, (1..=events.len() as u64).collect::<Vec<_>>());
     assert!(cancelled > 0, "some appends were cut");
 }
+
+pub(crate) async fn stream_subscription_catches_up_then_follows(f: &Fixture) {
+    let s = f.store.clone();
+    // Two streams interleaved; the subscription sees only its own, in
+    // version order, across several pages, then live appends.
+    for i in 1..=5 {
+        s.append("mine", ExpectedVersion::Any, &[ev(&format!("m{i}"), i)])
+            .await
+            .unwrap();
+        s.append("other", ExpectedVersion::Any, &[ev(&format!("o{i}"), i)])
+            .await
+            .unwrap();
+    }
+    let mut sub = s.subscribe_stream("mine", 1);
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let event = sub.next().await.unwrap();
+        assert_eq!(event.stream(), "mine");
+        seen.push(event.version());
+    }
+    assert_eq!(seen, [2, 3, 4, 5]);
+    assert_eq!(sub.checkpoint(), 5);
+
+    // Caught up: the next call waits for an append to this stream and
+    // ignores appends to others.
+    let waiter = tokio::spawn(async move {
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            got.push(sub.next().await.unwrap().id().to_owned());
+        }
+        (got, sub.checkpoint())
+    });
+    tokio::task::yield_now().await;
+    s.append("other", ExpectedVersion::Any, &[ev("o6", 6)])
+        .await
+        .unwrap();
+    s.append(
+        "mine",
+        ExpectedVersion::Exact(5),
+        &[ev("m6", 6), ev("m7", 7)],
+    )
+    .await
+    .unwrap();
+    let (got, checkpoint) = waiter.await.unwrap();
+    assert_eq!(got, ["m6", "m7"]);
+    assert_eq!(checkpoint, 7);
+
+    // A stream that does not exist yet: the subscription waits for it.
+    let mut fresh = s.subscribe_stream("later", 0);
+    let follower = tokio::spawn(async move { fresh.next().await.unwrap().id().to_owned() });
+    tokio::task::yield_now().await;
+    s.append("later", ExpectedVersion::NoStream, &[ev("l1", 1)])
+        .await
+        .unwrap();
+    assert_eq!(follower.await.unwrap(), "l1");
+}
