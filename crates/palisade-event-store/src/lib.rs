@@ -162,6 +162,16 @@
 //! | `palisade_event_store_head_position` | gauge | `name` |
 //! | `palisade_event_store_upcast_failures_total` | counter | `name` |
 //!
+//! # Handle and snapshot
+//!
+//! [`EventStore::handle`] (or a [`Registry<EventStoreHandle>`](Registry)
+//! given to [`EventStoreBuilder::registry`]) gives an [`EventStoreHandle`]
+//! whose [`snapshot`](EventStoreHandle::snapshot) is what this process has
+//! counted since it opened the store (appends, events, retries, conflicts,
+//! reads, upcast failures, the head position), with the settings (the URL
+//! without credentials): `Serialize` behind the `serde` feature, for an
+//! admin API or a dashboard as it is.
+//!
 //! # Events
 //!
 //! [`EventStoreEvent::Appended`] and [`EventStoreEvent::Conflict`], to
@@ -185,22 +195,28 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backend;
+mod builder;
 mod envelope;
 pub mod error;
 mod event;
+mod handle;
 mod metrics;
 mod settings;
+mod shared;
 mod snapshot;
 mod state;
 mod store;
 mod upcast;
 
+pub use builder::EventStoreBuilder;
 pub use envelope::{AppendResult, ExpectedVersion, Metadata, NewEvent, RecordedEvent};
 pub use error::EventStoreError;
 pub use event::EventStoreEvent;
+pub use handle::{EventStoreHandle, EventStoreSnapshot};
+pub use palisade_core::Registry;
 pub use settings::{
     BackendKind, EventStoreSettings, MAX_BATCH_SIZE, MAX_CONNECTIONS, MAX_NAME_LEN, MAX_PAGE_SIZE,
 };
 pub use snapshot::Snapshot;
-pub use store::{EventStore, EventStoreBuilder, StreamSubscription, Subscription};
+pub use store::{EventStore, StreamSubscription, Subscription};
 pub use upcast::MAX_UPCAST_CHAIN;

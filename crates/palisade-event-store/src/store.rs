@@ -6,16 +6,18 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::{ConfigError, Listeners};
+use palisade_core::Listeners;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::backend::{AnyBackend, Backend};
 use crate::envelope::{AppendResult, ExpectedVersion, NewEvent, RecordedEvent};
-use crate::error::{EventStoreError, InvalidEvent, StoreError};
+use crate::error::{EventStoreError, StoreError};
 use crate::event::EventStoreEvent;
+use crate::handle::EventStoreHandle;
 use crate::metrics::Metrics;
 use crate::settings::EventStoreSettings;
+use crate::shared::Figures;
 use crate::snapshot::Snapshot;
 use crate::upcast::Upcasters;
 
@@ -23,6 +25,7 @@ struct Inner<B> {
     name: Arc<str>,
     backend: B,
     metrics: Metrics,
+    figures: Arc<Figures>,
     listeners: Listeners<EventStoreEvent>,
     /// The last position appended through this store: wakes subscriptions.
     head: watch::Sender<u64>,
@@ -58,177 +61,38 @@ impl<B: fmt::Debug> fmt::Debug for EventStore<B> {
     }
 }
 
-/// Builds an [`EventStore`]: one setter per [`EventStoreSettings`] field,
-/// listeners, then [`open`](Self::open) (the backend the URL selects) or
-/// [`build`](Self::build) (a backend of the caller's).
-#[must_use]
-pub struct EventStoreBuilder {
-    name: Arc<str>,
-    settings: EventStoreSettings,
-    listeners: Listeners<EventStoreEvent>,
-    upcasters: Upcasters,
-}
-
-impl fmt::Debug for EventStoreBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventStoreBuilder")
-            .field("name", &self.name)
-            .field("settings", &self.settings)
-            .field("upcasters", &self.upcasters)
-            .finish_non_exhaustive()
-    }
-}
-
-impl EventStoreBuilder {
-    /// Every setting at once.
-    pub fn settings(mut self, settings: EventStoreSettings) -> Self {
-        self.settings = settings;
-        self
-    }
-
-    /// [`EventStoreSettings::url`].
-    pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.settings.url = url.into();
-        self
-    }
-
-    /// [`EventStoreSettings::table_prefix`].
-    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.settings.table_prefix = prefix.into();
-        self
-    }
-
-    /// [`EventStoreSettings::max_connections`].
-    pub fn max_connections(mut self, n: u32) -> Self {
-        self.settings.max_connections = n;
-        self
-    }
-
-    /// [`EventStoreSettings::page_size`].
-    pub fn page_size(mut self, n: usize) -> Self {
-        self.settings.page_size = n;
-        self
-    }
-
-    /// [`EventStoreSettings::poll_interval`].
-    pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.settings.poll_interval = interval;
-        self
-    }
-
-    /// [`EventStoreSettings::busy_timeout`].
-    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.busy_timeout = timeout;
-        self
-    }
-
-    /// Adds a listener, called with every [`EventStoreEvent`].
-    pub fn on_event<F>(mut self, listener: F) -> Self
-    where
-        F: Fn(&EventStoreEvent) + Send + Sync + 'static,
-    {
-        self.listeners.push(listener);
-        self
-    }
-
-    /// Adds an upcaster: every event read whose type and schema version are
-    /// `from` is handed on as `to`, its payload passed through `f`. Steps
-    /// chain: an event of `("Deposited", 1)` with steps `1 → 2` and
-    /// `2 → ("MoneyDeposited", 1)` is read as `("MoneyDeposited", 1)`, `f`s
-    /// applied in that order. Nothing stored changes.
-    ///
-    /// If `f` fails, the event is handed on as stored, marked
-    /// ([`RecordedEvent::is_upcast`] is `false`), and its
-    /// [`decode`](RecordedEvent::decode) fails with a
-    /// [`DecodeError`](crate::error::DecodeError) naming the stream,
-    /// version, type and the upcaster's error: a read never fails for one
-    /// bad event, and a projection can park it.
-    ///
-    /// [`build`](Self::build) / [`open`](Self::open) refuse (field
-    /// `upcaster`) two steps from the same `from`, a step to itself, an
-    /// empty type, and a chain that loops or is longer than
-    /// [`MAX_UPCAST_CHAIN`](crate::MAX_UPCAST_CHAIN).
-    pub fn upcaster<F>(mut self, from: (&str, u32), to: (&str, u32), f: F) -> Self
-    where
-        F: Fn(serde_json::Value) -> Result<serde_json::Value, palisade_core::BoxError>
-            + Send
-            + Sync
-            + 'static,
-    {
-        self.upcasters.add(from, to, Arc::new(f));
-        self
-    }
-
-    fn check(&self) -> Result<(), ConfigError> {
-        if self.name.is_empty() {
-            return Err(ConfigError::new("name", "must not be empty"));
-        }
-        self.settings.validate()?;
-        self.upcasters.check()
-    }
-
-    /// Validates, then opens the backend the URL selects (creating its
-    /// tables).
-    ///
-    /// # Errors
-    ///
-    /// An [`EventStoreError::Invalid`] for a bad setting, a
-    /// [`StoreError`] if the database cannot be opened or migrated.
-    pub async fn open(self) -> Result<EventStore<AnyBackend>, EventStoreError> {
-        self.check()
-            .map_err(|e| InvalidEvent::new("settings", e.to_string()))?;
-        let backend = AnyBackend::open(&self.settings).await?;
-        Ok(self.finish(backend))
-    }
-
-    /// Validates, then builds a store over `backend` (its own URL and table
-    /// settings are the backend's; the page size and poll interval apply).
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] naming the bad setting.
-    pub fn build<B: Backend>(self, backend: B) -> Result<EventStore<B>, ConfigError> {
-        self.check()?;
-        Ok(self.finish(backend))
-    }
-
-    fn finish<B: Backend>(self, backend: B) -> EventStore<B> {
-        let metrics = Metrics::new(&self.name);
-        EventStore {
+impl<B: Backend> EventStore<B> {
+    /// A store over `backend`, from a validated builder's parts.
+    pub(crate) fn from_parts(
+        name: Arc<str>,
+        backend: B,
+        settings: &EventStoreSettings,
+        listeners: Listeners<EventStoreEvent>,
+        upcasters: Upcasters,
+    ) -> Self {
+        let metrics = Metrics::new(&name);
+        let figures = Arc::new(Figures::new(Arc::clone(&name), backend.kind(), settings));
+        Self {
             inner: Arc::new(Inner {
-                name: self.name,
+                name,
                 backend,
                 metrics,
-                listeners: self.listeners,
+                figures,
+                listeners,
                 head: watch::Sender::new(0),
-                page_size: self.settings.page_size,
-                poll_interval: self.settings.poll_interval,
-                upcasters: self.upcasters,
+                page_size: settings.page_size,
+                poll_interval: settings.poll_interval,
+                upcasters,
             }),
         }
     }
-}
 
-impl EventStore<AnyBackend> {
-    /// A builder for a store called `name` (labels metrics and logs).
-    pub fn builder(name: impl Into<Arc<str>>) -> EventStoreBuilder {
-        EventStoreBuilder {
-            name: name.into(),
-            settings: EventStoreSettings::default(),
-            listeners: Listeners::new(),
-            upcasters: Upcasters::default(),
+    /// A handle on the store's figures (for an admin API or dashboard).
+    #[must_use]
+    pub fn handle(&self) -> EventStoreHandle {
+        EventStoreHandle {
+            figures: Arc::clone(&self.inner.figures),
         }
-    }
-
-    /// An in-memory store with default settings.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] on `name` if it is empty.
-    pub fn in_memory(name: impl Into<Arc<str>>) -> Result<Self, ConfigError> {
-        Self::builder(name).build(AnyBackend::Memory(
-            crate::backend::memory::MemoryBackend::new(),
-        ))
     }
 }
 
@@ -277,6 +141,16 @@ impl<B: Backend> EventStore<B> {
         inner
             .metrics
             .append_outcome(result.as_ref().map(AppendResult::already_stored));
+        let figures = &*inner.figures;
+        match &result {
+            Ok(done) if done.already_stored => Figures::add(&figures.already_stored, 1),
+            Ok(done) => {
+                Figures::add(&figures.appends, 1);
+                Figures::add(&figures.events_appended, done.positions.len() as u64);
+            }
+            Err(EventStoreError::Conflict(_)) => Figures::add(&figures.conflicts, 1),
+            Err(_) => Figures::add(&figures.append_errors, 1),
+        }
         match &result {
             Ok(done) if !done.already_stored => {
                 if let Some(position) = done.last_position() {
@@ -322,6 +196,10 @@ impl<B: Backend> EventStore<B> {
     /// (call it after committing a SQL backend's `append_in` transaction;
     /// otherwise they see the events at their next poll).
     pub fn notify_appended(&self, position: u64) {
+        self.inner
+            .figures
+            .head
+            .fetch_max(position, std::sync::atomic::Ordering::Relaxed);
         let head = &self.inner.head;
         head.send_if_modified(|h| {
             if position > *h {
@@ -343,10 +221,12 @@ impl<B: Backend> EventStore<B> {
             Ok(events) => {
                 let inner = &*self.inner;
                 inner.metrics.events_read.increment(events.len() as u64);
+                Figures::add(&inner.figures.events_read, events.len() as u64);
                 if !inner.upcasters.is_empty() {
                     for event in events.iter_mut() {
                         if !inner.upcasters.apply(event) {
                             inner.metrics.upcast_failures.increment(1);
+                            Figures::add(&inner.figures.upcast_failures, 1);
                             tracing::warn!(
                                 name = %inner.name, stream = event.stream(), version = event.version(),
                                 event_type = event.event_type(), schema_version = event.schema_version(),
@@ -359,6 +239,7 @@ impl<B: Backend> EventStore<B> {
             }
             Err(e) => {
                 self.inner.metrics.read_errors.increment(1);
+                Figures::add(&self.inner.figures.read_errors, 1);
                 tracing::warn!(name = %self.inner.name, error = %e, "read failed");
             }
         }

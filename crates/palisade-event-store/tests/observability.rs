@@ -143,3 +143,83 @@ fn settings_read_from_toml() {
     assert!(settings.validate().is_ok());
     assert!(toml::from_str::<EventStoreSettings>("nope = 1").is_err());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_handle_snapshot_counts_and_the_registry_holds_one_store_per_name() {
+    let registry = palisade_event_store::Registry::new();
+    let store = EventStore::builder("bank")
+        .url("memory:")
+        .registry(&registry)
+        .open()
+        .await
+        .unwrap();
+    store
+        .append("a", ExpectedVersion::NoStream, &[ev("1"), ev("2")])
+        .await
+        .unwrap();
+    store
+        .append("a", ExpectedVersion::NoStream, &[ev("1"), ev("2")])
+        .await
+        .unwrap(); // a retry: already stored
+    store
+        .append("a", ExpectedVersion::NoStream, &[ev("3")])
+        .await
+        .unwrap_err(); // a conflict
+    store
+        .append("", ExpectedVersion::Any, &[ev("4")])
+        .await
+        .unwrap_err(); // refused input
+    store.read_stream("a", 1, 10).await.unwrap();
+
+    let handle = registry.get("bank").expect("registered under its name");
+    assert!(handle.same_as(&store.handle()));
+    let snap = handle.snapshot();
+    assert_eq!(&*snap.name, "bank");
+    assert_eq!(snap.backend, "memory");
+    assert_eq!(snap.head_position, 2);
+    assert_eq!((snap.appends, snap.events_appended), (1, 2));
+    assert_eq!(
+        (snap.already_stored, snap.conflicts, snap.append_errors),
+        (1, 1, 1)
+    );
+    assert_eq!((snap.events_read, snap.read_errors), (2, 0));
+    assert_eq!(registry.snapshots(), vec![snap.clone()]);
+    // Serializable as it is, for an admin API.
+    #[cfg(feature = "serde")]
+    {
+        let json = serde_json::to_value(&snap).unwrap();
+        assert_eq!(json["conflicts"], 1);
+        assert_eq!(json["settings"]["url"], "memory:");
+    }
+
+    // A second store under a registered name is refused: open once, clone.
+    let err = EventStore::builder("bank")
+        .url("memory:")
+        .registry(&registry)
+        .open()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("registry"), "{err}");
+    assert!(store.handle().same_as(&registry.get("bank").unwrap()));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_snapshot_never_shows_a_password() {
+    let store = EventStore::builder("pg")
+        .url("memory:")
+        .open()
+        .await
+        .unwrap();
+    // The URL a snapshot shows is cut before the credentials.
+    let mut settings = store.handle().snapshot().settings;
+    settings.url = "postgres://u:secret@db/x".into();
+    let opened = EventStore::builder("pg2")
+        .settings(settings)
+        .build(palisade_event_store::backend::AnyBackend::Memory(
+            palisade_event_store::backend::memory::MemoryBackend::new(),
+        ))
+        .unwrap();
+    let snap = opened.handle().snapshot();
+    assert_eq!(snap.settings.url, "postgres://db/x");
+    assert_eq!(snap.backend, "memory");
+}

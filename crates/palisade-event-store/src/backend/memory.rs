@@ -109,6 +109,10 @@ impl MemoryBackend {
 }
 
 impl Backend for MemoryBackend {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
     async fn append(
         &self,
         stream: &str,

@@ -35,6 +35,12 @@ pub mod sqlite;
 /// Versions start at `1` (`0`: no stream); positions start at `1` (`0`:
 /// before the first event).
 pub trait Backend: Send + Sync + 'static {
+    /// What the store's snapshot names this backend: `memory`, `sqlite`,
+    /// `postgres`; `custom` unless a backend says otherwise.
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
+
     /// Appends `events` to `stream` if its version matches `expected`, in one
     /// transaction.
     fn append(
@@ -146,6 +152,16 @@ macro_rules! dispatch {
 }
 
 impl Backend for AnyBackend {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Memory(_) => "memory",
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
     async fn append(
         &self,
         stream: &str,

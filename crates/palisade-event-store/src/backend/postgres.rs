@@ -28,6 +28,7 @@ crate::backend::sql::sql_backend! {
     row: sqlx::postgres::PgRow,
     backend: PgBackend,
     engine: "PostgreSQL",
+    kind: "postgres",
     begin: "BEGIN",
     // Processes starting together create the tables one at a time.
     migrate_lock: "SELECT pg_advisory_xact_lock(7305126409154227201)",

@@ -191,6 +191,7 @@ macro_rules! sql_backend {
         row: $row:ty,
         backend: $backend:ident,
         engine: $engine:literal,
+        kind: $kind:literal,
         begin: $begin:literal,
         migrate_lock: $migrate_lock:expr,
         create_schema: $create_schema:literal,
@@ -474,6 +475,10 @@ macro_rules! sql_backend {
         }
 
         impl $crate::backend::Backend for $backend {
+            fn kind(&self) -> &'static str {
+                $kind
+            }
+
             async fn append(
                 &self,
                 stream: &str,

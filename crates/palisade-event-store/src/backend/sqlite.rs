@@ -54,6 +54,7 @@ crate::backend::sql::sql_backend! {
     row: sqlx::sqlite::SqliteRow,
     backend: SqliteBackend,
     engine: "SQLite",
+    kind: "sqlite",
     begin: "BEGIN IMMEDIATE",
     migrate_lock: "",
     create_schema: false,
