@@ -97,8 +97,8 @@ impl EventStoreBuilder {
     /// applied in that order. Nothing stored changes.
     ///
     /// If `f` fails, the event is handed on as stored, marked
-    /// ([`RecordedEvent::is_upcast`] is `false`), and its
-    /// [`decode`](RecordedEvent::decode) fails with a
+    /// ([`RecordedEvent::is_upcast`](crate::RecordedEvent::is_upcast) is `false`), and its
+    /// [`decode`](crate::RecordedEvent::decode) fails with a
     /// [`DecodeError`](crate::error::DecodeError) naming the stream,
     /// version, type and the upcaster's error: a read never fails for one
     /// bad event, and a projection can park it.
@@ -152,7 +152,7 @@ impl EventStoreBuilder {
     /// # Errors
     ///
     /// An [`EventStoreError::Invalid`] for a bad setting, a
-    /// [`StoreError`] if the database cannot be opened or migrated.
+    /// [`StoreError`](crate::error::StoreError) if the database cannot be opened or migrated.
     pub async fn open(self) -> Result<EventStore<AnyBackend>, EventStoreError> {
         self.check()
             .map_err(|e| InvalidEvent::new("settings", e.to_string()))?;
