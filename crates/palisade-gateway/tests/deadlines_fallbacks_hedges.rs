@@ -126,7 +126,12 @@ async fn a_request_with_no_time_left_is_refused_on_arrival_on_any_route() {
             .body(Body::empty())
             .unwrap();
         let res = send(&c, req).await;
-        assert_eq!(res.status, StatusCode::GATEWAY_TIMEOUT, "{path}: {}", res.body);
+        assert_eq!(
+            res.status,
+            StatusCode::GATEWAY_TIMEOUT,
+            "{path}: {}",
+            res.body
+        );
         assert_eq!(res.json()["type"], "urn:palisade:problem:deadline-exceeded");
         assert_eq!(res.json()["deadline"], "gateway", "{path}");
     }
@@ -139,7 +144,10 @@ async fn a_request_with_no_time_left_is_refused_on_arrival_on_any_route() {
     );
     // Without a header, the route has no deadline of its own (no budget in
     // this config): the same paths answer.
-    assert_eq!(http_get(&c, &gw.url("/healthz")).await.status, StatusCode::OK);
+    assert_eq!(
+        http_get(&c, &gw.url("/healthz")).await.status,
+        StatusCode::OK
+    );
     gw.stop().await;
 }
 
@@ -164,7 +172,10 @@ async fn the_upstream_is_told_what_is_left_of_the_deadline() {
     gw.stop().await;
 
     // `[deadline] budget_ms`: every route's budget when the caller sets none.
-    let text = format!("{}\n[deadline]\nbudget_ms = 800\n", upstream_toml("rec", addr, 5000));
+    let text = format!(
+        "{}\n[deadline]\nbudget_ms = 800\n",
+        upstream_toml("rec", addr, 5000)
+    );
     let gw = TestGateway::start(demo_config(&text), None).await;
     let left = told(&gw, None).await;
     assert!((100..=800).contains(&left), "told {left} ms of 800");
@@ -218,7 +229,10 @@ async fn an_optional_branch_that_fails_answers_its_fallback_marked_and_counted()
     assert_eq!(res.header("x-palisade-completed"), "false");
     assert_eq!(res.header("cache-control"), "no-store");
     let body = res.json();
-    assert_eq!(body["product"], serde_json::json!({ "items": [], "note": "later" }));
+    assert_eq!(
+        body["product"],
+        serde_json::json!({ "items": [], "note": "later" })
+    );
     assert_eq!(body["user"]["id"], 7, "{body}");
     assert!(body.get("errors").is_none(), "nothing missing: {body}");
     assert_eq!(chaos.injected().outage, 1);
@@ -229,7 +243,11 @@ async fn an_optional_branch_that_fails_answers_its_fallback_marked_and_counted()
     let res = http_get(&c, &url).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert_eq!(res.header("x-palisade-fallback"), "product");
-    assert_eq!(chaos.injected().outage, 1, "the open breaker refused the call");
+    assert_eq!(
+        chaos.injected().outage,
+        1,
+        "the open breaker refused the call"
+    );
 
     // Counted by the fallback crate, by class.
     let snapshot = gw.state.fallbacks().get("product").unwrap().snapshot();
@@ -243,7 +261,10 @@ async fn an_optional_branch_that_fails_answers_its_fallback_marked_and_counted()
     };
     assert_eq!(served(FallbackClass::Response), 1, "the 503");
     assert_eq!(served(FallbackClass::CircuitOpen), 1);
-    assert!(gw.state.fallbacks().get("review").is_none(), "review has none");
+    assert!(
+        gw.state.fallbacks().get("review").is_none(),
+        "review has none"
+    );
 
     // A branch without a fallback is still just missing.
     gw.state.chaos().get("review").unwrap().set_outage(true);
@@ -255,7 +276,12 @@ async fn an_optional_branch_that_fails_answers_its_fallback_marked_and_counted()
     // The admin API and the dashboard show it.
     let admin = send(
         &c,
-        support::request(http::Method::GET, &gw.url("/admin/fallbacks"), Some("t"), None),
+        support::request(
+            http::Method::GET,
+            &gw.url("/admin/fallbacks"),
+            Some("t"),
+            None,
+        ),
     )
     .await;
     assert_eq!(admin.status, StatusCode::OK);
@@ -319,7 +345,14 @@ async fn a_slow_product_call_is_hedged_and_counted() {
         StatusCode::OK
     );
     assert_eq!(user.injected().latency, 1);
-    assert!(gw.state.upstream("user").unwrap().layers().hedge().is_none());
+    assert!(
+        gw.state
+            .upstream("user")
+            .unwrap()
+            .layers()
+            .hedge()
+            .is_none()
+    );
     gw.stop().await;
 }
 
@@ -361,8 +394,11 @@ fn the_new_tables_report_file_line_and_column() {
     let err = Config::parse("g.toml", &format!("{base}[deadline]\nbudget_ms = 0\n")).unwrap_err();
     assert_eq!(err.key(), "deadline.budget_ms");
     assert_eq!((err.line(), err.column()), (4, 13), "{err}");
-    let err = Config::parse("g.toml", &format!("{base}[deadline]\nbudget = \"2s\"\nnope = 1\n"))
-        .unwrap_err();
+    let err = Config::parse(
+        "g.toml",
+        &format!("{base}[deadline]\nbudget = \"2s\"\nnope = 1\n"),
+    )
+    .unwrap_err();
     assert_eq!(err.key(), "deadline.nope", "{err}");
     let ok = Config::parse("g.toml", &format!("{base}[deadline]\nbudget = \"2s\"\n")).unwrap();
     assert_eq!(ok.deadline.budget, Some(Duration::from_secs(2)));
@@ -374,8 +410,11 @@ fn the_new_tables_report_file_line_and_column() {
     .unwrap_err();
     assert_eq!(err.key(), "upstreams.u.hedge.percentile");
     assert_eq!((err.line(), err.column()), (4, 14), "{err}");
-    let ok = Config::parse("g.toml", &format!("{base}[upstreams.u.hedge]\nwindow_ms = 2000\n"))
-        .unwrap();
+    let ok = Config::parse(
+        "g.toml",
+        &format!("{base}[upstreams.u.hedge]\nwindow_ms = 2000\n"),
+    )
+    .unwrap();
     let hedge = ok.upstreams["u"].hedge.clone().unwrap();
     assert_eq!(hedge.window, Duration::from_secs(2));
 
@@ -393,8 +432,11 @@ fn the_new_tables_report_file_line_and_column() {
     )
     .unwrap_err();
     assert!(err.message().contains("sometimes"), "{err}");
-    let ok = Config::parse("g.toml", &format!("{base}{aggregator}value = {{ n_ms = 1 }}\n"))
-        .unwrap();
+    let ok = Config::parse(
+        "g.toml",
+        &format!("{base}{aggregator}value = {{ n_ms = 1 }}\n"),
+    )
+    .unwrap();
     let fallback = ok.aggregator.unwrap().branches[0].fallback.clone().unwrap();
     assert_eq!(
         fallback.value,

@@ -17,8 +17,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 
-use palisade::fan_out::http::Route;
 use palisade::fallback::FallbackSettings;
+use palisade::fan_out::http::Route;
 use palisade::fan_out::{BranchSettings, FanOutSettings};
 use serde::Deserialize;
 use toml::Spanned;

@@ -25,8 +25,8 @@ use std::error::Error;
 
 use axum::body::Body;
 use http::{Response, StatusCode};
-use palisade::{DeadlineExpired, cause_ref};
 use palisade::http::{Problem, rejection_problem};
+use palisade::{DeadlineExpired, cause_ref};
 use tower::timeout::error::Elapsed;
 
 use crate::proxy::{ClientFault, client_fault};
