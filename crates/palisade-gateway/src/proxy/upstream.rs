@@ -8,23 +8,23 @@
 //! "Layer ordering"):
 //!
 //! ```text
-//! statistics (dashboard)     sees what a caller sees, rejections and timeouts included
-//!   overall timeout          `timeout_ms`, as a deadline (palisade-deadline, budget `timeout_ms`):
-//!                            the smaller of its own value and what is left of the request's
-//!                            deadline, carried on, so every layer below sees it
-//!     hedge                  `[hedge]`: HedgeLayer::http_builder + HedgeSettings; GET and the other
-//!                            idempotent methods only (the retry layer's rule); each hedge retries
-//!       (body as Body)       map_request(|r| r.map(Body::new))
-//!         retry (with budget) `[retry]`: RetryLayer::http_builder + RetrySettings; hands on Request<RetryBody<Body>>;
-//!                            never retries the client's own faults (RetryClassifier); starts no
-//!                            attempt the deadline cannot fit
-//!           (body as Body)   map_request(|r| r.map(Body::new))
-//!             circuit breaker `[circuit_breaker]`: counts every attempt; 5xx and errors fail,
-//!                            a full bulkhead below and the client's own faults are ignored
-//!               attempt timeout `attempt_timeout_ms`: a hung attempt is a failure the breaker counts
-//!                 bulkhead   `[bulkhead]`: bounds the calls really in flight, retries included
-//!                   deadline header  writes what is left (`x-palisade-timeout-ms`) onto each attempt
-//!                     client hyper-util's pooled HTTP/1 client
+//! statistics (dashboard)         sees what a caller sees, rejections and timeouts included
+//!   overall timeout              `timeout_ms`, as a deadline (palisade-deadline, budget `timeout_ms`):
+//!                                the smaller of its own value and what is left of the request's
+//!                                deadline, carried on, so every layer below sees it
+//!     hedge                      `[hedge]`: HedgeLayer::http_builder + HedgeSettings; GET and the
+//!                                other idempotent methods only (the retry layer's rule)
+//!       (body as Body)           map_request(|r| r.map(Body::new))
+//!         retry (with budget)    `[retry]`: RetryLayer::http_builder + RetrySettings; hands on
+//!                                Request<RetryBody<Body>>; never retries the client's own faults
+//!                                (RetryClassifier); starts no attempt the deadline cannot fit
+//!           (body as Body)       map_request(|r| r.map(Body::new))
+//!             circuit breaker    `[circuit_breaker]`: counts every attempt; 5xx and errors fail,
+//!                                a full bulkhead below and the client's own faults are ignored
+//!               attempt timeout  `attempt_timeout_ms`: a hung attempt is a failure the breaker counts
+//!                 bulkhead       `[bulkhead]`: bounds the calls really in flight, retries included
+//!                   deadline header  what is left (`x-palisade-timeout-ms`), written on each attempt
+//!                     client     hyper-util's pooled HTTP/1 client
 //! ```
 //!
 //! The hedge sits between the overall timeout and retry: the deadline
