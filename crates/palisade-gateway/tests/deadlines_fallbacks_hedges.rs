@@ -118,7 +118,7 @@ async fn a_small_deadline_header_against_a_slow_backend_is_a_504_deadline_proble
 
 #[tokio::test]
 async fn a_request_with_no_time_left_is_refused_on_arrival_on_any_route() {
-    let gw = TestGateway::start(demo_config(""), None).await;
+    let gw = TestGateway::start(demo_config(""), Some("t")).await;
     let c = client();
     for path in ["/api/user/users/1", "/healthz", "/api/dashboard/user/1"] {
         let req = Request::get(gw.url(path))
@@ -148,6 +148,26 @@ async fn a_request_with_no_time_left_is_refused_on_arrival_on_any_route() {
         http_get(&c, &gw.url("/healthz")).await.status,
         StatusCode::OK
     );
+
+    // The admin API and the dashboard count them.
+    let admin = send(
+        &c,
+        support::request(
+            http::Method::GET,
+            &gw.url("/admin/deadlines"),
+            Some("t"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(admin.status, StatusCode::OK);
+    let deadlines = admin.json()["deadlines"].as_array().unwrap().clone();
+    let route = deadlines.iter().find(|d| d["name"] == "gateway").unwrap();
+    assert_eq!(route["expired_on_arrival"], 3, "{route}");
+    let user = deadlines.iter().find(|d| d["name"] == "user").unwrap();
+    assert_eq!(user["budget"], "300ms", "the upstream's timeout_ms: {user}");
+    let dashboard = palisade_gateway::dashboard::snapshot(&gw.state);
+    assert_eq!(dashboard.deadlines.expired, 3);
     gw.stop().await;
 }
 
@@ -443,4 +463,26 @@ fn the_new_tables_report_file_line_and_column() {
         serde_json::json!({ "n_ms": 1 }),
         "the value is taken as written"
     );
+}
+
+#[test]
+fn the_embedded_config_sets_a_budget_hedges_product_and_has_fallbacks() {
+    let config = palisade_gateway::Config::embedded_default();
+    assert_eq!(config.deadline.budget, Some(Duration::from_secs(5)));
+    let hedged: Vec<&str> = config
+        .upstreams
+        .iter()
+        .filter(|(_, up)| up.hedge.is_some())
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(hedged, ["product"]);
+    let aggregator = config.aggregator.unwrap();
+    for branch in &aggregator.branches {
+        assert_eq!(
+            branch.fallback.is_some(),
+            !branch.settings.required,
+            "{}: the optional branches have fallbacks",
+            branch.name
+        );
+    }
 }
