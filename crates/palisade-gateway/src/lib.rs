@@ -43,13 +43,13 @@
 //! | [`config`] | TOML config, one file per section; errors with file:line:column and key |
 //! | [`shared`] | leaf types several modules name: [`StartError`], [`X_REQUEST_ID`](shared::X_REQUEST_ID) |
 //! | [`logs`] | the access log setting and the rate limit on per-call failure lines |
-//! | [`proxy`] | `[[routes]]`: the upstreams' stacks ([`upstream`]), errors as problem+json ([`errors`]), statistics ([`stats`]), the HTTP client |
-//! | [`aggregator`] | `GET /api/dashboard/user/{id}`: the fan-out over the upstreams' stacks, its timing and waterfall sample |
+//! | [`proxy`] | `[[routes]]`: the upstreams' stacks ([`upstream`]: the overall timeout as a deadline, hedging, retry, breaker, bulkhead, the deadline header on each attempt), errors as problem+json ([`errors`]), statistics ([`stats`]), the HTTP client |
+//! | [`aggregator`] | `GET /api/dashboard/user/{id}`: the fan-out over the upstreams' stacks, its timing and waterfall sample, the optional branches' fallbacks ([`aggregator::fallback`]) |
 //! | [`demo`] | the six demo backends, each behind a chaos layer |
 //! | [`state`] | [`AppState`], the shared state every handler sees, and the lifecycle's phases |
-//! | [`admin`] | the admin API (bearer token): one file per resource (breakers, bulkheads, retries, chaos), serializing the crates' snapshots |
-//! | [`dashboard`] | the dashboard page and its event stream, with its panels: the upstream tiles, the aggregator's waterfall |
-//! | [`routes`] | [`app`]: the gateway's service: request id, access log, body limit, the proxy route table (the one place a proxied request is recorded), then the router of every feature's routes, the aggregator's and `/healthz`, `/readyz`, `/metrics` included |
+//! | [`admin`] | the admin API (bearer token): one file per resource (breakers, bulkheads, retries, chaos, deadlines, fallbacks, hedges), serializing the crates' snapshots |
+//! | [`dashboard`] | the dashboard page and its event stream, with its panels: the upstream tiles, the aggregator's waterfall, deadlines, fallbacks and hedges |
+//! | [`routes`] | [`app`]: the gateway's service: request id, access log, body limit, the request's deadline (`[deadline]`, on every route), the proxy route table (the one place a proxied request is recorded), then the router of every feature's routes, the aggregator's and `/healthz`, `/readyz`, `/metrics` included |
 //! | [`lifecycle`] | [`Gateway`] ([`server`]): start-up, a thread per core, graceful shutdown |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -54,8 +54,8 @@ pub enum FailureReason {
     BulkheadFull,
     /// A rate limiter refused the call.
     RateLimited,
-    /// A timeout: the overall or per-attempt one, or the retry layer's
-    /// deadline.
+    /// A timeout: the overall or per-attempt one, the retry layer's
+    /// deadline, or the request's deadline passing.
     Timeout,
     /// The upstream could not be reached (connection refused, unreachable,
     /// connect timeout).
@@ -84,6 +84,7 @@ impl FailureReason {
             None => {}
         }
         if cause_ref::<Elapsed>(err).is_some()
+            || cause_ref::<palisade::DeadlineExpired>(err).is_some()
             || cause_ref::<DeadlineExceeded>(err).is_some()
             || cause_ref::<AttemptTimedOut>(err).is_some()
         {

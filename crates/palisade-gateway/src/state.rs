@@ -10,6 +10,8 @@ use palisade::Registry;
 use palisade::bulkhead::BulkheadHandle;
 use palisade::chaos::ChaosHandle;
 use palisade::circuit_breaker::CircuitBreakerHandle;
+use palisade::deadline::{DeadlineHandle, DeadlineLayer};
+use palisade::fallback::FallbackHandle;
 use palisade::fan_out::FanOutHandle;
 use tokio::sync::watch;
 
@@ -52,6 +54,10 @@ fn describe_metrics() {
         "Time from a proxied request's arrival to its response headers, by upstream."
     );
 }
+
+/// The name of the deadline layer every route has (`[deadline]`): its
+/// metrics' `name` label, its entry in [`AppState::deadlines`].
+pub const ROUTE_DEADLINE: &str = "gateway";
 
 /// Where the gateway is in its life: serving, not ready (shutting down, but
 /// still accepting and serving for the readiness grace), or draining (no
@@ -160,6 +166,9 @@ pub(crate) struct Inner {
     pub(crate) waterfall: Arc<crate::aggregator::Waterfall>,
     pub(crate) lifecycle: Lifecycle,
     pub(crate) prometheus: PrometheusHandle,
+    pub(crate) deadline: DeadlineLayer,
+    pub(crate) deadlines: Registry<DeadlineHandle>,
+    pub(crate) fallbacks: Registry<FallbackHandle>,
 }
 
 /// Everything the gateway's handlers share; cheap to clone.
@@ -218,8 +227,24 @@ impl AppState {
                 &circuit_breakers,
                 &bulkheads,
             )
+            .and_then(|up| up.with_deadline(&config.deadline))
             .map_err(|e| StartError::Other(format!("upstream `{name}`: {e}")))?;
             upstreams.insert(name.clone(), upstream);
+        }
+        // The deadline every route gives a request (`[deadline]`), then each
+        // upstream's overall timeout, which is one too.
+        let deadlines = Registry::new();
+        let deadline = DeadlineLayer::builder(ROUTE_DEADLINE)
+            .settings(config.deadline.clone())
+            .registry(&deadlines)
+            .build()
+            .map_err(|e| StartError::Other(format!("deadline: {e}")))?;
+        for (name, up) in &upstreams {
+            // An upstream called like the route's layer is left out of the
+            // registry (its expiries are still in its metrics).
+            if name != ROUTE_DEADLINE {
+                deadlines.insert(name, up.layers().deadline());
+            }
         }
         let chaos = Registry::new();
         for (name, b) in &backends {
@@ -241,6 +266,9 @@ impl AppState {
                 waterfall: Arc::default(),
                 lifecycle: Lifecycle::default(),
                 prometheus: prometheus(),
+                deadline,
+                deadlines,
+                fallbacks: Registry::new(),
             }),
         })
     }
@@ -280,6 +308,22 @@ impl AppState {
     #[must_use]
     pub fn fan_outs(&self) -> &Registry<FanOutHandle> {
         &self.inner.fan_outs
+    }
+
+    /// The deadline layers: the one every route gives a request
+    /// ([`ROUTE_DEADLINE`], `[deadline]`) and each upstream's overall
+    /// timeout, by upstream name.
+    #[must_use]
+    pub fn deadlines(&self) -> &Registry<DeadlineHandle> {
+        &self.inner.deadlines
+    }
+
+    /// The aggregator branches' fallbacks, by branch name, once an
+    /// [`App`](crate::App) has built them (every worker's share their
+    /// counters).
+    #[must_use]
+    pub fn fallbacks(&self) -> &Registry<FallbackHandle> {
+        &self.inner.fallbacks
     }
 
     /// The shutdown state.

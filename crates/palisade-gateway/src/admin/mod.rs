@@ -11,6 +11,9 @@
 //! | `GET /admin/retries` | every upstream's retry layer: its settings in force and its budget (the retry crate's `RetrySnapshot`) |
 //! | `GET /admin/retries/{name}` | one upstream's |
 //! | `GET /admin/fan-outs` | the aggregator's fan-out: its settings and branches (the fan-out crate's `FanOutSnapshot`) |
+//! | `GET /admin/deadlines` | the deadline layers: every route's (`gateway`) and each upstream's overall timeout, with budgets and expiries (the deadline crate's `DeadlineSnapshot`) |
+//! | `GET /admin/fallbacks` | the aggregator branches' fallbacks: classes answered and answers served, by class (the fallback crate's `FallbackSnapshot`) |
+//! | `GET /admin/hedges` | every hedging upstream's hedge layer: delay, hedges sent and won, budget (the hedge crate's `HedgeSnapshot`) |
 //! | `GET /admin/chaos` | every demo backend's chaos settings and injected counts |
 //! | `GET /admin/chaos/{backend}` | one backend's |
 //! | `PATCH /admin/chaos/{backend}` | change some settings (JSON, fields below); answers the new state |
@@ -59,7 +62,10 @@ pub use crate::config::AdminConfig;
 pub mod breakers;
 pub mod bulkheads;
 pub mod chaos;
+pub mod deadlines;
+pub mod fallbacks;
 pub mod fan_outs;
+pub mod hedges;
 pub mod retries;
 
 pub use breakers::{BreakerConfigView, BreakerView};
@@ -144,6 +150,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(retries::routes())
         .merge(fan_outs::routes())
         .merge(chaos::routes())
+        .merge(deadlines::routes())
+        .merge(fallbacks::routes())
+        .merge(hedges::routes())
         .fallback(admin_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
 }

@@ -8,7 +8,14 @@
 //! [`JsonResponse::keyed`]: `200` with one key per branch, `x-palisade-completed:
 //! false` and an `errors` object when an optional branch is missing, a
 //! problem+json `502`/`503`/`504` when a required one failed or the
-//! deadline passed with it pending.
+//! deadline passed with it pending. The gather also ends when the deadline
+//! the request carries passes (`[deadline]`, or the caller's header), and
+//! each branch's request carries it on.
+//!
+//! A branch with a fallback (`[aggregator.branches.fallback]`, [`fallback`])
+//! answers its configured JSON when it fails or is refused: the answer then
+//! says so (`x-palisade-fallback` naming those branches,
+//! `x-palisade-completed: false`), and the fallback crate counts it.
 //!
 //! # The waterfall
 //!
@@ -47,6 +54,8 @@ pub use crate::config::{AGGREGATOR_ROUTE, AggregatorConfig, BranchConfig};
 use crate::logs::FailureReason;
 use crate::shared::X_REQUEST_ID;
 
+pub mod fallback;
+
 /// The aggregator's service: an axum route as it is (`Infallible`, `Clone +
 /// Send + Sync`).
 pub type Aggregator<S> = FanOut<S, Request<Body>, Request<Body>, JsonResponse<Body>>;
@@ -72,7 +81,9 @@ where
     S::Error: Into<BoxError>,
 {
     let route = Route::new(AGGREGATOR_ROUTE)?;
-    let mut builder = FanOut::builder("dashboard").settings(config.settings.clone());
+    let mut builder = FanOut::builder("dashboard")
+        .settings(config.settings.clone())
+        .carried_deadline(palisade::fan_out::http::request_deadline);
     for b in &config.branches {
         let (service, base) = branch(b);
         let target = route
@@ -222,7 +233,8 @@ pub struct BranchView {
     pub start_ms: Option<f64>,
     /// How long it ran, ms (until answered, or until cut or cancelled).
     pub duration_ms: Option<f64>,
-    /// `ok`; a failure's reason (`error`, `timeout`, `circuit_open`,
+    /// `ok`; `fallback` (answered by its fallback); a failure's reason
+    /// (`error`, `timeout`, `circuit_open`,
     /// `bulkhead_full`, `unreachable`, ...); `cancelled` (cut by its
     /// timeout or the deadline, or no longer needed); `not_started`.
     pub outcome: &'static str,
@@ -356,9 +368,15 @@ where
             RefCell::new(Vec::with_capacity(branches.len())),
             async move {
                 let start = Instant::now();
-                let Ok(mut res) = ready.oneshot(req).await;
+                let (Ok(mut res), answered) = fallback::scope(ready.oneshot(req)).await;
                 let total = start.elapsed();
-                let spans = SPANS.with(RefCell::take);
+                let mut spans = SPANS.with(RefCell::take);
+                for span in &mut spans {
+                    if span.outcome == "ok" && answered.contains(&span.branch) {
+                        span.outcome = "fallback";
+                    }
+                }
+                mark_fallbacks(&mut res, &branches, &answered);
                 if let Ok(value) =
                     HeaderValue::from_str(&server_timing(&branches, &spans, start, total))
                 {
@@ -371,6 +389,31 @@ where
             },
         ))
     }
+}
+
+/// Marks an aggregate some of whose branches (`answered`) are their
+/// fallbacks': [`FALLBACK_HEADER`](fallback::FALLBACK_HEADER) with their
+/// names, `x-palisade-completed: false`, `cache-control: no-store`.
+fn mark_fallbacks(res: &mut Response<Body>, branches: &[(String, bool)], answered: &[usize]) {
+    if answered.is_empty() || !res.status().is_success() {
+        return;
+    }
+    let names: Vec<&str> = answered
+        .iter()
+        .filter_map(|i| branches.get(*i).map(|(name, _)| name.as_str()))
+        .collect();
+    let headers = res.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&names.join(", ")) {
+        headers.insert(fallback::FALLBACK_HEADER, value);
+    }
+    headers.insert(
+        palisade::fan_out::http::COMPLETED_HEADER,
+        HeaderValue::from_static("false"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
 }
 
 /// The `Server-Timing` header.

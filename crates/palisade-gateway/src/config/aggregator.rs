@@ -7,10 +7,17 @@
 //! the gateway's. Both are checked by the crate's `validate()`; the branch
 //! list (at least one, names set and unique) the way the fan-out's builder
 //! checks it, without building one.
+//!
+//! A branch may have a fallback, `[aggregator.branches.fallback]`: `value`
+//! (any JSON, written in TOML) is the gateway's, what the branch answers
+//! when it fails; `on` (the failure classes it answers) is the fallback
+//! crate's [`FallbackSettings`], checked by its `validate()`. The value is
+//! taken as written: no `_ms` rewrite inside it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 
+use palisade::fallback::FallbackSettings;
 use palisade::fan_out::http::Route;
 use palisade::fan_out::{BranchSettings, FanOutSettings};
 use serde::Deserialize;
@@ -26,7 +33,7 @@ use super::{Checker, ConfigFileError};
 pub const AGGREGATOR_ROUTE: &str = "/api/dashboard/user/{id}";
 
 /// The gateway's own keys of a branch; the rest are [`BranchSettings`].
-const BRANCH_KEYS: [&str; 3] = ["name", "upstream", "path"];
+const BRANCH_KEYS: [&str; 4] = ["name", "upstream", "path", "fallback"];
 
 /// `[aggregator]` as written: the fan-out's settings (nested under
 /// `fan_out` by [`in_crate_form`]) and the branches.
@@ -48,6 +55,18 @@ struct RawBranch {
     path: Spanned<String>,
     #[serde(default)]
     settings: BranchSettings,
+    #[serde(default)]
+    fallback: Option<RawFallback>,
+}
+
+/// `[aggregator.branches.fallback]` as written: the value, and the fallback
+/// crate's settings (nested under `settings` by [`in_crate_form`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFallback {
+    value: serde_json::Value,
+    #[serde(default)]
+    settings: FallbackSettings,
 }
 
 /// `[aggregator]` in the fan-out crate's form: `_ms` keys as durations,
@@ -66,8 +85,26 @@ pub(super) fn in_crate_form(aggregator: &mut Spanned<DeValue<'_>>) -> Result<(),
             for branch in branches.iter_mut() {
                 let span = branch.span();
                 if let DeValue::Table(branch) = branch.get_mut() {
+                    // The fallback's value is JSON as written: kept out of
+                    // the `_ms` rewrite.
+                    let entries: Vec<_> = std::mem::take(branch).into_iter().collect();
+                    let mut fallback = None;
+                    for (key, value) in entries {
+                        if key.get_ref() == "fallback" {
+                            fallback = Some((key, value));
+                        } else {
+                            branch.insert(key, value);
+                        }
+                    }
                     document::crate_dialect(branch)?;
                     document::nest(branch, &BRANCH_KEYS, "settings", span);
+                    if let Some((key, mut value)) = fallback {
+                        let span = value.span();
+                        if let DeValue::Table(table) = value.get_mut() {
+                            document::nest(table, &["value"], "settings", span);
+                        }
+                        branch.insert(key, value);
+                    }
                 }
             }
         }
@@ -100,6 +137,20 @@ pub struct BranchConfig {
     /// `required` (default `false`), `timeout` (or `timeout_ms`): the
     /// fan-out crate's branch settings.
     pub settings: BranchSettings,
+    /// `[aggregator.branches.fallback]`: what the branch answers when it
+    /// fails, if anything.
+    pub fallback: Option<BranchFallback>,
+}
+
+/// `[aggregator.branches.fallback]`: a branch's fallback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BranchFallback {
+    /// `value`: the JSON the branch answers instead of a failure.
+    pub value: serde_json::Value,
+    /// `on`: which failures it answers (the fallback crate's settings;
+    /// default every class: errors, 5xx answers, an open breaker, a full
+    /// bulkhead, a rate limit, an expired deadline).
+    pub settings: FallbackSettings,
 }
 
 impl Checker<'_> {
@@ -155,11 +206,26 @@ impl Checker<'_> {
                     format!("branch name `{name}` is used twice"),
                 );
             }
+            let fallback = match raw.fallback {
+                Some(fallback) => {
+                    let path = [path[0], path[1], path[2], Seg::Key("fallback")];
+                    fallback
+                        .settings
+                        .validate()
+                        .map_err(|e| self.settings_err(&path, &format!("{key}.fallback"), &e))?;
+                    Some(BranchFallback {
+                        value: fallback.value,
+                        settings: fallback.settings,
+                    })
+                }
+                None => None,
+            };
             branches.push(BranchConfig {
                 name: raw.name.into_inner(),
                 upstream: raw.upstream.into_inner(),
                 path: raw.path.into_inner(),
                 settings: raw.settings,
+                fallback,
             });
         }
         Ok(AggregatorConfig {

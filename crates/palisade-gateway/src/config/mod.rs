@@ -29,6 +29,7 @@
 pub mod admin;
 pub mod aggregator;
 pub mod circuit_breaker;
+pub mod deadline;
 pub mod demo;
 pub(crate) mod document;
 pub mod log;
@@ -48,7 +49,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 pub use admin::AdminConfig;
-pub use aggregator::{AGGREGATOR_ROUTE, AggregatorConfig, BranchConfig};
+pub use aggregator::{AGGREGATOR_ROUTE, AggregatorConfig, BranchConfig, BranchFallback};
 pub use demo::{BackendConfig, DEMO_SERVICES, DemoConfig};
 pub use log::{AccessLog, DEFAULT_ACCESS_LOG_SAMPLE, LogConfig};
 pub use route::{RESERVED_PREFIXES, RouteConfig};
@@ -201,6 +202,8 @@ struct RawConfig {
     routes: Vec<route::RawRoute>,
     #[serde(default)]
     aggregator: Option<Spanned<aggregator::RawAggregator>>,
+    #[serde(default)]
+    deadline: Option<palisade::deadline::DeadlineSettings>,
 }
 
 /// A validated gateway configuration.
@@ -220,6 +223,9 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// The aggregator of `GET /api/dashboard/user/{id}`, if configured.
     pub aggregator: Option<AggregatorConfig>,
+    /// `[deadline]`: the deadline every route gives a request (the deadline
+    /// crate's settings; its defaults without the table).
+    pub deadline: palisade::deadline::DeadlineSettings,
 }
 
 impl Config {
@@ -298,6 +304,7 @@ fn in_crate_form(root: &mut DeTable<'_>) -> Result<(), document::DialectError> {
                 }
             }
             ("aggregator", DeValue::Table(_)) => aggregator::in_crate_form(value)?,
+            ("deadline", DeValue::Table(table)) => document::crate_dialect(table)?,
             _ => {}
         }
     }
@@ -446,6 +453,7 @@ impl Checker<'_> {
             Some(a) => Some(self.aggregator(a, &upstreams)?),
             None => None,
         };
+        let deadline = self.deadline(raw.deadline)?;
         Ok(Config {
             server,
             admin,
@@ -454,6 +462,7 @@ impl Checker<'_> {
             upstreams,
             routes,
             aggregator,
+            deadline,
         })
     }
 }

@@ -1,13 +1,14 @@
 //! `[upstreams.<name>]`: where an upstream is, its timeouts, and its
-//! resilience tables. `retry`, `circuit_breaker` and `bulkhead` are the
-//! pattern crates' own settings structs, checked by their `validate()` (the
-//! breaker's keys are rewritten by [`super::circuit_breaker`]).
+//! resilience tables. `retry`, `circuit_breaker`, `bulkhead` and `hedge` are
+//! the pattern crates' own settings structs, checked by their `validate()`
+//! (the breaker's keys are rewritten by [`super::circuit_breaker`]).
 
 use std::time::Duration;
 
 use palisade::ConfigError;
 use palisade::bulkhead::BulkheadSettings;
 use palisade::circuit_breaker::CircuitBreakerSettings;
+use palisade::hedge::HedgeSettings;
 use palisade::retry::RetrySettings;
 use serde::Deserialize;
 use toml::Spanned;
@@ -28,6 +29,7 @@ pub(super) struct RawUpstream {
     retry: Option<RetrySettings>,
     circuit_breaker: Option<CircuitBreakerSettings>,
     bulkhead: Option<BulkheadSettings>,
+    hedge: Option<HedgeSettings>,
 }
 
 /// The tables of `[upstreams.<name>]` that a pattern crate owns, in the
@@ -38,7 +40,7 @@ pub(super) fn in_crate_form(upstream: &mut DeTable<'_>) -> Result<(), DialectErr
             continue;
         };
         match key.get_ref().as_ref() {
-            "retry" | "bulkhead" => document::crate_dialect(table)?,
+            "retry" | "bulkhead" | "hedge" => document::crate_dialect(table)?,
             "circuit_breaker" => circuit_breaker::in_crate_form(table)?,
             _ => {}
         }
@@ -77,6 +79,10 @@ pub struct UpstreamConfig {
     /// `[upstreams.<name>.bulkhead]`: the bulkhead crate's settings (a key
     /// left out takes its default).
     pub bulkhead: Option<BulkheadSettings>,
+    /// `[upstreams.<name>.hedge]`: the hedge crate's settings (a key left
+    /// out takes its default); without the table, no hedging. Only
+    /// idempotent requests are hedged, by the retry layer's rule.
+    pub hedge: Option<HedgeSettings>,
 }
 
 impl Checker<'_> {
@@ -168,6 +174,11 @@ impl Checker<'_> {
         if let Some(breaker) = &up.circuit_breaker {
             self.breaker(name, breaker)?;
         }
+        if let Some(hedge) = &up.hedge {
+            hedge
+                .validate()
+                .map_err(|e| self.settings_err(&path("hedge"), &format!("{key}.hedge"), &e))?;
+        }
         Ok(UpstreamConfig {
             target,
             timeout,
@@ -175,6 +186,7 @@ impl Checker<'_> {
             retry: up.retry,
             circuit_breaker: up.circuit_breaker,
             bulkhead: up.bulkhead,
+            hedge: up.hedge,
         })
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! Each panel reads its feature's data: the upstream tiles ([`upstreams`])
 //! the proxy's upstreams and stats, the aggregator's waterfall
-//! ([`aggregator`]) the aggregator's last gather; this module puts them in
-//! one snapshot and streams it.
+//! ([`aggregator`]) the aggregator's last gather, the deadlines panel
+//! ([`deadlines`]) the deadline, fallback and hedge layers' snapshots; this
+//! module puts them in one snapshot and streams it.
 //!
 //! Each tile's sparklines come from its upstream's history, kept
 //! server-side ([`crate::proxy::stats`]: one point per second for the last
@@ -28,11 +29,13 @@ use http::header::{CACHE_CONTROL, HeaderValue};
 use serde::Serialize;
 
 pub mod aggregator;
+pub mod deadlines;
 pub mod upstreams;
 
 use crate::proxy::stats::HISTORY_SECS;
 use crate::state::AppState;
 pub use aggregator::AggregatorTile;
+pub use deadlines::DeadlinesTile;
 pub use upstreams::{BreakerTile, BulkheadTile, UpstreamTile};
 
 /// The page, served from the binary.
@@ -56,6 +59,8 @@ pub struct DashboardSnapshot {
     pub aggregator: Option<AggregatorTile>,
     /// `true` when the admin API (and so the chaos buttons) is enabled.
     pub admin_enabled: bool,
+    /// Deadline expiries, fallbacks served, hedges sent and won.
+    pub deadlines: DeadlinesTile,
 }
 
 /// The snapshot of `state` now, with every upstream's whole history.
@@ -80,6 +85,7 @@ pub fn snapshot_since(state: &AppState, sent: &BTreeMap<String, u64>) -> Dashboa
         upstreams: upstreams::tiles(state, sent),
         aggregator: aggregator::tile(state),
         admin_enabled: state.admin_enabled(),
+        deadlines: deadlines::tile(state),
     }
 }
 

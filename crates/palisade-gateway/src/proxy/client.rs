@@ -372,7 +372,8 @@ pub fn forwarded_for(addr: &SocketAddr) -> HeaderValue {
 /// client's IP (`client`, from [`forwarded_for`]) appended to
 /// `X-Forwarded-For`, `X-Forwarded-Proto: http`, and the client side's
 /// extensions dropped (they describe this gateway's connection, not the
-/// upstream request). The body is passed through as a stream.
+/// upstream request) but for the request's [`Deadline`](palisade::Deadline),
+/// which goes on. The body is passed through as a stream.
 #[must_use]
 pub fn upstream_request(
     mut req: Request<Body>,
@@ -395,7 +396,11 @@ pub fn upstream_request(
     if let Ok(new_uri) = Uri::try_from(pq) {
         *req.uri_mut() = new_uri;
     }
+    let deadline = palisade::Deadline::of(&req);
     *req.extensions_mut() = Extensions::new();
+    if let Some(deadline) = deadline {
+        deadline.set_on(&mut req);
+    }
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
     if let Some(host) = headers.remove(header::HOST) {

@@ -12,6 +12,8 @@
 //! | `CircuitOpen` (a breaker refused) | 503 + `Retry-After`, `x-palisade-circuit-breaker` | `urn:palisade:problem:circuit-open` | `rejection_problem` |
 //! | `BulkheadFull` (a bulkhead refused) | 503, `x-palisade-bulkhead` | `urn:palisade:problem:bulkhead-full` | `rejection_problem` |
 //! | retry's `DeadlineExceeded` | 504 | `urn:palisade:problem:deadline-exceeded` | the retry crate |
+//! | `DeadlineExpired` from the upstream's overall timeout, when its own `timeout_ms` was the shorter | 504 | `urn:palisade:problem:timeout` | here |
+//! | `DeadlineExpired` otherwise (the request's deadline: the caller's header, `[deadline] budget`) | 504 | `urn:palisade:problem:deadline-exceeded` | the deadline crate |
 //! | retry's `AttemptTimedOut` | 504 | `urn:palisade:problem:attempt-timeout` | the retry crate |
 //! | tower's `Elapsed` (the overall or the per-attempt timeout) | 504 | `urn:palisade:problem:timeout` | here |
 //! | a request body over the limit | 413 | `urn:palisade:problem:body-too-large` | here |
@@ -23,8 +25,8 @@ use std::error::Error;
 
 use axum::body::Body;
 use http::{Response, StatusCode};
-use palisade::cause_ref;
 use palisade::http::{Problem, rejection_problem};
+use palisade::{DeadlineExpired, cause_ref};
 use tower::timeout::error::Elapsed;
 
 use crate::proxy::{ClientFault, client_fault};
@@ -39,9 +41,17 @@ pub fn error_response(
     err: &(dyn Error + 'static),
 ) -> Response<Body> {
     let known = rejection_problem(err).or_else(|| palisade::retry::http::to_problem(err));
+    let expired = cause_ref::<DeadlineExpired>(err);
+    // The upstream's own timeout, when it was shorter than what the request
+    // had left: its budget on arrival was all of `timeout_ms`.
+    let own_timeout = expired.is_some_and(|e| {
+        e.name() == upstream && e.budget().is_some_and(|b| b.as_millis() >= timeout_ms)
+    });
     let problem = if let Some(problem) = known {
         problem
-    } else if cause_ref::<Elapsed>(err).is_some() {
+    } else if let Some(expired) = expired.filter(|_| !own_timeout) {
+        expired.to_problem()
+    } else if own_timeout || cause_ref::<Elapsed>(err).is_some() {
         let detail = if attempt_timeout_ms < timeout_ms {
             format!(
                 "`{upstream}` did not answer in time (each attempt {attempt_timeout_ms} ms, in all {timeout_ms} ms)"
@@ -69,6 +79,24 @@ pub fn error_response(
             .detail(format!("`{upstream}` failed: {}", chain(err)))
     };
     problem.extension("upstream", upstream).into_response()
+}
+
+/// The `504` problem+json response for a request whose deadline passed
+/// before the gateway answered it (`urn:palisade:problem:deadline-exceeded`,
+/// naming the deadline layer), raised around a whole route; any other error
+/// (none is expected there) is a `500` problem.
+#[must_use]
+pub fn deadline_response(err: &(dyn Error + 'static)) -> Response<Body> {
+    cause_ref::<DeadlineExpired>(err).map_or_else(
+        || {
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+                format!("the request failed: {}", chain(err)),
+            )
+        },
+        |expired| expired.to_problem().into_response(),
+    )
 }
 
 /// The `413` problem for a request body over the gateway's limit (`limit`

@@ -8,17 +8,33 @@
 //! "Layer ordering"):
 //!
 //! ```text
-//! statistics (dashboard)     sees what a caller sees, rejections and timeouts included
-//!   overall timeout          `timeout_ms`: tower's Timeout around everything, retries included
-//!     retry (with budget)    `[retry]`: RetryLayer::http_builder + RetrySettings; hands on Request<RetryBody<Body>>;
-//!                            never retries the client's own faults (RetryClassifier)
-//!       (body as Body)       map_request(|r| r.map(Body::new))
-//!         circuit breaker    `[circuit_breaker]`: counts every attempt; 5xx and errors fail,
-//!                            a full bulkhead below and the client's own faults are ignored
-//!           attempt timeout  `attempt_timeout_ms`: a hung attempt is a failure the breaker counts
-//!             bulkhead       `[bulkhead]`: bounds the calls really in flight, retries included
-//!               client       hyper-util's pooled HTTP/1 client
+//! statistics (dashboard)         sees what a caller sees, rejections and timeouts included
+//!   overall timeout              `timeout_ms`, as a deadline (palisade-deadline, budget `timeout_ms`):
+//!                                the smaller of its own value and what is left of the request's
+//!                                deadline, carried on, so every layer below sees it
+//!     hedge                      `[hedge]`: HedgeLayer::http_builder + HedgeSettings; GET and the
+//!                                other idempotent methods only (the retry layer's rule)
+//!       (body as Body)           map_request(|r| r.map(Body::new))
+//!         retry (with budget)    `[retry]`: RetryLayer::http_builder + RetrySettings; hands on
+//!                                Request<RetryBody<Body>>; never retries the client's own faults
+//!                                (RetryClassifier); starts no attempt the deadline cannot fit
+//!           (body as Body)       map_request(|r| r.map(Body::new))
+//!             circuit breaker    `[circuit_breaker]`: counts every attempt; 5xx and errors fail,
+//!                                a full bulkhead below and the client's own faults are ignored
+//!               attempt timeout  `attempt_timeout_ms`: a hung attempt is a failure the breaker counts
+//!                 bulkhead       `[bulkhead]`: bounds the calls really in flight, retries included
+//!                   deadline header  what is left (`x-palisade-timeout-ms`), written on each attempt
+//!                     client     hyper-util's pooled HTTP/1 client
 //! ```
+//!
+//! The hedge sits between the overall timeout and retry: the deadline
+//! bounds the hedges too (a hedge is never sent past it, and the losers are
+//! dropped with it), and each hedge is a whole retried call of its own, so a
+//! slow first attempt is raced rather than waited for, while retry still
+//! answers the failures. Inside retry, every retry would be hedged and the
+//! hedge's latency window would see attempts, not calls. The deadline header
+//! is written just above the client, so each attempt (a retry's, a hedge's)
+//! tells the upstream what is left at the moment it is sent.
 //!
 //! A layer whose table is absent is left out (the service passes through
 //! `tower::util::Either`), so every upstream's stack has one type,
@@ -38,6 +54,8 @@ use axum::body::Body;
 use http::{Request, Response, Uri};
 use palisade::bulkhead::{Bulkhead, BulkheadHandle, BulkheadLayer};
 use palisade::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer};
+use palisade::deadline::{DeadlineHandle, DeadlineLayer, DeadlineService, DeadlineSettings};
+use palisade::hedge::{Hedge, HedgeHandle, HedgeLayer};
 use palisade::http::StatusClassifier;
 use palisade::retry::http::{Http, HttpRetryLayer, RetryBody};
 use palisade::retry::{Retry, RetryHandle, RetryLayer};
@@ -59,16 +77,20 @@ fn to_body(req: Request<RetryBody<Body>>) -> Request<Body> {
     req.map(Body::new)
 }
 
-type Bulkheaded = Either<Bulkhead<ClientService>, ClientService>;
+/// The client, under the layer writing what is left of the deadline onto
+/// each attempt.
+type Outgoing = DeadlineService<ClientService>;
+type Bulkheaded = Either<Bulkhead<Outgoing>, Outgoing>;
 type AttemptBounded = Timeout<Bulkheaded>;
 type Guarded = Either<CircuitBreaker<AttemptBounded, UpstreamClassifier>, AttemptBounded>;
 type Retried = Either<Retry<MapRequest<Guarded, ToBody>, RetryClassifier, Http>, Guarded>;
+type Hedged = Either<Hedge<MapRequest<Retried, ToBody>, StatusClassifier, Http>, Retried>;
 
 /// An upstream's stack (see [`build_stack`]): `Request<Body>` in (an
 /// origin-form URI, under the upstream's base; or an absolute one),
 /// `Response<Body>` or a [`BoxError`] out. One type for every upstream;
 /// cloning it allocates nothing, and clones share every layer's state.
-pub type UpstreamStack = Stats<Timeout<Retried>>;
+pub type UpstreamStack = Stats<DeadlineService<Hedged>>;
 
 /// [`UpstreamStack`] type-erased, for callers that want one
 /// (`BoxCloneSyncService`: a boxed future per call).
@@ -150,6 +172,30 @@ impl<B> Classify<Response<B>, BoxError> for RetryClassifier {
 /// The breaker layer of an upstream, with its classifier.
 pub type UpstreamBreakerLayer = CircuitBreakerLayer<UpstreamClassifier>;
 
+/// The hedge layer of an upstream: HTTP requests, 5xx and errors failed
+/// attempts.
+pub type UpstreamHedgeLayer = HedgeLayer<StatusClassifier, Http>;
+
+/// The layer writing what is left of a request's deadline onto each attempt
+/// to upstream `name`, in the header of `settings` (when it writes headers):
+/// it reads no header, sets no budget and enforces nothing (the overall
+/// timeout above does).
+///
+/// # Errors
+///
+/// The deadline builder's [`ConfigError`] (not for checked settings).
+pub fn outgoing_deadline(
+    name: &str,
+    settings: &DeadlineSettings,
+) -> Result<DeadlineLayer, ConfigError> {
+    DeadlineLayer::builder(format!("{name}.attempt"))
+        .header(settings.header.clone())
+        .write_headers(settings.write_headers)
+        .read_headers(false)
+        .enforce(false)
+        .build()
+}
+
 /// The layers of one upstream, built once from its config; each owns its
 /// state, shared by every stack built from it.
 #[derive(Clone)]
@@ -159,6 +205,9 @@ pub struct UpstreamLayers {
     retry: Option<HttpRetryLayer<RetryClassifier>>,
     circuit_breaker: Option<UpstreamBreakerLayer>,
     bulkhead: Option<BulkheadLayer>,
+    deadline: DeadlineLayer,
+    outgoing: DeadlineLayer,
+    hedge: Option<UpstreamHedgeLayer>,
 }
 
 impl UpstreamLayers {
@@ -209,13 +258,42 @@ impl UpstreamLayers {
                     .build()
             })
             .transpose()?;
+        // The overall timeout: a budget of `timeout`, cut to what is left of
+        // a deadline the request carries (read from its headers by the
+        // route), carried on for the layers below.
+        let deadline = DeadlineLayer::builder(name)
+            .budget(config.timeout)
+            .read_headers(false)
+            .write_headers(false)
+            .build()?;
+        let outgoing = outgoing_deadline(name, &DeadlineSettings::default())?;
+        let hedge = config
+            .hedge
+            .as_ref()
+            .map(|h| HedgeLayer::http_builder(name).settings(h.clone()).build())
+            .transpose()?;
         Ok(Self {
             timeout: config.timeout,
             attempt_timeout: config.attempt_timeout,
             retry,
             circuit_breaker,
             bulkhead,
+            deadline,
+            outgoing,
+            hedge,
         })
+    }
+
+    /// The overall timeout's deadline handle (its expiries).
+    #[must_use]
+    pub fn deadline(&self) -> DeadlineHandle {
+        self.deadline.handle()
+    }
+
+    /// The hedge layer's handle, if the stack hedges.
+    #[must_use]
+    pub fn hedge(&self) -> Option<HedgeHandle> {
+        self.hedge.as_ref().map(HedgeLayer::handle)
     }
 
     /// The breaker's handle, if the stack has a breaker.
@@ -253,13 +331,14 @@ impl std::fmt::Debug for UpstreamLayers {
             .field("retry", &self.retry.is_some())
             .field("circuit_breaker", &self.circuit_breaker.is_some())
             .field("bulkhead", &self.bulkhead.is_some())
+            .field("hedge", &self.hedge.is_some())
             .finish()
     }
 }
 
 /// The stack of one upstream at `base` over `client`, outermost first:
-/// statistics, overall timeout, retry, circuit breaker, per-attempt timeout,
-/// bulkhead, client (see the [module docs](self)).
+/// statistics, overall timeout, hedge, retry, circuit breaker, per-attempt
+/// timeout, bulkhead, deadline header, client (see the [module docs](self)).
 #[must_use]
 pub fn build_stack(
     layers: &UpstreamLayers,
@@ -267,7 +346,7 @@ pub fn build_stack(
     stats: &UpstreamStats,
     client: HttpClient,
 ) -> UpstreamStack {
-    let client = ClientService::new(base, client);
+    let client = layers.outgoing.layer(ClientService::new(base, client));
     let bulkheaded = match &layers.bulkhead {
         Some(bulkhead) => Either::Left(bulkhead.layer(client)),
         None => Either::Right(client),
@@ -281,10 +360,14 @@ pub fn build_stack(
         Some(retry) => Either::Left(retry.layer(MapRequest::new(guarded, to_body as ToBody))),
         None => Either::Right(guarded),
     };
+    let hedged: Hedged = match &layers.hedge {
+        Some(hedge) => Either::Left(hedge.layer(MapRequest::new(retried, to_body as ToBody))),
+        None => Either::Right(retried),
+    };
     ServiceBuilder::new()
         .layer(stats.layer())
-        .layer(TimeoutLayer::new(layers.timeout))
-        .service(retried)
+        .layer(layers.deadline.clone())
+        .service(hedged)
 }
 
 /// A configured upstream: where it is, its layers and statistics. Its
@@ -374,6 +457,18 @@ impl Upstream {
     #[must_use]
     pub const fn failure_log(&self) -> &Arc<FailureLog> {
         &self.failures
+    }
+
+    /// The same upstream, writing the time left onto its requests in the
+    /// header `settings` names (`[deadline]`), or not at all when it writes
+    /// none.
+    ///
+    /// # Errors
+    ///
+    /// As [`outgoing_deadline`].
+    pub fn with_deadline(mut self, settings: &DeadlineSettings) -> Result<Self, ConfigError> {
+        self.layers.outgoing = outgoing_deadline(&self.name, settings)?;
+        Ok(self)
     }
 
     /// Its stack over `client` (see [`build_stack`]).

@@ -1,6 +1,7 @@
 //! The aggregator's route (the aggregator feature, [`crate::aggregator`], over
 //! the proxy's upstream stacks): `GET /api/dashboard/user/{id}`, a fan-out over
-//! the upstreams' stacks.
+//! the upstreams' stacks, each branch with a fallback under its
+//! `[aggregator.branches.fallback]` answering for it when it fails.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,8 +13,10 @@ use axum::response::Response;
 use axum::routing::get_service;
 use palisade::BoxError;
 use palisade::fan_out::http::ParseJsonLayer;
+use tower::util::Either;
 use tower::{Layer, Service};
 
+use crate::aggregator::fallback::{self, Marked};
 use crate::aggregator::{Gathered, Timed};
 use crate::proxy::upstream::UpstreamStack;
 use crate::state::AppState;
@@ -33,7 +36,19 @@ pub(crate) fn routes(state: &AppState, stacks: &BTreeMap<&str, UpstreamStack>) -
                 .iter()
                 .position(|b| b.name == branch.name)
                 .unwrap_or(usize::MAX);
-            let json = ParseJsonLayer::new().layer(AggregatorBranch(service));
+            let stack = AggregatorBranch(service);
+            let fallback = branch.fallback.as_ref().and_then(|config| {
+                fallback::layer(&branch.name, config, state.fallbacks())
+                    .inspect_err(|err| {
+                        tracing::error!(branch = %branch.name, %err, "the branch's fallback does not build; the branch has none");
+                    })
+                    .ok()
+            });
+            let guarded = match fallback {
+                Some(fallback) => Either::Left(fallback.layer(stack)),
+                None => Either::Right(stack),
+            };
+            let json = ParseJsonLayer::new().layer(Marked::new(guarded, index));
             (Timed::new(json, index), base)
         });
         match built {

@@ -19,8 +19,11 @@
 //! request (off by default: [`crate::logs`]), the body limit (`413` up front for a
 //! `Content-Length` over it; the body is cut at the limit otherwise, and its
 //! errors are marked as the client's: [`proxy::ClientBody`]), a panic
-//! catcher (a panic becomes a `500` problem; the connection survives), then
-//! the route: a proxy prefix (the longest that matches, as the path is
+//! catcher (a panic becomes a `500` problem; the connection survives), the
+//! request's deadline (`[deadline]`: the caller's `x-palisade-timeout-ms` or
+//! `grpc-timeout`, or the configured budget, carried with the request for
+//! every layer below; `504` when it passes: `routes/deadline.rs`), then the
+//! route: a proxy prefix (the longest that matches, as the path is
 //! written) goes straight to its upstream's stack (a path that any reading
 //! of it would turn into a climb, `..`, `..;`, `%2e%2e`, `..%2F`, a
 //! backslash, is refused with `400` first: [`palisade::path::check_path`]);
@@ -59,6 +62,7 @@ use tower::{Service, ServiceExt};
 use tracing::Level;
 
 mod aggregator;
+mod deadline;
 mod health;
 mod table;
 
@@ -134,6 +138,7 @@ struct Shared {
     router: Router,
     body_limit: usize,
     access_log: AccessLog,
+    deadline: palisade::deadline::DeadlineLayer,
 }
 
 /// The gateway's service for one connection (see the [module docs](self)):
@@ -259,9 +264,11 @@ where
         res
     } else {
         let req = req.map(|body| Body::new(proxy::ClientBody::new(body, limit)));
-        let routed = std::panic::AssertUnwindSafe(route(shared, req, client, &request_id))
-            .catch_unwind()
-            .await;
+        let routed = std::panic::AssertUnwindSafe(deadline::within(&shared.deadline, req, |req| {
+            route(shared, req, client, &request_id)
+        }))
+        .catch_unwind()
+        .await;
         routed.unwrap_or_else(|_| panic_response())
     };
     if !res.headers().contains_key(X_REQUEST_ID) {
@@ -336,6 +343,7 @@ pub fn app(state: &AppState) -> App {
         } else {
             AccessLog::Off
         },
+        deadline: state.inner.deadline.clone(),
     };
     App {
         shared: Arc::new(shared),
