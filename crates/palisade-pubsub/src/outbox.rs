@@ -601,6 +601,7 @@ impl MemoryCheckpoints {
 }
 
 /// The SQL checkpoint stores (their tables and queries live in `backend`).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 macro_rules! sql_checkpoint_store {
     ($checkpoints:ty) => {
         impl CheckpointStore for $checkpoints {
