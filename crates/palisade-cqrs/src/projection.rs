@@ -199,6 +199,9 @@ where
             self.listeners,
         ));
         shared.set_checkpoint(checkpoint);
+        if let Ok(head) = self.store.head_position().await {
+            shared.set_head(head);
+        }
         let runner = Arc::new(Runner {
             shared: Arc::clone(&shared),
             projection: self.projection,
@@ -364,39 +367,48 @@ where
         let mut checkpoint = checkpoint;
         let mut rest = batch;
         let mut limit = rest.len();
+        // Attempts at `rest[0]` so far; the error of the event after the
+        // prefix being committed, which failed once in the batch.
         let mut attempts = 0;
+        let mut pending: Option<BoxError> = None;
         while !rest.is_empty() {
-            match self.apply(&rest[..limit], checkpoint).await.map_err(Some)? {
+            let failed = match self.apply(&rest[..limit], checkpoint).await.map_err(Some)? {
                 Applied::Done(done) => {
                     checkpoint = done;
                     rest = &rest[limit..];
                     limit = rest.len();
                     attempts = 0;
+                    match pending.take() {
+                        Some(error) if !rest.is_empty() => error,
+                        _ => continue,
+                    }
                 }
                 Applied::Moved => return Err(None),
-                Applied::Failed(index, _) if index > 0 => {
+                Applied::Failed(index, error) if index > 0 => {
                     // Commit what precedes the failing event first.
                     limit = index;
+                    pending = Some(error);
+                    continue;
                 }
-                Applied::Failed(_, error) => {
-                    attempts += 1;
-                    let event = &rest[0];
-                    let reason = error_chain(&*error);
-                    if attempts < settings.max_attempts {
-                        tracing::debug!(name = %self.name(), position = event.position(), attempt = attempts, error = %reason, "projection handler failed; retrying");
-                        limit = 1;
-                        tokio::time::sleep(settings.retry_backoff).await;
-                        continue;
-                    }
-                    if !self.park_alone(event, checkpoint, &reason).await.map_err(Some)? {
-                        return Err(None);
-                    }
-                    checkpoint = event.position();
-                    rest = &rest[1..];
-                    limit = rest.len();
-                    attempts = 0;
-                }
+                Applied::Failed(_, error) => error,
+            };
+            // `rest[0]` failed.
+            attempts += 1;
+            let event = &rest[0];
+            let reason = error_chain(&*failed);
+            if attempts < settings.max_attempts {
+                tracing::debug!(name = %self.name(), position = event.position(), attempt = attempts, error = %reason, "projection handler failed; retrying");
+                limit = 1;
+                tokio::time::sleep(settings.retry_backoff).await;
+                continue;
             }
+            if !self.park_alone(event, checkpoint, &reason).await.map_err(Some)? {
+                return Err(None);
+            }
+            checkpoint = event.position();
+            rest = &rest[1..];
+            limit = rest.len();
+            attempts = 0;
         }
         Ok(checkpoint)
     }
