@@ -36,14 +36,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut accounts = CommandHandler::<Account, _>::builder("accounts", store).build()?;
     let send = |c| Command::new("alice", c);
-    accounts.ready().await?.call(send(AccountCommand::Open { owner: "Alice".into() })).await?;
+    accounts
+        .ready()
+        .await?
+        .call(send(AccountCommand::Open {
+            owner: "Alice".into(),
+        }))
+        .await?;
     // The Idempotency-Key of a request: sent twice, deposited once.
     let deposit = send(AccountCommand::Deposit { cents: 100 }).id("req-1");
     accounts.ready().await?.call(deposit.clone()).await?;
     let done = accounts.ready().await?.call(deposit).await?;
     assert!(done.already_stored());
 
-    match accounts.ready().await?.call(send(AccountCommand::Withdraw { cents: 500 })).await {
+    match accounts
+        .ready()
+        .await?
+        .call(send(AccountCommand::Withdraw { cents: 500 }))
+        .await
+    {
         Err(CommandError::Rejected(AccountError::Overdraft { balance, .. })) => {
             println!("overdraft refused, balance {balance}");
         }

@@ -14,7 +14,9 @@ use serde::de::DeserializeOwned;
 /// The payload stored is the whole serde form of the value, so an
 /// internally tagged enum (`#[serde(tag = "type")]`) decodes back whatever
 /// the variant.
-pub trait DomainEvent: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync + 'static {
+pub trait DomainEvent:
+    Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync + 'static
+{
     /// The type name stored in the envelope (`"Deposited"`).
     fn event_type(&self) -> &'static str;
 

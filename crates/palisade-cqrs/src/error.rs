@@ -175,6 +175,7 @@ pub struct ProjectionError {
 }
 
 impl ProjectionError {
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     pub(crate) fn new(
         projection: &Arc<str>,
         operation: &'static str,
@@ -202,7 +203,11 @@ impl ProjectionError {
 
 impl fmt::Display for ProjectionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "projection {:?}: {} failed", self.projection, self.operation)
+        write!(
+            f,
+            "projection {:?}: {} failed",
+            self.projection, self.operation
+        )
     }
 }
 
@@ -225,7 +230,13 @@ pub struct WaitTimeout {
 }
 
 impl WaitTimeout {
-    pub(crate) fn new(projection: &Arc<str>, position: u64, reached: u64, waited: Duration) -> Self {
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+    pub(crate) fn new(
+        projection: &Arc<str>,
+        position: u64,
+        reached: u64,
+        waited: Duration,
+    ) -> Self {
         Self {
             projection: Arc::clone(projection),
             position,

@@ -80,10 +80,7 @@ impl Shared {
 
     fn update_lag(&self) {
         let checkpoint = *self.checkpoint.borrow();
-        let lag = self
-            .head
-            .load(Ordering::Relaxed)
-            .saturating_sub(checkpoint);
+        let lag = self.head.load(Ordering::Relaxed).saturating_sub(checkpoint);
         self.metrics.lag.set(lag as f64);
     }
 

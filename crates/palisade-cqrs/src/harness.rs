@@ -36,7 +36,6 @@ use std::fmt;
 use crate::aggregate::Aggregate;
 
 /// Starts a test from the state `events` fold to.
-#[must_use]
 pub fn given<A: Aggregate>(events: impl IntoIterator<Item = A::Event>) -> Given<A> {
     let state = events.into_iter().fold(A::default(), |s, e| s.evolve(&e));
     Given { state }
@@ -56,6 +55,8 @@ impl<A: Aggregate> fmt::Debug for Given<A> {
 
 impl<A: Aggregate> Given<A> {
     /// Decides `command` on the state.
+    // By value, as a test writes it: `.when(Deposit { cents: 5 })`.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn when(self, command: A::Command) -> When<A> {
         let result = self.state.decide(&command);
         When {
@@ -115,6 +116,7 @@ impl<A: Aggregate> When<A> {
     ///
     /// If the command decided events or was refused otherwise.
     #[track_caller]
+    #[allow(clippy::needless_pass_by_value)]
     pub fn then_error(self, expected: A::Error)
     where
         A::Error: PartialEq,

@@ -1,5 +1,7 @@
 //! Metric handles, resolved once when a command handler or a projection
 //! runner is built. Every series is labelled `name`.
+// The projection's metrics exist with a SQL backend only.
+#![cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 
@@ -14,7 +16,13 @@ pub(crate) const LAG: &str = "palisade_cqrs_projection_lag";
 pub(crate) const ACTIVE: &str = "palisade_cqrs_projection_active";
 
 /// The `outcome` label values of [`COMMANDS`].
-pub(crate) const OUTCOMES: [&str; 5] = ["written", "already_stored", "unchanged", "rejected", "error"];
+pub(crate) const OUTCOMES: [&str; 5] = [
+    "written",
+    "already_stored",
+    "unchanged",
+    "rejected",
+    "error",
+];
 
 /// An index into [`OUTCOMES`].
 #[derive(Clone, Copy, Debug)]
@@ -47,9 +55,8 @@ impl CommandMetrics {
         metrics::describe_counter!(SNAPSHOTS, "Snapshots saved");
         let label = name.to_owned();
         Self {
-            outcomes: OUTCOMES.map(|o| {
-                metrics::counter!(COMMANDS, "name" => label.clone(), "outcome" => o)
-            }),
+            outcomes: OUTCOMES
+                .map(|o| metrics::counter!(COMMANDS, "name" => label.clone(), "outcome" => o)),
             duration: metrics::histogram!(COMMAND_DURATION, "name" => label.clone()),
             conflicts: metrics::counter!(CONFLICTS, "name" => label.clone()),
             snapshots: metrics::counter!(SNAPSHOTS, "name" => label),
@@ -74,10 +81,16 @@ pub(crate) struct ProjectionMetrics {
 impl ProjectionMetrics {
     pub(crate) fn new(name: &str) -> Self {
         metrics::describe_counter!(PROJECTED, "Events applied (or skipped) by the projection");
-        metrics::describe_counter!(PARKED, "Events parked: undecodable, or failing every attempt");
+        metrics::describe_counter!(
+            PARKED,
+            "Events parked: undecodable, or failing every attempt"
+        );
         metrics::describe_gauge!(CHECKPOINT, "The global position the read model has reached");
         metrics::describe_gauge!(LAG, "The store's head position minus the checkpoint");
-        metrics::describe_gauge!(ACTIVE, "1 while this process runs the projection, 0 on standby");
+        metrics::describe_gauge!(
+            ACTIVE,
+            "1 while this process runs the projection, 0 on standby"
+        );
         let label = name.to_owned();
         Self {
             projected: metrics::counter!(PROJECTED, "name" => label.clone()),

@@ -39,6 +39,7 @@ impl ParkedEvent {
 }
 
 /// Microseconds since the Unix epoch.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) fn now_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -46,6 +47,7 @@ pub(crate) fn now_micros() -> i64 {
 }
 
 /// An error and its causes, one line: `"a: b: c"`.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

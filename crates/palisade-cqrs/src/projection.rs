@@ -362,7 +362,11 @@ where
     /// retries, parked if they all fail, and so on. Returns the new
     /// checkpoint, or `Err` when the batch must be read again from the
     /// stored checkpoint (`Some` error: the database failed).
-    async fn process(&self, batch: &[RecordedEvent], checkpoint: u64) -> Result<u64, Option<sqlx::Error>> {
+    async fn process(
+        &self,
+        batch: &[RecordedEvent],
+        checkpoint: u64,
+    ) -> Result<u64, Option<sqlx::Error>> {
         let settings = &self.shared.settings;
         let mut checkpoint = checkpoint;
         let mut rest = batch;
@@ -402,7 +406,11 @@ where
                 tokio::time::sleep(settings.retry_backoff).await;
                 continue;
             }
-            if !self.park_alone(event, checkpoint, &reason).await.map_err(Some)? {
+            if !self
+                .park_alone(event, checkpoint, &reason)
+                .await
+                .map_err(Some)?
+            {
                 return Err(None);
             }
             checkpoint = event.position();
@@ -415,7 +423,11 @@ where
 
     /// One transaction: check the checkpoint, apply `events`, move the
     /// checkpoint past them, commit.
-    async fn apply(&self, events: &[RecordedEvent], checkpoint: u64) -> Result<Applied, sqlx::Error> {
+    async fn apply(
+        &self,
+        events: &[RecordedEvent],
+        checkpoint: u64,
+    ) -> Result<Applied, sqlx::Error> {
         let name = self.name();
         let mut tx = self.backend.begin().await?;
         let stored = self.backend.lock_checkpoint(&mut tx, name).await?;
@@ -449,7 +461,9 @@ where
             tx.rollback().await?;
             return Ok(Applied::Done(checkpoint));
         };
-        self.backend.set_checkpoint(&mut tx, name, last.position()).await?;
+        self.backend
+            .set_checkpoint(&mut tx, name, last.position())
+            .await?;
         tx.commit().await?;
         let count = events.len() as u64;
         self.shared.applied.fetch_add(count, Ordering::Relaxed);
@@ -463,7 +477,12 @@ where
 
     /// Parks `event` and moves the checkpoint past it, in one transaction.
     /// `false` if the checkpoint moved meanwhile.
-    async fn park_alone(&self, event: &RecordedEvent, checkpoint: u64, reason: &str) -> Result<bool, sqlx::Error> {
+    async fn park_alone(
+        &self,
+        event: &RecordedEvent,
+        checkpoint: u64,
+        reason: &str,
+    ) -> Result<bool, sqlx::Error> {
         let name = self.name();
         let mut tx = self.backend.begin().await?;
         if self.backend.lock_checkpoint(&mut tx, name).await? != checkpoint {
@@ -471,7 +490,9 @@ where
             return Ok(false);
         }
         self.backend.park(&mut tx, name, event, reason).await?;
-        self.backend.set_checkpoint(&mut tx, name, event.position()).await?;
+        self.backend
+            .set_checkpoint(&mut tx, name, event.position())
+            .await?;
         tx.commit().await?;
         self.shared.parked.fetch_add(1, Ordering::Relaxed);
         self.shared.metrics.parked.increment(1);
@@ -506,9 +527,11 @@ where
         tracing::info!(name = %name, "projection reset for a rebuild");
         self.shared.set_checkpoint(0);
         self.shared.reload.notify_one();
-        self.shared.listeners.emit_with(|| CqrsEvent::ProjectionRebuilt {
-            name: Arc::clone(name),
-        });
+        self.shared
+            .listeners
+            .emit_with(|| CqrsEvent::ProjectionRebuilt {
+                name: Arc::clone(name),
+            });
         Ok(())
     }
 }
@@ -528,8 +551,9 @@ where
     fn parked(
         &self,
         max: usize,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<ParkedEvent>, ProjectionError>> + Send + '_>>
-    {
+    ) -> std::pin::Pin<
+        Box<dyn Future<Output = Result<Vec<ParkedEvent>, ProjectionError>> + Send + '_>,
+    > {
         Box::pin(async move {
             self.backend
                 .parked(self.name(), max)

@@ -135,6 +135,7 @@ impl ProjectionSettings {
 
 /// A table prefix: an identifier, optionally `schema.identifier`, of ASCII
 /// letters, digits and `_`, not starting with a digit.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
     let ident = |s: &str| {
         !s.is_empty()
@@ -160,6 +161,7 @@ pub(crate) fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
 pub const DEFAULT_TABLE_PREFIX: &str = "palisade_projection";
 
 /// A projection name: 1 to [`MAX_NAME_LEN`] bytes.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) fn validate_name(name: &str) -> Result<(), ConfigError> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(ConfigError::new(
@@ -192,7 +194,10 @@ mod tests {
             ..ProjectionSettings::default()
         };
         assert_eq!(s.validate().unwrap_err().field(), "max_attempts");
-        assert_eq!(validate_prefix("x; DROP").unwrap_err().field(), "table_prefix");
+        assert_eq!(
+            validate_prefix("x; DROP").unwrap_err().field(),
+            "table_prefix"
+        );
         assert!(validate_prefix("tenant.read_model").is_ok());
         assert!(validate_name("").is_err());
     }

@@ -44,13 +44,29 @@ fn memory_handler() -> Handler<palisade_event_store::backend::AnyBackend> {
 #[tokio::test]
 async fn a_command_appends_and_answers_its_version_and_position() {
     let mut accounts = memory_handler();
-    let opened = accounts.ready().await.unwrap().call(open("a")).await.unwrap();
+    let opened = accounts
+        .ready()
+        .await
+        .unwrap()
+        .call(open("a"))
+        .await
+        .unwrap();
     assert_eq!((opened.version(), opened.position()), (1, Some(1)));
     assert_eq!(opened.stream(), "account-a");
-    let done = accounts.ready().await.unwrap().call(deposit("a", 100)).await.unwrap();
+    let done = accounts
+        .ready()
+        .await
+        .unwrap()
+        .call(deposit("a", 100))
+        .await
+        .unwrap();
     assert_eq!((done.version(), done.position()), (2, Some(2)));
     assert_eq!(done.events(), &[AccountEvent::Deposited { cents: 100 }]);
-    let stored = accounts.store().read_stream("account-a", 1, 10).await.unwrap();
+    let stored = accounts
+        .store()
+        .read_stream("account-a", 1, 10)
+        .await
+        .unwrap();
     assert_eq!(stored[1].event_type(), "MoneyDeposited");
     let (state, version) = accounts.load("a").await.unwrap();
     assert_eq!((state.balance, version), (100, 2));
@@ -70,28 +86,53 @@ async fn a_refusal_writes_nothing_and_carries_the_domain_error() {
         })
     );
     assert!(!err.is_transient());
-    assert_eq!(err.to_string(), "command rejected: overdraft refused: balance 50, requested 80");
-    assert_eq!(accounts.store().stream_version("account-a").await.unwrap(), 2);
+    assert_eq!(
+        err.to_string(),
+        "command rejected: overdraft refused: balance 50, requested 80"
+    );
+    assert_eq!(
+        accounts.store().stream_version("account-a").await.unwrap(),
+        2
+    );
 }
 
 #[tokio::test]
 async fn a_retried_command_id_writes_once() {
     let accounts = memory_handler();
     accounts.handle(open("a")).await.unwrap();
-    let first = accounts.handle(deposit("a", 100).id("req-1")).await.unwrap();
+    let first = accounts
+        .handle(deposit("a", 100).id("req-1"))
+        .await
+        .unwrap();
     assert!(!first.already_stored());
-    let again = accounts.handle(deposit("a", 100).id("req-1")).await.unwrap();
+    let again = accounts
+        .handle(deposit("a", 100).id("req-1"))
+        .await
+        .unwrap();
     assert!(again.already_stored());
-    assert_eq!((again.version(), again.position()), (first.version(), first.position()));
+    assert_eq!(
+        (again.version(), again.position()),
+        (first.version(), first.position())
+    );
     assert_eq!(again.events(), first.events());
-    let stored = accounts.store().read_stream("account-a", 1, 10).await.unwrap();
+    let stored = accounts
+        .store()
+        .read_stream("account-a", 1, 10)
+        .await
+        .unwrap();
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[1].id(), "req-1");
     assert_eq!(stored[1].metadata().causation_id.as_deref(), Some("req-1"));
     // Even when deciding again would now be refused (the money is gone),
     // the retry answers the first outcome.
-    accounts.handle(withdraw("a", 100).id("req-2")).await.unwrap();
-    let retried = accounts.handle(withdraw("a", 100).id("req-2")).await.unwrap();
+    accounts
+        .handle(withdraw("a", 100).id("req-2"))
+        .await
+        .unwrap();
+    let retried = accounts
+        .handle(withdraw("a", 100).id("req-2"))
+        .await
+        .unwrap();
     assert!(retried.already_stored());
     assert_eq!(accounts.load("a").await.unwrap().0.balance, 0);
 }
@@ -117,10 +158,20 @@ impl Backend for Gated {
         }
         self.inner.append(stream, expected, events).await
     }
-    async fn read_stream(&self, s: &str, from: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn read_stream(
+        &self,
+        s: &str,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.read_stream(s, from, max).await
     }
-    async fn read_stream_backward(&self, s: &str, from: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn read_stream_backward(
+        &self,
+        s: &str,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.read_stream_backward(s, from, max).await
     }
     async fn read_all(&self, after: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -143,9 +194,21 @@ impl Backend for Gated {
 async fn gated_accounts(max_conflict_retries: u32) -> (Handler<Gated>, Arc<AtomicUsize>) {
     let inner = MemoryBackend::new();
     let seed = EventStore::builder("seed").build(inner.clone()).unwrap();
-    let opened = NewEvent::json("o", "AccountOpened", &AccountEvent::Opened { owner: "A".into() }).unwrap();
-    let funded = NewEvent::json("d", "MoneyDeposited", &AccountEvent::Deposited { cents: 100 }).unwrap();
-    seed.append("account-a", ExpectedVersion::NoStream, &[opened, funded]).await.unwrap();
+    let opened = NewEvent::json(
+        "o",
+        "AccountOpened",
+        &AccountEvent::Opened { owner: "A".into() },
+    )
+    .unwrap();
+    let funded = NewEvent::json(
+        "d",
+        "MoneyDeposited",
+        &AccountEvent::Deposited { cents: 100 },
+    )
+    .unwrap();
+    seed.append("account-a", ExpectedVersion::NoStream, &[opened, funded])
+        .await
+        .unwrap();
     let gated = Gated {
         inner,
         barrier: Arc::new(tokio::sync::Barrier::new(2)),
@@ -191,10 +254,17 @@ async fn two_concurrent_writers_conflict_and_the_loser_decides_again() {
         })
     );
     assert_eq!(conflicts.load(Ordering::SeqCst), 1);
-    assert_eq!(accounts.load("a").await.unwrap(), (
-        Account { open: true, owner: "A".into(), balance: 40 },
-        3
-    ));
+    assert_eq!(
+        accounts.load("a").await.unwrap(),
+        (
+            Account {
+                open: true,
+                owner: "A".into(),
+                balance: 40
+            },
+            3
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,9 +286,17 @@ async fn conflicts_are_bounded() {
     let a = tokio::spawn(accounts.clone().oneshot(deposit("a", 5)));
     let b = tokio::spawn(accounts.clone().oneshot(deposit("a", 7)));
     let results = [a.await.unwrap(), b.await.unwrap()];
-    let err = results.into_iter().find_map(Result::err).expect("one conflicts");
-    let CommandError::Conflict(conflict) = &err else { panic!("{err:?}") };
-    assert_eq!((conflict.attempts(), conflict.stream(), conflict.actual()), (1, "account-a", 3));
+    let err = results
+        .into_iter()
+        .find_map(Result::err)
+        .expect("one conflicts");
+    let CommandError::Conflict(conflict) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (conflict.attempts(), conflict.stream(), conflict.actual()),
+        (1, "account-a", 3)
+    );
     assert!(err.is_transient());
 }
 
@@ -233,14 +311,34 @@ async fn snapshots_are_taken_every_n_events_and_shorten_loading() {
     for _ in 0..4 {
         accounts.handle(deposit("a", 10)).await.unwrap();
     }
-    let snapshot = store.load_snapshot("account-a", 1).await.unwrap().expect("a snapshot");
+    let snapshot = store
+        .load_snapshot("account-a", 1)
+        .await
+        .unwrap()
+        .expect("a snapshot");
     assert_eq!(snapshot.version(), 3);
     assert_eq!(snapshot.decode::<Account>().unwrap().balance, 20);
     // A snapshot is a shortcut: a doctored one is used as it is (the tail
     // after it is folded on top) ...
-    let doctored = Account { open: true, owner: "A".into(), balance: 1000 };
-    store.save_snapshot(&Snapshot::new("account-a", 3, 1, &doctored).unwrap()).await.unwrap();
-    assert_eq!(accounts.load("a").await.unwrap(), (Account { balance: 1020, ..doctored.clone() }, 5));
+    let doctored = Account {
+        open: true,
+        owner: "A".into(),
+        balance: 1000,
+    };
+    store
+        .save_snapshot(&Snapshot::new("account-a", 3, 1, &doctored).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        accounts.load("a").await.unwrap(),
+        (
+            Account {
+                balance: 1020,
+                ..doctored.clone()
+            },
+            5
+        )
+    );
     // ... but one that does not decode, or of another schema version, is
     // ignored and the stream folded from the start.
     store
@@ -248,7 +346,10 @@ async fn snapshots_are_taken_every_n_events_and_shorten_loading() {
         .await
         .unwrap();
     assert_eq!(accounts.load("a").await.unwrap().0.balance, 40);
-    store.save_snapshot(&Snapshot::new("account-a", 3, 2, &doctored).unwrap()).await.unwrap();
+    store
+        .save_snapshot(&Snapshot::new("account-a", 3, 2, &doctored).unwrap())
+        .await
+        .unwrap();
     assert_eq!(accounts.load("a").await.unwrap().0.balance, 40);
 }
 
@@ -263,8 +364,13 @@ async fn an_undecodable_stored_event_names_its_stream_version_and_type() {
         .await
         .unwrap();
     let err = accounts.handle(deposit("a", 1)).await.unwrap_err();
-    let CommandError::Decode(decode) = &err else { panic!("{err:?}") };
-    assert_eq!((decode.stream(), decode.version(), decode.event_type()), ("account-a", 2, "Mystery"));
+    let CommandError::Decode(decode) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (decode.stream(), decode.version(), decode.event_type()),
+        ("account-a", 2, "Mystery")
+    );
 }
 
 #[tokio::test]
@@ -273,13 +379,18 @@ async fn a_failing_store_is_a_transient_store_error() {
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite:{}", dir.join("events.db").display());
     let store = EventStore::builder("bank").url(&url).open().await.unwrap();
-    let accounts: Handler<_> = CommandHandler::builder("accounts", store.clone()).build().unwrap();
+    let accounts: Handler<_> = CommandHandler::builder("accounts", store.clone())
+        .build()
+        .unwrap();
     accounts.handle(open("a")).await.unwrap();
     // The events table disappears under the store: every read fails.
     let palisade_event_store::backend::AnyBackend::Sqlite(sqlite) = store.backend() else {
         panic!("a sqlite store")
     };
-    sqlx::query("DROP TABLE palisade_es_events").execute(sqlite.pool()).await.unwrap();
+    sqlx::query("DROP TABLE palisade_es_events")
+        .execute(sqlite.pool())
+        .await
+        .unwrap();
     let err = accounts.handle(deposit("a", 1)).await.unwrap_err();
     assert!(matches!(err, CommandError::Store(_)), "{err:?}");
     assert!(err.is_transient());
@@ -295,6 +406,8 @@ fn settings_are_validated() {
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "page_size");
-    let err = CommandHandler::<Account, _>::builder("", store).build().unwrap_err();
+    let err = CommandHandler::<Account, _>::builder("", store)
+        .build()
+        .unwrap_err();
     assert_eq!(err.field(), "name");
 }

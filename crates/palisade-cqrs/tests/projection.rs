@@ -176,16 +176,27 @@ projection_tests!(postgres, PgFixture::new);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_runs_one_active_runner_per_projection() {
-    let Some(fx) = PgFixture::new("one_active").await else { return };
-    let a = ProjectionRunner::builder("effects", Effects::new(&fx.table), fx.backend.clone(), fx.store.clone())
-        .lock_retry_interval(Duration::from_millis(20))
-        .start()
-        .await
-        .unwrap();
+    let Some(fx) = PgFixture::new("one_active").await else {
+        return;
+    };
+    let a = ProjectionRunner::builder(
+        "effects",
+        Effects::new(&fx.table),
+        fx.backend.clone(),
+        fx.store.clone(),
+    )
+    .lock_retry_interval(Duration::from_millis(20))
+    .start()
+    .await
+    .unwrap();
     let took_over = Arc::new(tokio::sync::Notify::new());
     let notify = Arc::clone(&took_over);
     // Another process's runner of the same projection.
-    let other = palisade_cqrs::backend::postgres::PgReadModel::new(fx.pool.clone(), &format!("{}.proj", fx.schema)).unwrap();
+    let other = palisade_cqrs::backend::postgres::PgReadModel::new(
+        fx.pool.clone(),
+        &format!("{}.proj", fx.schema),
+    )
+    .unwrap();
     let b = ProjectionRunner::builder("effects", Effects::new(&fx.table), other, fx.store.clone())
         .lock_retry_interval(Duration::from_millis(20))
         .on_event(move |e| {
@@ -206,7 +217,9 @@ async fn postgres_runs_one_active_runner_per_projection() {
     assert_eq!(b.snapshot().applied, 0);
 
     a.stop();
-    tokio::time::timeout(WAIT, took_over.notified()).await.expect("b takes over");
+    tokio::time::timeout(WAIT, took_over.notified())
+        .await
+        .expect("b takes over");
     let head = seed(&fx.store, "b", 5).await;
     b.wait_for(head, WAIT).await.unwrap();
     assert_eq!(b.snapshot().applied, 5);

@@ -18,20 +18,34 @@ use tokio::sync::Semaphore;
 async fn a_query_sees_the_command_it_follows() {
     let fx = SqliteFixture::new("ryw").await;
     Balances::create(&fx.pool).await.unwrap();
-    let balances = ProjectionRunner::builder("balances", Balances, fx.backend.clone(), fx.store.clone())
-        .start()
-        .await
+    let balances =
+        ProjectionRunner::builder("balances", Balances, fx.backend.clone(), fx.store.clone())
+            .start()
+            .await
+            .unwrap();
+    let accounts = CommandHandler::<Account, _>::builder("accounts", fx.store.clone())
+        .build()
         .unwrap();
-    let accounts = CommandHandler::<Account, _>::builder("accounts", fx.store.clone()).build().unwrap();
     accounts
-        .handle(Command::new("alice", AccountCommand::Open { owner: "Alice".into() }))
+        .handle(Command::new(
+            "alice",
+            AccountCommand::Open {
+                owner: "Alice".into(),
+            },
+        ))
         .await
         .unwrap();
     let done = accounts
-        .handle(Command::new("alice", AccountCommand::Deposit { cents: 250 }))
+        .handle(Command::new(
+            "alice",
+            AccountCommand::Deposit { cents: 250 },
+        ))
         .await
         .unwrap();
-    balances.wait_for(done.position().unwrap(), WAIT).await.unwrap();
+    balances
+        .wait_for(done.position().unwrap(), WAIT)
+        .await
+        .unwrap();
     assert_eq!(Balances::get(&fx.pool, "alice").await.unwrap(), Some(250));
     balances.stop();
 }
@@ -41,12 +55,20 @@ async fn a_wait_is_bounded_and_ends_when_the_checkpoint_arrives() {
     let fx = SqliteFixture::new("ryw_timeout").await;
     let head = support::seed(&fx.store, "a", 3).await;
     let gate = Arc::new(Semaphore::new(1));
-    let faults = Faults { gate: Some(Arc::clone(&gate)), ..Faults::default() };
-    let handle = ProjectionRunner::builder("effects", Effects::with(&fx.table, faults), fx.backend.clone(), fx.store.clone())
-        .batch_size(1)
-        .start()
-        .await
-        .unwrap();
+    let faults = Faults {
+        gate: Some(Arc::clone(&gate)),
+        ..Faults::default()
+    };
+    let handle = ProjectionRunner::builder(
+        "effects",
+        Effects::with(&fx.table, faults),
+        fx.backend.clone(),
+        fx.store.clone(),
+    )
+    .batch_size(1)
+    .start()
+    .await
+    .unwrap();
     handle.wait_for(1, WAIT).await.unwrap();
     // Already reached: no wait at all.
     tokio::time::pause();
@@ -55,15 +77,22 @@ async fn a_wait_is_bounded_and_ends_when_the_checkpoint_arrives() {
     assert_eq!(started.elapsed(), Duration::ZERO);
 
     // The runner is stuck before event 2: the wait gives up after its bound.
-    let err = handle.wait_for(head, Duration::from_secs(30)).await.unwrap_err();
-    assert_eq!((err.projection(), err.position(), err.reached()), ("effects", head, 1));
+    let err = handle
+        .wait_for(head, Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.projection(), err.position(), err.reached()),
+        ("effects", head, 1)
+    );
     // The paused clock rounds timers up to the millisecond.
     let bound = Duration::from_secs(30)..=Duration::from_millis(30_001);
     assert!(bound.contains(&err.waited()), "{:?}", err.waited());
     assert!(bound.contains(&started.elapsed()));
     let text = err.to_string();
     assert!(
-        text.starts_with("projection \"effects\" did not reach position 3 within 30") && text.ends_with("(at 1)"),
+        text.starts_with("projection \"effects\" did not reach position 3 within 30")
+            && text.ends_with("(at 1)"),
         "{text}"
     );
 
@@ -87,9 +116,14 @@ async fn a_registry_runs_a_projection_once_per_process() {
     let fx = SqliteFixture::new("registry").await;
     let registry = Registry::new();
     let start = || {
-        ProjectionRunner::builder("effects", Effects::new(&fx.table), fx.backend.clone(), fx.store.clone())
-            .registry(&registry)
-            .start()
+        ProjectionRunner::builder(
+            "effects",
+            Effects::new(&fx.table),
+            fx.backend.clone(),
+            fx.store.clone(),
+        )
+        .registry(&registry)
+        .start()
     };
     let first = start().await.unwrap();
     let second = start().await.unwrap();
@@ -102,16 +136,31 @@ async fn a_registry_runs_a_projection_once_per_process() {
 #[tokio::test(flavor = "current_thread")]
 async fn bad_settings_are_refused_before_anything_starts() {
     let fx = SqliteFixture::new("settings").await;
-    let err = ProjectionRunner::builder("effects", Effects::new(&fx.table), fx.backend.clone(), fx.store.clone())
-        .batch_size(0)
-        .start()
-        .await
-        .unwrap_err();
+    let err = ProjectionRunner::builder(
+        "effects",
+        Effects::new(&fx.table),
+        fx.backend.clone(),
+        fx.store.clone(),
+    )
+    .batch_size(0)
+    .start()
+    .await
+    .unwrap_err();
     assert_eq!(err.operation(), "settings");
-    assert!(std::error::Error::source(&err).unwrap().to_string().contains("batch_size"));
-    let err = ProjectionRunner::builder("", Effects::new(&fx.table), fx.backend.clone(), fx.store.clone())
-        .start()
-        .await
-        .unwrap_err();
+    assert!(
+        std::error::Error::source(&err)
+            .unwrap()
+            .to_string()
+            .contains("batch_size")
+    );
+    let err = ProjectionRunner::builder(
+        "",
+        Effects::new(&fx.table),
+        fx.backend.clone(),
+        fx.store.clone(),
+    )
+    .start()
+    .await
+    .unwrap_err();
     assert_eq!(err.operation(), "settings");
 }

@@ -64,7 +64,10 @@ impl fmt::Display for AccountError {
             Self::AlreadyOpen => f.write_str("the account is already open"),
             Self::InvalidAmount { cents } => write!(f, "invalid amount {cents}"),
             Self::Overdraft { balance, requested } => {
-                write!(f, "overdraft refused: balance {balance}, requested {requested}")
+                write!(
+                    f,
+                    "overdraft refused: balance {balance}, requested {requested}"
+                )
             }
         }
     }
@@ -203,8 +206,13 @@ impl Projection<sqlx::Sqlite> for Balances {
         Ok(())
     }
 
-    async fn reset(&self, tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<(), BoxError> {
-        sqlx::query("DELETE FROM balances").execute(&mut **tx).await?;
+    async fn reset(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    ) -> Result<(), BoxError> {
+        sqlx::query("DELETE FROM balances")
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 }

@@ -113,7 +113,10 @@ macro_rules! effects_projection {
                 Ok(())
             }
 
-            async fn reset(&self, tx: &mut sqlx::Transaction<'static, $db>) -> Result<(), BoxError> {
+            async fn reset(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+            ) -> Result<(), BoxError> {
                 sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {}", self.table)))
                     .execute(&mut **tx)
                     .await?;
@@ -124,6 +127,7 @@ macro_rules! effects_projection {
 }
 
 effects_projection!(sqlx::Sqlite);
+#[cfg(feature = "postgres")]
 effects_projection!(sqlx::Postgres);
 
 /// Appends `n` events to `account-<id>`: an opening, then deposits of
@@ -134,7 +138,11 @@ pub async fn seed(store: &EventStore, id: &str, n: u64) -> u64 {
     let mut last = 0;
     for i in 0..n {
         let event = if version == 0 {
-            NewEvent::new(format!("{id}-open"), "AccountOpened", serde_json::json!({"type": "Opened", "owner": id}))
+            NewEvent::new(
+                format!("{id}-open"),
+                "AccountOpened",
+                serde_json::json!({"type": "Opened", "owner": id}),
+            )
         } else {
             NewEvent::new(
                 format!("{id}-{version}"),
@@ -142,7 +150,10 @@ pub async fn seed(store: &EventStore, id: &str, n: u64) -> u64 {
                 serde_json::json!({"type": "Deposited", "cents": i64::try_from(i).unwrap()}),
             )
         };
-        let done = store.append(&stream, ExpectedVersion::Exact(version), &[event]).await.unwrap();
+        let done = store
+            .append(&stream, ExpectedVersion::Exact(version), &[event])
+            .await
+            .unwrap();
         version = done.version();
         last = done.last_position().unwrap();
     }
@@ -162,7 +173,8 @@ pub struct SqliteFixture {
 
 impl SqliteFixture {
     pub async fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(palisade_test_util::unique_name(&format!("cqrs_{test}")));
+        let dir =
+            std::env::temp_dir().join(palisade_test_util::unique_name(&format!("cqrs_{test}")));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite:{}", dir.join("bank.db").display());
         let store = EventStore::builder("bank").url(&url).open().await.unwrap();
@@ -183,7 +195,13 @@ impl SqliteFixture {
             .unwrap();
         let backend =
             palisade_cqrs::backend::sqlite::SqliteReadModel::new(pool.clone(), "proj").unwrap();
-        Self { store, pool, backend, table, dir }
+        Self {
+            store,
+            pool,
+            backend,
+            table,
+            dir,
+        }
     }
 
     /// `(position, times applied)`, by position.
@@ -198,7 +216,10 @@ impl SqliteFixture {
     }
 
     pub async fn execute(&self, sql: &str) {
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&self.pool).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&self.pool)
+            .await
+            .unwrap();
     }
 }
 
@@ -209,6 +230,7 @@ impl Drop for SqliteFixture {
 }
 
 /// A PostgreSQL store and read model in a schema of the test's own.
+#[cfg(feature = "postgres")]
 pub struct PgFixture {
     pub store: EventStore,
     pub pool: sqlx::PgPool,
@@ -217,6 +239,7 @@ pub struct PgFixture {
     pub schema: String,
 }
 
+#[cfg(feature = "postgres")]
 impl PgFixture {
     pub async fn new(test: &str) -> Option<Self> {
         let url = palisade_test_util::service_url(palisade_test_util::POSTGRES_URL_VAR, test)?;
@@ -239,10 +262,18 @@ impl PgFixture {
         .execute(&pool)
         .await
         .unwrap();
-        let backend =
-            palisade_cqrs::backend::postgres::PgReadModel::new(pool.clone(), &format!("{schema}.proj"))
-                .unwrap();
-        Some(Self { store, pool, backend, table, schema })
+        let backend = palisade_cqrs::backend::postgres::PgReadModel::new(
+            pool.clone(),
+            &format!("{schema}.proj"),
+        )
+        .unwrap();
+        Some(Self {
+            store,
+            pool,
+            backend,
+            table,
+            schema,
+        })
     }
 
     pub async fn effects(&self) -> Vec<(i64, i64)> {
@@ -256,13 +287,19 @@ impl PgFixture {
     }
 
     pub async fn execute(&self, sql: &str) {
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&self.pool).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&self.pool)
+            .await
+            .unwrap();
     }
 
     pub async fn drop_schema(self) {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", self.schema)))
-            .execute(&self.pool)
-            .await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA {} CASCADE",
+            self.schema
+        )))
+        .execute(&self.pool)
+        .await;
     }
 }
 
