@@ -176,6 +176,12 @@ impl SqliteFixture {
         let dir =
             std::env::temp_dir().join(palisade_test_util::unique_name(&format!("cqrs_{test}")));
         std::fs::create_dir_all(&dir).unwrap();
+        Self::open(dir, true).await
+    }
+
+    /// The fixture in `dir` (another process's), creating the effects
+    /// table if `create`.
+    pub async fn open(dir: std::path::PathBuf, create: bool) -> Self {
         let url = format!("sqlite:{}", dir.join("bank.db").display());
         let store = EventStore::builder("bank").url(&url).open().await.unwrap();
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
@@ -189,10 +195,12 @@ impl SqliteFixture {
             .await
             .unwrap();
         let table = "effects".to_owned();
-        sqlx::query("CREATE TABLE effects (position BIGINT NOT NULL, cents BIGINT NOT NULL)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        if create {
+            sqlx::query("CREATE TABLE effects (position BIGINT NOT NULL, cents BIGINT NOT NULL)")
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
         let backend =
             palisade_cqrs::backend::sqlite::SqliteReadModel::new(pool.clone(), "proj").unwrap();
         Self {
@@ -223,9 +231,23 @@ impl SqliteFixture {
     }
 }
 
+impl SqliteFixture {
+    /// The directory of the files.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Keeps the files when dropped (another process owns them).
+    pub fn keep(mut self) {
+        self.dir = std::path::PathBuf::new();
+    }
+}
+
 impl Drop for SqliteFixture {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
