@@ -256,10 +256,11 @@ where
         let interval = self.shared.settings.lock_retry_interval;
         loop {
             match self.backend.try_lock(self.name()).await {
-                Ok(Some(lease)) => {
+                Ok(Some(mut lease)) => {
                     self.shared.set_active(true);
-                    self.run_active().await;
+                    self.run_active(&mut lease).await;
                     drop(lease);
+                    self.shared.set_active(false);
                 }
                 Ok(None) => {
                     self.shared.set_active(false);
@@ -281,11 +282,12 @@ where
         }
     }
 
-    /// Feeds the projection while this runner holds the lock. Returns only
-    /// if the read-model database keeps failing (the lease is then taken
-    /// again).
-    async fn run_active(&self) {
+    /// Feeds the projection while this runner holds the lock. Returns if
+    /// the lease is lost or the read-model database fails (the lease is
+    /// then taken again).
+    async fn run_active(&self, lease: &mut K::Lease) {
         let backoff = self.shared.settings.retry_backoff;
+        let interval = self.shared.settings.lock_retry_interval;
         let batch_size = self.shared.settings.batch_size;
         let mut checkpoint = loop {
             match self.backend.checkpoint(self.name()).await {
@@ -301,6 +303,13 @@ where
         loop {
             let first = tokio::select! {
                 next = subscription.next() => next,
+                () = tokio::time::sleep(interval) => {
+                    if !self.backend.lease_alive(lease).await {
+                        tracing::warn!(name = %self.name(), "projection lock lost");
+                        return;
+                    }
+                    continue;
+                }
                 () = self.shared.reload.notified() => {
                     match self.backend.checkpoint(self.name()).await {
                         Ok(c) => checkpoint = c,
@@ -352,6 +361,10 @@ where
             }
             if let Ok(head) = self.store.head_position().await {
                 self.shared.set_head(head);
+            }
+            if !self.backend.lease_alive(lease).await {
+                tracing::warn!(name = %self.name(), "projection lock lost");
+                return;
             }
         }
     }

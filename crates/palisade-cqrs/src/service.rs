@@ -13,6 +13,7 @@ use palisade_core::Listeners;
 use palisade_event_store::backend::{AnyBackend, Backend};
 use palisade_event_store::{EventStore, EventStoreError, ExpectedVersion, NewEvent, Snapshot};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::aggregate::{Aggregate, DomainEvent, derived_from, event_id, random_id, stream_name};
 use crate::command::{Command, CommandOutcome};
@@ -156,7 +157,8 @@ async fn handle<A: Aggregate, B: Backend>(
     command: Command<A::Command>,
 ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
     let started = Instant::now();
-    let result = decide_and_append(&shared, command).await;
+    let span = tracing::debug_span!("command", name = %shared.name, aggregate = A::TYPE, id = %command.aggregate_id);
+    let result = decide_and_append(&shared, command).instrument(span).await;
     shared
         .metrics
         .duration

@@ -227,3 +227,56 @@ async fn postgres_runs_one_active_runner_per_projection() {
     b.stop();
     fx.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_runner_that_loses_its_lock_session_takes_it_again() {
+    let Some(fx) = PgFixture::new("lock_lost").await else {
+        return;
+    };
+    let (tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
+    let handle = ProjectionRunner::builder(
+        "effects",
+        Effects::new(&fx.table),
+        fx.backend.clone(),
+        fx.store.clone(),
+    )
+    .lock_retry_interval(Duration::from_millis(20))
+    .on_event(move |e| {
+        if let CqrsEvent::ProjectionActive { active, .. } = e {
+            let _ = tx.send(*active);
+        }
+    })
+    .start()
+    .await
+    .unwrap();
+    let next = async |changes: &mut tokio::sync::mpsc::UnboundedReceiver<bool>| {
+        tokio::time::timeout(WAIT, changes.recv())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert!(next(&mut changes).await);
+    // A server restart, as far as the lock's session is concerned.
+    let key = palisade_cqrs::backend::postgres::lock_key(&format!("{}.proj", fx.schema), "effects");
+    let bits = u64::from_ne_bytes(key.to_ne_bytes());
+    let terminated: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
+         AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1",
+    )
+    .bind(i64::try_from(bits >> 32).unwrap())
+    .bind(i64::try_from(bits & 0xffff_ffff).unwrap())
+    .fetch_all(&fx.pool)
+    .await
+    .unwrap();
+    assert_eq!(terminated, vec![(true,)]);
+    assert!(
+        !next(&mut changes).await,
+        "the runner notices the lost lock"
+    );
+    assert!(next(&mut changes).await, "and takes it again");
+    let head = seed(&fx.store, "a", 5).await;
+    handle.wait_for(head, WAIT).await.unwrap();
+    assert_eq!(fx.effects().await, once_each(5));
+    handle.stop();
+    fx.drop_schema().await;
+}

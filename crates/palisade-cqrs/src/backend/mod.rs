@@ -2,7 +2,8 @@
 //! [`ProjectionBackend`] trait, implemented for a SQLite read model
 //! (`sqlite::SqliteReadModel`) and a PostgreSQL one (`postgres::PgReadModel`).
 //!
-//! Tables (`<p>` is [`table_prefix`](crate::ProjectionSettings::table_prefix)),
+//! Tables (`<p>`: the prefix the backend is built with, conventionally
+//! [`DEFAULT_TABLE_PREFIX`](crate::DEFAULT_TABLE_PREFIX)),
 //! in the read model's database, next to the projection's own tables:
 //!
 //! - `<p>_checkpoints`: one row per projection, the global position its
@@ -91,4 +92,8 @@ pub trait ProjectionBackend: Clone + Send + Sync + 'static {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<Self::Lease>, sqlx::Error>> + Send;
+
+    /// Whether `lease` still holds (on PostgreSQL: its session is alive;
+    /// a server restart ends it and frees the lock for another runner).
+    fn lease_alive(&self, lease: &mut Self::Lease) -> impl Future<Output = bool> + Send;
 }

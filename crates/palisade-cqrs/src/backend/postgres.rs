@@ -9,7 +9,10 @@
 //! lives: when the runner stops, crashes or loses its network, PostgreSQL
 //! ends the session and frees the lock, and a standby runner (trying every
 //! [`lock_retry_interval`](crate::ProjectionSettings::lock_retry_interval))
-//! takes over from the stored checkpoint.
+//! takes over from the stored checkpoint. The active runner checks its
+//! session every `lock_retry_interval` while idle and after each batch; if
+//! it is gone (a server restart), the runner stops applying and tries the
+//! lock again.
 //!
 //! Exactly-once does not rest on the lock alone: each batch reads the
 //! checkpoint `FOR UPDATE` in its transaction and rolls back if it is not
@@ -32,7 +35,7 @@ crate::backend::sql::sql_read_model! {
 /// the session, which frees the lock.
 #[derive(Debug)]
 pub struct PgLease {
-    _connection: sqlx::PgConnection,
+    connection: sqlx::PgConnection,
 }
 
 /// The advisory-lock key of a projection: FNV-1a 64 of
@@ -59,13 +62,15 @@ impl PgReadModel {
             .fetch_one(&mut connection)
             .await?;
         if locked {
-            Ok(Some(PgLease {
-                _connection: connection,
-            }))
+            Ok(Some(PgLease { connection }))
         } else {
             let _ = connection.close().await;
             Ok(None)
         }
+    }
+
+    async fn lease_alive_impl(lease: &mut PgLease) -> bool {
+        lease.connection.ping().await.is_ok()
     }
 }
 

@@ -232,6 +232,10 @@ macro_rules! sql_read_model {
             async fn try_lock(&self, name: &str) -> Result<Option<$lease>, sqlx::Error> {
                 self.try_lock_impl(name).await
             }
+
+            async fn lease_alive(&self, lease: &mut $lease) -> bool {
+                Self::lease_alive_impl(lease).await
+            }
         }
     };
 }

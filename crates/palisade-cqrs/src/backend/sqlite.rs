@@ -29,4 +29,9 @@ impl SqliteReadModel {
     async fn try_lock_impl(&self, _name: &str) -> Result<Option<()>, sqlx::Error> {
         Ok(Some(()))
     }
+
+    #[allow(clippy::unused_async)]
+    async fn lease_alive_impl(_lease: &mut ()) -> bool {
+        true
+    }
 }
