@@ -104,6 +104,8 @@ impl Shared {
 /// events, a rebuild from zero, read-your-writes waits, stop.
 ///
 /// Cloning is cheap (an `Arc`) and every clone controls the same runner.
+/// Dropping the handles does not stop the runner: call
+/// [`stop`](Self::stop).
 #[derive(Clone)]
 pub struct ProjectionHandle {
     pub(crate) shared: Arc<Shared>,
@@ -245,8 +247,20 @@ impl ProjectionHandle {
         self.control.rebuild().await
     }
 
+    /// Whether the runner's task runs (it was not stopped and did not end).
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        self.shared
+            .task
+            .lock()
+            .as_ref()
+            .is_some_and(|task| !task.is_finished())
+    }
+
     /// Stops the runner (aborts its task; a batch in flight rolls back, its
     /// events are applied by the next runner from the checkpoint).
+    /// Dropping every handle does not stop it: the runner lives as long as
+    /// the runtime unless stopped.
     pub fn stop(&self) {
         if let Some(task) = self.shared.task.lock().take() {
             task.abort();

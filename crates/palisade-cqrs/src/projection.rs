@@ -161,7 +161,7 @@ where
 
     /// Registers the handle in `registry`. A projection already running
     /// under this name in the registry is not started twice: its handle is
-    /// returned.
+    /// returned (a stopped one is replaced).
     pub fn registry(mut self, registry: &Registry<ProjectionHandle>) -> Self {
         self.registry = Some(registry.clone());
         self
@@ -181,6 +181,7 @@ where
         self.settings.validate().map_err(config)?;
         if let Some(registry) = &self.registry
             && let Some(running) = registry.get(&self.name)
+            && running.is_running()
         {
             return Ok(running);
         }
@@ -212,14 +213,12 @@ where
             shared: Arc::clone(&shared),
             control: Arc::clone(&runner) as Arc<dyn Control>,
         };
-        if let Some(registry) = &self.registry {
-            let registered = registry.get_or_insert_with(&shared.name, || handle.clone());
-            if !registered.same_as(&handle) {
-                return Ok(registered);
-            }
-        }
         let task = tokio::spawn(runner.run());
         *shared.task.lock() = Some(task.abort_handle());
+        if let Some(registry) = &self.registry {
+            // A stopped runner's handle is replaced.
+            registry.insert(&shared.name, handle.clone());
+        }
         Ok(handle)
     }
 }

@@ -130,7 +130,14 @@ async fn a_registry_runs_a_projection_once_per_process() {
     assert!(first.same_as(&second));
     assert_eq!(registry.names(), vec!["effects".to_owned()]);
     assert_eq!(registry.snapshots()[0].name.as_ref(), "effects");
+    assert!(first.is_running());
     first.stop();
+    assert!(!first.is_running());
+    // A stopped runner is replaced by the next start.
+    let third = start().await.unwrap();
+    assert!(!third.same_as(&first) && third.is_running());
+    assert!(registry.get("effects").unwrap().same_as(&third));
+    third.stop();
 }
 
 #[tokio::test(flavor = "current_thread")]
