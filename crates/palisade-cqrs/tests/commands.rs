@@ -411,3 +411,105 @@ fn settings_are_validated() {
         .unwrap_err();
     assert_eq!(err.field(), "name");
 }
+
+#[tokio::test]
+async fn a_retry_hidden_by_a_snapshot_is_still_written_once() {
+    let store = EventStore::in_memory("bank").unwrap();
+    let accounts: Handler<_> = CommandHandler::builder("accounts", store.clone())
+        .snapshot_every(1)
+        .build()
+        .unwrap();
+    accounts.handle(open("a")).await.unwrap();
+    let first = accounts.handle(deposit("a", 10).id("r")).await.unwrap();
+    // The snapshot at version 2 hides the first deposit from the tail: the
+    // command is decided again, and the store's idempotent append answers.
+    assert_eq!(
+        store
+            .load_snapshot("account-a", 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .version(),
+        2
+    );
+    let again = accounts.handle(deposit("a", 10).id("r")).await.unwrap();
+    assert!(again.already_stored());
+    assert_eq!(
+        (again.version(), again.position()),
+        (first.version(), first.position())
+    );
+    assert_eq!(accounts.load("a").await.unwrap().0.balance, 10);
+}
+
+/// An aggregate whose commands decide several events.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Tally {
+    total: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Added(u32);
+
+impl palisade_cqrs::DomainEvent for Added {
+    fn event_type(&self) -> &'static str {
+        "Added"
+    }
+
+    fn schema_version(&self) -> u32 {
+        2
+    }
+}
+
+impl palisade_cqrs::Aggregate for Tally {
+    const TYPE: &'static str = "tally";
+    type Command = u32;
+    type Event = Added;
+    type Error = std::convert::Infallible;
+
+    fn decide(&self, times: &u32) -> Result<Vec<Added>, Self::Error> {
+        Ok((0..*times).map(|_| Added(1)).collect())
+    }
+
+    fn evolve(self, event: &Added) -> Self {
+        Self {
+            total: self.total + event.0,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_command_of_several_events_derives_their_ids_and_writes_once() {
+    let store = EventStore::in_memory("tallies").unwrap();
+    let tallies = CommandHandler::<Tally, _>::builder("tallies", store.clone())
+        .build()
+        .unwrap();
+    let done = tallies
+        .handle(Command::new("t", 3).id("cmd"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.version(), done.position(), done.events().len()),
+        (3, Some(3), 3)
+    );
+    let stored = store.read_stream("tally-t", 1, 10).await.unwrap();
+    let ids: Vec<&str> = stored.iter().map(RecordedEvent::id).collect();
+    assert_eq!(ids, ["cmd", "cmd#2", "cmd#3"]);
+    assert!(
+        stored
+            .iter()
+            .all(|e| e.schema_version() == 2 && e.event_type() == "Added")
+    );
+    let again = tallies
+        .handle(Command::new("t", 3).id("cmd"))
+        .await
+        .unwrap();
+    assert!(again.already_stored());
+    assert_eq!(
+        (again.version(), again.position(), again.events().len()),
+        (3, Some(3), 3)
+    );
+    // No events decided: nothing written, no position.
+    let none = tallies.handle(Command::new("t", 0)).await.unwrap();
+    assert_eq!((none.version(), none.position()), (3, None));
+    assert_eq!(tallies.load("t").await.unwrap().0.total, 3);
+}
