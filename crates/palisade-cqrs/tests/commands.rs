@@ -513,3 +513,42 @@ async fn a_command_of_several_events_derives_their_ids_and_writes_once() {
     assert_eq!((none.version(), none.position()), (3, None));
     assert_eq!(tallies.load("t").await.unwrap().0.total, 3);
 }
+
+#[tokio::test]
+async fn an_aggregate_loads_old_events_through_the_store_upcasters() {
+    // Version 1 of the deposit carried euros as a float; version 2 (the
+    // aggregate's) carries cents.
+    let store = EventStore::builder("bank")
+        .url("memory:")
+        .upcaster(("MoneyDeposited", 1), ("MoneyDeposited", 2), |payload| {
+            let euros = payload["euros"].as_f64().ok_or("no euros")?;
+            #[allow(clippy::cast_possible_truncation)]
+            let cents = (euros * 100.0).round() as i64;
+            Ok(serde_json::json!({"type": "Deposited", "cents": cents}))
+        })
+        .open()
+        .await
+        .unwrap();
+    let old = [
+        NewEvent::json(
+            "o",
+            "AccountOpened",
+            &AccountEvent::Opened { owner: "A".into() },
+        )
+        .unwrap(),
+        NewEvent::new("d", "MoneyDeposited", serde_json::json!({"euros": 1.25})),
+    ];
+    store
+        .append("account-a", ExpectedVersion::NoStream, &old)
+        .await
+        .unwrap();
+    let accounts: Handler<_> = CommandHandler::builder("accounts", store).build().unwrap();
+    let err = accounts.handle(withdraw("a", 126)).await.unwrap_err();
+    assert_eq!(
+        err.as_rejected(),
+        Some(&AccountError::Overdraft {
+            balance: 125,
+            requested: 126
+        })
+    );
+}
