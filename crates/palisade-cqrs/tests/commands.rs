@@ -552,3 +552,23 @@ async fn an_aggregate_loads_old_events_through_the_store_upcasters() {
         })
     );
 }
+
+#[tokio::test]
+async fn the_handler_composes_as_a_tower_service_with_boxed_errors() {
+    use palisade_core::{BoxError, cause_ref};
+    use tower::util::BoxCloneService;
+
+    let accounts = memory_handler();
+    let svc: BoxCloneService<Command<AccountCommand>, _, BoxError> =
+        BoxCloneService::new(accounts.map_err(BoxError::from));
+    svc.clone().oneshot(open("a")).await.unwrap();
+    let err = svc.oneshot(withdraw("a", 1)).await.unwrap_err();
+    let rejected = cause_ref::<AccountError>(&*err).expect("the domain error in the chain");
+    assert_eq!(
+        rejected,
+        &AccountError::Overdraft {
+            balance: 0,
+            requested: 1
+        }
+    );
+}
