@@ -556,11 +556,11 @@ async fn an_aggregate_loads_old_events_through_the_store_upcasters() {
 #[tokio::test]
 async fn the_handler_composes_as_a_tower_service_with_boxed_errors() {
     use palisade_core::{BoxError, cause_ref};
-    use tower::util::BoxCloneService;
+    use tower::util::BoxCloneSyncService;
 
     let accounts = memory_handler();
-    let svc: BoxCloneService<Command<AccountCommand>, _, BoxError> =
-        BoxCloneService::new(accounts.map_err(BoxError::from));
+    let svc: BoxCloneSyncService<Command<AccountCommand>, _, BoxError> =
+        BoxCloneSyncService::new(accounts.map_err(BoxError::from));
     svc.clone().oneshot(open("a")).await.unwrap();
     let err = svc.oneshot(withdraw("a", 1)).await.unwrap_err();
     let rejected = cause_ref::<AccountError>(&*err).expect("the domain error in the chain");
