@@ -20,6 +20,8 @@
 //! | `hedge` | [`hedge`] | a second attempt after the latency percentile, under a budget |
 //! | `event-store` | [`event_store`] | event sourcing's store: expected-version appends, idempotent event ids, a gap-safe global order, subscriptions, snapshots; in memory or a SQLite file |
 //! | `event-store-postgres` | [`event_store`]`::backend::postgres` | the event store on PostgreSQL, for a fleet |
+//! | `cqrs` | [`cqrs`] | aggregates (decide/evolve) with a given/when/then harness, command handling as a tower service with conflict reloads, projections whose checkpoint commits with the read model, parked events, read-your-writes |
+//! | `cqrs-postgres` | [`cqrs`]`::backend::postgres` | PostgreSQL read models, one active runner per projection across processes |
 //! | `http` | [`http`] and each pattern's `http` module | status classification, problem+json answers for every layer's errors, 503 + `Retry-After` |
 //! | `grpc` | [`grpc`] | gRPC status codes, a `grpc-status` classifier, gRPC status answers for every layer's errors |
 //! | `serde` | each pattern's settings | `Serialize`/`Deserialize` settings and snapshots (shard, deadline, fallback, hedge) |
@@ -160,6 +162,13 @@ pub use palisade_pubsub as pubsub;
 #[cfg(feature = "event-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "event-store")))]
 pub use palisade_event_store as event_store;
+
+/// CQRS on the event store (feature `cqrs`; PostgreSQL read models with
+/// `cqrs-postgres`): the [`palisade-cqrs`](palisade_cqrs) crate.
+#[cfg(feature = "cqrs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cqrs")))]
+pub use palisade_cqrs as cqrs;
+
 /// Key-affine sharding (feature `shard`): the
 /// [`palisade-shard`](palisade_shard) crate.
 #[cfg(feature = "shard")]
