@@ -105,10 +105,16 @@ impl StoredKey {
     }
 }
 
+/// 32 bytes, aligned to 32: the table's slots then never straddle a 64-byte
+/// cache line, so a lookup reads one line of entries (with hashbrown's own
+/// 16-byte alignment and the allocator's, every other slot straddled two).
+#[repr(align(32))]
 struct Entry {
     key: StoredKey,
     word: AtomicU64,
 }
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 32);
 
 struct ShardInner {
     entries: HashTable<Entry>,
