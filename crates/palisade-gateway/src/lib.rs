@@ -53,6 +53,7 @@
 //! | [`lifecycle`] | [`Gateway`] ([`server`]): start-up, a thread per core, graceful shutdown |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod accounts;
 pub mod admin;
 pub mod aggregator;
 pub mod config;

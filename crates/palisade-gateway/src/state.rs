@@ -169,6 +169,7 @@ pub(crate) struct Inner {
     pub(crate) deadline: DeadlineLayer,
     pub(crate) deadlines: Registry<DeadlineHandle>,
     pub(crate) fallbacks: Registry<FallbackHandle>,
+    pub(crate) accounts: OnceLock<crate::accounts::Accounts>,
 }
 
 /// Everything the gateway's handlers share; cheap to clone.
@@ -269,6 +270,7 @@ impl AppState {
                 deadline,
                 deadlines,
                 fallbacks: Registry::new(),
+                accounts: OnceLock::new(),
             }),
         })
     }
@@ -324,6 +326,18 @@ impl AppState {
     #[must_use]
     pub fn fallbacks(&self) -> &Registry<FallbackHandle> {
         &self.inner.fallbacks
+    }
+
+    /// The accounts feature (`/api/accounts`), once
+    /// [`Gateway::bind`](crate::Gateway::bind) has opened its event store.
+    #[must_use]
+    pub fn accounts(&self) -> Option<&crate::accounts::Accounts> {
+        self.inner.accounts.get()
+    }
+
+    /// Sets the accounts feature (once; a second call is ignored).
+    pub fn set_accounts(&self, accounts: crate::accounts::Accounts) {
+        let _ = self.inner.accounts.set(accounts);
     }
 
     /// The shutdown state.

@@ -14,6 +14,8 @@
 //! | `GET /admin/deadlines` | the deadline layers: every route's (`gateway`) and each upstream's overall timeout, with budgets and expiries (the deadline crate's `DeadlineSnapshot`) |
 //! | `GET /admin/fallbacks` | the aggregator branches' fallbacks: classes answered and answers served, by class (the fallback crate's `FallbackSnapshot`) |
 //! | `GET /admin/hedges` | every hedging upstream's hedge layer: delay, hedges sent and won, budget (the hedge crate's `HedgeSnapshot`) |
+//! | `GET /admin/event-store` | the accounts' event store: appends, conflicts, reads, the head position and its settings (the event store crate's `EventStoreSnapshot`) |
+//! | `GET /admin/projections` | each projection's checkpoint, lag and settings (the CQRS crate's `ProjectionSnapshot`) with its parked events (`ParkedEvent`) |
 //! | `GET /admin/chaos` | every demo backend's chaos settings and injected counts |
 //! | `GET /admin/chaos/{backend}` | one backend's |
 //! | `PATCH /admin/chaos/{backend}` | change some settings (JSON, fields below); answers the new state |
@@ -63,6 +65,7 @@ pub mod breakers;
 pub mod bulkheads;
 pub mod chaos;
 pub mod deadlines;
+pub mod event_store;
 pub mod fallbacks;
 pub mod fan_outs;
 pub mod hedges;
@@ -153,6 +156,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(deadlines::routes())
         .merge(fallbacks::routes())
         .merge(hedges::routes())
+        .merge(event_store::routes())
         .fallback(admin_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
 }

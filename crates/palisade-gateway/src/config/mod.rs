@@ -32,6 +32,7 @@ pub mod circuit_breaker;
 pub mod deadline;
 pub mod demo;
 pub(crate) mod document;
+pub mod event_store;
 pub mod log;
 pub mod route;
 pub mod server;
@@ -204,6 +205,8 @@ struct RawConfig {
     aggregator: Option<Spanned<aggregator::RawAggregator>>,
     #[serde(default)]
     deadline: Option<palisade::deadline::DeadlineSettings>,
+    #[serde(default)]
+    event_store: Option<palisade::event_store::EventStoreSettings>,
 }
 
 /// A validated gateway configuration.
@@ -226,6 +229,10 @@ pub struct Config {
     /// `[deadline]`: the deadline every route gives a request (the deadline
     /// crate's settings; its defaults without the table).
     pub deadline: palisade::deadline::DeadlineSettings,
+    /// `[event_store]`: where the accounts' events and balances live (the
+    /// event store crate's settings; without the table, a SQLite file
+    /// `palisade-events.db` in the working directory).
+    pub event_store: palisade::event_store::EventStoreSettings,
 }
 
 impl Config {
@@ -305,6 +312,7 @@ fn in_crate_form(root: &mut DeTable<'_>) -> Result<(), document::DialectError> {
             }
             ("aggregator", DeValue::Table(_)) => aggregator::in_crate_form(value)?,
             ("deadline", DeValue::Table(table)) => document::crate_dialect(table)?,
+            ("event_store", DeValue::Table(table)) => document::crate_dialect(table)?,
             _ => {}
         }
     }
@@ -454,6 +462,7 @@ impl Checker<'_> {
             None => None,
         };
         let deadline = self.deadline(raw.deadline)?;
+        let event_store = self.event_store(raw.event_store)?;
         Ok(Config {
             server,
             admin,
@@ -463,6 +472,7 @@ impl Checker<'_> {
             routes,
             aggregator,
             deadline,
+            event_store,
         })
     }
 }

@@ -5,7 +5,9 @@
 //! Each panel reads its feature's data: the upstream tiles ([`upstreams`])
 //! the proxy's upstreams and stats, the aggregator's waterfall
 //! ([`aggregator`]) the aggregator's last gather, the deadlines panel
-//! ([`deadlines`]) the deadline, fallback and hedge layers' snapshots; this
+//! ([`deadlines`]) the deadline, fallback and hedge layers' snapshots, the
+//! event-store panel ([`events`]) the accounts' latest events and
+//! projections' lag; this
 //! module puts them in one snapshot and streams it.
 //!
 //! Each tile's sparklines come from its upstream's history, kept
@@ -30,12 +32,14 @@ use serde::Serialize;
 
 pub mod aggregator;
 pub mod deadlines;
+pub mod events;
 pub mod upstreams;
 
 use crate::proxy::stats::HISTORY_SECS;
 use crate::state::AppState;
 pub use aggregator::AggregatorTile;
 pub use deadlines::DeadlinesTile;
+pub use events::EventsTile;
 pub use upstreams::{BreakerTile, BulkheadTile, UpstreamTile};
 
 /// The page, served from the binary.
@@ -61,6 +65,8 @@ pub struct DashboardSnapshot {
     pub admin_enabled: bool,
     /// Deadline expiries, fallbacks served, hedges sent and won.
     pub deadlines: DeadlinesTile,
+    /// The accounts' latest events and each projection's lag.
+    pub events: EventsTile,
 }
 
 /// The snapshot of `state` now, with every upstream's whole history.
@@ -86,6 +92,7 @@ pub fn snapshot_since(state: &AppState, sent: &BTreeMap<String, u64>) -> Dashboa
         aggregator: aggregator::tile(state),
         admin_enabled: state.admin_enabled(),
         deadlines: deadlines::tile(state),
+        events: events::tile(state),
     }
 }
 

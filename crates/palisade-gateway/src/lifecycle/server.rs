@@ -182,6 +182,9 @@ impl Gateway {
             })
             .unwrap_or_default();
         let state = AppState::from_config(&config, backend_infos, admin_token)?;
+        let accounts =
+            crate::accounts::Accounts::open(&config.event_store, state.circuit_breakers()).await?;
+        state.set_accounts(accounts);
         for up in state.upstreams() {
             let layers = up.layers();
             tracing::info!(
@@ -373,6 +376,9 @@ impl Gateway {
         .await;
         if let Some(backends) = backends {
             backends.shutdown(drain_timeout).await;
+        }
+        if let Some(accounts) = state.accounts() {
+            accounts.stop();
         }
         state.flush_logs();
         tracing::info!("gateway stopped");

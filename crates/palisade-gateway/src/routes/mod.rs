@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `ANY {prefix}`, `ANY {prefix}/{*path}` | one pair per `[[routes]]` entry: proxied to its upstream |
 //! | `GET /api/dashboard/user/{id}` | the aggregator of `[aggregator]`, when configured |
+//! | `/api/accounts/...` | the bank accounts, event-sourced (`routes/accounts.rs`) |
 //! | `GET /healthz` | liveness: `200 ok` while the process serves |
 //! | `GET /readyz` | readiness: `200 ready`, `503` once shutdown began (through the readiness grace, while still serving) |
 //! | `GET /metrics` | Prometheus text exposition |
@@ -61,6 +62,7 @@ use palisade::BoxError;
 use tower::{Service, ServiceExt};
 use tracing::Level;
 
+mod accounts;
 mod aggregator;
 mod deadline;
 mod health;
@@ -110,6 +112,7 @@ fn router(state: &AppState, stacks: &std::collections::BTreeMap<&str, UpstreamSt
         .merge(health::routes())
         .merge(crate::dashboard::routes())
         .merge(aggregator::routes(state, stacks))
+        .merge(accounts::routes())
         .nest("/admin", crate::admin::routes(state));
     router.fallback(not_found).with_state(state.clone())
 }

@@ -40,7 +40,7 @@ pub fn demo_config(extra: &str) -> Config {
 /// its sub-tables (`[upstreams.user.circuit_breaker]` ...).
 pub fn demo_config_with(layers: &[(&str, &str)], extra: &str) -> Config {
     let mut text = String::from(
-        "[server]\nlisten = \"127.0.0.1:0\"\nbody_limit_bytes = 65536\ndrain_timeout_ms = 5000\nshutdown_grace_ms = 0\n\n[demo]\nseed = 7\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nbody_limit_bytes = 65536\ndrain_timeout_ms = 5000\nshutdown_grace_ms = 0\n\n[event_store]\nurl = \"memory:\"\n\n[demo]\nseed = 7\n",
     );
     for s in palisade_gateway::config::DEMO_SERVICES {
         text.push_str(&format!("[demo.backends.{s}]\nlisten = \"127.0.0.1:0\"\n"));
