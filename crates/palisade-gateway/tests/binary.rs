@@ -36,6 +36,8 @@ async fn sigterm_drains_and_exits_zero_with_json_logs() {
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(&config)
+        // The accounts' default SQLite file goes in the test's directory.
+        .current_dir(&dir)
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .env("RUST_LOG", "info")
         .env("PALISADE_ADMIN_TOKEN", "from-env")
@@ -188,6 +190,8 @@ async fn after_sigterm_the_process_exits_promptly_once_stopped() {
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(&config)
+        // The accounts' default SQLite file goes in the test's directory.
+        .current_dir(&dir)
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
