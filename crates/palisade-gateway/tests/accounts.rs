@@ -299,6 +299,8 @@ async fn admin_and_dashboard_show_the_store_the_events_and_the_lag() {
     assert_eq!(snap["backend"], "memory");
     assert_eq!(snap["head_position"], head);
     assert_eq!(snap["appends"], 2);
+    assert_eq!(store.json()["command_breaker"]["name"], "accounts");
+    assert_eq!(store.json()["command_breaker"]["state"], "closed");
 
     let projections =
         send(&c, request(Method::GET, &gw.url("/admin/projections"), Some("t0k"), None)).await;

@@ -8,7 +8,7 @@
 //!
 //! A command goes through a tower stack, outermost first: a timeout
 //! ([`COMMAND_TIMEOUT`]: a database that hangs fails fast), a circuit breaker
-//! (`accounts` in `/admin/circuit-breakers`: after
+//! (`accounts`, in `/admin/event-store`: after
 //! [`BREAKER_FAILURES`] infrastructure failures in a row it refuses at once
 //! for [`BREAKER_WAIT`]), then the command handler (load, decide, append
 //! with the expected version, reload and decide again on a conflict). The
@@ -158,15 +158,12 @@ fn start_error(what: &str, err: impl std::fmt::Display) -> StartError {
 impl Accounts {
     /// Opens the store `settings` names (creating its tables), the balances
     /// table next to it, starts the projection runner and the feed, and
-    /// builds the command stack (its breaker registered in `breakers`).
+    /// builds the command stack.
     ///
     /// # Errors
     ///
     /// The store or the read model cannot be opened.
-    pub async fn open(
-        settings: &EventStoreSettings,
-        breakers: &Registry<CircuitBreakerHandle>,
-    ) -> Result<Self, StartError> {
+    pub async fn open(settings: &EventStoreSettings) -> Result<Self, StartError> {
         let stores = Registry::new();
         let store = EventStore::builder(STORE_NAME)
             .settings(settings.clone())
@@ -230,7 +227,6 @@ impl Accounts {
         let breaker = CircuitBreakerLayer::builder(STORE_NAME)
             .consecutive_failures(BREAKER_FAILURES)
             .wait_in_open(BREAKER_WAIT)
-            .registry(breakers)
             .build()
             .map_err(|e| start_error("circuit breaker", e))?;
         let breaker_handle = breaker.handle();

@@ -1,6 +1,8 @@
 //! `/admin/event-store` and `/admin/projections`: the accounts' event store
 //! and its projections, as the crates' own snapshots (`EventStoreSnapshot`,
-//! `ProjectionSnapshot`) and each projection's parked events
+//! `ProjectionSnapshot`), the breaker in front of the accounts' commands
+//! (as `/admin/circuit-breakers` shows a breaker), and each projection's
+//! parked events
 //! (`ParkedEvent`, at most [`MAX_PARKED`] each).
 
 use super::*;
@@ -13,7 +15,11 @@ async fn event_store(State(state): State<AppState>) -> Response {
         .accounts()
         .map(|a| a.stores().snapshots())
         .unwrap_or_default();
-    axum::Json(serde_json::json!({ "event_stores": stores })).into_response()
+    let breaker = state
+        .accounts()
+        .map(|a| BreakerView::of(a.breaker().snapshot()));
+    axum::Json(serde_json::json!({ "event_stores": stores, "command_breaker": breaker }))
+        .into_response()
 }
 
 async fn projections(State(state): State<AppState>) -> Response {

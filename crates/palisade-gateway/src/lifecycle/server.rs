@@ -182,8 +182,7 @@ impl Gateway {
             })
             .unwrap_or_default();
         let state = AppState::from_config(&config, backend_infos, admin_token)?;
-        let accounts =
-            crate::accounts::Accounts::open(&config.event_store, state.circuit_breakers()).await?;
+        let accounts = crate::accounts::Accounts::open(&config.event_store).await?;
         state.set_accounts(accounts);
         for up in state.upstreams() {
             let layers = up.layers();
