@@ -13,8 +13,8 @@ mod support;
 
 use std::time::Duration;
 
-use http::{Method, Request, StatusCode};
 use axum::body::Body;
+use http::{Method, Request, StatusCode};
 use palisade::event_store::EventStoreSettings;
 use palisade_gateway::config::Config;
 use support::{Reply, TestGateway, client, demo_config, get as http_get, request, send};
@@ -60,7 +60,9 @@ async fn open(gw: &TestGateway, c: &Client, owner: &str) -> String {
 async fn balance_at(gw: &TestGateway, c: &Client, id: &str, position: u64) -> i64 {
     let res = http_get(
         c,
-        &gw.url(&format!("/api/accounts/{id}?min_position={position}&wait_ms=5000")),
+        &gw.url(&format!(
+            "/api/accounts/{id}?min_position={position}&wait_ms=5000"
+        )),
     )
     .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
@@ -118,8 +120,20 @@ async fn the_same_idempotency_key_deposits_once_and_answers_the_same() {
     let gw = TestGateway::start(demo_config(""), None).await;
     let c = client();
     // A replayed open answers the same account.
-    let first = post(&c, &gw.url("/api/accounts"), r#"{"owner":"Bo"}"#, Some("open-1")).await;
-    let again = post(&c, &gw.url("/api/accounts"), r#"{"owner":"Bo"}"#, Some("open-1")).await;
+    let first = post(
+        &c,
+        &gw.url("/api/accounts"),
+        r#"{"owner":"Bo"}"#,
+        Some("open-1"),
+    )
+    .await;
+    let again = post(
+        &c,
+        &gw.url("/api/accounts"),
+        r#"{"owner":"Bo"}"#,
+        Some("open-1"),
+    )
+    .await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
     assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
     assert_eq!(first.json()["id"], again.json()["id"]);
@@ -178,7 +192,9 @@ async fn min_position_reads_your_writes_or_answers_503_when_the_model_is_behind(
     // A position the store has not reached: a bounded wait, then 503.
     let res = http_get(
         &c,
-        &gw.url(&format!("/api/accounts/{id}?min_position=1000000&wait_ms=50")),
+        &gw.url(&format!(
+            "/api/accounts/{id}?min_position=1000000&wait_ms=50"
+        )),
     )
     .await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{}", res.body);
@@ -212,7 +228,11 @@ async fn the_events_route_lists_the_stream_in_order() {
     assert_eq!(events[1]["version"], 2);
     assert_eq!(events[1]["payload"]["cents"], 5);
     assert!(events[1]["position"].as_u64() > events[0]["position"].as_u64());
-    let tail = http_get(&c, &gw.url(&format!("/api/accounts/{id}/events?from=2&max=1"))).await;
+    let tail = http_get(
+        &c,
+        &gw.url(&format!("/api/accounts/{id}/events?from=2&max=1")),
+    )
+    .await;
     assert_eq!(tail.json()["events"].as_array().unwrap().len(), 1);
     gw.stop().await;
 }
@@ -228,30 +248,174 @@ async fn hostile_input_gets_4xx_problems() {
     let huge = format!(r#"{{"cents":1,"pad":"{}"}}"#, "x".repeat(70_000));
     // (method, path, body, idempotency key, expected status)
     let cases: Vec<(Method, String, String, Option<&str>, StatusCode)> = vec![
-        (Method::POST, deposits.clone(), "not json".into(), None, StatusCode::BAD_REQUEST),
-        (Method::POST, deposits.clone(), r#"{"cents":"#.into(), None, StatusCode::BAD_REQUEST),
-        (Method::POST, deposits.clone(), String::new(), None, StatusCode::BAD_REQUEST),
-        (Method::POST, deposits.clone(), r#"{"cents":"10"}"#.into(), None, StatusCode::UNPROCESSABLE_ENTITY),
-        (Method::POST, deposits.clone(), r#"{"amount":10}"#.into(), None, StatusCode::UNPROCESSABLE_ENTITY),
-        (Method::POST, deposits.clone(), r#"{"cents":-5}"#.into(), None, StatusCode::UNPROCESSABLE_ENTITY),
-        (Method::POST, deposits.clone(), r#"{"cents":0}"#.into(), None, StatusCode::UNPROCESSABLE_ENTITY),
-        (Method::POST, deposits.clone(), r#"{"cents":1.5}"#.into(), None, StatusCode::UNPROCESSABLE_ENTITY),
-        (Method::POST, deposits.clone(), r#"{"cents":9223372036854775808}"#.into(), None, StatusCode::UNPROCESSABLE_ENTITY),
-        (Method::POST, deposits.clone(), r#"{"cents":99999999999999999999999}"#.into(), None, StatusCode::UNPROCESSABLE_ENTITY),
-        (Method::POST, deposits.clone(), r#"{"cents":9223372036854775807}"#.into(), None, StatusCode::UNPROCESSABLE_ENTITY),
-        (Method::POST, deposits.clone(), huge, None, StatusCode::PAYLOAD_TOO_LARGE),
-        (Method::POST, deposits.clone(), r#"{"cents":1}"#.into(), Some(long_key.as_str()), StatusCode::BAD_REQUEST),
-        (Method::POST, format!("/api/accounts/{long_id}/deposits"), r#"{"cents":1}"#.into(), None, StatusCode::BAD_REQUEST),
-        (Method::POST, "/api/accounts/a%2Fb/deposits".into(), r#"{"cents":1}"#.into(), None, StatusCode::BAD_REQUEST),
-        (Method::POST, "/api/accounts/..%2F..%2Fetc/deposits".into(), r#"{"cents":1}"#.into(), None, StatusCode::BAD_REQUEST),
-        (Method::POST, "/api/accounts/%FF/deposits".into(), r#"{"cents":1}"#.into(), None, StatusCode::BAD_REQUEST),
-        (Method::GET, "/api/accounts/a%20b".into(), String::new(), None, StatusCode::BAD_REQUEST),
-        (Method::GET, format!("/api/accounts/{id}?min_position=-1"), String::new(), None, StatusCode::BAD_REQUEST),
-        (Method::GET, format!("/api/accounts/{id}?min_position=abc"), String::new(), None, StatusCode::BAD_REQUEST),
-        (Method::GET, format!("/api/accounts/{long_id}/events"), String::new(), None, StatusCode::BAD_REQUEST),
-        (Method::GET, format!("/api/accounts/{id}/events?max=-3"), String::new(), None, StatusCode::BAD_REQUEST),
-        (Method::POST, "/api/accounts".into(), r#"{"owner":5}"#.into(), None, StatusCode::UNPROCESSABLE_ENTITY),
-        (Method::POST, "/api/accounts".into(), format!(r#"{{"owner":"{}"}}"#, "o".repeat(201)), None, StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            Method::POST,
+            deposits.clone(),
+            "not json".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            deposits.clone(),
+            r#"{"cents":"#.into(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            deposits.clone(),
+            String::new(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            deposits.clone(),
+            r#"{"cents":"10"}"#.into(),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            deposits.clone(),
+            r#"{"amount":10}"#.into(),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            deposits.clone(),
+            r#"{"cents":-5}"#.into(),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            deposits.clone(),
+            r#"{"cents":0}"#.into(),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            deposits.clone(),
+            r#"{"cents":1.5}"#.into(),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            deposits.clone(),
+            r#"{"cents":9223372036854775808}"#.into(),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            deposits.clone(),
+            r#"{"cents":99999999999999999999999}"#.into(),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            deposits.clone(),
+            r#"{"cents":9223372036854775807}"#.into(),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            deposits.clone(),
+            huge,
+            None,
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            Method::POST,
+            deposits.clone(),
+            r#"{"cents":1}"#.into(),
+            Some(long_key.as_str()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            format!("/api/accounts/{long_id}/deposits"),
+            r#"{"cents":1}"#.into(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/api/accounts/a%2Fb/deposits".into(),
+            r#"{"cents":1}"#.into(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/api/accounts/..%2F..%2Fetc/deposits".into(),
+            r#"{"cents":1}"#.into(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/api/accounts/%FF/deposits".into(),
+            r#"{"cents":1}"#.into(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/api/accounts/a%20b".into(),
+            String::new(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            format!("/api/accounts/{id}?min_position=-1"),
+            String::new(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            format!("/api/accounts/{id}?min_position=abc"),
+            String::new(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            format!("/api/accounts/{long_id}/events"),
+            String::new(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            format!("/api/accounts/{id}/events?max=-3"),
+            String::new(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/api/accounts".into(),
+            r#"{"owner":5}"#.into(),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/api/accounts".into(),
+            format!(r#"{{"owner":"{}"}}"#, "o".repeat(201)),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ];
     for (method, path, body, key, expected) in cases {
         let mut b = Request::builder()
@@ -262,8 +426,16 @@ async fn hostile_input_gets_4xx_problems() {
             b = b.header("idempotency-key", key);
         }
         let res = send(&c, b.body(Body::from(body.clone())).unwrap()).await;
-        assert_eq!(res.status, expected, "{method} {path} {:.80}: {}", body, res.body);
-        assert!(!problem_type(&res).is_empty(), "{method} {path}: {}", res.body);
+        assert_eq!(
+            res.status, expected,
+            "{method} {path} {:.80}: {}",
+            body, res.body
+        );
+        assert!(
+            !problem_type(&res).is_empty(),
+            "{method} {path}: {}",
+            res.body
+        );
     }
     // A deposit near i64::MAX fits the amount check but not the balance.
     let big = format!(r#"{{"cents":{}}}"#, palisade_gateway::accounts::MAX_CENTS);
@@ -292,7 +464,16 @@ async fn admin_and_dashboard_show_the_store_the_events_and_the_lag() {
     let head = position(&res);
     balance_at(&gw, &c, &id, head).await;
 
-    let store = send(&c, request(Method::GET, &gw.url("/admin/event-store"), Some("t0k"), None)).await;
+    let store = send(
+        &c,
+        request(
+            Method::GET,
+            &gw.url("/admin/event-store"),
+            Some("t0k"),
+            None,
+        ),
+    )
+    .await;
     assert_eq!(store.status, StatusCode::OK, "{}", store.body);
     let snap = &store.json()["event_stores"][0];
     assert_eq!(snap["name"], "accounts");
@@ -302,8 +483,16 @@ async fn admin_and_dashboard_show_the_store_the_events_and_the_lag() {
     assert_eq!(store.json()["command_breaker"]["name"], "accounts");
     assert_eq!(store.json()["command_breaker"]["state"], "closed");
 
-    let projections =
-        send(&c, request(Method::GET, &gw.url("/admin/projections"), Some("t0k"), None)).await;
+    let projections = send(
+        &c,
+        request(
+            Method::GET,
+            &gw.url("/admin/projections"),
+            Some("t0k"),
+            None,
+        ),
+    )
+    .await;
     assert_eq!(projections.status, StatusCode::OK, "{}", projections.body);
     let p = &projections.json()["projections"][0];
     assert_eq!(p["projection"]["name"], "balances");
@@ -311,7 +500,11 @@ async fn admin_and_dashboard_show_the_store_the_events_and_the_lag() {
     assert_eq!(p["projection"]["lag"], 0);
     assert_eq!(p["parked"], serde_json::json!([]));
     // Behind the token like every admin resource.
-    let denied = send(&c, request(Method::GET, &gw.url("/admin/projections"), None, None)).await;
+    let denied = send(
+        &c,
+        request(Method::GET, &gw.url("/admin/projections"), None, None),
+    )
+    .await;
     assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
 
     // The dashboard's panel: the live stream (newest first) and the lag.
@@ -366,20 +559,33 @@ async fn a_store_that_does_not_answer_fails_fast_with_503_and_nothing_written() 
     let c = client();
     let id = open(&gw, &c, "Gus").await;
     let deposits = gw.url(&format!("/api/accounts/{id}/deposits"));
-    assert_eq!(post(&c, &deposits, r#"{"cents":1}"#, None).await.status, StatusCode::OK);
+    assert_eq!(
+        post(&c, &deposits, r#"{"cents":1}"#, None).await.status,
+        StatusCode::OK
+    );
 
     let lock = sqlx::SqlitePool::connect(&format!("sqlite:{}", file.display()))
         .await
         .unwrap();
     let mut holder = lock.acquire().await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *holder).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
 
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let res = post(&c, &deposits, r#"{"cents":7}"#, Some("during-outage")).await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{}", res.body);
-    assert_eq!(problem_type(&res), "urn:palisade:problem:event-store-timeout");
+    assert_eq!(
+        problem_type(&res),
+        "urn:palisade:problem:event-store-timeout"
+    );
     assert_eq!(res.header("retry-after"), "1");
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 
     sqlx::query("ROLLBACK").execute(&mut *holder).await.unwrap();
     drop(holder);
@@ -414,15 +620,28 @@ fn the_event_store_section_reads_into_the_crates_settings_with_placed_errors() {
         "sqlite:palisade-events.db"
     );
 
-    let err = Config::parse("c.toml", &format!("{base}[event_store]\nmax_connections = 0\n"))
-        .unwrap_err();
-    assert_eq!((err.line(), err.key()), (4, "event_store.max_connections"), "{err}");
+    let err = Config::parse(
+        "c.toml",
+        &format!("{base}[event_store]\nmax_connections = 0\n"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (err.line(), err.key()),
+        (4, "event_store.max_connections"),
+        "{err}"
+    );
     assert!(err.to_string().starts_with("c.toml:4:"), "{err}");
-    let err = Config::parse("d.toml", &format!("{base}[event_store]\nurl = \"redis://x\"\n"))
-        .unwrap_err();
+    let err = Config::parse(
+        "d.toml",
+        &format!("{base}[event_store]\nurl = \"redis://x\"\n"),
+    )
+    .unwrap_err();
     assert_eq!(err.key(), "event_store.url", "{err}");
-    let err = Config::parse("e.toml", &format!("{base}[event_store]\nuri = \"memory:\"\n"))
-        .unwrap_err();
+    let err = Config::parse(
+        "e.toml",
+        &format!("{base}[event_store]\nuri = \"memory:\"\n"),
+    )
+    .unwrap_err();
     assert_eq!((err.line(), err.key()), (4, "event_store.uri"), "{err}");
     let err = Config::parse(
         "f.toml",

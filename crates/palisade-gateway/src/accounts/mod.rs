@@ -45,9 +45,7 @@ use palisade::cqrs::{
     Command, CommandError, CommandHandler, CommandOutcome, ProjectionHandle, ProjectionRunner,
 };
 use palisade::event_store::backend::AnyBackend;
-use palisade::event_store::{
-    EventStore, EventStoreHandle, EventStoreSettings, RecordedEvent,
-};
+use palisade::event_store::{EventStore, EventStoreHandle, EventStoreSettings, RecordedEvent};
 use palisade::{BoxError, Registry};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -184,12 +182,16 @@ impl Accounts {
                     .map_err(|e| start_error("create the balances table", e))?;
                 let backend = PgReadModel::new(pool.clone(), &read_prefix)
                     .map_err(|e| start_error("read model", e))?;
-                let handle =
-                    ProjectionRunner::builder(PROJECTION_NAME, balances.clone(), backend, store.clone())
-                        .registry(&projections)
-                        .start()
-                        .await
-                        .map_err(|e| start_error("start the projection", e))?;
+                let handle = ProjectionRunner::builder(
+                    PROJECTION_NAME,
+                    balances.clone(),
+                    backend,
+                    store.clone(),
+                )
+                .registry(&projections)
+                .start()
+                .await
+                .map_err(|e| start_error("start the projection", e))?;
                 (ReadModel::Postgres(pool), handle)
             }
             other => {
@@ -212,12 +214,16 @@ impl Accounts {
                     .map_err(|e| start_error("create the balances table", e))?;
                 let backend = SqliteReadModel::new(pool.clone(), &read_prefix)
                     .map_err(|e| start_error("read model", e))?;
-                let handle =
-                    ProjectionRunner::builder(PROJECTION_NAME, balances.clone(), backend, store.clone())
-                        .registry(&projections)
-                        .start()
-                        .await
-                        .map_err(|e| start_error("start the projection", e))?;
+                let handle = ProjectionRunner::builder(
+                    PROJECTION_NAME,
+                    balances.clone(),
+                    backend,
+                    store.clone(),
+                )
+                .registry(&projections)
+                .start()
+                .await
+                .map_err(|e| start_error("start the projection", e))?;
                 (ReadModel::Sqlite(pool), handle)
             }
         };

@@ -51,6 +51,9 @@ pub(crate) const DEFAULT_WAIT_MS: u64 = 2000;
 /// The longest it waits.
 pub(crate) const MAX_WAIT_MS: u64 = 10_000;
 
+/// A refusal answered before any command: a problem response, boxed.
+type Refusal = Box<Response>;
+
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const IDEMPOTENCY_REPLAYED: HeaderName = HeaderName::from_static("idempotency-replayed");
 
@@ -71,22 +74,24 @@ fn bad_request(title: &'static str, detail: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn accounts(state: &AppState) -> Result<&Accounts, Response> {
+fn accounts(state: &AppState) -> Result<&Accounts, Refusal> {
     state.accounts().ok_or_else(|| {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "accounts unavailable")
-            .kind("accounts-unavailable")
-            .detail("the accounts' event store is not open")
-            .into_response()
+        Box::new(
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "accounts unavailable")
+                .kind("accounts-unavailable")
+                .detail("the accounts' event store is not open")
+                .into_response(),
+        )
     })
 }
 
 /// A valid account id, else a `400`.
-fn account_id(path: Result<Path<String>, PathRejection>) -> Result<String, Response> {
+fn account_id(path: Result<Path<String>, PathRejection>) -> Result<String, Refusal> {
     let Ok(Path(id)) = path else {
-        return Err(bad_request(
+        return Err(Box::new(bad_request(
             "invalid account id",
             "the account id is not valid UTF-8",
-        ));
+        )));
     };
     let ok = !id.is_empty()
         && id.len() <= MAX_ID_LEN
@@ -96,24 +101,24 @@ fn account_id(path: Result<Path<String>, PathRejection>) -> Result<String, Respo
     if ok {
         Ok(id)
     } else {
-        Err(bad_request(
+        Err(Box::new(bad_request(
             "invalid account id",
             format!("an account id is 1 to {MAX_ID_LEN} of A-Z, a-z, 0-9, `_` and `-`"),
-        ))
+        )))
     }
 }
 
 /// The `Idempotency-Key`, if any and valid, else a `400`.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Response> {
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Refusal> {
     let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     match value.to_str() {
         Ok(key) if !key.trim().is_empty() && key.len() <= MAX_KEY_LEN => Ok(Some(key.to_owned())),
-        _ => Err(bad_request(
+        _ => Err(Box::new(bad_request(
             "invalid Idempotency-Key",
             format!("an Idempotency-Key is 1 to {MAX_KEY_LEN} visible ASCII characters"),
-        )),
+        ))),
     }
 }
 
@@ -122,23 +127,23 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Response> {
 /// number, a number past `i64`), `413` over the body limit.
 fn json_body<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
-) -> Result<T, Response> {
+) -> Result<T, Refusal> {
     let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Box::new(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             crate::proxy::errors::body_too_large(None).into_response()
         } else {
             bad_request("unreadable body", rejection.body_text())
-        }
+        })
     })?;
     serde_json::from_slice(&body).map_err(|err| {
-        if err.is_data() {
+        Box::new(if err.is_data() {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid request")
                 .kind("invalid-request")
                 .detail(err.to_string())
                 .into_response()
         } else {
             bad_request("invalid JSON", err.to_string())
-        }
+        })
     })
 }
 
@@ -166,14 +171,18 @@ fn id_from_key(key: &str) -> String {
     format!("{hash:016x}")
 }
 
-async fn open(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn open(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let accounts = match accounts(&state) {
         Ok(a) => a,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let key = match idempotency_key(&headers) {
         Ok(key) => key,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let empty = body.as_ref().is_ok_and(Bytes::is_empty);
     let owner = if empty {
@@ -181,7 +190,7 @@ async fn open(State(state): State<AppState>, headers: HeaderMap, body: Result<By
     } else {
         match json_body::<OpenBody>(body) {
             Ok(b) => b.owner,
-            Err(res) => return res,
+            Err(res) => return *res,
         }
     };
     let owner = owner.unwrap_or_default();
@@ -194,7 +203,12 @@ async fn open(State(state): State<AppState>, headers: HeaderMap, body: Result<By
     let id = key
         .as_deref()
         .map_or_else(|| format!("{:016x}", fastrand::u64(..)), id_from_key);
-    let mut command = Command::new(id.clone(), AccountCommand::Open { owner: owner.clone() });
+    let mut command = Command::new(
+        id.clone(),
+        AccountCommand::Open {
+            owner: owner.clone(),
+        },
+    );
     if let Some(key) = &key {
         command = command.id(format!("open:{id}:{key}"));
     }
@@ -250,19 +264,19 @@ async fn money(
 ) -> Response {
     let accounts = match accounts(state) {
         Ok(a) => a,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let id = match account_id(path) {
         Ok(id) => id,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let key = match idempotency_key(headers) {
         Ok(key) => key,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let cents = match json_body::<AmountBody>(body) {
         Ok(b) => b.cents,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     if cents <= 0 || cents > MAX_CENTS {
         return refusal(&AccountError::InvalidAmount { cents });
@@ -304,10 +318,12 @@ fn replayed(res: &mut Response, outcome: &CommandOutcome<AccountEvent>) {
 /// The domain's refusal as a problem.
 fn refusal(refused: &AccountError) -> Response {
     let problem = match refused {
-        AccountError::NotOpen => Problem::new(StatusCode::NOT_FOUND, "no such account")
-            .kind("account-not-found"),
-        AccountError::AlreadyOpen => Problem::new(StatusCode::CONFLICT, "account already open")
-            .kind("account-already-open"),
+        AccountError::NotOpen => {
+            Problem::new(StatusCode::NOT_FOUND, "no such account").kind("account-not-found")
+        }
+        AccountError::AlreadyOpen => {
+            Problem::new(StatusCode::CONFLICT, "account already open").kind("account-already-open")
+        }
         AccountError::InvalidAmount { cents } => {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid amount")
                 .kind("invalid-amount")
@@ -399,11 +415,11 @@ async fn balance(
 ) -> Response {
     let accounts = match accounts(&state) {
         Ok(a) => a,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let id = match account_id(path) {
         Ok(id) => id,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let Ok(Query(query)) = query else {
         return bad_request(
@@ -463,11 +479,11 @@ async fn events(
 ) -> Response {
     let accounts = match accounts(&state) {
         Ok(a) => a,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let id = match account_id(path) {
         Ok(id) => id,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let Ok(Query(query)) = query else {
         return bad_request("invalid query", "`from` and `max` are whole numbers ≥ 0");
