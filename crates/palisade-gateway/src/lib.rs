@@ -32,7 +32,7 @@
 //!
 //! One module (folder) per feature area. Imports run one way, bottom first:
 //! [`config`], [`shared`], [`logs`]; the feature cores [`proxy`],
-//! [`aggregator`], [`demo`]; [`state`]; [`admin`] and [`dashboard`];
+//! [`aggregator`], [`demo`], [`accounts`]; [`state`]; [`admin`] and [`dashboard`];
 //! [`routes`]; [`lifecycle`]. A type two modules share goes down, what builds
 //! from several features goes up (routes into [`routes`], tiles into
 //! [`dashboard`]), so a new pattern is a new folder plus a line in [`routes`]
@@ -46,9 +46,10 @@
 //! | [`proxy`] | `[[routes]]`: the upstreams' stacks ([`upstream`]: the overall timeout as a deadline, hedging, retry, breaker, bulkhead, the deadline header on each attempt), errors as problem+json ([`errors`]), statistics ([`stats`]), the HTTP client |
 //! | [`aggregator`] | `GET /api/dashboard/user/{id}`: the fan-out over the upstreams' stacks, its timing and waterfall sample, the optional branches' fallbacks ([`aggregator::fallback`]) |
 //! | [`demo`] | the six demo backends, each behind a chaos layer |
+| [`accounts`] | `/api/accounts`: the seeds' bank account, event-sourced (`[event_store]`): the aggregate, the balances projection, the command stack (timeout, breaker, CQRS command handler), the projection runner and the recent-events feed |
 //! | [`state`] | [`AppState`], the shared state every handler sees, and the lifecycle's phases |
-//! | [`admin`] | the admin API (bearer token): one file per resource (breakers, bulkheads, retries, chaos, deadlines, fallbacks, hedges), serializing the crates' snapshots |
-//! | [`dashboard`] | the dashboard page and its event stream, with its panels: the upstream tiles, the aggregator's waterfall, deadlines, fallbacks and hedges |
+//! | [`admin`] | the admin API (bearer token): one file per resource (breakers, bulkheads, retries, chaos, deadlines, fallbacks, hedges, event store and projections), serializing the crates' snapshots |
+//! | [`dashboard`] | the dashboard page and its event stream, with its panels: the upstream tiles, the aggregator's waterfall, deadlines, fallbacks and hedges, the event store's latest events and projections' lag |
 //! | [`routes`] | [`app`]: the gateway's service: request id, access log, body limit, the request's deadline (`[deadline]`, on every route), the proxy route table (the one place a proxied request is recorded), then the router of every feature's routes, the aggregator's and `/healthz`, `/readyz`, `/metrics` included |
 //! | [`lifecycle`] | [`Gateway`] ([`server`]): start-up, a thread per core, graceful shutdown |
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -3,7 +3,7 @@
 //! which names the file, line, column and key of what is wrong. Each section
 //! is a file of this folder: [`server`], [`admin`], [`log`], [`demo`],
 //! [`upstream`] (with the breaker's keys in [`circuit_breaker`]),
-//! [`route`] and [`aggregator`].
+//! [`route`], [`aggregator`], [`deadline`] and [`event_store`].
 //!
 //! # One source per setting
 //!

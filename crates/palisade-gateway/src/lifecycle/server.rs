@@ -39,7 +39,8 @@
 //!    connections are refused), idle keep-alive connections close, the
 //!    dashboard's event streams end, and in-flight requests get up to
 //!    `server.drain_timeout_ms` to finish; then their connections are
-//!    closed, the demo backends stop and `serve` returns.
+//!    closed, the demo backends stop, the accounts' projection runner and
+//!    event feed stop, and `serve` returns.
 //!
 //! [`Lifecycle::begin_shutdown`]: crate::state::Lifecycle::begin_shutdown
 //! [`Lifecycle::begin_drain`]: crate::state::Lifecycle::begin_drain
@@ -148,9 +149,14 @@ impl Gateway {
     /// The gateway's address is bound first, so an address in use is
     /// reported before anything else starts (or logs).
     ///
+    /// It also opens the accounts' event store (`[event_store]`, creating
+    /// its tables) and starts their projection runner on the caller's
+    /// runtime; [`serve`](Self::serve) stops it when the gateway has
+    /// drained.
+    ///
     /// # Errors
     ///
-    /// An address cannot be bound.
+    /// An address cannot be bound, or the event store cannot be opened.
     pub async fn bind(config: Config, admin_token: Option<String>) -> Result<Self, StartError> {
         let workers = worker_count(config.server.worker_threads);
         let (listeners, addr) = bind_listeners(config.server.listen, workers)
