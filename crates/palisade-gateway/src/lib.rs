@@ -46,7 +46,7 @@
 //! | [`proxy`] | `[[routes]]`: the upstreams' stacks ([`upstream`]: the overall timeout as a deadline, hedging, retry, breaker, bulkhead, the deadline header on each attempt), errors as problem+json ([`errors`]), statistics ([`stats`]), the HTTP client |
 //! | [`aggregator`] | `GET /api/dashboard/user/{id}`: the fan-out over the upstreams' stacks, its timing and waterfall sample, the optional branches' fallbacks ([`aggregator::fallback`]) |
 //! | [`demo`] | the six demo backends, each behind a chaos layer |
-| [`accounts`] | `/api/accounts`: the seeds' bank account, event-sourced (`[event_store]`): the aggregate, the balances projection, the command stack (timeout, breaker, CQRS command handler), the projection runner and the recent-events feed |
+//! | [`accounts`] | `/api/accounts`: the seeds' bank account, event-sourced (`[event_store]`): the aggregate, the balances projection, the command stack (timeout, breaker, CQRS command handler), the projection runner and the recent-events feed |
 //! | [`state`] | [`AppState`], the shared state every handler sees, and the lifecycle's phases |
 //! | [`admin`] | the admin API (bearer token): one file per resource (breakers, bulkheads, retries, chaos, deadlines, fallbacks, hedges, event store and projections), serializing the crates' snapshots |
 //! | [`dashboard`] | the dashboard page and its event stream, with its panels: the upstream tiles, the aggregator's waterfall, deadlines, fallbacks and hedges, the event store's latest events and projections' lag |
