@@ -600,6 +600,42 @@ async fn a_store_that_does_not_answer_fails_fast_with_503_and_nothing_written() 
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// With the breaker open (as after a run of store failures) a command is
+/// refused at once with the breaker's 503, and nothing is written.
+#[tokio::test]
+async fn an_open_command_breaker_answers_503_at_once_and_writes_nothing() {
+    let gw = TestGateway::start(demo_config(""), None).await;
+    let c = client();
+    let id = open(&gw, &c, "Hal").await;
+    let accounts = gw.state.accounts().unwrap().clone();
+    accounts.breaker().force_open();
+    let res = post(
+        &c,
+        &gw.url(&format!("/api/accounts/{id}/deposits")),
+        r#"{"cents":3}"#,
+        None,
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{}", res.body);
+    assert_eq!(problem_type(&res), "urn:palisade:problem:circuit-open");
+    let events = http_get(&c, &gw.url(&format!("/api/accounts/{id}/events"))).await;
+    assert_eq!(events.json()["events"].as_array().unwrap().len(), 1);
+    // An overdraft is an answer, not a failure: it never opens the breaker.
+    accounts.breaker().reset();
+    for _ in 0..5 {
+        let res = post(
+            &c,
+            &gw.url(&format!("/api/accounts/{id}/withdrawals")),
+            r#"{"cents":1}"#,
+            None,
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::CONFLICT, "{}", res.body);
+    }
+    assert!(!accounts.breaker().state().is_open());
+    gw.stop().await;
+}
+
 #[test]
 fn the_event_store_section_reads_into_the_crates_settings_with_placed_errors() {
     let base = "[upstreams.u]\nurl = \"http://127.0.0.1:9\"\n";
