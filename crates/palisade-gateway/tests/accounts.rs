@@ -149,6 +149,12 @@ async fn the_same_idempotency_key_deposits_once_and_answers_the_same() {
     assert_eq!(two.header("idempotency-replayed"), "true");
     assert_eq!(one.json()["version"], two.json()["version"]);
     assert_eq!(one.json()["position"], two.json()["position"]);
+    // The same key with another amount is still the first deposit.
+    let three = post(&c, &deposits, r#"{"cents":999}"#, Some("req-1")).await;
+    assert_eq!(three.status, StatusCode::OK, "{}", three.body);
+    assert_eq!(three.header("idempotency-replayed"), "true");
+    assert_eq!(three.json()["cents"], 250);
+    assert_eq!(three.json()["position"], one.json()["position"]);
     assert_eq!(balance_at(&gw, &c, &id, position(&two)).await, 250);
     // The same key on a withdrawal is another command.
     let out = post(

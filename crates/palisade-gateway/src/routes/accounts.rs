@@ -292,6 +292,17 @@ async fn money(
     }
     match accounts.send(command).await {
         Ok(Ok(outcome)) => {
+            // A replay answers what was stored the first time.
+            let cents = outcome
+                .events()
+                .iter()
+                .find_map(|event| match event {
+                    AccountEvent::Deposited { cents } | AccountEvent::Withdrawn { cents } => {
+                        Some(*cents)
+                    }
+                    AccountEvent::Opened { .. } => None,
+                })
+                .unwrap_or(cents);
             let mut res = axum::Json(serde_json::json!({
                 "account": id,
                 "cents": cents,
