@@ -4,7 +4,8 @@
 //!
 //! Each panel reads its feature's data: the upstream tiles ([`upstreams`])
 //! the proxy's upstreams and stats, the aggregator's waterfall
-//! ([`aggregator`]) the aggregator's last gather; this module puts them in
+//! ([`aggregator`]) the aggregator's last gather, the shard panel
+//! ([`shards`]) the sharded upstreams' routers; this module puts them in
 //! one snapshot and streams it.
 //!
 //! Each tile's sparklines come from its upstream's history, kept
@@ -28,11 +29,13 @@ use http::header::{CACHE_CONTROL, HeaderValue};
 use serde::Serialize;
 
 pub mod aggregator;
+pub mod shards;
 pub mod upstreams;
 
 use crate::proxy::stats::HISTORY_SECS;
 use crate::state::AppState;
 pub use aggregator::AggregatorTile;
+pub use shards::ShardsTile;
 pub use upstreams::{BreakerTile, BulkheadTile, UpstreamTile};
 
 /// The page, served from the binary.
@@ -56,6 +59,9 @@ pub struct DashboardSnapshot {
     pub aggregator: Option<AggregatorTile>,
     /// `true` when the admin API (and so the chaos buttons) is enabled.
     pub admin_enabled: bool,
+    /// One tile per sharded upstream: traffic per shard, the map's
+    /// version and the share of keys its last change moved.
+    pub shards: Vec<ShardsTile>,
 }
 
 /// The snapshot of `state` now, with every upstream's whole history.
@@ -80,6 +86,7 @@ pub fn snapshot_since(state: &AppState, sent: &BTreeMap<String, u64>) -> Dashboa
         upstreams: upstreams::tiles(state, sent),
         aggregator: aggregator::tile(state),
         admin_enabled: state.admin_enabled(),
+        shards: shards::tiles(state),
     }
 }
 

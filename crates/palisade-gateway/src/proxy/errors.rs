@@ -13,6 +13,8 @@
 //! | `BulkheadFull` (a bulkhead refused) | 503, `x-palisade-bulkhead` | `urn:palisade:problem:bulkhead-full` | `rejection_problem` |
 //! | retry's `DeadlineExceeded` | 504 | `urn:palisade:problem:deadline-exceeded` | the retry crate |
 //! | retry's `AttemptTimedOut` | 504 | `urn:palisade:problem:attempt-timeout` | the retry crate |
+//! | the shard router's `KeyError` (a sharded upstream's request without a usable key) | 400 | `urn:palisade:problem:shard-key` | the shard crate |
+//! | the shard router's `ShardNotReady` | 503 | `urn:palisade:problem:shard-not-ready` | the shard crate |
 //! | tower's `Elapsed` (the overall or the per-attempt timeout) | 504 | `urn:palisade:problem:timeout` | here |
 //! | a request body over the limit | 413 | `urn:palisade:problem:body-too-large` | here |
 //! | a request body cut short or malformed by the client | 400 | `urn:palisade:problem:bad-request-body` | here |
@@ -38,7 +40,9 @@ pub fn error_response(
     attempt_timeout_ms: u128,
     err: &(dyn Error + 'static),
 ) -> Response<Body> {
-    let known = rejection_problem(err).or_else(|| palisade::retry::http::to_problem(err));
+    let known = rejection_problem(err)
+        .or_else(|| palisade::retry::http::to_problem(err))
+        .or_else(|| palisade::shard::http::to_problem(err));
     let problem = if let Some(problem) = known {
         problem
     } else if cause_ref::<Elapsed>(err).is_some() {
