@@ -37,6 +37,7 @@ pub mod log;
 pub mod route;
 pub mod server;
 pub mod shards;
+pub mod target;
 pub mod upstream;
 
 use std::collections::BTreeMap;
@@ -446,7 +447,12 @@ impl Checker<'_> {
             let cfg = self.upstream(&name, up, demo.as_ref())?;
             upstreams.insert(name, cfg);
         }
-        self.shard_names(&upstreams)?;
+        self.shard_names(
+            upstreams
+                .iter()
+                .filter_map(|(name, up)| Some((name.as_str(), up.shards.as_ref()?))),
+            |name| upstreams.contains_key(name),
+        )?;
         let routes = self.routes(raw.routes, &upstreams)?;
         let aggregator = match raw.aggregator {
             Some(a) => Some(self.aggregator(a, &upstreams)?),

@@ -25,7 +25,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::document::{self, DialectError, Seg};
-use super::upstream::{UpstreamConfig, UpstreamTarget};
+use super::target::{UpstreamTarget, parse_target};
 use super::{Checker, ConfigFileError};
 
 /// The gateway's own keys of `[upstreams.<name>.shards]`; the rest are
@@ -118,41 +118,6 @@ pub fn valid_shard_name(name: &str) -> bool {
 #[must_use]
 pub fn valid_weight(weight: f64) -> bool {
     weight.is_finite() && weight > 0.0 && weight <= MAX_WEIGHT
-}
-
-/// Where `url` points, as `[upstreams.<name>] url` accepts it:
-/// `demo://<backend>` for a demo backend `is_backend` knows, or
-/// `http://host:port[/base]` (no TLS, no query). The error says why not.
-///
-/// # Errors
-///
-/// The reason `url` is refused.
-pub fn parse_target(
-    url: &str,
-    is_backend: impl Fn(&str) -> bool,
-) -> Result<UpstreamTarget, String> {
-    if let Some(backend) = url.strip_prefix("demo://") {
-        return if is_backend(backend) {
-            Ok(UpstreamTarget::Demo(backend.to_owned()))
-        } else {
-            Err(format!("`{url}` names no demo backend"))
-        };
-    }
-    match url.parse::<http::Uri>() {
-        Ok(uri)
-            if uri.scheme_str() == Some("http")
-                && uri.authority().is_some()
-                && uri.query().is_none() =>
-        {
-            Ok(UpstreamTarget::Url(uri))
-        }
-        Ok(uri) if uri.scheme_str() == Some("https") => Err(format!(
-            "`{uri}`: https upstreams are not supported by this build (no TLS); use http://"
-        )),
-        _ => Err(format!(
-            "`{url}` is not an upstream URL like http://127.0.0.1:9000 or demo://user-0"
-        )),
-    }
 }
 
 impl Checker<'_> {
@@ -263,17 +228,15 @@ impl Checker<'_> {
     /// Refuses a shard named like an upstream, or like a shard of another
     /// sharded upstream: each shard is an upstream of its own, with its
     /// breaker and bulkhead registered under its name.
-    pub(super) fn shard_names(
+    pub(super) fn shard_names<'a>(
         &self,
-        upstreams: &BTreeMap<String, UpstreamConfig>,
+        sharded: impl Iterator<Item = (&'a str, &'a ShardsConfig)>,
+        is_upstream: impl Fn(&str) -> bool,
     ) -> Result<(), ConfigFileError> {
         let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
-        for (upstream, config) in upstreams {
-            let Some(shards) = &config.shards else {
-                continue;
-            };
+        for (upstream, shards) in sharded {
             for (i, member) in shards.members.iter().enumerate() {
-                let clash = if upstreams.contains_key(&member.name) {
+                let clash = if is_upstream(&member.name) {
                     Some(format!("an upstream is named `{}`", member.name))
                 } else {
                     owners

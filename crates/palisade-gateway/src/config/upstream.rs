@@ -47,18 +47,7 @@ pub(super) fn in_crate_form(upstream: &mut DeTable<'_>) -> Result<(), DialectErr
     Ok(())
 }
 
-/// Where an upstream is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UpstreamTarget {
-    /// `http://host:port[/base]`: a base URI (no TLS in this build).
-    Url(http::Uri),
-    /// `demo://<backend>`: the in-process demo backend, resolved to its
-    /// address once it is listening.
-    Demo(String),
-    /// No `url`: the upstream is sharded, each shard at its own
-    /// (`[upstreams.<name>.shards]`).
-    Shards,
-}
+pub use super::target::UpstreamTarget;
 
 /// `[upstreams.<name>]`.
 #[derive(Clone, Debug, PartialEq)]

@@ -75,9 +75,8 @@ use palisade::{BoxError, Registry};
 use tower::Service;
 use tower::util::Either;
 
-use crate::config::shards::{
-    MAX_SHARDS_PER_UPSTREAM, parse_target, valid_shard_name, valid_weight,
-};
+use crate::config::shards::{MAX_SHARDS_PER_UPSTREAM, valid_shard_name, valid_weight};
+use crate::config::target::parse_target;
 pub use crate::config::{MemberConfig, ShardsConfig};
 use crate::config::{UpstreamConfig, UpstreamTarget};
 use crate::logs::FailureLog;
