@@ -561,6 +561,18 @@ fn bad_shard_tables_are_refused_naming_the_key() {
             "not one of the members",
         ),
         (
+            "service = \"user\"",
+            "service = \"users\"",
+            "demo.backends.user-0.service",
+            "unknown demo service `users`",
+        ),
+        (
+            "[demo.backends.user-2]",
+            "[demo.backends.\"user 2\"]",
+            "demo.backends.user 2",
+            "a backend name is",
+        ),
+        (
             "key_format = \"digits\"",
             "key_format = \"digits\"\nduring_move = \"fall_back_to_previous\"",
             "upstreams.user.shards.during_move",
