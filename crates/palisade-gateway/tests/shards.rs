@@ -113,6 +113,20 @@ async fn a_user_id_always_reaches_the_same_shard_and_users_spread_over_all_three
         assert!(gw.state.upstream(shard).is_some(), "{shard}");
         assert!(gw.state.circuit_breakers().get(shard).is_some(), "{shard}");
     }
+    // The router's metrics, per shard, on /metrics.
+    let metrics = http_get(&client(), &gw.url("/metrics")).await.body;
+    for shard in ["user-0", "user-1", "user-2"] {
+        let series = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("palisade_shard_requests_total{")
+                    && l.contains("name=\"user\"")
+                    && l.contains(&format!("shard=\"{shard}\""))
+            })
+            .unwrap_or_else(|| panic!("no requests series for {shard}"));
+        let n: f64 = series.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(n >= 1.0, "{series}");
+    }
     gw.stop().await;
 }
 
