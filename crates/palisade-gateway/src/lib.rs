@@ -32,7 +32,7 @@
 //!
 //! One module (folder) per feature area. Imports run one way, bottom first:
 //! [`config`], [`shared`], [`logs`]; the feature cores [`proxy`],
-//! [`aggregator`], [`demo`]; [`state`]; [`admin`] and [`dashboard`];
+//! [`aggregator`], [`demo`], [`sharding`]; [`state`]; [`admin`] and [`dashboard`];
 //! [`routes`]; [`lifecycle`]. A type two modules share goes down, what builds
 //! from several features goes up (routes into [`routes`], tiles into
 //! [`dashboard`]), so a new pattern is a new folder plus a line in [`routes`]
@@ -46,6 +46,7 @@
 //! | [`proxy`] | `[[routes]]`: the upstreams' stacks ([`upstream`]: the overall timeout as a deadline, hedging, retry, breaker, bulkhead, the deadline header on each attempt), errors as problem+json ([`errors`]), statistics ([`stats`]), the HTTP client |
 //! | [`aggregator`] | `GET /api/dashboard/user/{id}`: the fan-out over the upstreams' stacks, its timing and waterfall sample, the optional branches' fallbacks ([`aggregator::fallback`]) |
 //! | [`demo`] | the six demo backends, each behind a chaos layer |
+//! | [`sharding`] | `[upstreams.<name>.shards]`: a sharded upstream (the demo's user service), its router over the shards' stacks, map changes |
 //! | [`state`] | [`AppState`], the shared state every handler sees, and the lifecycle's phases |
 //! | [`admin`] | the admin API (bearer token): one file per resource (breakers, bulkheads, retries, chaos, deadlines, fallbacks, hedges), serializing the crates' snapshots |
 //! | [`dashboard`] | the dashboard page and its event stream, with its panels: the upstream tiles, the aggregator's waterfall, deadlines, fallbacks and hedges |
@@ -62,6 +63,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod proxy;
 pub mod routes;
+pub mod sharding;
 pub mod shared;
 pub mod state;
 

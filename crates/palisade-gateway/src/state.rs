@@ -169,6 +169,8 @@ pub(crate) struct Inner {
     pub(crate) deadline: DeadlineLayer,
     pub(crate) deadlines: Registry<DeadlineHandle>,
     pub(crate) fallbacks: Registry<FallbackHandle>,
+    pub(crate) sharded: BTreeMap<String, crate::sharding::ShardedUpstream>,
+    pub(crate) shard_routers: crate::sharding::ShardRegistry,
 }
 
 /// Everything the gateway's handlers share; cheap to clone.
@@ -204,9 +206,33 @@ impl AppState {
         let circuit_breakers = Registry::new();
         let bulkheads = Registry::new();
         let mut upstreams = BTreeMap::new();
+        let shard_routers = crate::sharding::ShardRegistry::new();
+        let mut sharded = BTreeMap::new();
         for (name, up) in &config.upstreams {
+            if let Some(shards) = &up.shards {
+                let registries = crate::sharding::Registries {
+                    breakers: &circuit_breakers,
+                    bulkheads: &bulkheads,
+                    routers: &shard_routers,
+                };
+                let backend_addr = |b: &str| backends.get(b).map(|info| info.addr);
+                let (router, members) = crate::sharding::ShardedUpstream::build(
+                    name,
+                    up,
+                    shards,
+                    &backend_addr,
+                    registries,
+                )
+                .map_err(|e| StartError::Other(format!("upstream `{name}`: {e}")))?;
+                for member in members {
+                    upstreams.insert(member.name().to_owned(), member);
+                }
+                sharded.insert(name.clone(), router);
+                continue;
+            }
             let (base, demo_backend) = match &up.target {
                 UpstreamTarget::Url(uri) => (uri.clone(), None),
+                UpstreamTarget::Shards => continue,
                 UpstreamTarget::Demo(service) => {
                     let addr = backends.get(service).map(|b| b.addr).ok_or_else(|| {
                         StartError::Other(format!(
@@ -269,6 +295,8 @@ impl AppState {
                 deadline,
                 deadlines,
                 fallbacks: Registry::new(),
+                sharded,
+                shard_routers,
             }),
         })
     }
@@ -343,6 +371,9 @@ impl AppState {
         for up in self.upstreams() {
             up.failure_log().report_suppressed(up.name(), false);
         }
+        for up in self.sharded_upstreams() {
+            up.failure_log().report_suppressed(up.name(), false);
+        }
         self.fold_history();
     }
 
@@ -369,6 +400,43 @@ impl AppState {
     pub fn flush_logs(&self) {
         for up in self.upstreams() {
             up.failure_log().report_suppressed(up.name(), true);
+        }
+        for up in self.sharded_upstreams() {
+            up.failure_log().report_suppressed(up.name(), true);
+        }
+    }
+
+    /// The sharded upstream called `name` (`[upstreams.<name>.shards]`).
+    #[must_use]
+    pub fn sharded_upstream(&self, name: &str) -> Option<&crate::sharding::ShardedUpstream> {
+        self.inner.sharded.get(name)
+    }
+
+    /// Every sharded upstream, by name. Their shards are upstreams too
+    /// ([`upstreams`](Self::upstreams)), those the config lists.
+    pub fn sharded_upstreams(&self) -> impl Iterator<Item = &crate::sharding::ShardedUpstream> {
+        self.inner.sharded.values()
+    }
+
+    /// The sharded upstreams' routers, by upstream name.
+    #[must_use]
+    pub fn shard_routers(&self) -> &crate::sharding::ShardRegistry {
+        &self.inner.shard_routers
+    }
+
+    /// Where the demo backend `name` listens, if it runs.
+    #[must_use]
+    pub fn backend_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.inner.backends.get(name).map(|b| b.addr)
+    }
+
+    /// The registries a shard added at runtime registers its layers in.
+    #[must_use]
+    pub fn shard_registries(&self) -> crate::sharding::Registries<'_> {
+        crate::sharding::Registries {
+            breakers: &self.inner.circuit_breakers,
+            bulkheads: &self.inner.bulkheads,
+            routers: &self.inner.shard_routers,
         }
     }
 

@@ -18,6 +18,11 @@
 //! | `GET /admin/chaos/{backend}` | one backend's |
 //! | `PATCH /admin/chaos/{backend}` | change some settings (JSON, fields below); answers the new state |
 //! | `POST /admin/chaos/{backend}/reset` | back to the settings it started with |
+//! | `GET /admin/shards` | every sharded upstream's router: the shard crate's `ShardSnapshot` (map version `epoch`, shards, `last_change` with the share of keys it moved) and each shard's URL ([`ShardsView`](shards::ShardsView)) |
+//! | `GET /admin/shards/{upstream}` | one sharded upstream's |
+//! | `POST /admin/shards/{upstream}` | `{"name": "user-3", "url": "demo://user-0", "weight": 1.0}` (weight optional): adds a shard; `201` with the change and the new view |
+//! | `DELETE /admin/shards/{upstream}/{shard}` | removes a shard (its keys move to the others); the change and the new view |
+//! | `PATCH /admin/shards/{upstream}/{shard}` | `{"weight": 2.0}`: re-weights a shard; the change and the new view |
 //!
 //! `PATCH` fields, all optional: `enabled` (bool), `outage` (bool),
 //! `error_rate`, `abort_rate`, `latency_rate` (fractions in `[0, 1]`),
@@ -67,6 +72,7 @@ pub mod fallbacks;
 pub mod fan_outs;
 pub mod hedges;
 pub mod retries;
+pub mod shards;
 
 pub use breakers::{BreakerConfigView, BreakerView};
 pub use bulkheads::{BulkheadPatch, BulkheadView};
@@ -153,6 +159,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(deadlines::routes())
         .merge(fallbacks::routes())
         .merge(hedges::routes())
+        .merge(shards::routes())
         .fallback(admin_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
 }

@@ -3,7 +3,9 @@
 //! which names the file, line, column and key of what is wrong. Each section
 //! is a file of this folder: [`server`], [`admin`], [`log`], [`demo`],
 //! [`upstream`] (with the breaker's keys in [`circuit_breaker`]),
-//! [`route`] and [`aggregator`].
+//! [`route`] and [`aggregator`]; a sharded upstream's `shards` table in
+//! [`shards`] (the shard crate's
+//! [`ShardSettings`](palisade::shard::ShardSettings)).
 //!
 //! # One source per setting
 //!
@@ -35,6 +37,8 @@ pub(crate) mod document;
 pub mod log;
 pub mod route;
 pub mod server;
+pub mod shards;
+pub mod target;
 pub mod upstream;
 
 use std::collections::BTreeMap;
@@ -54,6 +58,7 @@ pub use demo::{BackendConfig, DEMO_SERVICES, DemoConfig};
 pub use log::{AccessLog, DEFAULT_ACCESS_LOG_SAMPLE, LogConfig};
 pub use route::{RESERVED_PREFIXES, RouteConfig};
 pub use server::ServerConfig;
+pub use shards::{MemberConfig, ShardsConfig};
 pub use upstream::{UpstreamConfig, UpstreamTarget};
 
 use document::Seg;
@@ -300,6 +305,7 @@ fn in_crate_form(root: &mut DeTable<'_>) -> Result<(), document::DialectError> {
                 for (_, upstream) in upstreams.iter_mut() {
                     if let DeValue::Table(tables) = upstream.get_mut() {
                         upstream::in_crate_form(tables)?;
+                        shards::in_crate_form(tables)?;
                     }
                 }
             }
@@ -448,6 +454,12 @@ impl Checker<'_> {
             let cfg = self.upstream(&name, up, demo.as_ref())?;
             upstreams.insert(name, cfg);
         }
+        self.shard_names(
+            upstreams
+                .iter()
+                .filter_map(|(name, up)| Some((name.as_str(), up.shards.as_ref()?))),
+            |name| upstreams.contains_key(name),
+        )?;
         let routes = self.routes(raw.routes, &upstreams)?;
         let aggregator = match raw.aggregator {
             Some(a) => Some(self.aggregator(a, &upstreams)?),
@@ -476,12 +488,25 @@ mod tests {
         let cfg = Config::embedded_default();
         assert_eq!(cfg.server.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
         let demo = cfg.demo.as_ref().expect("demo backends on by default");
-        assert_eq!(demo.backends.len(), DEMO_SERVICES.len());
+        // The user service is three shards (user-0 to user-2), each a demo
+        // backend of its own.
+        assert_eq!(demo.backends.len(), DEMO_SERVICES.len() + 2);
         assert_eq!(cfg.upstreams.len(), DEMO_SERVICES.len());
         assert_eq!(cfg.routes.len(), DEMO_SERVICES.len());
         for s in DEMO_SERVICES {
             let up = &cfg.upstreams[s];
-            assert_eq!(up.target, UpstreamTarget::Demo(s.to_owned()));
+            if s == "user" {
+                assert_eq!(up.target, UpstreamTarget::Shards);
+                let shards = up.shards.as_ref().expect("the user service is sharded");
+                let names: Vec<&str> = shards.members.iter().map(|m| m.name.as_str()).collect();
+                assert_eq!(names, ["user-0", "user-1", "user-2"]);
+                for m in &shards.members {
+                    assert_eq!(m.target, UpstreamTarget::Demo(m.name.clone()));
+                    assert_eq!(demo.backends[&m.name].service, "user");
+                }
+            } else {
+                assert_eq!(up.target, UpstreamTarget::Demo(s.to_owned()));
+            }
             assert!(up.retry.is_some() && up.circuit_breaker.is_some() && up.bulkhead.is_some());
             assert!(up.attempt_timeout < up.timeout);
         }

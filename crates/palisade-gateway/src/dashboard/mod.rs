@@ -5,8 +5,9 @@
 //! Each panel reads its feature's data: the upstream tiles ([`upstreams`])
 //! the proxy's upstreams and stats, the aggregator's waterfall
 //! ([`aggregator`]) the aggregator's last gather, the deadlines panel
-//! ([`deadlines`]) the deadline, fallback and hedge layers' snapshots; this
-//! module puts them in one snapshot and streams it.
+//! ([`deadlines`]) the deadline, fallback and hedge layers' snapshots, the
+//! shard panel ([`shards`]) the sharded upstreams' routers; this module
+//! puts them in one snapshot and streams it.
 //!
 //! Each tile's sparklines come from its upstream's history, kept
 //! server-side ([`crate::proxy::stats`]: one point per second for the last
@@ -30,12 +31,14 @@ use serde::Serialize;
 
 pub mod aggregator;
 pub mod deadlines;
+pub mod shards;
 pub mod upstreams;
 
 use crate::proxy::stats::HISTORY_SECS;
 use crate::state::AppState;
 pub use aggregator::AggregatorTile;
 pub use deadlines::DeadlinesTile;
+pub use shards::ShardsTile;
 pub use upstreams::{BreakerTile, BulkheadTile, UpstreamTile};
 
 /// The page, served from the binary.
@@ -61,6 +64,9 @@ pub struct DashboardSnapshot {
     pub admin_enabled: bool,
     /// Deadline expiries, fallbacks served, hedges sent and won.
     pub deadlines: DeadlinesTile,
+    /// One tile per sharded upstream: traffic per shard, the map's
+    /// version and the share of keys its last change moved.
+    pub shards: Vec<ShardsTile>,
 }
 
 /// The snapshot of `state` now, with every upstream's whole history.
@@ -86,6 +92,7 @@ pub fn snapshot_since(state: &AppState, sent: &BTreeMap<String, u64>) -> Dashboa
         aggregator: aggregator::tile(state),
         admin_enabled: state.admin_enabled(),
         deadlines: deadlines::tile(state),
+        shards: shards::tiles(state),
     }
 }
 

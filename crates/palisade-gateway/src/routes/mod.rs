@@ -69,8 +69,8 @@ mod table;
 use self::table::{ProxyRoute, proxy, proxy_table};
 use crate::logs::{ACCESS_TARGET, AccessLog};
 use crate::proxy::errors::problem;
-use crate::proxy::upstream::UpstreamStack;
 use crate::proxy::{self, HttpClient};
+use crate::sharding::UpstreamRoute;
 use crate::state::AppState;
 
 pub use crate::shared::X_REQUEST_ID;
@@ -105,7 +105,7 @@ pub fn new_request_id() -> HeaderValue {
 
 /// The axum router of everything but the proxy routes: the gateway's own
 /// endpoints, the admin API, the dashboard, and the aggregator over `stacks`.
-fn router(state: &AppState, stacks: &std::collections::BTreeMap<&str, UpstreamStack>) -> Router {
+fn router(state: &AppState, stacks: &std::collections::BTreeMap<&str, UpstreamRoute>) -> Router {
     let router = Router::new()
         .merge(health::routes())
         .merge(crate::dashboard::routes())
@@ -330,9 +330,19 @@ async fn route(
 /// would be written at the time the service is built, it is off.
 pub fn app(state: &AppState) -> App {
     let client: HttpClient = proxy::http_client();
-    let stacks: std::collections::BTreeMap<&str, UpstreamStack> = state
+    let stacks: std::collections::BTreeMap<&str, UpstreamRoute> = state
         .upstreams()
-        .map(|up| (up.name(), up.stack(client.clone())))
+        .map(|up| {
+            (
+                up.name(),
+                tower::util::Either::Left(up.stack(client.clone())),
+            )
+        })
+        .chain(
+            state
+                .sharded_upstreams()
+                .map(|up| (up.name(), tower::util::Either::Right(up.router()))),
+        )
         .collect();
     let shared = Shared {
         proxies: proxy_table(state, &stacks),
