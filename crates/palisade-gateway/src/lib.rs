@@ -61,6 +61,7 @@ pub mod demo;
 pub mod lifecycle;
 pub mod logs;
 pub mod proxy;
+pub mod rate_limit;
 pub mod routes;
 pub mod shared;
 pub mod state;

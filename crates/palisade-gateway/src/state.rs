@@ -11,10 +11,12 @@ use palisade::bulkhead::BulkheadHandle;
 use palisade::chaos::ChaosHandle;
 use palisade::circuit_breaker::CircuitBreakerHandle;
 use palisade::fan_out::FanOutHandle;
+use palisade::rate_limit::RateLimitHandle;
 use tokio::sync::watch;
 
 use crate::config::{AggregatorConfig, Config, RouteConfig, UpstreamTarget};
 use crate::proxy::upstream::Upstream;
+use crate::rate_limit::ApiRateLimit;
 use crate::shared::StartError;
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -160,6 +162,8 @@ pub(crate) struct Inner {
     pub(crate) waterfall: Arc<crate::aggregator::Waterfall>,
     pub(crate) lifecycle: Lifecycle,
     pub(crate) prometheus: PrometheusHandle,
+    pub(crate) rate_limits: Registry<RateLimitHandle>,
+    pub(crate) rate_limit: Option<ApiRateLimit>,
 }
 
 /// Everything the gateway's handlers share; cheap to clone.
@@ -221,6 +225,11 @@ impl AppState {
             .map_err(|e| StartError::Other(format!("upstream `{name}`: {e}")))?;
             upstreams.insert(name.clone(), upstream);
         }
+        let rate_limits = Registry::new();
+        let rate_limit = match &config.rate_limit {
+            Some(c) => Some(ApiRateLimit::build(c, &rate_limits)?),
+            None => None,
+        };
         let chaos = Registry::new();
         for (name, b) in &backends {
             chaos.insert(name, b.chaos.clone());
@@ -241,6 +250,8 @@ impl AppState {
                 waterfall: Arc::default(),
                 lifecycle: Lifecycle::default(),
                 prometheus: prometheus(),
+                rate_limits,
+                rate_limit,
             }),
         })
     }
@@ -280,6 +291,19 @@ impl AppState {
     #[must_use]
     pub fn fan_outs(&self) -> &Registry<FanOutHandle> {
         &self.inner.fan_outs
+    }
+
+    /// The rate limiters, by name: the `/api` limiter of `[rate_limit]`
+    /// ([`crate::rate_limit::NAME`]), when configured.
+    #[must_use]
+    pub fn rate_limits(&self) -> &Registry<RateLimitHandle> {
+        &self.inner.rate_limits
+    }
+
+    /// The `/api` limiter of `[rate_limit]`, when configured.
+    #[must_use]
+    pub fn rate_limit(&self) -> Option<&ApiRateLimit> {
+        self.inner.rate_limit.as_ref()
     }
 
     /// The shutdown state.

@@ -15,6 +15,9 @@
 //! | `GET /admin/chaos/{backend}` | one backend's |
 //! | `PATCH /admin/chaos/{backend}` | change some settings (JSON, fields below); answers the new state |
 //! | `POST /admin/chaos/{backend}/reset` | back to the settings it started with |
+//! | `GET /admin/rate-limits` | every rate limiter's `RateLimitSnapshot` (the `/api` limiter of `[rate_limit]`: tiers, limits, counts) |
+//! | `GET /admin/rate-limits/{name}` | one limiter's |
+//! | `PUT /admin/rate-limits/{name}/tiers/{tier}` | `{"rate": "10/s", "burst": 20}`: a tier's limit; `PATCH /admin/rate-limits/{name}` sets `max_delay_ms`; `PUT`/`DELETE .../key-tiers/{key}` assign a key to a tier ([`rate_limits`]) |
 //!
 //! `PATCH` fields, all optional: `enabled` (bool), `outage` (bool),
 //! `error_rate`, `abort_rate`, `latency_rate` (fractions in `[0, 1]`),
@@ -60,6 +63,7 @@ pub mod breakers;
 pub mod bulkheads;
 pub mod chaos;
 pub mod fan_outs;
+pub mod rate_limits;
 pub mod retries;
 
 pub use breakers::{BreakerConfigView, BreakerView};
@@ -144,6 +148,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(retries::routes())
         .merge(fan_outs::routes())
         .merge(chaos::routes())
+        .merge(rate_limits::routes())
         .fallback(admin_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
 }

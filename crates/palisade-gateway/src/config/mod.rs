@@ -3,7 +3,7 @@
 //! which names the file, line, column and key of what is wrong. Each section
 //! is a file of this folder: [`server`], [`admin`], [`log`], [`demo`],
 //! [`upstream`] (with the breaker's keys in [`circuit_breaker`]),
-//! [`route`] and [`aggregator`].
+//! [`route`], [`aggregator`] and [`rate_limit`].
 //!
 //! # One source per setting
 //!
@@ -14,7 +14,9 @@
 //! `.bulkhead` a
 //! [`BulkheadSettings`](palisade::bulkhead::BulkheadSettings),
 //! `[aggregator]` a [`FanOutSettings`](palisade::fan_out::FanOutSettings)
-//! and each branch a [`BranchSettings`](palisade::fan_out::BranchSettings).
+//! and each branch a [`BranchSettings`](palisade::fan_out::BranchSettings),
+//! `[rate_limit]` a
+//! [`RateLimitSettings`](palisade::rate_limit::RateLimitSettings).
 //! Their keys are the structs' fields, checked by the crate's own
 //! `validate()` (no layer is built to check them); a `validate()` error,
 //! whose `field` is the setting's name, is reported at the key written for
@@ -32,6 +34,7 @@ pub mod circuit_breaker;
 pub mod demo;
 pub(crate) mod document;
 pub mod log;
+pub mod rate_limit;
 pub mod route;
 pub mod server;
 pub mod upstream;
@@ -51,6 +54,7 @@ pub use admin::AdminConfig;
 pub use aggregator::{AGGREGATOR_ROUTE, AggregatorConfig, BranchConfig};
 pub use demo::{BackendConfig, DEMO_SERVICES, DemoConfig};
 pub use log::{AccessLog, DEFAULT_ACCESS_LOG_SAMPLE, LogConfig};
+pub use rate_limit::{RateLimitBackend, RateLimitConfig};
 pub use route::{RESERVED_PREFIXES, RouteConfig};
 pub use server::ServerConfig;
 pub use upstream::{UpstreamConfig, UpstreamTarget};
@@ -201,6 +205,8 @@ struct RawConfig {
     routes: Vec<route::RawRoute>,
     #[serde(default)]
     aggregator: Option<Spanned<aggregator::RawAggregator>>,
+    #[serde(default)]
+    rate_limit: Option<rate_limit::RawRateLimit>,
 }
 
 /// A validated gateway configuration.
@@ -220,6 +226,9 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// The aggregator of `GET /api/dashboard/user/{id}`, if configured.
     pub aggregator: Option<AggregatorConfig>,
+    /// The per-client limit on the `/api` routes, if configured (and not
+    /// `enabled = false`).
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 impl Config {
@@ -298,6 +307,7 @@ fn in_crate_form(root: &mut DeTable<'_>) -> Result<(), document::DialectError> {
                 }
             }
             ("aggregator", DeValue::Table(_)) => aggregator::in_crate_form(value)?,
+            ("rate_limit", DeValue::Table(_)) => rate_limit::in_crate_form(value)?,
             _ => {}
         }
     }
@@ -446,6 +456,10 @@ impl Checker<'_> {
             Some(a) => Some(self.aggregator(a, &upstreams)?),
             None => None,
         };
+        let rate_limit = match raw.rate_limit {
+            Some(r) => self.rate_limit(r)?,
+            None => None,
+        };
         Ok(Config {
             server,
             admin,
@@ -454,6 +468,7 @@ impl Checker<'_> {
             upstreams,
             routes,
             aggregator,
+            rate_limit,
         })
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! Each panel reads its feature's data: the upstream tiles ([`upstreams`])
 //! the proxy's upstreams and stats, the aggregator's waterfall
-//! ([`aggregator`]) the aggregator's last gather; this module puts them in
-//! one snapshot and streams it.
+//! ([`aggregator`]) the aggregator's last gather, the rate limit's panel
+//! ([`rate_limit`]) the `/api` limiter's tiers and rates; this module puts
+//! them in one snapshot and streams it.
 //!
 //! Each tile's sparklines come from its upstream's history, kept
 //! server-side ([`crate::proxy::stats`]: one point per second for the last
@@ -28,11 +29,13 @@ use http::header::{CACHE_CONTROL, HeaderValue};
 use serde::Serialize;
 
 pub mod aggregator;
+pub mod rate_limit;
 pub mod upstreams;
 
 use crate::proxy::stats::HISTORY_SECS;
 use crate::state::AppState;
 pub use aggregator::AggregatorTile;
+pub use rate_limit::RateLimitTile;
 pub use upstreams::{BreakerTile, BulkheadTile, UpstreamTile};
 
 /// The page, served from the binary.
@@ -56,6 +59,8 @@ pub struct DashboardSnapshot {
     pub aggregator: Option<AggregatorTile>,
     /// `true` when the admin API (and so the chaos buttons) is enabled.
     pub admin_enabled: bool,
+    /// The `/api` rate limit's tiers and rates, when the config has one.
+    pub rate_limit: Option<RateLimitTile>,
 }
 
 /// The snapshot of `state` now, with every upstream's whole history.
@@ -80,6 +85,7 @@ pub fn snapshot_since(state: &AppState, sent: &BTreeMap<String, u64>) -> Dashboa
         upstreams: upstreams::tiles(state, sent),
         aggregator: aggregator::tile(state),
         admin_enabled: state.admin_enabled(),
+        rate_limit: rate_limit::tile(state),
     }
 }
 
