@@ -692,3 +692,39 @@ fn the_section_is_read_into_the_crates_settings_with_placed_errors() {
     let default = Config::embedded_default().rate_limit.unwrap();
     assert_eq!(default.settings.key_tiers["demo-free-key"], "free");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_limited_request_is_in_the_access_log_with_its_request_id() {
+    let capture = palisade_test_util::EventCapture::default();
+    let _guard = capture.set_default();
+    let text = "[log]\naccess_log = \"all\"\n[upstreams.u]\nurl = \"http://127.0.0.1:9\"\n\
+                [rate_limit]\nrate = \"1/min\"\nburst = 1\n";
+    let config = Config::parse("t.toml", text).unwrap();
+    let state = palisade_gateway::AppState::from_config(&config, Default::default(), None).unwrap();
+    // In-process, so no client address: every call shares the default key.
+    let service = app(&state);
+    let get = || {
+        service
+            .clone()
+            .oneshot(Request::get("/api/nowhere").body(Body::empty()).unwrap())
+    };
+    let admitted = get().await.unwrap();
+    assert_eq!(admitted.status(), StatusCode::NOT_FOUND);
+    let limited = get().await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let id = limited.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 16);
+
+    let access: Vec<_> = capture
+        .take()
+        .into_iter()
+        .filter(|e| e.target == "palisade_gateway::access")
+        .collect();
+    assert_eq!(access.len(), 2, "one line per request, the refused one too");
+    assert_eq!(access[1].field("status"), Some("429"));
+    assert_eq!(access[1].field("path"), Some("/api/nowhere"));
+    assert_eq!(access[1].field("request_id"), Some(id.as_str()));
+}
