@@ -32,7 +32,7 @@
 //!
 //! One module (folder) per feature area. Imports run one way, bottom first:
 //! [`config`], [`shared`], [`logs`]; the feature cores [`proxy`],
-//! [`aggregator`], [`demo`]; [`state`]; [`admin`] and [`dashboard`];
+//! [`aggregator`], [`demo`], [`rate_limit`]; [`state`]; [`admin`] and [`dashboard`];
 //! [`routes`]; [`lifecycle`]. A type two modules share goes down, what builds
 //! from several features goes up (routes into [`routes`], tiles into
 //! [`dashboard`]), so a new pattern is a new folder plus a line in [`routes`]
@@ -46,6 +46,7 @@
 //! | [`proxy`] | `[[routes]]`: the upstreams' stacks ([`upstream`]), errors as problem+json ([`errors`]), statistics ([`stats`]), the HTTP client |
 //! | [`aggregator`] | `GET /api/dashboard/user/{id}`: the fan-out over the upstreams' stacks, its timing and waterfall sample |
 //! | [`demo`] | the six demo backends, each behind a chaos layer |
+//! | [`rate_limit`] | `[rate_limit]`: the per-client limit on `/api` (API key, else client IP; tiers; memory or Redis), the crate's HTTP layer and the meter of its rates; [`routes`] applies it to `/api` after the request id, access log, body limit and panic catcher; its admin resource is `admin::rate_limits`, its panel `dashboard::rate_limit` |
 //! | [`state`] | [`AppState`], the shared state every handler sees, and the lifecycle's phases |
 //! | [`admin`] | the admin API (bearer token): one file per resource (breakers, bulkheads, retries, chaos), serializing the crates' snapshots |
 //! | [`dashboard`] | the dashboard page and its event stream, with its panels: the upstream tiles, the aggregator's waterfall |
