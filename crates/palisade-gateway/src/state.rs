@@ -190,7 +190,9 @@ impl AppState {
     /// # Errors
     ///
     /// A `demo://` upstream whose backend is not in `backends`, or a layer
-    /// that does not build (not for a config that loaded).
+    /// that does not build (not for a config that loaded), or a
+    /// `[rate_limit]` with `backend = "redis"` outside a tokio runtime (its
+    /// connection's task needs one).
     pub fn from_config(
         config: &Config,
         backends: BTreeMap<String, BackendInfo>,

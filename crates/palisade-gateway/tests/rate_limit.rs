@@ -728,3 +728,45 @@ async fn a_limited_request_is_in_the_access_log_with_its_request_id() {
     assert_eq!(access[1].field("path"), Some("/api/nowhere"));
     assert_eq!(access[1].field("request_id"), Some(id.as_str()));
 }
+
+/// The embedded default's limits, on tokio's paused clock: the dashboard's
+/// "Generate traffic" (about 35 requests a second from one address, seven
+/// every 200 ms) is never refused over a minute, and a burst of curl calls
+/// with the demo's free key is, after its tenth.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_default_limits_let_the_dashboard_traffic_through_but_not_a_burst() {
+    let config = Config::embedded_default().rate_limit.unwrap();
+    let registry = palisade::rate_limit::RateLimitRegistry::new();
+    let limit = palisade_gateway::rate_limit::ApiRateLimit::build(&config, &registry).unwrap();
+    let svc = tower::Layer::layer(
+        limit.layer(),
+        tower::service_fn(|_req: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+        }),
+    );
+    let browser: std::net::IpAddr = [192, 0, 2, 7].into();
+    let call = |key: Option<&'static str>| {
+        let mut req = Request::get("/api/user/users/1");
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
+        let mut req = req.body(Body::empty()).unwrap();
+        req.extensions_mut().insert(browser);
+        svc.clone().oneshot(req)
+    };
+    for _ in 0..300 {
+        for _ in 0..7 {
+            assert_eq!(call(None).await.unwrap().status(), StatusCode::OK);
+        }
+        tokio::time::advance(Duration::from_millis(200)).await;
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..15 {
+        statuses.push(call(Some("demo-free-key")).await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses[..10], [200; 10]);
+    assert_eq!(statuses[10..], [429; 5]);
+    let snap = limit.handle().snapshot();
+    let anonymous = snap.tiers.iter().find(|t| t.name == "anonymous").unwrap();
+    assert_eq!((anonymous.admitted, anonymous.limited), (2100, 0));
+}
