@@ -48,7 +48,7 @@
 //! `503`); [`ApiRateLimit::check_backend`] makes the first connection and
 //! logs whether it worked.
 
-mod meter;
+pub mod meter;
 
 use std::net::IpAddr;
 use std::sync::Arc;
