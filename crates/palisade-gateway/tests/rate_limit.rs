@@ -112,6 +112,20 @@ async fn a_burst_then_429_with_retry_after_the_ratelimit_fields_and_a_problem() 
     let snap = palisade_gateway::dashboard::snapshot(&gw.state);
     let product = snap.upstreams.iter().find(|u| u.name == "product").unwrap();
     assert_eq!(product.requests, 3);
+
+    // The limiter's metrics, by tier, never by key.
+    let metrics = get(&c, &gw.url("/metrics")).await.body;
+    let limited = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("palisade_rate_limit_calls_total{")
+                && l.contains("name=\"api\"")
+                && l.contains("class=\"free\"")
+                && l.contains("outcome=\"limited\"")
+        })
+        .unwrap_or_else(|| panic!("no limited count for `free` in\n{metrics}"));
+    assert!(!limited.ends_with(" 0"), "{limited}");
+    assert!(!metrics.contains("k-1"), "a key in the metrics");
     gw.stop().await;
 }
 
