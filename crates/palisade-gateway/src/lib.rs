@@ -32,7 +32,7 @@
 //!
 //! One module (folder) per feature area. Imports run one way, bottom first:
 //! [`config`], [`shared`], [`logs`]; the feature cores [`proxy`],
-//! [`aggregator`], [`demo`], [`sharding`]; [`state`]; [`admin`] and [`dashboard`];
+//! [`aggregator`], [`demo`], [`sharding`], [`rate_limit`]; [`state`]; [`admin`] and [`dashboard`];
 //! [`routes`]; [`lifecycle`]. A type two modules share goes down, what builds
 //! from several features goes up (routes into [`routes`], tiles into
 //! [`dashboard`]), so a new pattern is a new folder plus a line in [`routes`]
@@ -47,6 +47,7 @@
 //! | [`aggregator`] | `GET /api/dashboard/user/{id}`: the fan-out over the upstreams' stacks, its timing and waterfall sample, the optional branches' fallbacks ([`aggregator::fallback`]) |
 //! | [`demo`] | the six demo backends, each behind a chaos layer |
 //! | [`sharding`] | `[upstreams.<name>.shards]`: a sharded upstream (the demo's user service), its router over the shards' stacks, map changes |
+//! | [`rate_limit`] | `[rate_limit]`: the per-client limit on `/api` (API key, else client IP; tiers; memory or Redis), the crate's HTTP layer and the meter of its rates; [`routes`] applies it to `/api` after the request id, access log, body limit and panic catcher; its admin resource is `admin::rate_limits`, its panel `dashboard::rate_limit` |
 //! | [`state`] | [`AppState`], the shared state every handler sees, and the lifecycle's phases |
 //! | [`admin`] | the admin API (bearer token): one file per resource (breakers, bulkheads, retries, chaos, deadlines, fallbacks, hedges), serializing the crates' snapshots |
 //! | [`dashboard`] | the dashboard page and its event stream, with its panels: the upstream tiles, the aggregator's waterfall, deadlines, fallbacks and hedges |
@@ -62,6 +63,7 @@ pub mod demo;
 pub mod lifecycle;
 pub mod logs;
 pub mod proxy;
+pub mod rate_limit;
 pub mod routes;
 pub mod sharding;
 pub mod shared;

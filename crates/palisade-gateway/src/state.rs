@@ -13,10 +13,12 @@ use palisade::circuit_breaker::CircuitBreakerHandle;
 use palisade::deadline::{DeadlineHandle, DeadlineLayer};
 use palisade::fallback::FallbackHandle;
 use palisade::fan_out::FanOutHandle;
+use palisade::rate_limit::RateLimitHandle;
 use tokio::sync::watch;
 
 use crate::config::{AggregatorConfig, Config, RouteConfig, UpstreamTarget};
 use crate::proxy::upstream::Upstream;
+use crate::rate_limit::ApiRateLimit;
 use crate::shared::StartError;
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -171,6 +173,8 @@ pub(crate) struct Inner {
     pub(crate) fallbacks: Registry<FallbackHandle>,
     pub(crate) sharded: BTreeMap<String, crate::sharding::ShardedUpstream>,
     pub(crate) shard_routers: crate::sharding::ShardRegistry,
+    pub(crate) rate_limits: Registry<RateLimitHandle>,
+    pub(crate) rate_limit: Option<ApiRateLimit>,
 }
 
 /// Everything the gateway's handlers share; cheap to clone.
@@ -197,7 +201,9 @@ impl AppState {
     /// # Errors
     ///
     /// A `demo://` upstream whose backend is not in `backends`, or a layer
-    /// that does not build (not for a config that loaded).
+    /// that does not build (not for a config that loaded), or a
+    /// `[rate_limit]` with `backend = "redis"` outside a tokio runtime (its
+    /// connection's task needs one).
     pub fn from_config(
         config: &Config,
         backends: BTreeMap<String, BackendInfo>,
@@ -272,6 +278,11 @@ impl AppState {
                 deadlines.insert(name, up.layers().deadline());
             }
         }
+        let rate_limits = Registry::new();
+        let rate_limit = match &config.rate_limit {
+            Some(c) => Some(ApiRateLimit::build(c, &rate_limits)?),
+            None => None,
+        };
         let chaos = Registry::new();
         for (name, b) in &backends {
             chaos.insert(name, b.chaos.clone());
@@ -297,6 +308,8 @@ impl AppState {
                 fallbacks: Registry::new(),
                 sharded,
                 shard_routers,
+                rate_limits,
+                rate_limit,
             }),
         })
     }
@@ -352,6 +365,19 @@ impl AppState {
     #[must_use]
     pub fn fallbacks(&self) -> &Registry<FallbackHandle> {
         &self.inner.fallbacks
+    }
+
+    /// The rate limiters, by name: the `/api` limiter of `[rate_limit]`
+    /// ([`crate::rate_limit::NAME`]), when configured.
+    #[must_use]
+    pub fn rate_limits(&self) -> &Registry<RateLimitHandle> {
+        &self.inner.rate_limits
+    }
+
+    /// The `/api` limiter of `[rate_limit]`, when configured.
+    #[must_use]
+    pub fn rate_limit(&self) -> Option<&ApiRateLimit> {
+        self.inner.rate_limit.as_ref()
     }
 
     /// The shutdown state.

@@ -23,6 +23,9 @@
 //! | `POST /admin/shards/{upstream}` | `{"name": "user-3", "url": "demo://user-0", "weight": 1.0}` (weight optional): adds a shard; `201` with the change and the new view |
 //! | `DELETE /admin/shards/{upstream}/{shard}` | removes a shard (its keys move to the others); the change and the new view |
 //! | `PATCH /admin/shards/{upstream}/{shard}` | `{"weight": 2.0}`: re-weights a shard; the change and the new view |
+//! | `GET /admin/rate-limits` | every rate limiter's `RateLimitSnapshot` (the `/api` limiter of `[rate_limit]`: tiers, limits, counts) |
+//! | `GET /admin/rate-limits/{name}` | one limiter's |
+//! | `PUT /admin/rate-limits/{name}/tiers/{tier}` | `{"rate": "10/s", "burst": 20}`: a tier's limit; `PATCH /admin/rate-limits/{name}` sets `max_delay_ms`; `PUT`/`DELETE .../key-tiers/{key}` assign a key to a tier ([`rate_limits`]) |
 //!
 //! `PATCH` fields, all optional: `enabled` (bool), `outage` (bool),
 //! `error_rate`, `abort_rate`, `latency_rate` (fractions in `[0, 1]`),
@@ -71,6 +74,7 @@ pub mod deadlines;
 pub mod fallbacks;
 pub mod fan_outs;
 pub mod hedges;
+pub mod rate_limits;
 pub mod retries;
 pub mod shards;
 
@@ -160,6 +164,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(fallbacks::routes())
         .merge(hedges::routes())
         .merge(shards::routes())
+        .merge(rate_limits::routes())
         .fallback(admin_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
 }

@@ -3,8 +3,8 @@
 //! which names the file, line, column and key of what is wrong. Each section
 //! is a file of this folder: [`server`], [`admin`], [`log`], [`demo`],
 //! [`upstream`] (with the breaker's keys in [`circuit_breaker`]),
-//! [`route`] and [`aggregator`]; a sharded upstream's `shards` table in
-//! [`shards`] (the shard crate's
+//! [`route`], [`aggregator`] and [`rate_limit`]; a sharded upstream's
+//! `shards` table in [`shards`] (the shard crate's
 //! [`ShardSettings`](palisade::shard::ShardSettings)).
 //!
 //! # One source per setting
@@ -16,7 +16,9 @@
 //! `.bulkhead` a
 //! [`BulkheadSettings`](palisade::bulkhead::BulkheadSettings),
 //! `[aggregator]` a [`FanOutSettings`](palisade::fan_out::FanOutSettings)
-//! and each branch a [`BranchSettings`](palisade::fan_out::BranchSettings).
+//! and each branch a [`BranchSettings`](palisade::fan_out::BranchSettings),
+//! `[rate_limit]` a
+//! [`RateLimitSettings`](palisade::rate_limit::RateLimitSettings).
 //! Their keys are the structs' fields, checked by the crate's own
 //! `validate()` (no layer is built to check them); a `validate()` error,
 //! whose `field` is the setting's name, is reported at the key written for
@@ -35,6 +37,7 @@ pub mod deadline;
 pub mod demo;
 pub(crate) mod document;
 pub mod log;
+pub mod rate_limit;
 pub mod route;
 pub mod server;
 pub mod shards;
@@ -56,6 +59,7 @@ pub use admin::AdminConfig;
 pub use aggregator::{AGGREGATOR_ROUTE, AggregatorConfig, BranchConfig, BranchFallback};
 pub use demo::{BackendConfig, DEMO_SERVICES, DemoConfig};
 pub use log::{AccessLog, DEFAULT_ACCESS_LOG_SAMPLE, LogConfig};
+pub use rate_limit::{RateLimitBackend, RateLimitConfig};
 pub use route::{RESERVED_PREFIXES, RouteConfig};
 pub use server::ServerConfig;
 pub use shards::{MemberConfig, ShardsConfig};
@@ -209,6 +213,7 @@ struct RawConfig {
     aggregator: Option<Spanned<aggregator::RawAggregator>>,
     #[serde(default)]
     deadline: Option<palisade::deadline::DeadlineSettings>,
+    rate_limit: Option<rate_limit::RawRateLimit>,
 }
 
 /// A validated gateway configuration.
@@ -231,6 +236,9 @@ pub struct Config {
     /// `[deadline]`: the deadline every route gives a request (the deadline
     /// crate's settings; its defaults without the table).
     pub deadline: palisade::deadline::DeadlineSettings,
+    /// The per-client limit on the `/api` routes, if configured (and not
+    /// `enabled = false`).
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 impl Config {
@@ -311,6 +319,7 @@ fn in_crate_form(root: &mut DeTable<'_>) -> Result<(), document::DialectError> {
             }
             ("aggregator", DeValue::Table(_)) => aggregator::in_crate_form(value)?,
             ("deadline", DeValue::Table(table)) => document::crate_dialect(table)?,
+            ("rate_limit", DeValue::Table(_)) => rate_limit::in_crate_form(value)?,
             _ => {}
         }
     }
@@ -466,6 +475,10 @@ impl Checker<'_> {
             None => None,
         };
         let deadline = self.deadline(raw.deadline)?;
+        let rate_limit = match raw.rate_limit {
+            Some(r) => self.rate_limit(r)?,
+            None => None,
+        };
         Ok(Config {
             server,
             admin,
@@ -475,6 +488,7 @@ impl Checker<'_> {
             routes,
             aggregator,
             deadline,
+            rate_limit,
         })
     }
 }

@@ -6,7 +6,8 @@
 //! the proxy's upstreams and stats, the aggregator's waterfall
 //! ([`aggregator`]) the aggregator's last gather, the deadlines panel
 //! ([`deadlines`]) the deadline, fallback and hedge layers' snapshots, the
-//! shard panel ([`shards`]) the sharded upstreams' routers; this module
+//! shard panel ([`shards`]) the sharded upstreams' routers, the rate limit's
+//! panel ([`rate_limit`]) the `/api` limiter's tiers and rates; this module
 //! puts them in one snapshot and streams it.
 //!
 //! Each tile's sparklines come from its upstream's history, kept
@@ -31,6 +32,7 @@ use serde::Serialize;
 
 pub mod aggregator;
 pub mod deadlines;
+pub mod rate_limit;
 pub mod shards;
 pub mod upstreams;
 
@@ -38,6 +40,7 @@ use crate::proxy::stats::HISTORY_SECS;
 use crate::state::AppState;
 pub use aggregator::AggregatorTile;
 pub use deadlines::DeadlinesTile;
+pub use rate_limit::RateLimitTile;
 pub use shards::ShardsTile;
 pub use upstreams::{BreakerTile, BulkheadTile, UpstreamTile};
 
@@ -67,6 +70,8 @@ pub struct DashboardSnapshot {
     /// One tile per sharded upstream: traffic per shard, the map's
     /// version and the share of keys its last change moved.
     pub shards: Vec<ShardsTile>,
+    /// The `/api` rate limit's tiers and rates, when the config has one.
+    pub rate_limit: Option<RateLimitTile>,
 }
 
 /// The snapshot of `state` now, with every upstream's whole history.
@@ -93,6 +98,7 @@ pub fn snapshot_since(state: &AppState, sent: &BTreeMap<String, u64>) -> Dashboa
         admin_enabled: state.admin_enabled(),
         deadlines: deadlines::tile(state),
         shards: shards::tiles(state),
+        rate_limit: rate_limit::tile(state),
     }
 }
 

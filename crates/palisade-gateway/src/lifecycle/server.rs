@@ -182,6 +182,12 @@ impl Gateway {
             })
             .unwrap_or_default();
         let state = AppState::from_config(&config, backend_infos, admin_token)?;
+        if let Some(limit) = state.rate_limit() {
+            // Redis connects lazily; connect now, so the first requests do
+            // not wait for it (a Redis that does not answer is logged, and
+            // the limiter's failure mode applies until it does).
+            let _ = limit.check_backend(Duration::from_secs(1)).await;
+        }
         for up in state.upstreams() {
             let layers = up.layers();
             tracing::info!(

@@ -23,7 +23,9 @@
 //! request's deadline (`[deadline]`: the caller's `x-palisade-timeout-ms` or
 //! `grpc-timeout`, or the configured budget, carried with the request for
 //! every layer below; `504` when it passes: `routes/deadline.rs`), then the
-//! route: a proxy prefix (the longest that matches, as the path is
+//! rate limit of `[rate_limit]` on `/api` and the paths under it (a refusal is
+//! the crate's `429`, logged and with its request id like any answer; see
+//! [`crate::rate_limit`]), then the route: a proxy prefix (the longest that matches, as the path is
 //! written) goes straight to its upstream's stack (a path that any reading
 //! of it would turn into a climb, `..`, `..;`, `%2e%2e`, `..%2F`, a
 //! backslash, is refused with `400` first: [`palisade::path::check_path`]);
@@ -70,8 +72,11 @@ use self::table::{ProxyRoute, proxy, proxy_table};
 use crate::logs::{ACCESS_TARGET, AccessLog};
 use crate::proxy::errors::problem;
 use crate::proxy::{self, HttpClient};
+use crate::rate_limit::ApiKey;
 use crate::sharding::UpstreamRoute;
 use crate::state::AppState;
+use palisade::rate_limit::http::HttpRateLimitLayer;
+use tower::Layer as _;
 
 pub use crate::shared::X_REQUEST_ID;
 
@@ -139,6 +144,7 @@ struct Shared {
     body_limit: usize,
     access_log: AccessLog,
     deadline: palisade::deadline::DeadlineLayer,
+    rate_limit: Option<HttpRateLimitLayer<ApiKey>>,
 }
 
 /// The gateway's service for one connection (see the [module docs](self)):
@@ -307,7 +313,34 @@ where
         .unwrap_or(false)
 }
 
+/// The rate limit on `/api` (when configured), then [`dispatch`]. The
+/// client-IP key reads the connection's address, which the gateway forwards
+/// in `X-Forwarded-For` (`client`).
 async fn route(
+    shared: &Shared,
+    mut req: Request,
+    client: Option<&HeaderValue>,
+    request_id: &HeaderValue,
+) -> Response {
+    if let Some(limit) = &shared.rate_limit
+        && crate::rate_limit::covers(req.uri().path())
+    {
+        if let Some(addr) = crate::rate_limit::client_addr(client) {
+            req.extensions_mut().insert(addr);
+        }
+        let next = tower::service_fn(move |req: Request| async move {
+            Ok::<_, Infallible>(dispatch(shared, req, client, request_id).await)
+        });
+        return match limit.layer(next).oneshot(req).await {
+            Ok(res) => res,
+            Err(never) => match never {},
+        };
+    }
+    dispatch(shared, req, client, request_id).await
+}
+
+/// A proxy route, or the router.
+async fn dispatch(
     shared: &Shared,
     req: Request,
     client: Option<&HeaderValue>,
@@ -354,6 +387,7 @@ pub fn app(state: &AppState) -> App {
             AccessLog::Off
         },
         deadline: state.inner.deadline.clone(),
+        rate_limit: state.rate_limit().map(|r| r.layer().clone()),
     };
     App {
         shared: Arc::new(shared),
