@@ -56,6 +56,7 @@
 
 pub mod admin;
 pub mod aggregator;
+pub mod cache;
 pub mod config;
 pub mod dashboard;
 pub mod demo;

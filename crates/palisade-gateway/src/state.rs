@@ -8,6 +8,7 @@ use http::Uri;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use palisade::Registry;
 use palisade::bulkhead::BulkheadHandle;
+use palisade::cache::CacheHandle;
 use palisade::chaos::ChaosHandle;
 use palisade::circuit_breaker::CircuitBreakerHandle;
 use palisade::deadline::{DeadlineHandle, DeadlineLayer};
@@ -171,6 +172,7 @@ pub(crate) struct Inner {
     pub(crate) fallbacks: Registry<FallbackHandle>,
     pub(crate) sharded: BTreeMap<String, crate::sharding::ShardedUpstream>,
     pub(crate) shard_routers: crate::sharding::ShardRegistry,
+    pub(crate) caches: Registry<CacheHandle>,
 }
 
 /// Everything the gateway's handlers share; cheap to clone.
@@ -205,6 +207,7 @@ impl AppState {
     ) -> Result<Self, StartError> {
         let circuit_breakers = Registry::new();
         let bulkheads = Registry::new();
+        let caches = Registry::new();
         let mut upstreams = BTreeMap::new();
         let shard_routers = crate::sharding::ShardRegistry::new();
         let mut sharded = BTreeMap::new();
@@ -255,6 +258,9 @@ impl AppState {
             )
             .and_then(|up| up.with_deadline(&config.deadline))
             .map_err(|e| StartError::Other(format!("upstream `{name}`: {e}")))?;
+            if let Some(cache) = upstream.layers().cache() {
+                caches.insert(name, cache);
+            }
             upstreams.insert(name.clone(), upstream);
         }
         // The deadline every route gives a request (`[deadline]`), then each
@@ -297,6 +303,7 @@ impl AppState {
                 fallbacks: Registry::new(),
                 sharded,
                 shard_routers,
+                caches,
             }),
         })
     }
@@ -352,6 +359,12 @@ impl AppState {
     #[must_use]
     pub fn fallbacks(&self) -> &Registry<FallbackHandle> {
         &self.inner.fallbacks
+    }
+
+    /// Every upstream's cache, by upstream name.
+    #[must_use]
+    pub fn caches(&self) -> &Registry<CacheHandle> {
+        &self.inner.caches
     }
 
     /// The shutdown state.

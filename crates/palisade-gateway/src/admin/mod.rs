@@ -23,6 +23,9 @@
 //! | `POST /admin/shards/{upstream}` | `{"name": "user-3", "url": "demo://user-0", "weight": 1.0}` (weight optional): adds a shard; `201` with the change and the new view |
 //! | `DELETE /admin/shards/{upstream}/{shard}` | removes a shard (its keys move to the others); the change and the new view |
 //! | `PATCH /admin/shards/{upstream}/{shard}` | `{"weight": 2.0}`: re-weights a shard; the change and the new view |
+//! | `GET /admin/caches` | every upstream's cache: the cache crate's `CacheSnapshot` (hit ratio, stale serves by reason, bytes, the Redis tier) |
+//! | `GET /admin/caches/{name}` | one upstream's |
+//! | `POST /admin/caches/{name}/purge` | `{"key": "/products/7"}` or `{"prefix": "/products/"}` (exactly one, a path as the upstream gets it): removes those entries from both tiers; answers what was removed ([`caches::PurgeView`]) |
 //!
 //! `PATCH` fields, all optional: `enabled` (bool), `outage` (bool),
 //! `error_rate`, `abort_rate`, `latency_rate` (fractions in `[0, 1]`),
@@ -66,6 +69,7 @@ pub use crate::config::AdminConfig;
 
 pub mod breakers;
 pub mod bulkheads;
+pub mod caches;
 pub mod chaos;
 pub mod deadlines;
 pub mod fallbacks;
@@ -160,6 +164,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(fallbacks::routes())
         .merge(hedges::routes())
         .merge(shards::routes())
+        .merge(caches::routes())
         .fallback(admin_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
 }

@@ -30,6 +30,7 @@
 
 pub mod admin;
 pub mod aggregator;
+pub mod cache;
 pub mod circuit_breaker;
 pub mod deadline;
 pub mod demo;
@@ -54,6 +55,7 @@ use toml::de::{DeTable, DeValue};
 
 pub use admin::AdminConfig;
 pub use aggregator::{AGGREGATOR_ROUTE, AggregatorConfig, BranchConfig, BranchFallback};
+pub use cache::{CacheConfig, CacheRedisConfig};
 pub use demo::{BackendConfig, DEMO_SERVICES, DemoConfig};
 pub use log::{AccessLog, DEFAULT_ACCESS_LOG_SAMPLE, LogConfig};
 pub use route::{RESERVED_PREFIXES, RouteConfig};

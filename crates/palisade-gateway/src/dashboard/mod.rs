@@ -6,8 +6,9 @@
 //! the proxy's upstreams and stats, the aggregator's waterfall
 //! ([`aggregator`]) the aggregator's last gather, the deadlines panel
 //! ([`deadlines`]) the deadline, fallback and hedge layers' snapshots, the
-//! shard panel ([`shards`]) the sharded upstreams' routers; this module
-//! puts them in one snapshot and streams it.
+//! shard panel ([`shards`]) the sharded upstreams' routers, the caches'
+//! panel ([`caches`]) the upstreams' caches; this module puts them in one
+//! snapshot and streams it.
 //!
 //! Each tile's sparklines come from its upstream's history, kept
 //! server-side ([`crate::proxy::stats`]: one point per second for the last
@@ -30,6 +31,7 @@ use http::header::{CACHE_CONTROL, HeaderValue};
 use serde::Serialize;
 
 pub mod aggregator;
+pub mod caches;
 pub mod deadlines;
 pub mod shards;
 pub mod upstreams;
@@ -37,6 +39,7 @@ pub mod upstreams;
 use crate::proxy::stats::HISTORY_SECS;
 use crate::state::AppState;
 pub use aggregator::AggregatorTile;
+pub use caches::CacheTile;
 pub use deadlines::DeadlinesTile;
 pub use shards::ShardsTile;
 pub use upstreams::{BreakerTile, BulkheadTile, UpstreamTile};
@@ -67,6 +70,8 @@ pub struct DashboardSnapshot {
     /// One tile per sharded upstream: traffic per shard, the map's
     /// version and the share of keys its last change moved.
     pub shards: Vec<ShardsTile>,
+    /// The upstreams' caches (none without `[upstreams.<name>.cache]`).
+    pub caches: Vec<CacheTile>,
 }
 
 /// The snapshot of `state` now, with every upstream's whole history.
@@ -93,6 +98,7 @@ pub fn snapshot_since(state: &AppState, sent: &BTreeMap<String, u64>) -> Dashboa
         admin_enabled: state.admin_enabled(),
         deadlines: deadlines::tile(state),
         shards: shards::tiles(state),
+        caches: caches::tiles(state),
     }
 }
 
