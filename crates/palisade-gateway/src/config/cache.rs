@@ -1,14 +1,14 @@
 //! `[upstreams.<name>.cache]`: a cache in front of the upstream's stack.
 //!
 //! The table's keys are the cache crate's
-//! [`CacheSettings`](palisade::cache::CacheSettings) (`ttl`,
+//! [`CacheSettings`] (`ttl`,
 //! `stale_while_revalidate`, `stale_if_error`, `negative_ttl`, `max_bytes`,
 //! `max_entry_bytes`, `coalesce`, `coalesce_timeout`, `refresh_timeout`,
 //! `clock`), checked by its `validate()`; a duration is a string (`"30s"`)
 //! or an integer of milliseconds under the key plus `_ms`. The optional
 //! `[upstreams.<name>.cache.redis]` adds the Redis tier a fleet of gateways
 //! shares: `url` is the gateway's key, the rest the crate's
-//! [`RedisSettings`](palisade::cache::RedisSettings) (`key_prefix`,
+//! [`RedisSettings`] (`key_prefix`,
 //! `timeout`, `max_local_ttl`).
 
 use std::ops::Range;
