@@ -477,3 +477,27 @@ async fn a_bad_cache_table_is_refused_at_its_key() {
     assert_eq!(redis.url, "redis://127.0.0.1:6379");
     assert_eq!(redis.settings.timeout, Some(Duration::from_millis(100)));
 }
+
+#[test]
+fn the_redis_tier_connects_lazily_from_a_runtime() {
+    let config = palisade_gateway::Config::parse(
+        "gw.toml",
+        "[upstreams.p]\nurl = \"http://127.0.0.1:9\"\n[upstreams.p.cache]\n[upstreams.p.cache.redis]\nurl = \"redis://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    let build = || palisade_gateway::AppState::from_config(&config, Default::default(), None);
+    // Outside a runtime there is nothing to connect from: a start error,
+    // not a panic.
+    let err = build().unwrap_err().to_string();
+    assert!(err.contains("runtime"), "{err}");
+    // In one (not even running), the state builds without reaching Redis,
+    // which is not there.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    let state = build().expect("builds while Redis is unreachable");
+    let snap = state.caches().get("p").unwrap().snapshot();
+    assert!(snap.shared_tier.is_some());
+}
