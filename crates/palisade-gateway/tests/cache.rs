@@ -108,6 +108,15 @@ async fn a_second_get_is_a_hit_and_the_backend_is_called_once() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["product"]);
+    // Its own metrics, labelled with the upstream (other tests in this
+    // binary share the recorder, so only their presence is checked).
+    let metrics = http_get(&c, &gw.url("/metrics")).await.body;
+    for family in ["palisade_cache_hits_total", "palisade_cache_misses_total"] {
+        assert!(
+            metrics.contains(&format!("{family}{{name=\"product\"}}")),
+            "{family} in {metrics}"
+        );
+    }
     let missing = admin(&gw, Method::GET, "/admin/caches/user", None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(missing.header("content-type"), "application/problem+json");
