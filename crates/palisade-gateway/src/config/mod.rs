@@ -2,9 +2,9 @@
 //! points ([`Config::load`], [`Config::parse`]) and [`ConfigFileError`],
 //! which names the file, line, column and key of what is wrong. Each section
 //! is a file of this folder: [`server`], [`admin`], [`log`], [`demo`],
-//! [`upstream`] (with the breaker's keys in [`circuit_breaker`]),
-//! [`route`] and [`aggregator`]; a sharded upstream's `shards` table in
-//! [`shards`] (the shard crate's
+//! [`upstream`] (with the breaker's keys in [`circuit_breaker`] and its
+//! cache in [`cache`]), [`route`] and [`aggregator`]; a sharded upstream's
+//! `shards` table in [`shards`] (the shard crate's
 //! [`ShardSettings`](palisade::shard::ShardSettings)).
 //!
 //! # One source per setting
@@ -14,7 +14,9 @@
 //! [`RetrySettings`](palisade::retry::RetrySettings), `.circuit_breaker` a
 //! [`CircuitBreakerSettings`](palisade::circuit_breaker::CircuitBreakerSettings),
 //! `.bulkhead` a
-//! [`BulkheadSettings`](palisade::bulkhead::BulkheadSettings),
+//! [`BulkheadSettings`](palisade::bulkhead::BulkheadSettings), `.cache` a
+//! [`CacheSettings`](palisade::cache::CacheSettings) (`.cache.redis` a
+//! [`RedisSettings`](palisade::cache::RedisSettings) next to its `url`),
 //! `[aggregator]` a [`FanOutSettings`](palisade::fan_out::FanOutSettings)
 //! and each branch a [`BranchSettings`](palisade::fan_out::BranchSettings).
 //! Their keys are the structs' fields, checked by the crate's own
