@@ -258,10 +258,14 @@ impl AppState {
             )
             .and_then(|up| up.with_deadline(&config.deadline))
             .map_err(|e| StartError::Other(format!("upstream `{name}`: {e}")))?;
-            if let Some(cache) = upstream.layers().cache() {
+            upstreams.insert(name.clone(), upstream);
+        }
+        // Every upstream's cache, a sharded upstream's shards' included (by
+        // shard name: each shard's stack has its own).
+        for (name, up) in &upstreams {
+            if let Some(cache) = up.layers().cache() {
                 caches.insert(name, cache);
             }
-            upstreams.insert(name.clone(), upstream);
         }
         // The deadline every route gives a request (`[deadline]`), then each
         // upstream's overall timeout, which is one too.
