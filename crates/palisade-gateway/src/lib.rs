@@ -32,7 +32,8 @@
 //!
 //! One module (folder) per feature area. Imports run one way, bottom first:
 //! [`config`], [`shared`], [`logs`]; the feature cores [`proxy`],
-//! [`aggregator`], [`demo`], [`sharding`], [`rate_limit`]; [`state`]; [`admin`] and [`dashboard`];
+//! [`aggregator`], [`demo`], [`sharding`], [`rate_limit`] (and [`cache`], below [`proxy`],
+//! which puts it in its stacks); [`state`]; [`admin`] and [`dashboard`];
 //! [`routes`]; [`lifecycle`]. A type two modules share goes down, what builds
 //! from several features goes up (routes into [`routes`], tiles into
 //! [`dashboard`]), so a new pattern is a new folder plus a line in [`routes`]
@@ -48,6 +49,7 @@
 //! | [`demo`] | the six demo backends, each behind a chaos layer |
 //! | [`sharding`] | `[upstreams.<name>.shards]`: a sharded upstream (the demo's user service), its router over the shards' stacks, map changes |
 //! | [`rate_limit`] | `[rate_limit]`: the per-client limit on `/api` (API key, else client IP; tiers; memory or Redis), the crate's HTTP layer and the meter of its rates; [`routes`] applies it to `/api` after the request id, access log, body limit and panic catcher; its admin resource is `admin::rate_limits`, its panel `dashboard::rate_limit` |
+//! | [`cache`] | `[upstreams.<name>.cache]`: an upstream's cache (palisade-cache, with an optional Redis tier), the layer the proxy puts in its stack, the key forms a purge removes; its admin resource is [`admin::caches`], its panel [`dashboard::caches`] |
 //! | [`state`] | [`AppState`], the shared state every handler sees, and the lifecycle's phases |
 //! | [`admin`] | the admin API (bearer token): one file per resource (breakers, bulkheads, retries, chaos, deadlines, fallbacks, hedges), serializing the crates' snapshots |
 //! | [`dashboard`] | the dashboard page and its event stream, with its panels: the upstream tiles, the aggregator's waterfall, deadlines, fallbacks and hedges |
@@ -57,6 +59,7 @@
 
 pub mod admin;
 pub mod aggregator;
+pub mod cache;
 pub mod config;
 pub mod dashboard;
 pub mod demo;

@@ -8,6 +8,7 @@ use http::Uri;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use palisade::Registry;
 use palisade::bulkhead::BulkheadHandle;
+use palisade::cache::CacheHandle;
 use palisade::chaos::ChaosHandle;
 use palisade::circuit_breaker::CircuitBreakerHandle;
 use palisade::deadline::{DeadlineHandle, DeadlineLayer};
@@ -175,6 +176,7 @@ pub(crate) struct Inner {
     pub(crate) shard_routers: crate::sharding::ShardRegistry,
     pub(crate) rate_limits: Registry<RateLimitHandle>,
     pub(crate) rate_limit: Option<ApiRateLimit>,
+    pub(crate) caches: Registry<CacheHandle>,
 }
 
 /// Everything the gateway's handlers share; cheap to clone.
@@ -211,6 +213,7 @@ impl AppState {
     ) -> Result<Self, StartError> {
         let circuit_breakers = Registry::new();
         let bulkheads = Registry::new();
+        let caches = Registry::new();
         let mut upstreams = BTreeMap::new();
         let shard_routers = crate::sharding::ShardRegistry::new();
         let mut sharded = BTreeMap::new();
@@ -263,6 +266,13 @@ impl AppState {
             .map_err(|e| StartError::Other(format!("upstream `{name}`: {e}")))?;
             upstreams.insert(name.clone(), upstream);
         }
+        // Every upstream's cache, a sharded upstream's shards' included (by
+        // shard name: each shard's stack has its own).
+        for (name, up) in &upstreams {
+            if let Some(cache) = up.layers().cache() {
+                caches.insert(name, cache);
+            }
+        }
         // The deadline every route gives a request (`[deadline]`), then each
         // upstream's overall timeout, which is one too.
         let deadlines = Registry::new();
@@ -310,6 +320,7 @@ impl AppState {
                 shard_routers,
                 rate_limits,
                 rate_limit,
+                caches,
             }),
         })
     }
@@ -378,6 +389,12 @@ impl AppState {
     #[must_use]
     pub fn rate_limit(&self) -> Option<&ApiRateLimit> {
         self.inner.rate_limit.as_ref()
+    }
+
+    /// Every upstream's cache, by upstream name.
+    #[must_use]
+    pub fn caches(&self) -> &Registry<CacheHandle> {
+        &self.inner.caches
     }
 
     /// The shutdown state.

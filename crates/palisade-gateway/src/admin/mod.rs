@@ -26,6 +26,9 @@
 //! | `GET /admin/rate-limits` | every rate limiter's `RateLimitSnapshot` (the `/api` limiter of `[rate_limit]`: tiers, limits, counts) |
 //! | `GET /admin/rate-limits/{name}` | one limiter's |
 //! | `PUT /admin/rate-limits/{name}/tiers/{tier}` | `{"rate": "10/s", "burst": 20}`: a tier's limit; `PATCH /admin/rate-limits/{name}` sets `max_delay_ms`; `PUT`/`DELETE .../key-tiers/{key}` assign a key to a tier ([`rate_limits`]) |
+//! | `GET /admin/caches` | every upstream's cache: the cache crate's `CacheSnapshot` (hit ratio, stale serves by reason, bytes, the Redis tier) |
+//! | `GET /admin/caches/{name}` | one upstream's |
+//! | `POST /admin/caches/{name}/purge` | `{"key": "/products/7"}` or `{"prefix": "/products/"}` (exactly one, a path as the upstream gets it): removes those entries from both tiers; answers what was removed ([`caches::PurgeView`]) |
 //!
 //! `PATCH` fields, all optional: `enabled` (bool), `outage` (bool),
 //! `error_rate`, `abort_rate`, `latency_rate` (fractions in `[0, 1]`),
@@ -69,6 +72,7 @@ pub use crate::config::AdminConfig;
 
 pub mod breakers;
 pub mod bulkheads;
+pub mod caches;
 pub mod chaos;
 pub mod deadlines;
 pub mod fallbacks;
@@ -165,6 +169,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(hedges::routes())
         .merge(shards::routes())
         .merge(rate_limits::routes())
+        .merge(caches::routes())
         .fallback(admin_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
 }

@@ -2,8 +2,8 @@
 //! points ([`Config::load`], [`Config::parse`]) and [`ConfigFileError`],
 //! which names the file, line, column and key of what is wrong. Each section
 //! is a file of this folder: [`server`], [`admin`], [`log`], [`demo`],
-//! [`upstream`] (with the breaker's keys in [`circuit_breaker`]),
-//! [`route`], [`aggregator`] and [`rate_limit`]; a sharded upstream's
+//! [`upstream`] (with the breaker's keys in [`circuit_breaker`] and its
+//! cache in [`cache`]), [`route`], [`aggregator`] and [`rate_limit`]; a sharded upstream's
 //! `shards` table in [`shards`] (the shard crate's
 //! [`ShardSettings`](palisade::shard::ShardSettings)).
 //!
@@ -14,7 +14,9 @@
 //! [`RetrySettings`](palisade::retry::RetrySettings), `.circuit_breaker` a
 //! [`CircuitBreakerSettings`](palisade::circuit_breaker::CircuitBreakerSettings),
 //! `.bulkhead` a
-//! [`BulkheadSettings`](palisade::bulkhead::BulkheadSettings),
+//! [`BulkheadSettings`](palisade::bulkhead::BulkheadSettings), `.cache` a
+//! [`CacheSettings`](palisade::cache::CacheSettings) (`.cache.redis` a
+//! [`RedisSettings`](palisade::cache::RedisSettings) next to its `url`),
 //! `[aggregator]` a [`FanOutSettings`](palisade::fan_out::FanOutSettings)
 //! and each branch a [`BranchSettings`](palisade::fan_out::BranchSettings),
 //! `[rate_limit]` a
@@ -32,6 +34,7 @@
 
 pub mod admin;
 pub mod aggregator;
+pub mod cache;
 pub mod circuit_breaker;
 pub mod deadline;
 pub mod demo;
@@ -57,6 +60,7 @@ use toml::de::{DeTable, DeValue};
 
 pub use admin::AdminConfig;
 pub use aggregator::{AGGREGATOR_ROUTE, AggregatorConfig, BranchConfig, BranchFallback};
+pub use cache::{CacheConfig, CacheRedisConfig};
 pub use demo::{BackendConfig, DEMO_SERVICES, DemoConfig};
 pub use log::{AccessLog, DEFAULT_ACCESS_LOG_SAMPLE, LogConfig};
 pub use rate_limit::{RateLimitBackend, RateLimitConfig};

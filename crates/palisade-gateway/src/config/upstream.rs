@@ -1,7 +1,8 @@
 //! `[upstreams.<name>]`: where an upstream is, its timeouts, and its
 //! resilience tables. `retry`, `circuit_breaker`, `bulkhead` and `hedge` are
 //! the pattern crates' own settings structs, checked by their `validate()`
-//! (the breaker's keys are rewritten by [`super::circuit_breaker`]).
+//! (the breaker's keys are rewritten by [`super::circuit_breaker`]); `cache`
+//! is read by [`super::cache`].
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::cache::{self, CacheConfig, RawCache};
 use super::circuit_breaker;
 use super::demo::DemoConfig;
 use super::document::{self, DialectError, Seg};
@@ -31,18 +33,21 @@ pub(super) struct RawUpstream {
     bulkhead: Option<BulkheadSettings>,
     hedge: Option<HedgeSettings>,
     shards: Option<super::shards::RawShards>,
+    cache: Option<RawCache>,
 }
 
 /// The tables of `[upstreams.<name>]` that a pattern crate owns, in the
 /// crate's own form (see [`document::crate_dialect`]).
 pub(super) fn in_crate_form(upstream: &mut DeTable<'_>) -> Result<(), DialectError> {
     for (key, value) in upstream.iter_mut() {
+        let span = value.span();
         let DeValue::Table(table) = value.get_mut() else {
             continue;
         };
         match key.get_ref().as_ref() {
             "retry" | "bulkhead" | "hedge" => document::crate_dialect(table)?,
             "circuit_breaker" => circuit_breaker::in_crate_form(table)?,
+            "cache" => cache::in_crate_form(table, span)?,
             _ => {}
         }
     }
@@ -80,6 +85,9 @@ pub struct UpstreamConfig {
     /// shards, each an upstream of its own with the stack above (`None`:
     /// not sharded).
     pub shards: Option<super::shards::ShardsConfig>,
+    /// `[upstreams.<name>.cache]`: the cache crate's settings, and its
+    /// Redis tier (see [`super::cache`]).
+    pub cache: Option<CacheConfig>,
 }
 
 impl Checker<'_> {
@@ -200,6 +208,7 @@ impl Checker<'_> {
                 .validate()
                 .map_err(|e| self.settings_err(&path("hedge"), &format!("{key}.hedge"), &e))?;
         }
+        let cache = up.cache.map(|c| self.cache(name, c)).transpose()?;
         Ok(UpstreamConfig {
             target,
             timeout,
@@ -209,6 +218,7 @@ impl Checker<'_> {
             bulkhead: up.bulkhead,
             hedge: up.hedge,
             shards,
+            cache,
         })
     }
 }

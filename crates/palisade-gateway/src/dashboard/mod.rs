@@ -7,8 +7,9 @@
 //! ([`aggregator`]) the aggregator's last gather, the deadlines panel
 //! ([`deadlines`]) the deadline, fallback and hedge layers' snapshots, the
 //! shard panel ([`shards`]) the sharded upstreams' routers, the rate limit's
-//! panel ([`rate_limit`]) the `/api` limiter's tiers and rates; this module
-//! puts them in one snapshot and streams it.
+//! panel ([`rate_limit`]) the `/api` limiter's tiers and rates, the caches'
+//! panel ([`caches`]) the upstreams' caches; this module puts them in one
+//! snapshot and streams it.
 //!
 //! Each tile's sparklines come from its upstream's history, kept
 //! server-side ([`crate::proxy::stats`]: one point per second for the last
@@ -31,6 +32,7 @@ use http::header::{CACHE_CONTROL, HeaderValue};
 use serde::Serialize;
 
 pub mod aggregator;
+pub mod caches;
 pub mod deadlines;
 pub mod rate_limit;
 pub mod shards;
@@ -39,6 +41,7 @@ pub mod upstreams;
 use crate::proxy::stats::HISTORY_SECS;
 use crate::state::AppState;
 pub use aggregator::AggregatorTile;
+pub use caches::CacheTile;
 pub use deadlines::DeadlinesTile;
 pub use rate_limit::RateLimitTile;
 pub use shards::ShardsTile;
@@ -72,6 +75,8 @@ pub struct DashboardSnapshot {
     pub shards: Vec<ShardsTile>,
     /// The `/api` rate limit's tiers and rates, when the config has one.
     pub rate_limit: Option<RateLimitTile>,
+    /// The upstreams' caches (none without `[upstreams.<name>.cache]`).
+    pub caches: Vec<CacheTile>,
 }
 
 /// The snapshot of `state` now, with every upstream's whole history.
@@ -99,6 +104,7 @@ pub fn snapshot_since(state: &AppState, sent: &BTreeMap<String, u64>) -> Dashboa
         deadlines: deadlines::tile(state),
         shards: shards::tiles(state),
         rate_limit: rate_limit::tile(state),
+        caches: caches::tiles(state),
     }
 }
 
