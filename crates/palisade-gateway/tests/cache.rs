@@ -13,14 +13,12 @@ mod support;
 
 use std::time::Duration;
 
-use axum::body::Body;
-use http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
+use http::{Method, StatusCode};
 use palisade::chaos::ChaosHandle;
 use palisade_test_util::{REDIS_URL_VAR, service_url, unique_name};
 use support::{
-    Reply, TestGateway, aggregator_toml, client, demo_config_with, eventually, get as http_get,
-    request, send,
+    Reply, TestGateway, aggregator_toml, client, dashboard_snapshot, demo_config_with, eventually,
+    get as http_get, request, send,
 };
 
 const TOKEN: &str = "cache-test-token";
@@ -194,7 +192,7 @@ async fn with_the_backend_in_outage_a_cached_product_is_served_stale_and_counted
         .json();
     assert!(snap["stale_served"]["error"].as_u64().unwrap() >= 1);
     assert!(snap["stale_served"]["rejected"].as_u64().unwrap() >= 1);
-    let dashboard = first_dashboard_snapshot(&gw).await;
+    let dashboard = dashboard_snapshot(&gw).await;
     let tile = &dashboard["caches"][0];
     assert_eq!(tile["name"], "product");
     assert!(tile["stale_served"]["rejected"].as_u64().unwrap() >= 1);
@@ -214,33 +212,6 @@ async fn with_the_backend_in_outage_a_cached_product_is_served_stale_and_counted
         .unwrap();
     assert_eq!(product["chaos"]["outage"], true);
     gw.stop().await;
-}
-
-/// The first snapshot of `GET /dashboard/events`, parsed.
-async fn first_dashboard_snapshot(gw: &TestGateway) -> serde_json::Value {
-    let res = client()
-        .request(
-            Request::get(gw.url("/dashboard/events"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let mut body = res.into_body();
-    let mut text = String::new();
-    while !text.contains("\n\n") {
-        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
-            .await
-            .expect("an event")
-            .unwrap()
-            .unwrap();
-        if let Ok(data) = frame.into_data() {
-            text.push_str(&String::from_utf8_lossy(&data));
-        }
-    }
-    let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
-    serde_json::from_str(data).unwrap()
 }
 
 #[tokio::test]

@@ -12,12 +12,11 @@ use std::time::Duration;
 
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
 use palisade_gateway::app;
 use palisade_gateway::config::Config;
 use palisade_gateway::proxy::HttpClient;
 use palisade_test_util::{REDIS_URL_VAR, service_url, unique_name};
-use support::{Reply, TestGateway, client, demo_config, get, request, send};
+use support::{Reply, TestGateway, client, dashboard_snapshot, demo_config, get, request, send};
 use tower::ServiceExt;
 
 const TOKEN: &str = "test-token";
@@ -328,33 +327,6 @@ async fn the_admin_api_shows_the_snapshot_and_changes_a_limit_at_runtime() {
     gw.stop().await;
 }
 
-/// The first snapshot of the dashboard's event stream.
-async fn dashboard_snapshot(c: &HttpClient, gw: &TestGateway) -> serde_json::Value {
-    let res = c
-        .request(
-            Request::get(gw.url("/dashboard/events"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let mut body = res.into_body();
-    let mut text = String::new();
-    while !text.contains("\n\n") {
-        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
-            .await
-            .expect("an event")
-            .unwrap()
-            .unwrap();
-        if let Ok(data) = frame.into_data() {
-            text.push_str(&String::from_utf8_lossy(&data));
-        }
-    }
-    let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
-    serde_json::from_str(data).unwrap()
-}
-
 #[tokio::test]
 async fn the_dashboard_shows_each_tiers_counts_and_never_a_key() {
     let gw = TestGateway::start(demo_config(&limits("")), None).await;
@@ -364,7 +336,7 @@ async fn the_dashboard_shows_each_tiers_counts_and_never_a_key() {
     until_refused(&c, &url, Some("k-paid"), 20).await;
     call(&c, &url, Some("k-paid")).await;
 
-    let snap = dashboard_snapshot(&c, &gw).await;
+    let snap = dashboard_snapshot(&gw).await;
     let tile = &snap["rate_limit"];
     assert_eq!(tile["name"], "api");
     let tiers = tile["tiers"].as_array().unwrap();
@@ -387,7 +359,7 @@ async fn the_dashboard_shows_each_tiers_counts_and_never_a_key() {
 
     // Without a [rate_limit], no panel.
     let plain = TestGateway::start(demo_config(""), None).await;
-    assert!(dashboard_snapshot(&c, &plain).await["rate_limit"].is_null());
+    assert!(dashboard_snapshot(&plain).await["rate_limit"].is_null());
     let page = get(&c, &gw.url("/dashboard")).await;
     assert!(page.body.contains("id=\"rate-limit\""));
     plain.stop().await;
