@@ -52,7 +52,9 @@ use std::time::Duration;
 use divan::counter::ItemsCount;
 use divan::{AllocProfiler, Bencher};
 use palisade_cqrs::backend::sqlite::SqliteReadModel;
-use palisade_cqrs::{Aggregate, CommandHandler, DomainEvent, Projection, ProjectionRunner};
+use palisade_cqrs::{
+    Aggregate, Command, CommandHandler, DomainEvent, Projection, ProjectionRunner,
+};
 use palisade_event_store::{
     EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, Snapshot,
 };
@@ -845,5 +847,153 @@ mod projection_catch_up {
         });
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// One round of commands: `STREAMS` tasks, each depositing once into its
+/// own account through the handler (load, decide, append).
+fn command_round(rt: &tokio::runtime::Runtime, handler: &CommandHandler<Account>) {
+    rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for s in 0..STREAMS {
+            let handler = handler.clone();
+            tasks.spawn(async move {
+                handler
+                    .handle(Command::new(format!("{s}"), 100))
+                    .await
+                    .expect("handled");
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("the task");
+        }
+    });
+}
+
+#[divan::bench_group(sample_count = 10, sample_size = 1)]
+mod commands_64_streams {
+    use super::*;
+
+    #[divan::bench]
+    fn sqlite(bencher: Bencher<'_, '_>) {
+        let rt = multi_thread_runtime();
+        let dir = temp_dir("commands");
+        let store = rt.block_on(open_store(&dir));
+        let handler = CommandHandler::<Account>::builder("bench", store.clone())
+            .build()
+            .expect("a handler");
+        bencher
+            .counter(ItemsCount::new(STREAMS))
+            .bench_local(|| command_round(&rt, &handler));
+        drop((handler, store));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[divan::bench]
+    fn postgres(bencher: Bencher<'_, '_>) {
+        let Some(url) = pg_url("commands_64_streams/postgres") else {
+            return;
+        };
+        let rt = multi_thread_runtime();
+        let schema = pg_schema("commands");
+        let store = rt.block_on(open_store_pg(&url, &schema));
+        let handler = CommandHandler::<Account>::builder("bench", store.clone())
+            .build()
+            .expect("a handler");
+        bencher
+            .counter(ItemsCount::new(STREAMS))
+            .bench_local(|| command_round(&rt, &handler));
+        drop((handler, store));
+        rt.block_on(drop_schema(&url, &schema));
+    }
+}
+
+/// Where a single-event append's time goes on PostgreSQL: the store's five
+/// round trips (`BEGIN`, advance the head, look up version and id, insert,
+/// `COMMIT`) issued by hand with the store's statements, each timed; the
+/// means are printed after the run.
+#[divan::bench_group(sample_count = 30, sample_size = 10)]
+mod pg_append_phases {
+    use super::*;
+
+    #[divan::bench]
+    fn store_statements_by_hand(bencher: Bencher<'_, '_>) {
+        let Some(url) = pg_url("pg_append_phases") else {
+            return;
+        };
+        let rt = runtime();
+        let schema = pg_schema("phases");
+        // The store creates its tables; the statements below are its own.
+        let store = rt.block_on(open_store_pg(&url, &schema));
+        let pool = rt.block_on(pg_pool(&url, &schema));
+        let p = format!("{schema}.palisade_es");
+        let bump =
+            format!("UPDATE {p}_head SET position = position + $1 WHERE id = 1 RETURNING position");
+        let lookup = format!(
+            "SELECT event_id, stream, version, position FROM {p}_events WHERE event_id IN ($2) UNION ALL \
+             SELECT CAST('' AS TEXT), CAST('' AS TEXT), COALESCE(MAX(version), 0), CAST(-1 AS BIGINT) FROM {p}_events WHERE stream = $1"
+        );
+        let insert = insert_sql(&format!("{p}_events"), 1);
+        let phases = ["begin", "advance head", "look up", "insert", "commit"];
+        let totals: Vec<AtomicU64> = phases.iter().map(|_| AtomicU64::new(0)).collect();
+        let n = AtomicU64::new(0);
+        bencher.counter(ItemsCount::new(1_usize)).bench_local(|| {
+            let events = events(n.fetch_add(1, Ordering::Relaxed) + 1_000_000_000, 1);
+            rt.block_on(async {
+                let mut t = tokio::time::Instant::now();
+                let mut lap = |i: usize| {
+                    let now = tokio::time::Instant::now();
+                    totals[i].fetch_add((now - t).as_nanos() as u64, Ordering::Relaxed);
+                    t = now;
+                };
+                let mut tx = pool.begin().await.expect("begin");
+                lap(0);
+                let (head,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(bump.as_str()))
+                    .bind(1_i64)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .expect("head");
+                lap(1);
+                let rows: Vec<(String, String, i64, i64)> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(lookup.as_str()))
+                        .bind("acct")
+                        .bind(events[0].id())
+                        .fetch_all(&mut *tx)
+                        .await
+                        .expect("look up");
+                lap(2);
+                let version = rows.iter().find(|r| r.3 < 0).map_or(0, |r| r.2);
+                sqlx::query(sqlx::AssertSqlSafe(insert.as_str()))
+                    .bind(head)
+                    .bind("acct")
+                    .bind(version + 1)
+                    .bind(events[0].id())
+                    .bind(events[0].event_type())
+                    .bind(1_i64)
+                    .bind(0_i64)
+                    .bind(serde_json::to_string(&Metadata::correlated("req-1")).expect("json"))
+                    .bind(serde_json::to_string(events[0].payload()).expect("json"))
+                    .execute(&mut *tx)
+                    .await
+                    .expect("insert");
+                lap(3);
+                tx.commit().await.expect("commit");
+                lap(4);
+            });
+        });
+        let count = n.load(Ordering::Relaxed).max(1);
+        let means: Vec<String> = phases
+            .iter()
+            .zip(&totals)
+            .map(|(name, total)| {
+                format!(
+                    "{name} {:.1} µs",
+                    total.load(Ordering::Relaxed) as f64 / count as f64 / 1e3
+                )
+            })
+            .collect();
+        println!("pg_append_phases (mean of {count}): {}", means.join(", "));
+        drop((store, pool));
+        rt.block_on(drop_schema(&url, &schema));
     }
 }
