@@ -164,7 +164,9 @@ async fn persist_rounds(repo: Arc<PostgresEventRepository>, batch: usize) -> Vec
                         )
                     })
                     .collect();
-                repo.persist::<Account>(&events, None).await.expect("persisted");
+                repo.persist::<Account>(&events, None)
+                    .await
+                    .expect("persisted");
             });
         }
         while let Some(done) = tasks.join_next().await {
@@ -185,7 +187,9 @@ async fn execute_rounds(cqrs: Arc<PostgresCqrs<Account>>) -> Vec<Duration> {
         for s in 0..STREAMS {
             let cqrs = Arc::clone(&cqrs);
             tasks.spawn(async move {
-                cqrs.execute(&format!("acct-{s}"), 100).await.expect("executed");
+                cqrs.execute(&format!("acct-{s}"), 100)
+                    .await
+                    .expect("executed");
             });
         }
         while let Some(done) = tasks.join_next().await {
@@ -226,7 +230,8 @@ fn main() {
         let pool = schema_pool(&url, &schema).await;
         // No query: the framework only loads, handles and persists.
         let queries: Vec<Box<dyn Query<Account>>> = Vec::new();
-        let store = cqrs_es::persist::PersistedEventStore::new_event_store(repository(&pool, &schema));
+        let store =
+            cqrs_es::persist::PersistedEventStore::new_event_store(repository(&pool, &schema));
         let cqrs = Arc::new(CqrsFramework::new(store, queries, ()));
         let rounds = execute_rounds(cqrs).await;
         report("commands_64_streams/cqrs_es_execute", STREAMS, rounds);
