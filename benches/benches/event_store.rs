@@ -13,6 +13,11 @@
 //!   loop. Reported per event. `pg_*`: the same on PostgreSQL
 //!   (`PALISADE_TEST_POSTGRES_URL`; skipped with a printed reason when
 //!   unset), each side in its own schema.
+//! - `append_phases`: a single-event append's round trips issued by hand
+//!   with the store's own statements (and the raw floor's), each timed;
+//!   the mean of each phase is printed after the bench.
+//! - `commands_64_streams`: 64 tasks each handle one deposit command for
+//!   their own account through `CommandHandler` (load, decide, append).
 //! - `append_64_streams`: 64 tasks on a 2-worker runtime each append one
 //!   batch (1 or 100 events) to its own stream, all at once; one sample is
 //!   one such round, reported per event. The store's pool and the raw
@@ -908,92 +913,250 @@ mod commands_64_streams {
     }
 }
 
-/// Where a single-event append's time goes on PostgreSQL: the store's five
-/// round trips (`BEGIN`, advance the head, look up version and id, insert,
-/// `COMMIT`) issued by hand with the store's statements, each timed; the
-/// means are printed after the run.
+/// Per-phase wall time, summed over a bench's iterations.
+struct Laps {
+    names: &'static [&'static str],
+    totals: Vec<AtomicU64>,
+    runs: AtomicU64,
+}
+
+impl Laps {
+    fn new(names: &'static [&'static str]) -> Self {
+        Self {
+            names,
+            totals: names.iter().map(|_| AtomicU64::new(0)).collect(),
+            runs: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds the time since `t` to phase `i`, and restarts `t`.
+    fn lap(&self, i: usize, t: &mut tokio::time::Instant) {
+        let now = tokio::time::Instant::now();
+        self.totals[i].fetch_add((now - *t).as_nanos() as u64, Ordering::Relaxed);
+        *t = now;
+        if i + 1 == self.names.len() {
+            self.runs.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn print(&self, label: &str) {
+        let runs = self.runs.load(Ordering::Relaxed).max(1);
+        let means: Vec<String> = self
+            .names
+            .iter()
+            .zip(&self.totals)
+            .map(|(name, total)| {
+                let mean = total.load(Ordering::Relaxed) as f64 / runs as f64 / 1e3;
+                format!("{name} {mean:.1} µs")
+            })
+            .collect();
+        println!("{label} (mean of {runs}): {}", means.join(", "));
+    }
+}
+
+const STORE_PHASES: &[&str] = &["begin", "advance head", "look up", "insert", "commit"];
+const RAW_PHASES: &[&str] = &["begin", "insert", "commit"];
+
+/// The store's statements for table prefix `p` and one event.
+struct StoreSql {
+    bump: String,
+    lookup: String,
+    insert: String,
+}
+
+impl StoreSql {
+    fn new(p: &str) -> Self {
+        Self {
+            bump: format!(
+                "UPDATE {p}_head SET position = position + $1 WHERE id = 1 RETURNING position"
+            ),
+            lookup: format!(
+                "SELECT event_id, stream, version, position FROM {p}_events WHERE event_id IN ($2) UNION ALL \
+                 SELECT CAST('' AS TEXT), CAST('' AS TEXT), COALESCE(MAX(version), 0), CAST(-1 AS BIGINT) FROM {p}_events WHERE stream = $1"
+            ),
+            insert: insert_sql(&format!("{p}_events"), 1),
+        }
+    }
+}
+
+/// A single-event append's round trips issued by hand and timed one by
+/// one: the store's five (its own statements), and the raw floor's three.
+macro_rules! phase_fns {
+    ($store_fn:ident, $raw_fn:ident, $pool:ty, $begin:literal) => {
+        async fn $store_fn(pool: &$pool, sql: &StoreSql, event: &NewEvent, laps: &Laps) {
+            let mut t = tokio::time::Instant::now();
+            let mut tx = pool.begin_with($begin).await.expect("begin");
+            laps.lap(0, &mut t);
+            let (head,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.bump.as_str()))
+                .bind(1_i64)
+                .fetch_one(&mut *tx)
+                .await
+                .expect("head");
+            laps.lap(1, &mut t);
+            let rows: Vec<(String, String, i64, i64)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(sql.lookup.as_str()))
+                    .bind("acct")
+                    .bind(event.id())
+                    .fetch_all(&mut *tx)
+                    .await
+                    .expect("look up");
+            laps.lap(2, &mut t);
+            let version = rows.iter().find(|r| r.3 < 0).map_or(0, |r| r.2);
+            sqlx::query(sqlx::AssertSqlSafe(sql.insert.as_str()))
+                .bind(head)
+                .bind("acct")
+                .bind(version + 1)
+                .bind(event.id())
+                .bind(event.event_type())
+                .bind(1_i64)
+                .bind(0_i64)
+                .bind(serde_json::to_string(&Metadata::correlated("req-1")).expect("json"))
+                .bind(serde_json::to_string(event.payload()).expect("json"))
+                .execute(&mut *tx)
+                .await
+                .expect("insert");
+            laps.lap(3, &mut t);
+            tx.commit().await.expect("commit");
+            laps.lap(4, &mut t);
+        }
+
+        async fn $raw_fn(pool: &$pool, insert: &str, event: &NewEvent, position: i64, laps: &Laps) {
+            let mut t = tokio::time::Instant::now();
+            let mut tx = pool.begin().await.expect("begin");
+            laps.lap(0, &mut t);
+            sqlx::query(sqlx::AssertSqlSafe(insert))
+                .bind(position)
+                .bind("acct")
+                .bind(position)
+                .bind(event.id())
+                .bind(event.event_type())
+                .bind(1_i64)
+                .bind(0_i64)
+                .bind(serde_json::to_string(&Metadata::correlated("req-1")).expect("json"))
+                .bind(serde_json::to_string(event.payload()).expect("json"))
+                .execute(&mut *tx)
+                .await
+                .expect("insert");
+            laps.lap(1, &mut t);
+            tx.commit().await.expect("commit");
+            laps.lap(2, &mut t);
+        }
+    };
+}
+
+phase_fns!(
+    sqlite_store_phases,
+    sqlite_raw_phases,
+    SqlitePool,
+    "BEGIN IMMEDIATE"
+);
+phase_fns!(pg_store_phases, pg_raw_phases, PgPool, "BEGIN");
+
+/// Where a single-event append's time goes: its round trips issued by hand
+/// with the store's statements (and the raw floor's), each timed; the
+/// means are printed after each bench.
 #[divan::bench_group(sample_count = 30, sample_size = 10)]
-mod pg_append_phases {
+mod append_phases {
     use super::*;
 
     #[divan::bench]
-    fn store_statements_by_hand(bencher: Bencher<'_, '_>) {
-        let Some(url) = pg_url("pg_append_phases") else {
+    fn sqlite_store_statements(bencher: Bencher<'_, '_>) {
+        let rt = runtime();
+        let dir = temp_dir("phases");
+        // The store creates its tables; a pool like the store's writes them.
+        let store = rt.block_on(open_store(&dir));
+        let options =
+            SqliteConnectOptions::from_str(&format!("sqlite:{}", dir.join("events.db").display()))
+                .expect("a url")
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+        let pool = rt.block_on(
+            SqlitePoolOptions::new()
+                .max_connections(POOL)
+                .connect_with(options),
+        );
+        let pool = pool.expect("the pool");
+        let sql = StoreSql::new("palisade_es");
+        let laps = Laps::new(STORE_PHASES);
+        let n = AtomicU64::new(0);
+        bencher.counter(ItemsCount::new(1_usize)).bench_local(|| {
+            let events = events(n.fetch_add(1, Ordering::Relaxed), 1);
+            rt.block_on(sqlite_store_phases(&pool, &sql, &events[0], &laps));
+        });
+        laps.print("append_phases/sqlite_store_statements");
+        drop((store, pool));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[divan::bench]
+    fn sqlite_raw_statements(bencher: Bencher<'_, '_>) {
+        let rt = runtime();
+        let dir = temp_dir("rawphases");
+        let pool = rt.block_on(open_raw(&dir));
+        let insert = insert_sql("raw_events", 1);
+        let laps = Laps::new(RAW_PHASES);
+        let n = AtomicU64::new(0);
+        bencher.counter(ItemsCount::new(1_usize)).bench_local(|| {
+            let i = n.fetch_add(1, Ordering::Relaxed);
+            let events = events(i, 1);
+            rt.block_on(sqlite_raw_phases(
+                &pool,
+                &insert,
+                &events[0],
+                i as i64 + 1,
+                &laps,
+            ));
+        });
+        laps.print("append_phases/sqlite_raw_statements");
+        drop(pool);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[divan::bench]
+    fn pg_store_statements(bencher: Bencher<'_, '_>) {
+        let Some(url) = pg_url("append_phases/pg_store_statements") else {
             return;
         };
         let rt = runtime();
         let schema = pg_schema("phases");
-        // The store creates its tables; the statements below are its own.
         let store = rt.block_on(open_store_pg(&url, &schema));
         let pool = rt.block_on(pg_pool(&url, &schema));
-        let p = format!("{schema}.palisade_es");
-        let bump =
-            format!("UPDATE {p}_head SET position = position + $1 WHERE id = 1 RETURNING position");
-        let lookup = format!(
-            "SELECT event_id, stream, version, position FROM {p}_events WHERE event_id IN ($2) UNION ALL \
-             SELECT CAST('' AS TEXT), CAST('' AS TEXT), COALESCE(MAX(version), 0), CAST(-1 AS BIGINT) FROM {p}_events WHERE stream = $1"
-        );
-        let insert = insert_sql(&format!("{p}_events"), 1);
-        let phases = ["begin", "advance head", "look up", "insert", "commit"];
-        let totals: Vec<AtomicU64> = phases.iter().map(|_| AtomicU64::new(0)).collect();
+        let sql = StoreSql::new(&format!("{schema}.palisade_es"));
+        let laps = Laps::new(STORE_PHASES);
         let n = AtomicU64::new(0);
         bencher.counter(ItemsCount::new(1_usize)).bench_local(|| {
-            let events = events(n.fetch_add(1, Ordering::Relaxed) + 1_000_000_000, 1);
-            rt.block_on(async {
-                let mut t = tokio::time::Instant::now();
-                let mut lap = |i: usize| {
-                    let now = tokio::time::Instant::now();
-                    totals[i].fetch_add((now - t).as_nanos() as u64, Ordering::Relaxed);
-                    t = now;
-                };
-                let mut tx = pool.begin().await.expect("begin");
-                lap(0);
-                let (head,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(bump.as_str()))
-                    .bind(1_i64)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .expect("head");
-                lap(1);
-                let rows: Vec<(String, String, i64, i64)> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(lookup.as_str()))
-                        .bind("acct")
-                        .bind(events[0].id())
-                        .fetch_all(&mut *tx)
-                        .await
-                        .expect("look up");
-                lap(2);
-                let version = rows.iter().find(|r| r.3 < 0).map_or(0, |r| r.2);
-                sqlx::query(sqlx::AssertSqlSafe(insert.as_str()))
-                    .bind(head)
-                    .bind("acct")
-                    .bind(version + 1)
-                    .bind(events[0].id())
-                    .bind(events[0].event_type())
-                    .bind(1_i64)
-                    .bind(0_i64)
-                    .bind(serde_json::to_string(&Metadata::correlated("req-1")).expect("json"))
-                    .bind(serde_json::to_string(events[0].payload()).expect("json"))
-                    .execute(&mut *tx)
-                    .await
-                    .expect("insert");
-                lap(3);
-                tx.commit().await.expect("commit");
-                lap(4);
-            });
+            let events = events(n.fetch_add(1, Ordering::Relaxed), 1);
+            rt.block_on(pg_store_phases(&pool, &sql, &events[0], &laps));
         });
-        let count = n.load(Ordering::Relaxed).max(1);
-        let means: Vec<String> = phases
-            .iter()
-            .zip(&totals)
-            .map(|(name, total)| {
-                format!(
-                    "{name} {:.1} µs",
-                    total.load(Ordering::Relaxed) as f64 / count as f64 / 1e3
-                )
-            })
-            .collect();
-        println!("pg_append_phases (mean of {count}): {}", means.join(", "));
+        laps.print("append_phases/pg_store_statements");
         drop((store, pool));
+        rt.block_on(drop_schema(&url, &schema));
+    }
+
+    #[divan::bench]
+    fn pg_raw_statements(bencher: Bencher<'_, '_>) {
+        let Some(url) = pg_url("append_phases/pg_raw_statements") else {
+            return;
+        };
+        let rt = runtime();
+        let schema = pg_schema("rawphases");
+        let pool = rt.block_on(open_raw_pg(&url, &schema));
+        let insert = insert_sql(&format!("{schema}.raw_events"), 1);
+        let laps = Laps::new(RAW_PHASES);
+        let n = AtomicU64::new(0);
+        bencher.counter(ItemsCount::new(1_usize)).bench_local(|| {
+            let i = n.fetch_add(1, Ordering::Relaxed);
+            let events = events(i, 1);
+            rt.block_on(pg_raw_phases(
+                &pool,
+                &insert,
+                &events[0],
+                i as i64 + 1,
+                &laps,
+            ));
+        });
+        laps.print("append_phases/pg_raw_statements");
+        drop(pool);
         rt.block_on(drop_schema(&url, &schema));
     }
 }
