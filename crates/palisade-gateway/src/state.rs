@@ -495,8 +495,8 @@ impl AppState {
     pub(crate) fn attach_pubsub(
         &self,
         pubsub: crate::pubsub::PubSub,
-    ) -> Result<(), crate::pubsub::PubSub> {
-        self.inner.pubsub.set(pubsub)
+    ) -> Result<(), Box<crate::pubsub::PubSub>> {
+        self.inner.pubsub.set(pubsub).map_err(Box::new)
     }
 
     /// `true` when the admin API is enabled (a token is set).

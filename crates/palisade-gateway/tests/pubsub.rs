@@ -130,7 +130,12 @@ async fn a_failing_handler_redelivers_then_dead_letters(gw: &TestGateway) {
     let chaos_url = gw.url("/admin/pubsub/notification/chaos");
     let unauthorized = send(
         &c,
-        request(Method::PATCH, &chaos_url, None, Some(r#"{"error_rate": 1}"#)),
+        request(
+            Method::PATCH,
+            &chaos_url,
+            None,
+            Some(r#"{"error_rate": 1}"#),
+        ),
     )
     .await;
     assert_eq!(unauthorized.status, StatusCode::UNAUTHORIZED);
@@ -354,14 +359,25 @@ fn the_pubsub_section_reads_the_crates_settings_and_places_errors() {
     assert_eq!(p.notification.redelivery_delay, Duration::from_millis(500));
     assert_eq!(p.analytics_members, 2);
 
-    let parse = |text: &str| Config::parse("g.toml", &format!("[server]\nlisten = \"127.0.0.1:0\"\n{text}"));
-    let on = parse("[pubsub]\n[pubsub.notification]\nredelivery_delay = \"250ms\"\nmax_deliver = 7\n")
-        .unwrap()
-        .pubsub
-        .unwrap();
+    let parse = |text: &str| {
+        Config::parse(
+            "g.toml",
+            &format!("[server]\nlisten = \"127.0.0.1:0\"\n{text}"),
+        )
+    };
+    let on =
+        parse("[pubsub]\n[pubsub.notification]\nredelivery_delay = \"250ms\"\nmax_deliver = 7\n")
+            .unwrap()
+            .pubsub
+            .unwrap();
     assert_eq!(on.notification.redelivery_delay, Duration::from_millis(250));
     assert_eq!(on.notification.max_deliver, 7);
-    assert!(parse("[pubsub]\nenabled = false\n").unwrap().pubsub.is_none());
+    assert!(
+        parse("[pubsub]\nenabled = false\n")
+            .unwrap()
+            .pubsub
+            .is_none()
+    );
     for (text, key, line, says) in [
         (
             "[pubsub]\n[pubsub.notification]\nmax_deliver = 0\n",
@@ -375,7 +391,12 @@ fn the_pubsub_section_reads_the_crates_settings_and_places_errors() {
             4,
             "\"memory\" or \"nats\"",
         ),
-        ("[pubsub]\nbackend = \"nats\"\n", "pubsub.url", 4, "needs a url"),
+        (
+            "[pubsub]\nbackend = \"nats\"\n",
+            "pubsub.url",
+            4,
+            "needs a url",
+        ),
         (
             "[pubsub.bus]\ncapacity = 0\n",
             "pubsub.bus.capacity",

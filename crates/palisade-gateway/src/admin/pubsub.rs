@@ -50,7 +50,10 @@ async fn patch_chaos(
         if let Err(err) = chaos.apply(settings) {
             return chaos::bad_chaos_settings(err.field(), err.to_string());
         }
-        tracing::info!(?settings, "notification handler chaos changed through the admin API");
+        tracing::info!(
+            ?settings,
+            "notification handler chaos changed through the admin API"
+        );
         axum::Json(chaos.snapshot()).into_response()
     })
 }
@@ -66,6 +69,9 @@ async fn reset_chaos(State(state): State<AppState>) -> Response {
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/pubsub", get(show))
-        .route("/pubsub/notification/chaos", axum::routing::patch(patch_chaos))
+        .route(
+            "/pubsub/notification/chaos",
+            axum::routing::patch(patch_chaos),
+        )
         .route("/pubsub/notification/chaos/reset", post(reset_chaos))
 }

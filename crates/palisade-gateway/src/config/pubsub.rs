@@ -134,9 +134,7 @@ impl Checker<'_> {
             Some(p) => {
                 validate_subject(p.get_ref())
                     .and_then(|()| validate_pattern(&format!("{}.>", p.get_ref())))
-                    .or_else(|e| {
-                        self.err(p.span(), "pubsub.subject_prefix", e.to_string())
-                    })?;
+                    .or_else(|e| self.err(p.span(), "pubsub.subject_prefix", e.to_string()))?;
                 p.into_inner()
             }
             None => "palisade".to_owned(),

@@ -229,7 +229,13 @@ impl PubSub {
                         .queue_subscribe(&placed, ANALYTICS)
                         .map_err(|e| subscribe_error(&placed, &e))?;
                     let handler = consumers::analytics_handler(&analytics, &dedup, i);
-                    starter.spawn(&member, ANALYTICS, config.analytics.clone(), source, handler)?;
+                    starter.spawn(
+                        &member,
+                        ANALYTICS,
+                        config.analytics.clone(),
+                        source,
+                        handler,
+                    )?;
                 }
             }
             Bus::Nats(nats) => {
@@ -253,7 +259,13 @@ impl PubSub {
                         .await
                         .map_err(|e| subscribe_error(&placed, &e))?;
                     let handler = consumers::analytics_handler(&analytics, &dedup, i);
-                    starter.spawn(&member, ANALYTICS, config.analytics.clone(), source, handler)?;
+                    starter.spawn(
+                        &member,
+                        ANALYTICS,
+                        config.analytics.clone(),
+                        source,
+                        handler,
+                    )?;
                 }
             }
         }
@@ -312,9 +324,8 @@ impl PubSub {
     /// closes the in-process bus. Idempotent.
     pub async fn shutdown(&self, deadline: Duration) {
         let _ = self.stop.send(true);
-        let tasks: Vec<JoinHandle<()>> = std::mem::take(
-            &mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner),
-        );
+        let tasks: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
         if tasks.is_empty() {
             return;
         }

@@ -165,7 +165,12 @@ impl EventPublisher {
         match self.bus.publish(message.clone()).await {
             Ok(()) => {
                 self.published.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(subject = message.subject(), message_id = message.id(), correlation_id = message.correlation_id(), "event published");
+                tracing::debug!(
+                    subject = message.subject(),
+                    message_id = message.id(),
+                    correlation_id = message.correlation_id(),
+                    "event published"
+                );
                 Ok(message)
             }
             Err(err) => {

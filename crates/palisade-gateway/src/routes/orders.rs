@@ -48,28 +48,34 @@ fn unprocessable(field: &'static str, detail: String) -> Response {
         .into_response()
 }
 
-fn check(order: &PlaceOrder) -> Result<(), Response> {
+fn check(order: &PlaceOrder) -> Result<(), Box<Response>> {
     if order.user_id == 0 {
-        return Err(unprocessable("user_id", "must be at least 1".to_owned()));
+        return Err(Box::new(unprocessable(
+            "user_id",
+            "must be at least 1".to_owned(),
+        )));
     }
     if order.items.is_empty() || order.items.len() > MAX_LINES {
-        return Err(unprocessable(
+        return Err(Box::new(unprocessable(
             "items",
-            format!("must have 1 to {MAX_LINES} lines, got {}", order.items.len()),
-        ));
+            format!(
+                "must have 1 to {MAX_LINES} lines, got {}",
+                order.items.len()
+            ),
+        )));
     }
     for line in &order.items {
         if line.product_id == 0 {
-            return Err(unprocessable(
+            return Err(Box::new(unprocessable(
                 "items.product_id",
                 "must be at least 1".to_owned(),
-            ));
+            )));
         }
         if line.quantity == 0 || line.quantity > MAX_QUANTITY {
-            return Err(unprocessable(
+            return Err(Box::new(unprocessable(
                 "items.quantity",
                 format!("must be 1 to {MAX_QUANTITY}, got {}", line.quantity),
-            ));
+            )));
         }
     }
     Ok(())
@@ -95,7 +101,7 @@ async fn place(
         }
     };
     if let Err(res) = check(&order) {
-        return res;
+        return *res;
     }
     let request_id = headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok());
     let order_id = format!("order-{:016x}", fastrand::u64(..));
