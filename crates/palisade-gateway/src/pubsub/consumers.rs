@@ -172,7 +172,8 @@ fn order_of(message: &Message) -> Result<OrderPlaced, BoxError> {
 
 /// The notification handler's stack, outermost first: retry (one more
 /// attempt, 20 ms later), circuit breaker (opens at 50 % failures of the
-/// last 20 calls, at least 10; probes after 5 s), timeout, chaos (the
+/// last 40 calls, at least 20, so the first poisoned messages reach the
+/// dead letters before it opens; probes after 5 s), timeout, chaos (the
 /// dashboard's knob), the handler. A payload that is not an order is a
 /// [`Terminal`] failure: dead-lettered at once.
 pub(crate) fn notification_handler(
@@ -184,8 +185,8 @@ pub(crate) fn notification_handler(
         .backoff(Backoff::fixed(Duration::from_millis(20)))
         .build()?;
     let breaker = CircuitBreakerLayer::builder("pubsub-notification")
-        .count_window(20)
-        .minimum_calls(10)
+        .count_window(40)
+        .minimum_calls(20)
         .failure_rate_threshold(50.0)
         .wait_in_open(Duration::from_secs(5))
         .build()?;
