@@ -8,10 +8,10 @@
 //! `analytics_members` and `handler_timeout_ms`. The sub-tables are the
 //! pubsub crate's settings structs, read as they are and checked by their
 //! `validate()`: `[pubsub.bus]` a
-//! [`BusSettings`](palisade::pubsub::BusSettings) (the in-process bus),
-//! `[pubsub.nats]` a [`NatsSettings`](palisade::pubsub::NatsSettings),
+//! [`BusSettings`] (the in-process bus),
+//! `[pubsub.nats]` a [`NatsSettings`],
 //! `[pubsub.notification]` and `[pubsub.analytics]` each a
-//! [`ConsumerSettings`](palisade::pubsub::ConsumerSettings). Durations in
+//! [`ConsumerSettings`]. Durations in
 //! them are strings (`"250ms"`) or integers of milliseconds under the
 //! field's name plus `_ms`.
 
