@@ -429,3 +429,42 @@ fn the_pubsub_section_reads_the_crates_settings_and_places_errors() {
         assert!(err.to_string().starts_with("g.toml:"), "{err}");
     }
 }
+
+/// Many failing orders at once open the notification handler's breaker: the
+/// consumer then holds the messages instead of spending their deliveries,
+/// and once the handler heals they are all handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_breaker_holds_the_messages_instead_of_dead_lettering_them() {
+    let gw = TestGateway::start(memory_config(), Some(TOKEN)).await;
+    let pubsub = gw.state.pubsub().unwrap();
+    pubsub.notification_chaos().set_error_rate(1.0).unwrap();
+    let orders = 8;
+    for n in 0..orders {
+        place_order(&gw, &format!("req-burst-{n}"), 100 + n).await;
+    }
+    let breaker = pubsub.notification_breaker();
+    let open = eventually(Duration::from_secs(20), || async {
+        let s = snapshot(&gw);
+        (breaker.state().is_open() && s.totals.rejected > 0).then_some(s)
+    })
+    .await;
+    assert!(
+        open.totals.dead_lettered < orders,
+        "the breaker opened before every message spent its deliveries: {:?}",
+        open.totals
+    );
+    assert!(open.totals.in_flight > 0, "held: {:?}", open.totals);
+
+    // Healed: every order ends notified or (for those that spent their
+    // deliveries before the breaker opened) dead-lettered, none lost.
+    pubsub.notification_chaos().reset();
+    breaker.reset();
+    let done = eventually(Duration::from_secs(30), || async {
+        let s = snapshot(&gw);
+        (s.notifications.sent + s.consumers[0].figures.dead_lettered == orders).then_some(s)
+    })
+    .await;
+    assert!(done.notifications.sent > 0, "{:?}", done.totals);
+    assert_eq!(done.analytics.orders, orders);
+    gw.stop().await;
+}
