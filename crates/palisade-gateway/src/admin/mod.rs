@@ -81,8 +81,8 @@ pub mod deadlines;
 pub mod fallbacks;
 pub mod fan_outs;
 pub mod hedges;
-pub mod rate_limits;
 pub mod pubsub;
+pub mod rate_limits;
 pub mod retries;
 pub mod shards;
 

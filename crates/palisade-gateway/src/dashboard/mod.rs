@@ -34,9 +34,10 @@ use serde::Serialize;
 pub mod aggregator;
 pub mod caches;
 pub mod deadlines;
+pub mod pubsub;
 pub mod rate_limit;
 pub mod shards;
-pub mod pubsub;
+pub mod shards;
 pub mod upstreams;
 
 use crate::proxy::stats::HISTORY_SECS;
