@@ -37,7 +37,6 @@ pub mod deadlines;
 pub mod pubsub;
 pub mod rate_limit;
 pub mod shards;
-pub mod shards;
 pub mod upstreams;
 
 use crate::proxy::stats::HISTORY_SECS;
