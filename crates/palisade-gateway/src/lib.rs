@@ -50,6 +50,7 @@
 //! | [`sharding`] | `[upstreams.<name>.shards]`: a sharded upstream (the demo's user service), its router over the shards' stacks, map changes |
 //! | [`rate_limit`] | `[rate_limit]`: the per-client limit on `/api` (API key, else client IP; tiers; memory or Redis), the crate's HTTP layer and the meter of its rates; [`routes`] applies it to `/api` after the request id, access log, body limit and panic catcher; its admin resource is `admin::rate_limits`, its panel `dashboard::rate_limit` |
 //! | [`cache`] | `[upstreams.<name>.cache]`: an upstream's cache (palisade-cache, with an optional Redis tier), the layer the proxy puts in its stack, the key forms a purge removes; its admin resource is [`admin::caches`], its panel [`dashboard::caches`] |
+//! | [`pubsub`] | `[pubsub]`: order events on the in-process bus or NATS JetStream ([`EventPublisher`](pubsub::EventPublisher), the one way features publish), the notification consumer and the analytics queue group, started and drained with the gateway |
 //! | [`state`] | [`AppState`], the shared state every handler sees, and the lifecycle's phases |
 //! | [`admin`] | the admin API (bearer token): one file per resource (breakers, bulkheads, retries, chaos, deadlines, fallbacks, hedges), serializing the crates' snapshots |
 //! | [`dashboard`] | the dashboard page and its event stream, with its panels: the upstream tiles, the aggregator's waterfall, deadlines, fallbacks and hedges |
@@ -66,6 +67,7 @@ pub mod demo;
 pub mod lifecycle;
 pub mod logs;
 pub mod proxy;
+pub mod pubsub;
 pub mod rate_limit;
 pub mod routes;
 pub mod sharding;

@@ -177,6 +177,7 @@ pub(crate) struct Inner {
     pub(crate) rate_limits: Registry<RateLimitHandle>,
     pub(crate) rate_limit: Option<ApiRateLimit>,
     pub(crate) caches: Registry<CacheHandle>,
+    pub(crate) pubsub: OnceLock<crate::pubsub::PubSub>,
 }
 
 /// Everything the gateway's handlers share; cheap to clone.
@@ -321,6 +322,7 @@ impl AppState {
                 rate_limits,
                 rate_limit,
                 caches,
+                pubsub: OnceLock::new(),
             }),
         })
     }
@@ -481,6 +483,20 @@ impl AppState {
             bulkheads: &self.inner.bulkheads,
             routers: &self.inner.shard_routers,
         }
+    }
+
+    /// The events feature (`[pubsub]`), once the gateway has started it.
+    #[must_use]
+    pub fn pubsub(&self) -> Option<&crate::pubsub::PubSub> {
+        self.inner.pubsub.get()
+    }
+
+    /// Attaches the started events feature (once; a second is handed back).
+    pub(crate) fn attach_pubsub(
+        &self,
+        pubsub: crate::pubsub::PubSub,
+    ) -> Result<(), Box<crate::pubsub::PubSub>> {
+        self.inner.pubsub.set(pubsub).map_err(Box::new)
     }
 
     /// `true` when the admin API is enabled (a token is set).

@@ -29,6 +29,9 @@
 //! | `GET /admin/caches` | every upstream's cache: the cache crate's `CacheSnapshot` (hit ratio, stale serves by reason, bytes, the Redis tier) |
 //! | `GET /admin/caches/{name}` | one upstream's |
 //! | `POST /admin/caches/{name}/purge` | `{"key": "/products/7"}` or `{"prefix": "/products/"}` (exactly one, a path as the upstream gets it): removes those entries from both tiers; answers what was removed ([`caches::PurgeView`]) |
+//! | `GET /admin/pubsub` | the events feature (`[pubsub]`): published, each consumer's `ConsumerSnapshot` (delivered, acked, redelivered, dead-lettered, lag) and their totals, the notifications sent, the analytics count, the latest dead letters with their reason ([`PubSubSnapshot`](crate::pubsub::PubSubSnapshot)) |
+//! | `PATCH /admin/pubsub/notification/chaos` | the notification handler's chaos knob, the `PATCH` fields below (`{"error_rate": 1}`: every notification fails); answers the chaos crate's `ChaosSnapshot` |
+//! | `POST /admin/pubsub/notification/chaos/reset` | back to no fault |
 //!
 //! `PATCH` fields, all optional: `enabled` (bool), `outage` (bool),
 //! `error_rate`, `abort_rate`, `latency_rate` (fractions in `[0, 1]`),
@@ -78,6 +81,7 @@ pub mod deadlines;
 pub mod fallbacks;
 pub mod fan_outs;
 pub mod hedges;
+pub mod pubsub;
 pub mod rate_limits;
 pub mod retries;
 pub mod shards;
@@ -170,6 +174,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(shards::routes())
         .merge(rate_limits::routes())
         .merge(caches::routes())
+        .merge(pubsub::routes())
         .fallback(admin_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
 }

@@ -5,7 +5,8 @@
 //! [`upstream`] (with the breaker's keys in [`circuit_breaker`] and its
 //! cache in [`cache`]), [`route`], [`aggregator`] and [`rate_limit`]; a sharded upstream's
 //! `shards` table in [`shards`] (the shard crate's
-//! [`ShardSettings`](palisade::shard::ShardSettings)).
+//! [`ShardSettings`](palisade::shard::ShardSettings)); `[pubsub]` in
+//! [`pubsub`].
 //!
 //! # One source per setting
 //!
@@ -40,6 +41,7 @@ pub mod deadline;
 pub mod demo;
 pub(crate) mod document;
 pub mod log;
+pub mod pubsub;
 pub mod rate_limit;
 pub mod route;
 pub mod server;
@@ -63,6 +65,7 @@ pub use aggregator::{AGGREGATOR_ROUTE, AggregatorConfig, BranchConfig, BranchFal
 pub use cache::{CacheConfig, CacheRedisConfig};
 pub use demo::{BackendConfig, DEMO_SERVICES, DemoConfig};
 pub use log::{AccessLog, DEFAULT_ACCESS_LOG_SAMPLE, LogConfig};
+pub use pubsub::{PubSubBackend, PubSubConfig};
 pub use rate_limit::{RateLimitBackend, RateLimitConfig};
 pub use route::{RESERVED_PREFIXES, RouteConfig};
 pub use server::ServerConfig;
@@ -218,6 +221,8 @@ struct RawConfig {
     #[serde(default)]
     deadline: Option<palisade::deadline::DeadlineSettings>,
     rate_limit: Option<rate_limit::RawRateLimit>,
+    #[serde(default)]
+    pubsub: Option<pubsub::RawPubSub>,
 }
 
 /// A validated gateway configuration.
@@ -243,6 +248,9 @@ pub struct Config {
     /// The per-client limit on the `/api` routes, if configured (and not
     /// `enabled = false`).
     pub rate_limit: Option<RateLimitConfig>,
+    /// Order events and their consumers (`[pubsub]`), if configured and
+    /// enabled.
+    pub pubsub: Option<PubSubConfig>,
 }
 
 impl Config {
@@ -324,6 +332,7 @@ fn in_crate_form(root: &mut DeTable<'_>) -> Result<(), document::DialectError> {
             ("aggregator", DeValue::Table(_)) => aggregator::in_crate_form(value)?,
             ("deadline", DeValue::Table(table)) => document::crate_dialect(table)?,
             ("rate_limit", DeValue::Table(_)) => rate_limit::in_crate_form(value)?,
+            ("pubsub", DeValue::Table(_)) => pubsub::in_crate_form(value)?,
             _ => {}
         }
     }
@@ -483,6 +492,10 @@ impl Checker<'_> {
             Some(r) => self.rate_limit(r)?,
             None => None,
         };
+        let pubsub = match raw.pubsub {
+            Some(p) => self.pubsub(p)?,
+            None => None,
+        };
         Ok(Config {
             server,
             admin,
@@ -493,6 +506,7 @@ impl Checker<'_> {
             aggregator,
             deadline,
             rate_limit,
+            pubsub,
         })
     }
 }

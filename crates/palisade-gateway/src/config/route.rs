@@ -9,13 +9,14 @@ use super::upstream::UpstreamConfig;
 use super::{Checker, ConfigFileError};
 
 /// Paths the gateway serves itself; a route prefix may not shadow them.
-pub const RESERVED_PREFIXES: [&str; 6] = [
+pub const RESERVED_PREFIXES: [&str; 7] = [
     "/admin",
     "/dashboard",
     "/metrics",
     "/healthz",
     "/readyz",
     "/api/dashboard",
+    "/api/orders",
 ];
 
 /// `[[routes]]` as written.

@@ -34,6 +34,7 @@ use serde::Serialize;
 pub mod aggregator;
 pub mod caches;
 pub mod deadlines;
+pub mod pubsub;
 pub mod rate_limit;
 pub mod shards;
 pub mod upstreams;
@@ -77,6 +78,9 @@ pub struct DashboardSnapshot {
     pub rate_limit: Option<RateLimitTile>,
     /// The upstreams' caches (none without `[upstreams.<name>.cache]`).
     pub caches: Vec<CacheTile>,
+    /// The events panel (`[pubsub]`): counts, lag, dead letters; `null`
+    /// when off.
+    pub pubsub: Option<crate::pubsub::PubSubSnapshot>,
 }
 
 /// The snapshot of `state` now, with every upstream's whole history.
@@ -105,6 +109,7 @@ pub fn snapshot_since(state: &AppState, sent: &BTreeMap<String, u64>) -> Dashboa
         shards: shards::tiles(state),
         rate_limit: rate_limit::tile(state),
         caches: caches::tiles(state),
+        pubsub: pubsub::tile(state),
     }
 }
 

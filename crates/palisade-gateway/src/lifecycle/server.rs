@@ -39,7 +39,8 @@
 //!    connections are refused), idle keep-alive connections close, the
 //!    dashboard's event streams end, and in-flight requests get up to
 //!    `server.drain_timeout_ms` to finish; then their connections are
-//!    closed, the demo backends stop and `serve` returns.
+//!    closed, the events consumers (`[pubsub]`) finish the messages they
+//!    are handling and stop, the demo backends stop and `serve` returns.
 //!
 //! [`Lifecycle::begin_shutdown`]: crate::state::Lifecycle::begin_shutdown
 //! [`Lifecycle::begin_drain`]: crate::state::Lifecycle::begin_drain
@@ -187,6 +188,12 @@ impl Gateway {
             // not wait for it (a Redis that does not answer is logged, and
             // the limiter's failure mode applies until it does).
             let _ = limit.check_backend(Duration::from_secs(1)).await;
+        }
+        if let Some(pubsub) = &config.pubsub {
+            let started = crate::pubsub::PubSub::start(pubsub).await?;
+            if let Err(extra) = state.attach_pubsub(started) {
+                extra.shutdown(config.server.drain_timeout).await;
+            }
         }
         for up in state.upstreams() {
             let layers = up.layers();
@@ -377,6 +384,9 @@ impl Gateway {
             }
         })
         .await;
+        if let Some(pubsub) = state.pubsub() {
+            pubsub.shutdown(drain_timeout).await;
+        }
         if let Some(backends) = backends {
             backends.shutdown(drain_timeout).await;
         }

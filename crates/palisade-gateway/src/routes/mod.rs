@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `ANY {prefix}`, `ANY {prefix}/{*path}` | one pair per `[[routes]]` entry: proxied to its upstream |
 //! | `GET /api/dashboard/user/{id}` | the aggregator of `[aggregator]`, when configured |
+//! | `POST /api/orders` | places a demo order and publishes `orders.placed` (`[pubsub]`) |
 //! | `GET /healthz` | liveness: `200 ok` while the process serves |
 //! | `GET /readyz` | readiness: `200 ready`, `503` once shutdown began (through the readiness grace, while still serving) |
 //! | `GET /metrics` | Prometheus text exposition |
@@ -66,6 +67,7 @@ use tracing::Level;
 mod aggregator;
 mod deadline;
 mod health;
+mod orders;
 mod table;
 
 use self::table::{ProxyRoute, proxy, proxy_table};
@@ -115,6 +117,7 @@ fn router(state: &AppState, stacks: &std::collections::BTreeMap<&str, UpstreamRo
         .merge(health::routes())
         .merge(crate::dashboard::routes())
         .merge(aggregator::routes(state, stacks))
+        .merge(orders::routes())
         .nest("/admin", crate::admin::routes(state));
     router.fallback(not_found).with_state(state.clone())
 }
