@@ -17,6 +17,14 @@ use palisade_gateway::{AppState, Config};
 
 const NAME: &str = "fuzz.toml";
 
+thread_local! {
+    /// The runtime the state is built in (never run: nothing is awaited).
+    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a tokio runtime");
+}
+
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     match Config::parse(NAME, &text) {
@@ -55,6 +63,9 @@ fuzz_target!(|data: &[u8]| {
                     ((*name).to_owned(), BackendInfo { addr, chaos })
                 })
                 .collect();
+            // A cache's Redis tier connects lazily, from a tokio runtime.
+            let runtime = RUNTIME.with(|rt| rt.handle().clone());
+            let _entered = runtime.enter();
             if let Err(err) = AppState::from_config(&config, backends, Some("t".to_owned())) {
                 panic!("a configuration that parsed does not build: {err}");
             }

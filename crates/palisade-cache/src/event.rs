@@ -14,8 +14,8 @@ pub enum StaleReason {
     Revalidating,
     /// The backend failed (an error, or a 500/502/503/504 answer).
     Error,
-    /// The backend timed out (a `tokio` or `tower` timeout in the error's
-    /// chain).
+    /// The backend timed out (a `tokio` or `tower` timeout, or a
+    /// `palisade_core::deadline::DeadlineExpired`, in the error's chain).
     Timeout,
     /// A resilience layer below refused the call (an open breaker, a full
     /// bulkhead, a rate limit: [`palisade_core::is_rejection`]).

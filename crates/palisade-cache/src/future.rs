@@ -257,6 +257,7 @@ fn stale_reason(error: &(dyn std::error::Error + 'static)) -> StaleReason {
         StaleReason::Rejected
     } else if is_caused_by::<tokio::time::error::Elapsed>(error)
         || is_caused_by::<tower::timeout::error::Elapsed>(error)
+        || palisade_core::deadline::is_deadline_expired(error)
     {
         StaleReason::Timeout
     } else {

@@ -257,7 +257,7 @@ impl CacheHandle {
 
     /// `true` if both handles control the same cache.
     #[must_use]
-    pub fn same_cache(&self, other: &Self) -> bool {
+    pub fn same_as(&self, other: &Self) -> bool {
         std::ptr::addr_eq(Arc::as_ptr(&self.control), Arc::as_ptr(&other.control))
     }
 
@@ -331,5 +331,21 @@ impl CacheHandle {
     /// over its entries.
     pub fn run_pending_tasks(&self) {
         self.control.run_pending_tasks();
+    }
+}
+
+impl palisade_core::Handle for CacheHandle {
+    type Snapshot = CacheSnapshot;
+
+    fn name(&self) -> &str {
+        Self::name(self)
+    }
+
+    fn snapshot(&self) -> CacheSnapshot {
+        Self::snapshot(self)
+    }
+
+    fn same_as(&self, other: &Self) -> bool {
+        Self::same_as(self, other)
     }
 }

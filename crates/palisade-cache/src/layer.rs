@@ -27,7 +27,7 @@ use crate::shared::Shared;
 /// let square = service_fn(|n: u64| async move { Ok::<_, std::io::Error>(n * n) });
 /// let a = layer.layer(square);
 /// let b = layer.clone().layer(square);
-/// assert!(a.handle().same_cache(&b.handle()));
+/// assert!(a.handle().same_as(&b.handle()));
 /// assert_eq!(a.oneshot(3).await.unwrap(), 9);
 /// assert_eq!(b.oneshot(3).await.unwrap(), 9); // a hit: a's entry
 /// assert_eq!(layer.handle().snapshot().hits, 1);

@@ -40,7 +40,7 @@ async fn services_of_one_layer_and_their_clones_share_entries() {
     b.clone().oneshot(1).await.unwrap();
     a.clone().clone().oneshot(1).await.unwrap();
     assert_eq!(backend.calls(), 1);
-    assert!(a.handle().same_cache(&b.handle()));
+    assert!(a.handle().same_as(&b.handle()));
     assert_eq!(layer.handle().snapshot().hits, 2);
 }
 
@@ -57,12 +57,16 @@ async fn a_registry_shares_a_cache_by_name() {
         .registry(&registry)
         .build()
         .unwrap();
-    assert!(first.handle().same_cache(&second.handle()));
+    assert!(first.handle().same_as(&second.handle()));
     assert_eq!(registry.names(), vec!["products".to_owned()]);
     let backend = Backend::new("v");
     first.layer(backend.clone()).oneshot(1).await.unwrap();
     second.layer(backend.clone()).oneshot(1).await.unwrap();
     assert_eq!(backend.calls(), 1);
+    // The registry lists every cache's snapshot (palisade_core::Handle).
+    let snapshots = registry.snapshots();
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!((snapshots[0].hits, snapshots[0].misses), (1, 1));
 
     // Another key type under the same name is an error, not a silent second cache.
     let err = CacheLayer::builder("products")

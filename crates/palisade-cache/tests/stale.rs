@@ -199,6 +199,39 @@ async fn a_timeout_below_the_cache_is_answered_stale_as_timeout() {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn an_expired_deadline_below_the_cache_is_answered_stale_as_timeout() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let layer = builder("sie-deadline")
+        .ttl(10 * S)
+        .stale_while_revalidate(Duration::ZERO)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    // A deadline layer below (palisade-deadline) fails the call with
+    // `DeadlineExpired` once the request's time is up.
+    let svc = layer.layer(tower::service_fn(move |n: u32| {
+        let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            if first {
+                Ok(format!("a{n}"))
+            } else {
+                Err(palisade_core::BoxError::from(
+                    palisade_core::deadline::DeadlineExpired::new("below"),
+                ))
+            }
+        }
+    }));
+    assert_eq!(svc.clone().oneshot(1).await.unwrap(), "a1");
+    advance(11 * S).await;
+    assert_eq!(svc.clone().oneshot(1).await.unwrap(), "a1");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let stale = handle.snapshot().stale_served;
+    assert_eq!((stale.timeout, stale.error), (1, 0));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn coalesced_requests_all_get_the_stale_entry_when_the_call_fails() {
     let gate = Arc::new(Semaphore::new(1));
     let backend = Backend::new("a").gated(&gate);

@@ -429,28 +429,13 @@ impl<B: Backend> Subscription<B> {
     /// A [`StoreError`] from a read; the subscription stays usable and the
     /// next call retries from the same checkpoint.
     pub async fn next(&mut self) -> Result<RecordedEvent, StoreError> {
-        loop {
-            if let Some(event) = self.buffer.pop_front() {
-                self.checkpoint = event.position;
-                return Ok(event);
-            }
-            // Marked seen before reading: an append committed after the read
-            // started wakes the wait below.
-            self.head.borrow_and_update();
-            let page = self
-                .store
-                .read_all(self.checkpoint, self.store.inner.page_size)
-                .await?;
-            if page.is_empty() {
-                let poll = self.store.inner.poll_interval;
-                tokio::select! {
-                    _ = self.head.changed() => {}
-                    () = tokio::time::sleep(poll) => {}
-                }
-            } else {
-                self.buffer.extend(page);
-            }
-        }
+        let (store, checkpoint) = (&self.store, self.checkpoint);
+        let event = follow(store, &mut self.head, &mut self.buffer, || {
+            store.read_all(checkpoint, store.inner.page_size)
+        })
+        .await?;
+        self.checkpoint = event.position;
+        Ok(event)
     }
 
     /// Up to `max` events already available (never waits; an empty vector
@@ -517,30 +502,17 @@ impl<B: Backend> StreamSubscription<B> {
     /// A [`StoreError`] from a read; the subscription stays usable and the
     /// next call retries from the same checkpoint.
     pub async fn next(&mut self) -> Result<RecordedEvent, StoreError> {
-        loop {
-            if let Some(event) = self.buffer.pop_front() {
-                self.checkpoint = event.version;
-                return Ok(event);
-            }
-            self.head.borrow_and_update();
-            let page = self
-                .store
-                .read_stream(
-                    &self.stream,
-                    self.checkpoint.saturating_add(1),
-                    self.store.inner.page_size,
-                )
-                .await?;
-            if page.is_empty() {
-                let poll = self.store.inner.poll_interval;
-                tokio::select! {
-                    _ = self.head.changed() => {}
-                    () = tokio::time::sleep(poll) => {}
-                }
-            } else {
-                self.buffer.extend(page);
-            }
-        }
+        let (store, stream, from) = (
+            &self.store,
+            &*self.stream,
+            self.checkpoint.saturating_add(1),
+        );
+        let event = follow(store, &mut self.head, &mut self.buffer, || {
+            store.read_stream(stream, from, store.inner.page_size)
+        })
+        .await?;
+        self.checkpoint = event.version;
+        Ok(event)
     }
 
     /// The version of the last event returned (store it to resume).
@@ -553,5 +525,40 @@ impl<B: Backend> StreamSubscription<B> {
     #[must_use]
     pub fn stream(&self) -> &str {
         &self.stream
+    }
+}
+
+/// The loop both subscriptions run: the next buffered event, else `read` the
+/// page after the checkpoint; when it is empty, wait for an append through
+/// this store or the poll interval, and read again. Cancel-safe: an event
+/// leaves the buffer only when it is returned.
+async fn follow<B, F, Fut>(
+    store: &EventStore<B>,
+    head: &mut watch::Receiver<u64>,
+    buffer: &mut VecDeque<RecordedEvent>,
+    read: F,
+) -> Result<RecordedEvent, StoreError>
+where
+    B: Backend,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Vec<RecordedEvent>, StoreError>>,
+{
+    loop {
+        if let Some(event) = buffer.pop_front() {
+            return Ok(event);
+        }
+        // Marked seen before reading: an append committed after the read
+        // started wakes the wait below.
+        head.borrow_and_update();
+        let page = read().await?;
+        if page.is_empty() {
+            let poll = store.inner.poll_interval;
+            tokio::select! {
+                _ = head.changed() => {}
+                () = tokio::time::sleep(poll) => {}
+            }
+        } else {
+            buffer.extend(page);
+        }
     }
 }

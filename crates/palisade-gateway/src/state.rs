@@ -8,15 +8,18 @@ use http::Uri;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use palisade::Registry;
 use palisade::bulkhead::BulkheadHandle;
+use palisade::cache::CacheHandle;
 use palisade::chaos::ChaosHandle;
 use palisade::circuit_breaker::CircuitBreakerHandle;
 use palisade::deadline::{DeadlineHandle, DeadlineLayer};
 use palisade::fallback::FallbackHandle;
 use palisade::fan_out::FanOutHandle;
+use palisade::rate_limit::RateLimitHandle;
 use tokio::sync::watch;
 
 use crate::config::{AggregatorConfig, Config, RouteConfig, UpstreamTarget};
 use crate::proxy::upstream::Upstream;
+use crate::rate_limit::ApiRateLimit;
 use crate::shared::StartError;
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -170,6 +173,12 @@ pub(crate) struct Inner {
     pub(crate) deadlines: Registry<DeadlineHandle>,
     pub(crate) fallbacks: Registry<FallbackHandle>,
     pub(crate) accounts: OnceLock<crate::accounts::Accounts>,
+    pub(crate) sharded: BTreeMap<String, crate::sharding::ShardedUpstream>,
+    pub(crate) shard_routers: crate::sharding::ShardRegistry,
+    pub(crate) rate_limits: Registry<RateLimitHandle>,
+    pub(crate) rate_limit: Option<ApiRateLimit>,
+    pub(crate) caches: Registry<CacheHandle>,
+    pub(crate) pubsub: OnceLock<crate::pubsub::PubSub>,
 }
 
 /// Everything the gateway's handlers share; cheap to clone.
@@ -196,7 +205,9 @@ impl AppState {
     /// # Errors
     ///
     /// A `demo://` upstream whose backend is not in `backends`, or a layer
-    /// that does not build (not for a config that loaded).
+    /// that does not build (not for a config that loaded), or a
+    /// `[rate_limit]` with `backend = "redis"` outside a tokio runtime (its
+    /// connection's task needs one).
     pub fn from_config(
         config: &Config,
         backends: BTreeMap<String, BackendInfo>,
@@ -204,10 +215,35 @@ impl AppState {
     ) -> Result<Self, StartError> {
         let circuit_breakers = Registry::new();
         let bulkheads = Registry::new();
+        let caches = Registry::new();
         let mut upstreams = BTreeMap::new();
+        let shard_routers = crate::sharding::ShardRegistry::new();
+        let mut sharded = BTreeMap::new();
         for (name, up) in &config.upstreams {
+            if let Some(shards) = &up.shards {
+                let registries = crate::sharding::Registries {
+                    breakers: &circuit_breakers,
+                    bulkheads: &bulkheads,
+                    routers: &shard_routers,
+                };
+                let backend_addr = |b: &str| backends.get(b).map(|info| info.addr);
+                let (router, members) = crate::sharding::ShardedUpstream::build(
+                    name,
+                    up,
+                    shards,
+                    &backend_addr,
+                    registries,
+                )
+                .map_err(|e| StartError::Other(format!("upstream `{name}`: {e}")))?;
+                for member in members {
+                    upstreams.insert(member.name().to_owned(), member);
+                }
+                sharded.insert(name.clone(), router);
+                continue;
+            }
             let (base, demo_backend) = match &up.target {
                 UpstreamTarget::Url(uri) => (uri.clone(), None),
+                UpstreamTarget::Shards => continue,
                 UpstreamTarget::Demo(service) => {
                     let addr = backends.get(service).map(|b| b.addr).ok_or_else(|| {
                         StartError::Other(format!(
@@ -232,6 +268,13 @@ impl AppState {
             .map_err(|e| StartError::Other(format!("upstream `{name}`: {e}")))?;
             upstreams.insert(name.clone(), upstream);
         }
+        // Every upstream's cache, a sharded upstream's shards' included (by
+        // shard name: each shard's stack has its own).
+        for (name, up) in &upstreams {
+            if let Some(cache) = up.layers().cache() {
+                caches.insert(name, cache);
+            }
+        }
         // The deadline every route gives a request (`[deadline]`), then each
         // upstream's overall timeout, which is one too.
         let deadlines = Registry::new();
@@ -247,6 +290,11 @@ impl AppState {
                 deadlines.insert(name, up.layers().deadline());
             }
         }
+        let rate_limits = Registry::new();
+        let rate_limit = match &config.rate_limit {
+            Some(c) => Some(ApiRateLimit::build(c, &rate_limits)?),
+            None => None,
+        };
         let chaos = Registry::new();
         for (name, b) in &backends {
             chaos.insert(name, b.chaos.clone());
@@ -271,6 +319,12 @@ impl AppState {
                 deadlines,
                 fallbacks: Registry::new(),
                 accounts: OnceLock::new(),
+                sharded,
+                shard_routers,
+                rate_limits,
+                rate_limit,
+                caches,
+                pubsub: OnceLock::new(),
             }),
         })
     }
@@ -340,6 +394,25 @@ impl AppState {
         let _ = self.inner.accounts.set(accounts);
     }
 
+    /// The rate limiters, by name: the `/api` limiter of `[rate_limit]`
+    /// ([`crate::rate_limit::NAME`]), when configured.
+    #[must_use]
+    pub fn rate_limits(&self) -> &Registry<RateLimitHandle> {
+        &self.inner.rate_limits
+    }
+
+    /// The `/api` limiter of `[rate_limit]`, when configured.
+    #[must_use]
+    pub fn rate_limit(&self) -> Option<&ApiRateLimit> {
+        self.inner.rate_limit.as_ref()
+    }
+
+    /// Every upstream's cache, by upstream name.
+    #[must_use]
+    pub fn caches(&self) -> &Registry<CacheHandle> {
+        &self.inner.caches
+    }
+
     /// The shutdown state.
     #[must_use]
     pub fn lifecycle(&self) -> &Lifecycle {
@@ -355,6 +428,9 @@ impl AppState {
     /// [`FailureLog::report_suppressed`]: crate::logs::FailureLog::report_suppressed
     pub fn upkeep(&self) {
         for up in self.upstreams() {
+            up.failure_log().report_suppressed(up.name(), false);
+        }
+        for up in self.sharded_upstreams() {
             up.failure_log().report_suppressed(up.name(), false);
         }
         self.fold_history();
@@ -384,6 +460,57 @@ impl AppState {
         for up in self.upstreams() {
             up.failure_log().report_suppressed(up.name(), true);
         }
+        for up in self.sharded_upstreams() {
+            up.failure_log().report_suppressed(up.name(), true);
+        }
+    }
+
+    /// The sharded upstream called `name` (`[upstreams.<name>.shards]`).
+    #[must_use]
+    pub fn sharded_upstream(&self, name: &str) -> Option<&crate::sharding::ShardedUpstream> {
+        self.inner.sharded.get(name)
+    }
+
+    /// Every sharded upstream, by name. Their shards are upstreams too
+    /// ([`upstreams`](Self::upstreams)), those the config lists.
+    pub fn sharded_upstreams(&self) -> impl Iterator<Item = &crate::sharding::ShardedUpstream> {
+        self.inner.sharded.values()
+    }
+
+    /// The sharded upstreams' routers, by upstream name.
+    #[must_use]
+    pub fn shard_routers(&self) -> &crate::sharding::ShardRegistry {
+        &self.inner.shard_routers
+    }
+
+    /// Where the demo backend `name` listens, if it runs.
+    #[must_use]
+    pub fn backend_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.inner.backends.get(name).map(|b| b.addr)
+    }
+
+    /// The registries a shard added at runtime registers its layers in.
+    #[must_use]
+    pub fn shard_registries(&self) -> crate::sharding::Registries<'_> {
+        crate::sharding::Registries {
+            breakers: &self.inner.circuit_breakers,
+            bulkheads: &self.inner.bulkheads,
+            routers: &self.inner.shard_routers,
+        }
+    }
+
+    /// The events feature (`[pubsub]`), once the gateway has started it.
+    #[must_use]
+    pub fn pubsub(&self) -> Option<&crate::pubsub::PubSub> {
+        self.inner.pubsub.get()
+    }
+
+    /// Attaches the started events feature (once; a second is handed back).
+    pub(crate) fn attach_pubsub(
+        &self,
+        pubsub: crate::pubsub::PubSub,
+    ) -> Result<(), Box<crate::pubsub::PubSub>> {
+        self.inner.pubsub.set(pubsub).map_err(Box::new)
     }
 
     /// `true` when the admin API is enabled (a token is set).

@@ -10,7 +10,9 @@ use axum::body::Body;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use palisade_gateway::app;
-use support::{Gate, TestGateway, client, demo_config, get as http_get, request, send};
+use support::{
+    Gate, TestGateway, client, dashboard_snapshot, demo_config, get as http_get, request, send,
+};
 use tower::ServiceExt;
 
 #[tokio::test]
@@ -525,32 +527,7 @@ async fn the_event_stream_sends_snapshots_with_the_traffic() {
     gw.state.chaos().get("user").unwrap().set_outage(true);
     http_get(&c, &gw.url("/api/user/users/1")).await;
 
-    let res = c
-        .request(
-            Request::get(gw.url("/dashboard/events"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.headers()["content-type"], "text/event-stream");
-    let mut body = res.into_body();
-    let mut text = String::new();
-    // The first snapshot is sent at once; read until it is complete.
-    while !text.contains("\n\n") {
-        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
-            .await
-            .expect("an event")
-            .unwrap()
-            .unwrap();
-        if let Ok(data) = frame.into_data() {
-            text.push_str(&String::from_utf8_lossy(&data));
-        }
-    }
-    assert!(text.starts_with("event: snapshot\n"), "{text}");
-    let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
-    let snap: serde_json::Value = serde_json::from_str(data).unwrap();
+    let snap = dashboard_snapshot(&gw).await;
     let user = snap["upstreams"]
         .as_array()
         .unwrap()
@@ -564,7 +541,6 @@ async fn the_event_stream_sends_snapshots_with_the_traffic() {
     assert_eq!(user["chaos"]["outage"], true);
     assert_eq!(user["prefixes"][0], "/api/user");
     assert!(user["circuit_breaker"].is_null() && user["bulkhead"].is_null());
-    drop(body);
     gw.stop().await;
 }
 

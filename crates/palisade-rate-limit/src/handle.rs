@@ -294,6 +294,24 @@ impl RateLimitHandle {
     }
 }
 
+/// What a [`Registry<RateLimitHandle>`](RateLimitRegistry) needs:
+/// `registry.snapshots()` lists every limiter's [`RateLimitSnapshot`].
+impl palisade_core::Handle for RateLimitHandle {
+    type Snapshot = RateLimitSnapshot;
+
+    fn name(&self) -> &str {
+        Self::name(self)
+    }
+
+    fn snapshot(&self) -> RateLimitSnapshot {
+        Self::snapshot(self)
+    }
+
+    fn same_as(&self, other: &Self) -> bool {
+        self.same_limiter(other)
+    }
+}
+
 #[cfg(feature = "redis")]
 fn remote_snapshot(backend: &Backend) -> Option<RemoteSnapshot> {
     let Backend::Redis(store) = backend else {

@@ -276,7 +276,7 @@ async fn patch(
 }
 
 /// `422` for a chaos change refused because of `field`.
-fn bad_chaos_settings(field: &str, detail: String) -> Response {
+pub(super) fn bad_chaos_settings(field: &str, detail: String) -> Response {
     Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "bad chaos settings")
         .detail(detail)
         .extension("field", field)

@@ -20,6 +20,20 @@
 //! | `GET /admin/chaos/{backend}` | one backend's |
 //! | `PATCH /admin/chaos/{backend}` | change some settings (JSON, fields below); answers the new state |
 //! | `POST /admin/chaos/{backend}/reset` | back to the settings it started with |
+//! | `GET /admin/shards` | every sharded upstream's router: the shard crate's `ShardSnapshot` (map version `epoch`, shards, `last_change` with the share of keys it moved) and each shard's URL ([`ShardsView`](shards::ShardsView)) |
+//! | `GET /admin/shards/{upstream}` | one sharded upstream's |
+//! | `POST /admin/shards/{upstream}` | `{"name": "user-3", "url": "demo://user-0", "weight": 1.0}` (weight optional): adds a shard; `201` with the change and the new view |
+//! | `DELETE /admin/shards/{upstream}/{shard}` | removes a shard (its keys move to the others); the change and the new view |
+//! | `PATCH /admin/shards/{upstream}/{shard}` | `{"weight": 2.0}`: re-weights a shard; the change and the new view |
+//! | `GET /admin/rate-limits` | every rate limiter's `RateLimitSnapshot` (the `/api` limiter of `[rate_limit]`: tiers, limits, counts) |
+//! | `GET /admin/rate-limits/{name}` | one limiter's |
+//! | `PUT /admin/rate-limits/{name}/tiers/{tier}` | `{"rate": "10/s", "burst": 20}`: a tier's limit; `PATCH /admin/rate-limits/{name}` sets `max_delay_ms`; `PUT`/`DELETE .../key-tiers/{key}` assign a key to a tier ([`rate_limits`]) |
+//! | `GET /admin/caches` | every upstream's cache: the cache crate's `CacheSnapshot` (hit ratio, stale serves by reason, bytes, the Redis tier) |
+//! | `GET /admin/caches/{name}` | one upstream's |
+//! | `POST /admin/caches/{name}/purge` | `{"key": "/products/7"}` or `{"prefix": "/products/"}` (exactly one, a path as the upstream gets it): removes those entries from both tiers; answers what was removed ([`caches::PurgeView`]) |
+//! | `GET /admin/pubsub` | the events feature (`[pubsub]`): published, each consumer's `ConsumerSnapshot` (delivered, acked, redelivered, dead-lettered, lag) and their totals, the notifications sent, the analytics count, the latest dead letters with their reason ([`PubSubSnapshot`](crate::pubsub::PubSubSnapshot)) |
+//! | `PATCH /admin/pubsub/notification/chaos` | the notification handler's chaos knob, the `PATCH` fields below (`{"error_rate": 1}`: every notification fails); answers the chaos crate's `ChaosSnapshot` |
+//! | `POST /admin/pubsub/notification/chaos/reset` | back to no fault |
 //!
 //! `PATCH` fields, all optional: `enabled` (bool), `outage` (bool),
 //! `error_rate`, `abort_rate`, `latency_rate` (fractions in `[0, 1]`),
@@ -63,13 +77,17 @@ pub use crate::config::AdminConfig;
 
 pub mod breakers;
 pub mod bulkheads;
+pub mod caches;
 pub mod chaos;
 pub mod deadlines;
 pub mod event_store;
 pub mod fallbacks;
 pub mod fan_outs;
 pub mod hedges;
+pub mod pubsub;
+pub mod rate_limits;
 pub mod retries;
+pub mod shards;
 
 pub use breakers::{BreakerConfigView, BreakerView};
 pub use bulkheads::{BulkheadPatch, BulkheadView};
@@ -157,6 +175,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(fallbacks::routes())
         .merge(hedges::routes())
         .merge(event_store::routes())
+        .merge(shards::routes())
+        .merge(rate_limits::routes())
+        .merge(caches::routes())
+        .merge(pubsub::routes())
         .fallback(admin_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
 }

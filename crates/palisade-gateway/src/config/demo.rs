@@ -40,6 +40,7 @@ const fn yes() -> bool {
 struct RawBackend {
     listen: Option<Spanned<String>>,
     latency_ms: Option<Spanned<i64>>,
+    service: Option<Spanned<String>>,
 }
 
 /// `[demo]`: the in-process demo backends.
@@ -58,6 +59,11 @@ pub struct BackendConfig {
     pub listen: SocketAddr,
     /// `latency_ms`: simulated work per request (default 0).
     pub latency: Duration,
+    /// `service`: the demo service it runs (one of [`DEMO_SERVICES`];
+    /// default: the backend's name). Several backends may run one service:
+    /// `[demo.backends.user-0]` with `service = "user"` is one shard of the
+    /// user service.
+    pub service: String,
 }
 
 impl Checker<'_> {
@@ -65,12 +71,32 @@ impl Checker<'_> {
         let mut backends = BTreeMap::new();
         for (name, b) in d.backends {
             let key = format!("demo.backends.{}", name.get_ref());
-            if !DEMO_SERVICES.contains(&name.get_ref().as_str()) {
+            if let Some(service) = &b.service {
+                if !DEMO_SERVICES.contains(&service.get_ref().as_str()) {
+                    return self.err(
+                        service.span(),
+                        format!("{key}.service"),
+                        format!(
+                            "unknown demo service `{}` (known: {})",
+                            service.get_ref(),
+                            DEMO_SERVICES.join(", ")
+                        ),
+                    );
+                }
+                if !super::shards::valid_shard_name(name.get_ref()) {
+                    return self.err(
+                        name.span(),
+                        key,
+                        "a backend name is 1 to 64 letters, digits, `-`, `_` or `.`",
+                    );
+                }
+            } else if !DEMO_SERVICES.contains(&name.get_ref().as_str()) {
                 return self.err(
                     name.span(),
                     key,
                     format!(
-                        "unknown demo service `{}` (known: {})",
+                        "unknown demo service `{}` (known: {}; a backend of another name says which \
+                         it runs with `service = \"user\"`)",
                         name.get_ref(),
                         DEMO_SERVICES.join(", ")
                     ),
@@ -82,7 +108,17 @@ impl Checker<'_> {
             };
             let latency =
                 self.millis(b.latency_ms.as_ref(), &format!("{key}.latency_ms"), 0, true)?;
-            backends.insert(name.into_inner(), BackendConfig { listen, latency });
+            let service = b
+                .service
+                .map_or_else(|| name.get_ref().clone(), Spanned::into_inner);
+            backends.insert(
+                name.into_inner(),
+                BackendConfig {
+                    listen,
+                    latency,
+                    service,
+                },
+            );
         }
         Ok(DemoConfig {
             seed: d.seed.unwrap_or(42),

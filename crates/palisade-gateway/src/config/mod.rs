@@ -4,6 +4,11 @@
 //! is a file of this folder: [`server`], [`admin`], [`log`], [`demo`],
 //! [`upstream`] (with the breaker's keys in [`circuit_breaker`]),
 //! [`route`], [`aggregator`], [`deadline`] and [`event_store`].
+//! [`upstream`] (with the breaker's keys in [`circuit_breaker`] and its
+//! cache in [`cache`]), [`route`], [`aggregator`] and [`rate_limit`]; a sharded upstream's
+//! `shards` table in [`shards`] (the shard crate's
+//! [`ShardSettings`](palisade::shard::ShardSettings)); `[pubsub]` in
+//! [`pubsub`].
 //!
 //! # One source per setting
 //!
@@ -12,9 +17,13 @@
 //! [`RetrySettings`](palisade::retry::RetrySettings), `.circuit_breaker` a
 //! [`CircuitBreakerSettings`](palisade::circuit_breaker::CircuitBreakerSettings),
 //! `.bulkhead` a
-//! [`BulkheadSettings`](palisade::bulkhead::BulkheadSettings),
+//! [`BulkheadSettings`](palisade::bulkhead::BulkheadSettings), `.cache` a
+//! [`CacheSettings`](palisade::cache::CacheSettings) (`.cache.redis` a
+//! [`RedisSettings`](palisade::cache::RedisSettings) next to its `url`),
 //! `[aggregator]` a [`FanOutSettings`](palisade::fan_out::FanOutSettings)
-//! and each branch a [`BranchSettings`](palisade::fan_out::BranchSettings).
+//! and each branch a [`BranchSettings`](palisade::fan_out::BranchSettings),
+//! `[rate_limit]` a
+//! [`RateLimitSettings`](palisade::rate_limit::RateLimitSettings).
 //! Their keys are the structs' fields, checked by the crate's own
 //! `validate()` (no layer is built to check them); a `validate()` error,
 //! whose `field` is the setting's name, is reported at the key written for
@@ -28,14 +37,19 @@
 
 pub mod admin;
 pub mod aggregator;
+pub mod cache;
 pub mod circuit_breaker;
 pub mod deadline;
 pub mod demo;
 pub(crate) mod document;
 pub mod event_store;
 pub mod log;
+pub mod pubsub;
+pub mod rate_limit;
 pub mod route;
 pub mod server;
+pub mod shards;
+pub mod target;
 pub mod upstream;
 
 use std::collections::BTreeMap;
@@ -51,10 +65,14 @@ use toml::de::{DeTable, DeValue};
 
 pub use admin::AdminConfig;
 pub use aggregator::{AGGREGATOR_ROUTE, AggregatorConfig, BranchConfig, BranchFallback};
+pub use cache::{CacheConfig, CacheRedisConfig};
 pub use demo::{BackendConfig, DEMO_SERVICES, DemoConfig};
 pub use log::{AccessLog, DEFAULT_ACCESS_LOG_SAMPLE, LogConfig};
+pub use pubsub::{PubSubBackend, PubSubConfig};
+pub use rate_limit::{RateLimitBackend, RateLimitConfig};
 pub use route::{RESERVED_PREFIXES, RouteConfig};
 pub use server::ServerConfig;
+pub use shards::{MemberConfig, ShardsConfig};
 pub use upstream::{UpstreamConfig, UpstreamTarget};
 
 use document::Seg;
@@ -207,6 +225,9 @@ struct RawConfig {
     deadline: Option<palisade::deadline::DeadlineSettings>,
     #[serde(default)]
     event_store: Option<palisade::event_store::EventStoreSettings>,
+    rate_limit: Option<rate_limit::RawRateLimit>,
+    #[serde(default)]
+    pubsub: Option<pubsub::RawPubSub>,
 }
 
 /// A validated gateway configuration.
@@ -233,6 +254,12 @@ pub struct Config {
     /// event store crate's settings; without the table, a SQLite file
     /// `palisade-events.db` in the working directory).
     pub event_store: palisade::event_store::EventStoreSettings,
+    /// The per-client limit on the `/api` routes, if configured (and not
+    /// `enabled = false`).
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Order events and their consumers (`[pubsub]`), if configured and
+    /// enabled.
+    pub pubsub: Option<PubSubConfig>,
 }
 
 impl Config {
@@ -307,12 +334,15 @@ fn in_crate_form(root: &mut DeTable<'_>) -> Result<(), document::DialectError> {
                 for (_, upstream) in upstreams.iter_mut() {
                     if let DeValue::Table(tables) = upstream.get_mut() {
                         upstream::in_crate_form(tables)?;
+                        shards::in_crate_form(tables)?;
                     }
                 }
             }
             ("aggregator", DeValue::Table(_)) => aggregator::in_crate_form(value)?,
             ("deadline", DeValue::Table(table)) => document::crate_dialect(table)?,
             ("event_store", DeValue::Table(table)) => document::crate_dialect(table)?,
+            ("rate_limit", DeValue::Table(_)) => rate_limit::in_crate_form(value)?,
+            ("pubsub", DeValue::Table(_)) => pubsub::in_crate_form(value)?,
             _ => {}
         }
     }
@@ -456,6 +486,12 @@ impl Checker<'_> {
             let cfg = self.upstream(&name, up, demo.as_ref())?;
             upstreams.insert(name, cfg);
         }
+        self.shard_names(
+            upstreams
+                .iter()
+                .filter_map(|(name, up)| Some((name.as_str(), up.shards.as_ref()?))),
+            |name| upstreams.contains_key(name),
+        )?;
         let routes = self.routes(raw.routes, &upstreams)?;
         let aggregator = match raw.aggregator {
             Some(a) => Some(self.aggregator(a, &upstreams)?),
@@ -463,6 +499,14 @@ impl Checker<'_> {
         };
         let deadline = self.deadline(raw.deadline)?;
         let event_store = self.event_store(raw.event_store)?;
+        let rate_limit = match raw.rate_limit {
+            Some(r) => self.rate_limit(r)?,
+            None => None,
+        };
+        let pubsub = match raw.pubsub {
+            Some(p) => self.pubsub(p)?,
+            None => None,
+        };
         Ok(Config {
             server,
             admin,
@@ -473,6 +517,8 @@ impl Checker<'_> {
             aggregator,
             deadline,
             event_store,
+            rate_limit,
+            pubsub,
         })
     }
 }
@@ -486,12 +532,25 @@ mod tests {
         let cfg = Config::embedded_default();
         assert_eq!(cfg.server.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
         let demo = cfg.demo.as_ref().expect("demo backends on by default");
-        assert_eq!(demo.backends.len(), DEMO_SERVICES.len());
+        // The user service is three shards (user-0 to user-2), each a demo
+        // backend of its own.
+        assert_eq!(demo.backends.len(), DEMO_SERVICES.len() + 2);
         assert_eq!(cfg.upstreams.len(), DEMO_SERVICES.len());
         assert_eq!(cfg.routes.len(), DEMO_SERVICES.len());
         for s in DEMO_SERVICES {
             let up = &cfg.upstreams[s];
-            assert_eq!(up.target, UpstreamTarget::Demo(s.to_owned()));
+            if s == "user" {
+                assert_eq!(up.target, UpstreamTarget::Shards);
+                let shards = up.shards.as_ref().expect("the user service is sharded");
+                let names: Vec<&str> = shards.members.iter().map(|m| m.name.as_str()).collect();
+                assert_eq!(names, ["user-0", "user-1", "user-2"]);
+                for m in &shards.members {
+                    assert_eq!(m.target, UpstreamTarget::Demo(m.name.clone()));
+                    assert_eq!(demo.backends[&m.name].service, "user");
+                }
+            } else {
+                assert_eq!(up.target, UpstreamTarget::Demo(s.to_owned()));
+            }
             assert!(up.retry.is_some() && up.circuit_breaker.is_some() && up.bulkhead.is_some());
             assert!(up.attempt_timeout < up.timeout);
         }

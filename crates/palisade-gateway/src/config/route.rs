@@ -9,7 +9,7 @@ use super::upstream::UpstreamConfig;
 use super::{Checker, ConfigFileError};
 
 /// Paths the gateway serves itself; a route prefix may not shadow them.
-pub const RESERVED_PREFIXES: [&str; 7] = [
+pub const RESERVED_PREFIXES: [&str; 8] = [
     "/admin",
     "/dashboard",
     "/metrics",
@@ -17,6 +17,7 @@ pub const RESERVED_PREFIXES: [&str; 7] = [
     "/readyz",
     "/api/dashboard",
     "/api/accounts",
+    "/api/orders",
 ];
 
 /// `[[routes]]` as written.

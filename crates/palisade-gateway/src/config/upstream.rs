@@ -1,7 +1,8 @@
 //! `[upstreams.<name>]`: where an upstream is, its timeouts, and its
 //! resilience tables. `retry`, `circuit_breaker`, `bulkhead` and `hedge` are
 //! the pattern crates' own settings structs, checked by their `validate()`
-//! (the breaker's keys are rewritten by [`super::circuit_breaker`]).
+//! (the breaker's keys are rewritten by [`super::circuit_breaker`]); `cache`
+//! is read by [`super::cache`].
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::cache::{self, CacheConfig, RawCache};
 use super::circuit_breaker;
 use super::demo::DemoConfig;
 use super::document::{self, DialectError, Seg};
@@ -23,40 +25,36 @@ use super::{Checker, ConfigFileError};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUpstream {
-    url: Spanned<String>,
+    url: Option<Spanned<String>>,
     timeout_ms: Option<Spanned<i64>>,
     attempt_timeout_ms: Option<Spanned<i64>>,
     retry: Option<RetrySettings>,
     circuit_breaker: Option<CircuitBreakerSettings>,
     bulkhead: Option<BulkheadSettings>,
     hedge: Option<HedgeSettings>,
+    shards: Option<super::shards::RawShards>,
+    cache: Option<RawCache>,
 }
 
 /// The tables of `[upstreams.<name>]` that a pattern crate owns, in the
 /// crate's own form (see [`document::crate_dialect`]).
 pub(super) fn in_crate_form(upstream: &mut DeTable<'_>) -> Result<(), DialectError> {
     for (key, value) in upstream.iter_mut() {
+        let span = value.span();
         let DeValue::Table(table) = value.get_mut() else {
             continue;
         };
         match key.get_ref().as_ref() {
             "retry" | "bulkhead" | "hedge" => document::crate_dialect(table)?,
             "circuit_breaker" => circuit_breaker::in_crate_form(table)?,
+            "cache" => cache::in_crate_form(table, span)?,
             _ => {}
         }
     }
     Ok(())
 }
 
-/// Where an upstream is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UpstreamTarget {
-    /// `http://host:port[/base]`: a base URI (no TLS in this build).
-    Url(http::Uri),
-    /// `demo://<service>`: the in-process demo backend, resolved to its
-    /// address once it is listening.
-    Demo(String),
-}
+pub use super::target::UpstreamTarget;
 
 /// `[upstreams.<name>]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,6 +81,13 @@ pub struct UpstreamConfig {
     /// out takes its default); without the table, no hedging. Only
     /// idempotent requests are hedged, by the retry layer's rule.
     pub hedge: Option<HedgeSettings>,
+    /// `[upstreams.<name>.shards]`: the shard router's settings and the
+    /// shards, each an upstream of its own with the stack above (`None`:
+    /// not sharded).
+    pub shards: Option<super::shards::ShardsConfig>,
+    /// `[upstreams.<name>.cache]`: the cache crate's settings, and its
+    /// Redis tier (see [`super::cache`]).
+    pub cache: Option<CacheConfig>,
 }
 
 impl Checker<'_> {
@@ -93,15 +98,39 @@ impl Checker<'_> {
         demo: Option<&DemoConfig>,
     ) -> Result<UpstreamConfig, ConfigFileError> {
         let key = format!("upstreams.{name}");
-        let url = up.url.get_ref();
-        let target = if let Some(service) = url.strip_prefix("demo://") {
+        let shards = match up.shards {
+            Some(raw) => Some(self.shards(name, raw, |backend| {
+                demo.is_some_and(|d| d.backends.contains_key(backend))
+            })?),
+            None => None,
+        };
+        let no_url = Spanned::new(0..0, String::new());
+        let url_spanned = match (&up.url, &shards) {
+            (Some(url), None) => url,
+            (Some(url), Some(_)) => {
+                return self.err(
+                    url.span(),
+                    format!("{key}.url"),
+                    format!("a sharded upstream has no `url`: each of `[[{key}.shards.members]]` has its own"),
+                );
+            }
+            (None, _) => &no_url,
+        };
+        let url = url_spanned.get_ref();
+        let target = if shards.is_some() {
+            UpstreamTarget::Shards
+        } else if up.url.is_none() {
+            let span = document::get(self.root, &[Seg::Key("upstreams"), Seg::Key(name)])
+                .map_or(0..0, |(span, _)| span);
+            return self.err(span, key, "missing field `url`");
+        } else if let Some(service) = url.strip_prefix("demo://") {
             match demo {
                 Some(d) if d.backends.contains_key(service) => {
                     UpstreamTarget::Demo(service.to_owned())
                 }
                 _ => {
                     return self.err(
-                        up.url.span(),
+                        url_spanned.span(),
                         format!("{key}.url"),
                         format!("`{url}` names no demo backend: declare `[demo.backends.{service}]` with `[demo] enabled = true`"),
                     );
@@ -117,10 +146,10 @@ impl Checker<'_> {
                     UpstreamTarget::Url(uri)
                 }
                 Ok(uri) if uri.scheme_str() == Some("https") => {
-                    return self.err(up.url.span(), format!("{key}.url"), format!("`{uri}`: https upstreams are not supported by this build (no TLS); use http://"));
+                    return self.err(url_spanned.span(), format!("{key}.url"), format!("`{uri}`: https upstreams are not supported by this build (no TLS); use http://"));
                 }
                 _ => {
-                    return self.err(up.url.span(), format!("{key}.url"), format!("`{url}` is not an upstream URL like http://127.0.0.1:9000 or demo://user"));
+                    return self.err(url_spanned.span(), format!("{key}.url"), format!("`{url}` is not an upstream URL like http://127.0.0.1:9000 or demo://user"));
                 }
             }
         };
@@ -179,6 +208,7 @@ impl Checker<'_> {
                 .validate()
                 .map_err(|e| self.settings_err(&path("hedge"), &format!("{key}.hedge"), &e))?;
         }
+        let cache = up.cache.map(|c| self.cache(name, c)).transpose()?;
         Ok(UpstreamConfig {
             target,
             timeout,
@@ -187,6 +217,8 @@ impl Checker<'_> {
             circuit_breaker: up.circuit_breaker,
             bulkhead: up.bulkhead,
             hedge: up.hedge,
+            shards,
+            cache,
         })
     }
 }

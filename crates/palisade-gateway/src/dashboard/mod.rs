@@ -9,6 +9,10 @@
 //! event-store panel ([`events`]) the accounts' latest events and
 //! projections' lag; this
 //! module puts them in one snapshot and streams it.
+//! shard panel ([`shards`]) the sharded upstreams' routers, the rate limit's
+//! panel ([`rate_limit`]) the `/api` limiter's tiers and rates, the caches'
+//! panel ([`caches`]) the upstreams' caches; this module puts them in one
+//! snapshot and streams it.
 //!
 //! Each tile's sparklines come from its upstream's history, kept
 //! server-side ([`crate::proxy::stats`]: one point per second for the last
@@ -31,15 +35,22 @@ use http::header::{CACHE_CONTROL, HeaderValue};
 use serde::Serialize;
 
 pub mod aggregator;
+pub mod caches;
 pub mod deadlines;
 pub mod events;
+pub mod pubsub;
+pub mod rate_limit;
+pub mod shards;
 pub mod upstreams;
 
 use crate::proxy::stats::HISTORY_SECS;
 use crate::state::AppState;
 pub use aggregator::AggregatorTile;
+pub use caches::CacheTile;
 pub use deadlines::DeadlinesTile;
 pub use events::EventsTile;
+pub use rate_limit::RateLimitTile;
+pub use shards::ShardsTile;
 pub use upstreams::{BreakerTile, BulkheadTile, UpstreamTile};
 
 /// The page, served from the binary.
@@ -67,6 +78,16 @@ pub struct DashboardSnapshot {
     pub deadlines: DeadlinesTile,
     /// The accounts' latest events and each projection's lag.
     pub events: EventsTile,
+    /// One tile per sharded upstream: traffic per shard, the map's
+    /// version and the share of keys its last change moved.
+    pub shards: Vec<ShardsTile>,
+    /// The `/api` rate limit's tiers and rates, when the config has one.
+    pub rate_limit: Option<RateLimitTile>,
+    /// The upstreams' caches (none without `[upstreams.<name>.cache]`).
+    pub caches: Vec<CacheTile>,
+    /// The events panel (`[pubsub]`): counts, lag, dead letters; `null`
+    /// when off.
+    pub pubsub: Option<crate::pubsub::PubSubSnapshot>,
 }
 
 /// The snapshot of `state` now, with every upstream's whole history.
@@ -93,6 +114,10 @@ pub fn snapshot_since(state: &AppState, sent: &BTreeMap<String, u64>) -> Dashboa
         admin_enabled: state.admin_enabled(),
         deadlines: deadlines::tile(state),
         events: events::tile(state),
+        shards: shards::tiles(state),
+        rate_limit: rate_limit::tile(state),
+        caches: caches::tiles(state),
+        pubsub: pubsub::tile(state),
     }
 }
 

@@ -12,6 +12,11 @@
 //! | reward | `GET /users/{id}/rewards` |
 //! | notification | `GET /users/{id}/notifications` |
 //!
+//! A service may run on several backends: the user service runs as three
+//! shards (`user-0` to `user-2`, `service = "user"`), each serving the same
+//! deterministic data. Every answer carries `x-demo-backend: <backend>`
+//! ([`DEMO_BACKEND_HEADER`]), so a client sees which backend served it.
+//!
 //! Every service also answers `GET /health`. Data is deterministic: users
 //! 1 to 1000, products 1 to 500; other ids get `404`, non-numeric ids `400`,
 //! both as problem+json.
@@ -210,6 +215,10 @@ pub fn service_router(service: &'static str, latency: Duration) -> Router {
         .with_state(ctx)
 }
 
+/// The header every demo answer carries (injected faults included): the
+/// backend that answered (`user-1`), so a client sees which shard served it.
+pub const DEMO_BACKEND_HEADER: http::HeaderName = http::HeaderName::from_static("x-demo-backend");
+
 /// One running demo backend.
 #[derive(Debug)]
 pub struct DemoBackend {
@@ -244,7 +253,7 @@ impl DemoBackends {
         for (i, (name, cfg)) in config.backends.iter().enumerate() {
             let service: &'static str = crate::config::DEMO_SERVICES
                 .iter()
-                .find(|s| **s == name.as_str())
+                .find(|s| **s == cfg.service.as_str())
                 .copied()
                 .ok_or_else(|| StartError::Other(format!("unknown demo service `{name}`")))?;
             let listener = TcpListener::bind(cfg.listen)
@@ -260,7 +269,16 @@ impl DemoBackends {
                 .with_injector(DemoFault);
             let handle = layer.handle();
             chaos.insert(name, handle.clone());
-            let app = service_router(service, cfg.latency).layer(layer);
+            let backend = http::HeaderValue::from_str(name).map_err(|_| {
+                StartError::Other(format!("demo backend name `{name}` is not a header value"))
+            })?;
+            let app = service_router(service, cfg.latency).layer(layer).layer(
+                axum::middleware::map_response(move |mut res: Response| {
+                    res.headers_mut()
+                        .insert(DEMO_BACKEND_HEADER, backend.clone());
+                    std::future::ready(res)
+                }),
+            );
             let mut stopped = stop.subscribe();
             let name_owned = name.clone();
             tasks.push(tokio::spawn(async move {

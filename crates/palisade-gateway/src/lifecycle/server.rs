@@ -41,6 +41,8 @@
 //!    `server.drain_timeout_ms` to finish; then their connections are
 //!    closed, the demo backends stop, the accounts' projection runner and
 //!    event feed stop, and `serve` returns.
+//!    closed, the events consumers (`[pubsub]`) finish the messages they
+//!    are handling and stop, the demo backends stop and `serve` returns.
 //!
 //! [`Lifecycle::begin_shutdown`]: crate::state::Lifecycle::begin_shutdown
 //! [`Lifecycle::begin_drain`]: crate::state::Lifecycle::begin_drain
@@ -190,6 +192,18 @@ impl Gateway {
         let state = AppState::from_config(&config, backend_infos, admin_token)?;
         let accounts = crate::accounts::Accounts::open(&config.event_store).await?;
         state.set_accounts(accounts);
+        if let Some(limit) = state.rate_limit() {
+            // Redis connects lazily; connect now, so the first requests do
+            // not wait for it (a Redis that does not answer is logged, and
+            // the limiter's failure mode applies until it does).
+            let _ = limit.check_backend(Duration::from_secs(1)).await;
+        }
+        if let Some(pubsub) = &config.pubsub {
+            let started = crate::pubsub::PubSub::start(pubsub).await?;
+            if let Err(extra) = state.attach_pubsub(started) {
+                extra.shutdown(config.server.drain_timeout).await;
+            }
+        }
         for up in state.upstreams() {
             let layers = up.layers();
             tracing::info!(
@@ -379,6 +393,9 @@ impl Gateway {
             }
         })
         .await;
+        if let Some(pubsub) = state.pubsub() {
+            pubsub.shutdown(drain_timeout).await;
+        }
         if let Some(backends) = backends {
             backends.shutdown(drain_timeout).await;
         }

@@ -15,6 +15,8 @@
 //! | `DeadlineExpired` from the upstream's overall timeout, when its own `timeout_ms` was the shorter | 504 | `urn:palisade:problem:timeout` | here |
 //! | `DeadlineExpired` otherwise (the request's deadline: the caller's header, `[deadline] budget`) | 504 | `urn:palisade:problem:deadline-exceeded` | the deadline crate |
 //! | retry's `AttemptTimedOut` | 504 | `urn:palisade:problem:attempt-timeout` | the retry crate |
+//! | the shard router's `KeyError` (a sharded upstream's request without a usable key) | 400 | `urn:palisade:problem:shard-key` | the shard crate |
+//! | the shard router's `ShardNotReady` | 503 | `urn:palisade:problem:shard-not-ready` | the shard crate |
 //! | tower's `Elapsed` (the overall or the per-attempt timeout) | 504 | `urn:palisade:problem:timeout` | here |
 //! | a request body over the limit | 413 | `urn:palisade:problem:body-too-large` | here |
 //! | a request body cut short or malformed by the client | 400 | `urn:palisade:problem:bad-request-body` | here |
@@ -40,7 +42,9 @@ pub fn error_response(
     attempt_timeout_ms: u128,
     err: &(dyn Error + 'static),
 ) -> Response<Body> {
-    let known = rejection_problem(err).or_else(|| palisade::retry::http::to_problem(err));
+    let known = rejection_problem(err)
+        .or_else(|| palisade::retry::http::to_problem(err))
+        .or_else(|| palisade::shard::http::to_problem(err));
     let expired = cause_ref::<DeadlineExpired>(err);
     // The upstream's own timeout, when it was shorter than what the request
     // had left: its budget on arrival was all of `timeout_ms`.

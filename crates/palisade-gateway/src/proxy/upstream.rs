@@ -9,6 +9,8 @@
 //!
 //! ```text
 //! statistics (dashboard)         sees what a caller sees, rejections and timeouts included
+//!   cache                        `[cache]`: a hit skips everything below; a miss goes through it
+//!                                all; a stale entry answers a failure, a timeout or a rejection
 //!   overall timeout              `timeout_ms`, as a deadline (palisade-deadline, budget `timeout_ms`):
 //!                                the smaller of its own value and what is left of the request's
 //!                                deadline, carried on, so every layer below sees it
@@ -53,6 +55,7 @@ use std::time::Duration;
 use axum::body::Body;
 use http::{Request, Response, Uri};
 use palisade::bulkhead::{Bulkhead, BulkheadHandle, BulkheadLayer};
+use palisade::cache::CacheLayer;
 use palisade::circuit_breaker::{CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer};
 use palisade::deadline::{DeadlineHandle, DeadlineLayer, DeadlineService, DeadlineSettings};
 use palisade::hedge::{Hedge, HedgeHandle, HedgeLayer};
@@ -64,6 +67,7 @@ use tower::timeout::{Timeout, TimeoutLayer};
 use tower::util::{BoxCloneSyncService, Either, MapRequest};
 use tower::{Layer, ServiceBuilder};
 
+use crate::cache::{Cached, UpstreamCacheLayer};
 use crate::config::UpstreamConfig;
 use crate::logs::FailureLog;
 use crate::proxy::stats::{Stats, UpstreamStats};
@@ -90,7 +94,7 @@ type Hedged = Either<Hedge<MapRequest<Retried, ToBody>, StatusClassifier, Http>,
 /// origin-form URI, under the upstream's base; or an absolute one),
 /// `Response<Body>` or a [`BoxError`] out. One type for every upstream;
 /// cloning it allocates nothing, and clones share every layer's state.
-pub type UpstreamStack = Stats<DeadlineService<Hedged>>;
+pub type UpstreamStack = Stats<Cached<DeadlineService<Hedged>>>;
 
 /// [`UpstreamStack`] type-erased, for callers that want one
 /// (`BoxCloneSyncService`: a boxed future per call).
@@ -208,6 +212,7 @@ pub struct UpstreamLayers {
     deadline: DeadlineLayer,
     outgoing: DeadlineLayer,
     hedge: Option<UpstreamHedgeLayer>,
+    cache: Option<UpstreamCacheLayer>,
 }
 
 impl UpstreamLayers {
@@ -215,7 +220,7 @@ impl UpstreamLayers {
     /// `name`: retry, the circuit breaker and the bulkhead from their
     /// crates' settings as configured (`.settings(..)`), registering the
     /// breaker and the bulkhead in the registries (a name already registered
-    /// gives the registered instance).
+    /// gives the registered instance); the cache with [`crate::cache::build`].
     ///
     /// # Errors
     ///
@@ -272,6 +277,11 @@ impl UpstreamLayers {
             .as_ref()
             .map(|h| HedgeLayer::http_builder(name).settings(h.clone()).build())
             .transpose()?;
+        let cache = config
+            .cache
+            .as_ref()
+            .map(|c| crate::cache::build(name, c))
+            .transpose()?;
         Ok(Self {
             timeout: config.timeout,
             attempt_timeout: config.attempt_timeout,
@@ -281,6 +291,7 @@ impl UpstreamLayers {
             deadline,
             outgoing,
             hedge,
+            cache,
         })
     }
 
@@ -294,6 +305,12 @@ impl UpstreamLayers {
     #[must_use]
     pub fn hedge(&self) -> Option<HedgeHandle> {
         self.hedge.as_ref().map(HedgeLayer::handle)
+    }
+
+    /// The cache's handle, if the stack has a cache.
+    #[must_use]
+    pub fn cache(&self) -> Option<palisade::cache::CacheHandle> {
+        self.cache.as_ref().map(CacheLayer::handle)
     }
 
     /// The breaker's handle, if the stack has a breaker.
@@ -332,12 +349,13 @@ impl std::fmt::Debug for UpstreamLayers {
             .field("circuit_breaker", &self.circuit_breaker.is_some())
             .field("bulkhead", &self.bulkhead.is_some())
             .field("hedge", &self.hedge.is_some())
+            .field("cache", &self.cache.is_some())
             .finish()
     }
 }
 
 /// The stack of one upstream at `base` over `client`, outermost first:
-/// statistics, overall timeout, hedge, retry, circuit breaker, per-attempt
+/// statistics, cache, overall timeout, hedge, retry, circuit breaker, per-attempt
 /// timeout, bulkhead, deadline header, client (see the [module docs](self)).
 #[must_use]
 pub fn build_stack(
@@ -366,6 +384,7 @@ pub fn build_stack(
     };
     ServiceBuilder::new()
         .layer(stats.layer())
+        .layer(crate::cache::layer(layers.cache.as_ref()))
         .layer(layers.deadline.clone())
         .service(hedged)
 }

@@ -18,18 +18,21 @@ use tower::{Layer, Service};
 
 use crate::aggregator::fallback::{self, Marked};
 use crate::aggregator::{Gathered, Timed};
-use crate::proxy::upstream::UpstreamStack;
+use crate::sharding::UpstreamRoute;
 use crate::state::AppState;
 
 /// The aggregator's route over the upstreams' `stacks`, when the config has
 /// an aggregator (an empty router otherwise).
-pub(crate) fn routes(state: &AppState, stacks: &BTreeMap<&str, UpstreamStack>) -> Router<AppState> {
+pub(crate) fn routes(state: &AppState, stacks: &BTreeMap<&str, UpstreamRoute>) -> Router<AppState> {
     if let Some(config) = &state.inner.aggregator {
         let built = crate::aggregator::build(config, |branch| {
             let service = stacks.get(branch.upstream.as_str()).cloned();
-            let base = state
-                .upstream(&branch.upstream)
-                .map_or_else(String::new, |up| up.base().to_string());
+            // A sharded upstream has no base of its own: each shard sends
+            // the request to its own address (`sharding::ShardMember`).
+            let base = state.upstream(&branch.upstream).map_or_else(
+                || "http://sharded.invalid".to_owned(),
+                |up| up.base().to_string(),
+            );
             // Branch names are unique (validated).
             let index = config
                 .branches
@@ -70,13 +73,13 @@ pub(crate) fn routes(state: &AppState, stacks: &BTreeMap<&str, UpstreamStack>) -
 /// upstream that does not exist (validation makes sure every branch names
 /// one), a service whose every call fails.
 #[derive(Clone)]
-struct AggregatorBranch(Option<UpstreamStack>);
+struct AggregatorBranch(Option<UpstreamRoute>);
 
 impl Service<Request> for AggregatorBranch {
     type Response = Response;
     type Error = BoxError;
     type Future = futures_util::future::Either<
-        <UpstreamStack as Service<Request>>::Future,
+        <UpstreamRoute as Service<Request>>::Future,
         std::future::Ready<Result<Response, BoxError>>,
     >;
 

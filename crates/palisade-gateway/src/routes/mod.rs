@@ -6,6 +6,7 @@
 //! | `ANY {prefix}`, `ANY {prefix}/{*path}` | one pair per `[[routes]]` entry: proxied to its upstream |
 //! | `GET /api/dashboard/user/{id}` | the aggregator of `[aggregator]`, when configured |
 //! | `/api/accounts/...` | the bank accounts, event-sourced (`routes/accounts.rs`) |
+//! | `POST /api/orders` | places a demo order and publishes `orders.placed` (`[pubsub]`) |
 //! | `GET /healthz` | liveness: `200 ok` while the process serves |
 //! | `GET /readyz` | readiness: `200 ready`, `503` once shutdown began (through the readiness grace, while still serving) |
 //! | `GET /metrics` | Prometheus text exposition |
@@ -24,7 +25,9 @@
 //! request's deadline (`[deadline]`: the caller's `x-palisade-timeout-ms` or
 //! `grpc-timeout`, or the configured budget, carried with the request for
 //! every layer below; `504` when it passes: `routes/deadline.rs`), then the
-//! route: a proxy prefix (the longest that matches, as the path is
+//! rate limit of `[rate_limit]` on `/api` and the paths under it (a refusal is
+//! the crate's `429`, logged and with its request id like any answer; see
+//! [`crate::rate_limit`]), then the route: a proxy prefix (the longest that matches, as the path is
 //! written) goes straight to its upstream's stack (a path that any reading
 //! of it would turn into a climb, `..`, `..;`, `%2e%2e`, `..%2F`, a
 //! backslash, is refused with `400` first: [`palisade::path::check_path`]);
@@ -66,14 +69,18 @@ mod accounts;
 mod aggregator;
 mod deadline;
 mod health;
+mod orders;
 mod table;
 
 use self::table::{ProxyRoute, proxy, proxy_table};
 use crate::logs::{ACCESS_TARGET, AccessLog};
 use crate::proxy::errors::problem;
-use crate::proxy::upstream::UpstreamStack;
 use crate::proxy::{self, HttpClient};
+use crate::rate_limit::ApiKey;
+use crate::sharding::UpstreamRoute;
 use crate::state::AppState;
+use palisade::rate_limit::http::HttpRateLimitLayer;
+use tower::Layer as _;
 
 pub use crate::shared::X_REQUEST_ID;
 
@@ -107,12 +114,13 @@ pub fn new_request_id() -> HeaderValue {
 
 /// The axum router of everything but the proxy routes: the gateway's own
 /// endpoints, the admin API, the dashboard, and the aggregator over `stacks`.
-fn router(state: &AppState, stacks: &std::collections::BTreeMap<&str, UpstreamStack>) -> Router {
+fn router(state: &AppState, stacks: &std::collections::BTreeMap<&str, UpstreamRoute>) -> Router {
     let router = Router::new()
         .merge(health::routes())
         .merge(crate::dashboard::routes())
         .merge(aggregator::routes(state, stacks))
         .merge(accounts::routes())
+        .merge(orders::routes())
         .nest("/admin", crate::admin::routes(state));
     router.fallback(not_found).with_state(state.clone())
 }
@@ -142,6 +150,7 @@ struct Shared {
     body_limit: usize,
     access_log: AccessLog,
     deadline: palisade::deadline::DeadlineLayer,
+    rate_limit: Option<HttpRateLimitLayer<ApiKey>>,
 }
 
 /// The gateway's service for one connection (see the [module docs](self)):
@@ -310,7 +319,34 @@ where
         .unwrap_or(false)
 }
 
+/// The rate limit on `/api` (when configured), then [`dispatch`]. The
+/// client-IP key reads the connection's address, which the gateway forwards
+/// in `X-Forwarded-For` (`client`).
 async fn route(
+    shared: &Shared,
+    mut req: Request,
+    client: Option<&HeaderValue>,
+    request_id: &HeaderValue,
+) -> Response {
+    if let Some(limit) = &shared.rate_limit
+        && crate::rate_limit::covers(req.uri().path())
+    {
+        if let Some(addr) = crate::rate_limit::client_addr(client) {
+            req.extensions_mut().insert(addr);
+        }
+        let next = tower::service_fn(move |req: Request| async move {
+            Ok::<_, Infallible>(dispatch(shared, req, client, request_id).await)
+        });
+        return match limit.layer(next).oneshot(req).await {
+            Ok(res) => res,
+            Err(never) => match never {},
+        };
+    }
+    dispatch(shared, req, client, request_id).await
+}
+
+/// A proxy route, or the router.
+async fn dispatch(
     shared: &Shared,
     req: Request,
     client: Option<&HeaderValue>,
@@ -333,9 +369,19 @@ async fn route(
 /// would be written at the time the service is built, it is off.
 pub fn app(state: &AppState) -> App {
     let client: HttpClient = proxy::http_client();
-    let stacks: std::collections::BTreeMap<&str, UpstreamStack> = state
+    let stacks: std::collections::BTreeMap<&str, UpstreamRoute> = state
         .upstreams()
-        .map(|up| (up.name(), up.stack(client.clone())))
+        .map(|up| {
+            (
+                up.name(),
+                tower::util::Either::Left(up.stack(client.clone())),
+            )
+        })
+        .chain(
+            state
+                .sharded_upstreams()
+                .map(|up| (up.name(), tower::util::Either::Right(up.router()))),
+        )
         .collect();
     let shared = Shared {
         proxies: proxy_table(state, &stacks),
@@ -347,6 +393,7 @@ pub fn app(state: &AppState) -> App {
             AccessLog::Off
         },
         deadline: state.inner.deadline.clone(),
+        rate_limit: state.rate_limit().map(|r| r.layer().clone()),
     };
     App {
         shared: Arc::new(shared),

@@ -13,7 +13,7 @@ use tower::ServiceExt;
 
 use crate::logs::{FailureLog, FailureReason};
 use crate::proxy::errors::error_response;
-use crate::proxy::upstream::UpstreamStack;
+use crate::sharding::UpstreamRoute;
 use crate::state::AppState;
 
 /// Prometheus handles of one proxy route, resolved once.
@@ -51,7 +51,7 @@ pub(crate) struct ProxyRoute {
     upstream: Arc<str>,
     timeout_ms: u128,
     attempt_timeout_ms: u128,
-    service: UpstreamStack,
+    service: UpstreamRoute,
     metrics: RouteMetrics,
     failures: Arc<FailureLog>,
 }
@@ -138,26 +138,34 @@ async fn forward(
 /// The proxy routes of `state` over `stacks`, longest prefix first.
 pub(crate) fn proxy_table(
     state: &AppState,
-    stacks: &std::collections::BTreeMap<&str, UpstreamStack>,
+    stacks: &std::collections::BTreeMap<&str, UpstreamRoute>,
 ) -> Box<[ProxyRoute]> {
     let mut table: Vec<ProxyRoute> = Vec::new();
     for route in &state.inner.routes {
-        let (Some(upstream), Some(service)) = (
-            state.upstream(&route.upstream),
-            stacks.get(route.upstream.as_str()),
-        ) else {
+        // A plain upstream, or a sharded one (its router).
+        let upstream = state
+            .upstream(&route.upstream)
+            .map(|up| (up.config(), up.failure_log()))
+            .or_else(|| {
+                state
+                    .sharded_upstream(&route.upstream)
+                    .map(|up| (up.config(), up.failure_log()))
+            });
+        let (Some((config, failures)), Some(service)) =
+            (upstream, stacks.get(route.upstream.as_str()))
+        else {
             // Validation guarantees the upstream exists.
             tracing::error!(prefix = %route.prefix, upstream = %route.upstream, "route names a missing upstream; skipped");
             continue;
         };
         table.push(ProxyRoute {
             prefix: route.prefix.as_str().into(),
-            upstream: Arc::from(upstream.name()),
-            timeout_ms: upstream.config().timeout.as_millis(),
-            attempt_timeout_ms: upstream.config().attempt_timeout.as_millis(),
+            upstream: Arc::from(route.upstream.as_str()),
+            timeout_ms: config.timeout.as_millis(),
+            attempt_timeout_ms: config.attempt_timeout.as_millis(),
             service: service.clone(),
             metrics: RouteMetrics::new(&route.upstream),
-            failures: Arc::clone(upstream.failure_log()),
+            failures: Arc::clone(failures),
         });
     }
     table.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));

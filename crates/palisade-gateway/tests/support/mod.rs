@@ -202,6 +202,37 @@ pub async fn send(client: &HttpClient, req: Request<Body>) -> Reply {
     }
 }
 
+/// The first snapshot of `GET /dashboard/events` (a `text/event-stream`
+/// whose first event is `snapshot`, sent at once), parsed.
+pub async fn dashboard_snapshot(gw: &TestGateway) -> serde_json::Value {
+    let res = client()
+        .request(
+            Request::get(gw.url("/dashboard/events"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let mut body = res.into_body();
+    let mut text = String::new();
+    // Read until the first event is complete.
+    while !text.contains("\n\n") {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("an event")
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(text.starts_with("event: snapshot\n"), "{text}");
+    let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    serde_json::from_str(data).unwrap()
+}
+
 pub async fn get(client: &HttpClient, url: &str) -> Reply {
     send(client, Request::get(url).body(Body::empty()).unwrap()).await
 }

@@ -114,7 +114,7 @@ struct Entry {
     word: AtomicU64,
 }
 
-const _: () = assert!(std::mem::size_of::<Entry>() == 32);
+const _: () = assert!(size_of::<Entry>() == 32);
 
 struct ShardInner {
     entries: HashTable<Entry>,
@@ -458,6 +458,28 @@ mod tests {
 
     fn set(table: &Table, k: &str, now: u64, to: u64) -> Updated {
         table.update(key(k), table.hash(key(k)), now, |_| Some(to), |_| {})
+    }
+
+    #[test]
+    fn no_entry_straddles_a_cache_line() {
+        // 10 000 keys over the shards: every entry lies within one 64-byte
+        // line, so a lookup of a known key reads one line of entries.
+        let table = Table::new(100_000, 1_000_000, 0, DefaultHashBuilder::default());
+        for i in 0..10_000 {
+            set(&table, &format!("key-{i}"), 0, 5);
+        }
+        let mut seen = 0;
+        for shard in &*table.shards {
+            for entry in shard.0.read().entries.iter() {
+                let at = std::ptr::from_ref(entry).addr();
+                assert!(
+                    at % 64 + size_of::<Entry>() <= 64,
+                    "entry at {at:#x} straddles a line"
+                );
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 10_000);
     }
 
     #[test]
