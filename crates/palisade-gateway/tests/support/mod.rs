@@ -88,6 +88,13 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub async fn start(config: Config, token: Option<&str>) -> Self {
+        // A test gateway keeps the accounts' events in memory unless the
+        // test chose a store: the default SQLite file would land in the
+        // crate's directory.
+        let mut config = config;
+        if config.event_store == palisade::event_store::EventStoreSettings::default() {
+            config.event_store.url = "memory:".to_owned();
+        }
         let gateway = Gateway::bind(config, token.map(str::to_owned))
             .await
             .expect("gateway starts");
