@@ -258,8 +258,8 @@ async fn shutdown_drains_the_consumers(gw: TestGateway) {
     let state = gw.state.clone();
     assert_eq!(
         state.pubsub().unwrap().running(),
-        3,
-        "notification and two analytics members"
+        4,
+        "notification, two analytics members and the accounts' outbox relay"
     );
     gw.stop().await;
     let pubsub = state.pubsub().unwrap();
@@ -271,6 +271,63 @@ async fn shutdown_drains_the_consumers(gw: TestGateway) {
     if pubsub.snapshot().backend == "memory" {
         assert!(refused.is_err(), "the in-process bus is closed");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_events_are_relayed_to_the_bus_in_commit_order() {
+    let gw = TestGateway::start(memory_config(), Some(TOKEN)).await;
+    let pubsub = gw.state.pubsub().expect("[pubsub] is on");
+    let palisade_gateway::pubsub::Bus::Memory(bus) = pubsub.bus() else {
+        panic!("the in-process bus");
+    };
+    let prefix = pubsub.snapshot().subject_prefix;
+    let mut seen = bus.subscribe(&format!("{prefix}.accounts.>")).unwrap();
+
+    let c = client();
+    let opened = send(
+        &c,
+        request(
+            Method::POST,
+            &gw.url("/api/accounts"),
+            None,
+            Some(r#"{"owner":"ada"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
+    let id = opened.json()["id"].as_str().unwrap().to_owned();
+    for cents in [100, 250] {
+        let url = gw.url(&format!("/api/accounts/{id}/deposits"));
+        let body = format!(r#"{{"cents":{cents}}}"#);
+        let reply = send(&c, request(Method::POST, &url, None, Some(&body))).await;
+        assert!(reply.status.is_success(), "{}", reply.body);
+    }
+
+    // Every committed event, in commit order, each once, its id the event's.
+    let store = gw.state.accounts().expect("accounts run").store().clone();
+    let stored = store.read_all(0, 10).await.unwrap();
+    assert_eq!(stored.len(), 3);
+    for event in &stored {
+        let message = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .expect("relayed within 10 s")
+            .expect("open")
+            .unwrap();
+        assert_eq!(message.id(), event.id());
+        assert_eq!(
+            message.subject(),
+            format!("{prefix}.accounts.{}", event.event_type())
+        );
+        assert_eq!(message.headers().get("Event-Stream"), Some(event.stream()));
+    }
+    let relayed = eventually(Duration::from_secs(10), || async {
+        let view = admin_snapshot(&gw).await["relayed"].clone();
+        (view["relayed"] == 3).then_some(view)
+    })
+    .await;
+    assert_eq!(relayed["position"], stored[2].position());
+    // The relay stops with the consumers.
+    shutdown_drains_the_consumers(gw).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

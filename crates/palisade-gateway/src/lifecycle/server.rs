@@ -203,6 +203,12 @@ impl Gateway {
             if let Err(extra) = state.attach_pubsub(started) {
                 extra.shutdown(config.server.drain_timeout).await;
             }
+            // The accounts' events go to the bus through the outbox relay.
+            if let (Some(events), Some(accounts)) = (state.pubsub(), state.accounts()) {
+                events
+                    .relay_events(accounts.store().clone(), &config.event_store.table_prefix)
+                    .await?;
+            }
         }
         for up in state.upstreams() {
             let layers = up.layers();

@@ -3,9 +3,13 @@
 //! - **Publishing**: [`EventPublisher`] is how a feature publishes a domain
 //!   event: a JSON payload under a subject relative to the configured prefix,
 //!   with an id of its own and the HTTP request's id as correlation id.
-//!   `POST /api/orders` ([`crate::routes`]) publishes `orders.placed` with it;
-//!   account events (the event-sourced bank account) are to be published the
-//!   same way, through [`PubSub::events`].
+//!   `POST /api/orders` ([`crate::routes`]) publishes `orders.placed` with it.
+//! - **Account events** go out through the transactional outbox instead
+//!   ([`relay`], started by [`PubSub::relay_events`] when the accounts run
+//!   too): a relay follows the event store's gap-safe global order and
+//!   publishes each committed event on `<prefix>.accounts.<EventType>`, its
+//!   id as the message id, its checkpoint in a table beside the events, so
+//!   nothing uncommitted is published and nothing committed is lost.
 //! - **Consuming**: a notification consumer (durable: on JetStream a named
 //!   consumer whose position survives restarts) handles every
 //!   `orders.*` event through a tower stack (retry, circuit breaker, timeout,
@@ -29,6 +33,7 @@
 
 mod consumers;
 mod publisher;
+pub mod relay;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -81,6 +86,10 @@ pub struct PubSub {
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     running: Arc<AtomicUsize>,
+    /// The bus, for the accounts' outbox relay.
+    bus: Bus,
+    /// The accounts' outbox relay, once [`relay_events`](PubSub::relay_events) started it.
+    relay: Mutex<Option<palisade::pubsub::outbox::RelayHandle>>,
 }
 
 /// Counts a consumer task as running until dropped.
@@ -280,7 +289,9 @@ impl PubSub {
             "pubsub consumers started"
         );
         Ok(Self {
-            events: EventPublisher::new(bus, &prefix),
+            events: EventPublisher::new(bus.clone(), &prefix),
+            bus,
+            relay: Mutex::new(None),
             backend,
             consumers: starter.consumers,
             notifications,
@@ -292,6 +303,58 @@ impl PubSub {
             tasks: Mutex::new(starter.tasks),
             running: starter.running,
         })
+    }
+
+    /// Starts the outbox relay that publishes every event `store` commits on
+    /// `<prefix>.accounts.<EventType>` (see [`relay`]), its checkpoint in a
+    /// table beside the store's (`<table_prefix>_relay_checkpoints`). It
+    /// stops with the consumers at [`shutdown`](Self::shutdown).
+    ///
+    /// # Errors
+    ///
+    /// The checkpoint table cannot be created.
+    pub async fn relay_events(
+        &self,
+        store: palisade::event_store::EventStore<palisade::event_store::backend::AnyBackend>,
+        table_prefix: &str,
+    ) -> Result<(), StartError> {
+        use palisade::pubsub::outbox::{EventStoreOutbox, Relay};
+        let checkpoints = relay::Checkpoints::beside(&store, table_prefix).await?;
+        let prefix = self.events.prefix().to_owned();
+        let outbox = EventStoreOutbox::new(store, move |event| {
+            format!(
+                "{prefix}.{}.{}",
+                relay::ACCOUNTS_SUBJECT,
+                event.event_type()
+            )
+        });
+        let relay = Relay::builder(relay::RELAY_NAME)
+            .build(outbox, checkpoints, self.bus.clone())
+            .map_err(|e| StartError::Other(format!("pubsub relay: {e}")))?;
+        *self.relay.lock().unwrap_or_else(PoisonError::into_inner) = Some(relay.handle());
+        let mut stop = self.stop.subscribe();
+        self.running.fetch_add(1, Ordering::AcqRel);
+        let running = Running(Arc::clone(&self.running));
+        let task = tokio::spawn(async move {
+            let _running = running;
+            relay
+                .run_until(async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                })
+                .await;
+            tracing::info!(relay = relay::RELAY_NAME, "outbox relay stopped");
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
+        Ok(())
+    }
+
+    /// The bus (to subscribe to what the gateway publishes).
+    #[must_use]
+    pub const fn bus(&self) -> &Bus {
+        &self.bus
     }
 
     /// The publisher every feature publishes its events with.
@@ -312,7 +375,8 @@ impl PubSub {
         &self.breaker
     }
 
-    /// Consumer tasks still running (0 after [`shutdown`](Self::shutdown)).
+    /// Consumer tasks, and the accounts' outbox relay, still running (0
+    /// after [`shutdown`](Self::shutdown)).
     #[must_use]
     pub fn running(&self) -> usize {
         self.running.load(Ordering::Acquire)
@@ -396,8 +460,26 @@ impl PubSub {
                     .collect(),
             },
             dead_letters: self.dead_letters.latest.all(),
+            relayed: self
+                .relay
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map(|r| RelayView {
+                    relayed: r.relayed(),
+                    position: r.position(),
+                }),
         }
     }
+}
+
+/// The accounts' outbox relay at one instant.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct RelayView {
+    /// Events published since the gateway started.
+    pub relayed: u64,
+    /// The global position of the last one (its checkpoint).
+    pub position: u64,
 }
 
 /// The events feature at one instant: what the admin API
@@ -416,8 +498,11 @@ pub struct PubSubSnapshot {
     pub totals: ConsumerSnapshot,
     /// Each consumer, notification first.
     pub consumers: Vec<ConsumerView>,
-    /// Consumer tasks running.
+    /// Consumer tasks (and the outbox relay) running.
     pub running: usize,
+    /// The accounts' events relayed to the bus (`<prefix>.accounts.<Type>`),
+    /// when the accounts feature runs beside this one.
+    pub relayed: Option<RelayView>,
     /// The notification service.
     pub notifications: NotificationsView,
     /// The analytics counter.
