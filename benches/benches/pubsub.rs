@@ -30,7 +30,9 @@
 //! - `relay`: the outbox relay publishing 4 096 committed events (batches of
 //!   256, one checkpoint per batch) from the in-memory outbox to the
 //!   in-process bus, with the checkpoint in memory, in SQLite (a file) and
-//!   in PostgreSQL (`PALISADE_TEST_POSTGRES_URL`, skipped when unset).
+//!   in PostgreSQL (`PALISADE_TEST_POSTGRES_URL`, skipped when unset); and
+//!   from an event store (`EventStoreOutbox`, the store's gap-safe global
+//!   read) on SQLite and on PostgreSQL, the checkpoint in the same database.
 //!
 //! Run: `cargo bench -p palisade-benches --bench pubsub`.
 
@@ -426,6 +428,126 @@ mod relay {
             (store, pool)
         });
         relay_all(bencher, &rt, &store);
+        rt.block_on(async {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&pool)
+                .await;
+        });
+    }
+
+    /// 4 096 events in an event store (64 streams, appended in batches of
+    /// 64 before timing), read by `EventStoreOutbox` in the store's global
+    /// order, published to the bus, the checkpoint in the same database.
+    fn store_source<B, C>(
+        bencher: Bencher<'_, '_>,
+        rt: &tokio::runtime::Runtime,
+        store: &palisade_event_store::EventStore<B>,
+        checkpoints: &C,
+    ) where
+        B: palisade_event_store::backend::Backend,
+        C: CheckpointStore + Clone,
+    {
+        use palisade_event_store::{ExpectedVersion, NewEvent};
+        use palisade_pubsub::outbox::EventStoreOutbox;
+        static RUN: AtomicU64 = AtomicU64::new(0);
+        rt.block_on(async {
+            for s in 0..64 {
+                let batch: Vec<NewEvent> = (0..EVENTS / 64)
+                    .map(|i| {
+                        NewEvent::new(
+                            format!("ev-{s}-{i}"),
+                            "OrderCreated",
+                            serde_json::json!({ "order": i, "lines": [1, 2, 3] }),
+                        )
+                    })
+                    .collect();
+                store
+                    .append(&format!("order-{s}"), ExpectedVersion::NoStream, &batch)
+                    .await
+                    .unwrap();
+            }
+        });
+        let bus = MemoryBus::builder("bench").build().unwrap();
+        bencher
+            .counter(divan::counter::ItemsCount::new(EVENTS))
+            .with_inputs(|| {
+                let name = format!("store-relay{}", RUN.fetch_add(1, Ordering::Relaxed));
+                let source =
+                    EventStoreOutbox::new(store.clone(), |e| format!("orders.{}", e.event_type()));
+                Relay::builder(name)
+                    .batch_size(256)
+                    .build(source, checkpoints.clone(), bus.clone())
+                    .unwrap()
+            })
+            .bench_local_values(|mut relay| {
+                rt.block_on(async {
+                    let mut total = 0;
+                    loop {
+                        let n = relay.run_once().await.unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        total += n;
+                    }
+                    assert_eq!(total, EVENTS);
+                });
+            });
+    }
+
+    #[divan::bench(sample_count = 10, sample_size = 1)]
+    fn sqlite_event_store_source(bencher: Bencher<'_, '_>) {
+        use palisade_pubsub::backend::sqlite::SqliteCheckpoints;
+        let rt = runtime();
+        let dir =
+            std::env::temp_dir().join(format!("palisade_bench_es_relay_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (store, checkpoints) = rt.block_on(async {
+            let store = palisade_event_store::EventStore::builder("bench")
+                .url(format!("sqlite:{}", dir.join("events.db").display()))
+                .open()
+                .await
+                .unwrap();
+            let palisade_event_store::backend::AnyBackend::Sqlite(backend) = store.backend() else {
+                unreachable!("a sqlite: URL opens SQLite")
+            };
+            let checkpoints = SqliteCheckpoints::new(backend.pool().clone());
+            checkpoints.migrate().await.unwrap();
+            (store, checkpoints)
+        });
+        store_source(bencher, &rt, &store, &checkpoints);
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[divan::bench(sample_count = 10, sample_size = 1)]
+    fn postgres_event_store_source(bencher: Bencher<'_, '_>) {
+        use palisade_pubsub::backend::postgres::PgCheckpoints;
+        let Ok(url) = std::env::var("PALISADE_TEST_POSTGRES_URL") else {
+            println!(
+                "postgres event-store relay bench skipped: PALISADE_TEST_POSTGRES_URL is not set"
+            );
+            return;
+        };
+        let rt = runtime();
+        let schema = format!("bench_es_relay_{}", std::process::id());
+        let (store, checkpoints, pool) = rt.block_on(async {
+            let store = palisade_event_store::EventStore::builder("bench")
+                .url(&url)
+                .table_prefix(format!("{schema}.es"))
+                .open()
+                .await
+                .unwrap();
+            let palisade_event_store::backend::AnyBackend::Postgres(backend) = store.backend()
+            else {
+                unreachable!("a postgres:// URL opens PostgreSQL")
+            };
+            let pool = backend.pool().clone();
+            let checkpoints =
+                PgCheckpoints::with_table(pool.clone(), &format!("{schema}.checkpoints")).unwrap();
+            checkpoints.migrate().await.unwrap();
+            (store, checkpoints, pool)
+        });
+        store_source(bencher, &rt, &store, &checkpoints);
         rt.block_on(async {
             let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
                 .execute(&pool)
