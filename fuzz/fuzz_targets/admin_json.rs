@@ -40,15 +40,22 @@ static GATEWAY: LazyLock<Gateway> = LazyLock::new(|| {
         .build()
         .expect("a runtime");
     let config = Config::embedded_default();
-    let backends: BTreeMap<String, BackendInfo> = DEMO_SERVICES
+    // Every service, and every backend the config names (a sharded
+    // service runs on several: `user-0`, `user-1`, ...).
+    let names: Vec<String> = DEMO_SERVICES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(config.demo.iter().flat_map(|d| d.backends.keys().cloned()))
+        .collect();
+    let backends: BTreeMap<String, BackendInfo> = names
         .iter()
         .map(|name| {
-            let chaos = ChaosLayer::builder(*name)
+            let chaos = ChaosLayer::builder(name.as_str())
                 .build()
                 .expect("the default chaos layer builds")
                 .handle();
             let addr = "127.0.0.1:9".parse().expect("an address");
-            ((*name).to_owned(), BackendInfo { addr, chaos })
+            (name.clone(), BackendInfo { addr, chaos })
         })
         .collect();
     let (state, app) = runtime.block_on(async {

@@ -52,15 +52,22 @@ fuzz_target!(|data: &[u8]| {
         }
         Ok(config) => {
             assert!(!sets_nothing(&text), "accepted a text that sets nothing");
-            let backends: BTreeMap<String, BackendInfo> = DEMO_SERVICES
+            // Every service, and every backend the config names (a sharded
+            // service runs on several: `user-0`, `user-1`, ...).
+            let names: Vec<String> = DEMO_SERVICES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .chain(config.demo.iter().flat_map(|d| d.backends.keys().cloned()))
+                .collect();
+            let backends: BTreeMap<String, BackendInfo> = names
                 .iter()
                 .map(|name| {
-                    let chaos = ChaosLayer::builder(*name)
+                    let chaos = ChaosLayer::builder(name.as_str())
                         .build()
                         .expect("the default chaos layer builds")
                         .handle();
                     let addr = "127.0.0.1:9".parse().expect("an address");
-                    ((*name).to_owned(), BackendInfo { addr, chaos })
+                    (name.clone(), BackendInfo { addr, chaos })
                 })
                 .collect();
             // A cache's Redis tier connects lazily, from a tokio runtime.
